@@ -1,0 +1,49 @@
+"""loyalty: membership and loyalty points for e-commerce shops.
+
+Environment variables:
+
+- ``DATABASE_URL``: SQLAlchemy URL of the database. Default: an SQLite file at
+  ``./instance/loyalty.db``. ``postgresql://...`` URLs use psycopg 3.
+- ``LOYALTY_DB_POOL_SIZE`` / ``LOYALTY_DB_MAX_OVERFLOW``: PostgreSQL connection pool per
+  process (default 5 / 5).
+- ``LOYALTY_IDEMPOTENCY_LEASE_SECONDS``: how long an unfinished request owns its
+  Idempotency-Key before a retry may take it over (default 60).
+- ``LOYALTY_LOG_LEVEL``: log level (default INFO).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+
+from loyalty import config
+from loyalty.db import configure_engine
+from loyalty.extensions import db
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.from_mapping(config.from_environment())
+    if test_config:
+        app.config.update(test_config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    logging.basicConfig(level=os.environ.get("LOYALTY_LOG_LEVEL", "INFO"))
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+
+    from loyalty import api
+    from loyalty.api import health
+
+    app.register_blueprint(health.blp)
+    api.init_app(app)
+
+    from loyalty.cli import register_commands
+
+    register_commands(app)
+    return app

@@ -1,0 +1,94 @@
+"""The HTTP layer: thin views that parse, call one service and serialize.
+
+``init_app`` registers the OpenAPI machinery, the blueprints, and the request hooks shared by
+every /v1 route (authentication, scopes, idempotency, problem+json errors).
+"""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+from apispec import BasePlugin
+from flask import Flask
+from flask_smorest import Api as BaseApi
+from flask_smorest.utils import prepare_response
+
+from loyalty.schemas.common import ProblemSchema
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ConventionsPlugin(BasePlugin):  # type: ignore[misc]
+    """Documents what every /v1 operation shares: bearer auth, 401/403, Idempotency-Key."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        if not path or not path.startswith("/v1") or operations is None:
+            return
+        for method, operation in operations.items():
+            operation.setdefault("security", [{"bearerAuth": []}])
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", "UNAUTHORIZED")
+            responses.setdefault("403", "FORBIDDEN")
+            if method == "post":
+                operation.setdefault("parameters", []).append(
+                    "IdempotencyKey"
+                )
+                responses.setdefault("409", "CONFLICT")
+                responses.setdefault(
+                    "422", "UNPROCESSABLE_ENTITY"
+                )
+            if method in ("post", "patch", "put"):
+                responses.setdefault("400", "BAD_REQUEST")
+
+
+class Api(BaseApi):  # type: ignore[misc]
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        """Errors are handled by loyalty.api.errors, for every route, not just smorest's."""
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+
+api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
+
+
+def init_app(app: Flask) -> None:
+    from loyalty.api import auth, errors, idempotency
+    from loyalty.api.blueprints import BLUEPRINTS
+
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "bearerAuth",
+        {"type": "http", "scheme": "bearer", "description": "An API key made by `loyalty keys create`."},
+    )
+    api.spec.components.parameter(
+        "IdempotencyKey",
+        "header",
+        {
+            "name": "Idempotency-Key",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": (
+                "Makes a retry safe: the same key and body return the first response without "
+                "doing the work again."
+            ),
+        },
+    )
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    errors.init_app(app)
+    auth.init_app(app)
+    idempotency.init_app(app)

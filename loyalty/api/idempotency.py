@@ -1,0 +1,72 @@
+"""The Idempotency-Key header on every POST under /v1.
+
+before_request claims the key (or replays the stored answer); the view's work then runs in
+an outer transaction scope, and after_request stores the response in that same transaction
+before committing, so work and answer are saved together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Flask, Response, current_app, g, request
+
+from loyalty.api.auth import API_PREFIX, current_caller
+from loyalty.db import close_outer_scope, open_outer_scope
+from loyalty.errors import ValidationFailed
+from loyalty.extensions import db
+from loyalty.idempotency import services as idempotency
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _claim_key() -> Response | None:
+    key = request.headers.get(HEADER)
+    if request.method != "POST" or key is None or not request.path.startswith(API_PREFIX):
+        return None
+    if request.url_rule is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise ValidationFailed({HEADER: ["Must be 1 to 255 characters."]})
+    fingerprint = idempotency.request_fingerprint(
+        request.method, request.full_path, request.get_data(cache=True)
+    )
+    lease = dt.timedelta(seconds=current_app.config["IDEMPOTENCY_LEASE_SECONDS"])
+    record_id, stored = idempotency.claim(
+        db.session, current_caller().key_id, key, fingerprint, lease
+    )
+    if stored is not None:
+        response = current_app.response_class(
+            stored.body,
+            status=stored.status,
+            mimetype="application/problem+json" if stored.status >= 400 else "application/json",
+        )
+        response.headers[REPLAYED_HEADER] = "true"
+        return response
+    g.idempotency_record = record_id
+    open_outer_scope(db.session)
+    return None
+
+
+def _store_response(response: Response) -> Response:
+    record_id = g.pop("idempotency_record", None)
+    if record_id is None:
+        return response
+    session = db.session
+    close_outer_scope(session)
+    if response.status_code >= 500:
+        session.rollback()
+        idempotency.release(session, record_id)
+        return response
+    if response.status_code >= 400:
+        # The work failed and must not be kept; its answer is kept so a retry gets the same.
+        session.rollback()
+    idempotency.complete(session, record_id, response.status_code, response.get_data(as_text=True))
+    session.commit()
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_claim_key)
+    app.after_request(_store_response)

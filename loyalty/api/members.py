@@ -1,0 +1,131 @@
+"""Members: enrolment, the member card, history, and the admin's changes and adjustments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+
+from loyalty.api.auth import current_caller, requires
+from loyalty.api.base import Blueprint
+from loyalty.extensions import db
+from loyalty.ledger import services as ledger
+from loyalty.ledger.models import LedgerTransaction
+from loyalty.members import services as members
+from loyalty.schemas.common import PageQuerySchema
+from loyalty.schemas.ledger import AdjustmentSchema, TransactionPageSchema, TransactionSchema
+from loyalty.schemas.members import (
+    EnrollSchema,
+    MemberCardSchema,
+    MemberSchema,
+    MemberUpdateSchema,
+)
+
+blp = Blueprint("members", __name__, url_prefix="/v1", description="Members and their points.")
+admin_blp = Blueprint(
+    "admin_members", __name__, url_prefix="/v1/admin", description="Admin: members and points."
+)
+
+
+def card_body(external_id: str) -> dict[str, Any]:
+    card = members.card(db.session, external_id)
+    return {
+        **MemberSchema().dump(card.member),
+        "tier": None,
+        "tier_progress": None,
+        "balance": {
+            "available": card.balance.available,
+            "pending": card.balance.pending,
+            "held": card.balance.held,
+            "expiring_soon": [
+                {"points": lot.remaining, "expires_at": lot.expires_at}
+                for lot in card.expiring_soon
+            ],
+        },
+    }
+
+
+def transaction_body(txn: LedgerTransaction) -> dict[str, Any]:
+    return {
+        "public_id": txn.public_id,
+        "kind": txn.kind,
+        "points": ledger.member_points_delta(txn),
+        "effective_at": txn.effective_at,
+        "created_at": txn.created_at,
+        "reference": txn.reference,
+        "reason": txn.reason,
+        "entries": txn.entries,
+    }
+
+
+@blp.route("/members")
+class Members(MethodView):
+    @requires("checkout")
+    @blp.arguments(EnrollSchema, example={"external_id": "cust_1001", "email": "ada@example.com"})
+    @blp.response(201, MemberCardSchema, description="Enrolled.")
+    @blp.alt_response(200, schema=MemberCardSchema, description="Already enrolled.")
+    def post(self, fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Enroll a member
+
+        Idempotent on `external_id`: enrolling the same customer again returns the existing
+        member with 200. A `referred_by` naming nobody is a 422 `referrer_not_found`.
+        """
+        member, created = members.enroll(db.session, fields)
+        return card_body(member.external_id), 201 if created else 200
+
+
+@blp.route("/members/<string:external_id>")
+class MemberCard(MethodView):
+    @requires("checkout", "app")
+    @blp.response(200, MemberCardSchema)
+    @blp.alt_response(404, description="No such member.")
+    def get(self, external_id: str) -> dict[str, Any]:
+        """The member card: status, tier, balances, points expiring soon"""
+        return card_body(external_id)
+
+
+@blp.route("/members/<string:external_id>/transactions")
+class MemberTransactions(MethodView):
+    @requires("checkout", "app")
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, TransactionPageSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(422, description="Bad limit or cursor.")
+    def get(self, query: dict[str, Any], external_id: str) -> dict[str, Any]:
+        """The member's points history, newest first"""
+        page = ledger.history(db.session, external_id, query["limit"], query["cursor"])
+        return {
+            "items": [transaction_body(txn) for txn in page.items],
+            "next_cursor": page.next_cursor,
+        }
+
+
+@admin_blp.route("/members/<string:external_id>")
+class AdminMember(MethodView):
+    @requires("admin")
+    @admin_blp.arguments(MemberUpdateSchema, example={"status": "suspended"})
+    @admin_blp.response(200, MemberCardSchema)
+    @admin_blp.alt_response(404, description="No such member.")
+    @admin_blp.alt_response(409, description="The member is closed; closing is final.")
+    def patch(self, changes: dict[str, Any], external_id: str) -> dict[str, Any]:
+        """Change a member's status (active, suspended, closed) or profile"""
+        members.update_member(db.session, external_id, changes)
+        return card_body(external_id)
+
+
+@admin_blp.route("/members/<string:external_id>/adjustments")
+class Adjustments(MethodView):
+    @requires("admin")
+    @admin_blp.arguments(
+        AdjustmentSchema, example={"points": 500, "reason": "Apology for a late delivery"}
+    )
+    @admin_blp.response(201, TransactionSchema)
+    @admin_blp.alt_response(404, description="No such member.")
+    @admin_blp.alt_response(422, description="Insufficient points, a closed member, or bad input.")
+    def post(self, fields: dict[str, Any], external_id: str) -> Response | dict[str, Any]:
+        """Add or remove points by hand, with a reason"""
+        txn = ledger.adjust(
+            db.session, external_id, fields["points"], fields["reason"], current_caller().name
+        )
+        return transaction_body(txn)

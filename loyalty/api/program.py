@@ -1,0 +1,43 @@
+"""Program settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import requires
+from loyalty.api.base import Blueprint
+from loyalty.extensions import db
+from loyalty.program import services as program
+from loyalty.schemas.program import (
+    ProgramOutSchema,
+    ProgramSchema,
+    changes_to_columns,
+    settings_to_dict,
+)
+
+blp = Blueprint("program", __name__, url_prefix="/v1/admin", description="Admin: program settings.")
+
+
+@blp.route("/program")
+class Program(MethodView):
+    @requires("admin")
+    @blp.response(200, ProgramOutSchema)
+    def get(self) -> dict[str, Any]:
+        """The program settings"""
+        return settings_to_dict(program.get_settings(db.session))
+
+    @requires("admin")
+    @blp.arguments(
+        ProgramSchema(partial=True),
+        example={"pending_days": 30, "expiry": {"policy": "inactivity", "months": 18}},
+    )
+    @blp.response(200, ProgramOutSchema)
+    def patch(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some program settings
+
+        Changes only the settings named; each is validated. New expiry and return-window
+        settings apply to points earned from now on.
+        """
+        return settings_to_dict(program.update_settings(db.session, changes_to_columns(changes)))

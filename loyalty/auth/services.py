@@ -1,0 +1,85 @@
+"""Creating, listing, revoking and checking API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.auth.models import ApiKey, Scope
+from loyalty.db import transaction, utcnow
+from loyalty.errors import Conflict, NotFound, ValidationFailed
+
+KEY_PREFIX = "lk_"
+
+
+class KeyNameTaken(Conflict):
+    code = "key_name_taken"
+    title = "An API key with this name exists"
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
+    """Create a key; return it with the raw secret, which is shown once and never stored.
+
+    Raises ValidationFailed for an empty name or unknown scope, KeyNameTaken for a used name.
+    """
+    scope_list = sorted(set(scopes))
+    unknown = [s for s in scope_list if s not in {scope.value for scope in Scope}]
+    if not name.strip() or len(name) > 100:
+        raise ValidationFailed({"name": ["Must be 1 to 100 characters."]})
+    if unknown or not scope_list:
+        raise ValidationFailed({"scopes": [f"Choose from {', '.join(s.value for s in Scope)}."]})
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    with transaction(session):
+        if session.scalar(sa.select(ApiKey.id).where(ApiKey.name == name)) is not None:
+            raise KeyNameTaken(f"An API key named {name!r} already exists.")
+        key = ApiKey(name=name, key_hash=hash_key(raw), prefix=raw[:8], scopes=" ".join(scope_list))
+        session.add(key)
+        session.flush()
+    return key, raw
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, revoked ones included, oldest first."""
+    return list(session.execute(sa.select(ApiKey).order_by(ApiKey.id)).scalars())
+
+
+def revoke_key(session: Session, name: str) -> ApiKey:
+    """Revoke the key called `name` (revoking twice is harmless). Raises NotFound."""
+    with transaction(session):
+        key = session.execute(sa.select(ApiKey).where(ApiKey.name == name)).scalar_one_or_none()
+        if key is None:
+            raise NotFound(f"No API key named {name!r}.")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: int
+    name: str
+    scopes: frozenset[str]
+
+    def may(self, allowed: Iterable[str]) -> bool:
+        return Scope.ADMIN.value in self.scopes or not self.scopes.isdisjoint(allowed)
+
+
+def authenticate(session: Session, raw_key: str) -> Caller | None:
+    """The caller behind a raw key, or None for an unknown or revoked key."""
+    row = session.execute(
+        sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes).where(
+            ApiKey.key_hash == hash_key(raw_key), ApiKey.revoked_at.is_(None)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))

@@ -1,0 +1,157 @@
+"""The `loyalty` command: a Flask CLI group over the app factory."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup
+
+from loyalty.errors import LoyaltyError
+from loyalty.extensions import db
+
+OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+
+
+def openapi_document(app: Flask) -> str:
+    """The OpenAPI document as committed in openapi/: stable key order, trailing newline."""
+    spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
+    return json.dumps(spec, indent=2, sort_keys=True) + "\n"
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=None, type=int, help="Default: from gunicorn.conf.py.")
+def serve_command(host: str, port: int, workers: int | None) -> None:
+    """Serve the API with gunicorn (sync workers)."""
+    conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+    args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
+    if conf.exists():
+        args += ["--config", str(conf)]
+    if workers:
+        args += ["--workers", str(workers)]
+    args.append("loyalty:create_app()")
+    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
+
+
+db_cli = AppGroup("db", help="Database schema.")
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to REVISION (default: head)."""
+    from loyalty.migrate import upgrade
+
+    upgrade(db.engine, revision)
+    click.echo(f"database at {revision}")
+
+
+keys_cli = AppGroup("keys", help="API keys.")
+
+
+@keys_cli.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["checkout", "app", "admin"]))
+def keys_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create an API key; the key is printed once, alone on the last line."""
+    from loyalty.auth.services import create_key
+
+    try:
+        key, raw = create_key(db.session, name, scopes)
+    except LoyaltyError as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(f"created key {key.name!r} with scopes {key.scopes}; it is shown only now:")
+    click.echo(raw)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List API keys (never the keys themselves)."""
+    from loyalty.auth.services import list_keys
+
+    for key in list_keys(db.session):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        click.echo(f"{key.name}\t{key.prefix}…\t{key.scopes}\t{state}")
+
+
+@keys_cli.command("revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke the API key NAME."""
+    from loyalty.auth.services import revoke_key
+
+    try:
+        revoke_key(db.session, name)
+    except LoyaltyError as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(f"revoked {name}")
+
+
+ledger_cli = AppGroup("ledger", help="The points ledger.")
+
+
+@ledger_cli.command("verify")
+def ledger_verify() -> None:
+    """Check every ledger invariant; exit 1 on any breach."""
+    from loyalty.ledger.services import verify
+
+    report = verify(db.session)
+    for problem in report.problems:
+        click.echo(f"BREACH {problem}", err=True)
+    click.echo(
+        f"checked {report.transactions} transactions and {report.members} members: "
+        + ("ok" if report.ok else f"{len(report.problems)} breaches")
+    )
+    if not report.ok:
+        sys.exit(1)
+
+
+demo_cli = AppGroup("demo", help="Demo data.")
+
+
+@demo_cli.command("seed")
+def demo_seed() -> None:
+    """Seed demo members and print one fresh API key per scope."""
+    from loyalty.demo import seed
+
+    for line in seed(db.session):
+        click.echo(line)
+
+
+openapi_cli = AppGroup("openapi", help="The OpenAPI document.")
+
+
+@openapi_cli.command("export")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=OPENAPI_FILE,
+              show_default=True)
+def openapi_export(output: Path) -> None:
+    """Write the OpenAPI document generated from the code."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(openapi_document(current_app))
+    click.echo(f"wrote {output}")
+
+
+def register_commands(app: Flask) -> None:
+    for group in (db_cli, keys_cli, ledger_cli, demo_cli, openapi_cli):
+        app.cli.add_command(group)
+    app.cli.add_command(serve_command)
+
+
+def _create_app(*_: Any) -> Flask:
+    from loyalty import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False)
+def main() -> None:
+    """loyalty: membership and loyalty points service."""

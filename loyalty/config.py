@@ -1,0 +1,59 @@
+"""Configuration from the environment (documented in loyalty/__init__.py and the README)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SQLITE = Path.cwd() / "instance" / "loyalty.db"
+
+
+def database_url(raw: str | None) -> str:
+    """Normalize DATABASE_URL: default to the SQLite file, and use psycopg 3 for PostgreSQL."""
+    if not raw:
+        DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{DEFAULT_SQLITE}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {
+        "pool_size": int(os.environ.get("LOYALTY_DB_POOL_SIZE", "5")),
+        "max_overflow": int(os.environ.get("LOYALTY_DB_MAX_OVERFLOW", "5")),
+        # After a database restart, stale pooled connections are replaced, not handed out.
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 5},
+    }
+
+
+def from_environment() -> dict[str, Any]:
+    url = database_url(os.environ.get("DATABASE_URL"))
+    return {
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
+        "IDEMPOTENCY_LEASE_SECONDS": int(os.environ.get("LOYALTY_IDEMPOTENCY_LEASE_SECONDS", "60")),
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "API_TITLE": "loyalty",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": (
+                    "Membership and loyalty points with a ledger-based points model. "
+                    "Errors are application/problem+json with a stable `code`."
+                ),
+            },
+            "servers": [{"url": "/"}],
+        },
+    }

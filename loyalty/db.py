@@ -1,0 +1,133 @@
+"""Database plumbing: the declarative base, column types and the transaction scope.
+
+Every service runs its use case inside ``transaction()``: the outermost scope commits on
+success and rolls back on any exception. Scopes nest, so the HTTP layer can open an outer
+scope (for an Idempotency-Key) and have the service's work and the stored response commit
+together, atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, registry
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only aliases ROWID (and so autoincrements) for a column declared exactly INTEGER.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every database.
+
+    SQLite stores no offset, so values come back naive; they are UTC by construction.
+    Naive values are refused on the way in so no local time can slip into the ledger.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: times are timezone-aware UTC")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    registry = registry(
+        metadata=sa.MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={dt.datetime: UTCDateTime()},
+    )
+
+
+def configure_engine(engine: Engine) -> None:
+    """Make SQLite behave like a database that can take concurrent writers.
+
+    pysqlite's own transaction handling starts transactions late and lazily, so two writers
+    both read, then one fails at its first write with "database is locked". We emit
+    ``BEGIN IMMEDIATE`` ourselves: writers queue on the database lock (busy_timeout) and
+    serialize, which is SQLite's equivalent of PostgreSQL's row locks.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_DEPTH = "loyalty.transaction_depth"
+
+
+@contextmanager
+def transaction(session: Session) -> Iterator[Session]:
+    """Run a unit of work: commit at the end of the outermost scope, roll back on any error.
+
+    An inner scope joins the outer one as a savepoint; an exception raised inside it rolls
+    back to the savepoint and propagates.
+    """
+    depth = session.info.get(_DEPTH, 0)
+    session.info[_DEPTH] = depth + 1
+    try:
+        if depth:
+            # A savepoint, so a failure the service handles itself (a lost insert race, say)
+            # does not poison the outer transaction.
+            with session.begin_nested():
+                yield session
+            return
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    finally:
+        session.info[_DEPTH] = depth
+
+
+def open_outer_scope(session: Session) -> None:
+    """Start a scope that the caller ends with ``close_outer_scope`` (used across hooks)."""
+    session.info[_DEPTH] = session.info.get(_DEPTH, 0) + 1
+
+
+def close_outer_scope(session: Session) -> None:
+    session.info[_DEPTH] = max(session.info.get(_DEPTH, 1) - 1, 0)
+
+
+def in_outer_scope(session: Session) -> bool:
+    return bool(session.info.get(_DEPTH, 0))

@@ -1,0 +1,1 @@
+"""The points ledger: balanced, append-only transactions, lots, and per-member balances."""

@@ -1,0 +1,125 @@
+"""Ledger tables.
+
+- ``ledger_transactions`` / ``ledger_entries``: append-only; the entries of a transaction sum
+  to zero. Member accounts (available, pending, held) carry the member's points; program
+  accounts (issued, redeemed, expired, adjusted) are their counterparts. Program-side entries
+  carry the member too, so program totals are aggregations and never a hot row.
+- ``member_balances``: one row per member, created at enrolment, holding the sums of the
+  member's accounts. It is the row writers lock (``FOR UPDATE``), so a member's writes
+  serialize while different members never wait on each other.
+- ``point_lots``: where earned points sit, with ``available_at`` and ``expires_at``; spending
+  consumes lots soonest-expiring first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from loyalty.db import BigIntPK, utcnow
+from loyalty.extensions import db
+
+
+class Account(enum.StrEnum):
+    AVAILABLE = "available"
+    PENDING = "pending"
+    HELD = "held"
+    ISSUED = "issued"
+    REDEEMED = "redeemed"
+    EXPIRED = "expired"
+    ADJUSTED = "adjusted"
+
+
+MEMBER_ACCOUNTS = (Account.AVAILABLE, Account.PENDING, Account.HELD)
+
+
+class TransactionKind(enum.StrEnum):
+    EARN = "earn"
+    MATURE = "mature"
+    EXPIRE = "expire"
+    ADJUST = "adjust"
+    SPEND = "spend"
+
+
+class LotState(enum.StrEnum):
+    PENDING = "pending"
+    AVAILABLE = "available"
+    EXPIRED = "expired"
+
+
+class MemberBalance(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "member_balances"
+
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"), primary_key=True)
+    available: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    pending: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    held: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # The earliest time a lot matures or expires: reads settle the member only when it passed.
+    next_due_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    last_activity_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LedgerTransaction(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    # When the movement took effect (a lot's expiry time, say), which may precede created_at.
+    effective_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reference: Mapped[str | None] = mapped_column(sa.String(200))
+    reason: Mapped[str | None] = mapped_column(sa.String(500))
+    actor: Mapped[str | None] = mapped_column(sa.String(100))
+    corrects_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+    entries: Mapped[list[LedgerEntry]] = relationship(
+        back_populates="transaction", order_by="LedgerEntry.id", lazy="selectin"
+    )
+
+
+class LedgerEntry(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        sa.CheckConstraint("amount <> 0", name="nonzero"),
+        sa.Index("ix_ledger_entries_member_id_account", "member_id", "account"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id"), index=True
+    )
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    account: Mapped[str] = mapped_column(sa.String(16))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+
+    transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
+
+
+class PointLot(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        sa.CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_bounds"),
+        sa.Index("ix_point_lots_member_id_state", "member_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    points: Mapped[int] = mapped_column(sa.BigInteger)
+    remaining: Mapped[int] = mapped_column(sa.BigInteger)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    available_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    transaction: Mapped[LedgerTransaction] = relationship()

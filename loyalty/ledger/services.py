@@ -1,0 +1,520 @@
+"""Ledger operations.
+
+The building blocks (``post``, ``credit``, ``debit``, ``settle``) expect the caller to be
+inside ``transaction()`` holding the member's lock (``lock_balance``); the use cases
+(``adjust``, ``settled_balance``, ``history``) own their transaction. ``verify`` checks every
+invariant of the whole ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.errors import ValidationFailed
+from loyalty.ledger import policy
+from loyalty.ledger.exceptions import InsufficientPoints, MemberInactive
+from loyalty.ledger.models import (
+    MEMBER_ACCOUNTS,
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    LotState,
+    MemberBalance,
+    PointLot,
+    TransactionKind,
+)
+from loyalty.members.exceptions import MemberNotFound
+from loyalty.members.models import Member, MemberStatus
+from loyalty.program.models import ExpiryPolicy, ProgramSettings
+from loyalty.program.services import get_settings
+
+
+def lock_balance(session: Session, member_id: int) -> MemberBalance:
+    """Lock the member's balance row (``FOR UPDATE``) and return it freshly read.
+
+    Every write to a member's points goes through this lock, so concurrent debits see each
+    other's results instead of the same stale balance.
+    """
+    stmt = (
+        sa.select(MemberBalance)
+        .where(MemberBalance.member_id == member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.execute(stmt).scalar_one()
+
+
+def post(
+    session: Session,
+    balance: MemberBalance,
+    kind: TransactionKind,
+    legs: Sequence[tuple[Account, int]],
+    *,
+    effective_at: dt.datetime,
+    reference: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> LedgerTransaction:
+    """Append one balanced transaction and move the member's balance columns with it."""
+    legs = [(account, amount) for account, amount in legs if amount]
+    if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
+        raise ValueError(f"unbalanced ledger transaction: {legs}")
+    txn = LedgerTransaction(
+        member_id=balance.member_id,
+        kind=kind.value,
+        effective_at=effective_at,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+        details=details or {},
+    )
+    txn.entries = [
+        LedgerEntry(member_id=balance.member_id, account=account.value, amount=amount)
+        for account, amount in legs
+    ]
+    for account, amount in legs:
+        if account in MEMBER_ACCOUNTS:
+            column = account.value
+            setattr(balance, column, getattr(balance, column) + amount)
+    session.add(txn)
+    return txn
+
+
+def _note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
+    if when is not None and (balance.next_due_at is None or when < balance.next_due_at):
+        balance.next_due_at = when
+
+
+def _record_activity(
+    session: Session, balance: MemberBalance, settings: ProgramSettings, now: dt.datetime
+) -> None:
+    """Under the inactivity policy any earning or spending pushes every lot's expiry out."""
+    balance.last_activity_at = now
+    if settings.expiry_policy != ExpiryPolicy.INACTIVITY:
+        return
+    new_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    session.execute(
+        sa.update(PointLot)
+        .where(
+            PointLot.member_id == balance.member_id,
+            PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value]),
+            PointLot.remaining > 0,
+        )
+        .values(expires_at=new_expiry)
+        .execution_options(synchronize_session="fetch")
+    )
+    _note_due(balance, new_expiry)
+
+
+def credit(
+    session: Session,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    points: int,
+    *,
+    kind: TransactionKind,
+    source: Account,
+    now: dt.datetime,
+    pending: bool,
+    **txn_fields: Any,
+) -> tuple[LedgerTransaction, PointLot]:
+    """Credit `points` from the program account `source` into a new lot.
+
+    With `pending`, the points wait in the member's pending account for the program's return
+    window; otherwise they are available at once, first repaying any debt.
+    """
+    if points <= 0:
+        raise ValueError("credit needs a positive number of points")
+    available_at = now + dt.timedelta(days=settings.pending_days) if pending else now
+    if available_at <= now:
+        pending = False
+    expires_at = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    if pending:
+        target, remaining, state = Account.PENDING, points, LotState.PENDING
+    else:
+        target, state = Account.AVAILABLE, LotState.AVAILABLE
+        remaining = policy.lot_remaining_after_credit(balance.available, points)
+    _record_activity(session, balance, settings, now)
+    txn = post(
+        session, balance, kind, [(source, -points), (target, points)], effective_at=now,
+        **txn_fields,
+    )
+    lot = PointLot(
+        member_id=balance.member_id,
+        transaction=txn,
+        points=points,
+        remaining=remaining,
+        state=state.value,
+        available_at=available_at,
+        expires_at=expires_at,
+    )
+    session.add(lot)
+    _note_due(balance, available_at if pending else expires_at)
+    return txn, lot
+
+
+def _spendable_lots(session: Session, member_id: int) -> list[PointLot]:
+    stmt = sa.select(PointLot).where(
+        PointLot.member_id == member_id,
+        PointLot.state == LotState.AVAILABLE.value,
+        PointLot.remaining > 0,
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def debit(
+    session: Session,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    points: int,
+    *,
+    kind: TransactionKind,
+    destination: Account,
+    now: dt.datetime,
+    allow_negative: bool = False,
+    **txn_fields: Any,
+) -> tuple[LedgerTransaction, list[tuple[PointLot, int]]]:
+    """Debit `points` from available into the program account `destination`.
+
+    Consumes lots soonest-expiring first and returns the transaction with the lots it took
+    from. Raises InsufficientPoints when fewer points are available, unless
+    `allow_negative` (refund reversals only), which takes the balance below zero.
+    """
+    if points <= 0:
+        raise ValueError("debit needs a positive number of points")
+    if balance.available < points and not allow_negative:
+        raise InsufficientPoints(
+            f"{points} points needed, {max(balance.available, 0)} available.",
+            available=max(balance.available, 0),
+            requested=points,
+        )
+    lots = {lot.id: lot for lot in _spendable_lots(session, balance.member_id)}
+    views = [policy.LotView(lot.id, lot.remaining, lot.available_at, lot.expires_at)
+             for lot in lots.values()]
+    from_lots = min(points, sum(view.remaining for view in views))
+    taken = []
+    for lot_id, take in policy.plan_consumption(views, from_lots):
+        lots[lot_id].remaining -= take
+        taken.append((lots[lot_id], take))
+    _record_activity(session, balance, settings, now)
+    txn = post(
+        session, balance, kind, [(Account.AVAILABLE, -points), (destination, points)],
+        effective_at=now, **txn_fields,
+    )
+    return txn, taken
+
+
+def settle(
+    session: Session, balance: MemberBalance, now: dt.datetime
+) -> list[LedgerTransaction]:
+    """Post every maturing and expiry that fell due by `now`, in the order they happened.
+
+    Returns the transactions it wrote (none when nothing was due). Each one is dated at the
+    moment it took effect, not when it was noticed.
+    """
+    if balance.next_due_at is None or balance.next_due_at > now:
+        return []
+    stmt = sa.select(PointLot).where(
+        PointLot.member_id == balance.member_id,
+        sa.or_(
+            sa.and_(PointLot.state == LotState.PENDING.value, PointLot.available_at <= now),
+            sa.and_(
+                PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value]),
+                PointLot.remaining > 0,
+                PointLot.expires_at <= now,
+            ),
+        ),
+    )
+    lots = {lot.id: lot for lot in session.execute(stmt).scalars()}
+    views = [
+        policy.DueLot(lot.id, lot.state, lot.remaining, lot.available_at, lot.expires_at)
+        for lot in lots.values()
+    ]
+    written = []
+    for when, event, lot_id in policy.due_events(views, now):
+        lot = lots[lot_id]
+        if event == "mature" and lot.state == LotState.PENDING:
+            amount = lot.remaining
+            lot.state = LotState.AVAILABLE.value
+            lot.remaining = policy.lot_remaining_after_credit(balance.available, amount)
+            if amount:
+                written.append(post(
+                    session, balance, TransactionKind.MATURE,
+                    [(Account.PENDING, -amount), (Account.AVAILABLE, amount)],
+                    effective_at=when, reference=f"lot:{lot.id}",
+                ))
+        elif event == "expire" and lot.state != LotState.EXPIRED and lot.remaining > 0:
+            account = Account.PENDING if lot.state == LotState.PENDING else Account.AVAILABLE
+            amount, lot.remaining, lot.state = lot.remaining, 0, LotState.EXPIRED.value
+            written.append(post(
+                session, balance, TransactionKind.EXPIRE,
+                [(account, -amount), (Account.EXPIRED, amount)],
+                effective_at=when, reference=f"lot:{lot.id}",
+            ))
+    session.flush()
+    balance.next_due_at = _next_due(session, balance.member_id)
+    return written
+
+
+def _next_due(session: Session, member_id: int) -> dt.datetime | None:
+    live = PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value])
+    maturing = sa.select(sa.func.min(PointLot.available_at)).where(
+        PointLot.member_id == member_id, PointLot.state == LotState.PENDING.value
+    )
+    expiring = sa.select(sa.func.min(PointLot.expires_at)).where(
+        PointLot.member_id == member_id, live, PointLot.remaining > 0
+    )
+    candidates = [
+        when for when in (session.scalar(maturing), session.scalar(expiring)) if when is not None
+    ]
+    if not candidates:
+        return None
+    # Aggregates bypass the column type on some drivers, so normalize to aware UTC here.
+    return min(when if when.tzinfo else when.replace(tzinfo=dt.UTC) for when in candidates)
+
+
+def find_member(session: Session, external_id: str) -> Member:
+    """Return the member with this external id. Raises MemberNotFound."""
+    member = session.execute(
+        sa.select(Member).where(Member.external_id == external_id)
+    ).scalar_one_or_none()
+    if member is None:
+        raise MemberNotFound(f"No member with external_id {external_id!r}.")
+    return member
+
+
+def settled_balance(
+    session: Session, member: Member, now: dt.datetime | None = None
+) -> MemberBalance:
+    """The member's balance as of `now`: if a lot matured or expired since the last write,
+    settle it first (under the member's lock), so no read depends on a batch job."""
+    now = now or utcnow()
+    balance = session.get(MemberBalance, member.id)
+    if balance is None:
+        raise RuntimeError(f"member {member.id} has no balance row")
+    if balance.next_due_at is not None and balance.next_due_at <= now:
+        with transaction(session):
+            balance = lock_balance(session, member.id)
+            settle(session, balance, now)
+    return balance
+
+
+def expiring_lots(
+    session: Session, member_id: int, now: dt.datetime, within: dt.timedelta
+) -> list[PointLot]:
+    """Available lots with points left that expire within `within` of `now`, soonest first."""
+    stmt = (
+        sa.select(PointLot)
+        .where(
+            PointLot.member_id == member_id,
+            PointLot.state == LotState.AVAILABLE.value,
+            PointLot.remaining > 0,
+            PointLot.expires_at <= now + within,
+        )
+        .order_by(PointLot.expires_at, PointLot.id)
+        .limit(50)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def adjust(
+    session: Session,
+    external_id: str,
+    points: int,
+    reason: str,
+    actor: str | None,
+    now: dt.datetime | None = None,
+) -> LedgerTransaction:
+    """Add (points > 0) or remove (points < 0) points by hand, with a reason.
+
+    Added points are available at once and expire under the program's policy. Returns the
+    transaction. Raises MemberNotFound, MemberInactive for a closed member, and
+    InsufficientPoints when removing more than is available.
+    """
+    now = now or utcnow()
+    if points == 0:
+        raise ValidationFailed({"points": ["Must not be zero."]})
+    with transaction(session):
+        member = find_member(session, external_id)
+        if member.status == MemberStatus.CLOSED:
+            raise MemberInactive(f"Member {external_id!r} is closed.")
+        settings = get_settings(session)
+        balance = lock_balance(session, member.id)
+        settle(session, balance, now)
+        fields: dict[str, Any] = {"reason": reason, "actor": actor, "reference": "adjustment"}
+        if points > 0:
+            txn, _ = credit(
+                session, balance, settings, points, kind=TransactionKind.ADJUST,
+                source=Account.ADJUSTED, now=now, pending=False, **fields,
+            )
+        else:
+            txn, _ = debit(
+                session, balance, settings, -points, kind=TransactionKind.ADJUST,
+                destination=Account.ADJUSTED, now=now, **fields,
+            )
+        session.flush()
+    return txn
+
+
+def member_points_delta(txn: LedgerTransaction) -> int:
+    """How the transaction changed what the member has or will have (available + pending)."""
+    return sum(
+        entry.amount for entry in txn.entries
+        if entry.account in (Account.AVAILABLE.value, Account.PENDING.value)
+    )
+
+
+@dataclass
+class Page:
+    items: list[LedgerTransaction]
+    next_cursor: str | None
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"t{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The position a cursor points at. Raises ValidationFailed for a cursor we never made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("t"):
+            raise ValueError(raw)
+        return int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed({"cursor": ["Not a valid cursor."]}) from None
+
+
+def history(session: Session, external_id: str, limit: int, cursor: str | None) -> Page:
+    """The member's transactions, newest first, one page at a time.
+
+    Raises MemberNotFound, or ValidationFailed for a bad cursor.
+    """
+    member = find_member(session, external_id)
+    settled_balance(session, member)
+    stmt = (
+        sa.select(LedgerTransaction)
+        .where(LedgerTransaction.member_id == member.id)
+        .order_by(LedgerTransaction.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        stmt = stmt.where(LedgerTransaction.id < decode_cursor(cursor))
+    items = list(session.execute(stmt).scalars())
+    next_cursor = encode_cursor(items[limit - 1].id) if len(items) > limit else None
+    return Page(items=items[:limit], next_cursor=next_cursor)
+
+
+@dataclass
+class VerifyReport:
+    transactions: int = 0
+    members: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(session: Session, max_problems: int = 100) -> VerifyReport:
+    """Check every ledger invariant; return a report listing each breach found.
+
+    - every transaction has two or more entries that sum to zero;
+    - each member's balance row equals the sum of their entries, account by account;
+    - pending lots hold exactly the pending balance, available lots exactly the available
+      balance (none while the member is in debt), and no lot is outside 0..points.
+    """
+    report = VerifyReport()
+    report.transactions = session.scalar(sa.select(sa.func.count(LedgerTransaction.id))) or 0
+    report.members = session.scalar(sa.select(sa.func.count(MemberBalance.member_id))) or 0
+
+    entry_sums = (
+        sa.select(
+            LedgerTransaction.id,
+            sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0),
+            sa.func.count(LedgerEntry.id),
+        )
+        .outerjoin(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .group_by(LedgerTransaction.id)
+        .having(
+            sa.or_(
+                sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0) != 0,
+                sa.func.count(LedgerEntry.id) < 2,
+            )
+        )
+        .limit(max_problems)
+    )
+    for txn_id, total, count in session.execute(entry_sums):
+        report.problems.append(f"transaction {txn_id}: {count} entries summing to {total}")
+
+    by_account = {
+        account.value: sa.func.coalesce(
+            sa.func.sum(sa.case((LedgerEntry.account == account.value, LedgerEntry.amount))), 0
+        )
+        for account in MEMBER_ACCOUNTS
+    }
+    sums = (
+        sa.select(LedgerEntry.member_id, *by_account.values())
+        .group_by(LedgerEntry.member_id)
+        .subquery()
+    )
+    lot_sums = (
+        sa.select(
+            PointLot.member_id,
+            sa.func.sum(
+                sa.case((PointLot.state == LotState.PENDING.value, PointLot.remaining), else_=0)
+            ).label("pending"),
+            sa.func.sum(
+                sa.case((PointLot.state == LotState.AVAILABLE.value, PointLot.remaining), else_=0)
+            ).label("available"),
+        )
+        .group_by(PointLot.member_id)
+        .subquery()
+    )
+    cols = list(sums.c)[1:]
+    rows = session.execute(
+        sa.select(
+            MemberBalance.member_id,
+            MemberBalance.available, MemberBalance.pending, MemberBalance.held,
+            *(sa.func.coalesce(c, 0) for c in cols),
+            sa.func.coalesce(lot_sums.c.pending, 0),
+            sa.func.coalesce(lot_sums.c.available, 0),
+        )
+        .outerjoin(sums, sums.c.member_id == MemberBalance.member_id)
+        .outerjoin(lot_sums, lot_sums.c.member_id == MemberBalance.member_id)
+    )
+    for member_id, available, pending, held, e_av, e_pe, e_he, l_pe, l_av in rows:
+        if (available, pending, held) != (e_av, e_pe, e_he):
+            report.problems.append(
+                f"member {member_id}: balance (available {available}, pending {pending}, "
+                f"held {held}) != entries ({e_av}, {e_pe}, {e_he})"
+            )
+        if l_pe != pending or l_av != max(available, 0):
+            report.problems.append(
+                f"member {member_id}: lots (pending {l_pe}, available {l_av}) != balance "
+                f"(pending {pending}, available {max(available, 0)})"
+            )
+        if len(report.problems) >= max_problems:
+            break
+
+    orphans = session.scalar(
+        sa.select(sa.func.count(sa.distinct(LedgerEntry.member_id))).where(
+            ~LedgerEntry.member_id.in_(sa.select(MemberBalance.member_id))
+        )
+    )
+    if orphans:
+        report.problems.append(f"{orphans} members have entries but no balance row")
+    total = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0)))
+    if total:
+        report.problems.append(f"all entries sum to {total}, not 0")
+    return report

@@ -1,0 +1,15 @@
+from loyalty.errors import BusinessRuleViolation, Conflict, NotFound
+
+
+class MemberNotFound(NotFound):
+    title = "Member not found"
+
+
+class ReferrerNotFound(BusinessRuleViolation):
+    code = "referrer_not_found"
+    title = "Referrer not found"
+
+
+class MemberClosed(Conflict):
+    code = "member_closed"
+    title = "Member is closed"

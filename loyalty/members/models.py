@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loyalty.db import BigIntPK, utcnow
+from loyalty.extensions import db
+
+
+class MemberStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class Member(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "members"
+
+    # Internal key for joins; the API only ever shows external_id.
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    external_id: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(sa.String(320), index=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    birthday: Mapped[dt.date | None]
+    referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), default=MemberStatus.ACTIVE.value)
+    enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == MemberStatus.ACTIVE

@@ -1,0 +1,113 @@
+"""Enrolment, the member card and status changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.ledger import services as ledger
+from loyalty.ledger.models import MemberBalance, PointLot
+from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
+from loyalty.members.models import Member, MemberStatus
+
+EXPIRING_SOON = dt.timedelta(days=30)
+
+
+def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
+    """Enroll a member, or find the one already enrolled under the same external id.
+
+    Returns (member, created). The balance row is created with the member, so there is
+    always a row to lock before the first points move. Raises ReferrerNotFound when
+    `referred_by` names nobody.
+    """
+    external_id = fields["external_id"]
+    existing = _by_external_id(session, external_id)
+    if existing is not None:
+        return existing, False
+    referrer = None
+    if fields.get("referred_by"):
+        referrer = _by_external_id(session, fields["referred_by"])
+        if referrer is None:
+            raise ReferrerNotFound(f"No member with external_id {fields['referred_by']!r}.")
+    try:
+        with transaction(session):
+            member = Member(
+                external_id=external_id,
+                email=fields.get("email"),
+                name=fields.get("name"),
+                birthday=fields.get("birthday"),
+                referred_by_id=referrer.id if referrer else None,
+                metadata_=fields.get("metadata") or {},
+            )
+            session.add(member)
+            session.flush()
+            session.add(MemberBalance(member_id=member.id))
+            session.flush()
+    except IntegrityError:
+        # Two enrolments of one customer raced and the other committed first: theirs stands.
+        existing = _by_external_id(session, external_id)
+        if existing is None:
+            raise
+        return existing, False
+    return member, True
+
+
+def _by_external_id(session: Session, external_id: str) -> Member | None:
+    return session.execute(
+        sa.select(Member).where(Member.external_id == external_id)
+    ).scalar_one_or_none()
+
+
+@dataclass
+class MemberCard:
+    member: Member
+    balance: MemberBalance
+    expiring_soon: list[PointLot]
+
+
+def card(session: Session, external_id: str, now: dt.datetime | None = None) -> MemberCard:
+    """The member as the app and checkout show it, right as of `now`. Raises MemberNotFound."""
+    now = now or utcnow()
+    member = ledger.find_member(session, external_id)
+    balance = ledger.settled_balance(session, member, now)
+    lots = ledger.expiring_lots(session, member.id, now, EXPIRING_SOON)
+    return MemberCard(member=member, balance=balance, expiring_soon=lots)
+
+
+ALLOWED_TRANSITIONS = {
+    MemberStatus.ACTIVE: {MemberStatus.SUSPENDED, MemberStatus.CLOSED},
+    MemberStatus.SUSPENDED: {MemberStatus.ACTIVE, MemberStatus.CLOSED},
+    MemberStatus.CLOSED: set(),
+}
+
+
+def update_member(session: Session, external_id: str, changes: dict[str, Any]) -> Member:
+    """Change a member's status or profile fields and return the member.
+
+    A closed membership is final. Raises MemberNotFound, or MemberClosed for any change to a
+    closed member.
+    """
+    with transaction(session):
+        member = ledger.find_member(session, external_id)
+        ledger.lock_balance(session, member.id)
+        session.refresh(member)
+        current = MemberStatus(member.status)
+        if current == MemberStatus.CLOSED:
+            raise MemberClosed(f"Member {external_id!r} is closed; a closed membership is final.")
+        status = changes.pop("status", None)
+        if status is not None and status != current:
+            if status not in ALLOWED_TRANSITIONS[current]:
+                raise MemberClosed(f"Cannot change status from {current} to {status}.")
+            member.status = status
+        if "metadata" in changes:
+            member.metadata_ = changes.pop("metadata")
+        for name, value in changes.items():
+            setattr(member, name, value)
+        session.flush()
+    return member

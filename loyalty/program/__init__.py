@@ -1,0 +1,1 @@
+"""The program: one row of settings that every other domain reads."""

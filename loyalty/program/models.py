@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loyalty.db import utcnow
+from loyalty.extensions import db
+
+
+class ExpiryPolicy(enum.StrEnum):
+    FIXED = "fixed"  # a lot expires `expiry_months` after it was earned
+    INACTIVITY = "inactivity"  # all lots expire `expiry_months` after the member's last activity
+    NEVER = "never"
+
+
+class ProgramSettings(db.Model):  # type: ignore[name-defined,misc]
+    """The single row (id 1) of program-wide settings."""
+
+    __tablename__ = "program_settings"
+    __table_args__ = (
+        sa.CheckConstraint("id = 1", name="single_row"),
+        sa.CheckConstraint("point_value_points > 0 AND point_value_amount > 0", name="point_value"),
+        sa.CheckConstraint("pending_days >= 0", name="pending_days"),
+        sa.CheckConstraint("hold_ttl_seconds > 0", name="hold_ttl"),
+        sa.CheckConstraint(
+            "max_redemption_percent >= 0 AND max_redemption_percent <= 100",
+            name="max_redemption_percent",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    point_value_points: Mapped[int]
+    point_value_amount: Mapped[int]
+    pending_days: Mapped[int]
+    expiry_policy: Mapped[str] = mapped_column(sa.String(16))
+    expiry_months: Mapped[int | None]
+    hold_ttl_seconds: Mapped[int]
+    max_redemption_percent: Mapped[int]
+    min_redemption_points: Mapped[int]
+    tier_window_months: Mapped[int]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def points_value(self, points: int) -> int:
+        """The money value, in minor units, of `points` (rounded down: never overpay)."""
+        return points * self.point_value_amount // self.point_value_points

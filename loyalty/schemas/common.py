@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+# Wide enough for any real balance, narrow enough that no sum can overflow a BIGINT.
+MAX_POINTS = 1_000_000_000
+EXTERNAL_ID = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$",
+    error="1-128 characters: letters, digits and . _ : @ + -, starting with a letter or digit.",
+)
+
+
+class StrictSchema(ma.Schema):
+    """Unknown fields are an error, so a typo in a field name never passes silently."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+
+class ProblemSchema(ma.Schema):
+    """An RFC 9457 problem document (media type application/problem+json)."""
+
+    class Meta:
+        ordered = True
+
+    type = fields.String(required=True, metadata={"example": "urn:problem:loyalty:not_found"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(
+        required=True,
+        metadata={"description": "Stable machine-readable error code.", "example": "not_found"},
+    )
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Validation messages by field, for validation_error."},
+    )
+
+
+class PageQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=100))
+
+
+def page_schema(item: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """A {"items": [...], "next_cursor": ...} page of `item`."""
+    return ma.Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "next_cursor": fields.String(
+                required=True, allow_none=True,
+                metadata={"description": "Pass as ?cursor= for the next page; null at the end."},
+            ),
+        },
+        name=name,
+    )

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from loyalty.members.models import MemberStatus
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
+
+
+def _not_in_future(value: dt.date) -> None:
+    if value > dt.datetime.now(dt.UTC).date():
+        raise ma.ValidationError("Must not be in the future.")
+
+
+def _small_metadata(value: dict[str, Any]) -> None:
+    if len(value) > 50:
+        raise ma.ValidationError("At most 50 keys.")
+    for key, item in value.items():
+        if len(key) > 40:
+            raise ma.ValidationError("Keys are at most 40 characters.")
+        if item is not None and not isinstance(item, str | int | bool):
+            raise ma.ValidationError("Values are strings, integers, booleans or null.")
+        if isinstance(item, str) and len(item) > 500:
+            raise ma.ValidationError("String values are at most 500 characters.")
+
+
+class EnrollSchema(StrictSchema):
+    external_id = fields.String(
+        required=True, validate=EXTERNAL_ID,
+        metadata={"description": "The shop's own customer id.", "example": "cust_1001"},
+    )
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=320))
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    birthday = fields.Date(load_default=None, allow_none=True, validate=_not_in_future)
+    referred_by = fields.String(
+        load_default=None, allow_none=True, validate=EXTERNAL_ID,
+        metadata={"description": "external_id of the member who referred this one."},
+    )
+    metadata = fields.Dict(
+        keys=fields.String(), load_default=dict, validate=_small_metadata,
+        metadata={"description": "Free-form string/integer/boolean attributes."},
+    )
+
+
+class MemberUpdateSchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf([s.value for s in MemberStatus]))
+    email = fields.Email(allow_none=True, validate=validate.Length(max=320))
+    name = fields.String(allow_none=True, validate=validate.Length(max=200))
+    birthday = fields.Date(allow_none=True, validate=_not_in_future)
+    metadata = fields.Dict(keys=fields.String(), validate=_small_metadata)
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Name at least one field to change.", "_schema")
+
+
+class ExpiringLotSchema(ma.Schema):
+    points = fields.Integer(required=True)
+    expires_at = fields.AwareDateTime(required=True)
+
+
+class BalanceSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    available = fields.Integer(
+        required=True,
+        metadata={"description": "Spendable now. Negative only after a refund reversal."},
+    )
+    pending = fields.Integer(
+        required=True, metadata={"description": "Earned, still inside the return window."}
+    )
+    held = fields.Integer(
+        required=True, metadata={"description": "Reserved by redemption holds."}
+    )
+    expiring_soon = fields.List(
+        fields.Nested(ExpiringLotSchema), required=True,
+        metadata={"description": "Available points expiring within 30 days, soonest first."},
+    )
+
+
+class MemberSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    external_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in MemberStatus]))
+    email = fields.String(required=True, allow_none=True)
+    name = fields.String(required=True, allow_none=True)
+    birthday = fields.Date(required=True, allow_none=True)
+    metadata = fields.Dict(required=True, attribute="metadata_")
+    enrolled_at = fields.AwareDateTime(required=True)
+
+
+class MemberCardSchema(MemberSchema):
+    tier = fields.Dict(
+        required=True, allow_none=True,
+        metadata={"description": "The member's tier (code, name); null until tiers exist."},
+    )
+    tier_progress = fields.Dict(
+        required=True, allow_none=True,
+        metadata={"description": "Progress to the next tier; null until tiers exist."},
+    )
+    balance = fields.Nested(BalanceSchema, required=True)

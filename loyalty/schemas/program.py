@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from loyalty.program.models import ExpiryPolicy
+from loyalty.schemas.common import MAX_POINTS, StrictSchema
+
+
+class PointValueSchema(StrictSchema):
+    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS))
+    amount = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={"description": "What `points` points are worth, in minor units."},
+    )
+
+
+class ExpirySchema(StrictSchema):
+    policy = fields.String(required=True, validate=validate.OneOf([p.value for p in ExpiryPolicy]))
+    months = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=120),
+        metadata={"description": "Required unless the policy is never."},
+    )
+
+    @ma.validates_schema
+    def _months_when_needed(self, data: dict[str, Any], **_: Any) -> None:
+        if data["policy"] != ExpiryPolicy.NEVER and data.get("months") is None:
+            raise ma.ValidationError("Required for this policy.", "months")
+
+
+def _int(low: int, high: int, description: str, **kwargs: Any) -> fields.Integer:
+    return fields.Integer(
+        strict=True, validate=validate.Range(min=low, max=high),
+        metadata={"description": description}, **kwargs,
+    )
+
+
+class ProgramSchema(StrictSchema):
+    currency = fields.String(
+        validate=validate.Regexp(r"^[A-Z]{3}$", error="An ISO 4217 code such as USD."),
+        metadata={"example": "USD"},
+    )
+    point_value = fields.Nested(PointValueSchema)
+    pending_days = _int(0, 365, "Return window in days; 0 makes earned points available at once.")
+    expiry = fields.Nested(ExpirySchema)
+    hold_ttl_seconds = _int(1, 7 * 86400, "How long a redemption hold lives uncaptured.")
+    max_redemption_percent = _int(0, 100, "Share of an order payable in points.")
+    min_redemption_points = _int(0, MAX_POINTS, "Fewest points a redemption may use.")
+    tier_window_months = _int(1, 120, "Rolling window over which tier points count.")
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], partial: bool = False, **_: Any) -> None:
+        if partial and not data:
+            raise ma.ValidationError("Name at least one setting to change.", "_schema")
+
+
+class ProgramOutSchema(ProgramSchema):
+    class Meta:
+        ordered = True
+
+    updated_at = fields.AwareDateTime(required=True)
+
+
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """The API's view of the settings row."""
+    return {
+        "currency": settings.currency,
+        "point_value": {
+            "points": settings.point_value_points,
+            "amount": settings.point_value_amount,
+        },
+        "pending_days": settings.pending_days,
+        "expiry": {"policy": settings.expiry_policy, "months": settings.expiry_months},
+        "hold_ttl_seconds": settings.hold_ttl_seconds,
+        "max_redemption_percent": settings.max_redemption_percent,
+        "min_redemption_points": settings.min_redemption_points,
+        "tier_window_months": settings.tier_window_months,
+        "updated_at": settings.updated_at,
+    }
+
+
+def changes_to_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """A validated PATCH body as the settings columns it changes."""
+    columns = {k: v for k, v in data.items() if k not in ("point_value", "expiry")}
+    if "point_value" in data:
+        columns["point_value_points"] = data["point_value"]["points"]
+        columns["point_value_amount"] = data["point_value"]["amount"]
+    if "expiry" in data:
+        columns["expiry_policy"] = data["expiry"]["policy"]
+        columns["expiry_months"] = data["expiry"].get("months")
+    return columns
