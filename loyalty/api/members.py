@@ -18,7 +18,6 @@ from loyalty.schemas.ledger import AdjustmentSchema, TransactionPageSchema, Tran
 from loyalty.schemas.members import (
     EnrollSchema,
     MemberCardSchema,
-    MemberSchema,
     MemberUpdateSchema,
 )
 
@@ -30,8 +29,15 @@ admin_blp = Blueprint(
 
 def card_body(external_id: str) -> dict[str, Any]:
     card = members.card(db.session, external_id)
+    member = card.member
     return {
-        **MemberSchema().dump(card.member),
+        "external_id": member.external_id,
+        "status": member.status,
+        "email": member.email,
+        "name": member.name,
+        "birthday": member.birthday,
+        "metadata_": member.metadata_,
+        "enrolled_at": member.enrolled_at,
         "tier": None,
         "tier_progress": None,
         "balance": {

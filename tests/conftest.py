@@ -1,0 +1,115 @@
+"""Shared fixtures. Every database test runs twice: on SQLite and on PostgreSQL.
+
+PostgreSQL comes from LOYALTY_TEST_DATABASE_URL (default: the local `test` database). Each
+run creates its own throwaway database there, so parallel runs never collide. Where
+PostgreSQL is unreachable its tests are skipped, except with CI=true, where that fails the run.
+The schema always comes from the Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from loyalty import config, create_app
+from loyalty.extensions import db
+from loyalty.migrate import upgrade
+from loyalty.program.models import ProgramSettings
+from loyalty.program.services import DEFAULTS
+
+DEFAULT_PG = "postgresql://127.0.0.1:5432/test"
+
+
+def _postgres_database() -> Iterator[str]:
+    base = config.database_url(os.environ.get("LOYALTY_TEST_DATABASE_URL", DEFAULT_PG))
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        message = f"PostgreSQL unreachable at {base}: {error.orig}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"loyalty_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'loyalty.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture(scope="session")
+def migrated_app(database_url: str) -> Iterator[Flask]:
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(database_url),
+        }
+    )
+    with app.app_context():
+        upgrade(db.engine)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _reset(app: Flask) -> None:
+    """Empty every table but keep the migrated schema and the settings row (at defaults)."""
+    with app.app_context():
+        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "program_settings"]
+        with db.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            else:
+                for table in tables:
+                    connection.execute(table.delete())
+            connection.execute(sa.update(ProgramSettings).values(**DEFAULTS))
+
+
+@pytest.fixture
+def app(migrated_app: Flask, request: pytest.FixtureRequest) -> Iterator[Flask]:
+    dialect = migrated_app.config["SQLALCHEMY_DATABASE_URI"].split(":")[0].split("+")[0]
+    if request.node.get_closest_marker("postgresql_only") and dialect != "postgresql":
+        pytest.skip("needs PostgreSQL row locks")
+    _reset(migrated_app)
+    yield migrated_app
+    _reset(migrated_app)
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    with app.app_context():
+        yield db.session
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def dialect(app: Flask) -> str:
+    with app.app_context():
+        return db.engine.dialect.name
