@@ -58,14 +58,19 @@ keys_cli = AppGroup("keys", help="API keys.")
 
 @keys_cli.command("create")
 @click.argument("name")
-@click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["checkout", "app", "admin"]))
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["checkout", "app", "admin"]),
+)
 def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create an API key; the key is printed once, alone on the last line."""
     from loyalty.auth.services import create_key
 
     try:
-        key, raw = create_key(db.session, name, scopes)
+        key, raw = create_key(db.session(), name, scopes)
     except LoyaltyError as error:
         raise click.ClickException(error.detail) from None
     click.echo(f"created key {key.name!r} with scopes {key.scopes}; it is shown only now:")
@@ -77,7 +82,7 @@ def keys_list() -> None:
     """List API keys (never the keys themselves)."""
     from loyalty.auth.services import list_keys
 
-    for key in list_keys(db.session):
+    for key in list_keys(db.session()):
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
         click.echo(f"{key.name}\t{key.prefix}…\t{key.scopes}\t{state}")
 
@@ -89,7 +94,7 @@ def keys_revoke(name: str) -> None:
     from loyalty.auth.services import revoke_key
 
     try:
-        revoke_key(db.session, name)
+        revoke_key(db.session(), name)
     except LoyaltyError as error:
         raise click.ClickException(error.detail) from None
     click.echo(f"revoked {name}")
@@ -103,7 +108,7 @@ def ledger_verify() -> None:
     """Check every ledger invariant; exit 1 on any breach."""
     from loyalty.ledger.services import verify
 
-    report = verify(db.session)
+    report = verify(db.session())
     for problem in report.problems:
         click.echo(f"BREACH {problem}", err=True)
     click.echo(
@@ -122,7 +127,7 @@ def demo_seed() -> None:
     """Seed demo members and print one fresh API key per scope."""
     from loyalty.demo import seed
 
-    for line in seed(db.session):
+    for line in seed(db.session()):
         click.echo(line)
 
 
@@ -130,8 +135,12 @@ openapi_cli = AppGroup("openapi", help="The OpenAPI document.")
 
 
 @openapi_cli.command("export")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=OPENAPI_FILE,
-              show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=OPENAPI_FILE,
+    show_default=True,
+)
 def openapi_export(output: Path) -> None:
     """Write the OpenAPI document generated from the code."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +160,12 @@ def _create_app(*_: Any) -> Flask:
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
-             add_version_option=False, load_dotenv=False)
+@click.group(
+    cls=FlaskGroup,
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+)
 def main() -> None:
     """loyalty: membership and loyalty points service."""

@@ -16,7 +16,7 @@ def database_url(raw: str | None) -> str:
         return f"sqlite:///{DEFAULT_SQLITE}"
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
-            return "postgresql+psycopg://" + raw[len(prefix):]
+            return "postgresql+psycopg://" + raw[len(prefix) :]
     return raw
 
 

@@ -39,8 +39,14 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
             balance = ledger.lock_balance(session, member.id)
             for days_ago, points in earnings:
                 ledger.credit(
-                    session, balance, settings, points, kind=TransactionKind.EARN,
-                    source=Account.ISSUED, now=now - dt.timedelta(days=days_ago), pending=True,
+                    session,
+                    balance,
+                    settings,
+                    points,
+                    kind=TransactionKind.EARN,
+                    source=Account.ISSUED,
+                    now=now - dt.timedelta(days=days_ago),
+                    pending=True,
                     reference=f"demo-order-{external_id}-{days_ago}",
                 )
             ledger.settle(session, balance, now)

@@ -24,12 +24,14 @@ from loyalty.migrate import upgrade
 from loyalty.program.models import ProgramSettings
 from loyalty.program.services import DEFAULTS
 
-DEFAULT_PG = "postgresql://127.0.0.1:5432/test"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _postgres_database() -> Iterator[str]:
     base = config.database_url(os.environ.get("LOYALTY_TEST_DATABASE_URL", DEFAULT_PG))
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    admin = sa.create_engine(
+        base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
@@ -51,7 +53,9 @@ def _postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'loyalty.db'}"
     else:

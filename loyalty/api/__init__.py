@@ -19,7 +19,7 @@ from loyalty.schemas.common import ProblemSchema
 PROBLEM_JSON = "application/problem+json"
 
 
-class ConventionsPlugin(BasePlugin):  # type: ignore[misc]
+class ConventionsPlugin(BasePlugin):
     """Documents what every /v1 operation shares: bearer auth, 401/403, Idempotency-Key."""
 
     def operation_helper(
@@ -33,18 +33,14 @@ class ConventionsPlugin(BasePlugin):  # type: ignore[misc]
             responses.setdefault("401", "UNAUTHORIZED")
             responses.setdefault("403", "FORBIDDEN")
             if method == "post":
-                operation.setdefault("parameters", []).append(
-                    "IdempotencyKey"
-                )
+                operation.setdefault("parameters", []).append("IdempotencyKey")
                 responses.setdefault("409", "CONFLICT")
-                responses.setdefault(
-                    "422", "UNPROCESSABLE_ENTITY"
-                )
+                responses.setdefault("422", "UNPROCESSABLE_ENTITY")
             if method in ("post", "patch", "put"):
                 responses.setdefault("400", "BAD_REQUEST")
 
 
-class Api(BaseApi):  # type: ignore[misc]
+class Api(BaseApi):
     ERROR_SCHEMA = ProblemSchema
 
     def _register_error_handlers(self) -> None:
@@ -72,7 +68,11 @@ def init_app(app: Flask) -> None:
     api.init_app(app)
     api.spec.components.security_scheme(
         "bearerAuth",
-        {"type": "http", "scheme": "bearer", "description": "An API key made by `loyalty keys create`."},
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key made by `loyalty keys create`.",
+        },
     )
     api.spec.components.parameter(
         "IdempotencyKey",

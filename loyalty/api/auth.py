@@ -67,7 +67,7 @@ def _authenticate_request() -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
-    caller = authenticate(db.session, token.strip())
+    caller = authenticate(db.session(), token.strip())
     if caller is None:
         raise Unauthorized("This API key is unknown or has been revoked.")
     method = "GET" if request.method == "HEAD" else request.method

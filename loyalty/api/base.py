@@ -24,16 +24,21 @@ class Parser(FlaskParser):
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
             if req.get_data(cache=True):
-                raise UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+                raise UnsupportedMediaType(
+                    "Send the body as JSON (Content-Type: application/json)."
+                )
             return core.missing
         return core.parse_json(req.get_data(cache=True))
 
     def _handle_invalid_json_error(
-        self, error: json.JSONDecodeError | UnicodeDecodeError, req: flask.Request,
-        *args: Any, **kwargs: Any,
+        self,
+        error: json.JSONDecodeError | UnicodeDecodeError,
+        req: flask.Request,
+        *args: Any,
+        **kwargs: Any,
     ) -> NoReturn:
         raise MalformedJson(f"The body is not valid JSON: {error}.")
 
 
-class Blueprint(BaseBlueprint):  # type: ignore[misc]
+class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()

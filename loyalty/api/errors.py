@@ -42,9 +42,7 @@ class MalformedJson(LoyaltyError):
     title = "Malformed JSON"
 
 
-def problem(
-    status: int, code: str, title: str, detail: str, **extra: Any
-) -> Response:
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
     body = {
         "type": f"urn:problem:loyalty:{code}",
         "title": title,
@@ -90,8 +88,13 @@ def handle_http_exception(error: HTTPException) -> Response:
     messages = data.get("messages")
     if status == 422 and messages is not None:
         errors = flatten_messages(_strip_location(messages))
-        return problem(422, "validation_error", "Validation failed",
-                       "The request did not validate.", errors=errors)
+        return problem(
+            422,
+            "validation_error",
+            "Validation failed",
+            "The request did not validate.",
+            errors=errors,
+        )
     response = problem(status, code, error.name, error.description or error.name)
     if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -100,8 +103,12 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 def handle_database_down(error: DBAPIError) -> Response:
     log.warning("database unavailable: %s", error.__class__.__name__)
-    response = problem(503, "service_unavailable", "Service unavailable",
-                       "The database is unavailable; retry shortly.")
+    response = problem(
+        503,
+        "service_unavailable",
+        "Service unavailable",
+        "The database is unavailable; retry shortly.",
+    )
     response.headers["Retry-After"] = "1"
     return response
 
@@ -112,8 +119,12 @@ def handle_unexpected(error: Exception) -> Response:
     ):
         return handle_database_down(error)
     log.exception("unhandled error", exc_info=error)
-    return problem(500, "internal_error", "Internal server error",
-                   "Something went wrong on our side; it has been logged.")
+    return problem(
+        500,
+        "internal_error",
+        "Internal server error",
+        "Something went wrong on our side; it has been logged.",
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -26,12 +26,20 @@ def readyz() -> Response | dict[str, Any]:
     try:
         with db.engine.connect() as connection:
             missing = pending_migrations(connection)
-    except Exception as error:  # noqa: BLE001 - any failure to reach the database means not ready
-        return problem(503, "service_unavailable", "Not ready",
-                       f"The database is unreachable ({error.__class__.__name__}).")
+    except Exception as error:
+        return problem(
+            503,
+            "service_unavailable",
+            "Not ready",
+            f"The database is unreachable ({error.__class__.__name__}).",
+        )
     if missing:
-        return problem(503, "service_unavailable", "Not ready",
-                       f"The database lacks migrations: {', '.join(missing)}.")
+        return problem(
+            503,
+            "service_unavailable",
+            "Not ready",
+            f"The database lacks migrations: {', '.join(missing)}.",
+        )
     return {"status": "ready"}
 
 

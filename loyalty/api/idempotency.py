@@ -34,7 +34,7 @@ def _claim_key() -> Response | None:
     )
     lease = dt.timedelta(seconds=current_app.config["IDEMPOTENCY_LEASE_SECONDS"])
     record_id, stored = idempotency.claim(
-        db.session, current_caller().key_id, key, fingerprint, lease
+        db.session(), current_caller().key_id, key, fingerprint, lease
     )
     if stored is not None:
         response = current_app.response_class(
@@ -45,7 +45,7 @@ def _claim_key() -> Response | None:
         response.headers[REPLAYED_HEADER] = "true"
         return response
     g.idempotency_record = record_id
-    open_outer_scope(db.session)
+    open_outer_scope(db.session())
     return None
 
 
@@ -53,7 +53,7 @@ def _store_response(response: Response) -> Response:
     record_id = g.pop("idempotency_record", None)
     if record_id is None:
         return response
-    session = db.session
+    session = db.session()
     close_outer_scope(session)
     if response.status_code >= 500:
         session.rollback()

@@ -28,7 +28,7 @@ admin_blp = Blueprint(
 
 
 def card_body(external_id: str) -> dict[str, Any]:
-    card = members.card(db.session, external_id)
+    card = members.card(db.session(), external_id)
     member = card.member
     return {
         "external_id": member.external_id,
@@ -77,7 +77,7 @@ class Members(MethodView):
         Idempotent on `external_id`: enrolling the same customer again returns the existing
         member with 200. A `referred_by` naming nobody is a 422 `referrer_not_found`.
         """
-        member, created = members.enroll(db.session, fields)
+        member, created = members.enroll(db.session(), fields)
         return card_body(member.external_id), 201 if created else 200
 
 
@@ -100,7 +100,7 @@ class MemberTransactions(MethodView):
     @blp.alt_response(422, description="Bad limit or cursor.")
     def get(self, query: dict[str, Any], external_id: str) -> dict[str, Any]:
         """The member's points history, newest first"""
-        page = ledger.history(db.session, external_id, query["limit"], query["cursor"])
+        page = ledger.history(db.session(), external_id, query["limit"], query["cursor"])
         return {
             "items": [transaction_body(txn) for txn in page.items],
             "next_cursor": page.next_cursor,
@@ -116,7 +116,7 @@ class AdminMember(MethodView):
     @admin_blp.alt_response(409, description="The member is closed; closing is final.")
     def patch(self, changes: dict[str, Any], external_id: str) -> dict[str, Any]:
         """Change a member's status (active, suspended, closed) or profile"""
-        members.update_member(db.session, external_id, changes)
+        members.update_member(db.session(), external_id, changes)
         return card_body(external_id)
 
 
@@ -132,6 +132,6 @@ class Adjustments(MethodView):
     def post(self, fields: dict[str, Any], external_id: str) -> Response | dict[str, Any]:
         """Add or remove points by hand, with a reason"""
         txn = ledger.adjust(
-            db.session, external_id, fields["points"], fields["reason"], current_caller().name
+            db.session(), external_id, fields["points"], fields["reason"], current_caller().name
         )
         return transaction_body(txn)

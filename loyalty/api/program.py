@@ -26,7 +26,7 @@ class Program(MethodView):
     @blp.response(200, ProgramOutSchema)
     def get(self) -> dict[str, Any]:
         """The program settings"""
-        return settings_to_dict(program.get_settings(db.session))
+        return settings_to_dict(program.get_settings(db.session()))
 
     @requires("admin")
     @blp.arguments(
@@ -40,4 +40,4 @@ class Program(MethodView):
         Changes only the settings named; each is validated. New expiry and return-window
         settings apply to points earned from now on.
         """
-        return settings_to_dict(program.update_settings(db.session, changes_to_columns(changes)))
+        return settings_to_dict(program.update_settings(db.session(), changes_to_columns(changes)))

@@ -16,7 +16,7 @@ class Scope(enum.StrEnum):
     ADMIN = "admin"
 
 
-class ApiKey(db.Model):  # type: ignore[name-defined,misc]
+class ApiKey(db.Model):  # type: ignore[name-defined]
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -9,7 +9,7 @@ from loyalty.db import BigIntPK, utcnow
 from loyalty.extensions import db
 
 
-class IdempotencyRecord(db.Model):  # type: ignore[name-defined,misc]
+class IdempotencyRecord(db.Model):  # type: ignore[name-defined]
     __tablename__ = "idempotency_keys"
     __table_args__ = (sa.UniqueConstraint("api_key_id", "key"),)
 

@@ -52,7 +52,7 @@ class LotState(enum.StrEnum):
     EXPIRED = "expired"
 
 
-class MemberBalance(db.Model):  # type: ignore[name-defined,misc]
+class MemberBalance(db.Model):  # type: ignore[name-defined]
     __tablename__ = "member_balances"
 
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"), primary_key=True)
@@ -65,7 +65,7 @@ class MemberBalance(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class LedgerTransaction(db.Model):  # type: ignore[name-defined,misc]
+class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     __tablename__ = "ledger_transactions"
     __table_args__ = (sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),)
 
@@ -87,7 +87,7 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class LedgerEntry(db.Model):  # type: ignore[name-defined,misc]
+class LedgerEntry(db.Model):  # type: ignore[name-defined]
     __tablename__ = "ledger_entries"
     __table_args__ = (
         sa.CheckConstraint("amount <> 0", name="nonzero"),
@@ -95,9 +95,7 @@ class LedgerEntry(db.Model):  # type: ignore[name-defined,misc]
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("ledger_transactions.id"), index=True
-    )
+    transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"), index=True)
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
     account: Mapped[str] = mapped_column(sa.String(16))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
@@ -105,7 +103,7 @@ class LedgerEntry(db.Model):  # type: ignore[name-defined,misc]
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
 
 
-class PointLot(db.Model):  # type: ignore[name-defined,misc]
+class PointLot(db.Model):  # type: ignore[name-defined]
     __tablename__ = "point_lots"
     __table_args__ = (
         sa.CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_bounds"),

@@ -146,7 +146,11 @@ def credit(
         remaining = policy.lot_remaining_after_credit(balance.available, points)
     _record_activity(session, balance, settings, now)
     txn = post(
-        session, balance, kind, [(source, -points), (target, points)], effective_at=now,
+        session,
+        balance,
+        kind,
+        [(source, -points), (target, points)],
+        effective_at=now,
         **txn_fields,
     )
     lot = PointLot(
@@ -199,8 +203,10 @@ def debit(
             requested=points,
         )
     lots = {lot.id: lot for lot in _spendable_lots(session, balance.member_id)}
-    views = [policy.LotView(lot.id, lot.remaining, lot.available_at, lot.expires_at)
-             for lot in lots.values()]
+    views = [
+        policy.LotView(lot.id, lot.remaining, lot.available_at, lot.expires_at)
+        for lot in lots.values()
+    ]
     from_lots = min(points, sum(view.remaining for view in views))
     taken = []
     for lot_id, take in policy.plan_consumption(views, from_lots):
@@ -208,15 +214,17 @@ def debit(
         taken.append((lots[lot_id], take))
     _record_activity(session, balance, settings, now)
     txn = post(
-        session, balance, kind, [(Account.AVAILABLE, -points), (destination, points)],
-        effective_at=now, **txn_fields,
+        session,
+        balance,
+        kind,
+        [(Account.AVAILABLE, -points), (destination, points)],
+        effective_at=now,
+        **txn_fields,
     )
     return txn, taken
 
 
-def settle(
-    session: Session, balance: MemberBalance, now: dt.datetime
-) -> list[LedgerTransaction]:
+def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[LedgerTransaction]:
     """Post every maturing and expiry that fell due by `now`, in the order they happened.
 
     Returns the transactions it wrote (none when nothing was due). Each one is dated at the
@@ -248,19 +256,29 @@ def settle(
             lot.state = LotState.AVAILABLE.value
             lot.remaining = policy.lot_remaining_after_credit(balance.available, amount)
             if amount:
-                written.append(post(
-                    session, balance, TransactionKind.MATURE,
-                    [(Account.PENDING, -amount), (Account.AVAILABLE, amount)],
-                    effective_at=when, reference=f"lot:{lot.id}",
-                ))
+                written.append(
+                    post(
+                        session,
+                        balance,
+                        TransactionKind.MATURE,
+                        [(Account.PENDING, -amount), (Account.AVAILABLE, amount)],
+                        effective_at=when,
+                        reference=f"lot:{lot.id}",
+                    )
+                )
         elif event == "expire" and lot.state != LotState.EXPIRED and lot.remaining > 0:
             account = Account.PENDING if lot.state == LotState.PENDING else Account.AVAILABLE
             amount, lot.remaining, lot.state = lot.remaining, 0, LotState.EXPIRED.value
-            written.append(post(
-                session, balance, TransactionKind.EXPIRE,
-                [(account, -amount), (Account.EXPIRED, amount)],
-                effective_at=when, reference=f"lot:{lot.id}",
-            ))
+            written.append(
+                post(
+                    session,
+                    balance,
+                    TransactionKind.EXPIRE,
+                    [(account, -amount), (Account.EXPIRED, amount)],
+                    effective_at=when,
+                    reference=f"lot:{lot.id}",
+                )
+            )
     session.flush()
     balance.next_due_at = _next_due(session, balance.member_id)
     return written
@@ -354,13 +372,26 @@ def adjust(
         fields: dict[str, Any] = {"reason": reason, "actor": actor, "reference": "adjustment"}
         if points > 0:
             txn, _ = credit(
-                session, balance, settings, points, kind=TransactionKind.ADJUST,
-                source=Account.ADJUSTED, now=now, pending=False, **fields,
+                session,
+                balance,
+                settings,
+                points,
+                kind=TransactionKind.ADJUST,
+                source=Account.ADJUSTED,
+                now=now,
+                pending=False,
+                **fields,
             )
         else:
             txn, _ = debit(
-                session, balance, settings, -points, kind=TransactionKind.ADJUST,
-                destination=Account.ADJUSTED, now=now, **fields,
+                session,
+                balance,
+                settings,
+                -points,
+                kind=TransactionKind.ADJUST,
+                destination=Account.ADJUSTED,
+                now=now,
+                **fields,
             )
         session.flush()
     return txn
@@ -369,7 +400,8 @@ def adjust(
 def member_points_delta(txn: LedgerTransaction) -> int:
     """How the transaction changed what the member has or will have (available + pending)."""
     return sum(
-        entry.amount for entry in txn.entries
+        entry.amount
+        for entry in txn.entries
         if entry.account in (Account.AVAILABLE.value, Account.PENDING.value)
     )
 
@@ -485,7 +517,9 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
     rows = session.execute(
         sa.select(
             MemberBalance.member_id,
-            MemberBalance.available, MemberBalance.pending, MemberBalance.held,
+            MemberBalance.available,
+            MemberBalance.pending,
+            MemberBalance.held,
             *(sa.func.coalesce(c, 0) for c in cols),
             sa.func.coalesce(lot_sums.c.pending, 0),
             sa.func.coalesce(lot_sums.c.available, 0),
@@ -514,7 +548,7 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
     )
     if orphans:
         report.problems.append(f"{orphans} members have entries but no balance row")
-    total = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0)))
-    if total:
-        report.problems.append(f"all entries sum to {total}, not 0")
+    grand_total = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0)))
+    if grand_total:
+        report.problems.append(f"all entries sum to {grand_total}, not 0")
     return report

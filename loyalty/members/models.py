@@ -17,7 +17,7 @@ class MemberStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
-class Member(db.Model):  # type: ignore[name-defined,misc]
+class Member(db.Model):  # type: ignore[name-defined]
     __tablename__ = "members"
 
     # Internal key for joins; the API only ever shows external_id.

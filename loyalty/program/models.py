@@ -16,7 +16,7 @@ class ExpiryPolicy(enum.StrEnum):
     NEVER = "never"
 
 
-class ProgramSettings(db.Model):  # type: ignore[name-defined,misc]
+class ProgramSettings(db.Model):  # type: ignore[name-defined]
     """The single row (id 1) of program-wide settings."""
 
     __tablename__ = "program_settings"

@@ -51,7 +51,8 @@ def page_schema(item: type[ma.Schema], name: str) -> type[ma.Schema]:
         {
             "items": fields.List(fields.Nested(item), required=True),
             "next_cursor": fields.String(
-                required=True, allow_none=True,
+                required=True,
+                allow_none=True,
                 metadata={"description": "Pass as ?cursor= for the next page; null at the end."},
             ),
         },

@@ -20,9 +20,7 @@ class TransactionSchema(ma.Schema):
         ordered = True
 
     id = fields.UUID(required=True, attribute="public_id")
-    kind = fields.String(
-        required=True, validate=validate.OneOf([k.value for k in TransactionKind])
-    )
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in TransactionKind]))
     points = fields.Integer(
         required=True,
         metadata={"description": "Change to the member's available + pending points."},
@@ -32,7 +30,8 @@ class TransactionSchema(ma.Schema):
     reference = fields.String(required=True, allow_none=True)
     reason = fields.String(required=True, allow_none=True)
     entries = fields.List(
-        fields.Nested(EntrySchema), required=True,
+        fields.Nested(EntrySchema),
+        required=True,
         metadata={"description": "The balanced entries: they always sum to zero."},
     )
 
@@ -42,7 +41,8 @@ TransactionPageSchema = page_schema(TransactionSchema, "TransactionPage")
 
 class AdjustmentSchema(StrictSchema):
     points = fields.Integer(
-        required=True, strict=True,
+        required=True,
+        strict=True,
         validate=validate.Range(min=-MAX_POINTS, max=MAX_POINTS),
         metadata={"description": "Points to add (positive) or remove (negative); not zero."},
     )

@@ -29,18 +29,23 @@ def _small_metadata(value: dict[str, Any]) -> None:
 
 class EnrollSchema(StrictSchema):
     external_id = fields.String(
-        required=True, validate=EXTERNAL_ID,
+        required=True,
+        validate=EXTERNAL_ID,
         metadata={"description": "The shop's own customer id.", "example": "cust_1001"},
     )
     email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=320))
     name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     birthday = fields.Date(load_default=None, allow_none=True, validate=_not_in_future)
     referred_by = fields.String(
-        load_default=None, allow_none=True, validate=EXTERNAL_ID,
+        load_default=None,
+        allow_none=True,
+        validate=EXTERNAL_ID,
         metadata={"description": "external_id of the member who referred this one."},
     )
     metadata = fields.Dict(
-        keys=fields.String(), load_default=dict, validate=_small_metadata,
+        keys=fields.String(),
+        load_default=dict,
+        validate=_small_metadata,
         metadata={"description": "Free-form string/integer/boolean attributes."},
     )
 
@@ -74,11 +79,10 @@ class BalanceSchema(ma.Schema):
     pending = fields.Integer(
         required=True, metadata={"description": "Earned, still inside the return window."}
     )
-    held = fields.Integer(
-        required=True, metadata={"description": "Reserved by redemption holds."}
-    )
+    held = fields.Integer(required=True, metadata={"description": "Reserved by redemption holds."})
     expiring_soon = fields.List(
-        fields.Nested(ExpiringLotSchema), required=True,
+        fields.Nested(ExpiringLotSchema),
+        required=True,
         metadata={"description": "Available points expiring within 30 days, soonest first."},
     )
 
@@ -98,11 +102,13 @@ class MemberSchema(ma.Schema):
 
 class MemberCardSchema(MemberSchema):
     tier = fields.Dict(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata={"description": "The member's tier (code, name); null until tiers exist."},
     )
     tier_progress = fields.Dict(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata={"description": "Progress to the next tier; null until tiers exist."},
     )
     balance = fields.Nested(BalanceSchema, required=True)

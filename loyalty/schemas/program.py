@@ -10,9 +10,13 @@ from loyalty.schemas.common import MAX_POINTS, StrictSchema
 
 
 class PointValueSchema(StrictSchema):
-    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS))
+    points = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS)
+    )
     amount = fields.Integer(
-        required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS),
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_POINTS),
         metadata={"description": "What `points` points are worth, in minor units."},
     )
 
@@ -20,7 +24,9 @@ class PointValueSchema(StrictSchema):
 class ExpirySchema(StrictSchema):
     policy = fields.String(required=True, validate=validate.OneOf([p.value for p in ExpiryPolicy]))
     months = fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=1, max=120),
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=120),
         metadata={"description": "Required unless the policy is never."},
     )
 
@@ -32,8 +38,10 @@ class ExpirySchema(StrictSchema):
 
 def _int(low: int, high: int, description: str, **kwargs: Any) -> fields.Integer:
     return fields.Integer(
-        strict=True, validate=validate.Range(min=low, max=high),
-        metadata={"description": description}, **kwargs,
+        strict=True,
+        validate=validate.Range(min=low, max=high),
+        metadata={"description": description},
+        **kwargs,
     )
 
 
