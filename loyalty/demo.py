@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Iterator
 
 from sqlalchemy.orm import Session
@@ -54,5 +55,6 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
     stamp = now.strftime("%Y%m%d%H%M%S")
     yield "API keys (shown once):"
     for scope in ("checkout", "app", "admin"):
-        _, raw = create_key(session, f"demo-{scope}-{stamp}", [scope])
+        # A random suffix: seeding twice within one second must not reuse a key name.
+        _, raw = create_key(session, f"demo-{scope}-{stamp}-{secrets.token_hex(3)}", [scope])
         yield f"  {scope:<9} {raw}"

@@ -63,8 +63,10 @@ api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
 
 def init_app(app: Flask) -> None:
     from loyalty.api import auth, errors, idempotency
+    from loyalty.api.base import SegmentConverter
     from loyalty.api.blueprints import BLUEPRINTS
 
+    app.url_map.converters["default"] = app.url_map.converters["string"] = SegmentConverter
     api.init_app(app)
     api.spec.components.security_scheme(
         "bearerAuth",

@@ -1,4 +1,8 @@
-"""The local Blueprint: our argument parser and nothing else that differs from flask-smorest."""
+"""The local Blueprint: our argument parser and nothing else that differs from flask-smorest.
+
+PostgreSQL text cannot hold a NUL character, so no request string may carry one into a
+query: the parser refuses it in bodies, and path segments with one route nowhere (404).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import flask
 from flask_smorest import Blueprint as BaseBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.routing import UnicodeConverter, ValidationError
 
 from loyalty.api.errors import MalformedJson
-from loyalty.errors import LoyaltyError
+from loyalty.errors import LoyaltyError, ValidationFailed
 
 
 class UnsupportedMediaType(LoyaltyError):
@@ -28,7 +33,13 @@ class Parser(FlaskParser):
                     "Send the body as JSON (Content-Type: application/json)."
                 )
             return core.missing
-        return core.parse_json(req.get_data(cache=True))
+        try:
+            data = core.parse_json(req.get_data(cache=True))
+        except RecursionError:
+            raise MalformedJson("The body is nested too deeply.") from None
+        if _contains_nul(data):
+            raise ValidationFailed({"_schema": ["Strings must not contain NUL (\\u0000)."]})
+        return data
 
     def _handle_invalid_json_error(
         self,
@@ -38,6 +49,29 @@ class Parser(FlaskParser):
         **kwargs: Any,
     ) -> NoReturn:
         raise MalformedJson(f"The body is not valid JSON: {error}.")
+
+
+def _contains_nul(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class SegmentConverter(UnicodeConverter):
+    """The default path converter, except that a segment with a NUL matches no route."""
+
+    def to_python(self, value: str) -> str:
+        if "\x00" in value:
+            raise ValidationError()
+        return value
 
 
 class Blueprint(BaseBlueprint):

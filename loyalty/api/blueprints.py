@@ -1,3 +1,3 @@
-from loyalty.api import members, program
+from loyalty.api import members, orders, program, rules
 
-BLUEPRINTS = (members.blp, members.admin_blp, program.blp)
+BLUEPRINTS = (members.blp, members.admin_blp, orders.blp, program.blp, rules.blp)

@@ -43,7 +43,11 @@ class TransactionKind(enum.StrEnum):
     MATURE = "mature"
     EXPIRE = "expire"
     ADJUST = "adjust"
-    SPEND = "spend"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    REVERSE = "reverse"
+    RESTORE = "restore"
 
 
 class LotState(enum.StrEnum):

@@ -36,6 +36,7 @@ from loyalty.members.exceptions import MemberNotFound
 from loyalty.members.models import Member, MemberStatus
 from loyalty.program.models import ExpiryPolicy, ProgramSettings
 from loyalty.program.services import get_settings
+from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
 
 
 def lock_balance(session: Session, member_id: int) -> MemberBalance:
@@ -90,7 +91,9 @@ def post(
     return txn
 
 
-def _note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
+def note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
+    """Make sure the member is settled again by `when` (a lot maturing or expiring, a hold
+    timing out)."""
     if when is not None and (balance.next_due_at is None or when < balance.next_due_at):
         balance.next_due_at = when
 
@@ -113,7 +116,7 @@ def _record_activity(
         .values(expires_at=new_expiry)
         .execution_options(synchronize_session="fetch")
     )
-    _note_due(balance, new_expiry)
+    note_due(balance, new_expiry)
 
 
 def credit(
@@ -163,7 +166,10 @@ def credit(
         expires_at=expires_at,
     )
     session.add(lot)
-    _note_due(balance, available_at if pending else expires_at)
+    if pending:
+        note_due(balance, available_at)
+    # A pending lot can expire before it matures (a return window longer than the expiry).
+    note_due(balance, expires_at)
     return txn, lot
 
 
@@ -232,6 +238,7 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[L
     """
     if balance.next_due_at is None or balance.next_due_at > now:
         return []
+    written = _expire_holds(session, balance, now)
     stmt = sa.select(PointLot).where(
         PointLot.member_id == balance.member_id,
         sa.or_(
@@ -248,7 +255,6 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[L
         policy.DueLot(lot.id, lot.state, lot.remaining, lot.available_at, lot.expires_at)
         for lot in lots.values()
     ]
-    written = []
     for when, event, lot_id in policy.due_events(views, now):
         lot = lots[lot_id]
         if event == "mature" and lot.state == LotState.PENDING:
@@ -284,6 +290,119 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[L
     return written
 
 
+def return_held(
+    session: Session,
+    balance: MemberBalance,
+    redemption: Redemption,
+    now: dt.datetime,
+    kind: TransactionKind,
+    status: str,
+) -> LedgerTransaction:
+    """Move a hold's points back to available and into the lots they were taken from (a
+    debt, if the member has one meanwhile, is repaid first)."""
+    restorable = policy.lot_remaining_after_credit(balance.available, redemption.points)
+    txn = post(
+        session,
+        balance,
+        kind,
+        [(Account.HELD, -redemption.points), (Account.AVAILABLE, redemption.points)],
+        effective_at=now,
+        reference=f"redemption:{redemption.public_id}",
+    )
+    lot_ids = [allocation.lot_id for allocation in redemption.allocations]
+    lots = {
+        lot.id: lot
+        for lot in session.execute(sa.select(PointLot).where(PointLot.id.in_(lot_ids))).scalars()
+    }
+    for allocation in redemption.allocations:
+        lot = lots[allocation.lot_id]
+        give = min(allocation.points, restorable)
+        restorable -= give
+        lot.remaining += give
+        if give and lot.state == LotState.EXPIRED:
+            # Back to available so the next settle expires it, through the ledger.
+            lot.state = LotState.AVAILABLE.value
+        if give:
+            note_due(balance, lot.expires_at)
+    redemption.status = status
+    redemption.released_at = now
+    return txn
+
+
+def _expire_holds(
+    session: Session, balance: MemberBalance, now: dt.datetime
+) -> list[LedgerTransaction]:
+    holds = session.execute(
+        sa.select(Redemption)
+        .where(
+            Redemption.member_id == balance.member_id,
+            Redemption.status == RedemptionStatus.HELD.value,
+            Redemption.expires_at <= now,
+        )
+        .order_by(Redemption.expires_at, Redemption.id)
+    ).scalars()
+    return [
+        return_held(
+            session,
+            balance,
+            hold,
+            hold.expires_at,
+            TransactionKind.RELEASE,
+            RedemptionStatus.EXPIRED.value,
+        )
+        for hold in holds
+    ]
+
+
+def reverse_earned(
+    session: Session,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    lot: PointLot | None,
+    points: int,
+    now: dt.datetime,
+    **txn_fields: Any,
+) -> LedgerTransaction:
+    """Take back `points` an order earned (a refund): from the order's own lot while it is
+    pending or has points left, then from the member's other lots soonest-expiring first,
+    and beyond those into debt: the one case where available may go below zero."""
+    from_pending = 0
+    if lot is not None and lot.state == LotState.PENDING:
+        from_pending = min(points, lot.remaining)
+        lot.remaining -= from_pending
+    from_available = points - from_pending
+    still = from_available
+    if still and lot is not None and lot.state == LotState.AVAILABLE:
+        own = min(still, lot.remaining)
+        lot.remaining -= own
+        still -= own
+    if still:
+        others = {
+            other.id: other
+            for other in _spendable_lots(session, balance.member_id)
+            if lot is None or other.id != lot.id
+        }
+        views = [
+            policy.LotView(o.id, o.remaining, o.available_at, o.expires_at) for o in others.values()
+        ]
+        for lot_id, take in policy.plan_consumption(
+            views, min(still, sum(v.remaining for v in views))
+        ):
+            others[lot_id].remaining -= take
+    return post(
+        session,
+        balance,
+        TransactionKind.REVERSE,
+        [
+            (Account.PENDING, -from_pending),
+            (Account.AVAILABLE, -from_available),
+            (Account.ISSUED, points),
+        ],
+        effective_at=now,
+        **txn_fields,
+    )
+
+
 def _next_due(session: Session, member_id: int) -> dt.datetime | None:
     live = PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value])
     maturing = sa.select(sa.func.min(PointLot.available_at)).where(
@@ -292,8 +411,17 @@ def _next_due(session: Session, member_id: int) -> dt.datetime | None:
     expiring = sa.select(sa.func.min(PointLot.expires_at)).where(
         PointLot.member_id == member_id, live, PointLot.remaining > 0
     )
+    hold_ends = sa.select(sa.func.min(Redemption.expires_at)).where(
+        Redemption.member_id == member_id, Redemption.status == RedemptionStatus.HELD.value
+    )
     candidates = [
-        when for when in (session.scalar(maturing), session.scalar(expiring)) if when is not None
+        when
+        for when in (
+            session.scalar(maturing),
+            session.scalar(expiring),
+            session.scalar(hold_ends),
+        )
+        if when is not None
     ]
     if not candidates:
         return None
@@ -420,9 +548,10 @@ def decode_cursor(cursor: str) -> int:
     """The position a cursor points at. Raises ValidationFailed for a cursor we never made."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("t"):
+        position = int(raw[1:]) if raw.startswith("t") else 0
+        if not 0 < position < 2**63:  # ids are positive BIGINTs
             raise ValueError(raw)
-        return int(raw[1:])
+        return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed({"cursor": ["Not a valid cursor."]}) from None
 
@@ -464,7 +593,8 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
     - every transaction has two or more entries that sum to zero;
     - each member's balance row equals the sum of their entries, account by account;
     - pending lots hold exactly the pending balance, available lots exactly the available
-      balance (none while the member is in debt), and no lot is outside 0..points.
+      balance (none while the member is in debt), and no lot is outside 0..points;
+    - the points open holds took from lots add up to the held balance.
     """
     report = VerifyReport()
     report.transactions = session.scalar(sa.select(sa.func.count(LedgerTransaction.id))) or 0
@@ -513,6 +643,13 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
         .group_by(PointLot.member_id)
         .subquery()
     )
+    hold_sums = (
+        sa.select(Redemption.member_id, sa.func.sum(RedemptionAllocation.points).label("held"))
+        .join(RedemptionAllocation, RedemptionAllocation.redemption_id == Redemption.id)
+        .where(Redemption.status == RedemptionStatus.HELD.value)
+        .group_by(Redemption.member_id)
+        .subquery()
+    )
     cols = list(sums.c)[1:]
     rows = session.execute(
         sa.select(
@@ -523,11 +660,13 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
             *(sa.func.coalesce(c, 0) for c in cols),
             sa.func.coalesce(lot_sums.c.pending, 0),
             sa.func.coalesce(lot_sums.c.available, 0),
+            sa.func.coalesce(hold_sums.c.held, 0),
         )
         .outerjoin(sums, sums.c.member_id == MemberBalance.member_id)
         .outerjoin(lot_sums, lot_sums.c.member_id == MemberBalance.member_id)
+        .outerjoin(hold_sums, hold_sums.c.member_id == MemberBalance.member_id)
     )
-    for member_id, available, pending, held, e_av, e_pe, e_he, l_pe, l_av in rows:
+    for member_id, available, pending, held, e_av, e_pe, e_he, l_pe, l_av, h_al in rows:
         if (available, pending, held) != (e_av, e_pe, e_he):
             report.problems.append(
                 f"member {member_id}: balance (available {available}, pending {pending}, "
@@ -537,6 +676,10 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
             report.problems.append(
                 f"member {member_id}: lots (pending {l_pe}, available {l_av}) != balance "
                 f"(pending {pending}, available {max(available, 0)})"
+            )
+        if h_al != held:
+            report.problems.append(
+                f"member {member_id}: open holds took {h_al} points from lots, held is {held}"
             )
         if len(report.problems) >= max_problems:
             break

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty.db import transaction, utcnow
+from loyalty.events import services as events
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import MemberBalance, PointLot
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
@@ -23,8 +24,9 @@ def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
     """Enroll a member, or find the one already enrolled under the same external id.
 
     Returns (member, created). The balance row is created with the member, so there is
-    always a row to lock before the first points move. Raises ReferrerNotFound when
-    `referred_by` names nobody.
+    always a row to lock before the first points move; a signup event rule, if any, credits
+    its points in the same transaction. Raises ReferrerNotFound when `referred_by` names
+    nobody.
     """
     external_id = fields["external_id"]
     existing = _by_external_id(session, external_id)
@@ -47,8 +49,10 @@ def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
             )
             session.add(member)
             session.flush()
-            session.add(MemberBalance(member_id=member.id))
+            balance = MemberBalance(member_id=member.id)
+            session.add(balance)
             session.flush()
+            events.grant_signup(session, member, balance, utcnow())
     except IntegrityError:
         # Two enrolments of one customer raced and the other committed first: theirs stands.
         existing = _by_external_id(session, external_id)

@@ -1,0 +1,284 @@
+"""Checkout: quotes, orders, refunds, redemption holds and events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import requires
+from loyalty.api.base import Blueprint
+from loyalty.events import services as events
+from loyalty.events.models import MemberEvent
+from loyalty.extensions import db
+from loyalty.members.models import Member
+from loyalty.orders import services as orders
+from loyalty.orders.models import Order, Refund
+from loyalty.redemptions import services as redemptions
+from loyalty.redemptions.models import Redemption
+from loyalty.rules.policy import Contribution
+from loyalty.schemas.orders import (
+    EventInSchema,
+    EventSchema,
+    OrderInSchema,
+    OrderSchema,
+    QuoteInSchema,
+    QuoteSchema,
+    RedemptionInSchema,
+    RedemptionSchema,
+    RefundInSchema,
+    RefundSummarySchema,
+)
+
+blp = Blueprint("checkout", __name__, url_prefix="/v1", description="Checkout: points for orders.")
+
+CART_EXAMPLE = {
+    "member_id": "cust_1001",
+    "currency": "USD",
+    "lines": [
+        {"sku": "tee-black-m", "category": "apparel", "quantity": 2, "unit_price": 2500},
+        {"sku": "mug", "category": "home", "quantity": 1, "unit_price": 1200},
+    ],
+    "discount": 500,
+}
+
+
+def contribution_body(c: Contribution) -> dict[str, Any]:
+    return {
+        "rule_id": c.rule_id,
+        "version": c.version,
+        "name": c.name,
+        "kind": c.kind,
+        "points": c.points,
+    }
+
+
+def _external_id(member_id: int) -> str:
+    member = db.session().get(Member, member_id)
+    return member.external_id if member else ""
+
+
+def order_body(order: Order) -> dict[str, Any]:
+    session = db.session()
+    redemption = session.get(Redemption, order.redemption_id) if order.redemption_id else None
+    if not order.points_earned:
+        status = "none"
+    else:
+        status = (
+            "pending"
+            if order.available_at and order.available_at > order.created_at
+            else "available"
+        )
+    return {
+        "order_id": order.order_id,
+        "member_id": _external_id(order.member_id),
+        "status": status,
+        "points_earned": order.points_earned,
+        "breakdown": order.breakdown,
+        "available_at": order.available_at,
+        "total": {"amount": order.total, "currency": order.currency},
+        "paid": {"amount": order.total - order.redeemed_value, "currency": order.currency},
+        "redemption_id": redemption.public_id if redemption else None,
+        "points_redeemed": order.redeemed_points,
+        "placed_at": order.placed_at,
+    }
+
+
+def refund_body(refund: Refund, order_id: str, currency: str) -> dict[str, Any]:
+    return {
+        "refund_id": refund.refund_id,
+        "order_id": order_id,
+        "amount": {"amount": refund.amount, "currency": currency},
+        "points_reversed": refund.points_reversed,
+        "points_restored": refund.points_restored,
+        "created_at": refund.created_at,
+    }
+
+
+def redemption_body(redemption: Redemption) -> dict[str, Any]:
+    return {
+        "redemption_id": redemption.public_id,
+        "member_id": _external_id(redemption.member_id),
+        "status": redemption.status,
+        "points": redemption.points,
+        "value": {"amount": redemption.value, "currency": redemption.currency},
+        "order_id": redemption.order_ref,
+        "expires_at": redemption.expires_at,
+        "created_at": redemption.created_at,
+        "captured_at": redemption.captured_at,
+        "released_at": redemption.released_at,
+    }
+
+
+def event_body(event: MemberEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "member_id": _external_id(event.member_id),
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "points_earned": event.points_earned,
+        "breakdown": event.breakdown,
+    }
+
+
+@blp.route("/orders/quote")
+class Quote(MethodView):
+    @requires("checkout")
+    @blp.arguments(QuoteInSchema, example=CART_EXAMPLE)
+    @blp.response(200, QuoteSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(422, description="Invalid cart, member_inactive or currency_mismatch.")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Quote a cart: points to earn (per rule) and the most points payable
+
+        No side effects. `max_redeemable_points` respects the member's balance, the program's
+        share of an order payable in points and its minimum redemption.
+        """
+        result = orders.quote(db.session(), body)
+        return {
+            "member_id": result.member.external_id,
+            "points_to_earn": result.points_to_earn,
+            "breakdown": [contribution_body(c) for c in result.breakdown],
+            "available_points": result.available_points,
+            "max_redeemable_points": result.max_redeemable_points,
+            "max_redeemable_value": {
+                "amount": result.max_redeemable_value,
+                "currency": result.currency,
+            },
+        }
+
+
+@blp.route("/orders")
+class Orders(MethodView):
+    @requires("checkout")
+    @blp.arguments(OrderInSchema, example={**CART_EXAMPLE, "order_id": "ord_5001"})
+    @blp.response(201, OrderSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(
+        409,
+        description="order_conflict (order_id reused with another body), or unusable redemption.",
+    )
+    @blp.alt_response(
+        422, description="Invalid order, member_inactive, currency_mismatch, redemption errors."
+    )
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Record an order and earn its points
+
+        Points are earned on what was paid in money (lines, minus discount, minus the value of
+        the points redeemed) and stay pending until the return window ends. Exactly once per
+        `order_id`: the same order again returns the first answer.
+        """
+        order, _ = orders.place_order(db.session(), body)
+        return order_body(order)
+
+
+@blp.route("/orders/<string:order_id>")
+class OrderResource(MethodView):
+    @requires("checkout", "app")
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(404, description="No such order.")
+    def get(self, order_id: str) -> dict[str, Any]:
+        """An order and the points it earned"""
+        return order_body(orders.find_order(db.session(), order_id))
+
+
+@blp.route("/orders/<string:order_id>/refunds")
+class Refunds(MethodView):
+    @requires("checkout")
+    @blp.arguments(
+        RefundInSchema, example={"refund_id": "ref_7001", "lines": [{"sku": "mug", "quantity": 1}]}
+    )
+    @blp.response(201, RefundSummarySchema)
+    @blp.alt_response(404, description="No such order.")
+    @blp.alt_response(409, description="refund_conflict: refund_id reused with another body.")
+    @blp.alt_response(422, description="refund_exceeds_order, or an invalid refund.")
+    def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
+        """Refund part or all of an order
+
+        Reverses the earned points and gives back redeemed points in proportion to the money
+        refunded; the refunds of a whole order give back exactly what it earned and redeemed.
+        Exactly once per `refund_id`.
+        """
+        session = db.session()
+        refund, _ = orders.refund_order(session, order_id, body)
+        order = orders.find_order(session, order_id)
+        return refund_body(refund, order.order_id, order.currency)
+
+
+@blp.route("/redemptions")
+class Redemptions(MethodView):
+    @requires("checkout")
+    @blp.arguments(
+        RedemptionInSchema,
+        example={"member_id": "cust_1001", "points": 500, "order_id": "ord_5001"},
+    )
+    @blp.response(201, RedemptionSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(
+        422, description="insufficient_points, member_inactive, below_minimum_redemption."
+    )
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Hold points for a payment
+
+        Held points are not available to anything else. Capture the hold when payment
+        succeeds; a hold not captured within the program's `hold_ttl_seconds` is released by
+        itself. Send an Idempotency-Key: a retried hold must not hold twice.
+        """
+        redemption = redemptions.hold(
+            db.session(), body["member_id"], body["points"], body["order_id"]
+        )
+        return redemption_body(redemption)
+
+
+@blp.route("/redemptions/<uuid:redemption_id>")
+class RedemptionResource(MethodView):
+    @requires("checkout", "app")
+    @blp.response(200, RedemptionSchema)
+    @blp.alt_response(404, description="No such redemption.")
+    def get(self, redemption_id: uuid.UUID) -> dict[str, Any]:
+        """A redemption and its status"""
+        return redemption_body(redemptions.find(db.session(), redemption_id))
+
+
+@blp.route("/redemptions/<uuid:redemption_id>/capture")
+class Capture(MethodView):
+    @requires("checkout")
+    @blp.response(200, RedemptionSchema)
+    @blp.alt_response(404, description="No such redemption.")
+    @blp.alt_response(409, description="hold_expired or already_released.")
+    def post(self, redemption_id: uuid.UUID) -> dict[str, Any]:
+        """Capture a hold: the points are spent (again: the same answer)"""
+        return redemption_body(redemptions.capture(db.session(), redemption_id))
+
+
+@blp.route("/redemptions/<uuid:redemption_id>/release")
+class Release(MethodView):
+    @requires("checkout")
+    @blp.response(200, RedemptionSchema)
+    @blp.alt_response(404, description="No such redemption.")
+    @blp.alt_response(409, description="already_captured or hold_expired.")
+    def post(self, redemption_id: uuid.UUID) -> dict[str, Any]:
+        """Release a hold: the points are available again (again: the same answer)"""
+        return redemption_body(redemptions.release(db.session(), redemption_id))
+
+
+@blp.route("/events")
+class Events(MethodView):
+    @requires("checkout")
+    @blp.arguments(
+        EventInSchema,
+        example={"event_id": "review-8812", "member_id": "cust_1001", "type": "review"},
+    )
+    @blp.response(201, EventSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(409, description="event_conflict: event_id reused with another body.")
+    @blp.alt_response(422, description="member_inactive, or an invalid event.")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Record a member's event and earn its points
+
+        Points come from the active `event` rules for its type, within their caps, and are
+        available at once. Exactly once per `event_id`.
+        """
+        event, _ = events.record_event(db.session(), body)
+        return event_body(event)

@@ -1,0 +1,169 @@
+"""Admin: earning rules, their versions, and the simulator."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import current_caller, requires
+from loyalty.api.base import Blueprint
+from loyalty.api.orders import contribution_body
+from loyalty.extensions import db
+from loyalty.ledger.services import decode_cursor, encode_cursor
+from loyalty.rules import services as rules
+from loyalty.rules.models import EarningRule, RuleVersion
+from loyalty.schemas.rules import (
+    RuleInSchema,
+    RuleListQuerySchema,
+    RulePageSchema,
+    RuleSchema,
+    RuleUpdateSchema,
+    RuleVersionListSchema,
+    SimulateSchema,
+    SimulationSchema,
+)
+
+blp = Blueprint("rules", __name__, url_prefix="/v1/admin", description="Admin: earning rules.")
+
+CONFIG_KEYS = ("points", "per_amount", "factor", "event_type")
+SPEND_EXAMPLE = {
+    "name": "1 point per dollar",
+    "kind": "spend",
+    "points": 1,
+    "per_amount": 100,
+    "priority": 10,
+}
+
+
+def definition(body: dict[str, Any]) -> dict[str, Any]:
+    """A rule body from the API as the versioned fields the service stores."""
+    fields = {k: v for k, v in body.items() if k not in CONFIG_KEYS}
+    config = {k: body[k] for k in CONFIG_KEYS if body.get(k) is not None}
+    if config or "kind" in body:
+        fields["config"] = config
+    return fields
+
+
+def rule_body(rule: EarningRule, version: RuleVersion | None = None) -> dict[str, Any]:
+    version = version or rule.current
+    return {
+        "id": rule.public_id,
+        "version": version.version,
+        "name": version.name,
+        "kind": rule.kind,
+        "active": version.active,
+        "priority": version.priority,
+        "starts_at": version.starts_at,
+        "ends_at": version.ends_at,
+        **{key: version.config.get(key) for key in CONFIG_KEYS},
+        "conditions": version.conditions,
+        "caps": version.caps,
+        "created_at": version.created_at,
+        "actor": version.actor,
+    }
+
+
+@blp.route("/rules")
+class Rules(MethodView):
+    @requires("admin")
+    @blp.arguments(RuleListQuerySchema, location="query")
+    @blp.response(200, RulePageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List earning rules, newest first"""
+        after = decode_cursor(query["cursor"]) if query["cursor"] else None
+        found, next_position = rules.list_rules(
+            db.session(),
+            active=query["active"],
+            kind=query["kind"],
+            limit=query["limit"],
+            after=after,
+        )
+        return {
+            "items": [rule_body(rule) for rule in found],
+            "next_cursor": encode_cursor(next_position) if next_position else None,
+        }
+
+    @requires("admin")
+    @blp.arguments(RuleInSchema, example=SPEND_EXAMPLE)
+    @blp.response(201, RuleSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an earning rule (version 1)"""
+        return rule_body(rules.create_rule(db.session(), definition(body), current_caller().name))
+
+
+@blp.route("/rules/<uuid:rule_id>")
+class Rule(MethodView):
+    @requires("admin")
+    @blp.response(200, RuleSchema)
+    @blp.alt_response(404, description="No such rule.")
+    def get(self, rule_id: uuid.UUID) -> dict[str, Any]:
+        """A rule at its current version"""
+        return rule_body(rules.get_rule(db.session(), rule_id))
+
+    @requires("admin")
+    @blp.arguments(RuleUpdateSchema(partial=True), example={"points": 2})
+    @blp.response(200, RuleSchema)
+    @blp.alt_response(404, description="No such rule.")
+    @blp.alt_response(422, description="Invalid definition, or a change of kind.")
+    def patch(self, changes: dict[str, Any], rule_id: uuid.UUID) -> dict[str, Any]:
+        """Change a rule: the change becomes its next version"""
+        fields = definition(changes)
+        return rule_body(rules.update_rule(db.session(), rule_id, fields, current_caller().name))
+
+
+@blp.route("/rules/<uuid:rule_id>/deactivate")
+class DeactivateRule(MethodView):
+    @requires("admin")
+    @blp.response(200, RuleSchema)
+    @blp.alt_response(404, description="No such rule.")
+    def post(self, rule_id: uuid.UUID) -> dict[str, Any]:
+        """Deactivate a rule (a new, inactive version; history is kept)"""
+        return rule_body(rules.deactivate_rule(db.session(), rule_id, current_caller().name))
+
+
+@blp.route("/rules/<uuid:rule_id>/versions")
+class RuleVersions(MethodView):
+    @requires("admin")
+    @blp.response(200, RuleVersionListSchema)
+    @blp.alt_response(404, description="No such rule.")
+    def get(self, rule_id: uuid.UUID) -> dict[str, Any]:
+        """Every version of a rule, newest first"""
+        session = db.session()
+        rule = rules.get_rule(session, rule_id)
+        return {"items": [rule_body(rule, v) for v in rules.list_versions(session, rule_id)]}
+
+
+@blp.route("/rules/simulate")
+class Simulate(MethodView):
+    @requires("admin")
+    @blp.arguments(
+        SimulateSchema,
+        example={
+            "currency": "USD",
+            "lines": [{"sku": "tee", "category": "apparel", "quantity": 2, "unit_price": 2500}],
+            "rules": [
+                {
+                    "name": "Apparel x2",
+                    "kind": "multiplier",
+                    "factor": "2",
+                    "conditions": {"categories": ["apparel"]},
+                }
+            ],
+        },
+    )
+    @blp.response(200, SimulationSchema)
+    @blp.alt_response(404, description="No such member.")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Show what a cart or an event would earn, draft rules included, before they go live"""
+        points, breakdown = rules.simulate(
+            db.session(),
+            member_id=body["member_id"],
+            lines=body["lines"],
+            discount=body["discount"],
+            event_type=body["event_type"],
+            drafts=[definition(draft) for draft in body["rules"]],
+            include_active=body["include_active"],
+        )
+        return {"points_to_earn": points, "breakdown": [contribution_body(c) for c in breakdown]}

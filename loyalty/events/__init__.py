@@ -1,0 +1,1 @@
+"""Member events (signup, review, referral, birthday, custom) and the points they earn."""

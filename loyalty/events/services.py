@@ -1,0 +1,194 @@
+"""Events earn points through `event` rules: signup (on enrolment), referral (when the
+referred member's first order is placed), review, birthday, or any custom type."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.errors import Conflict, ValidationFailed
+from loyalty.events.models import MemberEvent
+from loyalty.ledger import services as ledger
+from loyalty.ledger.exceptions import MemberInactive
+from loyalty.ledger.models import Account, MemberBalance, TransactionKind
+from loyalty.members.models import Member
+from loyalty.program.services import get_settings
+from loyalty.rules import policy
+from loyalty.rules import services as rules
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class EventConflict(Conflict):
+    code = "event_conflict"
+    title = "event_id reused with a different event"
+
+
+def _fingerprint(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _find(session: Session, event_id: str) -> MemberEvent | None:
+    return session.execute(
+        sa.select(MemberEvent)
+        .where(MemberEvent.event_id == event_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _grant(
+    session: Session,
+    member: Member,
+    balance: MemberBalance,
+    event_id: str,
+    event_type: str,
+    occurred_at: dt.datetime,
+    attributes: dict[str, Any],
+    request_hash: str,
+    now: dt.datetime,
+) -> MemberEvent:
+    """Record the event and credit what the event rules give for it (available at once, caps
+    respected); the caller holds the member's lock."""
+    active = rules.active_rules(session, ["event"])
+    context = policy.MemberContext(
+        tier=None, remaining_caps=rules.remaining_caps(session, member.id, active, now)
+    )
+    points, breakdown = policy.event_points(
+        [r for _, r in active], event_type, context, occurred_at
+    )
+    event = MemberEvent(
+        event_id=event_id,
+        member_id=member.id,
+        type=event_type,
+        occurred_at=occurred_at,
+        attributes=attributes,
+        points_earned=points,
+        request_hash=request_hash,
+        breakdown=[
+            {
+                "rule_id": c.rule_id,
+                "version": c.version,
+                "name": c.name,
+                "kind": c.kind,
+                "points": c.points,
+            }
+            for c in breakdown
+        ],
+        created_at=now,
+    )
+    session.add(event)
+    if points:
+        ledger.credit(
+            session,
+            balance,
+            get_settings(session),
+            points,
+            kind=TransactionKind.EARN,
+            source=Account.ISSUED,
+            now=now,
+            pending=False,
+            reference=f"event:{event_id}",
+            details={"breakdown": event.breakdown, "event_type": event_type},
+        )
+        rules.record_awards(session, member.id, active, breakdown, f"event:{event_id}", now)
+    session.flush()
+    return event
+
+
+def record_event(
+    session: Session, fields: dict[str, Any], now: dt.datetime | None = None
+) -> tuple[MemberEvent, bool]:
+    """Record a member's event and credit its points. Returns (event, created); exactly once
+    per event_id.
+
+    Raises EventConflict for an event_id reused with a different body, MemberNotFound,
+    MemberInactive, ValidationFailed.
+    """
+    now = now or utcnow()
+    request_hash = _fingerprint(fields)
+    occurred_at = fields.get("occurred_at") or now
+    if occurred_at > now + CLOCK_SKEW:
+        raise ValidationFailed({"occurred_at": ["Must not be in the future."]})
+    member = ledger.find_member(session, fields["member_id"])
+    try:
+        with transaction(session):
+            balance = ledger.lock_balance(session, member.id)
+            existing = _find(session, fields["event_id"])
+            if existing is not None:
+                if existing.request_hash != request_hash:
+                    raise EventConflict(f"Event {fields['event_id']!r} was recorded differently.")
+                return existing, False
+            session.refresh(member)
+            if not member.is_active:
+                raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
+            ledger.settle(session, balance, now)
+            event = _grant(
+                session,
+                member,
+                balance,
+                fields["event_id"],
+                fields["type"],
+                occurred_at,
+                fields.get("attributes") or {},
+                request_hash,
+                now,
+            )
+    except IntegrityError:
+        existing = _find(session, fields["event_id"])
+        if existing is None:
+            raise
+        if existing.request_hash != request_hash:
+            raise EventConflict(f"Event {fields['event_id']!r} was recorded differently.") from None
+        return existing, False
+    return event, True
+
+
+def grant_signup(
+    session: Session, member: Member, balance: MemberBalance, now: dt.datetime
+) -> None:
+    """The signup event of a newly enrolled member (points only if a signup rule exists)."""
+    event_id = f"signup:{member.external_id}"
+    _grant(
+        session,
+        member,
+        balance,
+        event_id,
+        "signup",
+        now,
+        {},
+        _fingerprint({"event_id": event_id}),
+        now,
+    )
+
+
+def grant_referral(
+    session: Session, referred: Member, referrer_balance: MemberBalance, now: dt.datetime
+) -> None:
+    """Credit the referrer once the member they referred places a first order. The caller
+    holds both members' locks."""
+    referrer = session.get(Member, referrer_balance.member_id)
+    if referrer is None or not referrer.is_active:
+        return
+    event_id = f"referral:{referred.external_id}"
+    if _find(session, event_id) is not None:
+        return
+    ledger.settle(session, referrer_balance, now)
+    attributes = {"referred": referred.external_id}
+    _grant(
+        session,
+        referrer,
+        referrer_balance,
+        event_id,
+        "referral",
+        now,
+        attributes,
+        _fingerprint({"event_id": event_id}),
+        now,
+    )

@@ -1,0 +1,164 @@
+"""Holds, captures and releases of points (two-phase spending, as in TigerBeetle's pending
+transfers): a hold moves points from available to held under the member's lock, so held
+points can never be spent twice; capture moves them to the program's redeemed account;
+release, or the TTL running out, moves them back into the lots they came from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.ledger import services as ledger
+from loyalty.ledger.exceptions import MemberInactive
+from loyalty.ledger.models import Account, MemberBalance, TransactionKind
+from loyalty.program.services import get_settings
+from loyalty.redemptions.exceptions import (
+    AlreadyCaptured,
+    AlreadyReleased,
+    BelowMinimumRedemption,
+    HoldExpired,
+    RedemptionNotFound,
+)
+from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
+
+
+def hold(
+    session: Session,
+    external_id: str,
+    points: int,
+    order_ref: str | None = None,
+    now: dt.datetime | None = None,
+) -> Redemption:
+    """Reserve `points` of the member's available points; return the held redemption.
+
+    Raises MemberNotFound, MemberInactive, BelowMinimumRedemption, or InsufficientPoints
+    when fewer points are available than asked (held points count as spent).
+    """
+    now = now or utcnow()
+    settings = get_settings(session)
+    if points < settings.min_redemption_points:
+        raise BelowMinimumRedemption(
+            f"At least {settings.min_redemption_points} points per redemption.",
+            min_redemption_points=settings.min_redemption_points,
+        )
+    with transaction(session):
+        member = ledger.find_member(session, external_id)
+        if not member.is_active:
+            raise MemberInactive(f"Member {external_id!r} is {member.status}.")
+        balance = ledger.lock_balance(session, member.id)
+        ledger.settle(session, balance, now)
+        redemption = Redemption(
+            member_id=member.id,
+            points=points,
+            value=settings.points_value(points),
+            currency=settings.currency,
+            status=RedemptionStatus.HELD.value,
+            order_ref=order_ref,
+            expires_at=now + dt.timedelta(seconds=settings.hold_ttl_seconds),
+            created_at=now,
+        )
+        _, taken = ledger.debit(
+            session,
+            balance,
+            settings,
+            points,
+            kind=TransactionKind.HOLD,
+            destination=Account.HELD,
+            now=now,
+            reference=f"redemption:{redemption.public_id}",
+        )
+        redemption.allocations = [
+            RedemptionAllocation(lot_id=lot.id, points=take) for lot, take in taken
+        ]
+        session.add(redemption)
+        ledger.note_due(balance, redemption.expires_at)
+        session.flush()
+    return redemption
+
+
+def find(session: Session, public_id: uuid.UUID) -> Redemption:
+    """The redemption with this id. Raises RedemptionNotFound."""
+    redemption = session.execute(
+        sa.select(Redemption).where(Redemption.public_id == public_id)
+    ).scalar_one_or_none()
+    if redemption is None:
+        raise RedemptionNotFound(f"No redemption with id {public_id}.")
+    return redemption
+
+
+def _locked(
+    session: Session, public_id: uuid.UUID, now: dt.datetime
+) -> tuple[Redemption, MemberBalance]:
+    """The redemption re-read under its member's lock, after settling (which expires it if
+    its TTL ran out)."""
+    member_id = find(session, public_id).member_id
+    balance = ledger.lock_balance(session, member_id)
+    ledger.settle(session, balance, now)
+    redemption = session.execute(
+        sa.select(Redemption)
+        .where(Redemption.public_id == public_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    return redemption, balance
+
+
+def capture_locked(
+    session: Session, redemption: Redemption, balance: MemberBalance, now: dt.datetime
+) -> None:
+    """Capture a held redemption; the caller holds the member's lock."""
+    ledger.post(
+        session,
+        balance,
+        TransactionKind.CAPTURE,
+        [(Account.HELD, -redemption.points), (Account.REDEEMED, redemption.points)],
+        effective_at=now,
+        reference=f"redemption:{redemption.public_id}",
+    )
+    redemption.status = RedemptionStatus.CAPTURED.value
+    redemption.captured_at = now
+
+
+def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Redemption:
+    """Spend the held points. Capturing again returns the same captured redemption.
+
+    Raises RedemptionNotFound, HoldExpired after the TTL, AlreadyReleased after a release.
+    """
+    now = now or utcnow()
+    with transaction(session):
+        redemption, balance = _locked(session, public_id, now)
+        if redemption.status == RedemptionStatus.HELD:
+            capture_locked(session, redemption, balance, now)
+    # Raised after the commit: an expiry noticed on the way is kept.
+    if redemption.status == RedemptionStatus.EXPIRED:
+        raise HoldExpired("The hold expired before it was captured; its points were returned.")
+    if redemption.status == RedemptionStatus.RELEASED:
+        raise AlreadyReleased("The hold was released; its points were returned.")
+    return redemption
+
+
+def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Redemption:
+    """Give the held points back. Releasing again returns the same released redemption.
+
+    Raises RedemptionNotFound, AlreadyCaptured after a capture, HoldExpired after the TTL.
+    """
+    now = now or utcnow()
+    with transaction(session):
+        redemption, balance = _locked(session, public_id, now)
+        if redemption.status == RedemptionStatus.HELD:
+            ledger.return_held(
+                session,
+                balance,
+                redemption,
+                now,
+                TransactionKind.RELEASE,
+                RedemptionStatus.RELEASED.value,
+            )
+    if redemption.status == RedemptionStatus.CAPTURED:
+        raise AlreadyCaptured("The hold was captured; refund the order to give points back.")
+    if redemption.status == RedemptionStatus.EXPIRED:
+        raise HoldExpired("The hold already expired; its points were returned.")
+    return redemption

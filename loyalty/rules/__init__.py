@@ -1,0 +1,1 @@
+"""Earning rules: versioned definitions of how orders and events earn points."""

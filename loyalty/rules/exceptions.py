@@ -1,0 +1,5 @@
+from loyalty.errors import NotFound
+
+
+class RuleNotFound(NotFound):
+    title = "Rule not found"

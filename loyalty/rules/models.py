@@ -1,0 +1,81 @@
+"""Earning rules are versioned: a rule row points at its current version, every change adds a
+version row, and the points a rule awarded record the version that awarded them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from loyalty.db import BigIntPK, utcnow
+from loyalty.extensions import db
+
+
+class RuleKind(enum.StrEnum):
+    SPEND = "spend"
+    MULTIPLIER = "multiplier"
+    BONUS = "bonus"
+    EVENT = "event"
+
+
+class EarningRule(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "earning_rules"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    current_version: Mapped[int]
+    active: Mapped[bool] = mapped_column(index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    current: Mapped[RuleVersion] = relationship(
+        primaryjoin="and_(RuleVersion.rule_id == EarningRule.id, "
+        "RuleVersion.version == EarningRule.current_version)",
+        viewonly=True,
+        lazy="joined",
+    )
+
+
+class RuleVersion(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "earning_rule_versions"
+    __table_args__ = (sa.UniqueConstraint("rule_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(sa.ForeignKey("earning_rules.id"))
+    version: Mapped[int]
+    name: Mapped[str] = mapped_column(sa.String(200))
+    active: Mapped[bool]
+    priority: Mapped[int]
+    starts_at: Mapped[dt.datetime | None]
+    ends_at: Mapped[dt.datetime | None]
+    # Kind-specific settings: points, per_amount, factor ("1.5"), event_type.
+    config: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    conditions: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    caps: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+class RuleAward(db.Model):  # type: ignore[name-defined]
+    """Points one rule version gave one member for one order or event: the source of
+    breakdowns and of per-member period caps."""
+
+    __tablename__ = "rule_awards"
+    __table_args__ = (
+        sa.Index(
+            "ix_rule_awards_member_id_rule_id_awarded_at", "member_id", "rule_id", "awarded_at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    rule_id: Mapped[int] = mapped_column(sa.ForeignKey("earning_rules.id"))
+    rule_version: Mapped[int]
+    points: Mapped[int] = mapped_column(sa.BigInteger)
+    source: Mapped[str] = mapped_column(sa.String(220))
+    awarded_at: Mapped[dt.datetime]

@@ -1,0 +1,221 @@
+"""Pure earning arithmetic: how a cart or an event turns into points under a set of rules.
+
+Order of application (deterministic, documented in the README):
+
+1. The money each line earns on is its price times quantity, minus its proportional share of
+   the order discount and of the value paid in points (largest-remainder allocation, so the
+   shares add up exactly).
+2. ``spend`` rules, by ascending priority then rule id: each earns
+   floor(matching amount * points / per_amount) on the lines it matches.
+3. ``multiplier`` rules, same order: each adds floor(base * (factor - 1)) where base is what
+   the spend rules earned on the lines it matches (a 1.5x rule adds half again).
+4. ``bonus`` rules, same order: fixed points when the order matches.
+5. Each rule's contribution is floored once, then capped by its per-order cap and by what is
+   left of its per-member period cap. Contributions of 0 are left out of the breakdown.
+
+No floats: factors are kept as integer fractions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price: int
+
+    @property
+    def gross(self) -> int:
+        return self.quantity * self.unit_price
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    skus: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    tiers: frozenset[str] = frozenset()
+    min_amount: int | None = None
+    first_order: bool = False
+
+    def matches_line(self, line: Line) -> bool:
+        if not self.skus and not self.categories:
+            return True
+        return line.sku in self.skus or (
+            line.category is not None and line.category in self.categories
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    rule_id: str
+    version: int
+    name: str
+    kind: str  # spend | multiplier | bonus | event
+    priority: int
+    conditions: Conditions
+    points: int = 0  # spend: points per `per_amount`; bonus/event: fixed points
+    per_amount: int = 1
+    factor: Fraction = Fraction(1)
+    event_type: str | None = None
+    cap_per_order: int | None = None
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+
+    def active_at(self, when: dt.datetime) -> bool:
+        return (self.starts_at is None or self.starts_at <= when) and (
+            self.ends_at is None or when < self.ends_at
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    rule_id: str
+    version: int
+    name: str
+    kind: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberContext:
+    tier: str | None = None
+    first_order: bool = True
+    # What each capped rule may still award this member in its period (rule id -> points).
+    remaining_caps: dict[str, int] = field(default_factory=dict)
+
+
+def allocate(total: int, weights: Sequence[int]) -> list[int]:
+    """Split `total` over `weights` proportionally, in integers that sum exactly to `total`
+    (largest remainder; ties go to the earlier weight)."""
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        return [0] * len(weights)
+    shares = [total * w // weight_sum for w in weights]
+    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
+    for i in remainders[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def net_amounts(lines: Sequence[Line], reduction: int) -> list[int]:
+    """What each line earns on after the order-level `reduction` (discount plus the value paid
+    in points), shared proportionally to the lines' gross amounts."""
+    gross = [line.gross for line in lines]
+    reduction = min(max(reduction, 0), sum(gross))
+    return [g - r for g, r in zip(gross, allocate(reduction, gross), strict=True)]
+
+
+def _eligible(rule: Rule, context: MemberContext, when: dt.datetime) -> bool:
+    if not rule.active_at(when):
+        return False
+    return not (rule.conditions.tiers and context.tier not in rule.conditions.tiers)
+
+
+def _capped(rule: Rule, points: int, context: MemberContext) -> int:
+    if rule.cap_per_order is not None:
+        points = min(points, rule.cap_per_order)
+    if rule.rule_id in context.remaining_caps:
+        points = min(points, max(context.remaining_caps[rule.rule_id], 0))
+    return max(points, 0)
+
+
+def order_points(
+    rules: Sequence[Rule],
+    lines: Sequence[Line],
+    reduction: int,
+    context: MemberContext,
+    when: dt.datetime,
+) -> tuple[int, list[Contribution]]:
+    """Points an order earns and the contribution of each rule, in application order."""
+    ordered = sorted(rules, key=lambda r: (r.priority, r.rule_id))
+    nets = net_amounts(lines, reduction)
+    total_net = sum(nets)
+    breakdown: list[Contribution] = []
+    # What spend rules earned on each line subset, for multipliers to build on.
+    spend_rules: list[Rule] = []
+
+    def spend_on(rule: Rule, matched: Sequence[bool]) -> int:
+        amount = sum(n for n, m in zip(nets, matched, strict=True) if m)
+        return amount * rule.points // rule.per_amount
+
+    for rule in ordered:
+        if rule.kind != "spend" or not _eligible(rule, context, when):
+            continue
+        if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
+            continue
+        matched = [rule.conditions.matches_line(line) for line in lines]
+        spend_rules.append(rule)
+        _add(breakdown, rule, _capped(rule, spend_on(rule, matched), context))
+
+    for rule in ordered:
+        if rule.kind != "multiplier" or not _eligible(rule, context, when):
+            continue
+        if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
+            continue
+        both = [rule.conditions.matches_line(line) for line in lines]
+        base = sum(
+            spend_on(
+                spend,
+                [
+                    b and spend.conditions.matches_line(line)
+                    for b, line in zip(both, lines, strict=True)
+                ],
+            )
+            for spend in spend_rules
+        )
+        extra = base * (rule.factor.numerator - rule.factor.denominator) // rule.factor.denominator
+        _add(breakdown, rule, _capped(rule, extra, context))
+
+    for rule in ordered:
+        if rule.kind != "bonus" or not _eligible(rule, context, when):
+            continue
+        conditions = rule.conditions
+        if conditions.min_amount is not None and total_net < conditions.min_amount:
+            continue
+        if conditions.first_order and not context.first_order:
+            continue
+        if (conditions.skus or conditions.categories) and not any(
+            conditions.matches_line(line) for line in lines
+        ):
+            continue
+        _add(breakdown, rule, _capped(rule, rule.points, context))
+
+    return sum(c.points for c in breakdown), breakdown
+
+
+def event_points(
+    rules: Sequence[Rule], event_type: str, context: MemberContext, when: dt.datetime
+) -> tuple[int, list[Contribution]]:
+    """Points an event of `event_type` earns, by every active event rule for that type."""
+    breakdown: list[Contribution] = []
+    for rule in sorted(rules, key=lambda r: (r.priority, r.rule_id)):
+        if rule.kind != "event" or rule.event_type != event_type:
+            continue
+        if not _eligible(rule, context, when):
+            continue
+        _add(breakdown, rule, _capped(rule, rule.points, context))
+    return sum(c.points for c in breakdown), breakdown
+
+
+def _add(breakdown: list[Contribution], rule: Rule, points: int) -> None:
+    if points > 0:
+        breakdown.append(Contribution(rule.rule_id, rule.version, rule.name, rule.kind, points))
+
+
+def refund_share(total: int, refunded_before: int, refunded_after: int, base: int) -> int:
+    """The part of `total` (points earned or redeemed) that a refund moving the refunded
+    money from `refunded_before` to `refunded_after` (out of `base`) gives back.
+
+    Cumulative flooring: after any sequence of partial refunds the shares sum to
+    floor(total * refunded / base), and a full refund gives back exactly `total`.
+    """
+    if base <= 0:
+        return total if refunded_after > refunded_before else 0
+    return total * refunded_after // base - total * refunded_before // base

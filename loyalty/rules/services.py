@@ -1,0 +1,322 @@
+"""Managing earning rules and turning them into what the pure policy computes with."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.errors import ValidationFailed
+from loyalty.ledger.services import find_member
+from loyalty.orders.models import Order
+from loyalty.rules import policy
+from loyalty.rules.exceptions import RuleNotFound
+from loyalty.rules.models import EarningRule, RuleAward, RuleKind, RuleVersion
+
+VERSIONED_FIELDS = (
+    "name",
+    "active",
+    "priority",
+    "starts_at",
+    "ends_at",
+    "config",
+    "conditions",
+    "caps",
+)
+CONFIG_FIELDS = {
+    RuleKind.SPEND: {"points", "per_amount"},
+    RuleKind.MULTIPLIER: {"factor"},
+    RuleKind.BONUS: {"points"},
+    RuleKind.EVENT: {"points", "event_type"},
+}
+
+
+def parse_factor(raw: str) -> Fraction:
+    """A decimal multiplier such as "1.5" as an exact fraction (never a float)."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValidationFailed({"factor": ["Not a decimal number."]}) from None
+    if not value.is_finite() or value <= 1 or value > 100 or value.as_tuple().exponent < -4:  # type: ignore[operator]
+        raise ValidationFailed(
+            {"factor": ["Must be above 1 and at most 100, with up to 4 decimals."]}
+        )
+    return Fraction(value)
+
+
+def _check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
+    config = fields["config"]
+    missing = sorted(name for name in CONFIG_FIELDS[kind] if config.get(name) is None)
+    if missing:
+        raise ValidationFailed({name: [f"Required for {kind} rules."] for name in missing})
+    extra = sorted(
+        name
+        for name, value in config.items()
+        if value is not None and name not in CONFIG_FIELDS[kind]
+    )
+    if extra:
+        raise ValidationFailed({name: [f"Not used by {kind} rules."] for name in extra})
+    if kind == RuleKind.MULTIPLIER:
+        parse_factor(config["factor"])
+    if kind == RuleKind.EVENT and (
+        fields["conditions"].get("skus") or fields["conditions"].get("categories")
+    ):
+        raise ValidationFailed({"conditions": ["Event rules cannot match skus or categories."]})
+    starts, ends = fields.get("starts_at"), fields.get("ends_at")
+    if starts and ends and ends <= starts:
+        raise ValidationFailed({"ends_at": ["Must be after starts_at."]})
+
+
+def _find(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> EarningRule:
+    stmt = sa.select(EarningRule).where(EarningRule.public_id == rule_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    rule = session.execute(stmt).unique().scalar_one_or_none()
+    if rule is None:
+        raise RuleNotFound(f"No rule with id {rule_id}.")
+    return rule
+
+
+def _new_version(
+    session: Session, rule: EarningRule, fields: dict[str, Any], actor: str | None
+) -> RuleVersion:
+    version = RuleVersion(
+        rule_id=rule.id,
+        version=rule.current_version,
+        actor=actor,
+        **{name: fields[name] for name in VERSIONED_FIELDS},
+    )
+    session.add(version)
+    session.flush()
+    session.refresh(rule)
+    return version
+
+
+def create_rule(session: Session, fields: dict[str, Any], actor: str | None) -> EarningRule:
+    """Create a rule at version 1 and return it. Raises ValidationFailed for a definition
+    its kind cannot use."""
+    kind = RuleKind(fields["kind"])
+    _check_definition(kind, fields)
+    with transaction(session):
+        rule = EarningRule(kind=kind.value, current_version=1, active=fields["active"])
+        session.add(rule)
+        session.flush()
+        _new_version(session, rule, fields, actor)
+    return rule
+
+
+def update_rule(
+    session: Session, rule_id: uuid.UUID, changes: dict[str, Any], actor: str | None
+) -> EarningRule:
+    """Apply `changes` as a new version of the rule and return the rule.
+
+    Raises RuleNotFound, or ValidationFailed when the merged definition is invalid or the
+    kind would change.
+    """
+    if "kind" in changes:
+        raise ValidationFailed({"kind": ["A rule's kind cannot change; create a new rule."]})
+    with transaction(session):
+        rule = _find(session, rule_id, lock=True)
+        current = rule.current
+        fields = {name: getattr(current, name) for name in VERSIONED_FIELDS}
+        for name in ("config", "conditions", "caps"):
+            if name in changes:
+                fields[name] = {**fields[name], **changes.pop(name)}
+        fields.update(changes)
+        _check_definition(RuleKind(rule.kind), fields)
+        rule.current_version += 1
+        rule.active = fields["active"]
+        _new_version(session, rule, fields, actor)
+    return rule
+
+
+def deactivate_rule(session: Session, rule_id: uuid.UUID, actor: str | None) -> EarningRule:
+    """Stop the rule from earning (as a new version, so history stays). Raises RuleNotFound."""
+    rule = _find(session, rule_id)
+    if not rule.active:
+        return rule
+    return update_rule(session, rule_id, {"active": False}, actor)
+
+
+def get_rule(session: Session, rule_id: uuid.UUID) -> EarningRule:
+    """The rule with its current version. Raises RuleNotFound."""
+    return _find(session, rule_id)
+
+
+def list_rules(
+    session: Session, *, active: bool | None, kind: str | None, limit: int, after: int | None
+) -> tuple[list[EarningRule], int | None]:
+    """Rules newest first, one page; returns (rules, position of the next page or None)."""
+    stmt = sa.select(EarningRule).order_by(EarningRule.id.desc()).limit(limit + 1)
+    if active is not None:
+        stmt = stmt.where(EarningRule.active.is_(active))
+    if kind is not None:
+        stmt = stmt.where(EarningRule.kind == kind)
+    if after is not None:
+        stmt = stmt.where(EarningRule.id < after)
+    rules = list(session.execute(stmt).unique().scalars())
+    return rules[:limit], rules[limit - 1].id if len(rules) > limit else None
+
+
+def list_versions(session: Session, rule_id: uuid.UUID) -> list[RuleVersion]:
+    """Every version of the rule, newest first. Raises RuleNotFound."""
+    rule = _find(session, rule_id)
+    stmt = (
+        sa.select(RuleVersion)
+        .where(RuleVersion.rule_id == rule.id)
+        .order_by(RuleVersion.version.desc())
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def to_policy(
+    public_id: uuid.UUID | str, kind: str, version: int, fields: dict[str, Any]
+) -> policy.Rule:
+    """A rule definition as the pure policy sees it."""
+    config, conditions, caps = fields["config"], fields["conditions"], fields["caps"]
+    return policy.Rule(
+        rule_id=str(public_id),
+        version=version,
+        name=fields["name"],
+        kind=kind,
+        priority=fields["priority"],
+        conditions=policy.Conditions(
+            skus=frozenset(conditions.get("skus") or ()),
+            categories=frozenset(conditions.get("categories") or ()),
+            tiers=frozenset(conditions.get("tiers") or ()),
+            min_amount=conditions.get("min_amount"),
+            first_order=bool(conditions.get("first_order")),
+        ),
+        points=config.get("points") or 0,
+        per_amount=config.get("per_amount") or 1,
+        factor=parse_factor(config["factor"]) if config.get("factor") else Fraction(1),
+        event_type=config.get("event_type"),
+        cap_per_order=caps.get("per_order"),
+        starts_at=fields.get("starts_at"),
+        ends_at=fields.get("ends_at"),
+    )
+
+
+def version_fields(version: RuleVersion) -> dict[str, Any]:
+    return {name: getattr(version, name) for name in VERSIONED_FIELDS}
+
+
+def active_rules(
+    session: Session, kinds: Iterable[str] | None = None
+) -> list[tuple[EarningRule, policy.Rule]]:
+    """Every active rule's current version, with its policy form."""
+    stmt = sa.select(EarningRule).where(EarningRule.active.is_(True))
+    if kinds is not None:
+        stmt = stmt.where(EarningRule.kind.in_(list(kinds)))
+    return [
+        (
+            rule,
+            to_policy(
+                rule.public_id, rule.kind, rule.current_version, version_fields(rule.current)
+            ),
+        )
+        for rule in session.execute(stmt).unique().scalars()
+    ]
+
+
+def remaining_caps(
+    session: Session,
+    member_id: int | None,
+    rules: Sequence[tuple[EarningRule, policy.Rule]],
+    now: dt.datetime,
+) -> dict[str, int]:
+    """What each rule with a per-member period cap may still award this member now."""
+    remaining: dict[str, int] = {}
+    for rule, as_policy in rules:
+        cap = rule.current.caps.get("per_member") or {}
+        if not cap:
+            continue
+        if member_id is None:
+            continue
+        since = now - dt.timedelta(days=cap["period_days"])
+        count, points = session.execute(
+            sa.select(
+                sa.func.count(RuleAward.id), sa.func.coalesce(sa.func.sum(RuleAward.points), 0)
+            ).where(
+                RuleAward.member_id == member_id,
+                RuleAward.rule_id == rule.id,
+                RuleAward.awarded_at > since,
+            )
+        ).one()
+        left = 2**62
+        if cap.get("count") is not None:
+            left = left if count < cap["count"] else 0
+        if cap.get("points") is not None:
+            left = min(left, cap["points"] - points)
+        remaining[as_policy.rule_id] = max(left, 0)
+    return remaining
+
+
+def record_awards(
+    session: Session,
+    member_id: int,
+    rules: Sequence[tuple[EarningRule, policy.Rule]],
+    contributions: Sequence[policy.Contribution],
+    source: str,
+    when: dt.datetime,
+) -> None:
+    """Remember which rule versions gave this member how many points, and for what."""
+    by_public_id = {as_policy.rule_id: rule.id for rule, as_policy in rules}
+    for contribution in contributions:
+        session.add(
+            RuleAward(
+                member_id=member_id,
+                rule_id=by_public_id[contribution.rule_id],
+                rule_version=contribution.version,
+                points=contribution.points,
+                source=source,
+                awarded_at=when,
+            )
+        )
+
+
+def first_order(session: Session, member_id: int) -> bool:
+    """Whether the member's next order would be their first."""
+    return session.scalar(sa.select(Order.id).where(Order.member_id == member_id).limit(1)) is None
+
+
+def simulate(
+    session: Session,
+    *,
+    member_id: str | None,
+    lines: Sequence[dict[str, Any]],
+    discount: int,
+    event_type: str | None,
+    drafts: Sequence[dict[str, Any]],
+    include_active: bool,
+    now: dt.datetime | None = None,
+) -> tuple[int, list[policy.Contribution]]:
+    """What a cart (or an event of `event_type`) would earn under the active rules and/or
+    `drafts` (rule definitions not saved), for `member_id` if given. Writes nothing.
+
+    Raises MemberNotFound, ValidationFailed for an invalid draft.
+    """
+    now = now or utcnow()
+    member = find_member(session, member_id) if member_id else None
+    active = active_rules(session) if include_active else []
+    candidates = [as_policy for _, as_policy in active]
+    for number, draft in enumerate(drafts, start=1):
+        _check_definition(RuleKind(draft["kind"]), draft)
+        candidates.append(to_policy(f"draft-{number}", draft["kind"], 0, draft))
+    context = policy.MemberContext(
+        first_order=member is None or first_order(session, member.id),
+        remaining_caps=remaining_caps(session, member.id if member else None, active, now),
+    )
+    if event_type:
+        return policy.event_points(candidates, event_type, context, now)
+    cart = [
+        policy.Line(li["sku"], li.get("category"), li["quantity"], li["unit_price"]) for li in lines
+    ]
+    return policy.order_points(candidates, cart, discount, context, now)

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from loyalty.schemas.common import EXTERNAL_ID, MAX_POINTS, StrictSchema
+
+MAX_AMOUNT = 10**12  # minor units: ten billion in a two-decimal currency
+CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="An ISO 4217 code such as USD.")
+REFERENCE = validate.Length(min=1, max=128)
+
+
+class MoneySchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    amount = fields.Integer(required=True, metadata={"description": "Minor units (cents)."})
+    currency = fields.String(required=True, metadata={"example": "USD"})
+
+
+class LineSchema(StrictSchema):
+    sku = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    category = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=64)
+    )
+    quantity = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=100000)
+    )
+    unit_price = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_AMOUNT),
+        metadata={"description": "Minor units, in the cart's currency."},
+    )
+
+
+def _distinct_skus(lines: list[dict[str, Any]]) -> None:
+    skus = [line["sku"] for line in lines]
+    if len(skus) != len(set(skus)):
+        raise ma.ValidationError("Each sku appears once; sum the quantities.")
+
+
+class CartSchema(StrictSchema):
+    member_id = fields.String(
+        required=True, validate=EXTERNAL_ID, metadata={"example": "cust_1001"}
+    )
+    currency = fields.String(required=True, validate=CURRENCY, metadata={"example": "USD"})
+    lines = fields.List(
+        fields.Nested(LineSchema),
+        required=True,
+        validate=[validate.Length(min=1, max=500), _distinct_skus],
+    )
+    discount = fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_AMOUNT),
+        metadata={"description": "Order-level discount in minor units."},
+    )
+
+
+class QuoteInSchema(CartSchema):
+    redeem_points = fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_POINTS),
+        metadata={"description": "Points the member plans to pay with (they earn nothing)."},
+    )
+
+
+class ContributionSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    rule_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    points = fields.Integer(required=True)
+
+
+class QuoteSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    member_id = fields.String(required=True)
+    points_to_earn = fields.Integer(required=True)
+    breakdown = fields.List(fields.Nested(ContributionSchema), required=True)
+    available_points = fields.Integer(required=True)
+    max_redeemable_points = fields.Integer(required=True)
+    max_redeemable_value = fields.Nested(MoneySchema, required=True)
+
+
+class OrderInSchema(CartSchema):
+    order_id = fields.String(required=True, validate=REFERENCE, metadata={"example": "ord_5001"})
+    redemption_id = fields.UUID(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "A hold that pays part of this order; captured with it if still held."
+        },
+    )
+    placed_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class RefundSummarySchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    refund_id = fields.String(required=True)
+    order_id = fields.String(required=True)
+    amount = fields.Nested(MoneySchema, required=True)
+    points_reversed = fields.Integer(required=True)
+    points_restored = fields.Integer(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class OrderSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    order_id = fields.String(required=True)
+    member_id = fields.String(required=True)
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["pending", "available", "none"]),
+        metadata={"description": "pending: inside the return window; none: nothing earned."},
+    )
+    points_earned = fields.Integer(required=True)
+    breakdown = fields.List(fields.Nested(ContributionSchema), required=True)
+    available_at = fields.AwareDateTime(required=True, allow_none=True)
+    total = fields.Nested(MoneySchema, required=True)
+    paid = fields.Nested(MoneySchema, required=True, metadata={"description": "Paid in money."})
+    redemption_id = fields.UUID(required=True, allow_none=True)
+    points_redeemed = fields.Integer(required=True)
+    placed_at = fields.AwareDateTime(required=True)
+
+
+class RefundLineSchema(StrictSchema):
+    sku = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    quantity = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=100000)
+    )
+
+
+class RefundInSchema(StrictSchema):
+    refund_id = fields.String(required=True, validate=REFERENCE, metadata={"example": "ref_7001"})
+    lines = fields.List(
+        fields.Nested(RefundLineSchema), validate=[validate.Length(min=1, max=500), _distinct_skus]
+    )
+    amount = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_AMOUNT),
+        metadata={"description": "Money refunded, in minor units (instead of lines)."},
+    )
+
+    @ma.validates_schema
+    def _lines_or_amount(self, data: dict[str, Any], **_: Any) -> None:
+        if ("lines" in data) == ("amount" in data):
+            raise ma.ValidationError("Give either lines or amount.", "_schema")
+
+
+class RedemptionInSchema(StrictSchema):
+    member_id = fields.String(
+        required=True, validate=EXTERNAL_ID, metadata={"example": "cust_1001"}
+    )
+    points = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS)
+    )
+    order_id = fields.String(load_default=None, allow_none=True, validate=REFERENCE)
+
+
+class RedemptionSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    redemption_id = fields.UUID(required=True)
+    member_id = fields.String(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf(["held", "captured", "released", "expired"])
+    )
+    points = fields.Integer(required=True)
+    value = fields.Nested(MoneySchema, required=True)
+    order_id = fields.String(required=True, allow_none=True)
+    expires_at = fields.AwareDateTime(required=True)
+    created_at = fields.AwareDateTime(required=True)
+    captured_at = fields.AwareDateTime(required=True, allow_none=True)
+    released_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+class EventInSchema(StrictSchema):
+    event_id = fields.String(
+        required=True, validate=validate.Length(min=1, max=200), metadata={"example": "review-8812"}
+    )
+    member_id = fields.String(required=True, validate=EXTERNAL_ID)
+    type = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"),
+        metadata={"example": "review"},
+    )
+    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    attributes = fields.Dict(
+        keys=fields.String(validate=validate.Length(max=40)), load_default=dict
+    )
+
+
+class EventSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    event_id = fields.String(required=True)
+    member_id = fields.String(required=True)
+    type = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    points_earned = fields.Integer(required=True)
+    breakdown = fields.List(fields.Nested(ContributionSchema), required=True)

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from loyalty.rules.models import RuleKind
+from loyalty.schemas.common import EXTERNAL_ID, MAX_POINTS, StrictSchema, page_schema
+from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
+
+CODE = validate.Length(min=1, max=64)
+
+
+class ConditionsSchema(StrictSchema):
+    skus = fields.List(
+        fields.String(validate=CODE), validate=validate.Length(max=500), load_default=list
+    )
+    categories = fields.List(
+        fields.String(validate=CODE), validate=validate.Length(max=100), load_default=list
+    )
+    tiers = fields.List(
+        fields.String(validate=CODE),
+        validate=validate.Length(max=20),
+        load_default=list,
+        metadata={"description": "Tier codes the member must be in (empty: any)."},
+    )
+    min_amount = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=0),
+        metadata={"description": "Order amount after discount, in minor units."},
+    )
+    first_order = fields.Boolean(
+        load_default=False, metadata={"description": "Bonus rules: only the member's first order."}
+    )
+
+
+class MemberCapSchema(StrictSchema):
+    period_days = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=3660)
+    )
+    count = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "At most this many awards per member per period."},
+    )
+    points = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={"description": "At most this many points per member per period."},
+    )
+
+    @ma.validates_schema
+    def _one_limit(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("count") is None and data.get("points") is None:
+            raise ma.ValidationError("Set count, points or both.", "_schema")
+
+
+class CapsSchema(StrictSchema):
+    per_order = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+    )
+    per_member = fields.Nested(MemberCapSchema, allow_none=True, load_default=None)
+
+
+class RuleInSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in RuleKind]))
+    active = fields.Boolean(load_default=True)
+    priority = fields.Integer(
+        strict=True,
+        load_default=100,
+        validate=validate.Range(min=0, max=10000),
+        metadata={
+            "description": "Lower runs first within its kind (spend, then multiplier, then bonus)."
+        },
+    )
+    starts_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    ends_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    points = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={"description": "spend: points per `per_amount`; bonus and event: fixed points."},
+    )
+    per_amount = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={"description": "spend: the amount (minor units) that earns `points`."},
+    )
+    factor = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^\d{1,3}(\.\d{1,4})?$", error="A decimal such as 1.5."),
+        metadata={
+            "description": 'multiplier: a decimal factor such as "1.5" (exact, no floats).',
+            "example": "1.5",
+        },
+    )
+    event_type = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"),
+        metadata={
+            "description": "event: the event type it rewards (signup, review, referral, ...)."
+        },
+    )
+    conditions = fields.Nested(ConditionsSchema, load_default=lambda: ConditionsSchema().load({}))
+    caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
+
+
+class RuleUpdateSchema(RuleInSchema):
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Name at least one field to change.", "_schema")
+
+
+class RuleSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    active = fields.Boolean(required=True)
+    priority = fields.Integer(required=True)
+    starts_at = fields.AwareDateTime(required=True, allow_none=True)
+    ends_at = fields.AwareDateTime(required=True, allow_none=True)
+    points = fields.Integer(allow_none=True)
+    per_amount = fields.Integer(allow_none=True)
+    factor = fields.String(allow_none=True)
+    event_type = fields.String(allow_none=True)
+    conditions = fields.Nested(ConditionsSchema, required=True)
+    caps = fields.Nested(CapsSchema, required=True)
+    created_at = fields.AwareDateTime(required=True)
+    actor = fields.String(
+        required=True, allow_none=True, metadata={"description": "API key that made this version."}
+    )
+
+
+RulePageSchema = page_schema(RuleSchema, "RulePage")
+
+
+class RuleListQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=100))
+    active = fields.Boolean(load_default=None, allow_none=True)
+    kind = fields.String(load_default=None, validate=validate.OneOf([k.value for k in RuleKind]))
+
+
+class RuleVersionListSchema(ma.Schema):
+    items = fields.List(fields.Nested(RuleSchema), required=True)
+
+
+class SimulateSchema(CartSchema):
+    lines = fields.List(
+        fields.Nested(LineSchema), load_default=list, validate=validate.Length(max=500)
+    )
+    member_id = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=EXTERNAL_ID,
+        metadata={"description": "Simulate for this member (tier, first order, caps)."},
+    )
+    rules = fields.List(
+        fields.Nested(RuleInSchema),
+        load_default=list,
+        validate=validate.Length(max=20),
+        metadata={"description": "Draft rules to try alongside the active ones (not saved)."},
+    )
+    include_active = fields.Boolean(load_default=True)
+    event_type = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Simulate an event of this type instead of an order."},
+    )
+
+
+class SimulationSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    points_to_earn = fields.Integer(required=True)
+    breakdown = fields.List(fields.Nested(ContributionSchema), required=True)
