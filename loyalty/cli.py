@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,33 @@ def demo_seed() -> None:
         click.echo(line)
 
 
+jobs_cli = AppGroup("jobs", help="Background work.")
+
+
+@jobs_cli.command("run")
+@click.option("--batch-size", default=500, show_default=True)
+@click.option(
+    "--loop",
+    "loop_seconds",
+    type=float,
+    default=None,
+    help="Keep running, starting a new pass every SECONDS.",
+)
+def jobs_run(batch_size: int, loop_seconds: float | None) -> None:
+    """Settle every member whose points matured or expired or whose holds timed out."""
+    from loyalty.jobs.services import settle_due
+
+    while True:
+        summary = settle_due(db.session(), batch_size=batch_size)
+        click.echo(
+            f"settled {summary.members_settled} members in {summary.batches} batches, "
+            f"{summary.transactions_written} transactions written"
+        )
+        if loop_seconds is None:
+            return
+        time.sleep(loop_seconds)
+
+
 openapi_cli = AppGroup("openapi", help="The OpenAPI document.")
 
 
@@ -149,7 +177,7 @@ def openapi_export(output: Path) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for group in (db_cli, keys_cli, ledger_cli, demo_cli, openapi_cli):
+    for group in (db_cli, keys_cli, ledger_cli, demo_cli, jobs_cli, openapi_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_command)
 

@@ -1,0 +1,1 @@
+"""Background work: settling members whose lots or holds fell due, in batches."""
