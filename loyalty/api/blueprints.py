@@ -1,3 +1,11 @@
-from loyalty.api import members, orders, program, rules
+from loyalty.api import members, orders, program, rewards, rules, tiers
 
-BLUEPRINTS = (members.blp, members.admin_blp, orders.blp, program.blp, rules.blp)
+BLUEPRINTS = (
+    members.blp,
+    members.admin_blp,
+    orders.blp,
+    tiers.blp,
+    rewards.blp,
+    program.blp,
+    rules.blp,
+)

@@ -29,7 +29,7 @@ admin_blp = Blueprint(
 
 def card_body(external_id: str) -> dict[str, Any]:
     card = members.card(db.session(), external_id)
-    member = card.member
+    member, progress = card.member, card.progress
     return {
         "external_id": member.external_id,
         "status": member.status,
@@ -38,8 +38,13 @@ def card_body(external_id: str) -> dict[str, Any]:
         "birthday": member.birthday,
         "metadata_": member.metadata_,
         "enrolled_at": member.enrolled_at,
-        "tier": None,
-        "tier_progress": None,
+        "tier": {"code": progress.tier.code, "name": progress.tier.name} if progress.tier else None,
+        "tier_progress": {
+            "qualifying_points": progress.qualifying_points,
+            "next_tier": progress.next_tier,
+            "points_to_next": progress.points_to_next,
+            "retained_until": progress.retained_until,
+        },
         "balance": {
             "available": card.balance.available,
             "pending": card.balance.pending,

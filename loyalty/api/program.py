@@ -30,7 +30,8 @@ class Program(MethodView):
 
     @requires("admin")
     @blp.arguments(
-        ProgramSchema(partial=True),
+        # Partial at the top level only: a nested point_value or expiry is sent whole.
+        ProgramSchema(partial=tuple(ProgramSchema().fields)),
         example={"pending_days": 30, "expiry": {"policy": "inactivity", "months": 18}},
     )
     @blp.response(200, ProgramOutSchema)

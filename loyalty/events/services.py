@@ -22,6 +22,7 @@ from loyalty.members.models import Member
 from loyalty.program.services import get_settings
 from loyalty.rules import policy
 from loyalty.rules import services as rules
+from loyalty.tiers import services as tiers
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -58,7 +59,8 @@ def _grant(
     respected); the caller holds the member's lock."""
     active = rules.active_rules(session, ["event"])
     context = policy.MemberContext(
-        tier=None, remaining_caps=rules.remaining_caps(session, member.id, active, now)
+        tier=tiers.member_tier_code(session, member),
+        remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )
     points, breakdown = policy.event_points(
         [r for _, r in active], event_type, context, occurred_at
@@ -95,9 +97,11 @@ def _grant(
             now=now,
             pending=False,
             reference=f"event:{event_id}",
+            qualifying=points,
             details={"breakdown": event.breakdown, "event_type": event_type},
         )
         rules.record_awards(session, member.id, active, breakdown, f"event:{event_id}", now)
+        tiers.review_member(session, member, now)
     session.flush()
     return event
 

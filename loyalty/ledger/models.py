@@ -48,6 +48,7 @@ class TransactionKind(enum.StrEnum):
     RELEASE = "release"
     REVERSE = "reverse"
     RESTORE = "restore"
+    REDEEM = "redeem"
 
 
 class LotState(enum.StrEnum):
@@ -71,7 +72,10 @@ class MemberBalance(db.Model):  # type: ignore[name-defined]
 
 class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     __tablename__ = "ledger_transactions"
-    __table_args__ = (sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
+        sa.Index("ix_ledger_transactions_member_id_effective_at", "member_id", "effective_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
@@ -84,6 +88,8 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     reason: Mapped[str | None] = mapped_column(sa.String(500))
     actor: Mapped[str | None] = mapped_column(sa.String(100))
     corrects_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    # Points that count towards tiers: earned from orders and events, negative for reversals.
+    qualifying: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
 
     entries: Mapped[list[LedgerEntry]] = relationship(

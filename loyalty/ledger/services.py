@@ -37,6 +37,7 @@ from loyalty.members.models import Member, MemberStatus
 from loyalty.program.models import ExpiryPolicy, ProgramSettings
 from loyalty.program.services import get_settings
 from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
+from loyalty.tiers import services as tiers
 
 
 def lock_balance(session: Session, member_id: int) -> MemberBalance:
@@ -65,6 +66,7 @@ def post(
     reason: str | None = None,
     actor: str | None = None,
     details: dict[str, Any] | None = None,
+    qualifying: int = 0,
 ) -> LedgerTransaction:
     """Append one balanced transaction and move the member's balance columns with it."""
     legs = [(account, amount) for account, amount in legs if amount]
@@ -78,6 +80,7 @@ def post(
         reason=reason,
         actor=actor,
         details=details or {},
+        qualifying=qualifying,
     )
     txn.entries = [
         LedgerEntry(member_id=balance.member_id, account=account.value, amount=amount)
@@ -285,6 +288,13 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[L
                     reference=f"lot:{lot.id}",
                 )
             )
+    member = session.get(Member, balance.member_id)
+    if (
+        member is not None
+        and member.tier_retained_until is not None
+        and member.tier_retained_until <= now
+    ):
+        tiers.review_member(session, member, now)
     session.flush()
     balance.next_due_at = _next_due(session, balance.member_id)
     return written
@@ -414,12 +424,14 @@ def _next_due(session: Session, member_id: int) -> dt.datetime | None:
     hold_ends = sa.select(sa.func.min(Redemption.expires_at)).where(
         Redemption.member_id == member_id, Redemption.status == RedemptionStatus.HELD.value
     )
+    tier_review = sa.select(Member.tier_retained_until).where(Member.id == member_id)
     candidates = [
         when
         for when in (
             session.scalar(maturing),
             session.scalar(expiring),
             session.scalar(hold_ends),
+            session.scalar(tier_review),
         )
         if when is not None
     ]

@@ -29,6 +29,9 @@ class Member(db.Model):  # type: ignore[name-defined]
     referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON, default=dict)
     status: Mapped[str] = mapped_column(sa.String(16), default=MemberStatus.ACTIVE.value)
+    tier_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tiers.id"), index=True)
+    # The member keeps their tier at least until then (its retention since they last qualified).
+    tier_retained_until: Mapped[dt.datetime | None]
     enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -16,6 +16,7 @@ from loyalty.ledger import services as ledger
 from loyalty.ledger.models import MemberBalance, PointLot
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
 from loyalty.members.models import Member, MemberStatus
+from loyalty.tiers import services as tiers
 
 EXPIRING_SOON = dt.timedelta(days=30)
 
@@ -73,6 +74,7 @@ class MemberCard:
     member: Member
     balance: MemberBalance
     expiring_soon: list[PointLot]
+    progress: tiers.Progress
 
 
 def card(session: Session, external_id: str, now: dt.datetime | None = None) -> MemberCard:
@@ -81,7 +83,12 @@ def card(session: Session, external_id: str, now: dt.datetime | None = None) -> 
     member = ledger.find_member(session, external_id)
     balance = ledger.settled_balance(session, member, now)
     lots = ledger.expiring_lots(session, member.id, now, EXPIRING_SOON)
-    return MemberCard(member=member, balance=balance, expiring_soon=lots)
+    return MemberCard(
+        member=member,
+        balance=balance,
+        expiring_soon=lots,
+        progress=tiers.progress(session, member, now),
+    )
 
 
 ALLOWED_TRANSITIONS = {

@@ -41,6 +41,7 @@ from loyalty.redemptions.exceptions import (
 from loyalty.redemptions.models import Redemption, RedemptionStatus
 from loyalty.rules import policy
 from loyalty.rules import services as rules
+from loyalty.tiers import services as tiers
 
 ORDER_RULE_KINDS = ("spend", "multiplier", "bonus")
 # Shops' clocks drift; an order "placed" slightly in the future is accepted.
@@ -82,12 +83,28 @@ def _earn(
     now: dt.datetime,
 ) -> tuple[int, list[policy.Contribution], list[tuple[Any, policy.Rule]]]:
     active = rules.active_rules(session, ORDER_RULE_KINDS)
+    candidates = [r for _, r in active]
+    boost = tiers.tier_multiplier(session, member)
+    if boost is not None:
+        # A tier's points_multiplier benefit works like a multiplier rule on every line.
+        tier, factor = boost
+        candidates.append(
+            policy.Rule(
+                rule_id=f"tier:{tier.code}",
+                version=0,
+                name=f"{tier.name} tier x{factor}",
+                kind="multiplier",
+                priority=0,
+                conditions=policy.Conditions(),
+                factor=rules.parse_factor(factor),
+            )
+        )
     context = policy.MemberContext(
-        tier=None,
+        tier=tiers.member_tier_code(session, member),
         first_order=rules.first_order(session, member.id),
         remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )
-    points, breakdown = policy.order_points([r for _, r in active], lines, reduction, context, when)
+    points, breakdown = policy.order_points(candidates, lines, reduction, context, when)
     return points, breakdown, active
 
 
@@ -273,6 +290,7 @@ def place_order(
                     now=placed_at,
                     pending=True,
                     reference=f"order:{order.order_id}",
+                    qualifying=points,
                     details={"breakdown": order.breakdown},
                 )
                 session.flush()
@@ -283,6 +301,8 @@ def place_order(
                 ledger.settle(session, balance, now)
             session.add(order)
             session.flush()
+            # Crossing a threshold upgrades in the same transaction as the earning.
+            tiers.review_member(session, member, now)
             if first_order and referrer_balance is not None:
                 events.grant_referral(session, member, referrer_balance, now)
     except IntegrityError:
@@ -404,7 +424,14 @@ def refund_order(
         if reversed_points:
             lot = session.get(PointLot, order.lot_id) if order.lot_id else None
             ledger.reverse_earned(
-                session, balance, settings, lot, reversed_points, now, reference=reference
+                session,
+                balance,
+                settings,
+                lot,
+                reversed_points,
+                now,
+                reference=reference,
+                qualifying=-reversed_points,
             )
         if restored_points:
             ledger.credit(
@@ -422,6 +449,10 @@ def refund_order(
                 redemption = session.get(Redemption, order.redemption_id)
                 if redemption is not None:
                     redemption.restored_points += restored_points
+        member = session.get(Member, order.member_id)
+        if member is not None:
+            # Keeps the tier until its retention runs out, however much was reversed.
+            tiers.review_member(session, member, now)
         order.refunded_amount = after
         order.points_reversed += reversed_points
         order.points_restored += restored_points

@@ -69,6 +69,9 @@ def _check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
         fields["conditions"].get("skus") or fields["conditions"].get("categories")
     ):
         raise ValidationFailed({"conditions": ["Event rules cannot match skus or categories."]})
+    per_member = fields["caps"].get("per_member")
+    if per_member and per_member.get("period_days") is None:
+        raise ValidationFailed({"caps.per_member.period_days": ["Required for a member cap."]})
     starts, ends = fields.get("starts_at"), fields.get("ends_at")
     if starts and ends and ends <= starts:
         raise ValidationFailed({"ends_at": ["Must be after starts_at."]})
@@ -77,7 +80,8 @@ def _check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
 def _find(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> EarningRule:
     stmt = sa.select(EarningRule).where(EarningRule.public_id == rule_id)
     if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        # OF: the current version is outer-joined, and PostgreSQL locks no nullable side.
+        stmt = stmt.with_for_update(of=EarningRule).execution_options(populate_existing=True)
     rule = session.execute(stmt).unique().scalar_one_or_none()
     if rule is None:
         raise RuleNotFound(f"No rule with id {rule_id}.")
@@ -270,6 +274,8 @@ def record_awards(
     """Remember which rule versions gave this member how many points, and for what."""
     by_public_id = {as_policy.rule_id: rule.id for rule, as_policy in rules}
     for contribution in contributions:
+        if contribution.rule_id not in by_public_id:
+            continue  # a tier's multiplier benefit, not a rule
         session.add(
             RuleAward(
                 member_id=member_id,

@@ -8,6 +8,7 @@ from marshmallow import fields, validate
 
 from loyalty.members.models import MemberStatus
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
+from loyalty.schemas.tiers import TierProgressSchema, TierRefSchema
 
 
 def _not_in_future(value: dt.date) -> None:
@@ -101,14 +102,6 @@ class MemberSchema(ma.Schema):
 
 
 class MemberCardSchema(MemberSchema):
-    tier = fields.Dict(
-        required=True,
-        allow_none=True,
-        metadata={"description": "The member's tier (code, name); null until tiers exist."},
-    )
-    tier_progress = fields.Dict(
-        required=True,
-        allow_none=True,
-        metadata={"description": "Progress to the next tier; null until tiers exist."},
-    )
+    tier = fields.Nested(TierRefSchema, required=True, allow_none=True)
+    tier_progress = fields.Nested(TierProgressSchema, required=True)
     balance = fields.Nested(BalanceSchema, required=True)

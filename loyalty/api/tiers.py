@@ -1,0 +1,156 @@
+"""Tiers (admin), a member's benefits (app) and tier history and benefit grants (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask.views import MethodView
+
+from loyalty.api.auth import current_caller, requires
+from loyalty.api.base import Blueprint
+from loyalty.extensions import db
+from loyalty.ledger.services import find_member
+from loyalty.members.models import Member
+from loyalty.schemas.tiers import (
+    BenefitGrantInSchema,
+    BenefitListSchema,
+    BenefitSchema,
+    TierChangeListSchema,
+    TierInSchema,
+    TierListSchema,
+    TierSchema,
+    TierUpdateSchema,
+)
+from loyalty.tiers import services as tiers
+from loyalty.tiers.models import Tier
+
+blp = Blueprint("tiers", __name__, url_prefix="/v1", description="Tiers and benefits.")
+
+GOLD_EXAMPLE = {
+    "code": "gold",
+    "name": "Gold",
+    "rank": 3,
+    "threshold": 5000,
+    "retention_months": 12,
+    "benefits": [
+        {"code": "free_shipping"},
+        {"code": "points_multiplier", "params": {"factor": "1.5"}},
+    ],
+}
+
+
+def tier_body(tier: Tier) -> dict[str, Any]:
+    members = db.session().scalar(
+        sa.select(sa.func.count(Member.id)).where(Member.tier_id == tier.id)
+    )
+    return {
+        "code": tier.code,
+        "name": tier.name,
+        "rank": tier.rank,
+        "threshold": tier.threshold,
+        "retention_months": tier.retention_months,
+        "benefits": tier.benefits,
+        "members": members or 0,
+    }
+
+
+@blp.route("/admin/tiers")
+class Tiers(MethodView):
+    @requires("admin")
+    @blp.response(200, TierListSchema)
+    def get(self) -> dict[str, Any]:
+        """Every tier, lowest rank first"""
+        return {"items": [tier_body(t) for t in tiers.list_tiers(db.session())]}
+
+    @requires("admin")
+    @blp.arguments(TierInSchema, example=GOLD_EXAMPLE)
+    @blp.response(201, TierSchema)
+    @blp.alt_response(409, description="tier_exists: the code or rank is taken.")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a tier"""
+        return tier_body(tiers.create_tier(db.session(), body))
+
+
+@blp.route("/admin/tiers/<string:code>")
+class TierResource(MethodView):
+    @requires("admin")
+    @blp.response(200, TierSchema)
+    @blp.alt_response(404, description="No such tier.")
+    def get(self, code: str) -> dict[str, Any]:
+        """A tier"""
+        return tier_body(tiers.find_tier(db.session(), code))
+
+    @requires("admin")
+    @blp.arguments(
+        TierUpdateSchema(partial=tuple(TierUpdateSchema().fields)), example={"threshold": 6000}
+    )
+    @blp.response(200, TierSchema)
+    @blp.alt_response(404, description="No such tier.")
+    @blp.alt_response(409, description="tier_exists: the rank is taken.")
+    def patch(self, changes: dict[str, Any], code: str) -> dict[str, Any]:
+        """Change a tier (members move on their next touch)"""
+        return tier_body(tiers.update_tier(db.session(), code, changes))
+
+    @requires("admin")
+    @blp.response(204)
+    @blp.alt_response(404, description="No such tier.")
+    @blp.alt_response(409, description="tier_in_use: members are in the tier.")
+    def delete(self, code: str) -> None:
+        """Delete a tier nobody is in"""
+        tiers.delete_tier(db.session(), code)
+
+
+def benefit_body(benefit: tiers.Benefit) -> dict[str, Any]:
+    return {
+        "code": benefit.code,
+        "params": benefit.params,
+        "source": benefit.source,
+        "ends_at": benefit.ends_at,
+    }
+
+
+@blp.route("/members/<string:external_id>/benefits")
+class MemberBenefits(MethodView):
+    @requires("app", "checkout")
+    @blp.response(200, BenefitListSchema)
+    @blp.alt_response(404, description="No such member.")
+    def get(self, external_id: str) -> dict[str, Any]:
+        """The benefits the member holds now, from their tier and their own grants"""
+        session = db.session()
+        member = find_member(session, external_id)
+        return {"items": [benefit_body(b) for b in tiers.member_benefits(session, member)]}
+
+
+@blp.route("/admin/members/<string:external_id>/benefits")
+class BenefitGrants(MethodView):
+    @requires("admin")
+    @blp.arguments(
+        BenefitGrantInSchema, example={"code": "free_shipping", "reason": "VIP complaint"}
+    )
+    @blp.response(201, BenefitSchema)
+    @blp.alt_response(404, description="No such member.")
+    def post(self, body: dict[str, Any], external_id: str) -> dict[str, Any]:
+        """Grant one member a benefit outside their tier"""
+        session = db.session()
+        grant = tiers.grant_benefit(
+            session, find_member(session, external_id), body, current_caller().name
+        )
+        return {
+            "code": grant.code,
+            "params": grant.params,
+            "source": "grant",
+            "ends_at": grant.ends_at,
+        }
+
+
+@blp.route("/admin/members/<string:external_id>/tier-history")
+class TierHistory(MethodView):
+    @requires("admin")
+    @blp.response(200, TierChangeListSchema)
+    @blp.alt_response(404, description="No such member.")
+    def get(self, external_id: str) -> dict[str, Any]:
+        """The member's tier changes (from, to, why, when), newest first"""
+        session = db.session()
+        member = find_member(session, external_id)
+        return {"items": tiers.tier_history(session, member.id, limit=200, before=None)}

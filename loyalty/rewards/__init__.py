@@ -1,0 +1,1 @@
+"""The rewards catalog: what members spend points on."""

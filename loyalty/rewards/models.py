@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loyalty.db import BigIntPK, utcnow
+from loyalty.extensions import db
+
+
+class RewardKind(enum.StrEnum):
+    COUPON = "coupon"  # a code from a loaded pool, or generated when there is no pool
+    PRODUCT = "product"
+    FIXED_DISCOUNT = "fixed_discount"
+
+
+class Reward(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "rewards"
+    __table_args__ = (sa.CheckConstraint("stock IS NULL OR stock >= 0", name="stock"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str | None] = mapped_column(sa.String(2000))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    cost_points: Mapped[int] = mapped_column(sa.BigInteger)
+    # fixed_discount: its value in minor units of the program currency.
+    value_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # NULL: unlimited. Decremented atomically, so it is never oversold.
+    stock: Mapped[int | None] = mapped_column(sa.BigInteger)
+    min_tier_rank: Mapped[int | None]
+    per_member_limit: Mapped[int | None]
+    starts_at: Mapped[dt.datetime | None]
+    ends_at: Mapped[dt.datetime | None]
+    active: Mapped[bool]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RewardCode(db.Model):  # type: ignore[name-defined]
+    """A pre-loaded coupon code, handed out once."""
+
+    __tablename__ = "reward_codes"
+    __table_args__ = (
+        sa.UniqueConstraint("reward_id", "code"),
+        sa.Index("ix_reward_codes_reward_id_redemption_id", "reward_id", "redemption_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    reward_id: Mapped[int] = mapped_column(sa.ForeignKey("rewards.id"))
+    code: Mapped[str] = mapped_column(sa.String(100))
+    redemption_id: Mapped[int | None] = mapped_column(sa.ForeignKey("reward_redemptions.id"))
+
+
+class RewardRedemption(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "reward_redemptions"
+    __table_args__ = (
+        sa.Index("ix_reward_redemptions_member_id_reward_id", "member_id", "reward_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    reward_id: Mapped[int] = mapped_column(sa.ForeignKey("rewards.id"))
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    points: Mapped[int] = mapped_column(sa.BigInteger)
+    code: Mapped[str] = mapped_column(sa.String(100))
+    transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

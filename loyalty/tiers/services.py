@@ -1,0 +1,241 @@
+"""Managing tiers, reviewing members' tiers, and the benefits members hold."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.ledger.models import LedgerTransaction
+from loyalty.ledger.policy import add_months
+from loyalty.members.models import Member
+from loyalty.program.services import get_settings
+from loyalty.tiers import policy
+from loyalty.tiers.exceptions import TierExists, TierInUse, TierNotFound
+from loyalty.tiers.models import BenefitGrant, Tier, TierChange
+
+TIER_FIELDS = ("code", "name", "rank", "threshold", "retention_months", "benefits")
+
+
+def view(tier: Tier) -> policy.TierView:
+    return policy.TierView(tier.code, tier.name, tier.rank, tier.threshold, tier.retention_months)
+
+
+def list_tiers(session: Session) -> list[Tier]:
+    """Every tier, lowest rank first."""
+    return list(session.execute(sa.select(Tier).order_by(Tier.rank)).scalars())
+
+
+def find_tier(session: Session, code: str) -> Tier:
+    """The tier with this code. Raises TierNotFound."""
+    tier = session.execute(sa.select(Tier).where(Tier.code == code)).scalar_one_or_none()
+    if tier is None:
+        raise TierNotFound(f"No tier with code {code!r}.")
+    return tier
+
+
+def create_tier(session: Session, fields: dict[str, Any]) -> Tier:
+    """Create a tier. Raises TierExists when its code or rank is taken."""
+    try:
+        with transaction(session):
+            tier = Tier(**{name: fields[name] for name in TIER_FIELDS})
+            session.add(tier)
+            session.flush()
+    except IntegrityError:
+        raise TierExists("A tier with this code or rank already exists.") from None
+    return tier
+
+
+def update_tier(session: Session, code: str, changes: dict[str, Any]) -> Tier:
+    """Change a tier (members are reviewed against it on their next touch). Raises
+    TierNotFound, TierExists for a rank taken by another tier."""
+    try:
+        with transaction(session):
+            tier = find_tier(session, code)
+            for name, value in changes.items():
+                setattr(tier, name, value)
+            session.flush()
+    except IntegrityError:
+        raise TierExists("Another tier has this rank.") from None
+    return tier
+
+
+def delete_tier(session: Session, code: str) -> None:
+    """Delete a tier nobody is in. Raises TierNotFound, TierInUse."""
+    with transaction(session):
+        tier = find_tier(session, code)
+        members = session.scalar(
+            sa.select(sa.func.count(Member.id)).where(Member.tier_id == tier.id)
+        )
+        if members:
+            raise TierInUse(f"{members} members are in tier {code!r}; they keep it until reviewed.")
+        session.delete(tier)
+
+
+def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int:
+    """Points earned from orders and events over the program's rolling window, less what
+    refunds reversed (adjustments and restored points do not qualify)."""
+    since = add_months(now, -get_settings(session).tier_window_months)
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0)).where(
+            LedgerTransaction.member_id == member_id,
+            LedgerTransaction.effective_at > since,
+            LedgerTransaction.qualifying != 0,
+        )
+    )
+    return int(total or 0)
+
+
+def review_member(session: Session, member: Member, now: dt.datetime) -> TierChange | None:
+    """Move the member to the tier their qualifying points earn them now, keeping their tier
+    until its retention runs out. The caller holds the member's lock. Returns the change
+    recorded, if any."""
+    tiers = list_tiers(session)
+    if not tiers and member.tier_id is None:
+        return None
+    by_id = {tier.id: tier for tier in tiers}
+    current = by_id.get(member.tier_id) if member.tier_id is not None else None
+    points = qualifying_points(session, member.id, now)
+    decision = policy.review(
+        [view(t) for t in tiers],
+        view(current) if current else None,
+        member.tier_retained_until,
+        points,
+        now,
+    )
+    member.tier_retained_until = decision.retained_until
+    if decision.reason is None:
+        return None
+    new = next(t for t in tiers if t.code == decision.tier.code) if decision.tier else None
+    member.tier_id = new.id if new else None
+    change = TierChange(
+        member_id=member.id,
+        from_tier=current.code if current else None,
+        to_tier=new.code if new else None,
+        reason=decision.reason,
+        qualifying_points=points,
+        changed_at=now,
+    )
+    session.add(change)
+    return change
+
+
+def tier_history(
+    session: Session, member_id: int, limit: int, before: int | None
+) -> list[TierChange]:
+    """The member's tier changes, newest first."""
+    stmt = (
+        sa.select(TierChange)
+        .where(TierChange.member_id == member_id)
+        .order_by(TierChange.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        stmt = stmt.where(TierChange.id < before)
+    return list(session.execute(stmt).scalars())
+
+
+@dataclass
+class Progress:
+    tier: Tier | None
+    qualifying_points: int
+    next_tier: Tier | None
+    points_to_next: int | None
+    retained_until: dt.datetime | None
+
+
+def progress(session: Session, member: Member, now: dt.datetime) -> Progress:
+    """The member's tier and how far they are from the next one."""
+    tiers = list_tiers(session)
+    current = next((t for t in tiers if t.id == member.tier_id), None)
+    points = qualifying_points(session, member.id, now) if tiers else 0
+    upcoming = policy.next_tier([view(t) for t in tiers], view(current) if current else None)
+    next_tier = next((t for t in tiers if upcoming and t.code == upcoming.code), None)
+    return Progress(
+        tier=current,
+        qualifying_points=points,
+        next_tier=next_tier,
+        points_to_next=max(next_tier.threshold - points, 0) if next_tier else None,
+        retained_until=member.tier_retained_until if current else None,
+    )
+
+
+@dataclass(frozen=True)
+class Benefit:
+    code: str
+    params: dict[str, Any]
+    source: str  # "tier" or "grant"
+    ends_at: dt.datetime | None
+
+
+def member_benefits(
+    session: Session, member: Member, now: dt.datetime | None = None
+) -> list[Benefit]:
+    """The benefits the member holds now: their tier's, then their own grants."""
+    now = now or utcnow()
+    held: list[Benefit] = []
+    if member.tier_id is not None:
+        tier = session.get(Tier, member.tier_id)
+        if tier is not None:
+            held += [Benefit(b["code"], b.get("params") or {}, "tier", None) for b in tier.benefits]
+    grants = session.execute(
+        sa.select(BenefitGrant)
+        .where(
+            BenefitGrant.member_id == member.id,
+            BenefitGrant.starts_at <= now,
+            sa.or_(BenefitGrant.ends_at.is_(None), BenefitGrant.ends_at > now),
+        )
+        .order_by(BenefitGrant.id)
+    ).scalars()
+    held += [Benefit(g.code, g.params, "grant", g.ends_at) for g in grants]
+    return held
+
+
+def grant_benefit(
+    session: Session,
+    member: Member,
+    fields: dict[str, Any],
+    actor: str | None,
+    now: dt.datetime | None = None,
+) -> BenefitGrant:
+    """Give one member a benefit outside their tier, optionally until `ends_at`."""
+    now = now or utcnow()
+    with transaction(session):
+        grant = BenefitGrant(
+            member_id=member.id,
+            code=fields["code"],
+            params=fields.get("params") or {},
+            reason=fields.get("reason"),
+            starts_at=fields.get("starts_at") or now,
+            ends_at=fields.get("ends_at"),
+            actor=actor,
+            created_at=now,
+        )
+        session.add(grant)
+        session.flush()
+    return grant
+
+
+def member_tier_code(session: Session, member: Member) -> str | None:
+    """The code of the member's tier (None when they have none)."""
+    if member.tier_id is None:
+        return None
+    return session.scalar(sa.select(Tier.code).where(Tier.id == member.tier_id))
+
+
+def tier_multiplier(session: Session, member: Member) -> tuple[Tier, str] | None:
+    """The member's tier and its points_multiplier factor, if the tier has one."""
+    if member.tier_id is None:
+        return None
+    tier = session.get(Tier, member.tier_id)
+    if tier is None:
+        return None
+    for benefit in tier.benefits:
+        if benefit["code"] == "points_multiplier" and (benefit.get("params") or {}).get("factor"):
+            return tier, str(benefit["params"]["factor"])
+    return None
