@@ -14,7 +14,9 @@ from loyalty.db import utcnow
 from loyalty.members import services as members
 from loyalty.orders import services as orders
 from loyalty.program.services import get_settings
+from loyalty.rewards import services as rewards
 from loyalty.rules import services as rules
+from loyalty.tiers import services as tiers
 
 DEMO_MEMBERS = [
     # external id, name, email, past orders: (days ago, sku, category, unit price in cents)
@@ -81,6 +83,79 @@ DEMO_RULES: list[dict[str, Any]] = [
 ]
 
 
+DEMO_TIERS: list[dict[str, Any]] = [
+    {
+        "code": "bronze",
+        "name": "Bronze",
+        "rank": 1,
+        "threshold": 0,
+        "retention_months": 12,
+        "benefits": [{"code": "birthday_gift", "params": {"points": 100}}],
+    },
+    {
+        "code": "silver",
+        "name": "Silver",
+        "rank": 2,
+        "threshold": 500,
+        "retention_months": 12,
+        "benefits": [
+            {"code": "birthday_gift", "params": {"points": 250}},
+            {"code": "free_shipping", "params": {"min_amount": 5000}},
+        ],
+    },
+    {
+        "code": "gold",
+        "name": "Gold",
+        "rank": 3,
+        "threshold": 2000,
+        "retention_months": 12,
+        "benefits": [
+            {"code": "birthday_gift", "params": {"points": 500}},
+            {"code": "free_shipping", "params": {}},
+            {"code": "points_multiplier", "params": {"factor": "1.5"}},
+        ],
+    },
+]
+
+DEMO_REWARDS: list[dict[str, Any]] = [
+    {
+        "name": "$5 off your next order",
+        "kind": "fixed_discount",
+        "cost_points": 500,
+        "value_amount": 500,
+    },
+    {"name": "Free tote bag", "kind": "product", "cost_points": 800, "stock": 25},
+    {
+        "name": "20% off coupon",
+        "kind": "coupon",
+        "cost_points": 1500,
+        "per_member_limit": 1,
+        "codes": [f"SAVE20-{n:04d}" for n in range(1, 51)],
+    },
+    {
+        "name": "Early access to the winter sale",
+        "kind": "coupon",
+        "cost_points": 300,
+        "min_tier": "gold",
+    },
+]
+
+
+def _seed_catalog(session: Session) -> Iterator[str]:
+    if tiers.list_tiers(session):
+        yield "tiers already present"
+    else:
+        for tier in DEMO_TIERS:
+            tiers.create_tier(session, tier)
+            yield f"tier {tier['name']!r} created"
+    if rewards.list_rewards(session):
+        yield "rewards already present"
+        return
+    for reward in DEMO_REWARDS:
+        rewards.create_reward(session, reward)
+        yield f"reward {reward['name']!r} created"
+
+
 def _seed_rules(session: Session) -> Iterator[str]:
     if rules.list_rules(session, active=None, kind=None, limit=1, after=None)[0]:
         yield "earning rules already present"
@@ -99,12 +174,13 @@ def _seed_rules(session: Session) -> Iterator[str]:
 
 
 def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
-    """Create the demo earning rules, enroll the demo members (once: re-seeding leaves
+    """Create the demo earning rules, tiers and rewards, enroll the demo members (once: re-seeding leaves
     their history alone), give them earnings in the past so the card shows pending and
     soon-expiring points, and yield lines to print, ending with fresh API keys."""
     now = now or utcnow()
     settings = get_settings(session)
     yield from _seed_rules(session)
+    yield from _seed_catalog(session)
     for external_id, name, email, earnings in DEMO_MEMBERS:
         _, created = members.enroll(
             session,

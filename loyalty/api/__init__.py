@@ -17,6 +17,7 @@ from flask_smorest.utils import prepare_response
 from loyalty.schemas.common import ProblemSchema
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
 
 
 class ConventionsPlugin(BasePlugin):
@@ -38,6 +39,11 @@ class ConventionsPlugin(BasePlugin):
                 responses.setdefault("422", "UNPROCESSABLE_ENTITY")
             if method in ("post", "patch", "put"):
                 responses.setdefault("400", "BAD_REQUEST")
+            for status, response in responses.items():
+                # An error documented without a schema (alt_response(404)) is problem+json too.
+                if str(status)[0] in "45" and isinstance(response, dict):
+                    problem = {"schema": {"$ref": PROBLEM_REF}}
+                    response.setdefault("content", {PROBLEM_JSON: problem})
 
 
 class Api(BaseApi):

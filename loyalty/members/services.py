@@ -53,7 +53,10 @@ def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
             balance = MemberBalance(member_id=member.id)
             session.add(balance)
             session.flush()
-            events.grant_signup(session, member, balance, utcnow())
+            now = utcnow()
+            events.grant_signup(session, member, balance, now)
+            # A tier with no threshold (an entry tier) applies from enrolment.
+            tiers.review_member(session, member, now)
     except IntegrityError:
         # Two enrolments of one customer raced and the other committed first: theirs stands.
         existing = _by_external_id(session, external_id)

@@ -59,6 +59,7 @@ def create_reward(session: Session, fields: dict[str, Any]) -> Reward:
             **{name: fields.get(name) for name in REWARD_FIELDS},
             min_tier_rank=_tier_rank(session, fields.get("min_tier")),
         )
+        reward.active = fields.get("active", True)
         session.add(reward)
         session.flush()
         _add_codes(session, reward, fields.get("codes") or [])

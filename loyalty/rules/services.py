@@ -19,6 +19,7 @@ from loyalty.orders.models import Order
 from loyalty.rules import policy
 from loyalty.rules.exceptions import RuleNotFound
 from loyalty.rules.models import EarningRule, RuleAward, RuleKind, RuleVersion
+from loyalty.tiers import services as tiers
 
 VERSIONED_FIELDS = (
     "name",
@@ -258,7 +259,8 @@ def remaining_caps(
         if cap.get("count") is not None:
             left = left if count < cap["count"] else 0
         if cap.get("points") is not None:
-            left = min(left, cap["points"] - points)
+            # int(): PostgreSQL sums BIGINTs as NUMERIC, which the driver gives as Decimal.
+            left = min(left, cap["points"] - int(points))
         remaining[as_policy.rule_id] = max(left, 0)
     return remaining
 
@@ -317,6 +319,7 @@ def simulate(
         _check_definition(RuleKind(draft["kind"]), draft)
         candidates.append(to_policy(f"draft-{number}", draft["kind"], 0, draft))
     context = policy.MemberContext(
+        tier=tiers.member_tier_code(session, member) if member else None,
         first_order=member is None or first_order(session, member.id),
         remaining_caps=remaining_caps(session, member.id if member else None, active, now),
     )
