@@ -10,6 +10,7 @@ import json
 from typing import Any, NoReturn
 
 import flask
+import marshmallow as ma
 from flask_smorest import Blueprint as BaseBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -26,6 +27,13 @@ class UnsupportedMediaType(LoyaltyError):
 
 
 class Parser(FlaskParser):
+    # A misspelt query parameter (?limt=5) is an error, as an unknown body field is.
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+    }
+
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
             if req.get_data(cache=True):
