@@ -174,9 +174,9 @@ def _seed_rules(session: Session) -> Iterator[str]:
 
 
 def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
-    """Create the demo earning rules, tiers and rewards, enroll the demo members (once: re-seeding leaves
-    their history alone), give them earnings in the past so the card shows pending and
-    soon-expiring points, and yield lines to print, ending with fresh API keys."""
+    """Create the demo earning rules, tiers and rewards, enroll the demo members (once:
+    re-seeding leaves their history alone) with orders in the past so the card shows
+    pending and soon-expiring points, and yield lines to print, ending with fresh API keys."""
     now = now or utcnow()
     settings = get_settings(session)
     yield from _seed_rules(session)

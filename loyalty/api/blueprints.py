@@ -1,4 +1,4 @@
-from loyalty.api import members, orders, program, rewards, rules, tiers
+from loyalty.api import audit, members, orders, program, rewards, rules, tiers
 
 BLUEPRINTS = (
     members.blp,
@@ -8,4 +8,5 @@ BLUEPRINTS = (
     rewards.blp,
     program.blp,
     rules.blp,
+    audit.blp,
 )

@@ -121,7 +121,7 @@ class AdminMember(MethodView):
     @admin_blp.alt_response(409, description="The member is closed; closing is final.")
     def patch(self, changes: dict[str, Any], external_id: str) -> dict[str, Any]:
         """Change a member's status (active, suspended, closed) or profile"""
-        members.update_member(db.session(), external_id, changes)
+        members.update_member(db.session(), external_id, changes, current_caller().name)
         return card_body(external_id)
 
 

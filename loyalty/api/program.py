@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from loyalty.api.auth import requires
+from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.program import services as program
@@ -41,4 +41,8 @@ class Program(MethodView):
         Changes only the settings named; each is validated. New expiry and return-window
         settings apply to points earned from now on.
         """
-        return settings_to_dict(program.update_settings(db.session(), changes_to_columns(changes)))
+        return settings_to_dict(
+            program.update_settings(
+                db.session(), changes_to_columns(changes), current_caller().name
+            )
+        )

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from loyalty.api.auth import requires
+from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.program.services import get_settings
@@ -73,7 +73,7 @@ class AdminRewards(MethodView):
     @blp.response(201, RewardSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Add a reward to the catalog"""
-        return reward_body(rewards.create_reward(db.session(), body))
+        return reward_body(rewards.create_reward(db.session(), body, current_caller().name))
 
 
 @blp.route("/admin/rewards/<uuid:reward_id>")
@@ -93,7 +93,9 @@ class AdminReward(MethodView):
     @blp.alt_response(404, description="No such reward.")
     def patch(self, changes: dict[str, Any], reward_id: uuid.UUID) -> dict[str, Any]:
         """Change a reward; `codes` adds coupon codes to its pool"""
-        return reward_body(rewards.update_reward(db.session(), reward_id, changes))
+        return reward_body(
+            rewards.update_reward(db.session(), reward_id, changes, current_caller().name)
+        )
 
 
 @blp.route("/admin/rewards/<uuid:reward_id>/deactivate")
@@ -103,7 +105,9 @@ class DeactivateReward(MethodView):
     @blp.alt_response(404, description="No such reward.")
     def post(self, reward_id: uuid.UUID) -> dict[str, Any]:
         """Take a reward out of the catalog (kept for history)"""
-        return reward_body(rewards.update_reward(db.session(), reward_id, {"active": False}))
+        return reward_body(
+            rewards.update_reward(db.session(), reward_id, {"active": False}, current_caller().name)
+        )
 
 
 @blp.route("/rewards")

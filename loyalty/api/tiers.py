@@ -69,7 +69,7 @@ class Tiers(MethodView):
     @blp.alt_response(409, description="tier_exists: the code or rank is taken.")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a tier"""
-        return tier_body(tiers.create_tier(db.session(), body))
+        return tier_body(tiers.create_tier(db.session(), body, current_caller().name))
 
 
 @blp.route("/admin/tiers/<string:code>")
@@ -90,7 +90,7 @@ class TierResource(MethodView):
     @blp.alt_response(409, description="tier_exists: the rank is taken.")
     def patch(self, changes: dict[str, Any], code: str) -> dict[str, Any]:
         """Change a tier (members move on their next touch)"""
-        return tier_body(tiers.update_tier(db.session(), code, changes))
+        return tier_body(tiers.update_tier(db.session(), code, changes, current_caller().name))
 
     @requires("admin")
     @blp.response(204)
@@ -98,7 +98,7 @@ class TierResource(MethodView):
     @blp.alt_response(409, description="tier_in_use: members are in the tier.")
     def delete(self, code: str) -> None:
         """Delete a tier nobody is in"""
-        tiers.delete_tier(db.session(), code)
+        tiers.delete_tier(db.session(), code, current_caller().name)
 
 
 def benefit_body(benefit: tiers.Benefit) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.auth.models import ApiKey, Scope
 from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, NotFound, ValidationFailed
@@ -26,7 +27,9 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def create_key(session: Session, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, name: str, scopes: Iterable[str], actor: str | None = "cli"
+) -> tuple[ApiKey, str]:
     """Create a key; return it with the raw secret, which is shown once and never stored.
 
     Raises ValidationFailed for an empty name or unknown scope, KeyNameTaken for a used name.
@@ -44,6 +47,7 @@ def create_key(session: Session, name: str, scopes: Iterable[str]) -> tuple[ApiK
         key = ApiKey(name=name, key_hash=hash_key(raw), prefix=raw[:8], scopes=" ".join(scope_list))
         session.add(key)
         session.flush()
+        audit.record(session, actor, "key.create", "api_key", name, None, audit.snapshot(key))
     return key, raw
 
 
@@ -52,14 +56,16 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.execute(sa.select(ApiKey).order_by(ApiKey.id)).scalars())
 
 
-def revoke_key(session: Session, name: str) -> ApiKey:
+def revoke_key(session: Session, name: str, actor: str | None = "cli") -> ApiKey:
     """Revoke the key called `name` (revoking twice is harmless). Raises NotFound."""
     with transaction(session):
         key = session.execute(sa.select(ApiKey).where(ApiKey.name == name)).scalar_one_or_none()
         if key is None:
             raise NotFound(f"No API key named {name!r}.")
         if key.revoked_at is None:
+            before = audit.snapshot(key)
             key.revoked_at = utcnow()
+            audit.record(session, actor, "key.revoke", "api_key", name, before, audit.snapshot(key))
     return key
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger import policy
@@ -534,6 +535,15 @@ def adjust(
                 **fields,
             )
         session.flush()
+        audit.record(
+            session,
+            actor,
+            "points.adjust",
+            "member",
+            external_id,
+            None,
+            {"points": points, "reason": reason, "transaction": str(txn.public_id)},
+        )
     return txn
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
 from loyalty.ledger import services as ledger
@@ -101,7 +102,9 @@ ALLOWED_TRANSITIONS = {
 }
 
 
-def update_member(session: Session, external_id: str, changes: dict[str, Any]) -> Member:
+def update_member(
+    session: Session, external_id: str, changes: dict[str, Any], actor: str | None = None
+) -> Member:
     """Change a member's status or profile fields and return the member.
 
     A closed membership is final. Raises MemberNotFound, or MemberClosed for any change to a
@@ -111,6 +114,7 @@ def update_member(session: Session, external_id: str, changes: dict[str, Any]) -
         member = ledger.find_member(session, external_id)
         ledger.lock_balance(session, member.id)
         session.refresh(member)
+        before = audit.snapshot(member)
         current = MemberStatus(member.status)
         if current == MemberStatus.CLOSED:
             raise MemberClosed(f"Member {external_id!r} is closed; a closed membership is final.")
@@ -124,4 +128,7 @@ def update_member(session: Session, external_id: str, changes: dict[str, Any]) -
         for name, value in changes.items():
             setattr(member, name, value)
         session.flush()
+        audit.record(
+            session, actor, "member.update", "member", external_id, before, audit.snapshot(member)
+        )
     return member

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
 from loyalty.program.models import ExpiryPolicy, ProgramSettings
@@ -32,7 +33,9 @@ def get_settings(session: Session) -> ProgramSettings:
     return settings
 
 
-def update_settings(session: Session, changes: dict[str, Any]) -> ProgramSettings:
+def update_settings(
+    session: Session, changes: dict[str, Any], actor: str | None = None
+) -> ProgramSettings:
     """Apply `changes` (already type-checked by the schema) and return the new settings.
 
     Raises ValidationFailed when the combination is inconsistent (an expiry policy that
@@ -40,6 +43,7 @@ def update_settings(session: Session, changes: dict[str, Any]) -> ProgramSetting
     """
     with transaction(session):
         settings = get_settings(session)
+        before = audit.snapshot(settings)
         for name, value in changes.items():
             setattr(settings, name, value)
         if settings.expiry_policy == ExpiryPolicy.NEVER:
@@ -49,4 +53,7 @@ def update_settings(session: Session, changes: dict[str, Any]) -> ProgramSetting
                 {"expiry": [f"months is required for the {settings.expiry_policy} policy."]}
             )
         session.flush()
+        audit.record(
+            session, actor, "program.update", "program", 1, before, audit.snapshot(settings)
+        )
     return settings

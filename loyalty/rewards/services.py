@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger import services as ledger
@@ -51,7 +52,7 @@ def _tier_rank(session: Session, code: str | None) -> int | None:
     return int(rank)
 
 
-def create_reward(session: Session, fields: dict[str, Any]) -> Reward:
+def create_reward(session: Session, fields: dict[str, Any], actor: str | None = None) -> Reward:
     """Add a reward to the catalog, with an optional pool of coupon codes. Raises
     ValidationFailed for an unknown `min_tier`."""
     with transaction(session):
@@ -63,6 +64,15 @@ def create_reward(session: Session, fields: dict[str, Any]) -> Reward:
         session.add(reward)
         session.flush()
         _add_codes(session, reward, fields.get("codes") or [])
+        audit.record(
+            session,
+            actor,
+            "reward.create",
+            "reward",
+            reward.public_id,
+            None,
+            audit.snapshot(reward),
+        )
     return reward
 
 
@@ -88,17 +98,23 @@ def find_reward(session: Session, public_id: uuid.UUID) -> Reward:
     return reward
 
 
-def update_reward(session: Session, public_id: uuid.UUID, changes: dict[str, Any]) -> Reward:
+def update_reward(
+    session: Session, public_id: uuid.UUID, changes: dict[str, Any], actor: str | None = None
+) -> Reward:
     """Change a reward; `codes` adds codes to its pool. Raises RewardNotFound,
     ValidationFailed."""
     with transaction(session):
         reward = find_reward(session, public_id)
+        before = audit.snapshot(reward)
         if "min_tier" in changes:
             reward.min_tier_rank = _tier_rank(session, changes.pop("min_tier"))
         _add_codes(session, reward, changes.pop("codes", None) or [])
         for name, value in changes.items():
             setattr(reward, name, value)
         session.flush()
+        audit.record(
+            session, actor, "reward.update", "reward", public_id, before, audit.snapshot(reward)
+        )
     return reward
 
 

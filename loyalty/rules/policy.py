@@ -138,8 +138,8 @@ def order_points(
     nets = net_amounts(lines, reduction)
     total_net = sum(nets)
     breakdown: list[Contribution] = []
-    # What spend rules earned on each line subset, for multipliers to build on.
-    spend_rules: list[Rule] = []
+    # The spend rules that applied, with the (capped) points each earned, for multipliers.
+    spend_rules: list[tuple[Rule, int]] = []
 
     def spend_on(rule: Rule, matched: Sequence[bool]) -> int:
         amount = sum(n for n, m in zip(nets, matched, strict=True) if m)
@@ -151,8 +151,9 @@ def order_points(
         if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
             continue
         matched = [rule.conditions.matches_line(line) for line in lines]
-        spend_rules.append(rule)
-        _add(breakdown, rule, _capped(rule, spend_on(rule, matched), context))
+        earned = _capped(rule, spend_on(rule, matched), context)
+        spend_rules.append((rule, earned))
+        _add(breakdown, rule, earned)
 
     for rule in ordered:
         if rule.kind != "multiplier" or not _eligible(rule, context, when):
@@ -160,15 +161,19 @@ def order_points(
         if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
             continue
         both = [rule.conditions.matches_line(line) for line in lines]
+        # Never more than a (capped) spend rule actually earned.
         base = sum(
-            spend_on(
-                spend,
-                [
-                    b and spend.conditions.matches_line(line)
-                    for b, line in zip(both, lines, strict=True)
-                ],
+            min(
+                earned,
+                spend_on(
+                    spend,
+                    [
+                        b and spend.conditions.matches_line(line)
+                        for b, line in zip(both, lines, strict=True)
+                    ],
+                ),
             )
-            for spend in spend_rules
+            for spend, earned in spend_rules
         )
         extra = base * (rule.factor.numerator - rule.factor.denominator) // rule.factor.denominator
         _add(breakdown, rule, _capped(rule, extra, context))

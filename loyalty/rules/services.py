@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.services import find_member
@@ -92,6 +93,11 @@ def _find(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> Earnin
 def _new_version(
     session: Session, rule: EarningRule, fields: dict[str, Any], actor: str | None
 ) -> RuleVersion:
+    previous = session.execute(
+        sa.select(RuleVersion).where(
+            RuleVersion.rule_id == rule.id, RuleVersion.version == rule.current_version - 1
+        )
+    ).scalar_one_or_none()
     version = RuleVersion(
         rule_id=rule.id,
         version=rule.current_version,
@@ -101,6 +107,15 @@ def _new_version(
     session.add(version)
     session.flush()
     session.refresh(rule)
+    audit.record(
+        session,
+        actor,
+        "rule.create" if previous is None else "rule.update",
+        "rule",
+        rule.public_id,
+        audit.snapshot(previous) if previous else None,
+        audit.snapshot(version),
+    )
     return version
 
 

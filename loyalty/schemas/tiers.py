@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -33,9 +34,12 @@ class BenefitDefinitionSchema(StrictSchema):
     def _multiplier_factor(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("code") == "points_multiplier":
             factor = str((data.get("params") or {}).get("factor", ""))
-            if not FACTOR.fullmatch(factor):
+            # The same bounds as a multiplier rule's factor: anything else would fail every
+            # order of the tier's members.
+            if not FACTOR.fullmatch(factor) or not 1 < Decimal(factor) <= 100:
                 raise ma.ValidationError(
-                    'points_multiplier needs params.factor like "1.5".', "params"
+                    'points_multiplier needs params.factor above 1 and at most 100, like "1.5".',
+                    "params",
                 )
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.ledger.policy import add_months
@@ -39,33 +40,40 @@ def find_tier(session: Session, code: str) -> Tier:
     return tier
 
 
-def create_tier(session: Session, fields: dict[str, Any]) -> Tier:
+def create_tier(session: Session, fields: dict[str, Any], actor: str | None = None) -> Tier:
     """Create a tier. Raises TierExists when its code or rank is taken."""
     try:
         with transaction(session):
             tier = Tier(**{name: fields[name] for name in TIER_FIELDS})
             session.add(tier)
             session.flush()
+            audit.record(
+                session, actor, "tier.create", "tier", tier.code, None, audit.snapshot(tier)
+            )
     except IntegrityError:
         raise TierExists("A tier with this code or rank already exists.") from None
     return tier
 
 
-def update_tier(session: Session, code: str, changes: dict[str, Any]) -> Tier:
+def update_tier(
+    session: Session, code: str, changes: dict[str, Any], actor: str | None = None
+) -> Tier:
     """Change a tier (members are reviewed against it on their next touch). Raises
     TierNotFound, TierExists for a rank taken by another tier."""
     try:
         with transaction(session):
             tier = find_tier(session, code)
+            before = audit.snapshot(tier)
             for name, value in changes.items():
                 setattr(tier, name, value)
             session.flush()
+            audit.record(session, actor, "tier.update", "tier", code, before, audit.snapshot(tier))
     except IntegrityError:
         raise TierExists("Another tier has this rank.") from None
     return tier
 
 
-def delete_tier(session: Session, code: str) -> None:
+def delete_tier(session: Session, code: str, actor: str | None = None) -> None:
     """Delete a tier nobody is in. Raises TierNotFound, TierInUse."""
     with transaction(session):
         tier = find_tier(session, code)
@@ -74,6 +82,7 @@ def delete_tier(session: Session, code: str) -> None:
         )
         if members:
             raise TierInUse(f"{members} members are in tier {code!r}; they keep it until reviewed.")
+        audit.record(session, actor, "tier.delete", "tier", code, audit.snapshot(tier), None)
         session.delete(tier)
 
 
@@ -218,6 +227,15 @@ def grant_benefit(
         )
         session.add(grant)
         session.flush()
+        audit.record(
+            session,
+            actor,
+            "benefit.grant",
+            "member",
+            member.external_id,
+            None,
+            audit.snapshot(grant),
+        )
     return grant
 
 

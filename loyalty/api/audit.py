@@ -1,0 +1,41 @@
+"""Admin: the audit log (read-only: no route can change it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import requires
+from loyalty.api.base import Blueprint
+from loyalty.audit import services as audit
+from loyalty.extensions import db
+from loyalty.ledger.services import decode_cursor, encode_cursor
+from loyalty.schemas.audit import AuditPageSchema, AuditQuerySchema
+
+blp = Blueprint("audit", __name__, url_prefix="/v1/admin", description="Admin: the audit log.")
+
+
+@blp.route("/audit-log")
+class AuditLog(MethodView):
+    @requires("admin")
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, AuditPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Every admin write: who, what, on which target, before and after, when
+
+        Newest first; filter by target and by time (`from` inclusive, `to` exclusive).
+        """
+        found, next_position = audit.entries(
+            db.session(),
+            target_type=query["target_type"],
+            target_id=query["target_id"],
+            since=query["from_"],
+            until=query["to"],
+            limit=query["limit"],
+            before_position=decode_cursor(query["cursor"]) if query["cursor"] else None,
+        )
+        return {
+            "items": found,
+            "next_cursor": encode_cursor(next_position) if next_position else None,
+        }

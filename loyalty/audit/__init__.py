@@ -1,0 +1,1 @@
+"""The audit log: every admin write, who made it, and what changed. Append-only."""
