@@ -29,7 +29,8 @@ def engine_options(url: str) -> dict[str, Any]:
         # After a database restart, stale pooled connections are replaced, not handed out.
         "pool_pre_ping": True,
         "pool_recycle": 1800,
-        "connect_args": {"connect_timeout": 5},
+        # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
+        "connect_args": {"connect_timeout": 5, "options": "-c timezone=UTC"},
     }
 
 

@@ -1,4 +1,4 @@
-from loyalty.api import audit, members, orders, program, rewards, rules, tiers
+from loyalty.api import audit, members, orders, program, reports, rewards, rules, tiers
 
 BLUEPRINTS = (
     members.blp,
@@ -9,4 +9,5 @@ BLUEPRINTS = (
     program.blp,
     rules.blp,
     audit.blp,
+    reports.blp,
 )

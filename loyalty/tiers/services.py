@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
-from loyalty.ledger.models import LedgerTransaction
+from loyalty.ledger.models import LedgerTransaction, MemberBalance
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member
 from loyalty.program.services import get_settings
@@ -118,6 +118,7 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
         now,
     )
     member.tier_retained_until = decision.retained_until
+    _review_again_by(session, member, decision.retained_until)
     if decision.reason is None:
         return None
     new = next(t for t in tiers if t.code == decision.tier.code) if decision.tier else None
@@ -132,6 +133,18 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
     )
     session.add(change)
     return change
+
+
+def _review_again_by(session: Session, member: Member, when: dt.datetime | None) -> None:
+    """Make the member due for settling (which reviews their tier) when the retention runs
+    out, even when no points fall due before then: the next read or `jobs run` downgrades."""
+    balance = session.get(MemberBalance, member.id)
+    if (
+        when is not None
+        and balance is not None
+        and (balance.next_due_at is None or when < balance.next_due_at)
+    ):
+        balance.next_due_at = when
 
 
 def tier_history(

@@ -1,0 +1,1 @@
+"""Reports for admins: the points liability and daily activity."""

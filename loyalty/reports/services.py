@@ -1,0 +1,168 @@
+"""Reports, computed by aggregation over the ledger (never from a hot counter row)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.errors import ValidationFailed
+from loyalty.ledger.models import (
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    MemberBalance,
+    TransactionKind,
+)
+from loyalty.members.models import Member
+from loyalty.program.services import get_settings
+from loyalty.tiers.models import Tier
+
+PROGRAM_ACCOUNTS = (Account.ISSUED, Account.REDEEMED, Account.EXPIRED, Account.ADJUSTED)
+MAX_DAYS = 366
+
+
+@dataclass
+class Liability:
+    available: int
+    pending: int
+    held: int
+    outstanding: int
+    value: int
+    currency: str
+    members_total: int
+    program_accounts: dict[str, int]
+    consistent: bool
+
+
+def liability(session: Session) -> Liability:
+    """Points the program owes its members, by member account, with their money value.
+
+    The outstanding total comes from the program accounts (issued, adjusted, redeemed,
+    expired, aggregated over the ledger); `consistent` says it equals the sum of every
+    member's balance.
+    """
+    settings = get_settings(session)
+    program = dict(
+        session.execute(
+            sa.select(LedgerEntry.account, sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
+            .where(LedgerEntry.account.in_([a.value for a in PROGRAM_ACCOUNTS]))
+            .group_by(LedgerEntry.account)
+        ).all()
+    )
+    program = {a.value: int(program.get(a.value, 0)) for a in PROGRAM_ACCOUNTS}
+    available, pending, held = (
+        int(v or 0)
+        for v in session.execute(
+            sa.select(
+                sa.func.sum(MemberBalance.available),
+                sa.func.sum(MemberBalance.pending),
+                sa.func.sum(MemberBalance.held),
+            )
+        ).one()
+    )
+    outstanding = -sum(program.values())
+    return Liability(
+        available=available,
+        pending=pending,
+        held=held,
+        outstanding=outstanding,
+        value=settings.points_value(max(outstanding, 0)),
+        currency=settings.currency,
+        members_total=available + pending + held,
+        program_accounts=program,
+        consistent=outstanding == available + pending + held,
+    )
+
+
+@dataclass
+class Day:
+    date: dt.date
+    earned: int = 0
+    redeemed: int = 0
+    restored: int = 0
+    expired: int = 0
+    adjusted: int = 0
+    reversed: int = 0
+    new_members: int = 0
+
+
+@dataclass
+class Activity:
+    days: list[Day]
+    members_by_tier: dict[str, int] = field(default_factory=dict)
+
+
+def activity(session: Session, first: dt.date, last: dt.date) -> Activity:
+    """Points earned, redeemed, restored, expired, adjusted and reversed per day (UTC) from
+    `first` to `last` inclusive, new members per day, and members per tier now.
+
+    Raises ValidationFailed for a reversed range or one longer than a year.
+    """
+    if last < first:
+        raise ValidationFailed({"to": ["Must not be before from."]})
+    if (last - first).days >= MAX_DAYS:
+        raise ValidationFailed({"to": [f"At most {MAX_DAYS} days per report."]})
+    start = dt.datetime.combine(first, dt.time(), dt.UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    days = {
+        first + dt.timedelta(days=n): Day(first + dt.timedelta(days=n))
+        for n in range((last - first).days + 1)
+    }
+
+    day = sa.func.date(LedgerTransaction.effective_at).label("day")
+    rows = session.execute(
+        sa.select(day, LedgerTransaction.kind, LedgerEntry.account, sa.func.sum(LedgerEntry.amount))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(
+            LedgerTransaction.effective_at >= start,
+            LedgerTransaction.effective_at < end,
+            LedgerEntry.account.in_([a.value for a in PROGRAM_ACCOUNTS]),
+        )
+        .group_by(day, LedgerTransaction.kind, LedgerEntry.account)
+    )
+    for when, kind, account, amount in rows:
+        target = days.get(_as_date(when))
+        if target is None:
+            continue
+        amount = int(amount or 0)
+        if account == Account.ISSUED and kind == TransactionKind.EARN:
+            target.earned += -amount
+        elif account == Account.ISSUED and kind == TransactionKind.REVERSE:
+            target.reversed += amount
+        elif account == Account.REDEEMED and kind == TransactionKind.RESTORE:
+            target.restored += -amount
+        elif account == Account.REDEEMED:
+            target.redeemed += amount
+        elif account == Account.EXPIRED:
+            target.expired += amount
+        elif account == Account.ADJUSTED:
+            target.adjusted += -amount
+
+    enrolled = sa.func.date(Member.enrolled_at).label("day")
+    for when, count in session.execute(
+        sa.select(enrolled, sa.func.count(Member.id))
+        .where(Member.enrolled_at >= start, Member.enrolled_at < end)
+        .group_by(enrolled)
+    ):
+        target = days.get(_as_date(when))
+        if target is not None:
+            target.new_members = int(count)
+
+    by_tier: dict[str, int] = defaultdict(int)
+    for code, count in session.execute(
+        sa.select(Tier.code, sa.func.count(Member.id))
+        .select_from(Member)
+        .outerjoin(Tier, Tier.id == Member.tier_id)
+        .group_by(Tier.code)
+    ):
+        by_tier[code or "none"] = int(count)
+    return Activity(days=list(days.values()), members_by_tier=dict(by_tier))
+
+
+def _as_date(value: dt.date | str) -> dt.date:
+    # SQLite returns date() as text.
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
