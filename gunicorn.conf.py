@@ -7,6 +7,8 @@ GUNICORN_CMD_ARGS, e.g. GUNICORN_CMD_ARGS="--workers 8".
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("LOYALTY_BIND", "127.0.0.1:8000")
 worker_class = "sync"
@@ -18,6 +20,23 @@ keepalive = 5
 # Recycle workers now and then so a slow leak never becomes an outage.
 max_requests = 10000
 max_requests_jitter = 1000
-accesslog = "-"
+# The app logs every request itself, as JSON with its request id; gunicorn logs its own events.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOYALTY_LOG_LEVEL", "info").lower()
+
+# Each worker is a process: Prometheus samples are shared through files in this directory.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="loyalty-metrics-")
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

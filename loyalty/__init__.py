@@ -8,7 +8,9 @@ Environment variables:
   process (default 5 / 5).
 - ``LOYALTY_IDEMPOTENCY_LEASE_SECONDS``: how long an unfinished request owns its
   Idempotency-Key before a retry may take it over (default 60).
-- ``LOYALTY_LOG_LEVEL``: log level (default INFO).
+- ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
+- ``PROMETHEUS_MULTIPROC_DIR``: where gunicorn workers keep their metrics so /metrics adds
+  them up (gunicorn.conf.py sets one up).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flask import Flask
 from loyalty import config
 from loyalty.db import configure_engine
 from loyalty.extensions import db
+from loyalty.logs import configure_logging
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -30,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    logging.basicConfig(level=os.environ.get("LOYALTY_LOG_LEVEL", "INFO"))
+    configure_logging(os.environ.get("LOYALTY_LOG_LEVEL", "INFO"))
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     db.init_app(app)
@@ -38,8 +41,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         configure_engine(db.engine)
 
     from loyalty import api
-    from loyalty.api import health
+    from loyalty.api import health, observability
 
+    observability.init_app(app)
     app.register_blueprint(health.blp)
     api.init_app(app)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty import metrics
 from loyalty.db import transaction, utcnow
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import MemberBalance
@@ -61,5 +62,6 @@ def settle_due(
             return summary
         summary.batches += 1
         summary.members_settled += len(batch)
+        metrics.JOBS.inc(len(batch))
         if progress:
             progress(len(batch))

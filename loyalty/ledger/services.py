@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty import metrics
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
@@ -92,6 +93,7 @@ def post(
             column = account.value
             setattr(balance, column, getattr(balance, column) + amount)
     session.add(txn)
+    metrics.POINTS.labels(kind.value).inc(sum(amount for _, amount in legs if amount > 0))
     return txn
 
 
