@@ -135,25 +135,47 @@ def demo_seed() -> None:
 jobs_cli = AppGroup("jobs", help="Background work.")
 
 
+def _one_pass(batch_size: int, notice_days: int) -> str:
+    from loyalty.jobs import services as jobs
+    from loyalty.webhooks import services as webhooks
+
+    session = db.session()
+    if sys.stdout.isatty():
+        with click.progressbar(length=jobs.due_count(session), label="settling members") as bar:
+            summary = jobs.settle_due(session, batch_size=batch_size, progress=bar.update)
+    else:
+        summary = jobs.settle_due(session, batch_size=batch_size)
+    notified = jobs.notify_expiring(session, within_days=notice_days)
+    birthdays = jobs.grant_birthdays(session)
+    dispatched = webhooks.dispatch(session)
+    delivered = webhooks.deliver_due(session)
+    return (
+        f"settled {summary.members_settled} members ({summary.transactions_written} "
+        f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
+        f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} failed"
+    )
+
+
 @jobs_cli.command("run")
 @click.option("--batch-size", default=500, show_default=True)
+@click.option(
+    "--notice-days",
+    default=14,
+    show_default=True,
+    help="Tell members about points expiring within this many days.",
+)
 @click.option(
     "--loop",
     "loop_seconds",
     type=float,
     default=None,
-    help="Keep running, starting a new pass every SECONDS.",
+    help="Keep running as a worker, starting a new pass every SECONDS.",
 )
-def jobs_run(batch_size: int, loop_seconds: float | None) -> None:
-    """Settle every member whose points matured or expired or whose holds timed out."""
-    from loyalty.jobs.services import settle_due
-
+def jobs_run(batch_size: int, notice_days: int, loop_seconds: float | None) -> None:
+    """Settle due members (maturing, expiry, timed-out holds, tier reviews), send expiry
+    notices and birthday events, and deliver webhooks. Safe to run on several machines."""
     while True:
-        summary = settle_due(db.session(), batch_size=batch_size)
-        click.echo(
-            f"settled {summary.members_settled} members in {summary.batches} batches, "
-            f"{summary.transactions_written} transactions written"
-        )
+        click.echo(_one_pass(batch_size, notice_days))
         if loop_seconds is None:
             return
         time.sleep(loop_seconds)

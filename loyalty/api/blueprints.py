@@ -1,4 +1,4 @@
-from loyalty.api import audit, members, orders, program, reports, rewards, rules, tiers
+from loyalty.api import audit, members, orders, program, reports, rewards, rules, tiers, webhooks
 
 BLUEPRINTS = (
     members.blp,
@@ -10,4 +10,5 @@ BLUEPRINTS = (
     rules.blp,
     audit.blp,
     reports.blp,
+    webhooks.blp,
 )

@@ -23,6 +23,7 @@ from loyalty.program.services import get_settings
 from loyalty.rules import policy
 from loyalty.rules import services as rules
 from loyalty.tiers import services as tiers
+from loyalty.webhooks import outbox
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -101,6 +102,18 @@ def _grant(
             details={"breakdown": event.breakdown, "event_type": event_type},
         )
         rules.record_awards(session, member.id, active, breakdown, f"event:{event_id}", now)
+        outbox.emit(
+            session,
+            "points.earned",
+            {
+                "member_id": member.external_id,
+                "points": points,
+                "event_id": event_id,
+                "event_type": event_type,
+                "breakdown": event.breakdown,
+            },
+            now,
+        )
         tiers.review_member(session, member, now)
     session.flush()
     return event

@@ -7,6 +7,7 @@ Several workers may run at once: on PostgreSQL each claims members with
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from sqlalchemy.orm import Session
 
 from loyalty import metrics
 from loyalty.db import transaction, utcnow
+from loyalty.events import services as events
 from loyalty.ledger import services as ledger
-from loyalty.ledger.models import MemberBalance
+from loyalty.ledger.models import LotState, MemberBalance, PointLot
+from loyalty.members.models import Member, MemberStatus
+from loyalty.webhooks import outbox
 
 
 @dataclass
@@ -37,6 +41,17 @@ def _claim_batch(session: Session, now: dt.datetime, size: int) -> list[MemberBa
         .execution_options(populate_existing=True)
     )
     return list(session.execute(stmt).scalars())
+
+
+def due_count(session: Session, now: dt.datetime | None = None) -> int:
+    """How many members are due for settling now (for a progress bar)."""
+    now = now or utcnow()
+    count = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(MemberBalance)
+        .where(MemberBalance.next_due_at <= now)
+    )
+    return int(count or 0)
 
 
 def settle_due(
@@ -65,3 +80,92 @@ def settle_due(
         metrics.JOBS.inc(len(batch))
         if progress:
             progress(len(batch))
+
+
+def notify_expiring(
+    session: Session, now: dt.datetime | None = None, within_days: int = 14, batch_size: int = 500
+) -> int:
+    """Emit one points.expiring event per member whose points expire within `within_days`,
+    once per lot. Returns the number of members notified."""
+    now = now or utcnow()
+    horizon = now + dt.timedelta(days=within_days)
+    notified = 0
+    while True:
+        with transaction(session):
+            lots = list(
+                session.execute(
+                    sa.select(PointLot)
+                    .where(
+                        PointLot.state == LotState.AVAILABLE.value,
+                        PointLot.remaining > 0,
+                        PointLot.expires_at > now,
+                        PointLot.expires_at <= horizon,
+                        PointLot.expiry_notified_at.is_(None),
+                    )
+                    .order_by(PointLot.member_id, PointLot.expires_at)
+                    .limit(batch_size)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            by_member: dict[int, list[PointLot]] = {}
+            for lot in lots:
+                by_member.setdefault(lot.member_id, []).append(lot)
+                lot.expiry_notified_at = now
+            externals = dict(
+                session.execute(
+                    sa.select(Member.id, Member.external_id).where(Member.id.in_(list(by_member)))
+                ).all()
+            )
+            for member_id, member_lots in by_member.items():
+                outbox.emit(
+                    session,
+                    "points.expiring",
+                    {
+                        "member_id": externals[member_id],
+                        "points": sum(lot.remaining for lot in member_lots),
+                        "expires_at": min(
+                            lot.expires_at for lot in member_lots if lot.expires_at
+                        ).isoformat(),
+                    },
+                    now,
+                )
+        notified += len(by_member)
+        if len(lots) < batch_size:
+            return notified
+
+
+def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:
+    """Record today's birthday event for every active member born on this day (Feb 29
+    birthdays on Feb 28 in other years); exactly once per member and year. Returns how many
+    events were recorded."""
+    now = now or utcnow()
+    today = now.date()
+    days = [(today.month, today.day)]
+    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+        days.append((2, 29))
+    candidates = [
+        external_id
+        for external_id, birthday in session.execute(
+            sa.select(Member.external_id, Member.birthday).where(
+                Member.birthday.is_not(None), Member.status == MemberStatus.ACTIVE.value
+            )
+        )
+        if birthday is not None and (birthday.month, birthday.day) in days
+    ]
+    # The same body on every run today, so a rerun is a replay, not a conflict.
+    midnight = dt.datetime.combine(today, dt.time(), dt.UTC)
+    recorded = 0
+    for external_id in candidates:
+        _, created = events.record_event(
+            session,
+            {
+                "event_id": f"birthday:{external_id}:{today.year}",
+                "member_id": external_id,
+                "type": "birthday",
+                "occurred_at": midnight,
+                "attributes": {},
+            },
+            now=now,
+        )
+        recorded += created
+    return recorded

@@ -129,5 +129,7 @@ class PointLot(db.Model):  # type: ignore[name-defined]
     available_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # When the member was told these points expire soon (once per lot).
+    expiry_notified_at: Mapped[dt.datetime | None]
 
     transaction: Mapped[LedgerTransaction] = relationship()

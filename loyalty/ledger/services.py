@@ -40,6 +40,7 @@ from loyalty.program.models import ExpiryPolicy, ProgramSettings
 from loyalty.program.services import get_settings
 from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
 from loyalty.tiers import services as tiers
+from loyalty.webhooks import outbox
 
 
 def lock_balance(session: Session, member_id: int) -> MemberBalance:
@@ -292,6 +293,16 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[L
                 )
             )
     member = session.get(Member, balance.member_id)
+    expired = sum(
+        entry.amount
+        for txn in written
+        for entry in txn.entries
+        if entry.account == Account.EXPIRED.value
+    )
+    if expired and member is not None:
+        outbox.emit(
+            session, "points.expired", {"member_id": member.external_id, "points": expired}, now
+        )
     if (
         member is not None
         and member.tier_retained_until is not None
@@ -545,6 +556,12 @@ def adjust(
             external_id,
             None,
             {"points": points, "reason": reason, "transaction": str(txn.public_id)},
+        )
+        outbox.emit(
+            session,
+            "points.adjusted",
+            {"member_id": external_id, "points": points, "reason": reason},
+            now,
         )
     return txn
 

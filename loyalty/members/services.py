@@ -18,6 +18,7 @@ from loyalty.ledger.models import MemberBalance, PointLot
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
 from loyalty.members.models import Member, MemberStatus
 from loyalty.tiers import services as tiers
+from loyalty.webhooks import outbox
 
 EXPIRING_SOON = dt.timedelta(days=30)
 
@@ -55,6 +56,12 @@ def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
             session.add(balance)
             session.flush()
             now = utcnow()
+            outbox.emit(
+                session,
+                "member.enrolled",
+                {"member_id": member.external_id, "email": member.email, "name": member.name},
+                now,
+            )
             events.grant_signup(session, member, balance, now)
             # A tier with no threshold (an entry tier) applies from enrolment.
             tiers.review_member(session, member, now)
@@ -131,4 +138,5 @@ def update_member(
         audit.record(
             session, actor, "member.update", "member", external_id, before, audit.snapshot(member)
         )
+        outbox.emit(session, "member.updated", {"member_id": external_id, "status": member.status})
     return member

@@ -42,6 +42,7 @@ from loyalty.redemptions.models import Redemption, RedemptionStatus
 from loyalty.rules import policy
 from loyalty.rules import services as rules
 from loyalty.tiers import services as tiers
+from loyalty.webhooks import outbox
 
 ORDER_RULE_KINDS = ("spend", "multiplier", "bonus")
 # Shops' clocks drift; an order "placed" slightly in the future is accepted.
@@ -295,6 +296,18 @@ def place_order(
                 )
                 session.flush()
                 order.lot_id, order.available_at = lot.id, lot.available_at
+                outbox.emit(
+                    session,
+                    "points.earned",
+                    {
+                        "member_id": member.external_id,
+                        "points": points,
+                        "order_id": order.order_id,
+                        "available_at": lot.available_at.isoformat(),
+                        "breakdown": order.breakdown,
+                    },
+                    now,
+                )
                 rules.record_awards(
                     session, member.id, active, breakdown, f"order:{order.order_id}", now
                 )
@@ -450,6 +463,19 @@ def refund_order(
                 if redemption is not None:
                     redemption.restored_points += restored_points
         member = session.get(Member, order.member_id)
+        if member is not None and (reversed_points or restored_points):
+            outbox.emit(
+                session,
+                "points.reversed",
+                {
+                    "member_id": member.external_id,
+                    "order_id": order.order_id,
+                    "refund_id": fields["refund_id"],
+                    "points_reversed": reversed_points,
+                    "points_restored": restored_points,
+                },
+                now,
+            )
         if member is not None:
             # Keeps the tier until its retention runs out, however much was reversed.
             tiers.review_member(session, member, now)

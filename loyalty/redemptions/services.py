@@ -15,6 +15,7 @@ from loyalty.db import transaction, utcnow
 from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
+from loyalty.members.models import Member
 from loyalty.program.services import get_settings
 from loyalty.redemptions.exceptions import (
     AlreadyCaptured,
@@ -24,6 +25,7 @@ from loyalty.redemptions.exceptions import (
     RedemptionNotFound,
 )
 from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
+from loyalty.webhooks import outbox
 
 
 def hold(
@@ -120,6 +122,18 @@ def capture_locked(
     )
     redemption.status = RedemptionStatus.CAPTURED.value
     redemption.captured_at = now
+    member = session.get(Member, redemption.member_id)
+    outbox.emit(
+        session,
+        "redemption.captured",
+        {
+            "member_id": member.external_id if member else None,
+            "redemption_id": str(redemption.public_id),
+            "points": redemption.points,
+            "value": {"amount": redemption.value, "currency": redemption.currency},
+        },
+        now,
+    )
 
 
 def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Redemption:

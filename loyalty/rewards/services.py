@@ -28,6 +28,7 @@ from loyalty.program.services import get_settings
 from loyalty.rewards.exceptions import OutOfStock, RewardNotFound, RewardUnavailable
 from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
 from loyalty.tiers.models import Tier
+from loyalty.webhooks import outbox
 
 REWARD_FIELDS = (
     "name",
@@ -277,6 +278,18 @@ def redeem(
         session.flush()
         redemption.code = _take_code(session, reward, redemption)
         session.flush()
+        outbox.emit(
+            session,
+            "reward.redeemed",
+            {
+                "member_id": external_id,
+                "reward_id": str(reward.public_id),
+                "reward": reward.name,
+                "points": reward.cost_points,
+                "code": redemption.code,
+            },
+            now,
+        )
     return redemption
 
 

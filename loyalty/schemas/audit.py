@@ -11,7 +11,9 @@ class AuditQuerySchema(StrictSchema):
     cursor = fields.String(load_default=None, validate=validate.Length(max=100))
     target_type = fields.String(
         load_default=None,
-        validate=validate.OneOf(["program", "rule", "tier", "reward", "member", "api_key"]),
+        validate=validate.OneOf(
+            ["program", "rule", "tier", "reward", "member", "api_key", "webhook"]
+        ),
     )
     target_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
     from_ = fields.AwareDateTime(data_key="from", load_default=None)

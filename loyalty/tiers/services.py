@@ -19,6 +19,7 @@ from loyalty.program.services import get_settings
 from loyalty.tiers import policy
 from loyalty.tiers.exceptions import TierExists, TierInUse, TierNotFound
 from loyalty.tiers.models import BenefitGrant, Tier, TierChange
+from loyalty.webhooks import outbox
 
 TIER_FIELDS = ("code", "name", "rank", "threshold", "retention_months", "benefits")
 
@@ -132,6 +133,18 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
         changed_at=now,
     )
     session.add(change)
+    outbox.emit(
+        session,
+        "tier.changed",
+        {
+            "member_id": member.external_id,
+            "from": change.from_tier,
+            "to": change.to_tier,
+            "reason": change.reason,
+            "qualifying_points": points,
+        },
+        now,
+    )
     return change
 
 

@@ -1,0 +1,115 @@
+"""Admin: webhook endpoints, their deliveries, redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import current_caller, requires
+from loyalty.api.base import Blueprint
+from loyalty.extensions import db
+from loyalty.ledger.services import decode_cursor, encode_cursor
+from loyalty.schemas.common import PageQuerySchema
+from loyalty.schemas.webhooks import (
+    DeliveryPageSchema,
+    DeliverySchema,
+    WebhookCreatedSchema,
+    WebhookInSchema,
+    WebhookListSchema,
+)
+from loyalty.webhooks import services as webhooks
+from loyalty.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+blp = Blueprint(
+    "webhooks", __name__, url_prefix="/v1/admin/webhooks", description="Admin: webhooks."
+)
+
+
+def endpoint_body(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.public_id,
+        "url": endpoint.url,
+        "event_types": endpoint.event_types,
+        "description": endpoint.description,
+        "created_at": endpoint.created_at,
+        "secret": endpoint.secret,
+    }
+
+
+def delivery_body(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict[str, Any]:
+    event = webhooks.event_of(db.session(), delivery)
+    return {
+        "id": delivery.public_id,
+        "event_id": event.public_id,
+        "event_type": event.type,
+        "status": delivery.status,
+        "attempts": attempts,
+        "next_attempt_at": delivery.next_attempt_at,
+        "created_at": delivery.created_at,
+        "delivered_at": delivery.delivered_at,
+    }
+
+
+@blp.route("")
+class Webhooks(MethodView):
+    @requires("admin")
+    @blp.response(200, WebhookListSchema)
+    def get(self) -> dict[str, Any]:
+        """The registered webhook endpoints"""
+        return {"items": [endpoint_body(e) for e in webhooks.list_endpoints(db.session())]}
+
+    @requires("admin")
+    @blp.arguments(
+        WebhookInSchema,
+        example={
+            "url": "https://shop.example/hooks/loyalty",
+            "event_types": ["tier.changed", "points.expiring"],
+        },
+    )
+    @blp.response(201, WebhookCreatedSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Register an endpoint; the response carries its signing secret, shown only once"""
+        return endpoint_body(webhooks.create_endpoint(db.session(), body, current_caller().name))
+
+
+@blp.route("/<uuid:webhook_id>")
+class Webhook(MethodView):
+    @requires("admin")
+    @blp.response(204)
+    @blp.alt_response(404, description="No such webhook.")
+    def delete(self, webhook_id: uuid.UUID) -> None:
+        """Stop sending to an endpoint (its delivery log is kept)"""
+        webhooks.delete_endpoint(db.session(), webhook_id, current_caller().name)
+
+
+@blp.route("/<uuid:webhook_id>/deliveries")
+class Deliveries(MethodView):
+    @requires("admin")
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, DeliveryPageSchema)
+    @blp.alt_response(404, description="No such webhook.")
+    def get(self, query: dict[str, Any], webhook_id: uuid.UUID) -> dict[str, Any]:
+        """The endpoint's deliveries, newest first, each with every attempt"""
+        session = db.session()
+        endpoint = webhooks.find_endpoint(session, webhook_id)
+        before = decode_cursor(query["cursor"]) if query["cursor"] else None
+        found, next_position = webhooks.deliveries(session, endpoint, query["limit"], before)
+        attempts = webhooks.attempts_of(session, [d.id for d in found])
+        return {
+            "items": [delivery_body(d, attempts[d.id]) for d in found],
+            "next_cursor": encode_cursor(next_position) if next_position else None,
+        }
+
+
+@blp.route("/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")
+class Redeliver(MethodView):
+    @requires("admin")
+    @blp.response(200, DeliverySchema)
+    @blp.alt_response(404, description="No such webhook or delivery.")
+    def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> dict[str, Any]:
+        """Send a delivery again (the worker picks it up at once)"""
+        session = db.session()
+        delivery = webhooks.redeliver(session, webhook_id, delivery_id, current_caller().name)
+        return delivery_body(delivery, webhooks.attempts_of(session, [delivery.id])[delivery.id])

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from loyalty.schemas.common import StrictSchema, page_schema
+from loyalty.webhooks.outbox import EVENT_TYPES
+
+
+class WebhookInSchema(StrictSchema):
+    url = fields.URL(
+        required=True,
+        require_tld=False,
+        schemes={"https", "http"},
+        validate=validate.Length(max=2000),
+        metadata={
+            "description": "https:// (http:// only for localhost).",
+            "example": "https://shop.example/hooks/loyalty",
+        },
+    )
+    event_types = fields.List(
+        fields.String(validate=validate.OneOf([*EVENT_TYPES, "*"])),
+        required=True,
+        validate=validate.Length(min=1, max=len(EVENT_TYPES) + 1),
+        metadata={
+            "description": 'Event types to receive, or ["*"] for all.',
+            "example": ["tier.changed"],
+        },
+    )
+    description = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=500)
+    )
+
+
+class WebhookSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True)
+    url = fields.String(required=True)
+    event_types = fields.List(fields.String(), required=True)
+    description = fields.String(required=True, allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.String(
+        required=True,
+        metadata={
+            "description": "Signing secret, shown only now: verify Loyalty-Signature with it."
+        },
+    )
+
+
+class WebhookListSchema(ma.Schema):
+    items = fields.List(fields.Nested(WebhookSchema), required=True)
+
+
+class AttemptSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    attempted_at = fields.AwareDateTime(required=True)
+    status_code = fields.Integer(required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+    duration_ms = fields.Integer(required=True)
+
+
+class DeliverySchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True)
+    event_id = fields.UUID(required=True)
+    event_type = fields.String(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf(["pending", "succeeded", "failed"])
+    )
+    attempts = fields.List(fields.Nested(AttemptSchema), required=True)
+    next_attempt_at = fields.AwareDateTime(required=True, allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    delivered_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+DeliveryPageSchema = page_schema(DeliverySchema, "DeliveryPage")

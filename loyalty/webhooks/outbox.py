@@ -1,0 +1,33 @@
+"""Writing events to the outbox, inside the caller's transaction: an event exists exactly
+when the change it reports was committed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from loyalty.db import utcnow
+from loyalty.webhooks.models import OutboxEvent
+
+EVENT_TYPES = (
+    "member.enrolled",
+    "member.updated",
+    "points.earned",
+    "points.adjusted",
+    "points.expiring",
+    "points.expired",
+    "points.reversed",
+    "tier.changed",
+    "redemption.captured",
+    "reward.redeemed",
+)
+
+
+def emit(
+    session: Session, event_type: str, payload: dict[str, Any], now: dt.datetime | None = None
+) -> None:
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type}")
+    session.add(OutboxEvent(type=event_type, payload=payload, created_at=now or utcnow()))
