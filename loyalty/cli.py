@@ -181,6 +181,66 @@ def jobs_run(batch_size: int, notice_days: int, loop_seconds: float | None) -> N
         time.sleep(loop_seconds)
 
 
+import_cli = AppGroup("import", help="Bulk import from another loyalty system.")
+
+
+def _run_import(kind: str, path: Path, report: Path | None) -> None:
+    from loyalty.imports import services as imports
+
+    run = imports.import_members if kind == "members" else imports.import_balances
+    with path.open(newline="", encoding="utf-8-sig") as stream:
+        total = max(sum(1 for _ in stream) - 1, 0)
+        stream.seek(0)
+        try:
+            if sys.stdout.isatty():
+                with click.progressbar(length=total, label=f"importing {kind}") as bar:
+                    result = run(
+                        db.session(), stream, all_or_nothing=report is None, progress=bar.update
+                    )
+            else:
+                result = run(db.session(), stream, all_or_nothing=report is None)
+        except imports.ImportRejected as error:
+            for item in error.rejected[:20]:
+                click.echo(f"line {item.line}: {item.reason}", err=True)
+            raise click.ClickException(
+                f"{len(error.rejected)} rows rejected; nothing imported "
+                "(fix them, or pass --report FILE to import the valid rows)"
+            ) from None
+    if report is not None:
+        with report.open("w", newline="", encoding="utf-8") as out:
+            imports.write_report(result.rejected, out)
+    click.echo(
+        f"imported {result.imported} {kind}, skipped {result.skipped} (already there"
+        + (")" if kind == "members" else " or zero points)")
+        + ", "
+        f"rejected {len(result.rejected)}" + (f" (see {report})" if report else "")
+    )
+
+
+REPORT_OPTION = click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Import the valid rows and write the rejected ones here (default: all or nothing).",
+)
+
+
+@import_cli.command("members")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@REPORT_OPTION
+def import_members(path: Path, report: Path | None) -> None:
+    """Import members from CSV: external_id[,email,name,birthday,status]."""
+    _run_import("members", path, report)
+
+
+@import_cli.command("balances")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@REPORT_OPTION
+def import_balances(path: Path, report: Path | None) -> None:
+    """Import opening balances from CSV: external_id,points[,expires_at]."""
+    _run_import("balances", path, report)
+
+
 openapi_cli = AppGroup("openapi", help="The OpenAPI document.")
 
 
@@ -199,7 +259,7 @@ def openapi_export(output: Path) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for group in (db_cli, keys_cli, ledger_cli, demo_cli, jobs_cli, openapi_cli):
+    for group in (db_cli, keys_cli, ledger_cli, demo_cli, jobs_cli, import_cli, openapi_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_command)
 

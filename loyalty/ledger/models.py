@@ -49,6 +49,7 @@ class TransactionKind(enum.StrEnum):
     REVERSE = "reverse"
     RESTORE = "restore"
     REDEEM = "redeem"
+    IMPORT = "import"
 
 
 class LotState(enum.StrEnum):

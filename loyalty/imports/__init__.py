@@ -1,0 +1,1 @@
+"""Bulk import for shops moving from another loyalty system: members, then their balances."""

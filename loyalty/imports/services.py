@@ -1,0 +1,353 @@
+"""Importing members and opening balances from CSV.
+
+Rows are validated one by one; with `all_or_nothing` a single bad row stops the import
+before anything is written, otherwise the good rows are imported and the bad ones reported.
+Re-running an import changes nothing: members are matched on external_id, and a member's
+opening balance is imported once (its ledger transaction is referenced `import:balance`).
+
+Speed matters here (a shop brings hundreds of thousands of members), so rows are written
+with SQLAlchemy Core in batches, each batch one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from loyalty.db import transaction, utcnow
+from loyalty.ledger import policy
+from loyalty.ledger.models import (
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    LotState,
+    MemberBalance,
+    PointLot,
+    TransactionKind,
+)
+from loyalty.members.models import Member, MemberStatus
+from loyalty.program.services import get_settings
+
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+BALANCE_REFERENCE = "import:balance"
+MAX_POINTS = 1_000_000_000
+
+
+@dataclass
+class Rejected:
+    line: int
+    row: dict[str, str]
+    reason: str
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    skipped: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class ImportRejected(Exception):
+    """An all-or-nothing import found bad rows; nothing was written."""
+
+    def __init__(self, rejected: list[Rejected]) -> None:
+        super().__init__(f"{len(rejected)} rows rejected")
+        self.rejected = rejected
+
+
+def _rows(stream: TextIO, required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(stream)
+    missing = required - set(reader.fieldnames or ())
+    if missing:
+        raise ImportRejected([Rejected(1, {}, f"missing columns: {', '.join(sorted(missing))}")])
+    for number, row in enumerate(reader, start=2):
+        yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k}
+
+
+def _member_row(row: dict[str, str]) -> dict[str, Any]:
+    if not EXTERNAL_ID.match(row["external_id"]):
+        raise ValueError("external_id: 1-128 letters, digits or . _ : @ + -")
+    email = row.get("email") or None
+    if email and not EMAIL.match(email):
+        raise ValueError("email: not an email address")
+    birthday = dt.date.fromisoformat(row["birthday"]) if row.get("birthday") else None
+    if birthday and birthday > dt.date.today():  # noqa: DTZ011 - a calendar date, no time zone
+        raise ValueError("birthday: in the future")
+    status = row.get("status") or MemberStatus.ACTIVE.value
+    if status not in {s.value for s in MemberStatus}:
+        raise ValueError("status: active, suspended or closed")
+    return {
+        "external_id": row["external_id"],
+        "email": email,
+        "name": (row.get("name") or None) and row["name"][:200],
+        "birthday": birthday,
+        "status": status,
+    }
+
+
+def _balance_row(row: dict[str, str], now: dt.datetime) -> dict[str, Any]:
+    if not EXTERNAL_ID.match(row["external_id"]):
+        raise ValueError("external_id: 1-128 letters, digits or . _ : @ + -")
+    if not re.fullmatch(r"\d{1,10}", row["points"]):
+        raise ValueError("points: a whole number of points, 0 or more")
+    points = int(row["points"])
+    if points > MAX_POINTS:
+        raise ValueError(f"points: at most {MAX_POINTS}")
+    expires_at = None
+    if row.get("expires_at"):
+        expires_at = dt.datetime.fromisoformat(row["expires_at"])
+        if expires_at.tzinfo is None:
+            raise ValueError("expires_at: give a UTC offset (2027-06-30T00:00:00+00:00)")
+        if expires_at <= now:
+            raise ValueError("expires_at: already passed")
+    return {"external_id": row["external_id"], "points": points, "expires_at": expires_at}
+
+
+def _validate(
+    stream: TextIO, required: set[str], parse: Callable[[dict[str, str]], dict[str, Any]]
+) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejected]]:
+    valid: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    for line, row in _rows(stream, required):
+        try:
+            parsed = parse(row)
+        except (ValueError, KeyError) as error:
+            rejected.append(Rejected(line, row, str(error)))
+            continue
+        if parsed["external_id"] in seen:
+            rejected.append(Rejected(line, row, "external_id: appears twice in the file"))
+            continue
+        seen.add(parsed["external_id"])
+        valid.append((line, parsed))
+    return valid, rejected
+
+
+def _insert_ignore(session: Session, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+
+
+def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def import_members(
+    session: Session,
+    stream: TextIO,
+    *,
+    all_or_nothing: bool = True,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import members (columns: external_id, and optionally email, name, birthday, status).
+    Members already enrolled are skipped, not changed. Imported members get no signup
+    points: they are not new to the shop. Raises ImportRejected (all-or-nothing only)."""
+    valid, rejected = _validate(stream, {"external_id"}, _member_row)
+    if rejected and all_or_nothing:
+        raise ImportRejected(rejected)
+    result = ImportResult(rejected=rejected)
+    now = utcnow()
+    for batch in _batches([row for _, row in valid], batch_size):
+        with transaction(session):
+            ids = [row["external_id"] for row in batch]
+            existing = set(
+                session.execute(
+                    sa.select(Member.external_id).where(Member.external_id.in_(ids))
+                ).scalars()
+            )
+            new = [
+                {**row, "metadata": {}, "enrolled_at": now, "updated_at": now}
+                for row in batch
+                if row["external_id"] not in existing
+            ]
+            _insert_ignore(session, Member.__table__, new, "external_id")
+            created = session.execute(
+                sa.select(Member.id).where(
+                    Member.external_id.in_([row["external_id"] for row in new])
+                )
+            ).scalars()
+            _insert_ignore(
+                session,
+                MemberBalance.__table__,
+                [
+                    {
+                        "member_id": member_id,
+                        "available": 0,
+                        "pending": 0,
+                        "held": 0,
+                        "updated_at": now,
+                    }
+                    for member_id in created
+                ],
+                "member_id",
+            )
+        result.imported += len(new)
+        result.skipped += len(batch) - len(new)
+        if progress:
+            progress(len(batch))
+    return result
+
+
+def import_balances(
+    session: Session,
+    stream: TextIO,
+    *,
+    all_or_nothing: bool = True,
+    batch_size: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import opening balances (columns: external_id, points, optionally expires_at), each
+    as one ledger transaction from the program's issued account into a new available lot.
+    A member whose balance was imported before is skipped. Unknown members are rejected.
+    Raises ImportRejected (all-or-nothing only)."""
+    now = utcnow()
+    valid, rejected = _validate(
+        stream, {"external_id", "points"}, lambda row: _balance_row(row, now)
+    )
+    known: dict[str, int] = {}
+    for batch in _batches([row["external_id"] for _, row in valid], 5000):
+        known.update(
+            session.execute(
+                sa.select(Member.external_id, Member.id).where(Member.external_id.in_(batch))
+            ).all()
+        )
+    kept = []
+    for line, row in valid:
+        if row["external_id"] in known:
+            kept.append({**row, "member_id": known[row["external_id"]]})
+        else:
+            rejected.append(
+                Rejected(line, {k: str(v) for k, v in row.items()}, "external_id: no such member")
+            )
+    if rejected and all_or_nothing:
+        raise ImportRejected(sorted(rejected, key=lambda r: r.line))
+    result = ImportResult(rejected=sorted(rejected, key=lambda r: r.line))
+    settings = get_settings(session)
+    default_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    for batch in _batches(kept, batch_size):
+        with transaction(session):
+            written = _write_balances(session, batch, now, default_expiry)
+        result.imported += written
+        result.skipped += len(batch) - written
+        if progress:
+            progress(len(batch))
+    return result
+
+
+def _write_balances(
+    session: Session,
+    batch: list[dict[str, Any]],
+    now: dt.datetime,
+    default_expiry: dt.datetime | None,
+) -> int:
+    member_ids = sorted(row["member_id"] for row in batch)
+    # Lock the batch's balance rows in id order: live checkouts on these members wait, and
+    # two imports cannot deadlock.
+    balances = {
+        b.member_id: b
+        for b in session.execute(
+            sa.select(MemberBalance)
+            .where(MemberBalance.member_id.in_(member_ids))
+            .order_by(MemberBalance.member_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalars()
+    }
+    done = set(
+        session.execute(
+            sa.select(LedgerTransaction.member_id).where(
+                LedgerTransaction.member_id.in_(member_ids),
+                LedgerTransaction.reference == BALANCE_REFERENCE,
+            )
+        ).scalars()
+    )
+    todo = [row for row in batch if row["member_id"] not in done and row["points"] > 0]
+    if not todo:
+        return 0
+    transactions = [
+        {
+            "public_id": uuid.uuid4(),
+            "member_id": row["member_id"],
+            "kind": TransactionKind.IMPORT.value,
+            "effective_at": now,
+            "created_at": now,
+            "reference": BALANCE_REFERENCE,
+            "reason": "opening balance imported",
+            "actor": "import",
+            "details": {},
+            "qualifying": 0,
+        }
+        for row in todo
+    ]
+    session.execute(sa.insert(LedgerTransaction.__table__), transactions)
+    txn_ids = dict(
+        session.execute(
+            sa.select(LedgerTransaction.member_id, LedgerTransaction.id).where(
+                LedgerTransaction.member_id.in_([row["member_id"] for row in todo]),
+                LedgerTransaction.reference == BALANCE_REFERENCE,
+            )
+        ).all()
+    )
+    entries, lots = [], []
+    for row in todo:
+        member_id, points, txn_id = row["member_id"], row["points"], txn_ids[row["member_id"]]
+        entries += [
+            {
+                "transaction_id": txn_id,
+                "member_id": member_id,
+                "account": Account.ISSUED.value,
+                "amount": -points,
+            },
+            {
+                "transaction_id": txn_id,
+                "member_id": member_id,
+                "account": Account.AVAILABLE.value,
+                "amount": points,
+            },
+        ]
+        balance = balances[member_id]
+        expires_at = row["expires_at"] or default_expiry
+        lots.append(
+            {
+                "member_id": member_id,
+                "transaction_id": txn_id,
+                "points": points,
+                "remaining": policy.lot_remaining_after_credit(balance.available, points),
+                "state": LotState.AVAILABLE.value,
+                "available_at": now,
+                "expires_at": expires_at,
+                "created_at": now,
+            }
+        )
+        balance.available += points
+        if expires_at is not None and (
+            balance.next_due_at is None or expires_at < balance.next_due_at
+        ):
+            balance.next_due_at = expires_at
+    session.execute(sa.insert(LedgerEntry.__table__), entries)
+    session.execute(sa.insert(PointLot.__table__), lots)
+    session.flush()
+    return len(todo)
+
+
+def write_report(rejected: list[Rejected], stream: TextIO) -> None:
+    """The rejected rows as CSV: line, reason, then the row's own columns."""
+    columns = sorted({key for item in rejected for key in item.row})
+    writer = csv.DictWriter(stream, fieldnames=["line", "reason", *columns])
+    writer.writeheader()
+    for item in rejected:
+        writer.writerow({"line": item.line, "reason": item.reason, **item.row})
