@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
+from loyalty.db import utcnow
 from loyalty.events import services as events
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
@@ -59,17 +61,15 @@ def _external_id(member_id: int) -> str:
     return member.external_id if member else ""
 
 
-def order_body(order: Order) -> dict[str, Any]:
+def order_body(order: Order, as_of: dt.datetime) -> dict[str, Any]:
+    """The order with the status of its points as of `as_of`: a retried POST replays the
+    answer as of creation, GET shows the status now."""
     session = db.session()
     redemption = session.get(Redemption, order.redemption_id) if order.redemption_id else None
     if not order.points_earned:
         status = "none"
     else:
-        status = (
-            "pending"
-            if order.available_at and order.available_at > order.created_at
-            else "available"
-        )
+        status = "pending" if order.available_at and order.available_at > as_of else "available"
     return {
         "order_id": order.order_id,
         "member_id": _external_id(order.member_id),
@@ -170,7 +170,7 @@ class Orders(MethodView):
         `order_id`: the same order again returns the first answer.
         """
         order, _ = orders.place_order(db.session(), body)
-        return order_body(order)
+        return order_body(order, order.created_at)
 
 
 @blp.route("/orders/<string:order_id>")
@@ -180,7 +180,7 @@ class OrderResource(MethodView):
     @blp.alt_response(404, description="No such order.")
     def get(self, order_id: str) -> dict[str, Any]:
         """An order and the points it earned"""
-        return order_body(orders.find_order(db.session(), order_id))
+        return order_body(orders.find_order(db.session(), order_id), utcnow())
 
 
 @blp.route("/orders/<string:order_id>/refunds")

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.ledger.services import find_member
+from loyalty.ledger.services import find_member, settled_balance
 from loyalty.members.models import Member
 from loyalty.schemas.tiers import (
     BenefitGrantInSchema,
@@ -119,6 +119,8 @@ class MemberBenefits(MethodView):
         """The benefits the member holds now, from their tier and their own grants"""
         session = db.session()
         member = find_member(session, external_id)
+        # Settle first: a tier whose retention ran out is reviewed before its benefits count.
+        settled_balance(session, member)
         return {"items": [benefit_body(b) for b in tiers.member_benefits(session, member)]}
 
 

@@ -26,6 +26,9 @@ from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
+# Recorded by loyalty itself (enrolment, a referred member's first order), never by callers,
+# so their points cannot be claimed twice.
+SYSTEM_EVENT_TYPES = frozenset({"signup", "referral"})
 
 
 class EventConflict(Conflict):
@@ -129,6 +132,10 @@ def record_event(
     MemberInactive, ValidationFailed.
     """
     now = now or utcnow()
+    if fields["type"] in SYSTEM_EVENT_TYPES:
+        raise ValidationFailed(
+            {"type": [f"{fields['type']} events are recorded by loyalty itself."]}
+        )
     request_hash = _fingerprint(fields)
     occurred_at = fields.get("occurred_at") or now
     if occurred_at > now + CLOCK_SKEW:

@@ -84,22 +84,7 @@ def _earn(
     now: dt.datetime,
 ) -> tuple[int, list[policy.Contribution], list[tuple[Any, policy.Rule]]]:
     active = rules.active_rules(session, ORDER_RULE_KINDS)
-    candidates = [r for _, r in active]
-    boost = tiers.tier_multiplier(session, member)
-    if boost is not None:
-        # A tier's points_multiplier benefit works like a multiplier rule on every line.
-        tier, factor = boost
-        candidates.append(
-            policy.Rule(
-                rule_id=f"tier:{tier.code}",
-                version=0,
-                name=f"{tier.name} tier x{factor}",
-                kind="multiplier",
-                priority=0,
-                conditions=policy.Conditions(),
-                factor=rules.parse_factor(factor),
-            )
-        )
+    candidates = [r for _, r in active] + rules.tier_boost(session, member)
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
         first_order=rules.first_order(session, member.id),
@@ -148,8 +133,9 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     total = _check_discount(lines, discount) - discount
     redeem_points = fields.get("redeem_points") or 0
     reduction = discount + settings.points_value(redeem_points)
-    points, breakdown, _ = _earn(session, member, lines, reduction, now, now)
+    # Settle first: a tier whose retention ran out no longer boosts what the cart earns.
     balance = ledger.settled_balance(session, member, now)
+    points, breakdown, _ = _earn(session, member, lines, reduction, now, now)
     best = max_redeemable(settings, balance.available, total)
     return Quote(
         member=member,

@@ -42,18 +42,19 @@ def hold(
     """
     now = now or utcnow()
     settings = get_settings(session)
-    if points < settings.min_redemption_points:
-        raise BelowMinimumRedemption(
-            f"At least {settings.min_redemption_points} points per redemption.",
-            min_redemption_points=settings.min_redemption_points,
-        )
     with transaction(session):
         member = ledger.find_member(session, external_id)
         if not member.is_active:
             raise MemberInactive(f"Member {external_id!r} is {member.status}.")
+        if points < settings.min_redemption_points:
+            raise BelowMinimumRedemption(
+                f"At least {settings.min_redemption_points} points per redemption.",
+                min_redemption_points=settings.min_redemption_points,
+            )
         balance = ledger.lock_balance(session, member.id)
         ledger.settle(session, balance, now)
         redemption = Redemption(
+            public_id=uuid.uuid4(),
             member_id=member.id,
             points=points,
             value=settings.points_value(points),

@@ -16,6 +16,7 @@ from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.services import find_member
+from loyalty.members.models import Member
 from loyalty.orders.models import Order
 from loyalty.rules import policy
 from loyalty.rules.exceptions import RuleNotFound
@@ -310,6 +311,25 @@ def first_order(session: Session, member_id: int) -> bool:
     return session.scalar(sa.select(Order.id).where(Order.member_id == member_id).limit(1)) is None
 
 
+def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
+    """A tier's points_multiplier benefit as the multiplier rule it acts as (on every line)."""
+    boost = tiers.tier_multiplier(session, member) if member is not None else None
+    if boost is None:
+        return []
+    tier, factor = boost
+    return [
+        policy.Rule(
+            rule_id=f"tier:{tier.code}",
+            version=0,
+            name=f"{tier.name} tier x{factor}",
+            kind="multiplier",
+            priority=0,
+            conditions=policy.Conditions(),
+            factor=parse_factor(factor),
+        )
+    ]
+
+
 def simulate(
     session: Session,
     *,
@@ -330,6 +350,8 @@ def simulate(
     member = find_member(session, member_id) if member_id else None
     active = active_rules(session) if include_active else []
     candidates = [as_policy for _, as_policy in active]
+    if not event_type:
+        candidates += tier_boost(session, member)
     for number, draft in enumerate(drafts, start=1):
         _check_definition(RuleKind(draft["kind"]), draft)
         candidates.append(to_policy(f"draft-{number}", draft["kind"], 0, draft))
