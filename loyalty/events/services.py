@@ -4,8 +4,6 @@ referred member's first order is placed), review, birthday, or any custom type."
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +13,7 @@ from sqlalchemy.orm import Session
 from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, ValidationFailed
 from loyalty.events.models import MemberEvent
+from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
@@ -34,10 +33,6 @@ SYSTEM_EVENT_TYPES = frozenset({"signup", "referral"})
 class EventConflict(Conflict):
     code = "event_conflict"
     title = "event_id reused with a different event"
-
-
-def _fingerprint(fields: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _find(session: Session, event_id: str) -> MemberEvent | None:
@@ -136,7 +131,7 @@ def record_event(
         raise ValidationFailed(
             {"type": [f"{fields['type']} events are recorded by loyalty itself."]}
         )
-    request_hash = _fingerprint(fields)
+    request_hash = body_fingerprint(fields)
     occurred_at = fields.get("occurred_at") or now
     if occurred_at > now + CLOCK_SKEW:
         raise ValidationFailed({"occurred_at": ["Must not be in the future."]})
@@ -187,7 +182,7 @@ def grant_signup(
         "signup",
         now,
         {},
-        _fingerprint({"event_id": event_id}),
+        body_fingerprint({"event_id": event_id}),
         now,
     )
 
@@ -213,6 +208,6 @@ def grant_referral(
         "referral",
         now,
         attributes,
-        _fingerprint({"event_id": event_id}),
+        body_fingerprint({"event_id": event_id}),
         now,
     )

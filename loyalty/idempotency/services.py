@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +31,12 @@ class IdempotencyKeyReused(BusinessRuleViolation):
 class IdempotencyInProgress(Conflict):
     code = "idempotency_in_progress"
     title = "A request with this idempotency key is in progress"
+
+
+def body_fingerprint(fields: dict[str, Any]) -> str:
+    """A stable hash of a validated body, to tell a retry under a natural id (order_id,
+    refund_id, event_id) from a different request reusing it."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +14,7 @@ from sqlalchemy.orm import Session
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.events import services as events
+from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
@@ -47,11 +46,6 @@ from loyalty.webhooks import outbox
 ORDER_RULE_KINDS = ("spend", "multiplier", "bonus")
 # Shops' clocks drift; an order "placed" slightly in the future is accepted.
 CLOCK_SKEW = dt.timedelta(minutes=5)
-
-
-def fingerprint(fields: dict[str, Any]) -> str:
-    """A stable hash of a validated request, to tell a retry from a different request."""
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _lines(raw: Sequence[dict[str, Any]]) -> list[policy.Line]:
@@ -207,7 +201,7 @@ def place_order(
     `redemption_id` cannot pay for this order.
     """
     now = now or utcnow()
-    request_hash = fingerprint(fields)
+    request_hash = body_fingerprint(fields)
     existing = _find_order(session, fields["order_id"])
     if existing is not None:
         return _replay(existing, request_hash), False
@@ -392,7 +386,7 @@ def refund_order(
     RefundExceedsOrder, ValidationFailed.
     """
     now = now or utcnow()
-    request_hash = fingerprint({"order_id": order_id, **fields})
+    request_hash = body_fingerprint({"order_id": order_id, **fields})
     order = find_order(session, order_id)
     settings = get_settings(session)
     with transaction(session):
