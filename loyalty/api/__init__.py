@@ -39,6 +39,8 @@ class ConventionsPlugin(BasePlugin):
                 responses.setdefault("422", "UNPROCESSABLE_ENTITY")
             if method in ("post", "patch", "put"):
                 responses.setdefault("400", "BAD_REQUEST")
+            if "requestBody" in operation:
+                responses.setdefault("415", "UNSUPPORTED_MEDIA_TYPE")
             for status, response in responses.items():
                 # An error documented without a schema (alt_response(404)) is problem+json too.
                 if str(status)[0] in "45" and isinstance(response, dict):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.errors import ValidationFailed
+from loyalty.jobs import services as jobs
 from loyalty.ledger.models import (
     Account,
     LedgerEntry,
@@ -38,13 +39,15 @@ class Liability:
     consistent: bool
 
 
-def liability(session: Session) -> Liability:
+def liability(session: Session, now: dt.datetime | None = None) -> Liability:
     """Points the program owes its members, by member account, with their money value.
 
     The outstanding total comes from the program accounts (issued, adjusted, redeemed,
     expired, aggregated over the ledger); `consistent` says it equals the sum of every
-    member's balance.
+    member's balance. Members due by `now` are settled first, as any read does, so points
+    that expired are not owed whether or not the job has run.
     """
+    jobs.settle_due(session, now=now)
     settings = get_settings(session)
     program = dict(
         session.execute(
@@ -96,16 +99,21 @@ class Activity:
     members_by_tier: dict[str, int] = field(default_factory=dict)
 
 
-def activity(session: Session, first: dt.date, last: dt.date) -> Activity:
+def activity(
+    session: Session, first: dt.date, last: dt.date, now: dt.datetime | None = None
+) -> Activity:
     """Points earned, redeemed, restored, expired, adjusted and reversed per day (UTC) from
     `first` to `last` inclusive, new members per day, and members per tier now.
 
-    Raises ValidationFailed for a reversed range or one longer than a year.
+    Members due by `now` are settled first, so expiries count on their day (and tiers are
+    current) whether or not the job has run. Raises ValidationFailed for a reversed range or
+    one longer than a year.
     """
     if last < first:
         raise ValidationFailed({"to": ["Must not be before from."]})
     if (last - first).days >= MAX_DAYS:
         raise ValidationFailed({"to": [f"At most {MAX_DAYS} days per report."]})
+    jobs.settle_due(session, now=now)
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
     days = {

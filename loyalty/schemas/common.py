@@ -20,10 +20,15 @@ class StrictSchema(ma.Schema):
 
 
 class ProblemSchema(ma.Schema):
-    """An RFC 9457 problem document (media type application/problem+json)."""
+    """An RFC 9457 problem document (media type application/problem+json).
+
+    Refusals add their own members beside these (insufficient_points: `available`,
+    `requested`; refund_exceeds_order: `refundable`; ...), as RFC 9457 allows.
+    """
 
     class Meta:
         ordered = True
+        unknown = ma.INCLUDE
 
     type = fields.String(required=True, metadata={"example": "urn:problem:loyalty:not_found"})
     title = fields.String(required=True)

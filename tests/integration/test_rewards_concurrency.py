@@ -1,0 +1,174 @@
+"""Rewards under real traffic: many members redeeming the last units of a reward, or the last
+codes of a coupon pool, at the same instant, and one member tapping "redeem" many times
+against a per-member limit.
+
+Each racer runs in its own thread with its own app context (so its own session and
+connection), and all of them are released together by a barrier. These need PostgreSQL's
+row locks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from loyalty.extensions import db
+from loyalty.ledger import services as ledger
+from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
+from loyalty.members.models import Member
+from loyalty.rewards import services as rewards
+from loyalty.rewards.exceptions import RewardUnavailable
+from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
+from tests.factories import MemberFactory
+
+pytestmark = pytest.mark.postgresql_only
+
+MEMBERS = 30
+POINTS_EACH = 1000
+COST = 300
+
+
+def race(app: Flask, racers: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run work(0..racers-1) at once, each in its own thread and app context. Returns each
+    racer's result, or the exception it raised."""
+    barrier = threading.Barrier(racers, timeout=30)
+    results: list[Any] = [None] * racers
+
+    def run(number: int) -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                results[number] = work(number)
+            except Exception as error:
+                results[number] = error
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a racer hung"
+    return results
+
+
+def enrol_with_points(session: Session, count: int, points: int) -> list[str]:
+    ids = [f"m{n:02d}" for n in range(count)]
+    for external_id in ids:
+        MemberFactory(external_id=external_id)
+        ledger.adjust(session, external_id, points, "enough for a reward", None)
+    return ids
+
+
+def balances(session: Session) -> dict[str, int]:
+    """Each member's available points, by external id."""
+    session.expire_all()
+    rows = session.execute(
+        sa.select(Member.external_id, MemberBalance.available).join(
+            MemberBalance, MemberBalance.member_id == Member.id
+        )
+    )
+    return {external_id: points for external_id, points in rows}
+
+
+def redeem_transactions(session: Session) -> int:
+    return session.scalar(
+        sa.select(sa.func.count(LedgerTransaction.id)).where(
+            LedgerTransaction.kind == TransactionKind.REDEEM.value
+        )
+    )
+
+
+def assert_ledger_verifies(session: Session) -> None:
+    session.expire_all()
+    report = ledger.verify(session)
+    assert report.ok, report.problems
+
+
+def outcome(result: Any) -> str:
+    return "redeemed" if isinstance(result, RewardRedemption) else type(result).__name__
+
+
+def charged_exactly_the_winners(ids: list[str], results: list[Any]) -> dict[str, int]:
+    """The balance each member should have: charged if and only if they won."""
+    return {
+        external_id: POINTS_EACH - (COST if isinstance(result, RewardRedemption) else 0)
+        for external_id, result in zip(ids, results, strict=True)
+    }
+
+
+def test_thirty_members_racing_for_the_last_five_units_five_win_and_no_loser_pays(app, session):
+    ids = enrol_with_points(session, MEMBERS, POINTS_EACH)
+    reward = rewards.create_reward(
+        session, {"name": "Tote bag", "kind": "product", "cost_points": COST, "stock": 5}
+    )
+    reward_id = reward.public_id
+    session.close()
+
+    results = race(app, MEMBERS, lambda n: rewards.redeem(db.session, ids[n], reward_id))
+
+    assert Counter(outcome(r) for r in results) == {"redeemed": 5, "OutOfStock": 25}
+    losers = [r for r in results if outcome(r) != "redeemed"]
+    assert all(loser.status == 422 and loser.code == "out_of_stock" for loser in losers)
+    assert session.scalar(sa.select(Reward.stock)) == 0
+    assert balances(session) == charged_exactly_the_winners(ids, results)
+    assert redeem_transactions(session) == 5
+    assert session.scalar(sa.select(sa.func.count(RewardRedemption.id))) == 5
+    assert_ledger_verifies(session)
+
+
+def test_thirty_members_racing_for_the_last_five_pool_codes_get_five_distinct_codes(app, session):
+    ids = enrol_with_points(session, MEMBERS, POINTS_EACH)
+    pool = [f"CAFE-{n}" for n in range(5)]
+    reward = rewards.create_reward(
+        session, {"name": "Free coffee", "kind": "coupon", "cost_points": COST, "codes": pool}
+    )
+    reward_id = reward.public_id
+    session.close()
+
+    results = race(app, MEMBERS, lambda n: rewards.redeem(db.session, ids[n], reward_id).code)
+
+    codes = [r for r in results if isinstance(r, str)]
+    assert sorted(codes) == pool
+    assert Counter(type(r).__name__ for r in results if not isinstance(r, str)) == {
+        "OutOfStock": 25
+    }
+    winners = {ids[n] for n, r in enumerate(results) if isinstance(r, str)}
+    assert balances(session) == {
+        external_id: POINTS_EACH - (COST if external_id in winners else 0) for external_id in ids
+    }
+    assert session.scalar(sa.select(Reward.stock)) is None
+    handed_out = session.execute(
+        sa.select(RewardCode.code, RewardRedemption.code).join(
+            RewardRedemption, RewardRedemption.id == RewardCode.redemption_id
+        )
+    ).all()
+    assert sorted(pool_code for pool_code, _ in handed_out) == pool
+    assert all(pool_code == given for pool_code, given in handed_out)
+    assert redeem_transactions(session) == 5
+    assert_ledger_verifies(session)
+
+
+def test_one_member_redeeming_many_times_at_once_gets_a_limit_of_one_reward_once(app, session):
+    (external_id,) = enrol_with_points(session, 1, POINTS_EACH * 10)
+    reward = rewards.create_reward(
+        session,
+        {"name": "Welcome gift", "kind": "product", "cost_points": COST, "per_member_limit": 1},
+    )
+    reward_id = reward.public_id
+    session.close()
+
+    results = race(app, 10, lambda _: rewards.redeem(db.session, external_id, reward_id))
+
+    assert Counter(outcome(r) for r in results) == {"redeemed": 1, "RewardUnavailable": 9}
+    losers = [r for r in results if isinstance(r, RewardUnavailable)]
+    assert all("limit reached" in str(loser) for loser in losers)
+    assert balances(session) == {external_id: POINTS_EACH * 10 - COST}
+    assert redeem_transactions(session) == 1
+    assert_ledger_verifies(session)
