@@ -40,6 +40,7 @@ class ConventionsPlugin(BasePlugin):
             if method in ("post", "patch", "put"):
                 responses.setdefault("400", "BAD_REQUEST")
             if "requestBody" in operation:
+                responses.setdefault("413", "REQUEST_ENTITY_TOO_LARGE")
                 responses.setdefault("415", "UNSUPPORTED_MEDIA_TYPE")
             for status, response in responses.items():
                 # An error documented without a schema (alt_response(404)) is problem+json too.
@@ -71,10 +72,11 @@ api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
 
 def init_app(app: Flask) -> None:
     from loyalty.api import auth, errors, idempotency
-    from loyalty.api.base import SegmentConverter
+    from loyalty.api.base import OrderIdConverter, SegmentConverter
     from loyalty.api.blueprints import BLUEPRINTS
 
     app.url_map.converters["default"] = app.url_map.converters["string"] = SegmentConverter
+    app.url_map.converters["order_id"] = OrderIdConverter
     api.init_app(app)
     api.spec.components.security_scheme(
         "bearerAuth",

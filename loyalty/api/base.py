@@ -14,7 +14,7 @@ import marshmallow as ma
 from flask_smorest import Blueprint as BaseBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.routing import UnicodeConverter, ValidationError
+from werkzeug.routing import Map, UnicodeConverter, ValidationError
 
 from loyalty.api.errors import MalformedJson
 from loyalty.errors import LoyaltyError, ValidationFailed
@@ -80,6 +80,16 @@ class SegmentConverter(UnicodeConverter):
         if "\x00" in value:
             raise ValidationError()
         return value
+
+
+class OrderIdConverter(SegmentConverter):
+    """An order id in a path: any segment but `quote`. /v1/orders/quote is POST /orders/quote's
+    path, so a GET there is the 405 the document says, not a lookup of an order "quote" (no
+    order may be named so)."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(map, *args, **kwargs)
+        self.regex = f"(?!quote$){self.regex}"
 
 
 class Blueprint(BaseBlueprint):

@@ -173,7 +173,7 @@ class Orders(MethodView):
         return order_body(order, order.created_at)
 
 
-@blp.route("/orders/<string:order_id>")
+@blp.route("/orders/<order_id:order_id>")
 class OrderResource(MethodView):
     @requires("checkout", "app")
     @blp.response(200, OrderSchema)
@@ -183,7 +183,7 @@ class OrderResource(MethodView):
         return order_body(orders.find_order(db.session(), order_id), utcnow())
 
 
-@blp.route("/orders/<string:order_id>/refunds")
+@blp.route("/orders/<order_id:order_id>/refunds")
 class Refunds(MethodView):
     @requires("checkout")
     @blp.arguments(

@@ -310,7 +310,7 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> list[L
     ):
         tiers.review_member(session, member, now)
     session.flush()
-    balance.next_due_at = _next_due(session, balance.member_id)
+    balance.next_due_at = _next_due(session, balance.member_id, now)
     return written
 
 
@@ -427,7 +427,7 @@ def reverse_earned(
     )
 
 
-def _next_due(session: Session, member_id: int) -> dt.datetime | None:
+def _next_due(session: Session, member_id: int, settled_at: dt.datetime) -> dt.datetime | None:
     live = PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value])
     maturing = sa.select(sa.func.min(PointLot.available_at)).where(
         PointLot.member_id == member_id, PointLot.state == LotState.PENDING.value
@@ -438,7 +438,11 @@ def _next_due(session: Session, member_id: int) -> dt.datetime | None:
     hold_ends = sa.select(sa.func.min(Redemption.expires_at)).where(
         Redemption.member_id == member_id, Redemption.status == RedemptionStatus.HELD.value
     )
-    tier_review = sa.select(Member.tier_retained_until).where(Member.id == member_id)
+    # A retention ending by `settled_at` was just reviewed (a tier kept 0 months): due again
+    # then, the member would be claimed by `jobs run` over and over.
+    tier_review = sa.select(Member.tier_retained_until).where(
+        Member.id == member_id, Member.tier_retained_until > settled_at
+    )
     candidates = [
         when
         for when in (

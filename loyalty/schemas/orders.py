@@ -93,7 +93,12 @@ class QuoteSchema(ma.Schema):
 
 
 class OrderInSchema(CartSchema):
-    order_id = fields.String(required=True, validate=REFERENCE, metadata={"example": "ord_5001"})
+    order_id = fields.String(
+        required=True,
+        validate=[REFERENCE, validate.NoneOf(["quote"])],
+        # /v1/orders/quote is the quote endpoint's path, never an order's.
+        metadata={"example": "ord_5001", "not": {"enum": ["quote"]}},
+    )
     redemption_id = fields.UUID(
         load_default=None,
         allow_none=True,

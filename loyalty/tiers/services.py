@@ -87,6 +87,21 @@ def delete_tier(session: Session, code: str, actor: str | None = None) -> None:
         session.delete(tier)
 
 
+def qualifying_earnings(
+    session: Session, member_id: int, now: dt.datetime, window_months: int
+) -> list[tuple[dt.datetime, int]]:
+    """The member's qualifying movements inside the rolling window: (when, points)."""
+    since = add_months(now, -window_months)
+    rows = session.execute(
+        sa.select(LedgerTransaction.effective_at, LedgerTransaction.qualifying).where(
+            LedgerTransaction.member_id == member_id,
+            LedgerTransaction.effective_at > since,
+            LedgerTransaction.qualifying != 0,
+        )
+    )
+    return [(when, int(points)) for when, points in rows]
+
+
 def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int:
     """Points earned from orders and events over the program's rolling window, less what
     refunds reversed (adjustments and restored points do not qualify)."""
@@ -110,13 +125,16 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
         return None
     by_id = {tier.id: tier for tier in tiers}
     current = by_id.get(member.tier_id) if member.tier_id is not None else None
-    points = qualifying_points(session, member.id, now)
+    window_months = get_settings(session).tier_window_months
+    earnings = qualifying_earnings(session, member.id, now, window_months)
+    points = sum(amount for _, amount in earnings)
     decision = policy.review(
         [view(t) for t in tiers],
         view(current) if current else None,
         member.tier_retained_until,
         points,
         now,
+        (earnings, window_months),
     )
     member.tier_retained_until = decision.retained_until
     _review_again_by(session, member, decision.retained_until)
