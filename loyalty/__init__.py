@@ -8,6 +8,9 @@ Environment variables:
   process (default 5 / 5).
 - ``LOYALTY_IDEMPOTENCY_LEASE_SECONDS``: how long an unfinished request owns its
   Idempotency-Key before a retry may take it over (default 60).
+- ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie (default: a key made
+  once in ./instance/secret_key). ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure
+  flag, for a console reached over plain http on another host than localhost.
 - ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
 - ``PROMETHEUS_MULTIPROC_DIR``: where gunicorn workers keep their metrics so /metrics adds
   them up (gunicorn.conf.py sets one up).
@@ -46,6 +49,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     observability.init_app(app)
     app.register_blueprint(health.blp)
     api.init_app(app)
+
+    from loyalty.console import blp as console
+
+    app.register_blueprint(console)
 
     from loyalty.cli import register_commands
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,32 @@ def engine_options(url: str) -> dict[str, Any]:
     }
 
 
+def secret_key() -> str:
+    """LOYALTY_SECRET_KEY, or one made once and kept in ./instance so every worker on this
+    machine signs console sessions alike."""
+    if os.environ.get("LOYALTY_SECRET_KEY"):
+        return os.environ["LOYALTY_SECRET_KEY"]
+    path = DEFAULT_SQLITE.parent / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x") as created:
+            created.write(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
     return {
+        "SECRET_KEY": secret_key(),
+        "SESSION_COOKIE_NAME": "loyalty_console",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Strict",
+        "SESSION_COOKIE_SECURE": os.environ.get("LOYALTY_INSECURE_COOKIES") != "1",
+        "SESSION_COOKIE_PATH": "/admin",
+        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
         "IDEMPOTENCY_LEASE_SECONDS": int(os.environ.get("LOYALTY_IDEMPOTENCY_LEASE_SECONDS", "60")),

@@ -17,6 +17,7 @@ from loyalty.ledger import services as ledger
 from loyalty.ledger.models import MemberBalance, PointLot
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
 from loyalty.members.models import Member, MemberStatus
+from loyalty.redemptions.models import Redemption
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
@@ -140,3 +141,33 @@ def update_member(
         )
         outbox.emit(session, "member.updated", {"member_id": external_id, "status": member.status})
     return member
+
+
+def search(session: Session, query: str, limit: int = 50) -> list[Member]:
+    """Members whose external id or email starts with `query` (case-insensitive email)."""
+    pattern = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return list(
+        session.execute(
+            sa.select(Member)
+            .where(
+                sa.or_(
+                    Member.external_id.like(pattern, escape="\\"),
+                    sa.func.lower(Member.email).like(pattern.lower(), escape="\\"),
+                )
+            )
+            .order_by(Member.external_id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def holds(session: Session, member_id: int, limit: int = 50) -> list[Redemption]:
+    """The member's redemption holds, newest first, whatever their state."""
+    return list(
+        session.execute(
+            sa.select(Redemption)
+            .where(Redemption.member_id == member_id)
+            .order_by(Redemption.id.desc())
+            .limit(limit)
+        ).scalars()
+    )

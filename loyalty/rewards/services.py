@@ -307,3 +307,19 @@ def _take_code(session: Session, reward: Reward, redemption: RewardRedemption) -
         raise OutOfStock(f"{reward.name} has no codes left.")
     code.redemption_id = redemption.id
     return code.code
+
+
+def member_redemptions(
+    session: Session, member_id: int, limit: int = 50
+) -> list[tuple[RewardRedemption, Reward]]:
+    """The member's reward redemptions with their rewards, newest first."""
+    return [
+        (redemption, reward)
+        for redemption, reward in session.execute(
+            sa.select(RewardRedemption, Reward)
+            .join(Reward, Reward.id == RewardRedemption.reward_id)
+            .where(RewardRedemption.member_id == member_id)
+            .order_by(RewardRedemption.id.desc())
+            .limit(limit)
+        ).tuples()
+    ]

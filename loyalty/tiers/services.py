@@ -33,6 +33,19 @@ def list_tiers(session: Session) -> list[Tier]:
     return list(session.execute(sa.select(Tier).order_by(Tier.rank)).scalars())
 
 
+def member_counts(session: Session) -> dict[int, int]:
+    """How many members each tier holds now, by tier id."""
+    return {
+        tier_id: int(count)
+        for tier_id, count in session.execute(
+            sa.select(Member.tier_id, sa.func.count(Member.id))
+            .where(Member.tier_id.is_not(None))
+            .group_by(Member.tier_id)
+        ).tuples()
+        if tier_id is not None
+    }
+
+
 def find_tier(session: Session, code: str) -> Tier:
     """The tier with this code. Raises TierNotFound."""
     tier = session.execute(sa.select(Tier).where(Tier.code == code)).scalar_one_or_none()
