@@ -321,5 +321,5 @@ def member_redemptions(
             .where(RewardRedemption.member_id == member_id)
             .order_by(RewardRedemption.id.desc())
             .limit(limit)
-        ).tuples()
+        ).all()
     ]

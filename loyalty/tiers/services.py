@@ -41,7 +41,7 @@ def member_counts(session: Session) -> dict[int, int]:
             sa.select(Member.tier_id, sa.func.count(Member.id))
             .where(Member.tier_id.is_not(None))
             .group_by(Member.tier_id)
-        ).tuples()
+        ).all()
         if tier_id is not None
     }
 
