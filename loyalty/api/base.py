@@ -1,7 +1,8 @@
 """The local Blueprint: our argument parser and nothing else that differs from flask-smorest.
 
 PostgreSQL text cannot hold a NUL character, so no request string may carry one into a
-query: the parser refuses it in bodies, and path segments with one route nowhere (404).
+query: the parser refuses it in bodies and query strings, and path segments with one route
+nowhere (404).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class UnsupportedMediaType(LoyaltyError):
     title = "Unsupported media type"
 
 
+NUL_MESSAGE = "Strings must not contain NUL (\\u0000)."
+
+
 class Parser(FlaskParser):
     # A misspelt query parameter (?limt=5) is an error, as an unknown body field is.
     DEFAULT_UNKNOWN_BY_LOCATION = {
@@ -46,8 +50,13 @@ class Parser(FlaskParser):
         except RecursionError:
             raise MalformedJson("The body is nested too deeply.") from None
         if _contains_nul(data):
-            raise ValidationFailed({"_schema": ["Strings must not contain NUL (\\u0000)."]})
+            raise ValidationFailed({"_schema": [NUL_MESSAGE]})
         return data
+
+    def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:
+        if _contains_nul(list(req.args.items(multi=True))):
+            raise ValidationFailed({"_schema": [NUL_MESSAGE]}, "The query string did not validate.")
+        return super().load_querystring(req, schema)
 
     def _handle_invalid_json_error(
         self,
@@ -68,7 +77,7 @@ def _contains_nul(data: Any) -> bool:
         if isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):
             stack.extend(item)
     return False
 

@@ -29,6 +29,9 @@ def _claim_key() -> Response | None:
         return None
     if not 1 <= len(key) <= 255:
         raise ValidationFailed({HEADER: ["Must be 1 to 255 characters."]})
+    if "\x00" in key:
+        # PostgreSQL text cannot hold it; refused like any other bad key, never a 500.
+        raise ValidationFailed({HEADER: ["Must not contain NUL (\\u0000)."]})
     fingerprint = idempotency.request_fingerprint(
         request.method, request.full_path, request.get_data(cache=True)
     )

@@ -80,7 +80,10 @@ def _member_row(row: dict[str, str]) -> dict[str, Any]:
     email = row.get("email") or None
     if email and not EMAIL.match(email):
         raise ValueError("email: not an email address")
-    birthday = dt.date.fromisoformat(row["birthday"]) if row.get("birthday") else None
+    try:
+        birthday = dt.date.fromisoformat(row["birthday"]) if row.get("birthday") else None
+    except ValueError:
+        raise ValueError("birthday: not a date (1990-06-30)") from None
     if birthday and birthday > dt.date.today():  # noqa: DTZ011 - a calendar date, no time zone
         raise ValueError("birthday: in the future")
     status = row.get("status") or MemberStatus.ACTIVE.value
@@ -105,7 +108,10 @@ def _balance_row(row: dict[str, str], now: dt.datetime) -> dict[str, Any]:
         raise ValueError(f"points: at most {MAX_POINTS}")
     expires_at = None
     if row.get("expires_at"):
-        expires_at = dt.datetime.fromisoformat(row["expires_at"])
+        try:
+            expires_at = dt.datetime.fromisoformat(row["expires_at"])
+        except ValueError:
+            raise ValueError("expires_at: not a time (2027-06-30T00:00:00+00:00)") from None
         if expires_at.tzinfo is None:
             raise ValueError("expires_at: give a UTC offset (2027-06-30T00:00:00+00:00)")
         if expires_at <= now:
@@ -115,8 +121,9 @@ def _balance_row(row: dict[str, str], now: dt.datetime) -> dict[str, Any]:
 
 def _validate(
     stream: TextIO, required: set[str], parse: Callable[[dict[str, str]], dict[str, Any]]
-) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejected]]:
-    valid: list[tuple[int, dict[str, Any]]] = []
+) -> tuple[list[tuple[int, dict[str, Any], dict[str, str]]], list[Rejected]]:
+    """Returns the valid rows as (line, parsed, row as written) and the rejected ones."""
+    valid: list[tuple[int, dict[str, Any], dict[str, str]]] = []
     rejected: list[Rejected] = []
     seen: set[str] = set()
     for line, row in _rows(stream, required):
@@ -129,7 +136,7 @@ def _validate(
             rejected.append(Rejected(line, row, "external_id: appears twice in the file"))
             continue
         seen.add(parsed["external_id"])
-        valid.append((line, parsed))
+        valid.append((line, parsed, row))
     return valid, rejected
 
 
@@ -161,7 +168,7 @@ def import_members(
         raise ImportRejected(rejected)
     result = ImportResult(rejected=rejected)
     now = utcnow()
-    for batch in _batches([row for _, row in valid], batch_size):
+    for batch in _batches([row for _, row, _ in valid], batch_size):
         with transaction(session):
             ids = [row["external_id"] for row in batch]
             existing = set(
@@ -219,20 +226,18 @@ def import_balances(
         stream, {"external_id", "points"}, lambda row: _balance_row(row, now)
     )
     known: dict[str, int] = {}
-    for batch in _batches([row["external_id"] for _, row in valid], 5000):
+    for batch in _batches([row["external_id"] for _, row, _ in valid], 5000):
         known.update(
             session.execute(
                 sa.select(Member.external_id, Member.id).where(Member.external_id.in_(batch))
             ).all()
         )
     kept = []
-    for line, row in valid:
+    for line, row, as_written in valid:
         if row["external_id"] in known:
             kept.append({**row, "member_id": known[row["external_id"]]})
         else:
-            rejected.append(
-                Rejected(line, {k: str(v) for k, v in row.items()}, "external_id: no such member")
-            )
+            rejected.append(Rejected(line, as_written, "external_id: no such member"))
     if rejected and all_or_nothing:
         raise ImportRejected(sorted(rejected, key=lambda r: r.line))
     result = ImportResult(rejected=sorted(rejected, key=lambda r: r.line))

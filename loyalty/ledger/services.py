@@ -522,10 +522,12 @@ def adjust(
         raise ValidationFailed({"points": ["Must not be zero."]})
     with transaction(session):
         member = find_member(session, external_id)
-        if member.status == MemberStatus.CLOSED:
-            raise MemberInactive(f"Member {external_id!r} is closed.")
         settings = get_settings(session)
         balance = lock_balance(session, member.id)
+        # Read under the lock: a status change that just committed is seen.
+        session.refresh(member)
+        if member.status == MemberStatus.CLOSED:
+            raise MemberInactive(f"Member {external_id!r} is closed.")
         settle(session, balance, now)
         fields: dict[str, Any] = {"reason": reason, "actor": actor, "reference": "adjustment"}
         if points > 0:
@@ -638,7 +640,8 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
     - every transaction has two or more entries that sum to zero;
     - each member's balance row equals the sum of their entries, account by account;
     - pending lots hold exactly the pending balance, available lots exactly the available
-      balance (none while the member is in debt), and no lot is outside 0..points;
+      balance (none while the member is in debt); a lot never holds less than 0 or more
+      than it was given (that one is a CHECK constraint in the schema);
     - the points open holds took from lots add up to the held balance.
     """
     report = VerifyReport()
