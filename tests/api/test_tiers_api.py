@@ -9,8 +9,11 @@ The program used below earns 1 point per 1.00 spent and has three tiers:
     Platinum  rank 3  2,000 qualifying points    kept  3 months, free shipping, x2 points
 
 Unless a test says otherwise the program runs at its defaults (pending_days 14, points expire
-12 months after they are earned, a 12-month tier window). Time is moved by calling the
-services with `now=`; after every test the whole ledger must verify.
+12 months after they are earned, a 12-month tier window). While a member qualifies, their tier
+is kept until its retention after the moment the qualification would lapse (when the points
+leave the window); once they stop qualifying (a refund), at most its retention from then.
+Time is moved by calling the services with `now=`; after every test the whole ledger must
+verify.
 """
 
 from __future__ import annotations
@@ -136,9 +139,31 @@ def order(
     return created(client.post("/v1/orders", json=body, headers=checkout))
 
 
-def refund(client: FlaskClient, checkout: dict[str, str], order_id: str, **body: Any) -> None:
+def refund(
+    client: FlaskClient, checkout: dict[str, str], order_id: str, **body: Any
+) -> dict[str, Any]:
     response = client.post(f"/v1/orders/{order_id}/refunds", json=body, headers=checkout)
     assert response.status_code == 201, response.json
+    return response.json
+
+
+def order_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> None:
+    """An order worth `dollars` placed at `moment`, as the checkout would send it then."""
+    body = {
+        "order_id": order_id,
+        "member_id": "c1",
+        "currency": "USD",
+        "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
+    }
+    with services(app) as session:
+        orders.place_order(session, body, now=moment)
+
+
+def refund_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> None:
+    """`dollars` of the order refunded at `moment`."""
+    fields = {"refund_id": f"{order_id}-refund", "amount": dollars * 100}
+    with services(app) as session:
+        orders.refund_order(session, order_id, fields, now=moment)
 
 
 def card(client: FlaskClient, headers: dict[str, str], external_id: str = "c1") -> dict[str, Any]:
@@ -583,15 +608,21 @@ def test_replaying_the_order_that_upgraded_changes_nothing_more(
 def test_a_full_refund_does_not_downgrade_before_the_retention_period_ends(
     client, admin, checkout, program, member
 ):
-    order(client, checkout, "o1", 600)
-    retained_until = card(client, checkout)["tier_progress"]["retained_until"]
+    placed = order(client, checkout, "o1", 600)
+    # Gold while the order stays in the 12-month window, then its 6 months' retention.
+    qualified_until = add_months(when(placed["placed_at"]), 12)
+    retained_until = when(card(client, checkout)["tier_progress"]["retained_until"])
+    assert retained_until == add_months(qualified_until, 6)
 
-    refund(client, checkout, "o1", refund_id="r1", amount=60000)
+    refunded = refund(client, checkout, "o1", refund_id="r1", amount=60000)
 
     found = card(client, checkout)
     assert tier_of(found) == "gold"
     assert found["tier_progress"]["qualifying_points"] == 0
-    assert found["tier_progress"]["retained_until"] == retained_until
+    # The refund ended the qualification: the retention runs from it.
+    assert when(found["tier_progress"]["retained_until"]) == add_months(
+        when(refunded["created_at"]), 6
+    )
     assert moves(client, admin) == [(None, "gold", "qualified")]
 
 
@@ -642,17 +673,20 @@ def test_after_retention_the_next_card_read_downgrades_the_member(
 def test_after_retention_a_member_drops_to_the_highest_tier_they_still_qualify_for(
     app, client, admin, checkout, program, member
 ):
-    order(client, checkout, "o1", 150)
+    first = order(client, checkout, "o1", 150)
     order(client, checkout, "o2", 500)
-    refund(client, checkout, "o2", refund_id="r1", amount=50000)
+    refunded = refund(client, checkout, "o2", refund_id="r1", amount=50000)
     retained_until = when(card(client, checkout)["tier_progress"]["retained_until"])
+    assert retained_until == add_months(when(refunded["created_at"]), 6)
 
     found = card_at(app, retained_until + SECOND)
 
     assert found.progress.tier is not None
     assert found.progress.tier.code == "silver"
     assert found.progress.qualifying_points == 150
-    assert found.progress.retained_until == add_months(retained_until + SECOND, 12)
+    # Silver lasts while the first order stays in the 12-month window, then 12 months.
+    silver_qualified_until = add_months(when(first["placed_at"]), 12)
+    assert found.progress.retained_until == add_months(silver_qualified_until, 12)
     assert moves(client, admin)[0] == ("gold", "silver", "retention_expired")
 
 
@@ -660,16 +694,101 @@ def test_a_member_still_qualifying_when_retention_ends_keeps_the_tier_for_anothe
     app, client, admin, checkout, program, member
 ):
     settings(app, pending_days=0)
-    order(client, checkout, "o1", 600)
-    retained_until = when(card(client, checkout)["tier_progress"]["retained_until"])
+    start = utcnow()
+    order_at(app, "o1", 600, start)
+    retained_until = card_at(app, start).progress.retained_until
+    assert retained_until == add_months(add_months(start, 12), 6)
+    again = add_months(start, 10)
+    order_at(app, "o2", 600, again)  # Gold again before the first order leaves the window
     later = retained_until + SECOND
 
     found = card_at(app, later)
 
     assert found.progress.tier is not None
     assert found.progress.tier.code == "gold"
-    assert found.progress.retained_until == add_months(later, 6)
+    assert found.progress.qualifying_points == 600
+    # Kept while the second order stays in the window, then another 6 months.
+    assert found.progress.retained_until == add_months(add_months(again, 12), 6)
     assert moves(client, admin) == [(None, "gold", "qualified")]
+
+
+def test_a_member_qualifying_when_retention_ends_under_a_longer_window_keeps_the_tier(
+    app, client, admin, checkout, program, member
+):
+    settings(app, tier_window_months=3)
+    start = utcnow()
+    order_at(app, "o1", 600, start)
+    retained_until = card_at(app, start).progress.retained_until
+    assert retained_until == add_months(add_months(start, 3), 6)
+    settings(app, tier_window_months=12)  # the order counts again when the retention ends
+    later = retained_until + SECOND
+
+    found = card_at(app, later)
+
+    assert found.progress.tier is not None
+    assert found.progress.tier.code == "gold"
+    assert found.progress.qualifying_points == 600
+    assert found.progress.retained_until == add_months(add_months(start, 12), 6)
+    assert moves(client, admin) == [(None, "gold", "qualified")]
+
+
+def test_a_member_who_qualified_once_keeps_the_tier_for_its_retention_after_the_lapse(
+    app, client, admin, checkout, program, member
+):
+    # The issue's example: Gold reached once; the order leaves the 12-month window; a later
+    # order (Silver's worth) reviews the member, which does not restart Gold's retention.
+    start = utcnow()
+    order_at(app, "o1", 600, start)
+    lapse = add_months(start, 12)
+    ends = add_months(lapse, 6)  # not add_months(after_lapse, 6): the retention from the review
+    assert card_at(app, start).progress.retained_until == ends
+    after_lapse = add_months(start, 14)
+    order_at(app, "o2", 150, after_lapse)
+
+    reviewed = card_at(app, after_lapse)
+    kept = card_at(app, ends - SECOND)
+    found = card_at(app, ends)
+
+    assert reviewed.progress.tier is not None
+    assert reviewed.progress.tier.code == "gold"
+    assert reviewed.progress.qualifying_points == 150
+    assert reviewed.progress.retained_until == ends
+    assert kept.progress.tier is not None
+    assert kept.progress.tier.code == "gold"
+    assert found.progress.tier is not None
+    assert found.progress.tier.code == "silver"
+    assert found.progress.retained_until == add_months(add_months(after_lapse, 12), 12)
+    (downgrade, _) = history(client, admin)
+    assert (downgrade["from_tier"], downgrade["to_tier"]) == ("gold", "silver")
+    assert downgrade["reason"] == "retention_expired"
+    assert when(downgrade["changed_at"]) == ends
+
+
+def test_a_full_refund_ends_the_qualification_so_the_downgrade_comes_its_retention_later(
+    app, client, admin, checkout, program, member
+):
+    start = utcnow()
+    order_at(app, "o1", 600, start)  # Gold until 6 months after start + 12 months
+    refunded_at = add_months(start, 2)
+    ends = add_months(refunded_at, 6)
+
+    refund_at(app, "o1", 600, refunded_at)
+
+    refunded = card_at(app, refunded_at)
+    kept = card_at(app, ends - SECOND)
+    found = card_at(app, ends)
+    assert refunded.progress.tier is not None
+    assert refunded.progress.tier.code == "gold"
+    assert refunded.progress.qualifying_points == 0
+    assert refunded.progress.retained_until == ends
+    assert kept.progress.tier is not None
+    assert kept.progress.tier.code == "gold"
+    assert found.progress.tier is None
+    assert found.progress.retained_until is None
+    (downgrade, _) = history(client, admin)
+    assert (downgrade["from_tier"], downgrade["to_tier"]) == ("gold", None)
+    assert downgrade["reason"] == "retention_expired"
+    assert when(downgrade["changed_at"]) == ends
 
 
 def test_the_job_downgrades_a_member_whose_retention_ended_without_any_read(
