@@ -76,6 +76,7 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
         sa.Index("ix_ledger_transactions_member_id_effective_at", "member_id", "effective_at"),
+        sa.Index("ix_ledger_transactions_member_id_qualifying_at", "member_id", "qualifying_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -91,6 +92,9 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     corrects_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
     # Points that count towards tiers: earned from orders and events, negative for reversals.
     qualifying: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # When those points count for the rolling tier window: the earning's time, also for the
+    # reversal of a refund, so an earning and its reversal leave the window together.
+    qualifying_at: Mapped[dt.datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
 
     entries: Mapped[list[LedgerEntry]] = relationship(

@@ -70,6 +70,7 @@ def post(
     actor: str | None = None,
     details: dict[str, Any] | None = None,
     qualifying: int = 0,
+    qualifying_at: dt.datetime | None = None,
 ) -> LedgerTransaction:
     """Append one balanced transaction and move the member's balance columns with it."""
     legs = [(account, amount) for account, amount in legs if amount]
@@ -84,6 +85,7 @@ def post(
         actor=actor,
         details=details or {},
         qualifying=qualifying,
+        qualifying_at=(qualifying_at or effective_at) if qualifying else None,
     )
     txn.entries = [
         LedgerEntry(member_id=balance.member_id, account=account.value, amount=amount)

@@ -425,6 +425,7 @@ def refund_order(
                 now,
                 reference=reference,
                 qualifying=-reversed_points,
+                qualifying_at=order.placed_at,
             )
         if restored_points:
             ledger.credit(

@@ -106,13 +106,13 @@ def qualifying_earnings(
     """The member's qualifying movements inside the rolling window: (when, points)."""
     since = add_months(now, -window_months)
     rows = session.execute(
-        sa.select(LedgerTransaction.effective_at, LedgerTransaction.qualifying).where(
+        sa.select(LedgerTransaction.qualifying_at, LedgerTransaction.qualifying).where(
             LedgerTransaction.member_id == member_id,
-            LedgerTransaction.effective_at > since,
+            LedgerTransaction.qualifying_at > since,
             LedgerTransaction.qualifying != 0,
         )
     )
-    return [(when, int(points)) for when, points in rows]
+    return [(when, int(points)) for when, points in rows if when is not None]
 
 
 def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int:
@@ -122,7 +122,7 @@ def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int
     total = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0)).where(
             LedgerTransaction.member_id == member_id,
-            LedgerTransaction.effective_at > since,
+            LedgerTransaction.qualifying_at > since,
             LedgerTransaction.qualifying != 0,
         )
     )

@@ -578,3 +578,15 @@ def test_next_tier_is_the_lowest_ranked_tier_above_the_current_one(tiers):
     for lower, upper in itertools.pairwise(ordered):
         assert next_tier(tiers, lower) == upper
     assert next_tier(tiers, ordered[-1]) is None
+
+
+def test_a_refunded_earning_and_its_reversal_leave_the_window_together():
+    # o1 earns 300 on Jan 1 and is refunded on Feb 1; the reversal counts at o1's time, so
+    # the window never dips below Gold's 500 while o2's 600 points are in it.
+    jan = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    june = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)
+    earnings = [(jan, 300), (jan, -300), (june, 600)]
+
+    lapse = qualified_until(earnings, 500, 12, june)
+
+    assert lapse == dt.datetime(2028, 6, 1, tzinfo=dt.UTC)
