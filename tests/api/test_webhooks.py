@@ -1,0 +1,672 @@
+"""Webhooks over HTTP, checked by a real receiver: an HTTP server on 127.0.0.1 in a thread of
+this test process, which records what it is sent and answers what the test tells it to.
+
+Admins register an endpoint and get its signing secret once. Changes write their events to
+an outbox in the same transaction; `dispatch` fans each event out into one delivery per
+subscribed endpoint and `deliver_due` POSTs the due deliveries, signed as the README says,
+retrying failures after a backoff (moved through with `now=`) and recording every attempt.
+A change that rolled back has no event, so nothing is ever sent for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import http.server
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from loyalty.db import utcnow
+from loyalty.errors import ValidationFailed
+from loyalty.events import services as events
+from loyalty.extensions import db
+from loyalty.ledger import services as ledger
+from loyalty.members import services as members
+from loyalty.members.models import Member
+from loyalty.orders import services as orders
+from loyalty.webhooks import services as webhooks
+from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
+from loyalty.webhooks.outbox import EVENT_TYPES
+
+SECOND = dt.timedelta(seconds=1)
+HOUR = dt.timedelta(hours=1)
+
+
+# --- the README's sample verifier, copied as a receiver would -------------------------------
+
+
+def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
+    fields = dict(part.split("=", 1) for part in header.split(","))
+    timestamp, received = int(fields["t"]), fields["v1"]
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, received) and abs(time.time() - timestamp) <= tolerance
+
+
+# --- the receiver ---------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """Records every POST; answers the scripted statuses in order, then `default`."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.script: list[int] = []
+        self.default = 200
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.received.append(Received(self.path, dict(self.headers), body))
+                    status = receiver.script.pop(0) if receiver.script else receiver.default
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep the test output clean
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/hooks/loyalty"
+
+    def answer(self, *statuses: int) -> None:
+        self.script.extend(statuses)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    found.thread.start()
+    yield found
+    found.server.shutdown()
+    found.server.server_close()
+    found.thread.join(timeout=5)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def created(response: TestResponse) -> dict[str, Any]:
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.json
+    assert response.content_type == "application/problem+json"
+    assert response.json["code"] == code
+    return response.json
+
+
+def register(
+    client: FlaskClient, admin: dict[str, str], url: str, event_types: list[str] | None = None
+) -> dict[str, Any]:
+    body = {"url": url, "event_types": event_types or ["*"]}
+    return created(client.post("/v1/admin/webhooks", json=body, headers=admin))
+
+
+def enroll(client: FlaskClient, headers: dict[str, str], external_id: str = "c1") -> None:
+    created(client.post("/v1/members", json={"external_id": external_id}, headers=headers))
+
+
+def run_worker(app: Flask, now: dt.datetime | None = None) -> webhooks.DeliveryRun:
+    """One worker pass over the outbox: fan out new events, then send what is due."""
+    with app.app_context():
+        webhooks.dispatch(db.session, now=now)
+        return webhooks.deliver_due(db.session, now=now)
+
+
+def deliveries(client: FlaskClient, admin: dict[str, str], webhook_id: str) -> list[Any]:
+    response = client.get(f"/v1/admin/webhooks/{webhook_id}/deliveries", headers=admin)
+    assert response.status_code == 200, response.json
+    return response.json["items"]
+
+
+def outbox_types(app: Flask) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(sa.select(OutboxEvent.type).order_by(OutboxEvent.id)))
+
+
+def delivery_count(app: Flask) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count(WebhookDelivery.id))) or 0
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- registering ----------------------------------------------------------------------------
+
+
+def test_registering_returns_201_with_the_signing_secret(client, admin):
+    body = register(client, admin, "https://shop.example/hooks", ["tier.changed"])
+
+    assert body["url"] == "https://shop.example/hooks"
+    assert body["event_types"] == ["tier.changed"]
+    assert body["secret"].startswith("whsec_")
+    assert len(body["secret"]) > 20
+    uuid.UUID(body["id"])
+
+
+def test_the_secret_is_shown_only_once_not_in_the_list(client, admin):
+    body = register(client, admin, "https://shop.example/hooks")
+
+    listed = client.get("/v1/admin/webhooks", headers=admin).json["items"]
+
+    assert [item["id"] for item in listed] == [body["id"]]
+    assert "secret" not in listed[0]
+    assert body["secret"] not in json.dumps(listed)
+
+
+def test_each_endpoint_gets_its_own_secret(client, admin):
+    first = register(client, admin, "https://a.example/hooks")
+    second = register(client, admin, "https://b.example/hooks")
+
+    assert first["secret"] != second["secret"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://shop.example/hooks",
+        "http://localhost:8000/hooks",
+        "http://127.0.0.1:8000/hooks",
+    ],
+)
+def test_https_urls_and_plain_http_to_this_machine_are_accepted(client, admin, url):
+    assert register(client, admin, url)["url"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://shop.example/hooks",
+        "http://10.0.0.5/hooks",
+        "http://localhost.attacker.example/hooks",
+        "ftp://shop.example/hooks",
+        "not a url",
+    ],
+)
+def test_any_other_url_is_422(client, admin, url):
+    response = client.post(
+        "/v1/admin/webhooks", json={"url": url, "event_types": ["*"]}, headers=admin
+    )
+
+    assert "url" in problem(response, 422, "validation_error")["errors"]
+    assert client.get("/v1/admin/webhooks", headers=admin).json["items"] == []
+
+
+def test_an_unknown_event_type_is_422(client, admin):
+    response = client.post(
+        "/v1/admin/webhooks",
+        json={"url": "https://shop.example/hooks", "event_types": ["points.earned", "points.won"]},
+        headers=admin,
+    )
+
+    errors = problem(response, 422, "validation_error")["errors"]
+    assert list(errors) == ["event_types.1"]  # the second one, "points.won"
+
+
+def test_webhooks_are_managed_by_admins_only(client, checkout, app_key):
+    for headers in (checkout, app_key):
+        response = client.post(
+            "/v1/admin/webhooks",
+            json={"url": "https://shop.example/hooks", "event_types": ["*"]},
+            headers=headers,
+        )
+        problem(response, 403, "forbidden")
+        problem(client.get("/v1/admin/webhooks", headers=headers), 403, "forbidden")
+
+
+# --- delivering -----------------------------------------------------------------------------
+
+
+def test_an_enrolment_is_posted_to_the_endpoint_as_member_enrolled(
+    app, client, admin, checkout, receiver
+):
+    hook = register(client, admin, receiver.url, ["member.enrolled"])
+    enroll(client, checkout)
+
+    run = run_worker(app)
+
+    assert run.succeeded == 1
+    [request] = receiver.received
+    assert request.path == "/hooks/loyalty"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Loyalty-Event-Type"] == "member.enrolled"
+    assert request.json["type"] == "member.enrolled"
+    assert request.json["data"]["member_id"] == "c1"
+    assert request.headers["Loyalty-Event-Id"] == request.json["id"]
+    dt.datetime.fromisoformat(request.json["created_at"])
+    [delivery] = deliveries(client, admin, hook["id"])
+    assert request.headers["Loyalty-Delivery-Id"] == delivery["id"]
+    assert delivery["event_id"] == request.json["id"]
+
+
+def test_the_signature_verifies_with_the_readme_verifier(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+
+    run_worker(app)
+
+    [request] = receiver.received
+    assert request.headers["Loyalty-Signature"].startswith("t=")
+    assert verify(hook["secret"], request.headers["Loyalty-Signature"], request.body)
+
+
+def test_the_signature_fails_with_another_secret_or_a_changed_body(
+    app, client, admin, checkout, receiver
+):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+
+    run_worker(app)
+
+    [request] = receiver.received
+    header = request.headers["Loyalty-Signature"]
+    assert not verify("whsec_someone_else", header, request.body)
+    assert not verify(hook["secret"], header, request.body.replace(b"c1", b"c2"))
+
+
+def test_a_signature_older_than_the_tolerance_is_refused_by_the_verifier(
+    app, client, admin, checkout, receiver
+):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    run_worker(app)
+    [request] = receiver.received
+    fields = dict(part.split("=", 1) for part in request.headers["Loyalty-Signature"].split(","))
+    replayed = webhooks.signature(hook["secret"], int(fields["t"]) - 301, request.body)
+
+    assert not verify(hook["secret"], replayed, request.body)
+
+
+def test_a_delivered_event_is_not_sent_again_by_the_next_pass(
+    app, client, admin, checkout, receiver
+):
+    register(client, admin, receiver.url)
+    enroll(client, checkout)
+    run_worker(app)
+
+    run = run_worker(app, now=utcnow() + 7 * HOUR)
+
+    assert run.succeeded == run.failed_attempts == 0
+    assert len(receiver.received) == 1
+
+
+def test_a_failed_delivery_is_retried_only_after_the_backoff(
+    app, client, admin, checkout, receiver
+):
+    register(client, admin, receiver.url)
+    enroll(client, checkout)
+    receiver.answer(500)
+    start = utcnow()
+
+    first = run_worker(app, now=start)
+    too_soon = run_worker(app, now=start + 29 * SECOND)
+    after_backoff = run_worker(app, now=start + 31 * SECOND)
+
+    assert (first.succeeded, first.failed_attempts) == (0, 1)
+    assert (too_soon.succeeded, too_soon.failed_attempts) == (0, 0)
+    assert (after_backoff.succeeded, after_backoff.failed_attempts) == (1, 0)
+    assert len(receiver.received) == 2
+    assert receiver.received[0].body == receiver.received[1].body
+    assert (
+        receiver.received[0].headers["Loyalty-Event-Id"]
+        == (receiver.received[1].headers["Loyalty-Event-Id"])
+    )
+
+
+def test_every_attempt_is_listed_with_its_delivery(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    receiver.answer(500)
+    start = utcnow()
+    run_worker(app, now=start)
+    run_worker(app, now=start + 31 * SECOND)
+
+    [delivery] = deliveries(client, admin, hook["id"])
+
+    assert delivery["event_type"] == "member.enrolled"
+    assert delivery["status"] == "succeeded"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
+    assert [a["error"] for a in delivery["attempts"]] == [None, None]
+    assert delivery["next_attempt_at"] is None
+    assert delivery["delivered_at"] == delivery["attempts"][-1]["attempted_at"]
+
+
+def test_a_failing_delivery_waits_twice_as_long_after_each_failure(
+    app, client, admin, checkout, receiver
+):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    receiver.default = 503
+    start = utcnow()
+    run_worker(app, now=start)
+    run_worker(app, now=start + 31 * SECOND)
+
+    [delivery] = deliveries(client, admin, hook["id"])
+
+    assert delivery["status"] == "pending"
+    last = dt.datetime.fromisoformat(delivery["attempts"][-1]["attempted_at"])
+    assert dt.datetime.fromisoformat(delivery["next_attempt_at"]) - last == 60 * SECOND
+    assert [webhooks.backoff(n).total_seconds() for n in range(1, 6)] == [30, 60, 120, 240, 480]
+    assert webhooks.backoff(20) == 6 * HOUR
+
+
+def test_a_receiver_that_cannot_be_reached_is_an_attempt_with_an_error(
+    app, client, admin, checkout
+):
+    hook = register(client, admin, f"http://127.0.0.1:{closed_port()}/hooks")
+    enroll(client, checkout)
+
+    run = run_worker(app)
+
+    assert (run.succeeded, run.failed_attempts) == (0, 1)
+    [delivery] = deliveries(client, admin, hook["id"])
+    [attempt] = delivery["attempts"]
+    assert attempt["status_code"] is None
+    assert "refused" in attempt["error"].lower()
+    assert delivery["status"] == "pending"
+
+
+def test_the_worker_gives_up_after_max_attempts(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    receiver.default = 500
+    moment = utcnow()
+
+    for _ in range(webhooks.MAX_ATTEMPTS):
+        run_worker(app, now=moment)
+        moment += 7 * HOUR  # past the longest backoff
+    run_worker(app, now=moment + 30 * HOUR)
+
+    assert len(receiver.received) == webhooks.MAX_ATTEMPTS == 8
+    [delivery] = deliveries(client, admin, hook["id"])
+    assert delivery["status"] == "failed"
+    assert len(delivery["attempts"]) == webhooks.MAX_ATTEMPTS
+    assert delivery["next_attempt_at"] is None
+
+
+def test_redeliver_sends_a_delivered_event_again(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    run_worker(app)
+    [delivery] = deliveries(client, admin, hook["id"])
+
+    response = client.post(
+        f"/v1/admin/webhooks/{hook['id']}/deliveries/{delivery['id']}/redeliver", headers=admin
+    )
+    run = run_worker(app)
+
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "pending"
+    assert run.succeeded == 1
+    assert [r.headers["Loyalty-Delivery-Id"] for r in receiver.received] == [delivery["id"]] * 2
+    assert receiver.received[0].body == receiver.received[1].body
+    assert verify(
+        hook["secret"], receiver.received[1].headers["Loyalty-Signature"], receiver.received[1].body
+    )
+    [again] = deliveries(client, admin, hook["id"])
+    assert [a["status_code"] for a in again["attempts"]] == [200, 200]
+
+
+def test_redeliver_revives_a_delivery_that_gave_up(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    receiver.default = 500
+    moment = utcnow()
+    for _ in range(webhooks.MAX_ATTEMPTS):
+        run_worker(app, now=moment)
+        moment += 7 * HOUR
+    [delivery] = deliveries(client, admin, hook["id"])
+    receiver.default = 200
+
+    client.post(
+        f"/v1/admin/webhooks/{hook['id']}/deliveries/{delivery['id']}/redeliver", headers=admin
+    )
+    run = run_worker(app)
+
+    assert run.succeeded == 1
+    assert deliveries(client, admin, hook["id"])[0]["status"] == "succeeded"
+
+
+def test_redelivering_an_unknown_delivery_is_404(client, admin, receiver):
+    hook = register(client, admin, receiver.url)
+
+    response = client.post(
+        f"/v1/admin/webhooks/{hook['id']}/deliveries/{uuid.uuid4()}/redeliver", headers=admin
+    )
+
+    problem(response, 404, "not_found")
+
+
+def test_deliveries_are_listed_newest_first_a_page_at_a_time(
+    app, client, admin, checkout, receiver
+):
+    hook = register(client, admin, receiver.url, ["member.enrolled"])
+    for n in range(3):
+        enroll(client, checkout, f"c{n}")
+    run_worker(app)
+
+    first = client.get(f"/v1/admin/webhooks/{hook['id']}/deliveries?limit=2", headers=admin).json
+    rest = client.get(
+        f"/v1/admin/webhooks/{hook['id']}/deliveries",
+        query_string={"limit": 2, "cursor": first["next_cursor"]},
+        headers=admin,
+    ).json
+
+    sent = [r.headers["Loyalty-Delivery-Id"] for r in receiver.received]
+    assert [d["id"] for d in first["items"] + rest["items"]] == sent[::-1]
+    assert rest["next_cursor"] is None
+
+
+# --- deleting -------------------------------------------------------------------------------
+
+
+def test_deleting_an_endpoint_stops_its_pending_deliveries(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    with app.app_context():
+        webhooks.dispatch(db.session)
+
+    response = client.delete(f"/v1/admin/webhooks/{hook['id']}", headers=admin)
+    run = run_worker(app)
+
+    assert response.status_code == 204
+    assert (run.succeeded, run.failed_attempts) == (0, 0)
+    assert receiver.received == []
+
+
+def test_a_deleted_endpoint_gets_no_new_events_and_leaves_the_list(
+    app, client, admin, checkout, receiver
+):
+    hook = register(client, admin, receiver.url)
+    client.delete(f"/v1/admin/webhooks/{hook['id']}", headers=admin)
+
+    enroll(client, checkout)
+    run_worker(app)
+
+    assert receiver.received == []
+    assert delivery_count(app) == 0
+    assert client.get("/v1/admin/webhooks", headers=admin).json["items"] == []
+    problem(client.delete(f"/v1/admin/webhooks/{hook['id']}", headers=admin), 404, "not_found")
+
+
+def test_deleting_an_unknown_endpoint_is_404(client, admin):
+    problem(client.delete(f"/v1/admin/webhooks/{uuid.uuid4()}", headers=admin), 404, "not_found")
+
+
+# --- subscriptions --------------------------------------------------------------------------
+
+
+def test_events_go_only_to_endpoints_subscribed_to_their_type(
+    app, client, admin, checkout, receiver
+):
+    register(client, admin, receiver.url + "/tiers", ["tier.changed"])
+    register(client, admin, receiver.url + "/enrolments", ["member.enrolled", "tier.changed"])
+    register(client, admin, receiver.url + "/everything", ["*"])
+    enroll(client, checkout)
+    created(
+        client.post(
+            "/v1/admin/members/c1/adjustments",
+            json={"points": 50, "reason": "welcome"},
+            headers=admin,
+        )
+    )
+
+    run_worker(app)
+
+    got = sorted((r.path, r.json["type"]) for r in receiver.received)
+    assert got == [
+        ("/hooks/loyalty/enrolments", "member.enrolled"),
+        ("/hooks/loyalty/everything", "member.enrolled"),
+        ("/hooks/loyalty/everything", "points.adjusted"),
+    ]
+
+
+def test_an_endpoint_registered_later_gets_only_later_events(
+    app, client, admin, checkout, receiver
+):
+    enroll(client, checkout, "early")
+    run_worker(app)
+    register(client, admin, receiver.url)
+
+    enroll(client, checkout, "late")
+    run_worker(app)
+
+    assert [r.json["data"]["member_id"] for r in receiver.received] == ["late"]
+
+
+def test_every_documented_event_type_can_be_subscribed_to(client, admin):
+    body = register(client, admin, "https://shop.example/hooks", list(EVENT_TYPES))
+
+    assert sorted(body["event_types"]) == sorted(EVENT_TYPES)
+
+
+# --- a change that rolled back sends nothing ------------------------------------------------
+
+
+def test_an_enrolment_that_fails_after_writing_its_event_sends_nothing(
+    app, client, admin, receiver, monkeypatch
+):
+    register(client, admin, receiver.url)
+
+    def fail_after_the_member_and_its_event_were_written(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database went away mid-enrolment")
+
+    monkeypatch.setattr(events, "grant_signup", fail_after_the_member_and_its_event_were_written)
+    with app.app_context(), pytest.raises(RuntimeError, match="went away"):
+        members.enroll(db.session, {"external_id": "c1"})
+
+    run = run_worker(app)
+
+    assert outbox_types(app) == []
+    assert delivery_count(app) == 0
+    assert (run.succeeded, run.failed_attempts) == (0, 0)
+    assert receiver.received == []
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Member.id))) == 0
+
+
+def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
+    app, client, admin, checkout, receiver
+):
+    """Placing an order first settles the member (here: 50 points expire, a points.expired
+    event); the order is then refused, so the expiry and its event roll back with it."""
+    register(client, admin, receiver.url, ["points.expired"])
+    enroll(client, checkout)
+    start = utcnow()
+    with app.app_context():
+        ledger.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
+    a_year_later = start + dt.timedelta(days=400)
+
+    with app.app_context(), pytest.raises(ValidationFailed) as refused:
+        orders.place_order(
+            db.session,
+            {
+                "order_id": "o1",
+                "member_id": "c1",
+                "currency": "USD",
+                "lines": [{"sku": "tee", "quantity": 1, "unit_price": 2000}],
+                "redemption_id": uuid.uuid4(),
+            },
+            now=a_year_later,
+        )
+    run = run_worker(app, now=a_year_later)
+
+    assert "redemption_id" in refused.value.extra["errors"]
+    assert "points.expired" not in outbox_types(app)
+    assert (run.succeeded, run.failed_attempts) == (0, 0)
+    assert receiver.received == []
+
+
+def test_the_same_expiry_committed_later_is_sent_once(app, client, admin, checkout, receiver):
+    """The counterpart of the test above: once the expiry commits, its event is delivered."""
+    register(client, admin, receiver.url, ["points.expired"])
+    enroll(client, checkout)
+    start = utcnow()
+    with app.app_context():
+        ledger.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
+    a_year_later = start + dt.timedelta(days=400)
+
+    with app.app_context():
+        members.card(db.session, "c1", now=a_year_later)
+    run_worker(app, now=a_year_later)
+    run_worker(app, now=a_year_later + 7 * HOUR)
+
+    [request] = receiver.received
+    assert request.json["data"] == {"member_id": "c1", "points": 50}
+
+
+# --- the worker command ---------------------------------------------------------------------
+
+
+def test_jobs_run_delivers_the_webhooks(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url, ["member.enrolled"])
+    enroll(client, checkout)
+
+    result = app.test_cli_runner().invoke(args=["jobs", "run"])
+
+    assert result.exit_code == 0, result.output
+    assert "1 events dispatched, 1 webhooks delivered, 0 failed" in result.stdout
+    [request] = receiver.received
+    assert verify(hook["secret"], request.headers["Loyalty-Signature"], request.body)
