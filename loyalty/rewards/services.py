@@ -113,9 +113,8 @@ def update_reward(
         for name, value in changes.items():
             setattr(reward, name, value)
         session.flush()
-        audit.record(
-            session, actor, "reward.update", "reward", public_id, before, audit.snapshot(reward)
-        )
+        action = "reward.deactivate" if before["active"] and not reward.active else "reward.update"
+        audit.record(session, actor, action, "reward", public_id, before, audit.snapshot(reward))
     return reward
 
 

@@ -91,6 +91,14 @@ def _find(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> Earnin
     return rule
 
 
+def _rule_action(previous: RuleVersion | None, version: RuleVersion) -> str:
+    if previous is None:
+        return "rule.create"
+    if previous.active and not version.active:
+        return "rule.deactivate"
+    return "rule.update"
+
+
 def _new_version(
     session: Session, rule: EarningRule, fields: dict[str, Any], actor: str | None
 ) -> RuleVersion:
@@ -111,7 +119,7 @@ def _new_version(
     audit.record(
         session,
         actor,
-        "rule.create" if previous is None else "rule.update",
+        _rule_action(previous, version),
         "rule",
         rule.public_id,
         audit.snapshot(previous) if previous else None,

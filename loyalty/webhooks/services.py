@@ -217,6 +217,62 @@ def _claim(session: Session, now: dt.datetime, batch_size: int) -> list[int]:
         return [delivery.id for delivery in due]
 
 
+def _prepare(session: Session, delivery_id: int) -> tuple[str, bytes, dict[str, str]] | None:
+    """What to send for a claimed delivery: (url, body, headers), read in a short transaction."""
+    with transaction(session):
+        delivery = session.get(WebhookDelivery, delivery_id)
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
+        event = session.get(OutboxEvent, delivery.event_id) if delivery else None
+        if delivery is None or endpoint is None or event is None:
+            return None
+        body = event_body(event)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "loyalty-webhooks/1",
+            "Loyalty-Event-Id": str(event.public_id),
+            "Loyalty-Event-Type": event.type,
+            "Loyalty-Delivery-Id": str(delivery.public_id),
+            "Loyalty-Signature": signature(endpoint.secret, timestamp, body),
+        }
+        return endpoint.url, body, headers
+
+
+def _record(
+    session: Session,
+    delivery_id: int,
+    status_code: int | None,
+    error: str | None,
+    duration_ms: int,
+    attempt_at: dt.datetime,
+) -> bool:
+    """Record one attempt and schedule what comes next; True when it succeeded."""
+    succeeded = status_code is not None and 200 <= status_code < 300
+    with transaction(session):
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return succeeded
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id,
+                attempted_at=attempt_at,
+                status_code=status_code,
+                error=error,
+                duration_ms=duration_ms,
+            )
+        )
+        delivery.attempts += 1
+        if succeeded:
+            delivery.status, delivery.delivered_at = "succeeded", attempt_at
+            delivery.next_attempt_at = None
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status, delivery.next_attempt_at = "failed", None
+        else:
+            delivery.next_attempt_at = attempt_at + backoff(delivery.attempts)
+    metrics.WEBHOOKS.labels("succeeded" if succeeded else "failed").inc()
+    return succeeded
+
+
 def deliver_due(
     session: Session,
     now: dt.datetime | None = None,
@@ -224,60 +280,26 @@ def deliver_due(
     send: Sender = http_post,
 ) -> DeliveryRun:
     """Send every delivery whose next attempt is due; record each attempt; schedule retries
-    with exponential backoff, giving up after MAX_ATTEMPTS."""
+    with exponential backoff, giving up after MAX_ATTEMPTS. No transaction stays open while
+    a receiver answers (on SQLite that would hold the database's write lock)."""
     now = now or utcnow()
     run = DeliveryRun()
     for delivery_id in _claim(session, now, batch_size):
-        with transaction(session):
-            delivery = session.get(WebhookDelivery, delivery_id)
-            if delivery is None:
-                continue
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-            event = session.get(OutboxEvent, delivery.event_id)
-            if endpoint is None or event is None:
-                continue
-            body = event_body(event)
-            timestamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "loyalty-webhooks/1",
-                "Loyalty-Event-Id": str(event.public_id),
-                "Loyalty-Event-Type": event.type,
-                "Loyalty-Delivery-Id": str(delivery.public_id),
-                "Loyalty-Signature": signature(endpoint.secret, timestamp, body),
-            }
-            started = time.perf_counter()
-            status_code, error = None, None
-            try:
-                status_code = send(endpoint.url, body, headers)
-            except OSError as failure:
-                error = f"{failure.__class__.__name__}: {failure}"[:500]
-            attempt_at = utcnow()
-            session.add(
-                WebhookAttempt(
-                    delivery_id=delivery.id,
-                    attempted_at=attempt_at,
-                    status_code=status_code,
-                    error=error,
-                    duration_ms=int((time.perf_counter() - started) * 1000),
-                )
-            )
-            delivery.attempts += 1
-            if status_code is not None and 200 <= status_code < 300:
-                delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
-                    "succeeded",
-                    attempt_at,
-                    None,
-                )
-                run.succeeded += 1
-                metrics.WEBHOOKS.labels("succeeded").inc()
-            else:
-                run.failed_attempts += 1
-                metrics.WEBHOOKS.labels("failed").inc()
-                if delivery.attempts >= MAX_ATTEMPTS:
-                    delivery.status, delivery.next_attempt_at = "failed", None
-                else:
-                    delivery.next_attempt_at = attempt_at + backoff(delivery.attempts)
+        prepared = _prepare(session, delivery_id)
+        if prepared is None:
+            continue
+        url, body, headers = prepared
+        started = time.perf_counter()
+        status_code, error = None, None
+        try:
+            status_code = send(url, body, headers)
+        except OSError as failure:
+            error = f"{failure.__class__.__name__}: {failure}"[:500]
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        if _record(session, delivery_id, status_code, error, duration_ms, utcnow()):
+            run.succeeded += 1
+        else:
+            run.failed_attempts += 1
     return run
 
 

@@ -157,20 +157,20 @@ def test_updating_a_rule_is_logged_with_the_old_and_new_version(client, ops):
     ok(client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": 2}, headers=ops))
 
     entry = latest(client, ops, target_type="rule")
-    assert entry["action"] == "rule.update"
+    assert entry["action"] == "rule.deactivate"
     assert entry["target_id"] == rule["id"]
     assert (entry["before"]["version"], entry["after"]["version"]) == (1, 2)
     assert entry["before"]["config"]["points"] == 1
     assert entry["after"]["config"]["points"] == 2
 
 
-def test_deactivating_a_rule_is_logged_as_an_update_to_inactive(client, ops):
+def test_deactivating_a_rule_is_logged_as_a_deactivation(client, ops):
     rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
 
     ok(client.post(f"/v1/admin/rules/{rule['id']}/deactivate", headers=ops))
 
     entry = latest(client, ops, target_type="rule")
-    assert entry["action"] == "rule.update"
+    assert entry["action"] == "rule.deactivate"
     assert entry["target_id"] == rule["id"]
     assert (entry["before"]["active"], entry["after"]["active"]) == (True, False)
 
@@ -206,7 +206,7 @@ def test_creating_updating_and_deactivating_a_reward_are_logged(client, ops):
     assert [e["action"] for e in (create, update, deactivate)] == [
         "reward.create",
         "reward.update",
-        "reward.update",
+        "reward.deactivate",
     ]
     assert {e["target_id"] for e in (create, update, deactivate)} == {reward["id"]}
     assert create["before"] is None
