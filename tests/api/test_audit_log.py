@@ -157,7 +157,7 @@ def test_updating_a_rule_is_logged_with_the_old_and_new_version(client, ops):
     ok(client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": 2}, headers=ops))
 
     entry = latest(client, ops, target_type="rule")
-    assert entry["action"] == "rule.deactivate"
+    assert entry["action"] == "rule.update"
     assert entry["target_id"] == rule["id"]
     assert (entry["before"]["version"], entry["after"]["version"]) == (1, 2)
     assert entry["before"]["config"]["points"] == 1
