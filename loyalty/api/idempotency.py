@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Flask, Response, current_app, g, request
+from sqlalchemy.exc import DBAPIError
 
 from loyalty.api.auth import API_PREFIX, current_caller
+from loyalty.api.errors import handle_unexpected
 from loyalty.db import close_outer_scope, open_outer_scope
 from loyalty.errors import ValidationFailed
 from loyalty.extensions import db
@@ -58,15 +60,25 @@ def _store_response(response: Response) -> Response:
         return response
     session = db.session()
     close_outer_scope(session)
-    if response.status_code >= 500:
+    try:
+        if response.status_code >= 500:
+            session.rollback()
+            idempotency.release(session, record_id)
+            return response
+        if response.status_code >= 400:
+            # The work failed and must not be kept; its answer is kept so a retry gets the same.
+            session.rollback()
+        idempotency.complete(
+            session, record_id, response.status_code, response.get_data(as_text=True)
+        )
+        session.commit()
+    except DBAPIError as error:
+        # The database went away before the answer was stored, so the work (in the same
+        # transaction) was not kept either; the claim stays until its lease runs out and a
+        # retry takes it over. Answered like any request that finds the database down (503),
+        # not as an error escaping an after_request hook (500).
         session.rollback()
-        idempotency.release(session, record_id)
-        return response
-    if response.status_code >= 400:
-        # The work failed and must not be kept; its answer is kept so a retry gets the same.
-        session.rollback()
-    idempotency.complete(session, record_id, response.status_code, response.get_data(as_text=True))
-    session.commit()
+        return handle_unexpected(error)
     return response
 
 
