@@ -7,9 +7,7 @@ Create Date: 2026-11-26 07:54:00.063917
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
-
 
 revision = "0007"
 down_revision = "0006"
