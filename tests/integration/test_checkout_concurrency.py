@@ -8,10 +8,8 @@ exactly-once and cap tests run on SQLite too, whose writers queue on the databas
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.exceptions import AlreadyCaptured, AlreadyReleased
 from loyalty.rules import services as rules
+from tests.concurrency import race
 from tests.factories import ApiKeyFactory, MemberFactory, auth
 
 ORDER = {
@@ -41,29 +40,6 @@ ORDER = {
     "redemption_id": None,
     "placed_at": None,
 }  # 62.00: 62 points under the rule below
-
-
-def race(app, racers: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run work(0..racers-1) at once, each in its own thread and app context. Returns each
-    racer's result, or the exception it raised."""
-    barrier = threading.Barrier(racers, timeout=30)
-    results: list[Any] = [None] * racers
-
-    def run(number: int) -> None:
-        with app.app_context():
-            barrier.wait()
-            try:
-                results[number] = work(number)
-            except Exception as error:
-                results[number] = error
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a racer hung"
-    return results
 
 
 def points(session, external_id="c1") -> dict[str, int]:

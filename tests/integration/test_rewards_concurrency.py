@@ -9,14 +9,11 @@ row locks.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from sqlalchemy.orm import Session
 
 from loyalty.extensions import db
@@ -26,6 +23,7 @@ from loyalty.members.models import Member
 from loyalty.rewards import services as rewards
 from loyalty.rewards.exceptions import RewardUnavailable
 from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
+from tests.concurrency import race
 from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.postgresql_only
@@ -33,29 +31,6 @@ pytestmark = pytest.mark.postgresql_only
 MEMBERS = 30
 POINTS_EACH = 1000
 COST = 300
-
-
-def race(app: Flask, racers: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run work(0..racers-1) at once, each in its own thread and app context. Returns each
-    racer's result, or the exception it raised."""
-    barrier = threading.Barrier(racers, timeout=30)
-    results: list[Any] = [None] * racers
-
-    def run(number: int) -> None:
-        with app.app_context():
-            barrier.wait()
-            try:
-                results[number] = work(number)
-            except Exception as error:
-                results[number] = error
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a racer hung"
-    return results
 
 
 def enrol_with_points(session: Session, count: int, points: int) -> list[str]:
