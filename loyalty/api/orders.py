@@ -19,7 +19,6 @@ from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.models import Redemption
-from loyalty.rules.policy import Contribution
 from loyalty.schemas.orders import (
     EventInSchema,
     EventSchema,
@@ -44,16 +43,6 @@ CART_EXAMPLE = {
     ],
     "discount": 500,
 }
-
-
-def contribution_body(c: Contribution) -> dict[str, Any]:
-    return {
-        "rule_id": c.rule_id,
-        "version": c.version,
-        "name": c.name,
-        "kind": c.kind,
-        "points": c.points,
-    }
 
 
 def _external_id(member_id: int) -> str:
@@ -139,7 +128,7 @@ class Quote(MethodView):
         return {
             "member_id": result.member.external_id,
             "points_to_earn": result.points_to_earn,
-            "breakdown": [contribution_body(c) for c in result.breakdown],
+            "breakdown": result.breakdown,
             "available_points": result.available_points,
             "max_redeemable_points": result.max_redeemable_points,
             "max_redeemable_value": {
@@ -202,7 +191,8 @@ class Refunds(MethodView):
         """
         session = db.session()
         refund, _ = orders.refund_order(session, order_id, body)
-        order = orders.find_order(session, order_id)
+        order = session.get(Order, refund.order_pk)  # in the session already: no query
+        assert order is not None
         return refund_body(refund, order.order_id, order.currency)
 
 

@@ -9,7 +9,6 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
-from loyalty.api.orders import contribution_body
 from loyalty.extensions import db
 from loyalty.ledger.services import decode_cursor, encode_cursor
 from loyalty.rules import services as rules
@@ -166,4 +165,4 @@ class Simulate(MethodView):
             drafts=[definition(draft) for draft in body["rules"]],
             include_active=body["include_active"],
         )
-        return {"points_to_earn": points, "breakdown": [contribution_body(c) for c in breakdown]}
+        return {"points_to_earn": points, "breakdown": breakdown}

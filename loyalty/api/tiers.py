@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.ledger.services import find_member, settled_balance
-from loyalty.members.models import Member
 from loyalty.schemas.tiers import (
     BenefitGrantInSchema,
     BenefitListSchema,
@@ -40,10 +38,8 @@ GOLD_EXAMPLE = {
 }
 
 
-def tier_body(tier: Tier) -> dict[str, Any]:
-    members = db.session().scalar(
-        sa.select(sa.func.count(Member.id)).where(Member.tier_id == tier.id)
-    )
+def tier_body(tier: Tier, counts: dict[int, int] | None = None) -> dict[str, Any]:
+    counts = counts if counts is not None else tiers.member_counts(db.session())
     return {
         "code": tier.code,
         "name": tier.name,
@@ -51,7 +47,7 @@ def tier_body(tier: Tier) -> dict[str, Any]:
         "threshold": tier.threshold,
         "retention_months": tier.retention_months,
         "benefits": tier.benefits,
-        "members": members or 0,
+        "members": counts.get(tier.id, 0),
     }
 
 
@@ -61,7 +57,9 @@ class Tiers(MethodView):
     @blp.response(200, TierListSchema)
     def get(self) -> dict[str, Any]:
         """Every tier, lowest rank first"""
-        return {"items": [tier_body(t) for t in tiers.list_tiers(db.session())]}
+        session = db.session()
+        counts = tiers.member_counts(session)
+        return {"items": [tier_body(t, counts) for t in tiers.list_tiers(session)]}
 
     @requires("admin")
     @blp.arguments(TierInSchema, example=GOLD_EXAMPLE)

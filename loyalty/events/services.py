@@ -72,16 +72,7 @@ def _grant(
         attributes=attributes,
         points_earned=points,
         request_hash=request_hash,
-        breakdown=[
-            {
-                "rule_id": c.rule_id,
-                "version": c.version,
-                "name": c.name,
-                "kind": c.kind,
-                "points": c.points,
-            }
-            for c in breakdown
-        ],
+        breakdown=[c.as_dict() for c in breakdown],
         created_at=now,
     )
     session.add(event)

@@ -34,13 +34,13 @@ from loyalty.ledger.models import (
     PointLot,
     TransactionKind,
 )
-from loyalty.members.models import Member, MemberStatus
+from loyalty.ledger.policy import MAX_POINTS
+from loyalty.members.models import EXTERNAL_ID_PATTERN, Member, MemberStatus
 from loyalty.program.services import get_settings
 
-EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 BALANCE_REFERENCE = "import:balance"
-MAX_POINTS = 1_000_000_000
 
 
 @dataclass

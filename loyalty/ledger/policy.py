@@ -10,6 +10,10 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+# The most points one movement may carry: wide enough for any real balance, narrow enough
+# that no sum can overflow a BIGINT.
+MAX_POINTS = 1_000_000_000
+
 
 class NotEnoughPoints(Exception):
     """The lots hold fewer points than the debit asks for."""

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from loyalty.db import BigIntPK, utcnow
 from loyalty.extensions import db
 
+# The shop's customer ids travel in URLs: no slashes, spaces or other surprises.
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+
 
 class MemberStatus(enum.StrEnum):
     ACTIVE = "active"

@@ -76,12 +76,13 @@ def _earn(
     reduction: int,
     when: dt.datetime,
     now: dt.datetime,
+    first_order: bool,
 ) -> tuple[int, list[policy.Contribution], list[tuple[Any, policy.Rule]]]:
     active = rules.active_rules(session, ORDER_RULE_KINDS)
     candidates = [r for _, r in active] + rules.tier_boost(session, member)
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
-        first_order=rules.first_order(session, member.id),
+        first_order=first_order,
         remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )
     points, breakdown = policy.order_points(candidates, lines, reduction, context, when)
@@ -129,7 +130,9 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     reduction = discount + settings.points_value(redeem_points)
     # Settle first: a tier whose retention ran out no longer boosts what the cart earns.
     balance = ledger.settled_balance(session, member, now)
-    points, breakdown, _ = _earn(session, member, lines, reduction, now, now)
+    points, breakdown, _ = _earn(
+        session, member, lines, reduction, now, now, rules.first_order(session, member.id)
+    )
     best = max_redeemable(settings, balance.available, total)
     return Quote(
         member=member,
@@ -237,7 +240,7 @@ def place_order(
                 )
             redeemed_value = redemption.value if redemption else 0
             points, breakdown, active = _earn(
-                session, member, lines, discount + redeemed_value, placed_at, now
+                session, member, lines, discount + redeemed_value, placed_at, now, first_order
             )
             nets = policy.net_amounts(lines, discount)
             order = Order(
@@ -250,7 +253,7 @@ def place_order(
                 redeemed_points=redemption.points if redemption else 0,
                 redeemed_value=redeemed_value,
                 points_earned=points,
-                breakdown=[_contribution(c) for c in breakdown],
+                breakdown=[c.as_dict() for c in breakdown],
                 lines=[
                     {**raw, "net_amount": net, "refunded_quantity": 0}
                     for raw, net in zip(fields["lines"], nets, strict=True)
@@ -305,16 +308,6 @@ def place_order(
             raise
         return _replay(existing, request_hash), False
     return order, True
-
-
-def _contribution(c: policy.Contribution) -> dict[str, Any]:
-    return {
-        "rule_id": c.rule_id,
-        "version": c.version,
-        "name": c.name,
-        "kind": c.kind,
-        "points": c.points,
-    }
 
 
 def _lock_member_and_referrer(

@@ -82,6 +82,16 @@ class Contribution:
     kind: str
     points: int
 
+    def as_dict(self) -> dict[str, str | int]:
+        """As kept with an order or event (JSON), so its breakdown outlives rule changes."""
+        return {
+            "rule_id": self.rule_id,
+            "version": self.version,
+            "name": self.name,
+            "kind": self.kind,
+            "points": self.points,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class MemberContext:

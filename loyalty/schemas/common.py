@@ -3,10 +3,10 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-# Wide enough for any real balance, narrow enough that no sum can overflow a BIGINT.
-MAX_POINTS = 1_000_000_000
+from loyalty.members.models import EXTERNAL_ID_PATTERN
+
 EXTERNAL_ID = validate.Regexp(
-    r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$",
+    EXTERNAL_ID_PATTERN,
     error="1-128 characters: letters, digits and . _ : @ + -, starting with a letter or digit.",
 )
 

@@ -4,7 +4,8 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.models import Account, TransactionKind
-from loyalty.schemas.common import MAX_POINTS, StrictSchema, page_schema
+from loyalty.ledger.policy import MAX_POINTS
+from loyalty.schemas.common import StrictSchema, page_schema
 
 
 class EntrySchema(ma.Schema):

@@ -5,7 +5,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from loyalty.schemas.common import EXTERNAL_ID, MAX_POINTS, StrictSchema
+from loyalty.ledger.policy import MAX_POINTS
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
 
 MAX_AMOUNT = 10**12  # minor units: ten billion in a two-decimal currency
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="An ISO 4217 code such as USD.")

@@ -5,8 +5,9 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.ledger.policy import MAX_POINTS
 from loyalty.program.models import ExpiryPolicy
-from loyalty.schemas.common import MAX_POINTS, StrictSchema
+from loyalty.schemas.common import StrictSchema
 
 
 class PointValueSchema(StrictSchema):

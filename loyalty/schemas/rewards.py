@@ -5,8 +5,9 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.ledger.policy import MAX_POINTS
 from loyalty.rewards.models import RewardKind
-from loyalty.schemas.common import EXTERNAL_ID, MAX_POINTS, StrictSchema
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
 from loyalty.schemas.orders import MoneySchema
 
 

@@ -5,8 +5,9 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.ledger.policy import MAX_POINTS
 from loyalty.rules.models import RuleKind
-from loyalty.schemas.common import EXTERNAL_ID, MAX_POINTS, StrictSchema, page_schema
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, page_schema
 from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
 
 CODE = validate.Length(min=1, max=64)

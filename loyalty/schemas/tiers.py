@@ -7,7 +7,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from loyalty.schemas.common import MAX_POINTS, StrictSchema
+from loyalty.ledger.policy import MAX_POINTS
+from loyalty.schemas.common import StrictSchema
 
 CODE = validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="Lowercase letters, digits, _; 1-32.")
 FACTOR = re.compile(r"\d{1,3}(\.\d{1,4})?")
