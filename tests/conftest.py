@@ -89,7 +89,13 @@ def _reset(app: Flask) -> None:
             else:
                 for table in tables:
                     connection.execute(table.delete())
-            connection.execute(sa.update(ProgramSettings).values(**DEFAULTS))
+            connection.execute(
+                sa.update(ProgramSettings).values(
+                    **DEFAULTS,
+                    # Tiers and rules were emptied: workers must not keep their copies.
+                    config_version=ProgramSettings.config_version + 1,
+                )
+            )
 
 
 @pytest.fixture

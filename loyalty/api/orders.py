@@ -14,7 +14,7 @@ from loyalty.db import utcnow
 from loyalty.events import services as events
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
-from loyalty.members.models import Member
+from loyalty.members import services as members
 from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
@@ -46,8 +46,7 @@ CART_EXAMPLE = {
 
 
 def _external_id(member_id: int) -> str:
-    member = db.session().get(Member, member_id)
-    return member.external_id if member else ""
+    return members.external_id_of(db.session(), member_id)
 
 
 def order_body(order: Order, as_of: dt.datetime) -> dict[str, Any]:

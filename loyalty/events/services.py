@@ -18,7 +18,7 @@ from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
 from loyalty.members.models import Member
-from loyalty.program.services import get_settings
+from loyalty.program import config
 from loyalty.rules import policy
 from loyalty.rules import services as rules
 from loyalty.tiers import services as tiers
@@ -56,13 +56,13 @@ def _grant(
 ) -> MemberEvent:
     """Record the event and credit what the event rules give for it (available at once, caps
     respected); the caller holds the member's lock."""
-    active = rules.active_rules(session, ["event"])
+    active = rules.active_rules(session, ("event",))
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
         remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )
     points, breakdown = policy.event_points(
-        [r for _, r in active], event_type, context, occurred_at
+        [rule.policy for rule in active], event_type, context, occurred_at
     )
     event = MemberEvent(
         event_id=event_id,
@@ -80,7 +80,7 @@ def _grant(
         ledger.credit(
             session,
             balance,
-            get_settings(session),
+            config.current(session).settings,
             points,
             kind=TransactionKind.EARN,
             source=Account.ISSUED,

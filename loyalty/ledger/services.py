@@ -36,8 +36,8 @@ from loyalty.ledger.models import (
 )
 from loyalty.members.exceptions import MemberNotFound
 from loyalty.members.models import Member, MemberStatus
+from loyalty.program import config
 from loyalty.program.models import ExpiryPolicy, ProgramSettings
-from loyalty.program.services import get_settings
 from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
@@ -524,7 +524,7 @@ def adjust(
         raise ValidationFailed({"points": ["Must not be zero."]})
     with transaction(session):
         member = find_member(session, external_id)
-        settings = get_settings(session)
+        settings = config.current(session).settings
         balance = lock_balance(session, member.id)
         # Read under the lock: a status change that just committed is seen.
         session.refresh(member)

@@ -28,8 +28,9 @@ from loyalty.orders.exceptions import (
     RefundExceedsOrder,
 )
 from loyalty.orders.models import Order, Refund
+from loyalty.program import config
+from loyalty.program.config import ActiveRule
 from loyalty.program.models import ProgramSettings
-from loyalty.program.services import get_settings
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.exceptions import (
     AlreadyReleased,
@@ -77,9 +78,9 @@ def _earn(
     when: dt.datetime,
     now: dt.datetime,
     first_order: bool,
-) -> tuple[int, list[policy.Contribution], list[tuple[Any, policy.Rule]]]:
+) -> tuple[int, list[policy.Contribution], list[ActiveRule]]:
     active = rules.active_rules(session, ORDER_RULE_KINDS)
-    candidates = [r for _, r in active] + rules.tier_boost(session, member)
+    candidates = [rule.policy for rule in active] + rules.tier_boost(session, member)
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
         first_order=first_order,
@@ -87,6 +88,15 @@ def _earn(
     )
     points, breakdown = policy.order_points(candidates, lines, reduction, context, when)
     return points, breakdown, active
+
+
+def _first_order(session: Session, member: Member) -> bool:
+    """Whether this is the member's first order. Asked only when the answer matters (a
+    referral to grant, a rule with a first-order condition): it is a query per order."""
+    matters = member.referred_by_id is not None or any(
+        rule.policy.conditions.first_order for rule in rules.active_rules(session, ORDER_RULE_KINDS)
+    )
+    return matters and rules.first_order(session, member.id)
 
 
 def max_redeemable(settings: ProgramSettings, available: int, total: int) -> int:
@@ -118,7 +128,7 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     ValidationFailed.
     """
     now = now or utcnow()
-    settings = get_settings(session)
+    settings = config.current(session).settings
     _check_currency(settings, fields["currency"])
     member = ledger.find_member(session, fields["member_id"])
     if not member.is_active:
@@ -131,7 +141,7 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     # Settle first: a tier whose retention ran out no longer boosts what the cart earns.
     balance = ledger.settled_balance(session, member, now)
     points, breakdown, _ = _earn(
-        session, member, lines, reduction, now, now, rules.first_order(session, member.id)
+        session, member, lines, reduction, now, now, _first_order(session, member)
     )
     best = max_redeemable(settings, balance.available, total)
     return Quote(
@@ -205,28 +215,29 @@ def place_order(
     """
     now = now or utcnow()
     request_hash = body_fingerprint(fields)
-    existing = _find_order(session, fields["order_id"])
-    if existing is not None:
-        return _replay(existing, request_hash), False
-    settings = get_settings(session)
-    _check_currency(settings, fields["currency"])
     placed_at = fields.get("placed_at") or now
     if placed_at > now + CLOCK_SKEW:
         raise ValidationFailed({"placed_at": ["Must not be in the future."]})
-    member = ledger.find_member(session, fields["member_id"])
-    if not member.is_active:
-        raise MemberInactive(f"Member {member.external_id!r} is {member.status}; it earns nothing.")
     lines = _lines(fields["lines"])
     discount = fields.get("discount") or 0
     subtotal = _check_discount(lines, discount)
+    member = ledger.find_member(session, fields["member_id"])
     try:
         with transaction(session):
             balance, referrer_balance = _lock_member_and_referrer(session, member)
+            # A retry replays the order as recorded, whatever changed since (the member's
+            # status, the program's currency), so the checks that depend on them come after.
             existing = _find_order(session, fields["order_id"], fresh=True)
             if existing is not None:
                 return _replay(existing, request_hash), False
+            settings = config.current(session).settings
+            _check_currency(settings, fields["currency"])
+            if not member.is_active:
+                raise MemberInactive(
+                    f"Member {member.external_id!r} is {member.status}; it earns nothing."
+                )
             ledger.settle(session, balance, now)
-            first_order = rules.first_order(session, member.id)
+            first_order = _first_order(session, member)
             redemption = None
             if fields.get("redemption_id"):
                 redemption = _use_redemption(
@@ -381,7 +392,7 @@ def refund_order(
     now = now or utcnow()
     request_hash = body_fingerprint({"order_id": order_id, **fields})
     order = find_order(session, order_id)
-    settings = get_settings(session)
+    settings = config.current(session).settings
     with transaction(session):
         balance = ledger.lock_balance(session, order.member_id)
         order = _find_order(session, order_id, fresh=True) or order

@@ -43,6 +43,8 @@ class ProgramSettings(db.Model):  # type: ignore[name-defined]
     min_redemption_points: Mapped[int]
     tier_window_months: Mapped[int]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Bumped by every change to the settings, a tier or a rule (see loyalty.program.config).
+    config_version: Mapped[int] = mapped_column(sa.BigInteger, default=1, server_default="1")
 
     def points_value(self, points: int) -> int:
         """The money value, in minor units, of `points` (rounded down: never overpay)."""

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
+from loyalty.program import config
 from loyalty.program.models import ExpiryPolicy, ProgramSettings
 
 DEFAULTS: dict[str, Any] = {
@@ -53,6 +54,7 @@ def update_settings(
                 {"expiry": [f"months is required for the {settings.expiry_policy} policy."]}
             )
         session.flush()
+        config.changed(session)
         audit.record(
             session, actor, "program.update", "program", 1, before, audit.snapshot(settings)
         )

@@ -16,7 +16,7 @@ from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
 from loyalty.members.models import Member
-from loyalty.program.services import get_settings
+from loyalty.program import config
 from loyalty.redemptions.exceptions import (
     AlreadyCaptured,
     AlreadyReleased,
@@ -41,7 +41,7 @@ def hold(
     when fewer points are available than asked (held points count as spent).
     """
     now = now or utcnow()
-    settings = get_settings(session)
+    settings = config.current(session).settings
     with transaction(session):
         member = ledger.find_member(session, external_id)
         if not member.is_active:

@@ -19,9 +19,13 @@ No floats: factors are kept as integer fractions.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from typing import Any
+
+from loyalty.errors import ValidationFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +238,42 @@ def refund_share(total: int, refunded_before: int, refunded_after: int, base: in
     if base <= 0:
         return total if refunded_after > refunded_before else 0
     return total * refunded_after // base - total * refunded_before // base
+
+
+def parse_factor(raw: str) -> Fraction:
+    """A decimal multiplier such as "1.5" as an exact fraction (never a float)."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValidationFailed({"factor": ["Not a decimal number."]}) from None
+    if not value.is_finite() or value <= 1 or value > 100 or value.as_tuple().exponent < -4:  # type: ignore[operator]
+        raise ValidationFailed(
+            {"factor": ["Must be above 1 and at most 100, with up to 4 decimals."]}
+        )
+    return Fraction(value)
+
+
+def to_policy(public_id: object, kind: str, version: int, fields: Mapping[str, Any]) -> Rule:
+    """A rule definition as the pure policy sees it."""
+    config, conditions, caps = fields["config"], fields["conditions"], fields["caps"]
+    return Rule(
+        rule_id=str(public_id),
+        version=version,
+        name=fields["name"],
+        kind=kind,
+        priority=fields["priority"],
+        conditions=Conditions(
+            skus=frozenset(conditions.get("skus") or ()),
+            categories=frozenset(conditions.get("categories") or ()),
+            tiers=frozenset(conditions.get("tiers") or ()),
+            min_amount=conditions.get("min_amount"),
+            first_order=bool(conditions.get("first_order")),
+        ),
+        points=config.get("points") or 0,
+        per_amount=config.get("per_amount") or 1,
+        factor=parse_factor(config["factor"]) if config.get("factor") else Fraction(1),
+        event_type=config.get("event_type"),
+        cap_per_order=caps.get("per_order"),
+        starts_at=fields.get("starts_at"),
+        ends_at=fields.get("ends_at"),
+    )

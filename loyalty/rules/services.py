@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
-from decimal import Decimal, InvalidOperation
-from fractions import Fraction
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +16,8 @@ from loyalty.errors import ValidationFailed
 from loyalty.ledger.services import find_member
 from loyalty.members.models import Member
 from loyalty.orders.models import Order
+from loyalty.program import config
+from loyalty.program.config import ActiveRule
 from loyalty.rules import policy
 from loyalty.rules.exceptions import RuleNotFound
 from loyalty.rules.models import EarningRule, RuleAward, RuleKind, RuleVersion
@@ -41,19 +41,6 @@ CONFIG_FIELDS = {
 }
 
 
-def parse_factor(raw: str) -> Fraction:
-    """A decimal multiplier such as "1.5" as an exact fraction (never a float)."""
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ValidationFailed({"factor": ["Not a decimal number."]}) from None
-    if not value.is_finite() or value <= 1 or value > 100 or value.as_tuple().exponent < -4:  # type: ignore[operator]
-        raise ValidationFailed(
-            {"factor": ["Must be above 1 and at most 100, with up to 4 decimals."]}
-        )
-    return Fraction(value)
-
-
 def _check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
     config = fields["config"]
     missing = sorted(name for name in CONFIG_FIELDS[kind] if config.get(name) is None)
@@ -67,7 +54,7 @@ def _check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
     if extra:
         raise ValidationFailed({name: [f"Not used by {kind} rules."] for name in extra})
     if kind == RuleKind.MULTIPLIER:
-        parse_factor(config["factor"])
+        policy.parse_factor(config["factor"])
     if kind == RuleKind.EVENT and (
         fields["conditions"].get("skus") or fields["conditions"].get("categories")
     ):
@@ -116,6 +103,7 @@ def _new_version(
     session.add(version)
     session.flush()
     session.refresh(rule)
+    config.changed(session)
     audit.record(
         session,
         actor,
@@ -205,69 +193,23 @@ def list_versions(session: Session, rule_id: uuid.UUID) -> list[RuleVersion]:
     return list(session.execute(stmt).scalars())
 
 
-def to_policy(
-    public_id: uuid.UUID | str, kind: str, version: int, fields: dict[str, Any]
-) -> policy.Rule:
-    """A rule definition as the pure policy sees it."""
-    config, conditions, caps = fields["config"], fields["conditions"], fields["caps"]
-    return policy.Rule(
-        rule_id=str(public_id),
-        version=version,
-        name=fields["name"],
-        kind=kind,
-        priority=fields["priority"],
-        conditions=policy.Conditions(
-            skus=frozenset(conditions.get("skus") or ()),
-            categories=frozenset(conditions.get("categories") or ()),
-            tiers=frozenset(conditions.get("tiers") or ()),
-            min_amount=conditions.get("min_amount"),
-            first_order=bool(conditions.get("first_order")),
-        ),
-        points=config.get("points") or 0,
-        per_amount=config.get("per_amount") or 1,
-        factor=parse_factor(config["factor"]) if config.get("factor") else Fraction(1),
-        event_type=config.get("event_type"),
-        cap_per_order=caps.get("per_order"),
-        starts_at=fields.get("starts_at"),
-        ends_at=fields.get("ends_at"),
-    )
-
-
 def version_fields(version: RuleVersion) -> dict[str, Any]:
     return {name: getattr(version, name) for name in VERSIONED_FIELDS}
 
 
-def active_rules(
-    session: Session, kinds: Iterable[str] | None = None
-) -> list[tuple[EarningRule, policy.Rule]]:
-    """Every active rule's current version, with its policy form."""
-    stmt = sa.select(EarningRule).where(EarningRule.active.is_(True))
-    if kinds is not None:
-        stmt = stmt.where(EarningRule.kind.in_(list(kinds)))
-    return [
-        (
-            rule,
-            to_policy(
-                rule.public_id, rule.kind, rule.current_version, version_fields(rule.current)
-            ),
-        )
-        for rule in session.execute(stmt).unique().scalars()
-    ]
+def active_rules(session: Session, kinds: tuple[str, ...] | None = None) -> list[ActiveRule]:
+    """Every active rule's current version (of `kinds`), with its policy form."""
+    return config.current(session).rules_of(kinds)
 
 
 def remaining_caps(
-    session: Session,
-    member_id: int | None,
-    rules: Sequence[tuple[EarningRule, policy.Rule]],
-    now: dt.datetime,
+    session: Session, member_id: int | None, rules: Sequence[ActiveRule], now: dt.datetime
 ) -> dict[str, int]:
     """What each rule with a per-member period cap may still award this member now."""
     remaining: dict[str, int] = {}
-    for rule, as_policy in rules:
-        cap = rule.current.caps.get("per_member") or {}
-        if not cap:
-            continue
-        if member_id is None:
+    for rule in rules:
+        cap = rule.per_member_cap
+        if not cap or member_id is None:
             continue
         since = now - dt.timedelta(days=cap["period_days"])
         count, points = session.execute(
@@ -285,33 +227,35 @@ def remaining_caps(
         if cap.get("points") is not None:
             # int(): PostgreSQL sums BIGINTs as NUMERIC, which the driver gives as Decimal.
             left = min(left, cap["points"] - int(points))
-        remaining[as_policy.rule_id] = max(left, 0)
+        remaining[rule.policy.rule_id] = max(left, 0)
     return remaining
 
 
 def record_awards(
     session: Session,
     member_id: int,
-    rules: Sequence[tuple[EarningRule, policy.Rule]],
+    rules: Sequence[ActiveRule],
     contributions: Sequence[policy.Contribution],
     source: str,
     when: dt.datetime,
 ) -> None:
     """Remember which rule versions gave this member how many points, and for what."""
-    by_public_id = {as_policy.rule_id: rule.id for rule, as_policy in rules}
-    for contribution in contributions:
-        if contribution.rule_id not in by_public_id:
-            continue  # a tier's multiplier benefit, not a rule
-        session.add(
-            RuleAward(
-                member_id=member_id,
-                rule_id=by_public_id[contribution.rule_id],
-                rule_version=contribution.version,
-                points=contribution.points,
-                source=source,
-                awarded_at=when,
-            )
-        )
+    by_public_id = {rule.policy.rule_id: rule.id for rule in rules}
+    awards = [
+        {
+            "member_id": member_id,
+            "rule_id": by_public_id[contribution.rule_id],
+            "rule_version": contribution.version,
+            "points": contribution.points,
+            "source": source,
+            "awarded_at": when,
+        }
+        for contribution in contributions
+        # A tier's multiplier benefit is not a rule.
+        if contribution.rule_id in by_public_id
+    ]
+    if awards:
+        session.execute(sa.insert(RuleAward), awards)
 
 
 def first_order(session: Session, member_id: int) -> bool:
@@ -333,7 +277,7 @@ def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
             kind="multiplier",
             priority=0,
             conditions=policy.Conditions(),
-            factor=parse_factor(factor),
+            factor=policy.parse_factor(factor),
         )
     ]
 
@@ -357,12 +301,12 @@ def simulate(
     now = now or utcnow()
     member = find_member(session, member_id) if member_id else None
     active = active_rules(session) if include_active else []
-    candidates = [as_policy for _, as_policy in active]
+    candidates = [rule.policy for rule in active]
     if not event_type:
         candidates += tier_boost(session, member)
     for number, draft in enumerate(drafts, start=1):
         _check_definition(RuleKind(draft["kind"]), draft)
-        candidates.append(to_policy(f"draft-{number}", draft["kind"], 0, draft))
+        candidates.append(policy.to_policy(f"draft-{number}", draft["kind"], 0, draft))
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member) if member else None,
         first_order=member is None or first_order(session, member.id),

@@ -15,7 +15,7 @@ from loyalty.db import transaction, utcnow
 from loyalty.ledger.models import LedgerTransaction, MemberBalance
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member
-from loyalty.program.services import get_settings
+from loyalty.program import config
 from loyalty.tiers import policy
 from loyalty.tiers.exceptions import TierExists, TierInUse, TierNotFound
 from loyalty.tiers.models import BenefitGrant, Tier, TierChange
@@ -61,6 +61,7 @@ def create_tier(session: Session, fields: dict[str, Any], actor: str | None = No
             tier = Tier(**{name: fields[name] for name in TIER_FIELDS})
             session.add(tier)
             session.flush()
+            config.changed(session)
             audit.record(
                 session, actor, "tier.create", "tier", tier.code, None, audit.snapshot(tier)
             )
@@ -81,6 +82,7 @@ def update_tier(
             for name, value in changes.items():
                 setattr(tier, name, value)
             session.flush()
+            config.changed(session)
             audit.record(session, actor, "tier.update", "tier", code, before, audit.snapshot(tier))
     except IntegrityError:
         raise TierExists("Another tier has this rank.") from None
@@ -98,6 +100,7 @@ def delete_tier(session: Session, code: str, actor: str | None = None) -> None:
             raise TierInUse(f"{members} members are in tier {code!r}; they keep it until reviewed.")
         audit.record(session, actor, "tier.delete", "tier", code, audit.snapshot(tier), None)
         session.delete(tier)
+        config.changed(session)
 
 
 def qualifying_earnings(
@@ -118,7 +121,7 @@ def qualifying_earnings(
 def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int:
     """Points earned from orders and events over the program's rolling window, less what
     refunds reversed (adjustments and restored points do not qualify)."""
-    since = add_months(now, -get_settings(session).tier_window_months)
+    since = add_months(now, -config.current(session).settings.tier_window_months)
     total = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0)).where(
             LedgerTransaction.member_id == member_id,
@@ -133,12 +136,12 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
     """Move the member to the tier their qualifying points earn them now, keeping their tier
     until its retention runs out. The caller holds the member's lock. Returns the change
     recorded, if any."""
-    tiers = list_tiers(session)
+    program = config.current(session)
+    tiers = program.tiers
     if not tiers and member.tier_id is None:
         return None
-    by_id = {tier.id: tier for tier in tiers}
-    current = by_id.get(member.tier_id) if member.tier_id is not None else None
-    window_months = get_settings(session).tier_window_months
+    current = program.tier(member.tier_id)
+    window_months = program.settings.tier_window_months
     earnings = qualifying_earnings(session, member.id, now, window_months)
     points = sum(amount for _, amount in earnings)
     decision = policy.review(
@@ -217,8 +220,8 @@ class Progress:
 
 def progress(session: Session, member: Member, now: dt.datetime) -> Progress:
     """The member's tier and how far they are from the next one."""
-    tiers = list_tiers(session)
-    current = next((t for t in tiers if t.id == member.tier_id), None)
+    program = config.current(session)
+    tiers, current = program.tiers, program.tier(member.tier_id)
     points = qualifying_points(session, member.id, now) if tiers else 0
     upcoming = policy.next_tier([view(t) for t in tiers], view(current) if current else None)
     next_tier = next((t for t in tiers if upcoming and t.code == upcoming.code), None)
@@ -298,16 +301,13 @@ def grant_benefit(
 
 def member_tier_code(session: Session, member: Member) -> str | None:
     """The code of the member's tier (None when they have none)."""
-    if member.tier_id is None:
-        return None
-    return session.scalar(sa.select(Tier.code).where(Tier.id == member.tier_id))
+    tier = config.current(session).tier(member.tier_id)
+    return tier.code if tier else None
 
 
 def tier_multiplier(session: Session, member: Member) -> tuple[Tier, str] | None:
     """The member's tier and its points_multiplier factor, if the tier has one."""
-    if member.tier_id is None:
-        return None
-    tier = session.get(Tier, member.tier_id)
+    tier = config.current(session).tier(member.tier_id)
     if tier is None:
         return None
     for benefit in tier.benefits:

@@ -157,7 +157,13 @@ def empty_the_database() -> None:
         for table in reversed(db.metadata.sorted_tables):
             if table.name != ProgramSettings.__tablename__:
                 connection.execute(table.delete())
-        connection.execute(sa.update(ProgramSettings).values(**DEFAULTS))
+        connection.execute(
+            sa.update(ProgramSettings).values(
+                **DEFAULTS,
+                # Tiers and rules were emptied: workers must not keep their copies.
+                config_version=ProgramSettings.config_version + 1,
+            )
+        )
 
 
 class LedgerMachine(RuleBasedStateMachine):

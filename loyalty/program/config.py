@@ -1,0 +1,135 @@
+"""What every checkout call reads and admins rarely change, kept per process: the program
+settings, the tiers and the active earning rules.
+
+Reading them from the database on every request cost three ORM queries on each order. Instead
+each transaction reads one integer, ``program_settings.config_version``, and reuses this
+process's copy while the number is unchanged. Every change to the settings, a tier or a rule
+bumps the number in its own transaction (``changed``), so a worker uses the new configuration
+from the first transaction that starts after the change commits: never a stale copy.
+
+The copies are detached: read them, never change them (admin services load the rows).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from loyalty.program.models import ProgramSettings
+from loyalty.rules import policy
+from loyalty.rules.models import EarningRule, RuleVersion
+from loyalty.tiers.models import Tier
+
+_MEMO = "loyalty.program_config"
+_VERSION = sa.select(ProgramSettings.config_version).where(ProgramSettings.id == 1)
+_BUMP = (
+    sa.update(ProgramSettings)
+    .where(ProgramSettings.id == 1)
+    .values(
+        config_version=ProgramSettings.config_version + 1,
+        # Not a change of the settings themselves: their updated_at stays.
+        updated_at=ProgramSettings.updated_at,
+    )
+)
+_RULES = (
+    sa.select(
+        EarningRule.id,
+        EarningRule.public_id,
+        EarningRule.kind,
+        RuleVersion.version,
+        RuleVersion.name,
+        RuleVersion.priority,
+        RuleVersion.starts_at,
+        RuleVersion.ends_at,
+        RuleVersion.config,
+        RuleVersion.conditions,
+        RuleVersion.caps,
+    )
+    .join(
+        RuleVersion,
+        sa.and_(
+            RuleVersion.rule_id == EarningRule.id,
+            RuleVersion.version == EarningRule.current_version,
+        ),
+    )
+    .where(EarningRule.active.is_(True))
+    .order_by(EarningRule.id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRule:
+    """An active rule's current version: its row id (for awards), its per-member cap, and
+    the definition as the pure policy sees it."""
+
+    id: int
+    per_member_cap: dict[str, Any]
+    policy: policy.Rule
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramConfig:
+    version: int
+    settings: ProgramSettings
+    tiers: tuple[Tier, ...]  # lowest rank first
+    rules: tuple[ActiveRule, ...]
+
+    def tier(self, tier_id: int | None) -> Tier | None:
+        return next((tier for tier in self.tiers if tier.id == tier_id), None)
+
+    def rules_of(self, kinds: tuple[str, ...] | None) -> list[ActiveRule]:
+        return [rule for rule in self.rules if kinds is None or rule.policy.kind in kinds]
+
+
+_lock = threading.Lock()
+# One copy per database (the test suite talks to two in one process).
+_copies: dict[str, ProgramConfig] = {}
+
+
+def current(session: Session) -> ProgramConfig:
+    """The configuration as of this transaction (one small query per transaction)."""
+    # A session opens a new Connection for each transaction: it identifies the transaction.
+    connection = session.connection()
+    memo = session.info.get(_MEMO)
+    if memo is not None and memo[0] is connection:
+        return memo[1]  # type: ignore[no-any-return]
+    version = connection.execute(_VERSION).scalar_one()
+    database = str(connection.engine.url)
+    with _lock:
+        config = _copies.get(database)
+    if config is None or config.version != version:
+        config = _load(connection, version)
+        with _lock:
+            _copies[database] = config
+    session.info[_MEMO] = (connection, config)
+    return config
+
+
+def changed(session: Session) -> None:
+    """Record, in the caller's transaction, that the settings, a tier or a rule changed."""
+    session.execute(_BUMP)
+    session.info.pop(_MEMO, None)
+
+
+def _load(connection: Connection, version: int) -> ProgramConfig:
+    settings_row = connection.execute(sa.select(ProgramSettings.__table__)).one()
+    tier_rows = connection.execute(sa.select(Tier.__table__).order_by(Tier.rank)).all()
+    rules = tuple(
+        ActiveRule(
+            id=row.id,
+            per_member_cap=dict(row.caps.get("per_member") or {}),
+            policy=policy.to_policy(row.public_id, row.kind, row.version, row._asdict()),
+        )
+        for row in connection.execute(_RULES)
+    )
+    return ProgramConfig(
+        version=version,
+        settings=ProgramSettings(**settings_row._asdict()),
+        tiers=tuple(Tier(**row._asdict()) for row in tier_rows),
+        rules=rules,
+    )
