@@ -14,7 +14,7 @@ from loyalty.db import utcnow
 from loyalty.events import services as events
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
-from loyalty.members import services as members
+from loyalty.ledger import services as ledger
 from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
@@ -46,7 +46,7 @@ CART_EXAMPLE = {
 
 
 def _external_id(member_id: int) -> str:
-    return members.external_id_of(db.session(), member_id)
+    return ledger.external_id_of(db.session(), member_id)
 
 
 def order_body(order: Order, as_of: dt.datetime) -> dict[str, Any]:
@@ -190,9 +190,7 @@ class Refunds(MethodView):
         """
         session = db.session()
         refund, _ = orders.refund_order(session, order_id, body)
-        order = session.get(Order, refund.order_pk)  # in the session already: no query
-        assert order is not None
-        return refund_body(refund, order.order_id, order.currency)
+        return refund_body(refund, refund.order.order_id, refund.order.currency)
 
 
 @blp.route("/redemptions")

@@ -471,6 +471,16 @@ def find_member(session: Session, external_id: str) -> Member:
     return member
 
 
+_EXTERNAL_ID = sa.select(Member.external_id).where(Member.id == sa.bindparam("member_id"))
+
+
+def external_id_of(session: Session, member_id: int) -> str:
+    """The external id of the member with this row id ("" if there is none): a prebuilt
+    Core query, for answers and webhook payloads that name the member."""
+    found = session.connection().execute(_EXTERNAL_ID, {"member_id": member_id}).scalar()
+    return found or ""
+
+
 def settled_balance(
     session: Session, member: Member, now: dt.datetime | None = None
 ) -> MemberBalance:

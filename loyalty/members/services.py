@@ -105,7 +105,6 @@ _CARD = (
     .join_from(Member, MemberBalance, MemberBalance.member_id == Member.id)
     .where(Member.external_id == sa.bindparam("external_id"))
 )
-_EXTERNAL_ID = sa.select(Member.external_id).where(Member.id == sa.bindparam("member_id"))
 
 
 def card(session: Session, external_id: str, now: dt.datetime | None = None) -> MemberCard:
@@ -138,12 +137,6 @@ def card(session: Session, external_id: str, now: dt.datetime | None = None) -> 
         expiring_soon=soon,
         progress=tiers.progress(session, member, now),
     )
-
-
-def external_id_of(session: Session, member_id: int) -> str:
-    """The external id of the member with this row id ("" if there is none)."""
-    found = session.connection().execute(_EXTERNAL_ID, {"member_id": member_id}).scalar()
-    return found or ""
 
 
 ALLOWED_TRANSITIONS = {

@@ -4,7 +4,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from loyalty.db import BigIntPK, utcnow
 from loyalty.extensions import db
@@ -50,3 +50,5 @@ class Refund(db.Model):  # type: ignore[name-defined]
     points_restored: Mapped[int] = mapped_column(sa.BigInteger)
     request_hash: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    order: Mapped[Order] = relationship()

@@ -377,6 +377,9 @@ def _refund_amount(order: Order, fields: dict[str, Any]) -> tuple[int, list[dict
     return amount, lines
 
 
+_MEMBER_OF_ORDER = sa.select(Order.member_id).where(Order.order_id == sa.bindparam("order_id"))
+
+
 def refund_order(
     session: Session, order_id: str, fields: dict[str, Any], now: dt.datetime | None = None
 ) -> tuple[Refund, bool]:
@@ -391,11 +394,14 @@ def refund_order(
     """
     now = now or utcnow()
     request_hash = body_fingerprint({"order_id": order_id, **fields})
-    order = find_order(session, order_id)
+    member_id = session.connection().execute(_MEMBER_OF_ORDER, {"order_id": order_id}).scalar()
+    if member_id is None:
+        raise OrderNotFound(f"No order with order_id {order_id!r}.")
     settings = config.current(session).settings
     with transaction(session):
-        balance = ledger.lock_balance(session, order.member_id)
-        order = _find_order(session, order_id, fresh=True) or order
+        balance = ledger.lock_balance(session, member_id)
+        order = _find_order(session, order_id, fresh=True)
+        assert order is not None  # orders are never deleted
         existing = session.execute(
             sa.select(Refund).where(Refund.refund_id == fields["refund_id"])
         ).scalar_one_or_none()
@@ -470,7 +476,7 @@ def refund_order(
         order.lines = lines
         refund = Refund(
             refund_id=fields["refund_id"],
-            order_pk=order.id,
+            order=order,
             amount=amount,
             lines=fields.get("lines"),
             points_reversed=reversed_points,

@@ -37,7 +37,7 @@ class Redemption(db.Model):  # type: ignore[name-defined]
     # Points given back by refunds of the order that used this redemption.
     restored_points: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
-    allocations: Mapped[list[RedemptionAllocation]] = relationship(lazy="selectin")
+    allocations: Mapped[list[RedemptionAllocation]] = relationship(lazy="select")
 
 
 class RedemptionAllocation(db.Model):  # type: ignore[name-defined]

@@ -15,7 +15,6 @@ from loyalty.db import transaction, utcnow
 from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
-from loyalty.members.models import Member
 from loyalty.program import config
 from loyalty.redemptions.exceptions import (
     AlreadyCaptured,
@@ -83,6 +82,11 @@ def hold(
     return redemption
 
 
+_MEMBER_OF = sa.select(Redemption.member_id).where(
+    Redemption.public_id == sa.bindparam("public_id")
+)
+
+
 def find(session: Session, public_id: uuid.UUID) -> Redemption:
     """The redemption with this id. Raises RedemptionNotFound."""
     redemption = session.execute(
@@ -98,7 +102,9 @@ def _locked(
 ) -> tuple[Redemption, MemberBalance]:
     """The redemption re-read under its member's lock, after settling (which expires it if
     its TTL ran out)."""
-    member_id = find(session, public_id).member_id
+    member_id = session.connection().execute(_MEMBER_OF, {"public_id": public_id}).scalar()
+    if member_id is None:
+        raise RedemptionNotFound(f"No redemption with id {public_id}.")
     balance = ledger.lock_balance(session, member_id)
     ledger.settle(session, balance, now)
     redemption = session.execute(
@@ -123,12 +129,11 @@ def capture_locked(
     )
     redemption.status = RedemptionStatus.CAPTURED.value
     redemption.captured_at = now
-    member = session.get(Member, redemption.member_id)
     outbox.emit(
         session,
         "redemption.captured",
         {
-            "member_id": member.external_id if member else None,
+            "member_id": ledger.external_id_of(session, redemption.member_id) or None,
             "redemption_id": str(redemption.public_id),
             "points": redemption.points,
             "value": {"amount": redemption.value, "currency": redemption.currency},
