@@ -13,7 +13,8 @@ import tempfile
 bind = os.environ.get("LOYALTY_BIND", "127.0.0.1:8000")
 worker_class = "sync"
 workers = int(os.environ.get("LOYALTY_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-# A request stuck longer than this is killed; its Idempotency-Key lease lets a retry take over.
+# A request stuck longer than this is killed; its transaction, Idempotency-Key claim
+# included, rolls back, so a retry does the work.
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

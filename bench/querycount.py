@@ -191,6 +191,8 @@ def report(bench: bench_run.Bench, options: argparse.Namespace) -> None:
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
             stats.print_stats(45)
+            if os.environ.get("QC_CALLERS"):
+                stats.print_callers(os.environ["QC_CALLERS"])
             profile_text = out.getvalue()
     if options.profile:
         print(f"\ncProfile (CPU time) of {n} {options.profile} requests, cumulative:")

@@ -6,8 +6,6 @@ Environment variables:
   ``./instance/loyalty.db``. ``postgresql://...`` URLs use psycopg 3.
 - ``LOYALTY_DB_POOL_SIZE`` / ``LOYALTY_DB_MAX_OVERFLOW``: PostgreSQL connection pool per
   process (default 5 / 5).
-- ``LOYALTY_IDEMPOTENCY_LEASE_SECONDS``: how long an unfinished request owns its
-  Idempotency-Key before a retry may take it over (default 60).
 - ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie (default: a key made
   once in ./instance/secret_key). ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure
   flag, for a console reached over plain http on another host than localhost.

@@ -63,7 +63,6 @@ def from_environment() -> dict[str, Any]:
         "PERMANENT_SESSION_LIFETIME": 8 * 3600,
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
-        "IDEMPOTENCY_LEASE_SECONDS": int(os.environ.get("LOYALTY_IDEMPOTENCY_LEASE_SECONDS", "60")),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "API_TITLE": "loyalty",
         "API_VERSION": "v1",

@@ -1,13 +1,12 @@
 """The Idempotency-Key header on every POST under /v1.
 
-before_request claims the key (or replays the stored answer); the view's work then runs in
-an outer transaction scope, and after_request stores the response in that same transaction
-before committing, so work and answer are saved together or not at all.
+before_request claims the key in the request's transaction (or replays the stored answer);
+the view's work then runs in an outer transaction scope, and after_request stores the
+response in that same transaction before committing: claim, work and answer are saved
+together or not at all, in one transaction.
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import DBAPIError
@@ -37,11 +36,15 @@ def _claim_key() -> Response | None:
     fingerprint = idempotency.request_fingerprint(
         request.method, request.full_path, request.get_data(cache=True)
     )
-    lease = dt.timedelta(seconds=current_app.config["IDEMPOTENCY_LEASE_SECONDS"])
-    record_id, stored = idempotency.claim(
-        db.session(), current_caller().key_id, key, fingerprint, lease
-    )
+    caller = current_caller()
+    session = db.session()
+    try:
+        record_id, stored = idempotency.claim(session, caller.key_id, key, fingerprint)
+    except BaseException:
+        session.rollback()
+        raise
     if stored is not None:
+        session.rollback()
         response = current_app.response_class(
             stored.body,
             status=stored.status,
@@ -50,7 +53,8 @@ def _claim_key() -> Response | None:
         response.headers[REPLAYED_HEADER] = "true"
         return response
     g.idempotency_record = record_id
-    open_outer_scope(db.session())
+    g.idempotency_claim = (caller.key_id, key, fingerprint)
+    open_outer_scope(session)
     return None
 
 
@@ -62,21 +66,31 @@ def _store_response(response: Response) -> Response:
     close_outer_scope(session)
     try:
         if response.status_code >= 500:
+            # Nothing is kept, the claim included: a retry does the work.
             session.rollback()
-            idempotency.release(session, record_id)
             return response
         if response.status_code >= 400:
             # The work failed and must not be kept; its answer is kept so a retry gets the same.
             session.rollback()
-        idempotency.complete(
-            session, record_id, response.status_code, response.get_data(as_text=True)
-        )
+            key_id, key, fingerprint = g.idempotency_claim
+            idempotency.store_refusal(
+                session,
+                key_id,
+                key,
+                fingerprint,
+                response.status_code,
+                response.get_data(as_text=True),
+            )
+        else:
+            idempotency.complete(
+                session, record_id, response.status_code, response.get_data(as_text=True)
+            )
         session.commit()
     except DBAPIError as error:
         # The database went away before the answer was stored, so the work (in the same
-        # transaction) was not kept either; the claim stays until its lease runs out and a
-        # retry takes it over. Answered like any request that finds the database down (503),
-        # not as an error escaping an after_request hook (500).
+        # transaction) was not kept either, nor the claim: a retry does the work. Answered like
+        # any request that finds the database down (503), not as an error escaping an
+        # after_request hook (500).
         session.rollback()
         return handle_unexpected(error)
     return response

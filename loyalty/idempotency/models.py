@@ -17,9 +17,8 @@ class IdempotencyRecord(db.Model):  # type: ignore[name-defined]
     api_key_id: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"))
     key: Mapped[str] = mapped_column(sa.String(255))
     request_hash: Mapped[str] = mapped_column(sa.String(64))
-    # NULL while the first request runs; set, with the body, when its response is stored.
+    # Set in the transaction that claims the key (NULL only in records of earlier versions,
+    # whose claims were committed on their own).
     response_status: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    # Renewed when a request takes the key over; a stale lease means that request died.
-    locked_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

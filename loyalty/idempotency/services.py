@@ -1,36 +1,31 @@
-"""The life of an idempotency key: claim it, then store the response or let it go.
+"""The life of an idempotency key: claim it with the work, store the answer with the work.
 
-A claim is committed on its own before the work starts, so a concurrent duplicate sees it
-and is told the first request is in progress. The response is stored in the same
-transaction as the work (see ``complete``), so a crash can never leave work done without
-its stored answer: a retry after a crash either replays or redoes work that rolled back.
+A claim is an insert in the request's own transaction, and the response is stored in that
+same transaction before it commits: work, claim and answer are kept together or not at all.
+A concurrent duplicate's insert waits on the unique index until the first request ends
+(PostgreSQL; SQLite serializes writers anyway), then replays its answer, or, if the first
+request failed or its worker died, does the work itself: a crash never leaves a claim
+behind, so a retry never has to wait for one to run out.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loyalty.db import transaction, utcnow
-from loyalty.errors import BusinessRuleViolation, Conflict
+from loyalty.errors import BusinessRuleViolation
 from loyalty.idempotency.models import IdempotencyRecord
 
 
 class IdempotencyKeyReused(BusinessRuleViolation):
     code = "idempotency_key_reused"
     title = "Idempotency key reused with a different request"
-
-
-class IdempotencyInProgress(Conflict):
-    code = "idempotency_in_progress"
-    title = "A request with this idempotency key is in progress"
 
 
 def body_fingerprint(fields: dict[str, Any]) -> str:
@@ -49,58 +44,46 @@ class StoredResponse:
     body: str
 
 
+def _insert(session: Session, **values: Any) -> int | None:
+    """Insert a record unless (api key, key) exists; its id, or None when it does."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    inserted: int | None = session.execute(
+        dialect.insert(IdempotencyRecord)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
+        .returning(IdempotencyRecord.id)
+    ).scalar()
+    return inserted
+
+
 def claim(
-    session: Session,
-    api_key_id: int,
-    key: str,
-    fingerprint: str,
-    lease: dt.timedelta,
-    now: dt.datetime | None = None,
+    session: Session, api_key_id: int, key: str, fingerprint: str
 ) -> tuple[int, StoredResponse | None]:
-    """Claim `key` for a request. Returns (record id, stored response or None).
+    """Claim `key` for a request, in the caller's transaction. Returns (record id, stored
+    response or None).
 
     A stored response means this is a retry of a finished request: replay it. None means the
-    caller owns the key and must ``complete`` or ``release`` it. Raises IdempotencyKeyReused
-    for a different request under the same key, IdempotencyInProgress while the first
-    request runs (a claim older than `lease` is taken over: its request died).
+    caller owns the key until its transaction ends, and must ``complete`` it before
+    committing. Raises IdempotencyKeyReused for a different request under the same key.
     """
-    now = now or utcnow()
-    try:
-        with transaction(session):
-            record = IdempotencyRecord(
-                api_key_id=api_key_id, key=key, request_hash=fingerprint, locked_at=now
-            )
-            session.add(record)
-            session.flush()
-            return record.id, None
-    except IntegrityError:
-        pass
-    with transaction(session):
-        existing = session.execute(
-            sa.select(IdempotencyRecord)
-            .where(IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key)
-            .execution_options(populate_existing=True)
-        ).scalar_one()
-        if existing.request_hash != fingerprint:
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was used for a different request; use a new key."
-            )
-        if existing.response_status is not None and existing.response_body is not None:
-            return existing.id, StoredResponse(existing.response_status, existing.response_body)
-        taken_over = session.execute(
-            sa.update(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.id == existing.id,
-                IdempotencyRecord.response_status.is_(None),
-                IdempotencyRecord.locked_at < now - lease,
-            )
-            .values(locked_at=now)
+    record_id = _insert(session, api_key_id=api_key_id, key=key, request_hash=fingerprint)
+    if record_id is not None:
+        return record_id, None
+    existing = session.execute(
+        sa.select(IdempotencyRecord)
+        .where(IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key)
+        # A record without an answer comes from an earlier version, which committed claims
+        # on their own; the lock makes one retry take it over.
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if existing.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a different request; use a new key."
         )
-        if taken_over.rowcount != 1:  # type: ignore[attr-defined]
-            raise IdempotencyInProgress(
-                "The first request with this Idempotency-Key has not finished; retry later."
-            )
-        return existing.id, None
+    if existing.response_status is not None and existing.response_body is not None:
+        return existing.id, StoredResponse(existing.response_status, existing.response_body)
+    return existing.id, None
 
 
 def complete(session: Session, record_id: int, status: int, body: str) -> None:
@@ -112,7 +95,17 @@ def complete(session: Session, record_id: int, status: int, body: str) -> None:
     )
 
 
-def release(session: Session, record_id: int) -> None:
-    """Forget the claim (the request failed on our side), so a retry runs it again."""
-    with transaction(session):
-        session.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+def store_refusal(
+    session: Session, api_key_id: int, key: str, fingerprint: str, status: int, body: str
+) -> None:
+    """Keep a refusal (4xx) after its work was rolled back, in a new transaction of the
+    caller's, so a retry gets the same answer. A duplicate that claimed the key meanwhile
+    keeps its own answer."""
+    _insert(
+        session,
+        api_key_id=api_key_id,
+        key=key,
+        request_hash=fingerprint,
+        response_status=status,
+        response_body=body,
+    )

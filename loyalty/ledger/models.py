@@ -125,6 +125,16 @@ class PointLot(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_bounds"),
         sa.Index("ix_point_lots_member_id_state", "member_id", "state"),
+        # A member's live lots with points left, soonest-expiring first: the card's expiring
+        # points, spending and the next expiry read only these, never the spent or expired
+        # lots that pile up over the years.
+        sa.Index(
+            "ix_point_lots_live_member_id_expires_at",
+            "member_id",
+            "expires_at",
+            postgresql_where=sa.text("state IN ('pending', 'available') AND remaining > 0"),
+            sqlite_where=sa.text("state IN ('pending', 'available') AND remaining > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from typing import Any
@@ -14,9 +13,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from loyalty.auth.services import authenticate
-from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.idempotency import services as idempotency
+from loyalty.idempotency.models import IdempotencyRecord
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.members.models import Member
@@ -62,17 +61,15 @@ def key_id(app: Flask, headers: dict[str, str]) -> int:
         return caller.key_id
 
 
-def claim_for(
-    app: Flask, headers: dict[str, str], key: str, path: str, body: Any, claimed_at: dt.datetime
-) -> None:
-    """Claim `key` as an unfinished request for exactly this POST would have."""
+def leftover_claim(app: Flask, headers: dict[str, str], key: str, path: str, body: Any) -> None:
+    """A claim without an answer, as earlier versions committed before doing the work (and
+    left behind when the request died)."""
     fingerprint = idempotency.request_fingerprint("POST", f"{path}?", json.dumps(body).encode())
-    lease = dt.timedelta(seconds=app.config["IDEMPOTENCY_LEASE_SECONDS"])
     with app.app_context():
-        _, stored = idempotency.claim(
-            db.session, key_id(app, headers), key, fingerprint, lease, now=claimed_at
+        db.session.add(
+            IdempotencyRecord(api_key_id=key_id(app, headers), key=key, request_hash=fingerprint)
         )
-    assert stored is None
+        db.session.commit()
 
 
 def test_a_retry_replays_the_first_response_without_redoing_the_work(app, client, admin):
@@ -174,21 +171,8 @@ def test_keys_are_scoped_per_api_key(app, client, headers_for):
     assert adjustments(app) == [500, 500]
 
 
-def test_a_fresh_claim_of_a_request_still_running_is_a_409_in_progress(app, client, admin):
-    claim_for(app, admin, "k1", ADJUST, GOODWILL, claimed_at=utcnow())
-
-    response = post(client, ADJUST, GOODWILL, with_key(admin, "k1"))
-
-    assert response.status_code == 409
-    assert response.mimetype == "application/problem+json"
-    assert response.json["code"] == "idempotency_in_progress"
-    assert adjustments(app) == []
-
-
-def test_a_stale_claim_is_taken_over_by_the_retry(app, client, admin):
-    lease = app.config["IDEMPOTENCY_LEASE_SECONDS"]
-    died_at = utcnow() - dt.timedelta(seconds=lease + 5)
-    claim_for(app, admin, "k1", ADJUST, GOODWILL, claimed_at=died_at)
+def test_a_claim_left_without_an_answer_is_taken_over_by_the_retry(app, client, admin):
+    leftover_claim(app, admin, "k1", ADJUST, GOODWILL)
 
     response = post(client, ADJUST, GOODWILL, with_key(admin, "k1"))
     again = post(client, ADJUST, GOODWILL, with_key(admin, "k1"))
@@ -199,16 +183,62 @@ def test_a_stale_claim_is_taken_over_by_the_retry(app, client, admin):
     assert adjustments(app) == [500]
 
 
-def test_a_stale_claim_for_another_body_is_still_reused(app, client, admin):
-    lease = app.config["IDEMPOTENCY_LEASE_SECONDS"]
-    died_at = utcnow() - dt.timedelta(seconds=lease + 5)
-    claim_for(app, admin, "k1", ADJUST, {"points": 1, "reason": "x"}, claimed_at=died_at)
+def test_a_claim_left_for_another_body_is_still_reused(app, client, admin):
+    leftover_claim(app, admin, "k1", ADJUST, {"points": 1, "reason": "x"})
 
     response = post(client, ADJUST, GOODWILL, with_key(admin, "k1"))
 
     assert response.status_code == 422
     assert response.json["code"] == "idempotency_key_reused"
     assert adjustments(app) == []
+
+
+def test_a_failed_request_leaves_no_claim_behind(app, client, admin, monkeypatch):
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("crashed mid-request")
+
+    monkeypatch.setattr(ledger, "adjust", crash)
+    assert post(client, ADJUST, GOODWILL, with_key(admin, "k1")).status_code == 500
+
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(IdempotencyRecord.id))) == 0
+
+
+def test_a_retry_while_the_first_request_runs_waits_for_it_and_replays_its_answer(app, admin):
+    """No 409 to retry on: the duplicate's claim waits for the first request's transaction."""
+    first_started, let_first_finish = threading.Event(), threading.Event()
+    real_adjust = ledger.adjust
+    responses: dict[str, TestResponse] = {}
+
+    def slow_adjust(*args: Any, **kwargs: Any) -> Any:
+        first_started.set()
+        assert let_first_finish.wait(timeout=10)
+        return real_adjust(*args, **kwargs)
+
+    def send(name: str) -> None:
+        responses[name] = post(app.test_client(), ADJUST, GOODWILL, with_key(admin, "k1"))
+
+    ledger.adjust = slow_adjust
+    try:
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        assert first_started.wait(timeout=10)
+        ledger.adjust = real_adjust
+        retry = threading.Thread(target=send, args=("retry",))
+        retry.start()
+        retry.join(timeout=0.5)
+        assert retry.is_alive(), "the retry answered while the first request still ran"
+        let_first_finish.set()
+        first.join(timeout=30)
+        retry.join(timeout=30)
+    finally:
+        ledger.adjust = real_adjust
+        let_first_finish.set()
+
+    assert responses["first"].status_code == responses["retry"].status_code == 201
+    assert responses["retry"].headers["Idempotent-Replayed"] == "true"
+    assert responses["retry"].get_data() == responses["first"].get_data()
+    assert adjustments(app) == [500]
 
 
 @pytest.mark.parametrize("length", [0, 256])
@@ -257,10 +287,6 @@ def test_two_simultaneous_retries_do_the_work_once(app, admin, attempt):
 
     assert errors == []
     assert adjustments(app) == [500]
-    statuses = sorted(response.status_code for response in responses)
-    assert statuses in ([201, 201], [201, 409])
-    if statuses == [201, 201]:
-        assert responses[0].get_data() == responses[1].get_data()
-    else:
-        conflict = next(r for r in responses if r.status_code == 409)
-        assert conflict.json["code"] == "idempotency_in_progress"
+    assert [response.status_code for response in responses] == [201, 201]
+    assert responses[0].get_data() == responses[1].get_data()
+    assert sorted(r.headers.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]

@@ -521,7 +521,6 @@ def test_the_api_agrees_with_a_model_of_the_balances(app, monkeypatch):
     patched = patch_the_clock(monkeypatch, clock)
     assert {
         "loyalty.api.orders",
-        "loyalty.idempotency.services",
         "loyalty.ledger.services",
         "loyalty.members.services",
         "loyalty.orders.services",

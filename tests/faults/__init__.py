@@ -148,7 +148,6 @@ def gunicorn(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[Se
     env.update(
         DATABASE_URL=database_url,
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        LOYALTY_IDEMPOTENCY_LEASE_SECONDS="2",
         LOYALTY_SECRET_KEY="fault-tests-only",
         LOYALTY_LOG_LEVEL="WARNING",
     )

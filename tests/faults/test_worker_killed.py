@@ -74,11 +74,9 @@ class Call:
 
 
 def is_final(answer: Answer) -> bool:
-    """An answer the checkout would stop retrying on. No answer, a gateway or availability
-    error, or a claim still held by a request that died are not final."""
-    if answer.status is None or answer.status in (502, 503, 504):
-        return False
-    return not (answer.status == 409 and answer.code == "idempotency_in_progress")
+    """An answer the checkout would stop retrying on: not no answer, nor a gateway or
+    availability error. (A request that died leaves no claim behind to wait for.)"""
+    return answer.status is not None and answer.status not in (502, 503, 504)
 
 
 def burst(checkout: dict[str, str]) -> list[Call]:
