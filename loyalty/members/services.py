@@ -17,6 +17,7 @@ from loyalty.ledger import services as ledger
 from loyalty.ledger.models import MemberBalance, PointLot
 from loyalty.members.exceptions import MemberClosed, MemberNotFound, ReferrerNotFound
 from loyalty.members.models import Member, MemberStatus
+from loyalty.program import config
 from loyalty.redemptions.models import Redemption
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
@@ -101,7 +102,7 @@ def _columns(model: Any, prefix: str) -> list[tuple[str, sa.Label[Any]]]:
 _MEMBER_FIELDS = _columns(Member, "m_")
 _BALANCE_FIELDS = _columns(MemberBalance, "b_")
 _CARD = (
-    sa.select(*(label for _, label in _MEMBER_FIELDS + _BALANCE_FIELDS))
+    sa.select(*(label for _, label in _MEMBER_FIELDS + _BALANCE_FIELDS), config.version_column())
     .join_from(Member, MemberBalance, MemberBalance.member_id == Member.id)
     .where(Member.external_id == sa.bindparam("external_id"))
 )
@@ -135,7 +136,7 @@ def card(session: Session, external_id: str, now: dt.datetime | None = None) -> 
         member=member,
         balance=balance,
         expiring_soon=soon,
-        progress=tiers.progress(session, member, now),
+        progress=tiers.progress(session, member, now, config.current(session, row.config_version)),
     )
 
 

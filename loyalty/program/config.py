@@ -91,14 +91,16 @@ _lock = threading.Lock()
 _copies: dict[str, ProgramConfig] = {}
 
 
-def current(session: Session) -> ProgramConfig:
-    """The configuration as of this transaction (one small query per transaction)."""
+def current(session: Session, version: int | None = None) -> ProgramConfig:
+    """The configuration as of this transaction (one small query per transaction, none when
+    the caller read `version` in this transaction already: see ``version_column``)."""
     # A session opens a new Connection for each transaction: it identifies the transaction.
     connection = session.connection()
     memo = session.info.get(_MEMO)
     if memo is not None and memo[0] is connection:
         return memo[1]  # type: ignore[no-any-return]
-    version = connection.execute(_VERSION).scalar_one()
+    if version is None:
+        version = connection.execute(_VERSION).scalar_one()
     database = str(connection.engine.url)
     with _lock:
         config = _copies.get(database)
@@ -108,6 +110,11 @@ def current(session: Session) -> ProgramConfig:
             _copies[database] = config
     session.info[_MEMO] = (connection, config)
     return config
+
+
+def version_column() -> sa.Label[int]:
+    """The config version as a column, for a hot query to read it along with its rows."""
+    return _VERSION.scalar_subquery().label("config_version")
 
 
 def changed(session: Session) -> None:

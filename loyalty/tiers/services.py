@@ -218,9 +218,12 @@ class Progress:
     retained_until: dt.datetime | None
 
 
-def progress(session: Session, member: Member, now: dt.datetime) -> Progress:
-    """The member's tier and how far they are from the next one."""
-    program = config.current(session)
+def progress(
+    session: Session, member: Member, now: dt.datetime, program: config.ProgramConfig | None = None
+) -> Progress:
+    """The member's tier and how far they are from the next one (under `program`, the
+    configuration of this transaction, when the caller has it)."""
+    program = program or config.current(session)
     tiers, current = program.tiers, program.tier(member.tier_id)
     points = qualifying_points(session, member.id, now) if tiers else 0
     upcoming = policy.next_tier([view(t) for t in tiers], view(current) if current else None)
