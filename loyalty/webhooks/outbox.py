@@ -25,9 +25,15 @@ EVENT_TYPES = (
 )
 
 
+_INSERT = OutboxEvent.__table__.insert()
+
+
 def emit(
     session: Session, event_type: str, payload: dict[str, Any], now: dt.datetime | None = None
 ) -> None:
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type}")
-    session.add(OutboxEvent(type=event_type, payload=payload, created_at=now or utcnow()))
+    # Core, not the unit of work: every checkout write emits one, and nothing reads it back.
+    session.connection().execute(
+        _INSERT, {"type": event_type, "payload": payload, "created_at": now or utcnow()}
+    )

@@ -135,8 +135,7 @@ class Server:
 @contextmanager
 def gunicorn(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[Server]:
     """gunicorn with gunicorn.conf.py and `workers` sync workers on a free port, serving
-    `database_url`, in its own process group. The idempotency lease is 2 s, so a retry
-    takes over the claim of a request that died within seconds."""
+    `database_url`, in its own process group."""
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir(exist_ok=True)
