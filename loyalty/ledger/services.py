@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,10 @@ def lock_balance(session: Session, member_id: int) -> MemberBalance:
     return session.execute(stmt).scalar_one()
 
 
+_INSERT_TRANSACTION = LedgerTransaction.__table__.insert().returning(LedgerTransaction.id)
+_INSERT_ENTRIES = LedgerEntry.__table__.insert()
+
+
 def post(
     session: Session,
     balance: MemberBalance,
@@ -72,31 +77,50 @@ def post(
     qualifying: int = 0,
     qualifying_at: dt.datetime | None = None,
 ) -> LedgerTransaction:
-    """Append one balanced transaction and move the member's balance columns with it."""
+    """Append one balanced transaction and move the member's balance columns with it.
+
+    Written with Core, not the unit of work (every write posts; the ORM flush of a
+    transaction and its entries cost three times the CPU). It returns a read-only copy
+    with its entries, which is not in the session: read it, never add it to one.
+    """
     legs = [(account, amount) for account, amount in legs if amount]
     if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
         raise ValueError(f"unbalanced ledger transaction: {legs}")
-    txn = LedgerTransaction(
-        member_id=balance.member_id,
-        kind=kind.value,
-        effective_at=effective_at,
-        reference=reference,
-        reason=reason,
-        actor=actor,
-        details=details or {},
-        qualifying=qualifying,
-        qualifying_at=(qualifying_at or effective_at) if qualifying else None,
-    )
-    txn.entries = [
-        LedgerEntry(member_id=balance.member_id, account=account.value, amount=amount)
+    if session.new:
+        session.flush()  # the member may be new in this transaction: insert it first
+    values = {
+        "public_id": uuid.uuid4(),
+        "member_id": balance.member_id,
+        "kind": kind.value,
+        "effective_at": effective_at,
+        "created_at": utcnow(),
+        "reference": reference,
+        "reason": reason,
+        "actor": actor,
+        "corrects_id": None,
+        "details": details or {},
+        "qualifying": qualifying,
+        "qualifying_at": (qualifying_at or effective_at) if qualifying else None,
+    }
+    connection = session.connection()
+    txn_id = connection.execute(_INSERT_TRANSACTION, values).scalar_one()
+    entries = [
+        {
+            "transaction_id": txn_id,
+            "member_id": balance.member_id,
+            "account": account.value,
+            "amount": amount,
+        }
         for account, amount in legs
     ]
+    connection.execute(_INSERT_ENTRIES, entries)
     for account, amount in legs:
         if account in MEMBER_ACCOUNTS:
             column = account.value
             setattr(balance, column, getattr(balance, column) + amount)
-    session.add(txn)
     metrics.POINTS.labels(kind.value).inc(sum(amount for _, amount in legs if amount > 0))
+    txn = LedgerTransaction(id=txn_id, **values)
+    txn.entries = [LedgerEntry(**entry) for entry in entries]
     return txn
 
 
@@ -167,7 +191,7 @@ def credit(
     )
     lot = PointLot(
         member_id=balance.member_id,
-        transaction=txn,
+        transaction_id=txn.id,
         points=points,
         remaining=remaining,
         state=state.value,
