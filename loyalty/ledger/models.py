@@ -79,6 +79,16 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined]
         sa.Index("ix_ledger_transactions_member_id_qualifying_at", "member_id", "qualifying_at"),
         # The activity report reads a range of days across all members.
         sa.Index("ix_ledger_transactions_effective_at", "effective_at"),
+        # Tier progress and review sum a member's qualifying points over the rolling window
+        # from this index alone (index-only), not from one table page per earning.
+        sa.Index(
+            "ix_ledger_transactions_qualifying_window",
+            "member_id",
+            "qualifying_at",
+            postgresql_include=["qualifying"],
+            postgresql_where=sa.text("qualifying <> 0"),
+            sqlite_where=sa.text("qualifying <> 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -109,6 +119,15 @@ class LedgerEntry(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.CheckConstraint("amount <> 0", name="nonzero"),
         sa.Index("ix_ledger_entries_member_id_account", "member_id", "account"),
+        # The liability report sums the program accounts over the whole ledger: an index-only
+        # scan of this small index (amounts repeat, so it deduplicates well), not the table.
+        sa.Index(
+            "ix_ledger_entries_program_account_amount",
+            "account",
+            "amount",
+            postgresql_where=sa.text("account IN ('issued', 'redeemed', 'expired', 'adjusted')"),
+            sqlite_where=sa.text("account IN ('issued', 'redeemed', 'expired', 'adjusted')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -128,9 +128,10 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     ValidationFailed.
     """
     now = now or utcnow()
-    settings = config.current(session).settings
+    # Settled first: a tier whose retention ran out no longer boosts what the cart earns.
+    member, balance, program = ledger.settled_snapshot(session, fields["member_id"], now)
+    settings = program.settings
     _check_currency(settings, fields["currency"])
-    member = ledger.find_member(session, fields["member_id"])
     if not member.is_active:
         raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
     lines = _lines(fields["lines"])
@@ -138,8 +139,6 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     total = _check_discount(lines, discount) - discount
     redeem_points = fields.get("redeem_points") or 0
     reduction = discount + settings.points_value(redeem_points)
-    # Settle first: a tier whose retention ran out no longer boosts what the cart earns.
-    balance = ledger.settled_balance(session, member, now)
     points, breakdown, _ = _earn(
         session, member, lines, reduction, now, now, _first_order(session, member)
     )
