@@ -61,6 +61,7 @@ def lock_balance(session: Session, member_id: int) -> MemberBalance:
 
 _INSERT_TRANSACTION = LedgerTransaction.__table__.insert().returning(LedgerTransaction.id)
 _INSERT_ENTRIES = LedgerEntry.__table__.insert()
+_INSERT_LOT = PointLot.__table__.insert().returning(PointLot.id)
 
 
 def post(
@@ -164,7 +165,8 @@ def credit(
     pending: bool,
     **txn_fields: Any,
 ) -> tuple[LedgerTransaction, PointLot]:
-    """Credit `points` from the program account `source` into a new lot.
+    """Credit `points` from the program account `source` into a new lot (returned as a
+    read-only copy, like the transaction).
 
     With `pending`, the points wait in the member's pending account for the program's return
     window; otherwise they are available at once, first repaying any debt.
@@ -189,16 +191,20 @@ def credit(
         effective_at=now,
         **txn_fields,
     )
-    lot = PointLot(
-        member_id=balance.member_id,
-        transaction_id=txn.id,
-        points=points,
-        remaining=remaining,
-        state=state.value,
-        available_at=available_at,
-        expires_at=expires_at,
-    )
-    session.add(lot)
+    values = {
+        "member_id": balance.member_id,
+        "transaction_id": txn.id,
+        "points": points,
+        "remaining": remaining,
+        "state": state.value,
+        "available_at": available_at,
+        "expires_at": expires_at,
+        "created_at": txn.created_at,
+        "expiry_notified_at": None,
+    }
+    # Core like the transaction: the lot returned is a read-only copy outside the session
+    # (a settle or a debit loads the row itself).
+    lot = PointLot(id=session.connection().execute(_INSERT_LOT, values).scalar_one(), **values)
     if pending:
         note_due(balance, available_at)
     # A pending lot can expire before it matures (a return window longer than the expiry).

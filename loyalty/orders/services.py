@@ -155,6 +155,10 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     )
 
 
+_INSERT_ORDER = Order.__table__.insert().returning(Order.id)
+_ORDER_EXISTS = sa.select(Order.id).where(Order.order_id == sa.bindparam("order_id"))
+
+
 def _find_order(session: Session, order_id: str, *, fresh: bool = False) -> Order | None:
     stmt = sa.select(Order).where(Order.order_id == order_id)
     if fresh:
@@ -226,8 +230,14 @@ def place_order(
             balance, referrer_balance = _lock_member_and_referrer(session, member)
             # A retry replays the order as recorded, whatever changed since (the member's
             # status, the program's currency), so the checks that depend on them come after.
-            existing = _find_order(session, fields["order_id"], fresh=True)
-            if existing is not None:
+            if (
+                session.connection()
+                .execute(_ORDER_EXISTS, {"order_id": fields["order_id"]})
+                .first()
+                is not None
+            ):
+                existing = _find_order(session, fields["order_id"], fresh=True)
+                assert existing is not None  # orders are never deleted
                 return _replay(existing, request_hash), False
             settings = config.current(session).settings
             _check_currency(settings, fields["currency"])
@@ -253,26 +263,31 @@ def place_order(
                 session, member, lines, discount + redeemed_value, placed_at, now, first_order
             )
             nets = policy.net_amounts(lines, discount)
-            order = Order(
-                order_id=fields["order_id"],
-                member_id=member.id,
-                currency=settings.currency,
-                subtotal=subtotal,
-                discount=discount,
-                total=subtotal - discount,
-                redeemed_points=redemption.points if redemption else 0,
-                redeemed_value=redeemed_value,
-                points_earned=points,
-                breakdown=[c.as_dict() for c in breakdown],
-                lines=[
+            order = {
+                "order_id": fields["order_id"],
+                "member_id": member.id,
+                "currency": settings.currency,
+                "subtotal": subtotal,
+                "discount": discount,
+                "total": subtotal - discount,
+                "redeemed_points": redemption.points if redemption else 0,
+                "redeemed_value": redeemed_value,
+                "points_earned": points,
+                "breakdown": [c.as_dict() for c in breakdown],
+                "lines": [
                     {**raw, "net_amount": net, "refunded_quantity": 0}
                     for raw, net in zip(fields["lines"], nets, strict=True)
                 ],
-                request_hash=request_hash,
-                redemption_id=redemption.id if redemption else None,
-                placed_at=placed_at,
-                created_at=now,
-            )
+                "request_hash": request_hash,
+                "redemption_id": redemption.id if redemption else None,
+                "lot_id": None,
+                "placed_at": placed_at,
+                "available_at": None,
+                "created_at": now,
+                "refunded_amount": 0,
+                "points_reversed": 0,
+                "points_restored": 0,
+            }
             if points:
                 _, lot = ledger.credit(
                     session,
@@ -283,30 +298,32 @@ def place_order(
                     source=Account.ISSUED,
                     now=placed_at,
                     pending=True,
-                    reference=f"order:{order.order_id}",
+                    reference=f"order:{fields['order_id']}",
                     qualifying=points,
-                    details={"breakdown": order.breakdown},
+                    details={"breakdown": order["breakdown"]},
                 )
-                session.flush()
-                order.lot_id, order.available_at = lot.id, lot.available_at
+                order["lot_id"], order["available_at"] = lot.id, lot.available_at
                 outbox.emit(
                     session,
                     "points.earned",
                     {
                         "member_id": member.external_id,
                         "points": points,
-                        "order_id": order.order_id,
+                        "order_id": fields["order_id"],
                         "available_at": lot.available_at.isoformat(),
-                        "breakdown": order.breakdown,
+                        "breakdown": order["breakdown"],
                     },
                     now,
                 )
                 rules.record_awards(
-                    session, member.id, active, breakdown, f"order:{order.order_id}", now
+                    session, member.id, active, breakdown, f"order:{fields['order_id']}", now
                 )
                 ledger.settle(session, balance, now)
-            session.add(order)
-            session.flush()
+            if session.new:
+                session.flush()
+            # Core (the row is the one write an order always makes); the order returned is a
+            # read-only copy outside the session.
+            order["id"] = session.connection().execute(_INSERT_ORDER, order).scalar_one()
             # Crossing a threshold upgrades in the same transaction as the earning.
             tiers.review_member(session, member, now)
             if first_order and referrer_balance is not None:
@@ -317,7 +334,7 @@ def place_order(
         if existing is None:
             raise
         return _replay(existing, request_hash), False
-    return order, True
+    return Order(**order), True
 
 
 def _lock_member_and_referrer(

@@ -231,6 +231,9 @@ def remaining_caps(
     return remaining
 
 
+_INSERT_AWARD = RuleAward.__table__.insert()
+
+
 def record_awards(
     session: Session,
     member_id: int,
@@ -255,7 +258,7 @@ def record_awards(
         if contribution.rule_id in by_public_id
     ]
     if awards:
-        session.execute(sa.insert(RuleAward), awards)
+        session.connection().execute(_INSERT_AWARD, awards)
 
 
 def first_order(session: Session, member_id: int) -> bool:
