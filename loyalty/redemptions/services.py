@@ -26,6 +26,9 @@ from loyalty.redemptions.exceptions import (
 from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
 from loyalty.webhooks import outbox
 
+_INSERT_REDEMPTION = Redemption.__table__.insert().returning(Redemption.id)
+_INSERT_ALLOCATIONS = RedemptionAllocation.__table__.insert()
+
 
 def hold(
     session: Session,
@@ -52,17 +55,20 @@ def hold(
             )
         balance = ledger.lock_balance(session, member.id)
         ledger.settle(session, balance, now)
-        redemption = Redemption(
-            public_id=uuid.uuid4(),
-            member_id=member.id,
-            points=points,
-            value=settings.points_value(points),
-            currency=settings.currency,
-            status=RedemptionStatus.HELD.value,
-            order_ref=order_ref,
-            expires_at=now + dt.timedelta(seconds=settings.hold_ttl_seconds),
-            created_at=now,
-        )
+        values = {
+            "public_id": uuid.uuid4(),
+            "member_id": member.id,
+            "points": points,
+            "value": settings.points_value(points),
+            "currency": settings.currency,
+            "status": RedemptionStatus.HELD.value,
+            "order_ref": order_ref,
+            "expires_at": now + dt.timedelta(seconds=settings.hold_ttl_seconds),
+            "created_at": now,
+            "captured_at": None,
+            "released_at": None,
+            "restored_points": 0,
+        }
         _, taken = ledger.debit(
             session,
             balance,
@@ -71,12 +77,19 @@ def hold(
             kind=TransactionKind.HOLD,
             destination=Account.HELD,
             now=now,
-            reference=f"redemption:{redemption.public_id}",
+            reference=f"redemption:{values['public_id']}",
         )
-        redemption.allocations = [
-            RedemptionAllocation(lot_id=lot.id, points=take) for lot, take in taken
+        # Core, like the ledger: the redemption returned is a read-only copy.
+        connection = session.connection()
+        redemption_id = connection.execute(_INSERT_REDEMPTION, values).scalar_one()
+        allocations = [
+            {"redemption_id": redemption_id, "lot_id": lot_id, "points": take}
+            for lot_id, take in taken
         ]
-        session.add(redemption)
+        if allocations:
+            connection.execute(_INSERT_ALLOCATIONS, allocations)
+        redemption = Redemption(id=redemption_id, **values)
+        redemption.allocations = [RedemptionAllocation(**row) for row in allocations]
         ledger.note_due(balance, redemption.expires_at)
         session.flush()
     return redemption

@@ -63,7 +63,7 @@ def debit(session, member, points, now, **kwargs):
         balance = ledger.lock_balance(session, member.id)
         ledger.settle(session, balance, now)
         txn, taken = ledger.debit(session, balance, settings, points, now=now, **kwargs)
-    return txn, [(lot.id, take) for lot, take in taken]
+    return txn, taken
 
 
 def spend(session, member, points, now):
