@@ -510,17 +510,37 @@ def find_member(session: Session, external_id: str) -> Member:
     ).scalar_one_or_none()
     if member is None:
         raise MemberNotFound(f"No member with external_id {external_id!r}.")
+    _known_ids(session)[member.id] = member.external_id
     return member
 
 
 _EXTERNAL_ID = sa.select(Member.external_id).where(Member.id == sa.bindparam("member_id"))
 
 
+_KNOWN_IDS = "loyalty.external_ids"
+
+
+def _known_ids(session: Session) -> dict[int, str]:
+    """External ids of members this transaction has read (its Connection identifies it)."""
+    connection = session.connection()
+    memo = session.info.get(_KNOWN_IDS)
+    if memo is None or memo[0] is not connection:
+        memo = session.info[_KNOWN_IDS] = (connection, {})
+    known: dict[int, str] = memo[1]
+    return known
+
+
 def external_id_of(session: Session, member_id: int) -> str:
-    """The external id of the member with this row id ("" if there is none): a prebuilt
-    Core query, for answers and webhook payloads that name the member."""
-    found = session.connection().execute(_EXTERNAL_ID, {"member_id": member_id}).scalar()
-    return found or ""
+    """The external id of the member with this row id ("" if there is none), for answers
+    and webhook payloads that name the member: remembered for the transaction, else a
+    prebuilt Core query."""
+    known = _known_ids(session)
+    if member_id not in known:
+        found = session.connection().execute(_EXTERNAL_ID, {"member_id": member_id}).scalar()
+        if found is None:
+            return ""
+        known[member_id] = found
+    return known[member_id]
 
 
 def _labelled(model: Any, prefix: str) -> list[tuple[str, sa.Label[Any]]]:
