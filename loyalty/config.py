@@ -27,8 +27,8 @@ def engine_options(url: str) -> dict[str, Any]:
     return {
         "pool_size": int(os.environ.get("LOYALTY_DB_POOL_SIZE", "5")),
         "max_overflow": int(os.environ.get("LOYALTY_DB_MAX_OVERFLOW", "5")),
-        # After a database restart, stale pooled connections are replaced, not handed out.
-        "pool_pre_ping": True,
+        # No ping on every checkout (a round trip per request): loyalty.db pings a
+        # connection only after it sat idle (see ping_idle_connections).
         "pool_recycle": 1800,
         # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
         "connect_args": {"connect_timeout": 5, "options": "-c timezone=UTC"},

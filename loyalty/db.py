@@ -9,6 +9,7 @@ together, atomically.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, registry
 
 NAMING_CONVENTION = {
@@ -66,8 +68,37 @@ class Base(DeclarativeBase):
     )
 
 
+# A connection back in use within this many seconds is not pinged first: a busy worker's
+# is (a request every few milliseconds). A database restart takes far longer, and a request
+# that meets a dead connection meanwhile (a 503) makes the pool drop every connection older
+# than it.
+PING_AFTER_IDLE_SECONDS = 0.2
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before handing it out only when it sat idle, so that after
+    a database restart no stale connection is handed out, without the round trip that
+    ``pool_pre_ping`` adds to every request of a busy worker."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool discards this connection and checks out another (a new one).
+            raise DisconnectionError("stale pooled connection") from error
+
+
 def configure_engine(engine: Engine) -> None:
-    """Make SQLite behave like a database that can take concurrent writers.
+    """Ping idle PostgreSQL connections (above); make SQLite behave like a database that
+    can take concurrent writers.
 
     pysqlite's own transaction handling starts transactions late and lazily, so two writers
     both read, then one fails at its first write with "database is locked". We emit
@@ -75,6 +106,7 @@ def configure_engine(engine: Engine) -> None:
     serialize, which is SQLite's equivalent of PostgreSQL's row locks.
     """
     if engine.dialect.name != "sqlite":
+        ping_idle_connections(engine)
         return
 
     @event.listens_for(engine, "connect")
