@@ -393,6 +393,8 @@ def _refund_amount(order: Order, fields: dict[str, Any]) -> tuple[int, list[dict
     return amount, lines
 
 
+_REFUND_EXISTS = sa.select(Refund.id).where(Refund.refund_id == sa.bindparam("refund_id"))
+_INSERT_REFUND = Refund.__table__.insert().returning(Refund.id)
 _MEMBER_OF_ORDER = sa.select(Order.member_id).where(Order.order_id == sa.bindparam("order_id"))
 
 
@@ -418,9 +420,14 @@ def refund_order(
         balance = ledger.lock_balance(session, member_id)
         order = _find_order(session, order_id, fresh=True)
         assert order is not None  # orders are never deleted
-        existing = session.execute(
-            sa.select(Refund).where(Refund.refund_id == fields["refund_id"])
-        ).scalar_one_or_none()
+        known = {"refund_id": fields["refund_id"]}
+        existing = (
+            session.execute(sa.select(Refund).where(Refund.refund_id == fields["refund_id"]))
+            .scalars()
+            .one()
+            if session.connection().execute(_REFUND_EXISTS, known).first() is not None
+            else None
+        )
         if existing is not None:
             if existing.request_hash != request_hash:
                 raise RefundConflict(
@@ -490,16 +497,16 @@ def refund_order(
         order.points_reversed += reversed_points
         order.points_restored += restored_points
         order.lines = lines
-        refund = Refund(
-            refund_id=fields["refund_id"],
-            order=order,
-            amount=amount,
-            lines=fields.get("lines"),
-            points_reversed=reversed_points,
-            points_restored=restored_points,
-            request_hash=request_hash,
-            created_at=now,
-        )
-        session.add(refund)
-        session.flush()
-    return refund, True
+        values = {
+            "refund_id": fields["refund_id"],
+            "order_pk": order.id,
+            "amount": amount,
+            "lines": fields.get("lines"),
+            "points_reversed": reversed_points,
+            "points_restored": restored_points,
+            "request_hash": request_hash,
+            "created_at": now,
+        }
+        # Core, like the ledger: the refund returned is a read-only copy (with its order).
+        refund_pk = session.connection().execute(_INSERT_REFUND, values).scalar_one()
+    return Refund(id=refund_pk, order=order, **values), True
