@@ -14,6 +14,7 @@ from loyalty.audit import services as audit
 from loyalty.auth.models import ApiKey, Scope
 from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, NotFound, ValidationFailed
+from loyalty.program import config
 
 KEY_PREFIX = "lk_"
 
@@ -80,8 +81,9 @@ class Caller:
 
 
 # Built once: this runs on every request, and a prebuilt Core statement costs a third of
-# the CPU of building and running an ORM query each time.
-_CALLER_BY_HASH = sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes).where(
+# the CPU of building and running an ORM query each time. It also reads the program's
+# configuration version, which nearly every request needs next (see loyalty.program.config).
+_CALLER_BY_HASH = sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes, config.version_column()).where(
     ApiKey.key_hash == sa.bindparam("key_hash"), ApiKey.revoked_at.is_(None)
 )
 
@@ -96,4 +98,5 @@ def authenticate(session: Session, raw_key: str) -> Caller | None:
     )
     if row is None:
         return None
+    config.current(session, row.config_version)
     return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
