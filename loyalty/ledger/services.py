@@ -44,6 +44,15 @@ from loyalty.redemptions.models import Redemption, RedemptionAllocation, Redempt
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
+# Prebuilt: every write runs these, and building a statement costs as much as running it.
+_LOCK_BALANCE = (
+    sa.select(MemberBalance)
+    .where(MemberBalance.member_id == sa.bindparam("member_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_MEMBER_BY_EXTERNAL_ID = sa.select(Member).where(Member.external_id == sa.bindparam("external_id"))
+
 
 def lock_balance(session: Session, member_id: int) -> MemberBalance:
     """Lock the member's balance row (``FOR UPDATE``) and return it freshly read.
@@ -51,13 +60,7 @@ def lock_balance(session: Session, member_id: int) -> MemberBalance:
     Every write to a member's points goes through this lock, so concurrent debits see each
     other's results instead of the same stale balance.
     """
-    stmt = (
-        sa.select(MemberBalance)
-        .where(MemberBalance.member_id == member_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return session.execute(stmt).scalar_one()
+    return session.execute(_LOCK_BALANCE, {"member_id": member_id}).scalar_one()
 
 
 _INSERT_TRANSACTION = LedgerTransaction.__table__.insert().returning(LedgerTransaction.id)
@@ -506,7 +509,7 @@ def _next_due(session: Session, member_id: int, settled_at: dt.datetime) -> dt.d
 def find_member(session: Session, external_id: str) -> Member:
     """Return the member with this external id. Raises MemberNotFound."""
     member = session.execute(
-        sa.select(Member).where(Member.external_id == external_id)
+        _MEMBER_BY_EXTERNAL_ID, {"external_id": external_id}
     ).scalar_one_or_none()
     if member is None:
         raise MemberNotFound(f"No member with external_id {external_id!r}.")
