@@ -474,7 +474,8 @@ def reverse_earned(
     )
 
 
-def _next_due(session: Session, member_id: int, settled_at: dt.datetime) -> dt.datetime | None:
+def _soonest_due_statement() -> sa.Select[Any]:
+    member_id: sa.BindParameter[int] = sa.bindparam("member_id")
     live = PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value])
     maturing = sa.select(sa.func.min(PointLot.available_at)).where(
         PointLot.member_id == member_id, PointLot.state == LotState.PENDING.value
@@ -488,18 +489,21 @@ def _next_due(session: Session, member_id: int, settled_at: dt.datetime) -> dt.d
     # A retention ending by `settled_at` was just reviewed (a tier kept 0 months): due again
     # then, the member would be claimed by `jobs run` over and over.
     tier_review = sa.select(Member.tier_retained_until).where(
-        Member.id == member_id, Member.tier_retained_until > settled_at
+        Member.id == member_id, Member.tier_retained_until > sa.bindparam("settled_at")
     )
-    candidates = [
-        when
-        for when in (
-            session.scalar(maturing),
-            session.scalar(expiring),
-            session.scalar(hold_ends),
-            session.scalar(tier_review),
-        )
-        if when is not None
+    subqueries: list[Any] = [
+        query.scalar_subquery() for query in (maturing, expiring, hold_ends, tier_review)
     ]
+    return sa.select(*subqueries)
+
+
+# One round trip for the four candidates (settling a member runs it).
+_SOONEST_DUE = _soonest_due_statement()
+
+
+def _next_due(session: Session, member_id: int, settled_at: dt.datetime) -> dt.datetime | None:
+    row = session.execute(_SOONEST_DUE, {"member_id": member_id, "settled_at": settled_at}).one()
+    candidates: list[dt.datetime] = [when for when in row if when is not None]
     if not candidates:
         return None
     # Aggregates bypass the column type on some drivers, so normalize to aware UTC here.
