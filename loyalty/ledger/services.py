@@ -414,6 +414,8 @@ def return_held(
 def _expire_holds(
     session: Session, balance: MemberBalance, now: dt.datetime
 ) -> list[LedgerTransaction]:
+    if not balance.held:
+        return []  # no hold is open, so none can have run out
     holds = session.execute(
         sa.select(Redemption)
         .where(
