@@ -853,7 +853,9 @@ def verify(session: Session, max_problems: int = 100) -> VerifyReport:
 
     orphans = session.scalar(
         sa.select(sa.func.count(sa.distinct(LedgerEntry.member_id))).where(
-            ~LedgerEntry.member_id.in_(sa.select(MemberBalance.member_id))
+            # NOT EXISTS, not NOT IN: PostgreSQL runs NOT IN over a subquery too big for
+            # work_mem as a scan per entry (minutes at ten million entries).
+            ~sa.exists().where(MemberBalance.member_id == LedgerEntry.member_id)
         )
     )
     if orphans:
