@@ -604,22 +604,38 @@ def settled_balance(
     return balance
 
 
+@dataclass(frozen=True, slots=True)
+class ExpiringPoints:
+    remaining: int
+    expires_at: dt.datetime
+
+
+# Core and only two columns: a member may list 50 lots, and loading them as ORM objects made
+# the card of a member with a long history a third slower than a new member's.
+_EXPIRING = (
+    sa.select(PointLot.remaining, PointLot.expires_at)
+    .where(
+        PointLot.member_id == sa.bindparam("member_id"),
+        PointLot.state == LotState.AVAILABLE.value,
+        PointLot.remaining > 0,
+        PointLot.expires_at <= sa.bindparam("until"),
+    )
+    .order_by(PointLot.expires_at, PointLot.id)
+    .limit(50)
+)
+
+
 def expiring_lots(
     session: Session, member_id: int, now: dt.datetime, within: dt.timedelta
-) -> list[PointLot]:
-    """Available lots with points left that expire within `within` of `now`, soonest first."""
-    stmt = (
-        sa.select(PointLot)
-        .where(
-            PointLot.member_id == member_id,
-            PointLot.state == LotState.AVAILABLE.value,
-            PointLot.remaining > 0,
-            PointLot.expires_at <= now + within,
-        )
-        .order_by(PointLot.expires_at, PointLot.id)
-        .limit(50)
-    )
-    return list(session.execute(stmt).scalars())
+) -> list[ExpiringPoints]:
+    """Points left in available lots that expire within `within` of `now`, soonest first
+    (at most 50 lots)."""
+    rows = session.connection().execute(_EXPIRING, {"member_id": member_id, "until": now + within})
+    return [
+        ExpiringPoints(remaining, expires_at)
+        for remaining, expires_at in rows
+        if expires_at is not None  # excluded by the query; for the type checker
+    ]
 
 
 def adjust(

@@ -14,7 +14,7 @@ from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
 from loyalty.ledger import services as ledger
-from loyalty.ledger.models import MemberBalance, PointLot
+from loyalty.ledger.models import MemberBalance
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
 from loyalty.members.models import Member, MemberStatus
 from loyalty.redemptions.models import Redemption
@@ -85,7 +85,7 @@ def _by_external_id(session: Session, external_id: str) -> Member | None:
 class MemberCard:
     member: Member
     balance: MemberBalance
-    expiring_soon: list[PointLot]
+    expiring_soon: list[ledger.ExpiringPoints]
     progress: tiers.Progress
 
 
