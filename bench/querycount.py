@@ -189,7 +189,9 @@ def report(bench: bench_run.Bench, options: argparse.Namespace) -> None:
         print(f"{op:10} {total / n:10.1f} {commits[0] / n:8.1f} {elapsed:7.2f} {cpu:7.2f}  {kinds}")
         if profiler:
             out = io.StringIO()
-            stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("QC_SORT", "cumulative"))
+            stats = pstats.Stats(profiler, stream=out).sort_stats(
+                os.environ.get("QC_SORT", "cumulative")
+            )
             stats.print_stats(45)
             if os.environ.get("QC_CALLERS"):
                 stats.print_callers(os.environ["QC_CALLERS"])
