@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -123,6 +123,8 @@ def configure_engine(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+M = TypeVar("M", bound=DeclarativeBase)
+
 _DEPTH = "loyalty.transaction_depth"
 
 
@@ -159,6 +161,38 @@ def open_outer_scope(session: Session) -> None:
 
 def close_outer_scope(session: Session) -> None:
     session.info[_DEPTH] = max(session.info.get(_DEPTH, 1) - 1, 0)
+
+
+_TRANSACTION_CACHE = "loyalty.transaction_cache"
+
+
+def transaction_cache(session: Session) -> dict[str, Any]:
+    """A dict that lives as long as the session's current transaction, for what a request
+    reads once and uses again (the program's configuration, members' external ids).
+
+    A session opens a new Connection for each transaction: it identifies the transaction.
+    """
+    connection = session.connection()
+    cached = session.info.get(_TRANSACTION_CACHE)
+    if cached is None or cached[0] is not connection:
+        cached = session.info[_TRANSACTION_CACHE] = (connection, {})
+    values: dict[str, Any] = cached[1]
+    return values
+
+
+_INSERT_RETURNING_ID: dict[type[Any], sa.Insert] = {}
+
+
+def insert_copy(session: Session, model: type[M], values: dict[str, Any]) -> M:
+    """Insert one row of `model` with Core and return a read-only copy of it, not in the
+    session: on the hot paths the unit of work's flush cost three times the CPU of the
+    same insert. `values` must name every column the caller reads back."""
+    statement = _INSERT_RETURNING_ID.get(model)
+    if statement is None:
+        primary_key = sa.inspect(model).primary_key[0]
+        statement = _INSERT_RETURNING_ID[model] = sa.insert(model).returning(primary_key)
+    row_id = session.connection().execute(statement, values).scalar_one()
+    return model(id=row_id, **values)
 
 
 def in_outer_scope(session: Session) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy.orm.util import identity_key
 
 from loyalty import metrics
 from loyalty.audit import services as audit
-from loyalty.db import transaction, utcnow
+from loyalty.db import insert_copy, transaction, transaction_cache, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger import policy
 from loyalty.ledger.exceptions import InsufficientPoints, MemberInactive
@@ -63,9 +63,7 @@ def lock_balance(session: Session, member_id: int) -> MemberBalance:
     return session.execute(_LOCK_BALANCE, {"member_id": member_id}).scalar_one()
 
 
-_INSERT_TRANSACTION = LedgerTransaction.__table__.insert().returning(LedgerTransaction.id)
 _INSERT_ENTRIES = LedgerEntry.__table__.insert()
-_INSERT_LOT = PointLot.__table__.insert().returning(PointLot.id)
 
 
 def post(
@@ -107,24 +105,22 @@ def post(
         "qualifying": qualifying,
         "qualifying_at": (qualifying_at or effective_at) if qualifying else None,
     }
-    connection = session.connection()
-    txn_id = connection.execute(_INSERT_TRANSACTION, values).scalar_one()
+    txn = insert_copy(session, LedgerTransaction, values)
     entries = [
         {
-            "transaction_id": txn_id,
+            "transaction_id": txn.id,
             "member_id": balance.member_id,
             "account": account.value,
             "amount": amount,
         }
         for account, amount in legs
     ]
-    connection.execute(_INSERT_ENTRIES, entries)
+    session.connection().execute(_INSERT_ENTRIES, entries)
     for account, amount in legs:
         if account in MEMBER_ACCOUNTS:
             column = account.value
             setattr(balance, column, getattr(balance, column) + amount)
     metrics.POINTS.labels(kind.value).inc(sum(amount for _, amount in legs if amount > 0))
-    txn = LedgerTransaction(id=txn_id, **values)
     txn.entries = [LedgerEntry(**entry) for entry in entries]
     return txn
 
@@ -206,9 +202,8 @@ def credit(
         "created_at": txn.created_at,
         "expiry_notified_at": None,
     }
-    # Core like the transaction: the lot returned is a read-only copy outside the session
-    # (a settle or a debit loads the row itself).
-    lot = PointLot(id=session.connection().execute(_INSERT_LOT, values).scalar_one(), **values)
+    # Like the transaction, a read-only copy (a settle or a debit loads the row itself).
+    lot = insert_copy(session, PointLot, values)
     if pending:
         note_due(balance, available_at)
     # A pending lot can expire before it matures (a return window longer than the expiry).
@@ -526,16 +521,9 @@ def find_member(session: Session, external_id: str) -> Member:
 _EXTERNAL_ID = sa.select(Member.external_id).where(Member.id == sa.bindparam("member_id"))
 
 
-_KNOWN_IDS = "loyalty.external_ids"
-
-
 def _known_ids(session: Session) -> dict[int, str]:
-    """External ids of members this transaction has read (its Connection identifies it)."""
-    connection = session.connection()
-    memo = session.info.get(_KNOWN_IDS)
-    if memo is None or memo[0] is not connection:
-        memo = session.info[_KNOWN_IDS] = (connection, {})
-    known: dict[int, str] = memo[1]
+    """External ids of members this transaction has read."""
+    known: dict[int, str] = transaction_cache(session).setdefault("external_ids", {})
     return known
 
 

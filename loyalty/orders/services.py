@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty.db import transaction, utcnow
+from loyalty.db import insert_copy, transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.events import services as events
 from loyalty.idempotency.services import body_fingerprint
@@ -155,7 +155,6 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     )
 
 
-_INSERT_ORDER = Order.__table__.insert().returning(Order.id)
 _ORDER_EXISTS = sa.select(Order.id).where(Order.order_id == sa.bindparam("order_id"))
 
 
@@ -321,9 +320,8 @@ def place_order(
                 ledger.settle(session, balance, now)
             if session.new:
                 session.flush()
-            # Core (the row is the one write an order always makes); the order returned is a
-            # read-only copy outside the session.
-            order["id"] = session.connection().execute(_INSERT_ORDER, order).scalar_one()
+            # The one write an order always makes; a read-only copy is returned.
+            recorded = insert_copy(session, Order, order)
             # Crossing a threshold upgrades in the same transaction as the earning.
             tiers.review_member(session, member, now)
             if first_order and referrer_balance is not None:
@@ -334,7 +332,7 @@ def place_order(
         if existing is None:
             raise
         return _replay(existing, request_hash), False
-    return Order(**order), True
+    return recorded, True
 
 
 def _lock_member_and_referrer(
@@ -394,7 +392,6 @@ def _refund_amount(order: Order, fields: dict[str, Any]) -> tuple[int, list[dict
 
 
 _REFUND_EXISTS = sa.select(Refund.id).where(Refund.refund_id == sa.bindparam("refund_id"))
-_INSERT_REFUND = Refund.__table__.insert().returning(Refund.id)
 _MEMBER_OF_ORDER = sa.select(Order.member_id).where(Order.order_id == sa.bindparam("order_id"))
 
 
@@ -507,6 +504,6 @@ def refund_order(
             "request_hash": request_hash,
             "created_at": now,
         }
-        # Core, like the ledger: the refund returned is a read-only copy (with its order).
-        refund_pk = session.connection().execute(_INSERT_REFUND, values).scalar_one()
-    return Refund(id=refund_pk, order=order, **values), True
+        refund = insert_copy(session, Refund, values)  # a read-only copy, with its order
+        refund.order = order
+    return refund, True

@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from loyalty.db import transaction_cache
 from loyalty.program.models import ProgramSettings
 from loyalty.rules import policy
 from loyalty.rules.models import EarningRule, RuleVersion
 from loyalty.tiers.models import Tier
 
-_MEMO = "loyalty.program_config"
+_CACHED = "program_config"
 _VERSION = sa.select(ProgramSettings.config_version).where(ProgramSettings.id == 1)
 _BUMP = (
     sa.update(ProgramSettings)
@@ -94,11 +95,10 @@ _copies: dict[str, ProgramConfig] = {}
 def current(session: Session, version: int | None = None) -> ProgramConfig:
     """The configuration as of this transaction (one small query per transaction, none when
     the caller read `version` in this transaction already: see ``version_column``)."""
-    # A session opens a new Connection for each transaction: it identifies the transaction.
+    cache = transaction_cache(session)
+    if _CACHED in cache:
+        return cache[_CACHED]  # type: ignore[no-any-return]
     connection = session.connection()
-    memo = session.info.get(_MEMO)
-    if memo is not None and memo[0] is connection:
-        return memo[1]  # type: ignore[no-any-return]
     if version is None:
         version = connection.execute(_VERSION).scalar_one()
     database = str(connection.engine.url)
@@ -108,7 +108,7 @@ def current(session: Session, version: int | None = None) -> ProgramConfig:
         config = _load(connection, version)
         with _lock:
             _copies[database] = config
-    session.info[_MEMO] = (connection, config)
+    cache[_CACHED] = config
     return config
 
 
@@ -120,7 +120,7 @@ def version_column() -> sa.Label[int]:
 def changed(session: Session) -> None:
     """Record, in the caller's transaction, that the settings, a tier or a rule changed."""
     session.execute(_BUMP)
-    session.info.pop(_MEMO, None)
+    transaction_cache(session).pop(_CACHED, None)
 
 
 def _load(connection: Connection, version: int) -> ProgramConfig:

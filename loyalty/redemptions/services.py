@@ -11,7 +11,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from loyalty.db import transaction, utcnow
+from loyalty.db import insert_copy, transaction, utcnow
 from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
@@ -26,7 +26,6 @@ from loyalty.redemptions.exceptions import (
 from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
 from loyalty.webhooks import outbox
 
-_INSERT_REDEMPTION = Redemption.__table__.insert().returning(Redemption.id)
 _INSERT_ALLOCATIONS = RedemptionAllocation.__table__.insert()
 
 
@@ -79,16 +78,14 @@ def hold(
             now=now,
             reference=f"redemption:{values['public_id']}",
         )
-        # Core, like the ledger: the redemption returned is a read-only copy.
-        connection = session.connection()
-        redemption_id = connection.execute(_INSERT_REDEMPTION, values).scalar_one()
+        # Like the ledger, a read-only copy is returned.
+        redemption = insert_copy(session, Redemption, values)
         allocations = [
-            {"redemption_id": redemption_id, "lot_id": lot_id, "points": take}
+            {"redemption_id": redemption.id, "lot_id": lot_id, "points": take}
             for lot_id, take in taken
         ]
         if allocations:
-            connection.execute(_INSERT_ALLOCATIONS, allocations)
-        redemption = Redemption(id=redemption_id, **values)
+            session.connection().execute(_INSERT_ALLOCATIONS, allocations)
         redemption.allocations = [RedemptionAllocation(**row) for row in allocations]
         ledger.note_due(balance, redemption.expires_at)
         session.flush()
