@@ -76,7 +76,6 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
         sa.Index("ix_ledger_transactions_member_id_effective_at", "member_id", "effective_at"),
-        sa.Index("ix_ledger_transactions_member_id_qualifying_at", "member_id", "qualifying_at"),
         # The activity report reads a range of days across all members.
         sa.Index("ix_ledger_transactions_effective_at", "effective_at"),
         # Tier progress and review sum a member's qualifying points over the rolling window
