@@ -21,8 +21,7 @@ from sqlalchemy.orm import Session
 from loyalty import config, create_app
 from loyalty.extensions import db
 from loyalty.migrate import upgrade
-from loyalty.program.models import ProgramSettings
-from loyalty.program.services import DEFAULTS
+from tests.database import delete_every_row, emptied_tables, reset_settings
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -80,22 +79,13 @@ def migrated_app(database_url: str) -> Iterator[Flask]:
 
 def _reset(app: Flask) -> None:
     """Empty every table but keep the migrated schema and the settings row (at defaults)."""
-    with app.app_context():
-        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "program_settings"]
-        with db.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                names = ", ".join(f'"{t.name}"' for t in tables)
-                connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-            else:
-                for table in tables:
-                    connection.execute(table.delete())
-            connection.execute(
-                sa.update(ProgramSettings).values(
-                    **DEFAULTS,
-                    # Tiers and rules were emptied: workers must not keep their copies.
-                    config_version=ProgramSettings.config_version + 1,
-                )
-            )
+    with app.app_context(), db.engine.begin() as connection:
+        if connection.dialect.name != "postgresql":
+            delete_every_row(connection)
+            return
+        names = ", ".join(f'"{t.name}"' for t in emptied_tables())
+        connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        reset_settings(connection)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -39,8 +38,8 @@ from loyalty.auth.services import create_key
 from loyalty.db import utcnow as real_utcnow
 from loyalty.extensions import db
 from loyalty.ledger import services as ledger
-from loyalty.program.models import ProgramSettings
 from loyalty.program.services import DEFAULTS
+from tests.database import delete_every_row
 
 START = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
 PENDING = dt.timedelta(days=1)
@@ -126,20 +125,9 @@ class Sent:
 
 
 def empty_the_database(app: Flask) -> None:
-    """Delete every row but the settings (back to their defaults). For the few rows an
-    example writes this is much cheaper than the fixtures' TRUNCATE."""
     with app.app_context():
         with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                if table.name != ProgramSettings.__tablename__:
-                    connection.execute(table.delete())
-            connection.execute(
-                sa.update(ProgramSettings).values(
-                    **DEFAULTS,
-                    # Tiers and rules were emptied: workers must not keep their copies.
-                    config_version=ProgramSettings.config_version + 1,
-                )
-            )
+            delete_every_row(connection)
         db.session.remove()
 
 

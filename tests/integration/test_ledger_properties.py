@@ -34,8 +34,8 @@ from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import Account, PointLot, TransactionKind
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member
-from loyalty.program.models import ProgramSettings
 from loyalty.program.services import DEFAULTS, get_settings, update_settings
+from tests.database import delete_every_row
 from tests.factories import MemberFactory
 
 START = dt.datetime(2025, 1, 31, 10, 0, tzinfo=dt.UTC)
@@ -151,19 +151,8 @@ class ModelProgram:
 
 
 def empty_the_database() -> None:
-    """Delete every row but the settings (back to their defaults). For the few rows an
-    example writes this is far cheaper than the fixtures' TRUNCATE."""
     with db.engine.begin() as connection:
-        for table in reversed(db.metadata.sorted_tables):
-            if table.name != ProgramSettings.__tablename__:
-                connection.execute(table.delete())
-        connection.execute(
-            sa.update(ProgramSettings).values(
-                **DEFAULTS,
-                # Tiers and rules were emptied: workers must not keep their copies.
-                config_version=ProgramSettings.config_version + 1,
-            )
-        )
+        delete_every_row(connection)
 
 
 class LedgerMachine(RuleBasedStateMachine):
