@@ -107,7 +107,7 @@ ledger_cli = AppGroup("ledger", help="The points ledger.")
 @ledger_cli.command("verify")
 def ledger_verify() -> None:
     """Check every ledger invariant; exit 1 on any breach."""
-    from loyalty.ledger.services import verify
+    from loyalty.ledger.verify import verify
 
     report = verify(db.session())
     for problem in report.problems:

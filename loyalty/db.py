@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -62,6 +62,9 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
 
 
 class Base(DeclarativeBase):
+    # Every model maps one table: said here, so Core statements on a model's table type-check.
+    __table__: ClassVar[sa.Table]
+
     registry = registry(
         metadata=sa.MetaData(naming_convention=NAMING_CONVENTION),
         type_annotation_map={dt.datetime: UTCDateTime()},

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.auth.services import create_key
 from loyalty.db import utcnow
-from loyalty.members import services as members
+from loyalty.membership import services as members
 from loyalty.orders import services as orders
 from loyalty.program.services import get_settings
 from loyalty.rewards import services as rewards

@@ -10,7 +10,7 @@ import factory
 from loyalty.auth.services import create_key
 from loyalty.extensions import db
 from loyalty.members.models import Member
-from loyalty.members.services import enroll
+from loyalty.membership.services import enroll
 
 
 class MemberFactory(factory.Factory):

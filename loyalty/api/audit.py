@@ -10,7 +10,7 @@ from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.audit import services as audit
 from loyalty.extensions import db
-from loyalty.ledger.services import decode_cursor, encode_cursor
+from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.schemas.audit import AuditPageSchema, AuditQuerySchema
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/admin", description="Admin: the audit log.")

@@ -10,9 +10,11 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
 from loyalty.ledger.models import LedgerTransaction
-from loyalty.members import services as members
+from loyalty.ledger.queries import member_points_delta
+from loyalty.membership import adjustments
+from loyalty.membership import services as members
+from loyalty.membership.services import history
 from loyalty.schemas.common import PageQuerySchema
 from loyalty.schemas.ledger import AdjustmentSchema, TransactionPageSchema, TransactionSchema
 from loyalty.schemas.members import (
@@ -61,7 +63,7 @@ def transaction_body(txn: LedgerTransaction) -> dict[str, Any]:
     return {
         "public_id": txn.public_id,
         "kind": txn.kind,
-        "points": ledger.member_points_delta(txn),
+        "points": member_points_delta(txn),
         "effective_at": txn.effective_at,
         "created_at": txn.created_at,
         "reference": txn.reference,
@@ -105,7 +107,7 @@ class MemberTransactions(MethodView):
     @blp.alt_response(422, description="Bad limit or cursor.")
     def get(self, query: dict[str, Any], external_id: str) -> dict[str, Any]:
         """The member's points history, newest first"""
-        page = ledger.history(db.session(), external_id, query["limit"], query["cursor"])
+        page = history(db.session(), external_id, query["limit"], query["cursor"])
         return {
             "items": [transaction_body(txn) for txn in page.items],
             "next_cursor": page.next_cursor,
@@ -136,7 +138,7 @@ class Adjustments(MethodView):
     @admin_blp.alt_response(422, description="Insufficient points, a closed member, or bad input.")
     def post(self, fields: dict[str, Any], external_id: str) -> Response | dict[str, Any]:
         """Add or remove points by hand, with a reason"""
-        txn = ledger.adjust(
+        txn = adjustments.adjust(
             db.session(), external_id, fields["points"], fields["reason"], current_caller().name
         )
         return transaction_body(txn)

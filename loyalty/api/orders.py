@@ -14,11 +14,12 @@ from loyalty.db import utcnow
 from loyalty.events import services as events
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger.models import Redemption
+from loyalty.members.lookup import external_id_of
+from loyalty.orders import earning, refunds
 from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
-from loyalty.redemptions.models import Redemption
 from loyalty.schemas.orders import (
     EventInSchema,
     EventSchema,
@@ -46,7 +47,7 @@ CART_EXAMPLE = {
 
 
 def _external_id(member_id: int) -> str:
-    return ledger.external_id_of(db.session(), member_id)
+    return external_id_of(db.session(), member_id)
 
 
 def order_body(order: Order, as_of: dt.datetime) -> dict[str, Any]:
@@ -123,7 +124,7 @@ class Quote(MethodView):
         No side effects. `max_redeemable_points` respects the member's balance, the program's
         share of an order payable in points and its minimum redemption.
         """
-        result = orders.quote(db.session(), body)
+        result = earning.quote(db.session(), body)
         return {
             "member_id": result.member.external_id,
             "points_to_earn": result.points_to_earn,
@@ -189,7 +190,7 @@ class Refunds(MethodView):
         Exactly once per `refund_id`.
         """
         session = db.session()
-        refund, _ = orders.refund_order(session, order_id, body)
+        refund, _ = refunds.refund_order(session, order_id, body)
         return refund_body(refund, refund.order.order_id, refund.order.currency)
 
 

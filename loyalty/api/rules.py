@@ -10,7 +10,8 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.ledger.services import decode_cursor, encode_cursor
+from loyalty.orders import earning
+from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.rules import services as rules
 from loyalty.rules.models import EarningRule, RuleVersion
 from loyalty.schemas.rules import (
@@ -156,7 +157,7 @@ class Simulate(MethodView):
     @blp.alt_response(404, description="No such member.")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Show what a cart or an event would earn, draft rules included, before they go live"""
-        points, breakdown = rules.simulate(
+        points, breakdown = earning.simulate(
             db.session(),
             member_id=body["member_id"],
             lines=body["lines"],

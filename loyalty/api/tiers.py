@@ -9,7 +9,7 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.ledger.services import find_member, settled_balance
+from loyalty.members.lookup import find_member
 from loyalty.schemas.tiers import (
     BenefitGrantInSchema,
     BenefitListSchema,
@@ -20,6 +20,7 @@ from loyalty.schemas.tiers import (
     TierSchema,
     TierUpdateSchema,
 )
+from loyalty.settlement.services import settled_balance
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import Tier
 

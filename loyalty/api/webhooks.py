@@ -10,7 +10,7 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.ledger.services import decode_cursor, encode_cursor
+from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.schemas.common import PageQuerySchema
 from loyalty.schemas.webhooks import (
     DeliveryPageSchema,

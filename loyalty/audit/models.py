@@ -6,11 +6,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
-class AuditEntry(db.Model):  # type: ignore[name-defined]
+class AuditEntry(Base):
     __tablename__ = "audit_log"
     __table_args__ = (
         sa.Index("ix_audit_log_target", "target_type", "target_id", "id"),

@@ -6,8 +6,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
 class Scope(enum.StrEnum):
@@ -16,7 +15,7 @@ class Scope(enum.StrEnum):
     ADMIN = "admin"
 
 
-class ApiKey(db.Model):  # type: ignore[name-defined]
+class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -18,9 +18,13 @@ from loyalty.console import blp, charts, security
 from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
-from loyalty.members import services as members
+from loyalty.ledger.queries import member_points_delta
 from loyalty.members.models import MemberStatus
+from loyalty.membership import adjustments
+from loyalty.membership import services as members
+from loyalty.membership.services import history
+from loyalty.orders import earning
+from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.program import services as program
 from loyalty.reports import services as reports
 from loyalty.rewards import services as rewards
@@ -88,12 +92,12 @@ def member_search() -> str:
 def member_page(external_id: str) -> str:
     session = db.session()
     card = members.card(session, external_id)
-    page = ledger.history(session, external_id, 25, request.args.get("cursor") or None)
+    page = history(session, external_id, 25, request.args.get("cursor") or None)
     return render_template(
         "console/member.html",
         card=card,
         page=page,
-        delta=ledger.member_points_delta,
+        delta=member_points_delta,
         tier_history=tiers.tier_history(session, card.member.id, limit=50, before=None),
         holds=members.holds(session, card.member.id),
         reward_redemptions=rewards.member_redemptions(session, card.member.id),
@@ -113,7 +117,7 @@ def adjust(external_id: str) -> Response | tuple[str, int]:
         flash("Give a reason: it is kept with the adjustment.", "error")
         return redirect(url_for("console.member_page", external_id=external_id))
     try:
-        ledger.adjust(db.session(), external_id, points, reason[:500], security.actor())
+        adjustments.adjust(db.session(), external_id, points, reason[:500], security.actor())
     except LoyaltyError as error:
         flash(error.detail, "error")
     else:
@@ -267,7 +271,7 @@ def simulate() -> str | tuple[str, int]:
                     )
             if not errors:
                 try:
-                    result = rules.simulate(
+                    result = earning.simulate(
                         db.session(),
                         member_id=request.form.get("member_id", "").strip() or None,
                         lines=lines,
@@ -416,12 +420,12 @@ def audit_log() -> str:
         since=None,
         until=None,
         limit=50,
-        before_position=ledger.decode_cursor(cursor) if cursor else None,
+        before_position=decode_cursor(cursor) if cursor else None,
     )
     return render_template(
         "console/audit.html",
         entries=entries,
         target_type=target_type,
         target_id=target_id,
-        next_cursor=ledger.encode_cursor(next_position) if next_position else None,
+        next_cursor=encode_cursor(next_position) if next_position else None,
     )

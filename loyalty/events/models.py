@@ -6,11 +6,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
-class MemberEvent(db.Model):  # type: ignore[name-defined]
+class MemberEvent(Base):
     __tablename__ = "member_events"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

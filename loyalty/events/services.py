@@ -14,13 +14,15 @@ from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, ValidationFailed
 from loyalty.events.models import MemberEvent
 from loyalty.idempotency.services import body_fingerprint
-from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
+from loyalty.ledger.postings import credit, lock_balance
+from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.program import config
+from loyalty.rules import earning as rules
 from loyalty.rules import policy
-from loyalty.rules import services as rules
+from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
@@ -77,7 +79,7 @@ def _grant(
     )
     session.add(event)
     if points:
-        ledger.credit(
+        credit(
             session,
             balance,
             config.current(session).settings,
@@ -126,10 +128,10 @@ def record_event(
     occurred_at = fields.get("occurred_at") or now
     if occurred_at > now + CLOCK_SKEW:
         raise ValidationFailed({"occurred_at": ["Must not be in the future."]})
-    member = ledger.find_member(session, fields["member_id"])
+    member = find_member(session, fields["member_id"])
     try:
         with transaction(session):
-            balance = ledger.lock_balance(session, member.id)
+            balance = lock_balance(session, member.id)
             existing = _find(session, fields["event_id"])
             if existing is not None:
                 if existing.request_hash != request_hash:
@@ -138,7 +140,7 @@ def record_event(
             session.refresh(member)
             if not member.is_active:
                 raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
-            ledger.settle(session, balance, now)
+            settle_member(session, balance, now)
             event = _grant(
                 session,
                 member,
@@ -189,7 +191,7 @@ def grant_referral(
     event_id = f"referral:{referred.external_id}"
     if _find(session, event_id) is not None:
         return
-    ledger.settle(session, referrer_balance, now)
+    settle_member(session, referrer_balance, now)
     attributes = {"referred": referred.external_id}
     _grant(
         session,

@@ -5,11 +5,10 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
-class IdempotencyRecord(db.Model):  # type: ignore[name-defined]
+class IdempotencyRecord(Base):
     __tablename__ = "idempotency_keys"
     __table_args__ = (sa.UniqueConstraint("api_key_id", "key"),)
 

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from loyalty import metrics
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
-from loyalty.ledger import services as ledger
 from loyalty.ledger.models import LotState, MemberBalance, PointLot
 from loyalty.members.models import Member, MemberStatus
+from loyalty.settlement import services as settlement
 from loyalty.webhooks import outbox
 
 
@@ -72,7 +72,9 @@ def settle_due(
         with transaction(session):
             batch = _claim_batch(session, now, batch_size)
             for balance in batch:
-                summary.transactions_written += len(ledger.settle(session, balance, now))
+                summary.transactions_written += len(
+                    settlement.settle_member(session, balance, now).transactions
+                )
         if not batch:
             return summary
         summary.batches += 1

@@ -9,6 +9,9 @@
   serialize while different members never wait on each other.
 - ``point_lots``: where earned points sit, with ``available_at`` and ``expires_at``; spending
   consumes lots soonest-expiring first.
+- ``redemptions`` / ``redemption_allocations``: holds, the ledger's two-phase transfers. A hold
+  moves points to the held account and remembers the lots it took them from; capture spends
+  them, release (or the hold running out, which settling notices) puts them back.
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
 class Account(enum.StrEnum):
@@ -58,7 +60,7 @@ class LotState(enum.StrEnum):
     EXPIRED = "expired"
 
 
-class MemberBalance(db.Model):  # type: ignore[name-defined]
+class MemberBalance(Base):
     __tablename__ = "member_balances"
 
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"), primary_key=True)
@@ -71,7 +73,7 @@ class MemberBalance(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class LedgerTransaction(db.Model):  # type: ignore[name-defined]
+class LedgerTransaction(Base):
     __tablename__ = "ledger_transactions"
     __table_args__ = (
         sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
@@ -113,7 +115,7 @@ class LedgerTransaction(db.Model):  # type: ignore[name-defined]
     )
 
 
-class LedgerEntry(db.Model):  # type: ignore[name-defined]
+class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         sa.CheckConstraint("amount <> 0", name="nonzero"),
@@ -138,7 +140,7 @@ class LedgerEntry(db.Model):  # type: ignore[name-defined]
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
 
 
-class PointLot(db.Model):  # type: ignore[name-defined]
+class PointLot(Base):
     __tablename__ = "point_lots"
     __table_args__ = (
         sa.CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_bounds"),
@@ -168,3 +170,44 @@ class PointLot(db.Model):  # type: ignore[name-defined]
     expiry_notified_at: Mapped[dt.datetime | None]
 
     transaction: Mapped[LedgerTransaction] = relationship()
+
+
+class RedemptionStatus(enum.StrEnum):
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class Redemption(Base):
+    __tablename__ = "redemptions"
+    __table_args__ = (sa.Index("ix_redemptions_member_id_status", "member_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    points: Mapped[int] = mapped_column(sa.BigInteger)
+    value: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    order_ref: Mapped[str | None] = mapped_column(sa.String(128))
+    expires_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    captured_at: Mapped[dt.datetime | None]
+    released_at: Mapped[dt.datetime | None]
+    # Points given back by refunds of the order that used this redemption.
+    restored_points: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+    allocations: Mapped[list[RedemptionAllocation]] = relationship(lazy="select")
+
+
+class RedemptionAllocation(Base):
+    """Which lots a hold took its points from, so a release puts them back where they were
+    (with their own expiry dates)."""
+
+    __tablename__ = "redemption_allocations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    redemption_id: Mapped[int] = mapped_column(sa.ForeignKey("redemptions.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(sa.ForeignKey("point_lots.id"))
+    points: Mapped[int] = mapped_column(sa.BigInteger)

@@ -7,8 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 # The shop's customer ids travel in URLs: no slashes, spaces or other surprises.
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
@@ -20,7 +19,7 @@ class MemberStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
-class Member(db.Model):  # type: ignore[name-defined]
+class Member(Base):
     __tablename__ = "members"
 
     # Internal key for joins; the API only ever shows external_id.

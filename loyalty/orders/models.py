@@ -6,11 +6,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
-class Order(db.Model):  # type: ignore[name-defined]
+class Order(Base):
     __tablename__ = "orders"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -38,7 +37,7 @@ class Order(db.Model):  # type: ignore[name-defined]
     points_restored: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
 
-class Refund(db.Model):  # type: ignore[name-defined]
+class Refund(Base):
     __tablename__ = "refunds"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -1,5 +1,6 @@
 """What every checkout call reads and admins rarely change, kept per process: the program
-settings, the tiers and the active earning rules.
+settings, and the parts features load under the same version (the tiers, the active earning
+rules: ``ProgramConfig.part``).
 
 Reading them from the database on every request cost three ORM queries on each order. Instead
 each transaction reads one integer, ``program_settings.config_version``, and reuses this
@@ -13,8 +14,9 @@ The copies are detached: read them, never change them (admin services load the r
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,9 +24,6 @@ from sqlalchemy.orm import Session
 
 from loyalty.db import transaction_cache
 from loyalty.program.models import ProgramSettings
-from loyalty.rules import policy
-from loyalty.rules.models import EarningRule, RuleVersion
-from loyalty.tiers.models import Tier
 
 _CACHED = "program_config"
 _VERSION = sa.select(ProgramSettings.config_version).where(ProgramSettings.id == 1)
@@ -37,54 +36,24 @@ _BUMP = (
         updated_at=ProgramSettings.updated_at,
     )
 )
-_RULES = (
-    sa.select(
-        EarningRule.id,
-        EarningRule.public_id,
-        EarningRule.kind,
-        RuleVersion.version,
-        RuleVersion.name,
-        RuleVersion.priority,
-        RuleVersion.starts_at,
-        RuleVersion.ends_at,
-        RuleVersion.config,
-        RuleVersion.conditions,
-        RuleVersion.caps,
-    )
-    .join(
-        RuleVersion,
-        sa.and_(
-            RuleVersion.rule_id == EarningRule.id,
-            RuleVersion.version == EarningRule.current_version,
-        ),
-    )
-    .where(EarningRule.active.is_(True))
-    .order_by(EarningRule.id)
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveRule:
-    """An active rule's current version: its row id (for awards), its per-member cap, and
-    the definition as the pure policy sees it."""
-
-    id: int
-    per_member_cap: dict[str, Any]
-    policy: policy.Rule
+Part = TypeVar("Part")
 
 
 @dataclass(frozen=True, slots=True)
 class ProgramConfig:
+    """The settings as of one config version, and the parts other features load under the
+    same version (the tiers, the active rules): each loaded once per process and version."""
+
     version: int
     settings: ProgramSettings
-    tiers: tuple[Tier, ...]  # lowest rank first
-    rules: tuple[ActiveRule, ...]
+    _parts: dict[Callable[[Connection], Any], Any] = field(default_factory=dict)
 
-    def tier(self, tier_id: int | None) -> Tier | None:
-        return next((tier for tier in self.tiers if tier.id == tier_id), None)
-
-    def rules_of(self, kinds: tuple[str, ...] | None) -> list[ActiveRule]:
-        return [rule for rule in self.rules if kinds is None or rule.policy.kind in kinds]
+    def part(self, session: Session, loader: Callable[[Connection], Part]) -> Part:
+        """What `loader` reads for this version, read at most once per process (two threads
+        may both load it first; either copy is right)."""
+        if loader not in self._parts:
+            self._parts[loader] = loader(session.connection())
+        return cast(Part, self._parts[loader])
 
 
 _lock = threading.Lock()
@@ -125,18 +94,4 @@ def changed(session: Session) -> None:
 
 def _load(connection: Connection, version: int) -> ProgramConfig:
     settings_row = connection.execute(sa.select(ProgramSettings.__table__)).one()
-    tier_rows = connection.execute(sa.select(Tier.__table__).order_by(Tier.rank)).all()
-    rules = tuple(
-        ActiveRule(
-            id=row.id,
-            per_member_cap=dict(row.caps.get("per_member") or {}),
-            policy=policy.to_policy(row.public_id, row.kind, row.version, row._asdict()),
-        )
-        for row in connection.execute(_RULES)
-    )
-    return ProgramConfig(
-        version=version,
-        settings=ProgramSettings(**settings_row._asdict()),
-        tiers=tuple(Tier(**row._asdict()) for row in tier_rows),
-        rules=rules,
-    )
+    return ProgramConfig(version=version, settings=ProgramSettings(**settings_row._asdict()))

@@ -6,8 +6,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, utcnow
 
 
 class ExpiryPolicy(enum.StrEnum):
@@ -16,7 +15,7 @@ class ExpiryPolicy(enum.StrEnum):
     NEVER = "never"
 
 
-class ProgramSettings(db.Model):  # type: ignore[name-defined]
+class ProgramSettings(Base):
     """The single row (id 1) of program-wide settings."""
 
     __tablename__ = "program_settings"

@@ -12,9 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.db import insert_copy, transaction, utcnow
-from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
-from loyalty.ledger.models import Account, MemberBalance, TransactionKind
+from loyalty.ledger.models import (
+    Account,
+    MemberBalance,
+    Redemption,
+    RedemptionAllocation,
+    RedemptionStatus,
+    TransactionKind,
+)
+from loyalty.ledger.postings import debit, lock_balance, note_due, post, return_held
+from loyalty.members.lookup import external_id_of, find_member
 from loyalty.program import config
 from loyalty.redemptions.exceptions import (
     AlreadyCaptured,
@@ -23,7 +31,7 @@ from loyalty.redemptions.exceptions import (
     HoldExpired,
     RedemptionNotFound,
 )
-from loyalty.redemptions.models import Redemption, RedemptionAllocation, RedemptionStatus
+from loyalty.settlement.services import settle_member
 from loyalty.webhooks import outbox
 
 _INSERT_ALLOCATIONS = RedemptionAllocation.__table__.insert()
@@ -44,7 +52,7 @@ def hold(
     now = now or utcnow()
     settings = config.current(session).settings
     with transaction(session):
-        member = ledger.find_member(session, external_id)
+        member = find_member(session, external_id)
         if not member.is_active:
             raise MemberInactive(f"Member {external_id!r} is {member.status}.")
         if points < settings.min_redemption_points:
@@ -52,8 +60,8 @@ def hold(
                 f"At least {settings.min_redemption_points} points per redemption.",
                 min_redemption_points=settings.min_redemption_points,
             )
-        balance = ledger.lock_balance(session, member.id)
-        ledger.settle(session, balance, now)
+        balance = lock_balance(session, member.id)
+        settle_member(session, balance, now)
         values = {
             "public_id": uuid.uuid4(),
             "member_id": member.id,
@@ -68,7 +76,7 @@ def hold(
             "released_at": None,
             "restored_points": 0,
         }
-        _, taken = ledger.debit(
+        _, taken = debit(
             session,
             balance,
             settings,
@@ -87,7 +95,7 @@ def hold(
         if allocations:
             session.connection().execute(_INSERT_ALLOCATIONS, allocations)
         redemption.allocations = [RedemptionAllocation(**row) for row in allocations]
-        ledger.note_due(balance, redemption.expires_at)
+        note_due(balance, redemption.expires_at)
         session.flush()
     return redemption
 
@@ -115,8 +123,8 @@ def _locked(
     member_id = session.connection().execute(_MEMBER_OF, {"public_id": public_id}).scalar()
     if member_id is None:
         raise RedemptionNotFound(f"No redemption with id {public_id}.")
-    balance = ledger.lock_balance(session, member_id)
-    ledger.settle(session, balance, now)
+    balance = lock_balance(session, member_id)
+    settle_member(session, balance, now)
     redemption = session.execute(
         sa.select(Redemption)
         .where(Redemption.public_id == public_id)
@@ -129,7 +137,7 @@ def capture_locked(
     session: Session, redemption: Redemption, balance: MemberBalance, now: dt.datetime
 ) -> None:
     """Capture a held redemption; the caller holds the member's lock."""
-    ledger.post(
+    post(
         session,
         balance,
         TransactionKind.CAPTURE,
@@ -143,7 +151,7 @@ def capture_locked(
         session,
         "redemption.captured",
         {
-            "member_id": ledger.external_id_of(session, redemption.member_id) or None,
+            "member_id": external_id_of(session, redemption.member_id) or None,
             "redemption_id": str(redemption.public_id),
             "points": redemption.points,
             "value": {"amount": redemption.value, "currency": redemption.currency},
@@ -179,13 +187,13 @@ def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = No
     with transaction(session):
         redemption, balance = _locked(session, public_id, now)
         if redemption.status == RedemptionStatus.HELD:
-            ledger.return_held(
+            return_held(
                 session,
                 balance,
                 redemption,
                 now,
                 TransactionKind.RELEASE,
-                RedemptionStatus.RELEASED.value,
+                RedemptionStatus.RELEASED,
             )
     if redemption.status == RedemptionStatus.CAPTURED:
         raise AlreadyCaptured("The hold was captured; refund the order to give points back.")

@@ -7,8 +7,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
 class RewardKind(enum.StrEnum):
@@ -17,7 +16,7 @@ class RewardKind(enum.StrEnum):
     FIXED_DISCOUNT = "fixed_discount"
 
 
-class Reward(db.Model):  # type: ignore[name-defined]
+class Reward(Base):
     __tablename__ = "rewards"
     __table_args__ = (sa.CheckConstraint("stock IS NULL OR stock >= 0", name="stock"),)
 
@@ -40,7 +39,7 @@ class Reward(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class RewardCode(db.Model):  # type: ignore[name-defined]
+class RewardCode(Base):
     """A pre-loaded coupon code, handed out once."""
 
     __tablename__ = "reward_codes"
@@ -55,7 +54,7 @@ class RewardCode(db.Model):  # type: ignore[name-defined]
     redemption_id: Mapped[int | None] = mapped_column(sa.ForeignKey("reward_redemptions.id"))
 
 
-class RewardRedemption(db.Model):  # type: ignore[name-defined]
+class RewardRedemption(Base):
     __tablename__ = "reward_redemptions"
     __table_args__ = (
         sa.Index("ix_reward_redemptions_member_id_reward_id", "member_id", "reward_id"),

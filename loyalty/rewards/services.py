@@ -20,13 +20,15 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
-from loyalty.ledger import services as ledger
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, TransactionKind
+from loyalty.ledger.postings import debit, lock_balance
+from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.program.services import get_settings
 from loyalty.rewards.exceptions import OutOfStock, RewardNotFound, RewardUnavailable
 from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
+from loyalty.settlement.services import settle_member, settled_balance
 from loyalty.tiers.models import Tier
 from loyalty.webhooks import outbox
 
@@ -206,8 +208,8 @@ def catalog(
     """The rewards open now, each with whether this member may redeem it and why not.
     Raises MemberNotFound."""
     now = now or utcnow()
-    member = ledger.find_member(session, external_id)
-    balance = ledger.settled_balance(session, member, now)
+    member = find_member(session, external_id)
+    balance = settled_balance(session, member, now)
     rewards = session.execute(
         sa.select(Reward).where(Reward.active.is_(True)).order_by(Reward.cost_points, Reward.id)
     ).scalars()
@@ -231,12 +233,12 @@ def redeem(
     now = now or utcnow()
     settings = get_settings(session)
     with transaction(session):
-        member = ledger.find_member(session, external_id)
-        balance = ledger.lock_balance(session, member.id)
+        member = find_member(session, external_id)
+        balance = lock_balance(session, member.id)
         session.refresh(member)
         if not member.is_active:
             raise MemberInactive(f"Member {external_id!r} is {member.status}.")
-        ledger.settle(session, balance, now)
+        settle_member(session, balance, now)
         reward = find_reward(session, reward_id)
         if not _open(reward, now):
             raise RewardUnavailable("This reward is not available now.")
@@ -245,7 +247,7 @@ def redeem(
             raise OutOfStock(f"{reward.name} is out of stock.")
         if reason is not None and not reason.endswith("more points needed"):
             raise RewardUnavailable(f"Cannot redeem {reward.name}: {reason}.", reason=reason)
-        txn, _ = ledger.debit(
+        txn, _ = debit(
             session,
             balance,
             settings,

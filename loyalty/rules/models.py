@@ -11,8 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
 class RuleKind(enum.StrEnum):
@@ -22,7 +21,7 @@ class RuleKind(enum.StrEnum):
     EVENT = "event"
 
 
-class EarningRule(db.Model):  # type: ignore[name-defined]
+class EarningRule(Base):
     __tablename__ = "earning_rules"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -41,7 +40,7 @@ class EarningRule(db.Model):  # type: ignore[name-defined]
     )
 
 
-class RuleVersion(db.Model):  # type: ignore[name-defined]
+class RuleVersion(Base):
     __tablename__ = "earning_rule_versions"
     __table_args__ = (sa.UniqueConstraint("rule_id", "version"),)
 
@@ -61,7 +60,7 @@ class RuleVersion(db.Model):  # type: ignore[name-defined]
     actor: Mapped[str | None] = mapped_column(sa.String(100))
 
 
-class RuleAward(db.Model):  # type: ignore[name-defined]
+class RuleAward(Base):
     """Points one rule version gave one member for one order or event: the source of
     breakdowns and of per-member period caps."""
 

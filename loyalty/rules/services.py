@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
-from loyalty.db import transaction, utcnow
+from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
-from loyalty.ledger.services import find_member
-from loyalty.members.models import Member
-from loyalty.orders.models import Order
 from loyalty.program import config
-from loyalty.program.config import ActiveRule
 from loyalty.rules import policy
 from loyalty.rules.exceptions import RuleNotFound
-from loyalty.rules.models import EarningRule, RuleAward, RuleKind, RuleVersion
-from loyalty.tiers import services as tiers
+from loyalty.rules.models import EarningRule, RuleKind, RuleVersion
 
 VERSIONED_FIELDS = (
     "name",
@@ -41,7 +34,7 @@ CONFIG_FIELDS = {
 }
 
 
-def _check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
+def check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
     config = fields["config"]
     missing = sorted(name for name in CONFIG_FIELDS[kind] if config.get(name) is None)
     if missing:
@@ -120,7 +113,7 @@ def create_rule(session: Session, fields: dict[str, Any], actor: str | None) -> 
     """Create a rule at version 1 and return it. Raises ValidationFailed for a definition
     its kind cannot use."""
     kind = RuleKind(fields["kind"])
-    _check_definition(kind, fields)
+    check_definition(kind, fields)
     with transaction(session):
         rule = EarningRule(kind=kind.value, current_version=1, active=fields["active"])
         session.add(rule)
@@ -147,7 +140,7 @@ def update_rule(
             if name in changes:
                 fields[name] = {**fields[name], **changes.pop(name)}
         fields.update(changes)
-        _check_definition(RuleKind(rule.kind), fields)
+        check_definition(RuleKind(rule.kind), fields)
         rule.current_version += 1
         rule.active = fields["active"]
         _new_version(session, rule, fields, actor)
@@ -195,129 +188,3 @@ def list_versions(session: Session, rule_id: uuid.UUID) -> list[RuleVersion]:
 
 def version_fields(version: RuleVersion) -> dict[str, Any]:
     return {name: getattr(version, name) for name in VERSIONED_FIELDS}
-
-
-def active_rules(session: Session, kinds: tuple[str, ...] | None = None) -> list[ActiveRule]:
-    """Every active rule's current version (of `kinds`), with its policy form."""
-    return config.current(session).rules_of(kinds)
-
-
-def remaining_caps(
-    session: Session, member_id: int | None, rules: Sequence[ActiveRule], now: dt.datetime
-) -> dict[str, int]:
-    """What each rule with a per-member period cap may still award this member now."""
-    remaining: dict[str, int] = {}
-    for rule in rules:
-        cap = rule.per_member_cap
-        if not cap or member_id is None:
-            continue
-        since = now - dt.timedelta(days=cap["period_days"])
-        count, points = session.execute(
-            sa.select(
-                sa.func.count(RuleAward.id), sa.func.coalesce(sa.func.sum(RuleAward.points), 0)
-            ).where(
-                RuleAward.member_id == member_id,
-                RuleAward.rule_id == rule.id,
-                RuleAward.awarded_at > since,
-            )
-        ).one()
-        left = 2**62
-        if cap.get("count") is not None:
-            left = left if count < cap["count"] else 0
-        if cap.get("points") is not None:
-            # int(): PostgreSQL sums BIGINTs as NUMERIC, which the driver gives as Decimal.
-            left = min(left, cap["points"] - int(points))
-        remaining[rule.policy.rule_id] = max(left, 0)
-    return remaining
-
-
-_INSERT_AWARD = RuleAward.__table__.insert()
-
-
-def record_awards(
-    session: Session,
-    member_id: int,
-    rules: Sequence[ActiveRule],
-    contributions: Sequence[policy.Contribution],
-    source: str,
-    when: dt.datetime,
-) -> None:
-    """Remember which rule versions gave this member how many points, and for what."""
-    by_public_id = {rule.policy.rule_id: rule.id for rule in rules}
-    awards = [
-        {
-            "member_id": member_id,
-            "rule_id": by_public_id[contribution.rule_id],
-            "rule_version": contribution.version,
-            "points": contribution.points,
-            "source": source,
-            "awarded_at": when,
-        }
-        for contribution in contributions
-        # A tier's multiplier benefit is not a rule.
-        if contribution.rule_id in by_public_id
-    ]
-    if awards:
-        session.connection().execute(_INSERT_AWARD, awards)
-
-
-def first_order(session: Session, member_id: int) -> bool:
-    """Whether the member's next order would be their first."""
-    return session.scalar(sa.select(Order.id).where(Order.member_id == member_id).limit(1)) is None
-
-
-def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
-    """A tier's points_multiplier benefit as the multiplier rule it acts as (on every line)."""
-    boost = tiers.tier_multiplier(session, member) if member is not None else None
-    if boost is None:
-        return []
-    tier, factor = boost
-    return [
-        policy.Rule(
-            rule_id=f"tier:{tier.code}",
-            version=0,
-            name=f"{tier.name} tier x{factor}",
-            kind="multiplier",
-            priority=0,
-            conditions=policy.Conditions(),
-            factor=policy.parse_factor(factor),
-        )
-    ]
-
-
-def simulate(
-    session: Session,
-    *,
-    member_id: str | None,
-    lines: Sequence[dict[str, Any]],
-    discount: int,
-    event_type: str | None,
-    drafts: Sequence[dict[str, Any]],
-    include_active: bool,
-    now: dt.datetime | None = None,
-) -> tuple[int, list[policy.Contribution]]:
-    """What a cart (or an event of `event_type`) would earn under the active rules and/or
-    `drafts` (rule definitions not saved), for `member_id` if given. Writes nothing.
-
-    Raises MemberNotFound, ValidationFailed for an invalid draft.
-    """
-    now = now or utcnow()
-    member = find_member(session, member_id) if member_id else None
-    active = active_rules(session) if include_active else []
-    candidates = [rule.policy for rule in active]
-    if not event_type:
-        candidates += tier_boost(session, member)
-    for number, draft in enumerate(drafts, start=1):
-        _check_definition(RuleKind(draft["kind"]), draft)
-        candidates.append(policy.to_policy(f"draft-{number}", draft["kind"], 0, draft))
-    context = policy.MemberContext(
-        tier=tiers.member_tier_code(session, member) if member else None,
-        first_order=member is None or first_order(session, member.id),
-        remaining_caps=remaining_caps(session, member.id if member else None, active, now),
-    )
-    if event_type:
-        return policy.event_points(candidates, event_type, context, now)
-    cart = [
-        policy.Line(li["sku"], li.get("category"), li["quantity"], li["unit_price"]) for li in lines
-    ]
-    return policy.order_points(candidates, cart, discount, context, now)

@@ -6,11 +6,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
-class Tier(db.Model):  # type: ignore[name-defined]
+class Tier(Base):
     __tablename__ = "tiers"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -27,7 +26,7 @@ class Tier(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class TierChange(db.Model):  # type: ignore[name-defined]
+class TierChange(Base):
     """Every tier change of a member: from, to, why, when."""
 
     __tablename__ = "tier_changes"
@@ -42,7 +41,7 @@ class TierChange(db.Model):  # type: ignore[name-defined]
     changed_at: Mapped[dt.datetime]
 
 
-class BenefitGrant(db.Model):  # type: ignore[name-defined]
+class BenefitGrant(Base):
     """A benefit given to one member directly, outside their tier."""
 
     __tablename__ = "benefit_grants"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,26 @@ from loyalty.tiers.models import BenefitGrant, Tier, TierChange
 from loyalty.webhooks import outbox
 
 TIER_FIELDS = ("code", "name", "rank", "threshold", "retention_months", "benefits")
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramTiers:
+    """The program's tiers under one config version: read-only copies, lowest rank first."""
+
+    all: tuple[Tier, ...]
+
+    def of(self, tier_id: int | None) -> Tier | None:
+        return next((tier for tier in self.all if tier.id == tier_id), None)
+
+
+def _load_tiers(connection: Connection) -> ProgramTiers:
+    rows = connection.execute(sa.select(Tier.__table__).order_by(Tier.rank))
+    return ProgramTiers(tuple(Tier(**row._asdict()) for row in rows))
+
+
+def program_tiers(session: Session, program: config.ProgramConfig | None = None) -> ProgramTiers:
+    """The tiers as of this transaction's configuration (kept per process and version)."""
+    return (program or config.current(session)).part(session, _load_tiers)
 
 
 def view(tier: Tier) -> policy.TierView:
@@ -137,10 +158,11 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
     until its retention runs out. The caller holds the member's lock. Returns the change
     recorded, if any."""
     program = config.current(session)
-    tiers = program.tiers
+    defined = program_tiers(session, program)
+    tiers = defined.all
     if not tiers and member.tier_id is None:
         return None
-    current = program.tier(member.tier_id)
+    current = defined.of(member.tier_id)
     window_months = program.settings.tier_window_months
     earnings = qualifying_earnings(session, member.id, now, window_months)
     points = sum(amount for _, amount in earnings)
@@ -223,8 +245,8 @@ def progress(
 ) -> Progress:
     """The member's tier and how far they are from the next one (under `program`, the
     configuration of this transaction, when the caller has it)."""
-    program = program or config.current(session)
-    tiers, current = program.tiers, program.tier(member.tier_id)
+    defined = program_tiers(session, program)
+    tiers, current = defined.all, defined.of(member.tier_id)
     points = qualifying_points(session, member.id, now) if tiers else 0
     upcoming = policy.next_tier([view(t) for t in tiers], view(current) if current else None)
     next_tier = next((t for t in tiers if upcoming and t.code == upcoming.code), None)
@@ -304,13 +326,13 @@ def grant_benefit(
 
 def member_tier_code(session: Session, member: Member) -> str | None:
     """The code of the member's tier (None when they have none)."""
-    tier = config.current(session).tier(member.tier_id)
+    tier = program_tiers(session).of(member.tier_id)
     return tier.code if tier else None
 
 
 def tier_multiplier(session: Session, member: Member) -> tuple[Tier, str] | None:
     """The member's tier and its points_multiplier factor, if the tier has one."""
-    tier = config.current(session).tier(member.tier_id)
+    tier = program_tiers(session).of(member.tier_id)
     if tier is None:
         return None
     for benefit in tier.benefits:

@@ -7,11 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import BigIntPK, utcnow
-from loyalty.extensions import db
+from loyalty.db import Base, BigIntPK, utcnow
 
 
-class WebhookEndpoint(db.Model):  # type: ignore[name-defined]
+class WebhookEndpoint(Base):
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -26,7 +25,7 @@ class WebhookEndpoint(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class OutboxEvent(db.Model):  # type: ignore[name-defined]
+class OutboxEvent(Base):
     """An event, written in the same transaction as the change it reports."""
 
     __tablename__ = "outbox_events"
@@ -41,7 +40,7 @@ class OutboxEvent(db.Model):  # type: ignore[name-defined]
     dispatched_at: Mapped[dt.datetime | None]
 
 
-class WebhookDelivery(db.Model):  # type: ignore[name-defined]
+class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         sa.Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
@@ -59,7 +58,7 @@ class WebhookDelivery(db.Model):  # type: ignore[name-defined]
     delivered_at: Mapped[dt.datetime | None]
 
 
-class WebhookAttempt(db.Model):  # type: ignore[name-defined]
+class WebhookAttempt(Base):
     """One HTTP attempt of a delivery, kept for the admin's delivery log."""
 
     __tablename__ = "webhook_attempts"

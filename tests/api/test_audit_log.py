@@ -22,8 +22,10 @@ from werkzeug.test import TestResponse
 from loyalty.audit.models import AuditEntry
 from loyalty.db import utcnow
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import MemberBalance
+from loyalty.members import lookup
+from loyalty.membership import adjustments
 from loyalty.webhooks import outbox
 from tests.factories import ApiKeyFactory, auth
 
@@ -53,7 +55,7 @@ def member(client: FlaskClient, checkout: dict[str, str]) -> str:
 def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 
@@ -423,11 +425,11 @@ def test_a_write_that_fails_after_its_entry_was_written_leaves_no_entry(
 
     monkeypatch.setattr(outbox, "emit", outbox_down)
     with app.app_context(), pytest.raises(RuntimeError, match="outbox unavailable"):
-        ledger.adjust(db.session, "c1", 500, "goodwill", "ops-admin")
+        adjustments.adjust(db.session, "c1", 500, "goodwill", "ops-admin")
 
     assert entry_count(app) == before
     with app.app_context():
-        member_id = ledger.find_member(db.session, "c1").id
+        member_id = lookup.find_member(db.session, "c1").id
         assert db.session.get(MemberBalance, member_id).available == 0
 
 

@@ -20,18 +20,18 @@ from loyalty.events import services as events
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import (
     LedgerEntry,
     LedgerTransaction,
     MemberBalance,
     PointLot,
+    Redemption,
     TransactionKind,
 )
-from loyalty.members.services import card
+from loyalty.membership.services import card
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
-from loyalty.redemptions.models import Redemption
 from loyalty.rules.models import RuleAward
 
 DAY = dt.timedelta(days=1)
@@ -48,7 +48,7 @@ SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount
 def ledger_verifies_after_each_test(app):
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 

@@ -15,8 +15,8 @@ from werkzeug.test import TestResponse
 
 from loyalty import config, create_app
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
-from loyalty.members import services as members
+from loyalty.membership import adjustments
+from loyalty.membership import services as members
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
@@ -291,7 +291,7 @@ def test_a_database_operational_error_is_a_503_service_unavailable(
     def database_gone(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
-    monkeypatch.setattr(ledger, "adjust", database_gone)
+    monkeypatch.setattr(adjustments, "adjust", database_gone)
 
     response = client.post(
         f"/v1/admin/members/{member}/adjustments",

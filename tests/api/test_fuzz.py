@@ -37,7 +37,7 @@ from schemathesis.config import SchemathesisConfig
 
 from loyalty.cli import OPENAPI_FILE
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.webhooks import services as webhooks
 from tests.factories import ApiKeyFactory, auth
 
@@ -202,7 +202,7 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
         f"no request succeeded ({dict(seeded.statuses)}): the fuzzing never got past validation"
     )
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 

@@ -16,9 +16,10 @@ from loyalty.auth.services import authenticate
 from loyalty.extensions import db
 from loyalty.idempotency import services as idempotency
 from loyalty.idempotency.models import IdempotencyRecord
-from loyalty.ledger import services as ledger
+from loyalty.ledger import queries
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.members.models import Member
+from loyalty.membership import adjustments
 
 ADJUST = "/v1/admin/members/m1/adjustments"
 GOODWILL = {"points": 500, "reason": "goodwill"}
@@ -42,7 +43,7 @@ def post(client: FlaskClient, path: str, body: Any, headers: dict[str, str]) -> 
     )
 
 
-def adjustments(app: Flask) -> list[int]:
+def adjusted_points(app: Flask) -> list[int]:
     """The member's adjustments in the ledger, as their point changes."""
     with app.app_context():
         txns = db.session.execute(
@@ -51,7 +52,7 @@ def adjustments(app: Flask) -> list[int]:
             .where(Member.external_id == "m1", LedgerTransaction.kind == "adjust")
             .order_by(LedgerTransaction.id)
         ).scalars()
-        return [ledger.member_points_delta(txn) for txn in txns]
+        return [queries.member_points_delta(txn) for txn in txns]
 
 
 def key_id(app: Flask, headers: dict[str, str]) -> int:
@@ -79,7 +80,7 @@ def test_a_retry_replays_the_first_response_without_redoing_the_work(app, client
     assert first.status_code == retry.status_code == 201
     assert retry.get_data() == first.get_data()
     assert retry.headers["Idempotent-Replayed"] == "true"
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
 
 
 def test_the_first_response_is_not_marked_as_replayed(client, admin):
@@ -93,7 +94,7 @@ def test_without_a_key_every_post_does_the_work(app, client, admin):
     post(client, ADJUST, GOODWILL, admin)
     post(client, ADJUST, GOODWILL, admin)
 
-    assert adjustments(app) == [500, 500]
+    assert adjusted_points(app) == [500, 500]
 
 
 def test_the_same_key_with_a_different_body_is_a_422_idempotency_key_reused(app, client, admin):
@@ -104,7 +105,7 @@ def test_the_same_key_with_a_different_body_is_a_422_idempotency_key_reused(app,
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert response.json["code"] == "idempotency_key_reused"
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
 
 
 def test_the_same_key_for_another_endpoint_is_reused_too(client, admin):
@@ -130,7 +131,7 @@ def test_a_refusal_is_replayed_even_after_the_reason_for_it_is_gone(app, client,
     assert retry.mimetype == "application/problem+json"
     assert retry.get_data() == first.get_data()
     assert retry.headers["Idempotent-Replayed"] == "true"
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
 
 
 def test_a_validation_error_is_replayed(client, admin):
@@ -143,20 +144,20 @@ def test_a_validation_error_is_replayed(client, admin):
 
 
 def test_a_server_error_is_not_stored_so_a_retry_does_the_work(app, client, admin, monkeypatch):
-    real_adjust = ledger.adjust
+    real_adjust = adjustments.adjust
 
     def fail_once(*args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(ledger, "adjust", real_adjust)
+        monkeypatch.setattr(adjustments, "adjust", real_adjust)
         raise RuntimeError("crashed mid-request")
 
-    monkeypatch.setattr(ledger, "adjust", fail_once)
+    monkeypatch.setattr(adjustments, "adjust", fail_once)
 
     assert post(client, ADJUST, GOODWILL, with_key(admin, "k1")).status_code == 500
     retry = post(client, ADJUST, GOODWILL, with_key(admin, "k1"))
 
     assert retry.status_code == 201
     assert "Idempotent-Replayed" not in retry.headers
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
 
 
 def test_keys_are_scoped_per_api_key(app, client, headers_for):
@@ -168,7 +169,7 @@ def test_keys_are_scoped_per_api_key(app, client, headers_for):
     assert first.status_code == second.status_code == 201
     assert "Idempotent-Replayed" not in second.headers
     assert first.json["id"] != second.json["id"]
-    assert adjustments(app) == [500, 500]
+    assert adjusted_points(app) == [500, 500]
 
 
 def test_a_claim_left_without_an_answer_is_taken_over_by_the_retry(app, client, admin):
@@ -180,7 +181,7 @@ def test_a_claim_left_without_an_answer_is_taken_over_by_the_retry(app, client, 
     assert response.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_data() == response.get_data()
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
 
 
 def test_a_claim_left_for_another_body_is_still_reused(app, client, admin):
@@ -190,14 +191,14 @@ def test_a_claim_left_for_another_body_is_still_reused(app, client, admin):
 
     assert response.status_code == 422
     assert response.json["code"] == "idempotency_key_reused"
-    assert adjustments(app) == []
+    assert adjusted_points(app) == []
 
 
 def test_a_failed_request_leaves_no_claim_behind(app, client, admin, monkeypatch):
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("crashed mid-request")
 
-    monkeypatch.setattr(ledger, "adjust", crash)
+    monkeypatch.setattr(adjustments, "adjust", crash)
     assert post(client, ADJUST, GOODWILL, with_key(admin, "k1")).status_code == 500
 
     with app.app_context():
@@ -207,7 +208,7 @@ def test_a_failed_request_leaves_no_claim_behind(app, client, admin, monkeypatch
 def test_a_retry_while_the_first_request_runs_waits_for_it_and_replays_its_answer(app, admin):
     """No 409 to retry on: the duplicate's claim waits for the first request's transaction."""
     first_started, let_first_finish = threading.Event(), threading.Event()
-    real_adjust = ledger.adjust
+    real_adjust = adjustments.adjust
     responses: dict[str, TestResponse] = {}
 
     def slow_adjust(*args: Any, **kwargs: Any) -> Any:
@@ -218,12 +219,12 @@ def test_a_retry_while_the_first_request_runs_waits_for_it_and_replays_its_answe
     def send(name: str) -> None:
         responses[name] = post(app.test_client(), ADJUST, GOODWILL, with_key(admin, "k1"))
 
-    ledger.adjust = slow_adjust
+    adjustments.adjust = slow_adjust
     try:
         first = threading.Thread(target=send, args=("first",))
         first.start()
         assert first_started.wait(timeout=10)
-        ledger.adjust = real_adjust
+        adjustments.adjust = real_adjust
         retry = threading.Thread(target=send, args=("retry",))
         retry.start()
         retry.join(timeout=0.5)
@@ -232,13 +233,13 @@ def test_a_retry_while_the_first_request_runs_waits_for_it_and_replays_its_answe
         first.join(timeout=30)
         retry.join(timeout=30)
     finally:
-        ledger.adjust = real_adjust
+        adjustments.adjust = real_adjust
         let_first_finish.set()
 
     assert responses["first"].status_code == responses["retry"].status_code == 201
     assert responses["retry"].headers["Idempotent-Replayed"] == "true"
     assert responses["retry"].get_data() == responses["first"].get_data()
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
 
 
 @pytest.mark.parametrize("length", [0, 256])
@@ -248,7 +249,7 @@ def test_an_idempotency_key_must_be_1_to_255_characters(app, client, admin, leng
     assert response.status_code == 422
     assert response.json["code"] == "validation_error"
     assert list(response.json["errors"]) == ["Idempotency-Key"]
-    assert adjustments(app) == []
+    assert adjusted_points(app) == []
 
 
 def test_an_enrolment_retry_replays_the_201(client, checkout):
@@ -286,7 +287,7 @@ def test_two_simultaneous_retries_do_the_work_once(app, admin, attempt):
         thread.join(timeout=60)
 
     assert errors == []
-    assert adjustments(app) == [500]
+    assert adjusted_points(app) == [500]
     assert [response.status_code for response in responses] == [201, 201]
     assert responses[0].get_data() == responses[1].get_data()
     assert sorted(r.headers.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]

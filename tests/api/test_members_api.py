@@ -15,8 +15,9 @@ from werkzeug.test import TestResponse
 
 from loyalty.db import transaction, utcnow
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import postings
 from loyalty.ledger.models import Account, TransactionKind
+from loyalty.members import lookup
 from loyalty.members.models import Member
 from loyalty.program.services import get_settings
 
@@ -53,9 +54,9 @@ def earn(app: Flask, external_id: str, points: int, at: dt.datetime) -> None:
     with app.app_context():
         session = db.session
         with transaction(session):
-            member = ledger.find_member(session, external_id)
-            balance = ledger.lock_balance(session, member.id)
-            ledger.credit(
+            member = lookup.find_member(session, external_id)
+            balance = postings.lock_balance(session, member.id)
+            postings.credit(
                 session,
                 balance,
                 get_settings(session),

@@ -12,8 +12,9 @@ from werkzeug.test import TestResponse
 
 from loyalty.db import transaction, utcnow
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import postings
 from loyalty.ledger.models import Account, PointLot, TransactionKind
+from loyalty.members import lookup
 from loyalty.program.services import get_settings
 
 PROGRAM = "/v1/admin/program"
@@ -197,9 +198,9 @@ def earn(app: Flask, external_id: str, points: int) -> PointLot:
     with app.app_context():
         session = db.session
         with transaction(session):
-            member = ledger.find_member(session, external_id)
-            balance = ledger.lock_balance(session, member.id)
-            _, lot = ledger.credit(
+            member = lookup.find_member(session, external_id)
+            balance = postings.lock_balance(session, member.id)
+            _, lot = postings.credit(
                 session,
                 balance,
                 get_settings(session),

@@ -26,8 +26,9 @@ from werkzeug.test import TestResponse
 from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.policy import add_months
+from loyalty.membership import adjustments
 from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
 from loyalty.rewards import services as rewards
@@ -43,7 +44,7 @@ SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount
 def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 
@@ -83,7 +84,7 @@ def card(client: FlaskClient, headers: dict[str, str], external_id: str) -> dict
 
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
     with app.app_context():
-        ledger.adjust(db.session, external_id, points, "test", "ops", now=now)
+        adjustments.adjust(db.session, external_id, points, "test", "ops", now=now)
 
 
 def order(

@@ -21,7 +21,8 @@ from werkzeug.test import TestResponse
 
 from loyalty.db import utcnow
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import queries
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, TransactionKind
 from loyalty.rewards.models import RewardCode, RewardRedemption
 
@@ -39,7 +40,7 @@ COFFEE = {"name": "Free coffee", "kind": "coupon", "cost_points": 200}
 def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 
@@ -144,7 +145,7 @@ def redeem_transactions(app: Flask) -> list[tuple[str | None, int]]:
             .where(LedgerTransaction.kind == TransactionKind.REDEEM.value)
             .order_by(LedgerTransaction.id)
         ).scalars()
-        return [(txn.reference, ledger.member_points_delta(txn)) for txn in txns]
+        return [(txn.reference, queries.member_points_delta(txn)) for txn in txns]
 
 
 def redemptions(app: Flask) -> int:

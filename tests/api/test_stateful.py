@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 from loyalty.auth.services import create_key
 from loyalty.db import utcnow as real_utcnow
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.program.services import DEFAULTS
 from tests.database import delete_every_row
 
@@ -487,7 +487,7 @@ class ApiMachine(RuleBasedStateMachine):
     @invariant()
     def ledger_verifies(self):
         with self.app.app_context():
-            report = ledger.verify(db.session)
+            report = ledger_verify.verify(db.session)
             db.session.remove()
         assert report.ok, report.problems
 
@@ -510,7 +510,7 @@ def test_the_api_agrees_with_a_model_of_the_balances(app, monkeypatch):
     assert {
         "loyalty.api.orders",
         "loyalty.ledger.services",
-        "loyalty.members.services",
+        "loyalty.membership.services",
         "loyalty.orders.services",
         "loyalty.redemptions.services",
     } <= set(patched)

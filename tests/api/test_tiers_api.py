@@ -33,10 +33,11 @@ from werkzeug.test import TestResponse
 from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.policy import add_months
-from loyalty.members import services as members
+from loyalty.members import lookup
 from loyalty.members.models import Member
+from loyalty.membership import services as members
 from loyalty.orders import services as orders
 from loyalty.program.services import update_settings
 from loyalty.tiers import services as tiers
@@ -77,7 +78,7 @@ PLATINUM = {
 def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 
@@ -199,7 +200,7 @@ def settings(app: Flask, **changes: Any) -> None:
 def stored_tier(app: Flask, external_id: str = "c1") -> str | None:
     """The member's tier as stored, read without touching (and so reviewing) the member."""
     with services(app) as session:
-        member = ledger.find_member(session, external_id)
+        member = lookup.find_member(session, external_id)
         return tiers.member_tier_code(session, member)
 
 
@@ -977,7 +978,7 @@ def test_a_grant_ends_at_its_end_time(app, client, admin, member):
     assert grant(client, admin, code="free_shipping", ends_at=ends_at).status_code == 201
 
     with services(app) as session:
-        member = ledger.find_member(session, "c1")
+        member = lookup.find_member(session, "c1")
         before = tiers.member_benefits(session, member, now=ends_at - SECOND)
         after = tiers.member_benefits(session, member, now=ends_at)
 

@@ -33,9 +33,9 @@ from loyalty.db import utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.events import services as events
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
-from loyalty.members import services as members
 from loyalty.members.models import Member
+from loyalty.membership import adjustments
+from loyalty.membership import services as members
 from loyalty.orders import services as orders
 from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
@@ -616,7 +616,7 @@ def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
     enroll(client, checkout)
     start = utcnow()
     with app.app_context():
-        ledger.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
+        adjustments.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
     a_year_later = start + dt.timedelta(days=400)
 
     with app.app_context(), pytest.raises(ValidationFailed) as refused:
@@ -645,7 +645,7 @@ def test_the_same_expiry_committed_later_is_sent_once(app, client, admin, checko
     enroll(client, checkout)
     start = utcnow()
     with app.app_context():
-        ledger.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
+        adjustments.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
     a_year_later = start + dt.timedelta(days=400)
 
     with app.app_context():

@@ -20,8 +20,10 @@ from werkzeug.serving import make_server
 
 from loyalty.audit.models import AuditEntry
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.members import lookup
+from loyalty.membership import adjustments
 from loyalty.program.services import update_settings
+from loyalty.settlement import services as settlement
 from tests.factories import ApiKeyFactory, MemberFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -84,7 +86,7 @@ def seeded(live_app: tuple[Flask, str]) -> dict[str, str]:
         session = db.session()
         update_settings(session, {"pending_days": 0})
         MemberFactory(external_id="cust_42", email="grace@example.com", name="Grace Hopper")
-        ledger.adjust(session, "cust_42", 300, "opening balance", "seed")
+        adjustments.adjust(session, "cust_42", 300, "opening balance", "seed")
         admin_key = ApiKeyFactory(name="ops-admin", scopes=("admin",))
         checkout_key = ApiKeyFactory(name="shop-checkout", scopes=("checkout",))
     return {"admin": admin_key, "checkout": checkout_key}
@@ -202,7 +204,9 @@ def test_a_form_post_without_the_csrf_token_is_refused(live_app, seeded, browser
     assert response.status == 400
     assert "security token" in response.text()
     with app.app_context():
-        balance = ledger.settled_balance(db.session(), ledger.find_member(db.session(), "cust_42"))
+        balance = settlement.settled_balance(
+            db.session(), lookup.find_member(db.session(), "cust_42")
+        )
         assert balance.available == 300
 
 

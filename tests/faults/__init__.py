@@ -27,9 +27,9 @@ from flask import Flask
 
 from loyalty.auth.services import create_key
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
 from loyalty.ledger.models import LedgerTransaction, TransactionKind
-from loyalty.members.services import enroll
+from loyalty.membership import adjustments
+from loyalty.membership.services import enroll
 from loyalty.program.services import update_settings
 from loyalty.rules import services as rules
 
@@ -196,7 +196,7 @@ def seed_program(app: Flask, members: list[str]) -> dict[str, str]:
         rules.create_rule(session, SPEND_RULE, actor="fault-test")
         for external_id in members:
             enroll(session, {"external_id": external_id})
-            ledger.adjust(session, external_id, SEED_POINTS, "seed", "fault-test")
+            adjustments.adjust(session, external_id, SEED_POINTS, "seed", "fault-test")
         _, raw = create_key(session, "fault-checkout", ("checkout",))
     return {"Authorization": f"Bearer {raw}"}
 

@@ -27,10 +27,9 @@ import sqlalchemy as sa
 
 from loyalty.extensions import db
 from loyalty.idempotency.models import IdempotencyRecord
-from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
+from loyalty.ledger.models import LedgerTransaction, MemberBalance, Redemption, TransactionKind
 from loyalty.members.models import Member
 from loyalty.orders.models import Order
-from loyalty.redemptions.models import Redemption
 from tests.faults import (
     SEED_POINTS,
     Answer,

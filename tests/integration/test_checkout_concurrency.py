@@ -17,9 +17,11 @@ import sqlalchemy as sa
 
 from loyalty.events import services as events
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
+from loyalty.members import lookup
+from loyalty.membership import adjustments
 from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
@@ -44,14 +46,14 @@ ORDER = {
 
 def points(session, external_id="c1") -> dict[str, int]:
     session.expire_all()
-    member = ledger.find_member(session, external_id)
+    member = lookup.find_member(session, external_id)
     balance = session.get(MemberBalance, member.id)
     return {"available": balance.available, "pending": balance.pending, "held": balance.held}
 
 
 def assert_ledger_verifies(session) -> None:
     session.expire_all()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert report.ok, report.problems
 
 
@@ -104,7 +106,7 @@ def member(session):
 
 @pytest.mark.postgresql_only
 def test_fifty_concurrent_holds_against_points_for_ten_hold_exactly_ten(session, app, member):
-    ledger.adjust(session, "c1", 1000, "gift", None)
+    adjustments.adjust(session, "c1", 1000, "gift", None)
     session.close()
 
     results = race(app, 50, lambda _: redemptions.hold(db.session, "c1", 100).public_id)
@@ -153,7 +155,7 @@ def test_the_same_order_posted_over_http_by_ten_clients_at_once_earns_once(
 
 @pytest.mark.postgresql_only
 def test_a_capture_racing_a_release_on_one_hold_has_exactly_one_winner(session, app, member):
-    ledger.adjust(session, "c1", 2000, "gift", None)
+    adjustments.adjust(session, "c1", 2000, "gift", None)
     holds = [redemptions.hold(session, "c1", 100).public_id for _ in range(10)]
     session.close()
 

@@ -16,9 +16,11 @@ from flask import Flask
 
 from loyalty.db import transaction
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import postings
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
+from loyalty.membership import adjustments
 from loyalty.program.services import get_settings, update_settings
 from tests.factories import MemberFactory
 
@@ -60,7 +62,7 @@ def stored_balance(session, member) -> MemberBalance:
 def member_with_10_points(session):
     update_settings(session, {"expiry_policy": "never"})
     member = MemberFactory()
-    ledger.adjust(session, member.external_id, 10, "start", None, now=T0)
+    adjustments.adjust(session, member.external_id, 10, "start", None, now=T0)
     # The test's own session must not sit in a transaction (on SQLite: hold the write lock).
     session.close()
     return member
@@ -72,14 +74,14 @@ def test_20_concurrent_debits_of_1_from_10_points_let_exactly_10_through(
     external_id = member_with_10_points.external_id
 
     outcomes = run_together(
-        app, lambda i: ledger.adjust(db.session, external_id, -1, f"debit {i}", None, now=T0)
+        app, lambda i: adjustments.adjust(db.session, external_id, -1, f"debit {i}", None, now=T0)
     )
 
     assert outcomes == Counter(ok=10, insufficient_points=10)
     balance = stored_balance(session, member_with_10_points)
     assert (balance.available, balance.pending, balance.held) == (0, 0, 0)
     assert session.scalar(sa.select(sa.func.sum(PointLot.remaining))) == 0
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_20_concurrent_credits_to_one_member_all_land(app, session):
@@ -88,13 +90,14 @@ def test_20_concurrent_credits_to_one_member_all_land(app, session):
     session.close()
 
     outcomes = run_together(
-        app, lambda i: ledger.adjust(db.session, member.external_id, i + 1, "credit", None, now=T0)
+        app,
+        lambda i: adjustments.adjust(db.session, member.external_id, i + 1, "credit", None, now=T0),
     )
 
     assert outcomes == Counter(ok=WORKERS)
     assert stored_balance(session, member).available == sum(range(1, WORKERS + 1))
     assert session.scalar(sa.select(sa.func.count(PointLot.id))) == WORKERS
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_concurrent_earning_and_spending_on_one_member_stays_consistent(
@@ -103,7 +106,7 @@ def test_concurrent_earning_and_spending_on_one_member_stays_consistent(
     external_id = member_with_10_points.external_id
 
     def earn_or_spend(i: int) -> None:
-        ledger.adjust(db.session, external_id, 3 if i % 2 else -4, f"#{i}", None, now=T0)
+        adjustments.adjust(db.session, external_id, 3 if i % 2 else -4, f"#{i}", None, now=T0)
 
     outcomes = run_together(app, earn_or_spend)
 
@@ -112,7 +115,7 @@ def test_concurrent_earning_and_spending_on_one_member_stays_consistent(
     expected = 10 + 3 * (WORKERS // 2) - 4 * (WORKERS // 2 - refused_debits)
     balance = stored_balance(session, member_with_10_points)
     assert balance.available == expected >= 0
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 @pytest.mark.postgresql_only
@@ -123,8 +126,8 @@ def test_a_write_in_progress_on_one_member_does_not_block_another_member(app, se
 
     def write_to_first_and_wait() -> None:
         with app.app_context(), transaction(db.session):
-            balance = ledger.lock_balance(db.session, first.id)
-            ledger.credit(
+            balance = postings.lock_balance(db.session, first.id)
+            postings.credit(
                 db.session,
                 balance,
                 get_settings(db.session),
@@ -146,15 +149,15 @@ def test_a_write_in_progress_on_one_member_does_not_block_another_member(app, se
             # The first member is really locked: a writer there gives up after 200 ms...
             db.session.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
             with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
-                ledger.adjust(db.session, first.external_id, 1, "blocked", None, now=T0)
+                adjustments.adjust(db.session, first.external_id, 1, "blocked", None, now=T0)
         with app.app_context():
             # ...while a writer on the second member goes straight through.
             db.session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
-            ledger.adjust(db.session, second.external_id, 7, "not blocked", None, now=T0)
+            adjustments.adjust(db.session, second.external_id, 7, "not blocked", None, now=T0)
     finally:
         release.set()
         writer.join(timeout=30)
 
     assert stored_balance(session, first).available == 5
     assert stored_balance(session, second).available == 7
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok

@@ -27,11 +27,13 @@ from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.imports import services as imports
 from loyalty.jobs import services as jobs
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, PointLot
 from loyalty.ledger.policy import add_months
-from loyalty.members import services as members
+from loyalty.members import lookup
 from loyalty.members.models import Member
+from loyalty.membership import adjustments
+from loyalty.membership import services as members
 from tests.factories import ApiKeyFactory, auth
 
 MEMBER_COLUMNS = "external_id,email,name,birthday,status"
@@ -45,7 +47,7 @@ BALANCE_COLUMNS = "external_id,points,expires_at"
 def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 
@@ -168,7 +170,7 @@ def test_imported_members_get_no_signup_points(app, client, tmp_path):
     assert available(app, "new_customer") == 50
     assert available(app, "moved_over") == 0
     with app.app_context():
-        moved = ledger.find_member(db.session, "moved_over").id
+        moved = lookup.find_member(db.session, "moved_over").id
         assert (
             db.session.scalar(
                 sa.select(sa.func.count(LedgerTransaction.id)).where(
@@ -318,7 +320,7 @@ def test_an_imported_balance_is_one_import_transaction_from_the_program(
 def test_an_imported_balance_adds_to_points_the_member_already_has(app, tmp_path):
     enroll(app, "a1")
     with app.app_context():
-        ledger.adjust(db.session, "a1", 100, "goodwill", "ops")
+        adjustments.adjust(db.session, "a1", 100, "goodwill", "ops")
 
     import_balances(app, write_csv(tmp_path, "balances.csv", "external_id,points", "a1,50"))
 
@@ -568,7 +570,7 @@ def test_five_thousand_members_and_balances_import_and_verify(app, tmp_path):
     assert members_result.imported == balances_result.imported == SMOKE_ROWS
     assert transaction_count(app) == SMOKE_ROWS
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
     assert report.ok, report.problems
     assert report.members == SMOKE_ROWS
     assert available(app, "m04999") == 4999 % 1000 + 1

@@ -33,21 +33,25 @@ from loyalty.db import transaction, utcnow
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
-from loyalty.ledger import services as ledger
+from loyalty.ledger import postings
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import (
     Account,
     LedgerTransaction,
     MemberBalance,
     PointLot,
+    Redemption,
     TransactionKind,
 )
 from loyalty.ledger.policy import add_months
-from loyalty.members import services as members
+from loyalty.members import lookup
 from loyalty.members.models import Member
+from loyalty.membership import adjustments
+from loyalty.membership import services as members
 from loyalty.orders import services as orders
 from loyalty.program.services import get_settings, update_settings
 from loyalty.redemptions import services as redemptions
-from loyalty.redemptions.models import Redemption
+from loyalty.settlement import services as settlement
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
@@ -72,7 +76,7 @@ BIRTHDAY = {"name": "Birthday", "kind": "event", "points": 100, "event_type": "b
 def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
-        report = ledger.verify(db.session)
+        report = ledger_verify.verify(db.session)
         assert report.ok, report.problems
 
 
@@ -115,7 +119,7 @@ def order(app: Flask, order_id: str, external_id: str, dollars: int, now: dt.dat
 
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
     with app.app_context():
-        ledger.adjust(db.session, external_id, points, "test", "ops", now=now)
+        adjustments.adjust(db.session, external_id, points, "test", "ops", now=now)
 
 
 def settle(app: Flask, now: dt.datetime, **options: Any) -> jobs.RunSummary:
@@ -125,7 +129,7 @@ def settle(app: Flask, now: dt.datetime, **options: Any) -> jobs.RunSummary:
 
 def member_id(app: Flask, external_id: str) -> int:
     with app.app_context():
-        return ledger.find_member(db.session, external_id).id
+        return lookup.find_member(db.session, external_id).id
 
 
 def stored_balance(app: Flask, external_id: str) -> tuple[int, int, int]:
@@ -137,7 +141,7 @@ def stored_balance(app: Flask, external_id: str) -> tuple[int, int, int]:
 
 def stored_tier(app: Flask, external_id: str) -> str | None:
     with app.app_context():
-        return tiers.member_tier_code(db.session, ledger.find_member(db.session, external_id))
+        return tiers.member_tier_code(db.session, lookup.find_member(db.session, external_id))
 
 
 def kinds(app: Flask, external_id: str) -> list[str]:
@@ -352,7 +356,7 @@ def test_running_twice_changes_nothing_the_second_time(app, ten_due_members):
 
 
 def test_an_interrupted_run_keeps_the_batches_it_finished(app, ten_due_members, monkeypatch):
-    real_settle = ledger.settle
+    real_settle = settlement.settle_member
     calls = []
 
     def crash_on_the_second_batch(*args: Any, **kwargs: Any) -> Any:
@@ -361,7 +365,7 @@ def test_an_interrupted_run_keeps_the_batches_it_finished(app, ten_due_members, 
             raise RuntimeError("worker killed")
         return real_settle(*args, **kwargs)
 
-    monkeypatch.setattr(ledger, "settle", crash_on_the_second_batch)
+    monkeypatch.setattr(settlement, "settle_member", crash_on_the_second_batch)
     with pytest.raises(RuntimeError, match="worker killed"):
         settle(app, ten_due_members, batch_size=1)
 
@@ -370,7 +374,7 @@ def test_an_interrupted_run_keeps_the_batches_it_finished(app, ten_due_members, 
 
 
 def test_the_next_run_resumes_with_what_was_left(app, ten_due_members, monkeypatch):
-    real_settle = ledger.settle
+    real_settle = settlement.settle_member
     calls = []
 
     def crash_on_the_fourth_batch(*args: Any, **kwargs: Any) -> Any:
@@ -379,10 +383,10 @@ def test_the_next_run_resumes_with_what_was_left(app, ten_due_members, monkeypat
             raise RuntimeError("worker killed")
         return real_settle(*args, **kwargs)
 
-    monkeypatch.setattr(ledger, "settle", crash_on_the_fourth_batch)
+    monkeypatch.setattr(settlement, "settle_member", crash_on_the_fourth_batch)
     with pytest.raises(RuntimeError):
         settle(app, ten_due_members, batch_size=1)
-    monkeypatch.setattr(ledger, "settle", real_settle)
+    monkeypatch.setattr(settlement, "settle_member", real_settle)
 
     resumed = settle(app, ten_due_members, batch_size=1)
 
@@ -577,8 +581,8 @@ def due_at_real_time(app: Flask, external_ids: list[str], points: int = 10) -> N
         settings = get_settings(session)
         with transaction(session):
             for external_id in external_ids:
-                balance = ledger.lock_balance(session, ids[external_id])
-                ledger.credit(
+                balance = postings.lock_balance(session, ids[external_id])
+                postings.credit(
                     session,
                     balance,
                     settings,

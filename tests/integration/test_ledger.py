@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
-from loyalty.ledger import services as ledger
+from loyalty.ledger import postings
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import (
     Account,
@@ -25,8 +26,11 @@ from loyalty.ledger.models import (
     TransactionKind,
 )
 from loyalty.ledger.policy import add_months
-from loyalty.members.services import card
+from loyalty.membership import adjustments
+from loyalty.membership import services as membership
+from loyalty.membership.services import card
 from loyalty.program.services import get_settings, update_settings
+from loyalty.settlement import services as settlement
 from tests.factories import MemberFactory
 
 T0 = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -41,9 +45,9 @@ def earn(session, member, points, now, *, pending=True):
     """Earn `points` as an order would: pending for the return window unless `pending=False`."""
     settings = get_settings(session)
     with transaction(session):
-        balance = ledger.lock_balance(session, member.id)
-        ledger.settle(session, balance, now)
-        _, lot = ledger.credit(
+        balance = postings.lock_balance(session, member.id)
+        settlement.settle_member(session, balance, now)
+        _, lot = postings.credit(
             session,
             balance,
             settings,
@@ -60,9 +64,9 @@ def earn(session, member, points, now, *, pending=True):
 def debit(session, member, points, now, **kwargs):
     settings = get_settings(session)
     with transaction(session):
-        balance = ledger.lock_balance(session, member.id)
-        ledger.settle(session, balance, now)
-        txn, taken = ledger.debit(session, balance, settings, points, now=now, **kwargs)
+        balance = postings.lock_balance(session, member.id)
+        settlement.settle_member(session, balance, now)
+        txn, taken = postings.debit(session, balance, settings, points, now=now, **kwargs)
     return txn, taken
 
 
@@ -171,7 +175,7 @@ def test_pending_points_mature_exactly_at_available_at_without_any_job(session, 
 def test_settled_balance_is_right_as_of_now_without_any_job(session, member):
     program(session, pending_days=14)
     earn(session, member, 100, T0)
-    balance = ledger.settled_balance(session, member, T0 + 14 * DAY)
+    balance = settlement.settled_balance(session, member, T0 + 14 * DAY)
     assert (balance.available, balance.pending) == (100, 0)
     session.expire_all()
     stored = session.get(MemberBalance, member.id)
@@ -258,7 +262,7 @@ def test_pending_points_that_expire_before_they_mature_are_gone(session, member)
     earn(session, member, 100, T0)
     assert points(session, member, add_months(T0, 1)) == (0, 0)
     assert points(session, member, T0 + 45 * DAY) == (0, 0)
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_points_maturing_and_expiring_at_the_same_instant_are_available_first(session, member):
@@ -267,7 +271,7 @@ def test_points_maturing_and_expiring_at_the_same_instant_are_available_first(se
     earn(session, member, 100, T0)
     assert points(session, member, T0 + 31 * DAY) == (0, 0)
     assert [t.kind for t in transactions_of(session, member)] == ["earn", "mature", "expire"]
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_points_maturing_as_they_expire_still_repay_the_debt_first(session, member):
@@ -384,7 +388,7 @@ def test_spending_cannot_use_points_that_expired_since_the_last_write(session, m
 
 def test_a_positive_adjustment_is_available_at_once(session, member):
     program(session, pending_days=14)
-    txn = ledger.adjust(session, member.external_id, 25, "goodwill", "admin@shop", now=T0)
+    txn = adjustments.adjust(session, member.external_id, 25, "goodwill", "admin@shop", now=T0)
     assert points(session, member, T0) == (25, 0)
     assert (txn.kind, txn.reason, txn.actor) == ("adjust", "goodwill", "admin@shop")
     assert {e.account: e.amount for e in txn.entries} == {"adjusted": -25, "available": 25}
@@ -392,7 +396,7 @@ def test_a_positive_adjustment_is_available_at_once(session, member):
 
 def test_a_negative_adjustment_removes_available_points(session, member, immediate):
     earn(session, member, 100, T0)
-    txn = ledger.adjust(session, member.external_id, -40, "fraud", "admin@shop", now=T0 + DAY)
+    txn = adjustments.adjust(session, member.external_id, -40, "fraud", "admin@shop", now=T0 + DAY)
     assert points(session, member, T0 + DAY) == (60, 0)
     assert {e.account: e.amount for e in txn.entries} == {"available": -40, "adjusted": 40}
 
@@ -404,7 +408,7 @@ def test_a_negative_adjustment_beyond_available_is_refused_and_writes_nothing(
     before = (count(session, LedgerTransaction), count(session, LedgerEntry))
 
     with pytest.raises(InsufficientPoints) as refused:
-        ledger.adjust(session, member.external_id, -101, "oops", "admin@shop", now=T0 + DAY)
+        adjustments.adjust(session, member.external_id, -101, "oops", "admin@shop", now=T0 + DAY)
 
     assert refused.value.extra == {"available": 100, "requested": 101}
     assert (count(session, LedgerTransaction), count(session, LedgerEntry)) == before
@@ -416,7 +420,7 @@ def test_a_negative_adjustment_beyond_available_is_refused_and_writes_nothing(
 
 def test_a_zero_adjustment_is_a_validation_error(session, member):
     with pytest.raises(ValidationFailed):
-        ledger.adjust(session, member.external_id, 0, "nothing", "admin@shop", now=T0)
+        adjustments.adjust(session, member.external_id, 0, "nothing", "admin@shop", now=T0)
 
 
 # --- debt from refund reversals ----------------------------------------------------------
@@ -429,7 +433,7 @@ def test_only_a_refund_reversal_takes_available_below_zero(session, member, imme
     reverse_refund(session, member, 50, T0 + DAY)
     assert points(session, member, T0 + DAY) == (-20, 0)
     assert [lot.remaining for lot in lots_of(session, member)] == [0]
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_nothing_can_be_spent_while_in_debt(session, member, immediate):
@@ -447,7 +451,7 @@ def test_the_next_credit_repays_the_debt_first(session, member, immediate):
     assert points(session, member, T0 + 2 * DAY) == (30, 0)
     assert lots_of(session, member)[-1].id == lot.id
     assert lot.remaining == 30
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_a_credit_smaller_than_the_debt_only_reduces_it(session, member, immediate):
@@ -455,7 +459,7 @@ def test_a_credit_smaller_than_the_debt_only_reduces_it(session, member, immedia
     lot = earn(session, member, 20, T0 + DAY)
     assert points(session, member, T0 + DAY) == (-30, 0)
     assert lot.remaining == 0
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_pending_points_maturing_repay_the_debt_first(session, member):
@@ -465,7 +469,7 @@ def test_pending_points_maturing_repay_the_debt_first(session, member):
     assert points(session, member, T0 + DAY) == (-20, 50)
     assert points(session, member, T0 + 15 * DAY) == (30, 0)
     assert [lot.remaining for lot in lots_of(session, member)] == [30]
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_repaid_points_do_not_expire_again(session, member, immediate):
@@ -484,11 +488,11 @@ def test_repaid_points_do_not_expire_again(session, member, immediate):
 def test_history_pages_newest_first(session, member):
     program(session, expiry_policy="never")
     for amount in (1, 2, 3, 4, 5):
-        ledger.adjust(session, member.external_id, amount, f"#{amount}", None, now=T0)
+        adjustments.adjust(session, member.external_id, amount, f"#{amount}", None, now=T0)
 
-    first = ledger.history(session, member.external_id, limit=2, cursor=None)
-    second = ledger.history(session, member.external_id, limit=2, cursor=first.next_cursor)
-    last = ledger.history(session, member.external_id, limit=2, cursor=second.next_cursor)
+    first = membership.history(session, member.external_id, limit=2, cursor=None)
+    second = membership.history(session, member.external_id, limit=2, cursor=first.next_cursor)
+    last = membership.history(session, member.external_id, limit=2, cursor=second.next_cursor)
 
     assert [t.reason for t in first.items] == ["#5", "#4"]
     assert [t.reason for t in second.items] == ["#3", "#2"]
@@ -499,8 +503,8 @@ def test_history_pages_newest_first(session, member):
 def test_history_has_no_next_page_when_the_page_holds_everything(session, member):
     program(session, expiry_policy="never")
     for amount in (1, 2):
-        ledger.adjust(session, member.external_id, amount, f"#{amount}", None, now=T0)
-    page = ledger.history(session, member.external_id, limit=2, cursor=None)
+        adjustments.adjust(session, member.external_id, amount, f"#{amount}", None, now=T0)
+    page = membership.history(session, member.external_id, limit=2, cursor=None)
     assert [t.reason for t in page.items] == ["#2", "#1"]
     assert page.next_cursor is None
 
@@ -508,15 +512,15 @@ def test_history_has_no_next_page_when_the_page_holds_everything(session, member
 def test_history_shows_only_the_members_own_transactions(session, member):
     program(session, expiry_policy="never")
     other = MemberFactory()
-    ledger.adjust(session, member.external_id, 5, "mine", None, now=T0)
-    ledger.adjust(session, other.external_id, 7, "theirs", None, now=T0)
-    page = ledger.history(session, member.external_id, limit=50, cursor=None)
+    adjustments.adjust(session, member.external_id, 5, "mine", None, now=T0)
+    adjustments.adjust(session, other.external_id, 7, "theirs", None, now=T0)
+    page = membership.history(session, member.external_id, limit=50, cursor=None)
     assert [t.reason for t in page.items] == ["mine"]
 
 
 def test_history_refuses_a_cursor_it_never_made(session, member):
     with pytest.raises(ValidationFailed):
-        ledger.history(session, member.external_id, limit=2, cursor="not-a-cursor")
+        membership.history(session, member.external_id, limit=2, cursor="not-a-cursor")
 
 
 # --- verify ------------------------------------------------------------------------------
@@ -532,12 +536,12 @@ def busy_ledger(session, member):
     reverse_refund(session, member, 10, T0 + 21 * DAY)
     points(session, member, T0 + 90 * DAY)
     reverse_refund(session, member, 15, T0 + 91 * DAY)
-    ledger.adjust(session, MemberFactory().external_id, 5, "welcome", None, now=T0)
+    adjustments.adjust(session, MemberFactory().external_id, 5, "welcome", None, now=T0)
     return member
 
 
 def test_verify_reports_a_clean_ledger_as_ok(session, busy_ledger):
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert report.problems == []
     assert report.ok
     assert report.members == 2
@@ -546,7 +550,7 @@ def test_verify_reports_a_clean_ledger_as_ok(session, busy_ledger):
 
 
 def test_verify_reports_an_empty_ledger_as_ok(session):
-    assert ledger.verify(session).ok
+    assert ledger_verify.verify(session).ok
 
 
 def test_verify_detects_an_unbalanced_transaction(session, busy_ledger):
@@ -559,7 +563,7 @@ def test_verify_detects_an_unbalanced_transaction(session, busy_ledger):
         {"txn": txn.id},
     )
     session.commit()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert not report.ok
     assert f"transaction {txn.id}: 2 entries summing to -1" in report.problems
 
@@ -571,7 +575,7 @@ def test_verify_detects_a_transaction_with_a_single_entry(session, busy_ledger):
         {"txn": txn.id},
     )
     session.commit()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert any(
         problem.startswith(f"transaction {txn.id}: 1 entries") for problem in report.problems
     )
@@ -584,7 +588,7 @@ def test_verify_detects_a_balance_row_that_disagrees_with_the_entries(session, b
         {"m": busy_ledger.id},
     )
     session.commit()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert len(report.problems) == 1
     assert report.problems[0].startswith(f"member {busy_ledger.id}: balance")
     assert "!= entries" in report.problems[0]
@@ -597,7 +601,7 @@ def test_verify_detects_lots_that_disagree_with_the_balance(session, member, imm
         {"m": member.id},
     )
     session.commit()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert report.problems == [
         f"member {member.id}: lots (pending 0, available 99) != balance (pending 0, available 100)"
     ]
@@ -610,7 +614,7 @@ def test_verify_detects_spendable_lots_while_the_member_is_in_debt(session, busy
         {"lot": debt_lot.id},
     )
     session.commit()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert len(report.problems) == 1
     assert "lots (pending 0, available 5)" in report.problems[0]
 
@@ -623,6 +627,6 @@ def test_verify_detects_pending_lots_that_disagree_with_the_balance(session, mem
         {"m": member.id},
     )
     session.commit()
-    assert ledger.verify(session).problems == [
+    assert ledger_verify.verify(session).problems == [
         f"member {member.id}: lots (pending 0, available 0) != balance (pending 100, available 0)"
     ]

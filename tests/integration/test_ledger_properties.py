@@ -29,12 +29,15 @@ from hypothesis.stateful import (
 
 from loyalty.db import transaction
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import postings
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import Account, PointLot, TransactionKind
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member
+from loyalty.membership import adjustments
 from loyalty.program.services import DEFAULTS, get_settings, update_settings
+from loyalty.settlement import services as settlement
 from tests.database import delete_every_row
 from tests.factories import MemberFactory
 
@@ -172,8 +175,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def locked(self, model: ModelMember):
         """Lock and settle the member's balance, as every use case does before writing."""
-        balance = ledger.lock_balance(self.session, model.member.id)
-        ledger.settle(self.session, balance, self.now)
+        balance = postings.lock_balance(self.session, model.member.id)
+        settlement.settle_member(self.session, balance, self.now)
         model.settle(self.now)
         return balance
 
@@ -181,7 +184,7 @@ class LedgerMachine(RuleBasedStateMachine):
         settings_row = get_settings(self.session)
         with transaction(self.session):
             balance = self.locked(model)
-            ledger.debit(self.session, balance, settings_row, points, now=self.now, **kwargs)
+            postings.debit(self.session, balance, settings_row, points, now=self.now, **kwargs)
 
     # --- rules ---------------------------------------------------------------------------
 
@@ -208,7 +211,7 @@ class LedgerMachine(RuleBasedStateMachine):
         settings_row = get_settings(self.session)
         with transaction(self.session):
             balance = self.locked(model)
-            ledger.credit(
+            postings.credit(
                 self.session,
                 balance,
                 settings_row,
@@ -248,9 +251,9 @@ class LedgerMachine(RuleBasedStateMachine):
         external_id = model.member.external_id
         if points < 0 and model.available < -points:
             with pytest.raises(InsufficientPoints):
-                ledger.adjust(self.session, external_id, points, "test", None, now=self.now)
+                adjustments.adjust(self.session, external_id, points, "test", None, now=self.now)
         else:
-            ledger.adjust(self.session, external_id, points, "test", None, now=self.now)
+            adjustments.adjust(self.session, external_id, points, "test", None, now=self.now)
             if points > 0:
                 model.credit(points, self.now, self.program, pending=False)
             else:
@@ -292,13 +295,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledger_verifies(self):
-        report = ledger.verify(self.session)
+        report = ledger_verify.verify(self.session)
         assert report.problems == []
 
     @invariant()
     def balances_and_lots_match_the_model(self):
         for model in self.members:
-            balance = ledger.settled_balance(self.session, model.member, self.now)
+            balance = settlement.settled_balance(self.session, model.member, self.now)
             model.settle(self.now)
             assert (balance.available, balance.pending, balance.held) == (
                 model.available,

@@ -19,13 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty.db import utcnow
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import MemberBalance
+from loyalty.members import lookup
+from loyalty.membership import adjustments
 from loyalty.orders import services as orders
 from loyalty.orders.exceptions import RefundExceedsOrder
 from loyalty.orders.models import Order
 from loyalty.redemptions import services as redemptions
 from loyalty.rules import services as rules
+from loyalty.settlement import services as settlement
 from tests.factories import MemberFactory
 
 GIFT = 10_000  # available points every member starts with
@@ -87,8 +90,8 @@ class Model:
 
 def balance_of(session, external_id: str) -> dict[str, int]:
     session.expire_all()
-    member = ledger.find_member(session, external_id)
-    found = ledger.settled_balance(session, member)
+    member = lookup.find_member(session, external_id)
+    found = settlement.settled_balance(session, member)
     return {"available": found.available, "pending": found.pending, "held": found.held}
 
 
@@ -103,7 +106,7 @@ def check(session, model: Model, order_id: str, external_id: str) -> None:
         assert model.reversed == model.earned * model.refunded // model.total
         assert model.restored == model.redeemed * model.refunded // model.total
     assert balance_of(session, external_id) == model.expected_balance()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert report.ok, report.problems
 
 
@@ -153,7 +156,7 @@ def earning_rules(session):
 def test_refunds_never_create_or_destroy_points(session, earning_rules, data, raw_lines):
     external_id = f"m_{uuid.uuid4().hex[:12]}"
     MemberFactory(external_id=external_id)
-    ledger.adjust(session, external_id, GIFT, "starting points", None)
+    adjustments.adjust(session, external_id, GIFT, "starting points", None)
 
     lines = [{"sku": f"sku{n}", **line} for n, line in enumerate(raw_lines)]
     subtotal = sum(line["quantity"] * line["unit_price"] for line in lines)

@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.extensions import db
-from loyalty.ledger import services as ledger
+from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
 from loyalty.members.models import Member
+from loyalty.membership import adjustments
 from loyalty.rewards import services as rewards
 from loyalty.rewards.exceptions import RewardUnavailable
 from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
@@ -37,7 +38,7 @@ def enrol_with_points(session: Session, count: int, points: int) -> list[str]:
     ids = [f"m{n:02d}" for n in range(count)]
     for external_id in ids:
         MemberFactory(external_id=external_id)
-        ledger.adjust(session, external_id, points, "enough for a reward", None)
+        adjustments.adjust(session, external_id, points, "enough for a reward", None)
     return ids
 
 
@@ -62,7 +63,7 @@ def redeem_transactions(session: Session) -> int:
 
 def assert_ledger_verifies(session: Session) -> None:
     session.expire_all()
-    report = ledger.verify(session)
+    report = ledger_verify.verify(session)
     assert report.ok, report.problems
 
 

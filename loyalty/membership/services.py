@@ -1,4 +1,4 @@
-"""Enrolment, the member card and status changes."""
+"""Enrolment, the member card, history and holds, status and profile changes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
-from loyalty.ledger import services as ledger
-from loyalty.ledger.models import MemberBalance
+from loyalty.ledger.models import LedgerTransaction, MemberBalance, Redemption
+from loyalty.ledger.postings import lock_balance
+from loyalty.ledger.queries import ExpiringPoints, expiring_lots, transactions_page
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
+from loyalty.members.lookup import find_member
 from loyalty.members.models import Member, MemberStatus
-from loyalty.redemptions.models import Redemption
+from loyalty.pagination import Page
+from loyalty.settlement.services import settled_balance, settled_snapshot
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
@@ -85,7 +88,7 @@ def _by_external_id(session: Session, external_id: str) -> Member | None:
 class MemberCard:
     member: Member
     balance: MemberBalance
-    expiring_soon: list[ledger.ExpiringPoints]
+    expiring_soon: list[ExpiringPoints]
     progress: tiers.Progress
 
 
@@ -95,12 +98,12 @@ def card(session: Session, external_id: str, now: dt.datetime | None = None) -> 
     The member and balance it returns are read-only copies (not in the session).
     """
     now = now or utcnow()
-    member, balance, program = ledger.settled_snapshot(session, external_id, now)
+    member, balance, program = settled_snapshot(session, external_id, now)
     due = balance.next_due_at
     # next_due_at is never later than the soonest expiry: with none in the window, no lot
     # needs reading (a member with a long history costs the same as a new one).
     soon = (
-        ledger.expiring_lots(session, member.id, now, EXPIRING_SOON)
+        expiring_lots(session, member.id, now, EXPIRING_SOON)
         if due is not None and due <= now + EXPIRING_SOON
         else []
     )
@@ -128,8 +131,8 @@ def update_member(
     closed member.
     """
     with transaction(session):
-        member = ledger.find_member(session, external_id)
-        ledger.lock_balance(session, member.id)
+        member = find_member(session, external_id)
+        lock_balance(session, member.id)
         session.refresh(member)
         before = audit.snapshot(member)
         current = MemberStatus(member.status)
@@ -168,6 +171,16 @@ def search(session: Session, query: str, limit: int = 50) -> list[Member]:
             .limit(limit)
         ).scalars()
     )
+
+
+def history(
+    session: Session, external_id: str, limit: int, cursor: str | None
+) -> Page[LedgerTransaction]:
+    """The member's transactions as of now (settled first), newest first, one page at a
+    time. Raises MemberNotFound, or ValidationFailed for a bad cursor."""
+    member = find_member(session, external_id)
+    settled_balance(session, member)
+    return transactions_page(session, member.id, limit, cursor)
 
 
 def holds(session: Session, member_id: int, limit: int = 50) -> list[Redemption]:

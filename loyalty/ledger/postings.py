@@ -1,0 +1,356 @@
+"""Writing the ledger: every movement of a member's points is one balanced transaction.
+
+The callers are inside ``transaction()`` holding the member's lock (``lock_balance``). Hot
+writes are prebuilt Core statements: building a statement costs as much as running it, and
+the ORM flush of a transaction and its entries cost three times the CPU.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from loyalty import metrics
+from loyalty.db import insert_copy, utcnow
+from loyalty.ledger import policy
+from loyalty.ledger.exceptions import InsufficientPoints
+from loyalty.ledger.models import (
+    MEMBER_ACCOUNTS,
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    LotState,
+    MemberBalance,
+    PointLot,
+    Redemption,
+    RedemptionStatus,
+    TransactionKind,
+)
+from loyalty.program.models import ExpiryPolicy, ProgramSettings
+
+# Prebuilt: every write runs these, and building a statement costs as much as running it.
+_LOCK_BALANCE = (
+    sa.select(MemberBalance)
+    .where(MemberBalance.member_id == sa.bindparam("member_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
+def lock_balance(session: Session, member_id: int) -> MemberBalance:
+    """Lock the member's balance row (``FOR UPDATE``) and return it freshly read.
+
+    Every write to a member's points goes through this lock, so concurrent debits see each
+    other's results instead of the same stale balance.
+    """
+    return session.execute(_LOCK_BALANCE, {"member_id": member_id}).scalar_one()
+
+
+_INSERT_ENTRIES = LedgerEntry.__table__.insert()
+
+
+def post(
+    session: Session,
+    balance: MemberBalance,
+    kind: TransactionKind,
+    legs: Sequence[tuple[Account, int]],
+    *,
+    effective_at: dt.datetime,
+    reference: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    qualifying: int = 0,
+    qualifying_at: dt.datetime | None = None,
+) -> LedgerTransaction:
+    """Append one balanced transaction and move the member's balance columns with it.
+
+    Written with Core, not the unit of work (every write posts; the ORM flush of a
+    transaction and its entries cost three times the CPU). It returns a read-only copy
+    with its entries, which is not in the session: read it, never add it to one.
+    """
+    legs = [(account, amount) for account, amount in legs if amount]
+    if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
+        raise ValueError(f"unbalanced ledger transaction: {legs}")
+    if session.new:
+        session.flush()  # the member may be new in this transaction: insert it first
+    values = {
+        "public_id": uuid.uuid4(),
+        "member_id": balance.member_id,
+        "kind": kind.value,
+        "effective_at": effective_at,
+        "created_at": utcnow(),
+        "reference": reference,
+        "reason": reason,
+        "actor": actor,
+        "corrects_id": None,
+        "details": details or {},
+        "qualifying": qualifying,
+        "qualifying_at": (qualifying_at or effective_at) if qualifying else None,
+    }
+    txn = insert_copy(session, LedgerTransaction, values)
+    entries = [
+        {
+            "transaction_id": txn.id,
+            "member_id": balance.member_id,
+            "account": account.value,
+            "amount": amount,
+        }
+        for account, amount in legs
+    ]
+    session.connection().execute(_INSERT_ENTRIES, entries)
+    for account, amount in legs:
+        if account in MEMBER_ACCOUNTS:
+            column = account.value
+            setattr(balance, column, getattr(balance, column) + amount)
+    metrics.POINTS.labels(kind.value).inc(sum(amount for _, amount in legs if amount > 0))
+    txn.entries = [LedgerEntry(**entry) for entry in entries]
+    return txn
+
+
+def note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
+    """Make sure the member is settled again by `when` (a lot maturing or expiring, a hold
+    timing out)."""
+    if when is not None and (balance.next_due_at is None or when < balance.next_due_at):
+        balance.next_due_at = when
+
+
+def _record_activity(
+    session: Session, balance: MemberBalance, settings: ProgramSettings, now: dt.datetime
+) -> None:
+    """Under the inactivity policy any earning or spending pushes every lot's expiry out."""
+    balance.last_activity_at = now
+    if settings.expiry_policy != ExpiryPolicy.INACTIVITY:
+        return
+    new_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    session.execute(
+        sa.update(PointLot)
+        .where(
+            PointLot.member_id == balance.member_id,
+            PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value]),
+            PointLot.remaining > 0,
+        )
+        .values(expires_at=new_expiry)
+        .execution_options(synchronize_session="fetch")
+    )
+    note_due(balance, new_expiry)
+
+
+def credit(
+    session: Session,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    points: int,
+    *,
+    kind: TransactionKind,
+    source: Account,
+    now: dt.datetime,
+    pending: bool,
+    **txn_fields: Any,
+) -> tuple[LedgerTransaction, PointLot]:
+    """Credit `points` from the program account `source` into a new lot (returned as a
+    read-only copy, like the transaction).
+
+    With `pending`, the points wait in the member's pending account for the program's return
+    window; otherwise they are available at once, first repaying any debt.
+    """
+    if points <= 0:
+        raise ValueError("credit needs a positive number of points")
+    available_at = now + dt.timedelta(days=settings.pending_days) if pending else now
+    if available_at <= now:
+        pending = False
+    expires_at = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    if pending:
+        target, remaining, state = Account.PENDING, points, LotState.PENDING
+    else:
+        target, state = Account.AVAILABLE, LotState.AVAILABLE
+        remaining = policy.lot_remaining_after_credit(balance.available, points)
+    _record_activity(session, balance, settings, now)
+    txn = post(
+        session,
+        balance,
+        kind,
+        [(source, -points), (target, points)],
+        effective_at=now,
+        **txn_fields,
+    )
+    values = {
+        "member_id": balance.member_id,
+        "transaction_id": txn.id,
+        "points": points,
+        "remaining": remaining,
+        "state": state.value,
+        "available_at": available_at,
+        "expires_at": expires_at,
+        "created_at": txn.created_at,
+        "expiry_notified_at": None,
+    }
+    # Like the transaction, a read-only copy (a settle or a debit loads the row itself).
+    lot = insert_copy(session, PointLot, values)
+    if pending:
+        note_due(balance, available_at)
+    # A pending lot can expire before it matures (a return window longer than the expiry).
+    note_due(balance, expires_at)
+    return txn, lot
+
+
+_SPENDABLE = sa.select(
+    PointLot.id, PointLot.remaining, PointLot.available_at, PointLot.expires_at
+).where(
+    PointLot.member_id == sa.bindparam("member_id"),
+    PointLot.state == LotState.AVAILABLE.value,
+    PointLot.remaining > 0,
+)
+_TAKE_FROM_LOT = (
+    sa.update(PointLot.__table__)
+    .where(PointLot.__table__.c.id == sa.bindparam("lot_id"))
+    .values(remaining=PointLot.__table__.c.remaining - sa.bindparam("take"))
+)
+
+
+def _take_from_lots(
+    session: Session, member_id: int, points: int, *, sparing: int | None = None
+) -> list[tuple[int, int]]:
+    """Take up to `points` from the member's available lots (all but lot `sparing`),
+    soonest-expiring first; returns [(lot id, points taken)].
+
+    Core (a third of the ORM's CPU), so a settle's changes to lots are flushed first and
+    loaded copies of the lots taken from are expired, never left stale.
+    """
+    session.flush()
+    connection = session.connection()
+    views = [
+        policy.LotView(row.id, row.remaining, row.available_at, row.expires_at)
+        for row in connection.execute(_SPENDABLE, {"member_id": member_id})
+        if row.id != sparing
+    ]
+    taken = policy.plan_consumption(views, min(points, sum(view.remaining for view in views)))
+    if taken:
+        connection.execute(_TAKE_FROM_LOT, [{"lot_id": i, "take": n} for i, n in taken])
+        for lot_id, _ in taken:
+            loaded = session.identity_map.get(identity_key(PointLot, lot_id))
+            if loaded is not None:
+                session.expire(loaded)
+    return taken
+
+
+def debit(
+    session: Session,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    points: int,
+    *,
+    kind: TransactionKind,
+    destination: Account,
+    now: dt.datetime,
+    allow_negative: bool = False,
+    **txn_fields: Any,
+) -> tuple[LedgerTransaction, list[tuple[int, int]]]:
+    """Debit `points` from available into the program account `destination`.
+
+    Consumes lots soonest-expiring first and returns the transaction with the lots it took
+    from, as (lot id, points). Raises InsufficientPoints when fewer points are available,
+    unless `allow_negative` (refund reversals only), which takes the balance below zero.
+    """
+    if points <= 0:
+        raise ValueError("debit needs a positive number of points")
+    if balance.available < points and not allow_negative:
+        raise InsufficientPoints(
+            f"{points} points needed, {max(balance.available, 0)} available.",
+            available=max(balance.available, 0),
+            requested=points,
+        )
+    taken = _take_from_lots(session, balance.member_id, points)
+    _record_activity(session, balance, settings, now)
+    txn = post(
+        session,
+        balance,
+        kind,
+        [(Account.AVAILABLE, -points), (destination, points)],
+        effective_at=now,
+        **txn_fields,
+    )
+    return txn, taken
+
+
+def return_held(
+    session: Session,
+    balance: MemberBalance,
+    redemption: Redemption,
+    now: dt.datetime,
+    kind: TransactionKind,
+    status: RedemptionStatus,
+) -> LedgerTransaction:
+    """Move a hold's points back to available and into the lots they were taken from (a
+    debt, if the member has one meanwhile, is repaid first)."""
+    restorable = policy.lot_remaining_after_credit(balance.available, redemption.points)
+    txn = post(
+        session,
+        balance,
+        kind,
+        [(Account.HELD, -redemption.points), (Account.AVAILABLE, redemption.points)],
+        effective_at=now,
+        reference=f"redemption:{redemption.public_id}",
+    )
+    lot_ids = [allocation.lot_id for allocation in redemption.allocations]
+    lots = {
+        lot.id: lot
+        for lot in session.execute(sa.select(PointLot).where(PointLot.id.in_(lot_ids))).scalars()
+    }
+    for allocation in redemption.allocations:
+        lot = lots[allocation.lot_id]
+        give = min(allocation.points, restorable)
+        restorable -= give
+        lot.remaining += give
+        if give and lot.state == LotState.EXPIRED:
+            # Back to available so the next settle expires it, through the ledger.
+            lot.state = LotState.AVAILABLE.value
+        if give:
+            note_due(balance, lot.expires_at)
+    redemption.status = status
+    redemption.released_at = now
+    return txn
+
+
+def reverse_earned(
+    session: Session,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    lot: PointLot | None,
+    points: int,
+    now: dt.datetime,
+    **txn_fields: Any,
+) -> LedgerTransaction:
+    """Take back `points` an order earned (a refund): from the order's own lot while it is
+    pending or has points left, then from the member's other lots soonest-expiring first,
+    and beyond those into debt: the one case where available may go below zero."""
+    from_pending = 0
+    if lot is not None and lot.state == LotState.PENDING:
+        from_pending = min(points, lot.remaining)
+        lot.remaining -= from_pending
+    from_available = points - from_pending
+    still = from_available
+    if still and lot is not None and lot.state == LotState.AVAILABLE:
+        own = min(still, lot.remaining)
+        lot.remaining -= own
+        still -= own
+    if still:
+        _take_from_lots(session, balance.member_id, still, sparing=lot.id if lot else None)
+    return post(
+        session,
+        balance,
+        TransactionKind.REVERSE,
+        [
+            (Account.PENDING, -from_pending),
+            (Account.AVAILABLE, -from_available),
+            (Account.ISSUED, points),
+        ],
+        effective_at=now,
+        **txn_fields,
+    )

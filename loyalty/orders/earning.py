@@ -1,0 +1,180 @@
+"""What a cart earns: the quote the checkout asks for on every cart, the earning an order
+records, and the rules simulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.db import utcnow
+from loyalty.errors import ValidationFailed
+from loyalty.ledger.exceptions import MemberInactive
+from loyalty.members.lookup import find_member
+from loyalty.members.models import Member
+from loyalty.orders.exceptions import CurrencyMismatch
+from loyalty.orders.models import Order
+from loyalty.program.models import ProgramSettings
+from loyalty.rules import policy
+from loyalty.rules import services as rules
+from loyalty.rules.earning import ActiveRule, active_rules, remaining_caps, tier_boost
+from loyalty.rules.models import RuleKind
+from loyalty.settlement.services import settled_snapshot
+from loyalty.tiers import services as tiers
+
+ORDER_RULE_KINDS = ("spend", "multiplier", "bonus")
+
+
+def cart_lines(raw: Sequence[dict[str, Any]]) -> list[policy.Line]:
+    return [
+        policy.Line(line["sku"], line.get("category"), line["quantity"], line["unit_price"])
+        for line in raw
+    ]
+
+
+def check_currency(settings: ProgramSettings, currency: str) -> None:
+    if currency != settings.currency:
+        raise CurrencyMismatch(
+            f"The program runs in {settings.currency}; this cart is in {currency}."
+        )
+
+
+def check_discount(lines: Sequence[policy.Line], discount: int) -> int:
+    subtotal = sum(line.gross for line in lines)
+    if discount > subtotal:
+        raise ValidationFailed({"discount": ["Must not exceed the sum of the lines."]})
+    return subtotal
+
+
+def earn(
+    session: Session,
+    member: Member,
+    lines: Sequence[policy.Line],
+    reduction: int,
+    when: dt.datetime,
+    now: dt.datetime,
+    first_order: bool,
+) -> tuple[int, list[policy.Contribution], list[ActiveRule]]:
+    active = active_rules(session, ORDER_RULE_KINDS)
+    candidates = [rule.policy for rule in active] + tier_boost(session, member)
+    context = policy.MemberContext(
+        tier=tiers.member_tier_code(session, member),
+        first_order=first_order,
+        remaining_caps=remaining_caps(session, member.id, active, now),
+    )
+    points, breakdown = policy.order_points(candidates, lines, reduction, context, when)
+    return points, breakdown, active
+
+
+def first_order(session: Session, member: Member) -> bool:
+    """Whether this is the member's first order. Asked only when the answer matters (a
+    referral to grant, a rule with a first-order condition): it is a query per order."""
+    matters = member.referred_by_id is not None or any(
+        rule.policy.conditions.first_order for rule in active_rules(session, ORDER_RULE_KINDS)
+    )
+    return matters and _has_no_order(session, member.id)
+
+
+_ANY_ORDER = sa.select(Order.id).where(Order.member_id == sa.bindparam("member_id")).limit(1)
+
+
+def _has_no_order(session: Session, member_id: int) -> bool:
+    return session.connection().execute(_ANY_ORDER, {"member_id": member_id}).first() is None
+
+
+def max_redeemable(settings: ProgramSettings, available: int, total: int) -> int:
+    """The most points a member may pay with on an order of `total` (minor units): limited by
+    their balance and the program's share of an order payable in points; 0 below the
+    program's minimum redemption."""
+    max_value = total * settings.max_redemption_percent // 100
+    by_value = max_value * settings.point_value_points // settings.point_value_amount
+    points = min(max(available, 0), by_value)
+    return points if points >= max(settings.min_redemption_points, 1) else 0
+
+
+@dataclass
+class Quote:
+    member: Member
+    currency: str
+    total: int
+    points_to_earn: int
+    breakdown: list[policy.Contribution]
+    available_points: int
+    max_redeemable_points: int
+    max_redeemable_value: int
+
+
+def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = None) -> Quote:
+    """Points the cart would earn (and why) and the most points the member may pay with.
+
+    Writes nothing of its own. Raises MemberNotFound, MemberInactive, CurrencyMismatch,
+    ValidationFailed.
+    """
+    now = now or utcnow()
+    # Settled first: a tier whose retention ran out no longer boosts what the cart earns.
+    member, balance, program = settled_snapshot(session, fields["member_id"], now)
+    settings = program.settings
+    check_currency(settings, fields["currency"])
+    if not member.is_active:
+        raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
+    lines = cart_lines(fields["lines"])
+    discount = fields.get("discount") or 0
+    total = check_discount(lines, discount) - discount
+    redeem_points = fields.get("redeem_points") or 0
+    reduction = discount + settings.points_value(redeem_points)
+    points, breakdown, _ = earn(
+        session, member, lines, reduction, now, now, first_order(session, member)
+    )
+    best = max_redeemable(settings, balance.available, total)
+    return Quote(
+        member=member,
+        currency=settings.currency,
+        total=total,
+        points_to_earn=points,
+        breakdown=breakdown,
+        available_points=max(balance.available, 0),
+        max_redeemable_points=best,
+        max_redeemable_value=settings.points_value(best),
+    )
+
+
+def simulate(
+    session: Session,
+    *,
+    member_id: str | None,
+    lines: Sequence[dict[str, Any]],
+    discount: int,
+    event_type: str | None,
+    drafts: Sequence[dict[str, Any]],
+    include_active: bool,
+    now: dt.datetime | None = None,
+) -> tuple[int, list[policy.Contribution]]:
+    """What a cart (or an event of `event_type`) would earn under the active rules and/or
+    `drafts` (rule definitions not saved), for `member_id` if given. Writes nothing.
+
+    Raises MemberNotFound, ValidationFailed for an invalid draft.
+    """
+    now = now or utcnow()
+    member = find_member(session, member_id) if member_id else None
+    active = active_rules(session) if include_active else []
+    candidates = [rule.policy for rule in active]
+    if not event_type:
+        candidates += tier_boost(session, member)
+    for number, draft in enumerate(drafts, start=1):
+        rules.check_definition(RuleKind(draft["kind"]), draft)
+        candidates.append(policy.to_policy(f"draft-{number}", draft["kind"], 0, draft))
+    context = policy.MemberContext(
+        tier=tiers.member_tier_code(session, member) if member else None,
+        first_order=member is None or _has_no_order(session, member.id),
+        remaining_caps=remaining_caps(session, member.id if member else None, active, now),
+    )
+    if event_type:
+        return policy.event_points(candidates, event_type, context, now)
+    cart = [
+        policy.Line(li["sku"], li.get("category"), li["quantity"], li["unit_price"]) for li in lines
+    ]
+    return policy.order_points(candidates, cart, discount, context, now)

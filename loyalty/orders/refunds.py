@@ -1,0 +1,177 @@
+"""Refunds: the points an order earned and was paid with, given back in proportion."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.db import insert_copy, transaction, utcnow
+from loyalty.errors import ValidationFailed
+from loyalty.idempotency.services import body_fingerprint
+from loyalty.ledger.models import (
+    Account,
+    PointLot,
+    Redemption,
+    TransactionKind,
+)
+from loyalty.ledger.postings import credit, lock_balance, reverse_earned
+from loyalty.members.models import Member
+from loyalty.orders.exceptions import (
+    OrderNotFound,
+    RefundConflict,
+    RefundExceedsOrder,
+)
+from loyalty.orders.models import Order, Refund
+from loyalty.orders.services import order_by_id
+from loyalty.program import config
+from loyalty.rules import policy
+from loyalty.settlement.services import settle_member
+from loyalty.tiers import services as tiers
+from loyalty.webhooks import outbox
+
+
+def _refund_amount(order: Order, fields: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """The money a refund gives back (on the order's total after discount), and the order's
+    lines with their refunded quantities moved on."""
+    lines = [dict(line) for line in order.lines]
+    if fields.get("amount") is not None:
+        return fields["amount"], lines
+    amount = 0
+    for requested in fields["lines"]:
+        line = next((li for li in lines if li["sku"] == requested["sku"]), None)
+        if line is None:
+            raise ValidationFailed({"lines": [f"Sku {requested['sku']!r} is not in the order."]})
+        before = line["refunded_quantity"]
+        after = before + requested["quantity"]
+        if after > line["quantity"]:
+            raise RefundExceedsOrder(
+                f"Only {line['quantity'] - before} of sku {line['sku']!r} are left to refund."
+            )
+        # Cumulative flooring: refunding every unit gives back exactly the line's amount.
+        amount += (
+            line["net_amount"] * after // line["quantity"]
+            - line["net_amount"] * before // line["quantity"]
+        )
+        line["refunded_quantity"] = after
+    return amount, lines
+
+
+_REFUND_EXISTS = sa.select(Refund.id).where(Refund.refund_id == sa.bindparam("refund_id"))
+_MEMBER_OF_ORDER = sa.select(Order.member_id).where(Order.order_id == sa.bindparam("order_id"))
+
+
+def refund_order(
+    session: Session, order_id: str, fields: dict[str, Any], now: dt.datetime | None = None
+) -> tuple[Refund, bool]:
+    """Refund part or all of an order: reverse its earned points and give back the points it
+    was paid with, both in proportion to the money refunded. Returns (refund, created).
+    Exactly once per refund_id.
+
+    Cumulative rounding makes the refunds of a whole order give back exactly what it earned
+    and redeemed. Reversing points already spent may take the balance below zero (the one
+    case allowed); later earnings repay it. Raises OrderNotFound, RefundConflict,
+    RefundExceedsOrder, ValidationFailed.
+    """
+    now = now or utcnow()
+    request_hash = body_fingerprint({"order_id": order_id, **fields})
+    member_id = session.connection().execute(_MEMBER_OF_ORDER, {"order_id": order_id}).scalar()
+    if member_id is None:
+        raise OrderNotFound(f"No order with order_id {order_id!r}.")
+    settings = config.current(session).settings
+    with transaction(session):
+        balance = lock_balance(session, member_id)
+        order = order_by_id(session, order_id, fresh=True)
+        assert order is not None  # orders are never deleted
+        known = {"refund_id": fields["refund_id"]}
+        existing = (
+            session.execute(sa.select(Refund).where(Refund.refund_id == fields["refund_id"]))
+            .scalars()
+            .one()
+            if session.connection().execute(_REFUND_EXISTS, known).first() is not None
+            else None
+        )
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise RefundConflict(
+                    f"Refund {fields['refund_id']!r} was already recorded differently."
+                )
+            return existing, False
+        amount, lines = _refund_amount(order, fields)
+        if amount <= 0 and fields.get("amount") is not None:
+            raise ValidationFailed({"amount": ["Must be positive."]})
+        before, after = order.refunded_amount, order.refunded_amount + amount
+        if after > order.total:
+            raise RefundExceedsOrder(
+                f"Only {order.total - before} of the order's {order.total} are left to refund.",
+                refundable=order.total - before,
+            )
+        reversed_points = policy.refund_share(order.points_earned, before, after, order.total)
+        restored_points = policy.refund_share(order.redeemed_points, before, after, order.total)
+        settle_member(session, balance, now)
+        reference = f"refund:{fields['refund_id']}"
+        if reversed_points:
+            lot = session.get(PointLot, order.lot_id) if order.lot_id else None
+            reverse_earned(
+                session,
+                balance,
+                settings,
+                lot,
+                reversed_points,
+                now,
+                reference=reference,
+                qualifying=-reversed_points,
+                qualifying_at=order.placed_at,
+            )
+        if restored_points:
+            credit(
+                session,
+                balance,
+                settings,
+                restored_points,
+                kind=TransactionKind.RESTORE,
+                source=Account.REDEEMED,
+                now=now,
+                pending=False,
+                reference=reference,
+            )
+            if order.redemption_id:
+                redemption = session.get(Redemption, order.redemption_id)
+                if redemption is not None:
+                    redemption.restored_points += restored_points
+        member = session.get(Member, order.member_id)
+        if member is not None and (reversed_points or restored_points):
+            outbox.emit(
+                session,
+                "points.reversed",
+                {
+                    "member_id": member.external_id,
+                    "order_id": order.order_id,
+                    "refund_id": fields["refund_id"],
+                    "points_reversed": reversed_points,
+                    "points_restored": restored_points,
+                },
+                now,
+            )
+        if member is not None:
+            # Keeps the tier until its retention runs out, however much was reversed.
+            tiers.review_member(session, member, now)
+        order.refunded_amount = after
+        order.points_reversed += reversed_points
+        order.points_restored += restored_points
+        order.lines = lines
+        values = {
+            "refund_id": fields["refund_id"],
+            "order_pk": order.id,
+            "amount": amount,
+            "lines": fields.get("lines"),
+            "points_reversed": reversed_points,
+            "points_restored": restored_points,
+            "request_hash": request_hash,
+            "created_at": now,
+        }
+        refund = insert_copy(session, Refund, values)  # a read-only copy, with its order
+        refund.order = order
+    return refund, True

@@ -1,0 +1,150 @@
+"""What the checkout asks of the earning rules: the active ones (with their policy form), how
+much of a per-member cap is left, and which rule versions awarded what."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from loyalty.members.models import Member
+from loyalty.program import config
+from loyalty.rules import policy
+from loyalty.rules.models import EarningRule, RuleAward, RuleVersion
+from loyalty.tiers import services as tiers
+
+_RULES = (
+    sa.select(
+        EarningRule.id,
+        EarningRule.public_id,
+        EarningRule.kind,
+        RuleVersion.version,
+        RuleVersion.name,
+        RuleVersion.priority,
+        RuleVersion.starts_at,
+        RuleVersion.ends_at,
+        RuleVersion.config,
+        RuleVersion.conditions,
+        RuleVersion.caps,
+    )
+    .join(
+        RuleVersion,
+        sa.and_(
+            RuleVersion.rule_id == EarningRule.id,
+            RuleVersion.version == EarningRule.current_version,
+        ),
+    )
+    .where(EarningRule.active.is_(True))
+    .order_by(EarningRule.id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRule:
+    """An active rule's current version: its row id (for awards), its per-member cap, and
+    the definition as the pure policy sees it."""
+
+    id: int
+    per_member_cap: dict[str, Any]
+    policy: policy.Rule
+
+
+def _load_active(connection: Connection) -> tuple[ActiveRule, ...]:
+    return tuple(
+        ActiveRule(
+            id=row.id,
+            per_member_cap=dict(row.caps.get("per_member") or {}),
+            policy=policy.to_policy(row.public_id, row.kind, row.version, row._asdict()),
+        )
+        for row in connection.execute(_RULES)
+    )
+
+
+def active_rules(session: Session, kinds: tuple[str, ...] | None = None) -> list[ActiveRule]:
+    """Every active rule's current version (of `kinds`), with its policy form: kept per
+    process and config version."""
+    active = config.current(session).part(session, _load_active)
+    return [rule for rule in active if kinds is None or rule.policy.kind in kinds]
+
+
+def remaining_caps(
+    session: Session, member_id: int | None, rules: Sequence[ActiveRule], now: dt.datetime
+) -> dict[str, int]:
+    """What each rule with a per-member period cap may still award this member now."""
+    remaining: dict[str, int] = {}
+    for rule in rules:
+        cap = rule.per_member_cap
+        if not cap or member_id is None:
+            continue
+        since = now - dt.timedelta(days=cap["period_days"])
+        count, points = session.execute(
+            sa.select(
+                sa.func.count(RuleAward.id), sa.func.coalesce(sa.func.sum(RuleAward.points), 0)
+            ).where(
+                RuleAward.member_id == member_id,
+                RuleAward.rule_id == rule.id,
+                RuleAward.awarded_at > since,
+            )
+        ).one()
+        left = 2**62
+        if cap.get("count") is not None:
+            left = left if count < cap["count"] else 0
+        if cap.get("points") is not None:
+            # int(): PostgreSQL sums BIGINTs as NUMERIC, which the driver gives as Decimal.
+            left = min(left, cap["points"] - int(points))
+        remaining[rule.policy.rule_id] = max(left, 0)
+    return remaining
+
+
+_INSERT_AWARD = RuleAward.__table__.insert()
+
+
+def record_awards(
+    session: Session,
+    member_id: int,
+    rules: Sequence[ActiveRule],
+    contributions: Sequence[policy.Contribution],
+    source: str,
+    when: dt.datetime,
+) -> None:
+    """Remember which rule versions gave this member how many points, and for what."""
+    by_public_id = {rule.policy.rule_id: rule.id for rule in rules}
+    awards = [
+        {
+            "member_id": member_id,
+            "rule_id": by_public_id[contribution.rule_id],
+            "rule_version": contribution.version,
+            "points": contribution.points,
+            "source": source,
+            "awarded_at": when,
+        }
+        for contribution in contributions
+        # A tier's multiplier benefit is not a rule.
+        if contribution.rule_id in by_public_id
+    ]
+    if awards:
+        session.connection().execute(_INSERT_AWARD, awards)
+
+
+def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
+    """A tier's points_multiplier benefit as the multiplier rule it acts as (on every line)."""
+    boost = tiers.tier_multiplier(session, member) if member is not None else None
+    if boost is None:
+        return []
+    tier, factor = boost
+    return [
+        policy.Rule(
+            rule_id=f"tier:{tier.code}",
+            version=0,
+            name=f"{tier.name} tier x{factor}",
+            kind="multiplier",
+            priority=0,
+            conditions=policy.Conditions(),
+            factor=policy.parse_factor(factor),
+        )
+    ]
