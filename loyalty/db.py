@@ -1,9 +1,9 @@
 """Database plumbing: the declarative base, column types and the transaction scope.
 
 Every service runs its use case inside ``transaction()``: the outermost scope commits on
-success and rolls back on any exception. Scopes nest, so the HTTP layer can open an outer
-scope (for an Idempotency-Key) and have the service's work and the stored response commit
-together, atomically.
+success and rolls back on any exception. Scopes nest: the HTTP layer opens one scope per
+write request, so the services' work (and, under an Idempotency-Key, the stored response)
+commits once, atomically, when the request ends.
 """
 
 from __future__ import annotations
@@ -132,19 +132,24 @@ _DEPTH = "loyalty.transaction_depth"
 
 
 @contextmanager
-def transaction(session: Session) -> Iterator[Session]:
+def transaction(session: Session, *, savepoint: bool = False) -> Iterator[Session]:
     """Run a unit of work: commit at the end of the outermost scope, roll back on any error.
 
-    An inner scope joins the outer one as a savepoint; an exception raised inside it rolls
-    back to the savepoint and propagates.
+    An inner scope (a use case called by another, or any service inside a write request,
+    whose scope the HTTP layer opens: ``open_scope``) joins the outer one, so a request
+    commits once, whether or not it carried an Idempotency-Key. With `savepoint`, an inner
+    scope is a savepoint, for work whose failure the caller handles itself (a lost insert
+    race): the error rolls back to the savepoint and propagates, and the outer transaction
+    stays usable.
     """
     depth = session.info.get(_DEPTH, 0)
     session.info[_DEPTH] = depth + 1
     try:
         if depth:
-            # A savepoint, so a failure the service handles itself (a lost insert race, say)
-            # does not poison the outer transaction.
-            with session.begin_nested():
+            if savepoint:
+                with session.begin_nested():
+                    yield session
+            else:
                 yield session
             return
         try:
@@ -157,12 +162,13 @@ def transaction(session: Session) -> Iterator[Session]:
         session.info[_DEPTH] = depth
 
 
-def open_outer_scope(session: Session) -> None:
-    """Start a scope that the caller ends with ``close_outer_scope`` (used across hooks)."""
+def open_scope(session: Session) -> None:
+    """Start an outer scope that the caller ends with ``close_scope`` and commits or rolls
+    back itself (the HTTP layer, across its request hooks)."""
     session.info[_DEPTH] = session.info.get(_DEPTH, 0) + 1
 
 
-def close_outer_scope(session: Session) -> None:
+def close_scope(session: Session) -> None:
     session.info[_DEPTH] = max(session.info.get(_DEPTH, 1) - 1, 0)
 
 
@@ -196,7 +202,3 @@ def insert_copy(session: Session, model: type[M], values: dict[str, Any]) -> M:
         statement = _INSERT_RETURNING_ID[model] = sa.insert(model).returning(primary_key)
     row_id = session.connection().execute(statement, values).scalar_one()
     return model(id=row_id, **values)
-
-
-def in_outer_scope(session: Session) -> bool:
-    return bool(session.info.get(_DEPTH, 0))

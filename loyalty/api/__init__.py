@@ -71,7 +71,7 @@ api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
 
 
 def init_app(app: Flask) -> None:
-    from loyalty.api import auth, errors, idempotency
+    from loyalty.api import auth, errors, transaction
     from loyalty.api.base import OrderIdConverter, SegmentConverter
     from loyalty.api.blueprints import BLUEPRINTS
 
@@ -103,4 +103,4 @@ def init_app(app: Flask) -> None:
         api.register_blueprint(blueprint)
     errors.init_app(app)
     auth.init_app(app)
-    idempotency.init_app(app)
+    transaction.init_app(app)

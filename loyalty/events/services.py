@@ -130,7 +130,7 @@ def record_event(
         raise ValidationFailed({"occurred_at": ["Must not be in the future."]})
     member = find_member(session, fields["member_id"])
     try:
-        with transaction(session):
+        with transaction(session, savepoint=True):
             balance = lock_balance(session, member.id)
             existing = _find(session, fields["event_id"])
             if existing is not None:

@@ -45,7 +45,7 @@ def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
         if referrer is None:
             raise ReferrerNotFound(f"No member with external_id {fields['referred_by']!r}.")
     try:
-        with transaction(session):
+        with transaction(session, savepoint=True):
             member = Member(
                 external_id=external_id,
                 email=fields.get("email"),

@@ -121,7 +121,7 @@ def place_order(
     subtotal = check_discount(lines, discount)
     member = find_member(session, fields["member_id"])
     try:
-        with transaction(session):
+        with transaction(session, savepoint=True):
             balance, referrer_balance = _lock_member_and_referrer(session, member)
             # A retry replays the order as recorded, whatever changed since (the member's
             # status, the program's currency), so the checks that depend on them come after.

@@ -29,6 +29,7 @@ from loyalty.jobs import services as jobs
 from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.policy import add_months
 from loyalty.membership import adjustments
+from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
 from loyalty.rewards import services as rewards
@@ -257,7 +258,7 @@ def a_busy_week(app, client, admin, checkout, spend_rule, days) -> None:
             db.session, {"name": "Mug", "kind": "product", "cost_points": 200}
         )
         rewards.redeem(db.session, "c1", reward.public_id, now=d[3])
-        orders.refund_order(db.session, "o2", {"refund_id": "r1", "amount": 6000}, now=d[4])
+        refunds.refund_order(db.session, "o2", {"refund_id": "r1", "amount": 6000}, now=d[4])
         jobs.settle_due(db.session, now=d[5])
 
 

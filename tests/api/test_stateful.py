@@ -509,10 +509,11 @@ def test_the_api_agrees_with_a_model_of_the_balances(app, monkeypatch):
     patched = patch_the_clock(monkeypatch, clock)
     assert {
         "loyalty.api.orders",
-        "loyalty.ledger.services",
         "loyalty.membership.services",
+        "loyalty.orders.refunds",
         "loyalty.orders.services",
         "loyalty.redemptions.services",
+        "loyalty.settlement.services",
     } <= set(patched)
     run_state_machine_as_test(
         lambda: ApiMachine(app, clock),

@@ -38,6 +38,7 @@ from loyalty.ledger.policy import add_months
 from loyalty.members import lookup
 from loyalty.members.models import Member
 from loyalty.membership import services as members
+from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.program.services import update_settings
 from loyalty.tiers import services as tiers
@@ -164,7 +165,7 @@ def refund_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> N
     """`dollars` of the order refunded at `moment`."""
     fields = {"refund_id": f"{order_id}-refund", "amount": dollars * 100}
     with services(app) as session:
-        orders.refund_order(session, order_id, fields, now=moment)
+        refunds.refund_order(session, order_id, fields, now=moment)
 
 
 def card(client: FlaskClient, headers: dict[str, str], external_id: str = "c1") -> dict[str, Any]:
@@ -1007,7 +1008,7 @@ def reached_and_refunded_at(app: Flask, moment: dt.datetime, dollars: int) -> No
     }
     with services(app) as session:
         orders.place_order(session, body, now=moment)
-        orders.refund_order(
+        refunds.refund_order(
             session, "old", {"refund_id": "old-refund", "amount": dollars * 100}, now=moment + DAY
         )
 

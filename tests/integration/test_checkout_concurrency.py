@@ -22,6 +22,7 @@ from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
 from loyalty.members import lookup
 from loyalty.membership import adjustments
+from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
@@ -187,7 +188,7 @@ def test_the_same_refund_by_several_threads_applies_once(session, app, spend_rul
     results = race(
         app,
         8,
-        lambda _: orders.refund_order(db.session, "o1", {"refund_id": "r1", "amount": 3100})[1],
+        lambda _: refunds.refund_order(db.session, "o1", {"refund_id": "r1", "amount": 3100})[1],
     )
 
     assert Counter(results) == {True: 1, False: 7}
@@ -207,7 +208,7 @@ def test_different_refunds_of_one_order_at_once_never_refund_more_than_it(
         app,
         8,
         lambda n: (
-            orders.refund_order(db.session, "o1", {"refund_id": f"r{n}", "amount": 1000})[
+            refunds.refund_order(db.session, "o1", {"refund_id": f"r{n}", "amount": 1000})[
                 0
             ].points_reversed
         ),

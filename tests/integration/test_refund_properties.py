@@ -23,6 +23,7 @@ from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import MemberBalance
 from loyalty.members import lookup
 from loyalty.membership import adjustments
+from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.orders.exceptions import RefundExceedsOrder
 from loyalty.orders.models import Order
@@ -115,9 +116,9 @@ def apply(session, model, order_id, refund_id, fields, expected_amount) -> None:
     changes nothing."""
     if model.refunded + expected_amount > model.total:
         with pytest.raises(RefundExceedsOrder):
-            orders.refund_order(session, order_id, {"refund_id": refund_id, **fields})
+            refunds.refund_order(session, order_id, {"refund_id": refund_id, **fields})
         return
-    refund, created = orders.refund_order(session, order_id, {"refund_id": refund_id, **fields})
+    refund, created = refunds.refund_order(session, order_id, {"refund_id": refund_id, **fields})
     assert created
     assert refund.amount == expected_amount
     model.refunded += refund.amount
