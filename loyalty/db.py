@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, registry
@@ -126,7 +127,7 @@ def configure_engine(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-M = TypeVar("M", bound=DeclarativeBase)
+M = TypeVar("M", bound=Base)
 
 _DEPTH = "loyalty.transaction_depth"
 
@@ -202,3 +203,33 @@ def insert_copy(session: Session, model: type[M], values: dict[str, Any]) -> M:
         statement = _INSERT_RETURNING_ID[model] = sa.insert(model).returning(primary_key)
     row_id = session.connection().execute(statement, values).scalar_one()
     return model(id=row_id, **values)
+
+
+_INSERT_MANY_RETURNING_IDS: dict[type[Any], sa.Insert] = {}
+
+
+def insert_copies(session: Session, model: type[M], rows: Sequence[dict[str, Any]]) -> list[M]:
+    """``insert_copy`` for many rows: one statement for a single row, one batched INSERT ...
+    RETURNING (ids in the rows' order) for more."""
+    if len(rows) == 1:
+        return [insert_copy(session, model, rows[0])]
+    statement = _INSERT_MANY_RETURNING_IDS.get(model)
+    if statement is None:
+        primary_key = sa.inspect(model).primary_key[0]
+        statement = _INSERT_MANY_RETURNING_IDS[model] = model.__table__.insert().returning(
+            primary_key, sort_by_parameter_order=True
+        )
+    ids = session.connection().execute(statement, list(rows)).scalars().all()
+    return [model(id=row_id, **row) for row_id, row in zip(ids, rows, strict=True)]
+
+
+def insert_ignoring_conflicts(
+    session: Session, model: type[Any], index_elements: Sequence[str]
+) -> sa.Insert:
+    """An INSERT that skips rows whose `index_elements` exist (ON CONFLICT DO NOTHING on
+    PostgreSQL and SQLite alike)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement: sa.Insert = dialect.insert(model).on_conflict_do_nothing(
+        index_elements=list(index_elements)
+    )
+    return statement

@@ -15,8 +15,8 @@ from loyalty.errors import Conflict, ValidationFailed
 from loyalty.events.models import MemberEvent
 from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
-from loyalty.ledger.models import Account, MemberBalance, TransactionKind
-from loyalty.ledger.postings import credit, lock_balance
+from loyalty.ledger.models import MemberBalance
+from loyalty.ledger.postings import lock_balance
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.program import config
@@ -24,7 +24,6 @@ from loyalty.rules import earning as rules
 from loyalty.rules import policy
 from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
-from loyalty.webhooks import outbox
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 # Recorded by loyalty itself (enrolment, a referred member's first order), never by callers,
@@ -79,31 +78,19 @@ def _grant(
     )
     session.add(event)
     if points:
-        credit(
+        rules.award(
             session,
+            member,
             balance,
             config.current(session).settings,
-            points,
-            kind=TransactionKind.EARN,
-            source=Account.ISSUED,
+            (points, breakdown),
+            active,
+            source=f"event:{event_id}",
+            earned_at=now,
             now=now,
             pending=False,
-            reference=f"event:{event_id}",
-            qualifying=points,
-            details={"breakdown": event.breakdown, "event_type": event_type},
-        )
-        rules.record_awards(session, member.id, active, breakdown, f"event:{event_id}", now)
-        outbox.emit(
-            session,
-            "points.earned",
-            {
-                "member_id": member.external_id,
-                "points": points,
-                "event_id": event_id,
-                "event_type": event_type,
-                "breakdown": event.breakdown,
-            },
-            now,
+            details={"event_type": event_type},
+            payload={"event_id": event_id, "event_type": event_type},
         )
         tiers.review_member(session, member, now)
     session.flush()

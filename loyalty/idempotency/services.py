@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from loyalty.db import insert_ignoring_conflicts
 from loyalty.errors import BusinessRuleViolation
 from loyalty.idempotency.models import IdempotencyRecord
 
@@ -46,11 +46,9 @@ class StoredResponse:
 
 def _insert(session: Session, **values: Any) -> int | None:
     """Insert a record unless (api key, key) exists; its id, or None when it does."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     inserted: int | None = session.execute(
-        dialect.insert(IdempotencyRecord)
+        insert_ignoring_conflicts(session, IdempotencyRecord, ["api_key_id", "key"])
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
         .returning(IdempotencyRecord.id)
     ).scalar()
     return inserted

@@ -14,28 +14,24 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loyalty.db import transaction, utcnow
-from loyalty.ledger import policy
+from loyalty.db import Base, insert_ignoring_conflicts, transaction, utcnow
 from loyalty.ledger.models import (
     Account,
-    LedgerEntry,
     LedgerTransaction,
-    LotState,
     MemberBalance,
-    PointLot,
     TransactionKind,
 )
 from loyalty.ledger.policy import MAX_POINTS
+from loyalty.ledger.postings import Credit, credit_many
 from loyalty.members.models import EXTERNAL_ID_PATTERN, Member, MemberStatus
+from loyalty.program.models import ProgramSettings
 from loyalty.program.services import get_settings
 
 EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
@@ -140,11 +136,11 @@ def _validate(
     return valid, rejected
 
 
-def _insert_ignore(session: Session, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
-    if not rows:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+def _insert_ignore(
+    session: Session, model: type[Base], rows: list[dict[str, Any]], key: str
+) -> None:
+    if rows:
+        session.execute(insert_ignoring_conflicts(session, model, [key]), rows)
 
 
 def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -181,7 +177,7 @@ def import_members(
                 for row in batch
                 if row["external_id"] not in existing
             ]
-            _insert_ignore(session, Member.__table__, new, "external_id")
+            _insert_ignore(session, Member, new, "external_id")
             created = session.execute(
                 sa.select(Member.id).where(
                     Member.external_id.in_([row["external_id"] for row in new])
@@ -189,7 +185,7 @@ def import_members(
             ).scalars()
             _insert_ignore(
                 session,
-                MemberBalance.__table__,
+                MemberBalance,
                 [
                     {
                         "member_id": member_id,
@@ -242,10 +238,9 @@ def import_balances(
         raise ImportRejected(sorted(rejected, key=lambda r: r.line))
     result = ImportResult(rejected=sorted(rejected, key=lambda r: r.line))
     settings = get_settings(session)
-    default_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
     for batch in _batches(kept, batch_size):
         with transaction(session):
-            written = _write_balances(session, batch, now, default_expiry)
+            written = _write_balances(session, settings, batch, now)
         result.imported += written
         result.skipped += len(batch) - written
         if progress:
@@ -255,9 +250,9 @@ def import_balances(
 
 def _write_balances(
     session: Session,
+    settings: ProgramSettings,
     batch: list[dict[str, Any]],
     now: dt.datetime,
-    default_expiry: dt.datetime | None,
 ) -> int:
     member_ids = sorted(row["member_id"] for row in batch)
     # Lock the batch's balance rows in id order: live checkouts on these members wait, and
@@ -280,73 +275,25 @@ def _write_balances(
             )
         ).scalars()
     )
-    todo = [row for row in batch if row["member_id"] not in done and row["points"] > 0]
-    if not todo:
-        return 0
-    transactions = [
-        {
-            "public_id": uuid.uuid4(),
-            "member_id": row["member_id"],
-            "kind": TransactionKind.IMPORT.value,
-            "effective_at": now,
-            "created_at": now,
-            "reference": BALANCE_REFERENCE,
-            "reason": "opening balance imported",
-            "actor": "import",
-            "details": {},
-            "qualifying": 0,
-        }
-        for row in todo
-    ]
-    session.execute(sa.insert(LedgerTransaction.__table__), transactions)
-    txn_ids = dict(
-        session.execute(
-            sa.select(LedgerTransaction.member_id, LedgerTransaction.id).where(
-                LedgerTransaction.member_id.in_([row["member_id"] for row in todo]),
-                LedgerTransaction.reference == BALANCE_REFERENCE,
-            )
-        ).all()
-    )
-    entries, lots = [], []
-    for row in todo:
-        member_id, points, txn_id = row["member_id"], row["points"], txn_ids[row["member_id"]]
-        entries += [
-            {
-                "transaction_id": txn_id,
-                "member_id": member_id,
-                "account": Account.ISSUED.value,
-                "amount": -points,
-            },
-            {
-                "transaction_id": txn_id,
-                "member_id": member_id,
-                "account": Account.AVAILABLE.value,
-                "amount": points,
-            },
-        ]
-        balance = balances[member_id]
-        expires_at = row["expires_at"] or default_expiry
-        lots.append(
-            {
-                "member_id": member_id,
-                "transaction_id": txn_id,
-                "points": points,
-                "remaining": policy.lot_remaining_after_credit(balance.available, points),
-                "state": LotState.AVAILABLE.value,
-                "available_at": now,
-                "expires_at": expires_at,
-                "created_at": now,
-            }
+    credits = [
+        Credit(
+            balances[row["member_id"]],
+            row["points"],
+            TransactionKind.IMPORT,
+            Account.ISSUED,
+            pending=False,
+            expires_at=row["expires_at"],
+            reference=BALANCE_REFERENCE,
+            reason="opening balance imported",
+            actor="import",
         )
-        balance.available += points
-        if expires_at is not None and (
-            balance.next_due_at is None or expires_at < balance.next_due_at
-        ):
-            balance.next_due_at = expires_at
-    session.execute(sa.insert(LedgerEntry.__table__), entries)
-    session.execute(sa.insert(PointLot.__table__), lots)
-    session.flush()
-    return len(todo)
+        for row in batch
+        if row["member_id"] not in done and row["points"] > 0
+    ]
+    if credits:
+        credit_many(session, settings, credits, now)
+        session.flush()
+    return len(credits)
 
 
 def write_report(rejected: list[Rejected], stream: TextIO) -> None:

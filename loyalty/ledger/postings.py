@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from loyalty import metrics
-from loyalty.db import insert_copy, utcnow
+from loyalty.db import insert_copies, utcnow
 from loyalty.ledger import policy
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import (
@@ -55,6 +56,89 @@ def lock_balance(session: Session, member_id: int) -> MemberBalance:
 _INSERT_ENTRIES = LedgerEntry.__table__.insert()
 
 
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One balanced transaction to append, moving the balance (locked) it names."""
+
+    balance: MemberBalance
+    kind: TransactionKind
+    legs: Sequence[tuple[Account, int]]
+    effective_at: dt.datetime
+    reference: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    details: dict[str, Any] | None = None
+    qualifying: int = 0
+    qualifying_at: dt.datetime | None = None
+
+
+def post_many(session: Session, postings: Sequence[Posting]) -> list[LedgerTransaction]:
+    """Append balanced transactions and move their members' balance columns with them: the
+    one place ledger transactions and entries are written (a use case's single posting and
+    an import's thousands alike).
+
+    Written with Core, not the unit of work (every write posts; the ORM flush of a
+    transaction and its entries cost three times the CPU). Returns read-only copies with
+    their entries, which are not in the session: read them, never add them to one. Raises
+    ValueError for a transaction whose legs do not balance.
+    """
+    if session.new:
+        session.flush()  # a member may be new in this transaction: insert it first
+    created_at = utcnow()
+    legs_of = []
+    rows = []
+    for posting in postings:
+        legs = [(account, amount) for account, amount in posting.legs if amount]
+        if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
+            raise ValueError(f"unbalanced ledger transaction: {legs}")
+        legs_of.append(legs)
+        rows.append(
+            {
+                "public_id": uuid.uuid4(),
+                "member_id": posting.balance.member_id,
+                "kind": posting.kind.value,
+                "effective_at": posting.effective_at,
+                "created_at": created_at,
+                "reference": posting.reference,
+                "reason": posting.reason,
+                "actor": posting.actor,
+                "corrects_id": None,
+                "details": posting.details or {},
+                "qualifying": posting.qualifying,
+                "qualifying_at": (
+                    (posting.qualifying_at or posting.effective_at) if posting.qualifying else None
+                ),
+            }
+        )
+    transactions = insert_copies(session, LedgerTransaction, rows)
+    entries_of = [
+        [
+            {
+                "transaction_id": txn.id,
+                "member_id": txn.member_id,
+                "account": account.value,
+                "amount": amount,
+            }
+            for account, amount in legs
+        ]
+        for txn, legs in zip(transactions, legs_of, strict=True)
+    ]
+    session.connection().execute(_INSERT_ENTRIES, [e for entries in entries_of for e in entries])
+    for posting, txn, legs, entries in zip(
+        postings, transactions, legs_of, entries_of, strict=True
+    ):
+        balance = posting.balance
+        for account, amount in legs:
+            if account in MEMBER_ACCOUNTS:
+                column = account.value
+                setattr(balance, column, getattr(balance, column) + amount)
+        metrics.POINTS.labels(posting.kind.value).inc(
+            sum(amount for _, amount in legs if amount > 0)
+        )
+        txn.entries = [LedgerEntry(**entry) for entry in entries]
+    return transactions
+
+
 def post(
     session: Session,
     balance: MemberBalance,
@@ -62,56 +146,10 @@ def post(
     legs: Sequence[tuple[Account, int]],
     *,
     effective_at: dt.datetime,
-    reference: str | None = None,
-    reason: str | None = None,
-    actor: str | None = None,
-    details: dict[str, Any] | None = None,
-    qualifying: int = 0,
-    qualifying_at: dt.datetime | None = None,
+    **fields: Any,
 ) -> LedgerTransaction:
-    """Append one balanced transaction and move the member's balance columns with it.
-
-    Written with Core, not the unit of work (every write posts; the ORM flush of a
-    transaction and its entries cost three times the CPU). It returns a read-only copy
-    with its entries, which is not in the session: read it, never add it to one.
-    """
-    legs = [(account, amount) for account, amount in legs if amount]
-    if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
-        raise ValueError(f"unbalanced ledger transaction: {legs}")
-    if session.new:
-        session.flush()  # the member may be new in this transaction: insert it first
-    values = {
-        "public_id": uuid.uuid4(),
-        "member_id": balance.member_id,
-        "kind": kind.value,
-        "effective_at": effective_at,
-        "created_at": utcnow(),
-        "reference": reference,
-        "reason": reason,
-        "actor": actor,
-        "corrects_id": None,
-        "details": details or {},
-        "qualifying": qualifying,
-        "qualifying_at": (qualifying_at or effective_at) if qualifying else None,
-    }
-    txn = insert_copy(session, LedgerTransaction, values)
-    entries = [
-        {
-            "transaction_id": txn.id,
-            "member_id": balance.member_id,
-            "account": account.value,
-            "amount": amount,
-        }
-        for account, amount in legs
-    ]
-    session.connection().execute(_INSERT_ENTRIES, entries)
-    for account, amount in legs:
-        if account in MEMBER_ACCOUNTS:
-            column = account.value
-            setattr(balance, column, getattr(balance, column) + amount)
-    metrics.POINTS.labels(kind.value).inc(sum(amount for _, amount in legs if amount > 0))
-    txn.entries = [LedgerEntry(**entry) for entry in entries]
-    return txn
+    """Append one balanced transaction (see ``post_many``) and return its read-only copy."""
+    return post_many(session, [Posting(balance, kind, legs, effective_at, **fields)])[0]
 
 
 def note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
@@ -122,24 +160,115 @@ def note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
 
 
 def _record_activity(
-    session: Session, balance: MemberBalance, settings: ProgramSettings, now: dt.datetime
+    session: Session,
+    balances: Sequence[MemberBalance],
+    settings: ProgramSettings,
+    now: dt.datetime,
 ) -> None:
     """Under the inactivity policy any earning or spending pushes every lot's expiry out."""
-    balance.last_activity_at = now
+    for balance in balances:
+        balance.last_activity_at = now
     if settings.expiry_policy != ExpiryPolicy.INACTIVITY:
         return
     new_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
     session.execute(
         sa.update(PointLot)
         .where(
-            PointLot.member_id == balance.member_id,
+            PointLot.member_id.in_([balance.member_id for balance in balances]),
             PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value]),
             PointLot.remaining > 0,
         )
         .values(expires_at=new_expiry)
         .execution_options(synchronize_session="fetch")
     )
-    note_due(balance, new_expiry)
+    for balance in balances:
+        note_due(balance, new_expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Points from the program account `source` into a new lot of the member whose balance
+    (locked) it names: pending for the program's return window, or available at once."""
+
+    balance: MemberBalance
+    points: int
+    kind: TransactionKind
+    source: Account
+    pending: bool
+    # The lot's expiry when it has its own (an imported balance); else the program's policy.
+    expires_at: dt.datetime | None = None
+    reference: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    details: dict[str, Any] | None = None
+    qualifying: int = 0
+    qualifying_at: dt.datetime | None = None
+
+
+def credit_many(
+    session: Session, settings: ProgramSettings, credits: Sequence[Credit], now: dt.datetime
+) -> list[tuple[LedgerTransaction, PointLot]]:
+    """Credit each `credits` into a new lot, all as of `now`: the one place lots are opened.
+
+    Pending points wait in the member's pending account for the program's return window;
+    available points first repay any debt. Counts as the members' activity. Returns each
+    transaction with its lot, as read-only copies. Raises ValueError for a credit of no
+    points.
+    """
+    if any(item.points <= 0 for item in credits):
+        raise ValueError("credit needs a positive number of points")
+    pending_until = now + dt.timedelta(days=settings.pending_days)
+    policy_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    # A member may be credited twice in one batch: debt is repaid by the first.
+    available = {item.balance.member_id: item.balance.available for item in credits}
+    postings, lots = [], []
+    for item in credits:
+        pending = item.pending and pending_until > now
+        member_id = item.balance.member_id
+        if pending:
+            target, remaining, state = Account.PENDING, item.points, LotState.PENDING
+        else:
+            target, state = Account.AVAILABLE, LotState.AVAILABLE
+            remaining = policy.lot_remaining_after_credit(available[member_id], item.points)
+            available[member_id] += item.points
+        postings.append(
+            Posting(
+                item.balance,
+                item.kind,
+                [(item.source, -item.points), (target, item.points)],
+                now,
+                item.reference,
+                item.reason,
+                item.actor,
+                item.details,
+                item.qualifying,
+                item.qualifying_at,
+            )
+        )
+        lots.append(
+            {
+                "member_id": member_id,
+                "points": item.points,
+                "remaining": remaining,
+                "state": state.value,
+                "available_at": pending_until if pending else now,
+                "expires_at": item.expires_at or policy_expiry,
+                "expiry_notified_at": None,
+            }
+        )
+    balances = list({item.balance.member_id: item.balance for item in credits}.values())
+    _record_activity(session, balances, settings, now)
+    transactions = post_many(session, postings)
+    for row, txn in zip(lots, transactions, strict=True):
+        row["transaction_id"], row["created_at"] = txn.id, txn.created_at
+    # Like the transactions, read-only copies (a settle or a debit loads the rows itself).
+    opened = insert_copies(session, PointLot, lots)
+    for item, lot in zip(credits, opened, strict=True):
+        if lot.state == LotState.PENDING:
+            note_due(item.balance, lot.available_at)
+        # A pending lot can expire before it matures (a return window longer than the expiry).
+        note_due(item.balance, lot.expires_at)
+    return list(zip(transactions, opened, strict=True))
 
 
 def credit(
@@ -154,50 +283,10 @@ def credit(
     pending: bool,
     **txn_fields: Any,
 ) -> tuple[LedgerTransaction, PointLot]:
-    """Credit `points` from the program account `source` into a new lot (returned as a
-    read-only copy, like the transaction).
-
-    With `pending`, the points wait in the member's pending account for the program's return
-    window; otherwise they are available at once, first repaying any debt.
-    """
-    if points <= 0:
-        raise ValueError("credit needs a positive number of points")
-    available_at = now + dt.timedelta(days=settings.pending_days) if pending else now
-    if available_at <= now:
-        pending = False
-    expires_at = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
-    if pending:
-        target, remaining, state = Account.PENDING, points, LotState.PENDING
-    else:
-        target, state = Account.AVAILABLE, LotState.AVAILABLE
-        remaining = policy.lot_remaining_after_credit(balance.available, points)
-    _record_activity(session, balance, settings, now)
-    txn = post(
-        session,
-        balance,
-        kind,
-        [(source, -points), (target, points)],
-        effective_at=now,
-        **txn_fields,
-    )
-    values = {
-        "member_id": balance.member_id,
-        "transaction_id": txn.id,
-        "points": points,
-        "remaining": remaining,
-        "state": state.value,
-        "available_at": available_at,
-        "expires_at": expires_at,
-        "created_at": txn.created_at,
-        "expiry_notified_at": None,
-    }
-    # Like the transaction, a read-only copy (a settle or a debit loads the row itself).
-    lot = insert_copy(session, PointLot, values)
-    if pending:
-        note_due(balance, available_at)
-    # A pending lot can expire before it matures (a return window longer than the expiry).
-    note_due(balance, expires_at)
-    return txn, lot
+    """Credit `points` into a new lot (see ``credit_many``); the transaction and the lot."""
+    return credit_many(
+        session, settings, [Credit(balance, points, kind, source, pending, **txn_fields)], now
+    )[0]
 
 
 _SPENDABLE = sa.select(
@@ -267,7 +356,7 @@ def debit(
             requested=points,
         )
     taken = _take_from_lots(session, balance.member_id, points)
-    _record_activity(session, balance, settings, now)
+    _record_activity(session, [balance], settings, now)
     txn = post(
         session,
         balance,

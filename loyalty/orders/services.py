@@ -15,13 +15,11 @@ from loyalty.events import services as events
 from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import (
-    Account,
     MemberBalance,
     Redemption,
     RedemptionStatus,
-    TransactionKind,
 )
-from loyalty.ledger.postings import credit, lock_balance
+from loyalty.ledger.postings import lock_balance
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.orders.earning import cart_lines, check_currency, check_discount, earn, first_order
@@ -35,16 +33,13 @@ from loyalty.program import config
 from loyalty.program.models import ProgramSettings
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.exceptions import (
-    AlreadyReleased,
-    HoldExpired,
     RedemptionInUse,
     RedemptionMemberMismatch,
 )
 from loyalty.rules import policy
-from loyalty.rules.earning import record_awards
+from loyalty.rules.earning import award
 from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
-from loyalty.webhooks import outbox
 
 # Shops' clocks drift; an order "placed" slightly in the future is accepted.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -94,10 +89,7 @@ def _use_redemption(
     if redemption.status == RedemptionStatus.HELD:
         # Placing the order is the payment succeeding: capture the hold with it.
         redemptions.capture_locked(session, redemption, balance, now)
-    elif redemption.status == RedemptionStatus.EXPIRED:
-        raise HoldExpired("The redemption's hold expired; its points were returned.")
-    elif redemption.status == RedemptionStatus.RELEASED:
-        raise AlreadyReleased("The redemption was released; its points were returned.")
+    redemptions.refuse_unless_usable(redemption)
     return redemption
 
 
@@ -184,35 +176,21 @@ def place_order(
                 "points_restored": 0,
             }
             if points:
-                _, lot = credit(
+                lot = award(
                     session,
+                    member,
                     balance,
                     settings,
-                    points,
-                    kind=TransactionKind.EARN,
-                    source=Account.ISSUED,
-                    now=placed_at,
+                    (points, breakdown),
+                    active,
+                    source=f"order:{fields['order_id']}",
+                    earned_at=placed_at,
+                    now=now,
                     pending=True,
-                    reference=f"order:{fields['order_id']}",
-                    qualifying=points,
-                    details={"breakdown": order["breakdown"]},
+                    details={},
+                    payload={"order_id": fields["order_id"]},
                 )
                 order["lot_id"], order["available_at"] = lot.id, lot.available_at
-                outbox.emit(
-                    session,
-                    "points.earned",
-                    {
-                        "member_id": member.external_id,
-                        "points": points,
-                        "order_id": fields["order_id"],
-                        "available_at": lot.available_at.isoformat(),
-                        "breakdown": order["breakdown"],
-                    },
-                    now,
-                )
-                record_awards(
-                    session, member.id, active, breakdown, f"order:{fields['order_id']}", now
-                )
                 settle_member(session, balance, now)
             if session.new:
                 session.flush()

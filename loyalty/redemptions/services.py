@@ -160,6 +160,18 @@ def capture_locked(
     )
 
 
+def refuse_unless_usable(redemption: Redemption, *, to_release: bool = False) -> None:
+    """Raise the conflict for a hold that can no longer be captured (HoldExpired,
+    AlreadyReleased) or, `to_release`, released (HoldExpired, AlreadyCaptured)."""
+    status = RedemptionStatus(redemption.status)
+    if status == RedemptionStatus.EXPIRED:
+        raise HoldExpired("The hold expired; its points were returned.")
+    if status == RedemptionStatus.RELEASED and not to_release:
+        raise AlreadyReleased("The hold was released; its points were returned.")
+    if status == RedemptionStatus.CAPTURED and to_release:
+        raise AlreadyCaptured("The hold was captured; refund the order to give points back.")
+
+
 def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Redemption:
     """Spend the held points. Capturing again returns the same captured redemption.
 
@@ -170,11 +182,10 @@ def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = No
         redemption, balance = _locked(session, public_id, now)
         if redemption.status == RedemptionStatus.HELD:
             capture_locked(session, redemption, balance, now)
-    # Raised after the commit: an expiry noticed on the way is kept.
-    if redemption.status == RedemptionStatus.EXPIRED:
-        raise HoldExpired("The hold expired before it was captured; its points were returned.")
-    if redemption.status == RedemptionStatus.RELEASED:
-        raise AlreadyReleased("The hold was released; its points were returned.")
+    # Raised after the work: outside a request's scope an expiry noticed on the way is kept;
+    # in one, it is rolled back with the refusal and the next read settles it again, dated
+    # the same.
+    refuse_unless_usable(redemption)
     return redemption
 
 
@@ -195,8 +206,5 @@ def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = No
                 TransactionKind.RELEASE,
                 RedemptionStatus.RELEASED,
             )
-    if redemption.status == RedemptionStatus.CAPTURED:
-        raise AlreadyCaptured("The hold was captured; refund the order to give points back.")
-    if redemption.status == RedemptionStatus.EXPIRED:
-        raise HoldExpired("The hold already expired; its points were returned.")
+    refuse_unless_usable(redemption, to_release=True)
     return redemption

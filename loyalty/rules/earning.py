@@ -12,11 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
+from loyalty.ledger.postings import credit
 from loyalty.members.models import Member
 from loyalty.program import config
+from loyalty.program.models import ProgramSettings
 from loyalty.rules import policy
 from loyalty.rules.models import EarningRule, RuleAward, RuleVersion
 from loyalty.tiers import services as tiers
+from loyalty.webhooks import outbox
 
 _RULES = (
     sa.select(
@@ -148,3 +152,49 @@ def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
             factor=policy.parse_factor(factor),
         )
     ]
+
+
+def award(
+    session: Session,
+    member: Member,
+    balance: MemberBalance,
+    settings: ProgramSettings,
+    earned: tuple[int, Sequence[policy.Contribution]],
+    active: Sequence[ActiveRule],
+    *,
+    source: str,
+    earned_at: dt.datetime,
+    now: dt.datetime,
+    pending: bool,
+    details: dict[str, Any],
+    payload: dict[str, Any],
+) -> PointLot:
+    """Credit what the rules gave the member for `source` (an order or an event): from the
+    issued account, qualifying for tiers; remember which rule versions gave it; announce it
+    (``points.earned`` with `payload`, and when pending points become available). The caller
+    holds the member's lock. Returns the lot."""
+    points, breakdown = earned
+    shown = [contribution.as_dict() for contribution in breakdown]
+    _, lot = credit(
+        session,
+        balance,
+        settings,
+        points,
+        kind=TransactionKind.EARN,
+        source=Account.ISSUED,
+        now=earned_at,
+        pending=pending,
+        reference=source,
+        qualifying=points,
+        details={"breakdown": shown, **details},
+    )
+    record_awards(session, member.id, active, breakdown, source, now)
+    if pending:
+        payload = {**payload, "available_at": lot.available_at.isoformat()}
+    outbox.emit(
+        session,
+        "points.earned",
+        {"member_id": member.external_id, "points": points, **payload, "breakdown": shown},
+        now,
+    )
+    return lot
