@@ -12,14 +12,14 @@ from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.db import utcnow
 from loyalty.events import services as events
-from loyalty.events.models import MemberEvent
+from loyalty.events.services import RecordedEvent
 from loyalty.extensions import db
-from loyalty.ledger.models import Redemption
-from loyalty.members.lookup import external_id_of
 from loyalty.orders import earning, refunds
 from loyalty.orders import services as orders
-from loyalty.orders.models import Order, Refund
+from loyalty.orders.refunds import RecordedRefund
+from loyalty.orders.services import RecordedOrder
 from loyalty.redemptions import services as redemptions
+from loyalty.redemptions.services import Hold
 from loyalty.schemas.orders import (
     EventInSchema,
     EventSchema,
@@ -46,64 +46,54 @@ CART_EXAMPLE = {
 }
 
 
-def _external_id(member_id: int) -> str:
-    return external_id_of(db.session(), member_id)
-
-
-def order_body(order: Order, as_of: dt.datetime) -> dict[str, Any]:
+def order_body(order: RecordedOrder, as_of: dt.datetime) -> dict[str, Any]:
     """The order with the status of its points as of `as_of`: a retried POST replays the
     answer as of creation, GET shows the status now."""
-    session = db.session()
-    redemption = session.get(Redemption, order.redemption_id) if order.redemption_id else None
-    if not order.points_earned:
-        status = "none"
-    else:
-        status = "pending" if order.available_at and order.available_at > as_of else "available"
     return {
         "order_id": order.order_id,
-        "member_id": _external_id(order.member_id),
-        "status": status,
+        "member_id": order.external_id,
+        "status": order.points_status(as_of),
         "points_earned": order.points_earned,
         "breakdown": order.breakdown,
         "available_at": order.available_at,
         "total": {"amount": order.total, "currency": order.currency},
         "paid": {"amount": order.total - order.redeemed_value, "currency": order.currency},
-        "redemption_id": redemption.public_id if redemption else None,
+        "redemption_id": order.redemption_public_id,
         "points_redeemed": order.redeemed_points,
         "placed_at": order.placed_at,
     }
 
 
-def refund_body(refund: Refund, order_id: str, currency: str) -> dict[str, Any]:
+def refund_body(refund: RecordedRefund) -> dict[str, Any]:
     return {
         "refund_id": refund.refund_id,
-        "order_id": order_id,
-        "amount": {"amount": refund.amount, "currency": currency},
+        "order_id": refund.order_id,
+        "amount": {"amount": refund.amount, "currency": refund.currency},
         "points_reversed": refund.points_reversed,
         "points_restored": refund.points_restored,
         "created_at": refund.created_at,
     }
 
 
-def redemption_body(redemption: Redemption) -> dict[str, Any]:
+def redemption_body(hold: Hold) -> dict[str, Any]:
     return {
-        "redemption_id": redemption.public_id,
-        "member_id": _external_id(redemption.member_id),
-        "status": redemption.status,
-        "points": redemption.points,
-        "value": {"amount": redemption.value, "currency": redemption.currency},
-        "order_id": redemption.order_ref,
-        "expires_at": redemption.expires_at,
-        "created_at": redemption.created_at,
-        "captured_at": redemption.captured_at,
-        "released_at": redemption.released_at,
+        "redemption_id": hold.public_id,
+        "member_id": hold.external_id,
+        "status": hold.status,
+        "points": hold.points,
+        "value": {"amount": hold.value, "currency": hold.currency},
+        "order_id": hold.order_ref,
+        "expires_at": hold.expires_at,
+        "created_at": hold.created_at,
+        "captured_at": hold.captured_at,
+        "released_at": hold.released_at,
     }
 
 
-def event_body(event: MemberEvent) -> dict[str, Any]:
+def event_body(event: RecordedEvent) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
-        "member_id": _external_id(event.member_id),
+        "member_id": event.external_id,
         "type": event.type,
         "occurred_at": event.occurred_at,
         "points_earned": event.points_earned,
@@ -126,7 +116,7 @@ class Quote(MethodView):
         """
         result = earning.quote(db.session(), body)
         return {
-            "member_id": result.member.external_id,
+            "member_id": result.external_id,
             "points_to_earn": result.points_to_earn,
             "breakdown": result.breakdown,
             "available_points": result.available_points,
@@ -189,9 +179,8 @@ class Refunds(MethodView):
         refunded; the refunds of a whole order give back exactly what it earned and redeemed.
         Exactly once per `refund_id`.
         """
-        session = db.session()
-        refund, _ = refunds.refund_order(session, order_id, body)
-        return refund_body(refund, refund.order.order_id, refund.order.currency)
+        refund, _ = refunds.refund_order(db.session(), order_id, body)
+        return refund_body(refund)
 
 
 @blp.route("/redemptions")

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -88,6 +89,15 @@ _CALLER_BY_HASH = sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes, config.versio
 )
 
 
+_CALLER_BY_ID = sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes).where(
+    ApiKey.id == sa.bindparam("key_id"), ApiKey.revoked_at.is_(None)
+)
+
+
+def _caller(row: Any) -> Caller:
+    return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
+
+
 def authenticate(session: Session, raw_key: str) -> Caller | None:
     """The caller behind a raw key, or None for an unknown or revoked key.
 
@@ -99,4 +109,12 @@ def authenticate(session: Session, raw_key: str) -> Caller | None:
     if row is None:
         return None
     config.current(session, row.config_version)
-    return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
+    return _caller(row)
+
+
+def caller_by_key_id(session: Session, key_id: int) -> Caller | None:
+    """The caller of a key already authenticated once (a console session holds its id), or
+    None once the key is revoked: checked on every request, so revoking takes effect at
+    once."""
+    row = session.connection().execute(_CALLER_BY_ID, {"key_id": key_id}).one_or_none()
+    return None if row is None else _caller(row)

@@ -17,4 +17,4 @@ blp = Blueprint(
     static_url_path="/static",
 )
 
-from loyalty.console import views  # noqa: E402, F401 - registers the routes on blp
+from loyalty.console import rules, views  # noqa: E402, F401 - register the routes on blp

@@ -6,11 +6,10 @@ import hmac
 import secrets
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Response, abort, g, redirect, request, session, url_for
 
-from loyalty.auth.models import ApiKey, Scope
-from loyalty.auth.services import Caller, authenticate
+from loyalty.auth.models import Scope
+from loyalty.auth.services import Caller, authenticate, caller_by_key_id
 from loyalty.extensions import db
 
 OPEN_ENDPOINTS = {"console.login", "console.static"}
@@ -36,18 +35,10 @@ def _caller_from_session() -> Caller | None:
     key_id = session.get("key_id")
     if key_id is None:
         return None
-    row = (
-        db.session()
-        .execute(
-            sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes).where(
-                ApiKey.id == key_id, ApiKey.revoked_at.is_(None)
-            )
-        )
-        .one_or_none()
-    )
-    if row is None or Scope.ADMIN.value not in row.scopes.split():
+    caller = caller_by_key_id(db.session(), key_id)
+    if caller is None or Scope.ADMIN.value not in caller.scopes:
         return None
-    return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
+    return caller
 
 
 def guard() -> Response | None:

@@ -4,6 +4,7 @@ referred member's first order is placed), review, birthday, or any custom type."
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
-from loyalty.members.lookup import find_member
+from loyalty.members.lookup import external_id_of, find_member
 from loyalty.members.models import Member
 from loyalty.program import config
 from loyalty.rules import earning as rules
@@ -97,9 +98,32 @@ def _grant(
     return event
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A member's event as recorded, with the points it earned."""
+
+    event_id: str
+    external_id: str  # the member's
+    type: str
+    occurred_at: dt.datetime
+    points_earned: int
+    breakdown: tuple[dict[str, Any], ...]
+
+
+def _recorded(session: Session, event: MemberEvent) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=event.event_id,
+        external_id=external_id_of(session, event.member_id),
+        type=event.type,
+        occurred_at=event.occurred_at,
+        points_earned=event.points_earned,
+        breakdown=tuple(event.breakdown),
+    )
+
+
 def record_event(
     session: Session, fields: dict[str, Any], now: dt.datetime | None = None
-) -> tuple[MemberEvent, bool]:
+) -> tuple[RecordedEvent, bool]:
     """Record a member's event and credit its points. Returns (event, created); exactly once
     per event_id.
 
@@ -123,7 +147,7 @@ def record_event(
             if existing is not None:
                 if existing.request_hash != request_hash:
                     raise EventConflict(f"Event {fields['event_id']!r} was recorded differently.")
-                return existing, False
+                return _recorded(session, existing), False
             session.refresh(member)
             if not member.is_active:
                 raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
@@ -145,8 +169,8 @@ def record_event(
             raise
         if existing.request_hash != request_hash:
             raise EventConflict(f"Event {fields['event_id']!r} was recorded differently.") from None
-        return existing, False
-    return event, True
+        return _recorded(session, existing), False
+    return _recorded(session, event), True
 
 
 def grant_signup(

@@ -15,12 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from loyalty import metrics
 from loyalty.db import insert_copies, utcnow
 from loyalty.ledger import policy
-from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import (
     MEMBER_ACCOUNTS,
     Account,
@@ -29,8 +27,6 @@ from loyalty.ledger.models import (
     LotState,
     MemberBalance,
     PointLot,
-    Redemption,
-    RedemptionStatus,
     TransactionKind,
 )
 from loyalty.program.models import ExpiryPolicy, ProgramSettings
@@ -159,7 +155,7 @@ def note_due(balance: MemberBalance, when: dt.datetime | None) -> None:
         balance.next_due_at = when
 
 
-def _record_activity(
+def record_activity(
     session: Session,
     balances: Sequence[MemberBalance],
     settings: ProgramSettings,
@@ -257,7 +253,7 @@ def credit_many(
             }
         )
     balances = list({item.balance.member_id: item.balance for item in credits}.values())
-    _record_activity(session, balances, settings, now)
+    record_activity(session, balances, settings, now)
     transactions = post_many(session, postings)
     for row, txn in zip(lots, transactions, strict=True):
         row["transaction_id"], row["created_at"] = txn.id, txn.created_at
@@ -287,159 +283,3 @@ def credit(
     return credit_many(
         session, settings, [Credit(balance, points, kind, source, pending, **txn_fields)], now
     )[0]
-
-
-_SPENDABLE = sa.select(
-    PointLot.id, PointLot.remaining, PointLot.available_at, PointLot.expires_at
-).where(
-    PointLot.member_id == sa.bindparam("member_id"),
-    PointLot.state == LotState.AVAILABLE.value,
-    PointLot.remaining > 0,
-)
-_TAKE_FROM_LOT = (
-    sa.update(PointLot.__table__)
-    .where(PointLot.__table__.c.id == sa.bindparam("lot_id"))
-    .values(remaining=PointLot.__table__.c.remaining - sa.bindparam("take"))
-)
-
-
-def _take_from_lots(
-    session: Session, member_id: int, points: int, *, sparing: int | None = None
-) -> list[tuple[int, int]]:
-    """Take up to `points` from the member's available lots (all but lot `sparing`),
-    soonest-expiring first; returns [(lot id, points taken)].
-
-    Core (a third of the ORM's CPU), so a settle's changes to lots are flushed first and
-    loaded copies of the lots taken from are expired, never left stale.
-    """
-    session.flush()
-    connection = session.connection()
-    views = [
-        policy.LotView(row.id, row.remaining, row.available_at, row.expires_at)
-        for row in connection.execute(_SPENDABLE, {"member_id": member_id})
-        if row.id != sparing
-    ]
-    taken = policy.plan_consumption(views, min(points, sum(view.remaining for view in views)))
-    if taken:
-        connection.execute(_TAKE_FROM_LOT, [{"lot_id": i, "take": n} for i, n in taken])
-        for lot_id, _ in taken:
-            loaded = session.identity_map.get(identity_key(PointLot, lot_id))
-            if loaded is not None:
-                session.expire(loaded)
-    return taken
-
-
-def debit(
-    session: Session,
-    balance: MemberBalance,
-    settings: ProgramSettings,
-    points: int,
-    *,
-    kind: TransactionKind,
-    destination: Account,
-    now: dt.datetime,
-    allow_negative: bool = False,
-    **txn_fields: Any,
-) -> tuple[LedgerTransaction, list[tuple[int, int]]]:
-    """Debit `points` from available into the program account `destination`.
-
-    Consumes lots soonest-expiring first and returns the transaction with the lots it took
-    from, as (lot id, points). Raises InsufficientPoints when fewer points are available,
-    unless `allow_negative` (refund reversals only), which takes the balance below zero.
-    """
-    if points <= 0:
-        raise ValueError("debit needs a positive number of points")
-    if balance.available < points and not allow_negative:
-        raise InsufficientPoints(
-            f"{points} points needed, {max(balance.available, 0)} available.",
-            available=max(balance.available, 0),
-            requested=points,
-        )
-    taken = _take_from_lots(session, balance.member_id, points)
-    _record_activity(session, [balance], settings, now)
-    txn = post(
-        session,
-        balance,
-        kind,
-        [(Account.AVAILABLE, -points), (destination, points)],
-        effective_at=now,
-        **txn_fields,
-    )
-    return txn, taken
-
-
-def return_held(
-    session: Session,
-    balance: MemberBalance,
-    redemption: Redemption,
-    now: dt.datetime,
-    kind: TransactionKind,
-    status: RedemptionStatus,
-) -> LedgerTransaction:
-    """Move a hold's points back to available and into the lots they were taken from (a
-    debt, if the member has one meanwhile, is repaid first)."""
-    restorable = policy.lot_remaining_after_credit(balance.available, redemption.points)
-    txn = post(
-        session,
-        balance,
-        kind,
-        [(Account.HELD, -redemption.points), (Account.AVAILABLE, redemption.points)],
-        effective_at=now,
-        reference=f"redemption:{redemption.public_id}",
-    )
-    lot_ids = [allocation.lot_id for allocation in redemption.allocations]
-    lots = {
-        lot.id: lot
-        for lot in session.execute(sa.select(PointLot).where(PointLot.id.in_(lot_ids))).scalars()
-    }
-    for allocation in redemption.allocations:
-        lot = lots[allocation.lot_id]
-        give = min(allocation.points, restorable)
-        restorable -= give
-        lot.remaining += give
-        if give and lot.state == LotState.EXPIRED:
-            # Back to available so the next settle expires it, through the ledger.
-            lot.state = LotState.AVAILABLE.value
-        if give:
-            note_due(balance, lot.expires_at)
-    redemption.status = status
-    redemption.released_at = now
-    return txn
-
-
-def reverse_earned(
-    session: Session,
-    balance: MemberBalance,
-    settings: ProgramSettings,
-    lot: PointLot | None,
-    points: int,
-    now: dt.datetime,
-    **txn_fields: Any,
-) -> LedgerTransaction:
-    """Take back `points` an order earned (a refund): from the order's own lot while it is
-    pending or has points left, then from the member's other lots soonest-expiring first,
-    and beyond those into debt: the one case where available may go below zero."""
-    from_pending = 0
-    if lot is not None and lot.state == LotState.PENDING:
-        from_pending = min(points, lot.remaining)
-        lot.remaining -= from_pending
-    from_available = points - from_pending
-    still = from_available
-    if still and lot is not None and lot.state == LotState.AVAILABLE:
-        own = min(still, lot.remaining)
-        lot.remaining -= own
-        still -= own
-    if still:
-        _take_from_lots(session, balance.member_id, still, sparing=lot.id if lot else None)
-    return post(
-        session,
-        balance,
-        TransactionKind.REVERSE,
-        [
-            (Account.PENDING, -from_pending),
-            (Account.AVAILABLE, -from_available),
-            (Account.ISSUED, points),
-        ],
-        effective_at=now,
-        **txn_fields,
-    )

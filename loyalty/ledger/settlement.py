@@ -24,7 +24,8 @@ from loyalty.ledger.models import (
     RedemptionStatus,
     TransactionKind,
 )
-from loyalty.ledger.postings import post, return_held
+from loyalty.ledger.postings import post
+from loyalty.ledger.spending import return_held
 from loyalty.members.models import Member
 
 

@@ -12,7 +12,8 @@ from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, LedgerTransaction, TransactionKind
-from loyalty.ledger.postings import credit, debit, lock_balance
+from loyalty.ledger.postings import credit, lock_balance
+from loyalty.ledger.spending import debit
 from loyalty.members.lookup import find_member
 from loyalty.members.models import MemberStatus
 from loyalty.program import config

@@ -96,13 +96,13 @@ def max_redeemable(settings: ProgramSettings, available: int, total: int) -> int
     return points if points >= max(settings.min_redemption_points, 1) else 0
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Quote:
-    member: Member
+    external_id: str  # the member's
     currency: str
     total: int
     points_to_earn: int
-    breakdown: list[policy.Contribution]
+    breakdown: tuple[policy.Contribution, ...]
     available_points: int
     max_redeemable_points: int
     max_redeemable_value: int
@@ -131,11 +131,11 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     )
     best = max_redeemable(settings, balance.available, total)
     return Quote(
-        member=member,
+        external_id=member.external_id,
         currency=settings.currency,
         total=total,
         points_to_earn=points,
-        breakdown=breakdown,
+        breakdown=tuple(breakdown),
         available_points=max(balance.available, 0),
         max_redeemable_points=best,
         max_redeemable_value=settings.points_value(best),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,8 @@ from loyalty.ledger.models import (
     Redemption,
     TransactionKind,
 )
-from loyalty.ledger.postings import credit, lock_balance, reverse_earned
+from loyalty.ledger.postings import credit, lock_balance
+from loyalty.ledger.spending import reverse_earned
 from loyalty.members.models import Member
 from loyalty.orders.exceptions import (
     OrderNotFound,
@@ -59,13 +61,38 @@ def _refund_amount(order: Order, fields: dict[str, Any]) -> tuple[int, list[dict
     return amount, lines
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedRefund:
+    """A refund as recorded, with what it gave back."""
+
+    refund_id: str
+    order_id: str
+    currency: str
+    amount: int
+    points_reversed: int
+    points_restored: int
+    created_at: dt.datetime
+
+
+def _recorded(refund: Refund, order: Order) -> RecordedRefund:
+    return RecordedRefund(
+        refund_id=refund.refund_id,
+        order_id=order.order_id,
+        currency=order.currency,
+        amount=refund.amount,
+        points_reversed=refund.points_reversed,
+        points_restored=refund.points_restored,
+        created_at=refund.created_at,
+    )
+
+
 _REFUND_EXISTS = sa.select(Refund.id).where(Refund.refund_id == sa.bindparam("refund_id"))
 _MEMBER_OF_ORDER = sa.select(Order.member_id).where(Order.order_id == sa.bindparam("order_id"))
 
 
 def refund_order(
     session: Session, order_id: str, fields: dict[str, Any], now: dt.datetime | None = None
-) -> tuple[Refund, bool]:
+) -> tuple[RecordedRefund, bool]:
     """Refund part or all of an order: reverse its earned points and give back the points it
     was paid with, both in proportion to the money refunded. Returns (refund, created).
     Exactly once per refund_id.
@@ -98,7 +125,7 @@ def refund_order(
                 raise RefundConflict(
                     f"Refund {fields['refund_id']!r} was already recorded differently."
                 )
-            return existing, False
+            return _recorded(existing, order), False
         amount, lines = _refund_amount(order, fields)
         if amount <= 0 and fields.get("amount") is not None:
             raise ValidationFailed({"amount": ["Must be positive."]})
@@ -172,6 +199,5 @@ def refund_order(
             "request_hash": request_hash,
             "created_at": now,
         }
-        refund = insert_copy(session, Refund, values)  # a read-only copy, with its order
-        refund.order = order
-    return refund, True
+        refund = insert_copy(session, Refund, values)
+    return _recorded(refund, order), True

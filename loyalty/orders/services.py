@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +22,7 @@ from loyalty.ledger.models import (
     RedemptionStatus,
 )
 from loyalty.ledger.postings import lock_balance
-from loyalty.members.lookup import find_member
+from loyalty.members.lookup import external_id_of, find_member
 from loyalty.members.models import Member
 from loyalty.orders.earning import cart_lines, check_currency, check_discount, earn, first_order
 from loyalty.orders.exceptions import (
@@ -28,7 +30,7 @@ from loyalty.orders.exceptions import (
     OrderNotFound,
     RedemptionExceedsLimit,
 )
-from loyalty.orders.models import Order, Refund
+from loyalty.orders.models import Order
 from loyalty.program import config
 from loyalty.program.models import ProgramSettings
 from loyalty.redemptions import services as redemptions
@@ -46,6 +48,68 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 _ORDER_EXISTS = sa.select(Order.id).where(Order.order_id == sa.bindparam("order_id"))
+_REDEMPTION_PUBLIC_ID = sa.select(Redemption.public_id).where(
+    Redemption.id == sa.bindparam("redemption_id")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOrder:
+    """An order as recorded: what its answer shows, and its refunds so far."""
+
+    order_id: str
+    external_id: str  # the member's
+    currency: str
+    total: int
+    redeemed_points: int
+    redeemed_value: int
+    redemption_public_id: uuid.UUID | None  # the hold that paid part of it
+    points_earned: int
+    breakdown: tuple[dict[str, Any], ...]
+    # Each line with its net amount (after the order's discount) and refunded quantity.
+    lines: tuple[dict[str, Any], ...]
+    available_at: dt.datetime | None
+    placed_at: dt.datetime
+    created_at: dt.datetime
+    refunded_amount: int
+    points_reversed: int
+    points_restored: int
+
+    def points_status(self, as_of: dt.datetime) -> str:
+        """none (nothing earned), pending (inside the return window at `as_of`), available."""
+        if not self.points_earned:
+            return "none"
+        return "pending" if self.available_at and self.available_at > as_of else "available"
+
+
+def recorded(
+    session: Session, order: Order, redemption_public_id: uuid.UUID | None = None
+) -> RecordedOrder:
+    """The order's answer (the hold's public id read here unless the caller has it)."""
+    if order.redemption_id is not None and redemption_public_id is None:
+        redemption_public_id = (
+            session.connection()
+            .execute(_REDEMPTION_PUBLIC_ID, {"redemption_id": order.redemption_id})
+            .scalar_one()
+        )
+    return RecordedOrder(
+        order_id=order.order_id,
+        external_id=external_id_of(session, order.member_id),
+        currency=order.currency,
+        total=order.total,
+        redeemed_points=order.redeemed_points,
+        redeemed_value=order.redeemed_value,
+        redemption_public_id=redemption_public_id,
+        points_earned=order.points_earned,
+        breakdown=tuple(order.breakdown),
+        lines=tuple(order.lines),
+        available_at=order.available_at,
+        placed_at=order.placed_at,
+        created_at=order.created_at,
+        refunded_amount=order.refunded_amount,
+        points_reversed=order.points_reversed,
+        points_restored=order.points_restored,
+    )
 
 
 def order_by_id(session: Session, order_id: str, *, fresh: bool = False) -> Order | None:
@@ -56,10 +120,10 @@ def order_by_id(session: Session, order_id: str, *, fresh: bool = False) -> Orde
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _replay(order: Order, request_hash: str) -> Order:
+def _replay(session: Session, order: Order, request_hash: str) -> RecordedOrder:
     if order.request_hash != request_hash:
         raise OrderConflict(f"Order {order.order_id!r} was already recorded with a different body.")
-    return order
+    return recorded(session, order)
 
 
 def _use_redemption(
@@ -95,7 +159,7 @@ def _use_redemption(
 
 def place_order(
     session: Session, fields: dict[str, Any], now: dt.datetime | None = None
-) -> tuple[Order, bool]:
+) -> tuple[RecordedOrder, bool]:
     """Record an order and earn its points (pending for the return window). Returns (order,
     created). Exactly once per order_id: the same order again returns the first one.
 
@@ -125,7 +189,7 @@ def place_order(
             ):
                 existing = order_by_id(session, fields["order_id"], fresh=True)
                 assert existing is not None  # orders are never deleted
-                return _replay(existing, request_hash), False
+                return _replay(session, existing, request_hash), False
             settings = config.current(session).settings
             check_currency(settings, fields["currency"])
             if not member.is_active:
@@ -195,7 +259,7 @@ def place_order(
             if session.new:
                 session.flush()
             # The one write an order always makes; a read-only copy is returned.
-            recorded = insert_copy(session, Order, order)
+            order_row = insert_copy(session, Order, order)
             # Crossing a threshold upgrades in the same transaction as the earning.
             tiers.review_member(session, member, now)
             if first and referrer_balance is not None:
@@ -205,8 +269,8 @@ def place_order(
         existing = order_by_id(session, fields["order_id"], fresh=True)
         if existing is None:
             raise
-        return _replay(existing, request_hash), False
-    return recorded, True
+        return _replay(session, existing, request_hash), False
+    return recorded(session, order_row, redemption.public_id if redemption else None), True
 
 
 def _lock_member_and_referrer(
@@ -223,17 +287,9 @@ def _lock_member_and_referrer(
     return locked[member.id], locked[member.referred_by_id]
 
 
-def find_order(session: Session, order_id: str) -> Order:
+def find_order(session: Session, order_id: str) -> RecordedOrder:
     """The order with this order_id. Raises OrderNotFound."""
     order = order_by_id(session, order_id)
     if order is None:
         raise OrderNotFound(f"No order with order_id {order_id!r}.")
-    return order
-
-
-def order_refunds(session: Session, order: Order) -> list[Refund]:
-    return list(
-        session.execute(
-            sa.select(Refund).where(Refund.order_pk == order.id).order_by(Refund.id)
-        ).scalars()
-    )
+    return recorded(session, order)

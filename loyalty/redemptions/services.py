@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,7 +22,8 @@ from loyalty.ledger.models import (
     RedemptionStatus,
     TransactionKind,
 )
-from loyalty.ledger.postings import debit, lock_balance, note_due, post, return_held
+from loyalty.ledger.postings import lock_balance, note_due, post
+from loyalty.ledger.spending import debit, return_held
 from loyalty.members.lookup import external_id_of, find_member
 from loyalty.program import config
 from loyalty.redemptions.exceptions import (
@@ -37,14 +39,47 @@ from loyalty.webhooks import outbox
 _INSERT_ALLOCATIONS = RedemptionAllocation.__table__.insert()
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A redemption hold as its answer shows it."""
+
+    public_id: uuid.UUID
+    external_id: str  # the member's
+    status: RedemptionStatus
+    points: int
+    value: int
+    currency: str
+    order_ref: str | None
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    captured_at: dt.datetime | None
+    released_at: dt.datetime | None
+
+
+def _hold(session: Session, redemption: Redemption) -> Hold:
+    return Hold(
+        public_id=redemption.public_id,
+        external_id=external_id_of(session, redemption.member_id),
+        status=RedemptionStatus(redemption.status),
+        points=redemption.points,
+        value=redemption.value,
+        currency=redemption.currency,
+        order_ref=redemption.order_ref,
+        expires_at=redemption.expires_at,
+        created_at=redemption.created_at,
+        captured_at=redemption.captured_at,
+        released_at=redemption.released_at,
+    )
+
+
 def hold(
     session: Session,
     external_id: str,
     points: int,
     order_ref: str | None = None,
     now: dt.datetime | None = None,
-) -> Redemption:
-    """Reserve `points` of the member's available points; return the held redemption.
+) -> Hold:
+    """Reserve `points` of the member's available points; return the hold.
 
     Raises MemberNotFound, MemberInactive, BelowMinimumRedemption, or InsufficientPoints
     when fewer points are available than asked (held points count as spent).
@@ -97,7 +132,7 @@ def hold(
         redemption.allocations = [RedemptionAllocation(**row) for row in allocations]
         note_due(balance, redemption.expires_at)
         session.flush()
-    return redemption
+    return _hold(session, redemption)
 
 
 _MEMBER_OF = sa.select(Redemption.member_id).where(
@@ -105,14 +140,14 @@ _MEMBER_OF = sa.select(Redemption.member_id).where(
 )
 
 
-def find(session: Session, public_id: uuid.UUID) -> Redemption:
+def find(session: Session, public_id: uuid.UUID) -> Hold:
     """The redemption with this id. Raises RedemptionNotFound."""
     redemption = session.execute(
         sa.select(Redemption).where(Redemption.public_id == public_id)
     ).scalar_one_or_none()
     if redemption is None:
         raise RedemptionNotFound(f"No redemption with id {public_id}.")
-    return redemption
+    return _hold(session, redemption)
 
 
 def _locked(
@@ -172,7 +207,7 @@ def refuse_unless_usable(redemption: Redemption, *, to_release: bool = False) ->
         raise AlreadyCaptured("The hold was captured; refund the order to give points back.")
 
 
-def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Redemption:
+def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Hold:
     """Spend the held points. Capturing again returns the same captured redemption.
 
     Raises RedemptionNotFound, HoldExpired after the TTL, AlreadyReleased after a release.
@@ -186,10 +221,10 @@ def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = No
     # in one, it is rolled back with the refusal and the next read settles it again, dated
     # the same.
     refuse_unless_usable(redemption)
-    return redemption
+    return _hold(session, redemption)
 
 
-def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Redemption:
+def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Hold:
     """Give the held points back. Releasing again returns the same released redemption.
 
     Raises RedemptionNotFound, AlreadyCaptured after a capture, HoldExpired after the TTL.
@@ -207,4 +242,4 @@ def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = No
                 RedemptionStatus.RELEASED,
             )
     refuse_unless_usable(redemption, to_release=True)
-    return redemption
+    return _hold(session, redemption)

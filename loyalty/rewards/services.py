@@ -22,7 +22,8 @@ from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import Account, TransactionKind
-from loyalty.ledger.postings import debit, lock_balance
+from loyalty.ledger.postings import lock_balance
+from loyalty.ledger.spending import debit
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.program.services import get_settings

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
-from loyalty.ledger import postings
+from loyalty.ledger import postings, spending
 from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import (
@@ -66,7 +66,7 @@ def debit(session, member, points, now, **kwargs):
     with transaction(session):
         balance = postings.lock_balance(session, member.id)
         settlement.settle_member(session, balance, now)
-        txn, taken = postings.debit(session, balance, settings, points, now=now, **kwargs)
+        txn, taken = spending.debit(session, balance, settings, points, now=now, **kwargs)
     return txn, taken
 
 

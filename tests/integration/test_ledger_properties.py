@@ -29,7 +29,7 @@ from hypothesis.stateful import (
 
 from loyalty.db import transaction
 from loyalty.extensions import db
-from loyalty.ledger import postings
+from loyalty.ledger import postings, spending
 from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import Account, PointLot, TransactionKind
@@ -184,7 +184,7 @@ class LedgerMachine(RuleBasedStateMachine):
         settings_row = get_settings(self.session)
         with transaction(self.session):
             balance = self.locked(model)
-            postings.debit(self.session, balance, settings_row, points, now=self.now, **kwargs)
+            spending.debit(self.session, balance, settings_row, points, now=self.now, **kwargs)
 
     # --- rules ---------------------------------------------------------------------------
 
