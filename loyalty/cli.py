@@ -13,6 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup
 
+from loyalty.auth.models import Scope
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 
@@ -64,7 +65,7 @@ keys_cli = AppGroup("keys", help="API keys.")
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice(["checkout", "app", "admin"]),
+    type=click.Choice([scope.value for scope in Scope]),
 )
 def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create an API key; the key is printed once, alone on the last line."""
@@ -74,7 +75,8 @@ def keys_create(name: str, scopes: tuple[str, ...]) -> None:
         key, raw = create_key(db.session(), name, scopes)
     except LoyaltyError as error:
         raise click.ClickException(error.detail) from None
-    click.echo(f"created key {key.name!r} with scopes {key.scopes}; it is shown only now:")
+    listed = " ".join(key.scopes)
+    click.echo(f"created key {key.name!r} with scopes {listed}; it is shown only now:")
     click.echo(raw)
 
 
@@ -85,7 +87,7 @@ def keys_list() -> None:
 
     for key in list_keys(db.session()):
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-        click.echo(f"{key.name}\t{key.prefix}…\t{key.scopes}\t{state}")
+        click.echo(f"{key.name}\t{key.prefix}…\t{' '.join(key.scopes)}\t{state}")
 
 
 @keys_cli.command("revoke")

@@ -13,10 +13,14 @@ from loyalty.auth.services import create_key
 from loyalty.db import utcnow
 from loyalty.membership import services as members
 from loyalty.orders import services as orders
+from loyalty.orders.earning import CartLine
 from loyalty.program.services import get_settings
-from loyalty.rewards import services as rewards
+from loyalty.rewards import definitions as reward_definitions
+from loyalty.rewards.definitions import RewardDefinition
+from loyalty.rewards.models import RewardKind
 from loyalty.rules import services as rules
-from loyalty.tiers import services as tiers
+from loyalty.tiers import definitions as tier_definitions
+from loyalty.tiers.definitions import TierDefinition
 
 DEMO_MEMBERS = [
     # external id, name, email, past orders: (days ago, sku, category, unit price in cents)
@@ -83,77 +87,82 @@ DEMO_RULES: list[dict[str, Any]] = [
 ]
 
 
-DEMO_TIERS: list[dict[str, Any]] = [
-    {
-        "code": "bronze",
-        "name": "Bronze",
-        "rank": 1,
-        "threshold": 0,
-        "retention_months": 12,
-        "benefits": [{"code": "birthday_gift", "params": {"points": 100}}],
-    },
-    {
-        "code": "silver",
-        "name": "Silver",
-        "rank": 2,
-        "threshold": 500,
-        "retention_months": 12,
-        "benefits": [
+DEMO_TIERS = [
+    TierDefinition(
+        code="bronze",
+        name="Bronze",
+        rank=1,
+        threshold=0,
+        retention_months=12,
+        benefits=({"code": "birthday_gift", "params": {"points": 100}},),
+    ),
+    TierDefinition(
+        code="silver",
+        name="Silver",
+        rank=2,
+        threshold=500,
+        retention_months=12,
+        benefits=(
             {"code": "birthday_gift", "params": {"points": 250}},
             {"code": "free_shipping", "params": {"min_amount": 5000}},
-        ],
-    },
-    {
-        "code": "gold",
-        "name": "Gold",
-        "rank": 3,
-        "threshold": 2000,
-        "retention_months": 12,
-        "benefits": [
+        ),
+    ),
+    TierDefinition(
+        code="gold",
+        name="Gold",
+        rank=3,
+        threshold=2000,
+        retention_months=12,
+        benefits=(
             {"code": "birthday_gift", "params": {"points": 500}},
             {"code": "free_shipping", "params": {}},
             {"code": "points_multiplier", "params": {"factor": "1.5"}},
-        ],
-    },
+        ),
+    ),
 ]
 
-DEMO_REWARDS: list[dict[str, Any]] = [
-    {
-        "name": "$5 off your next order",
-        "kind": "fixed_discount",
-        "cost_points": 500,
-        "value_amount": 500,
-    },
-    {"name": "Free tote bag", "kind": "product", "cost_points": 800, "stock": 25},
-    {
-        "name": "20% off coupon",
-        "kind": "coupon",
-        "cost_points": 1500,
-        "per_member_limit": 1,
-        "codes": [f"SAVE20-{n:04d}" for n in range(1, 51)],
-    },
-    {
-        "name": "Early access to the winter sale",
-        "kind": "coupon",
-        "cost_points": 300,
-        "min_tier": "gold",
-    },
+DEMO_REWARDS = [
+    RewardDefinition(
+        name="$5 off your next order",
+        kind=RewardKind.FIXED_DISCOUNT,
+        cost_points=500,
+        value_amount=500,
+    ),
+    RewardDefinition(
+        name="Free tote bag",
+        kind=RewardKind.PRODUCT,
+        cost_points=800,
+        stock=25,
+    ),
+    RewardDefinition(
+        name="20% off coupon",
+        kind=RewardKind.COUPON,
+        cost_points=1500,
+        per_member_limit=1,
+        codes=tuple(f"SAVE20-{n:04d}" for n in range(1, 51)),
+    ),
+    RewardDefinition(
+        name="Early access to the winter sale",
+        kind=RewardKind.COUPON,
+        cost_points=300,
+        min_tier="gold",
+    ),
 ]
 
 
 def _seed_catalog(session: Session) -> Iterator[str]:
-    if tiers.list_tiers(session):
+    if tier_definitions.list_tiers(session):
         yield "tiers already present"
     else:
         for tier in DEMO_TIERS:
-            tiers.create_tier(session, tier)
-            yield f"tier {tier['name']!r} created"
-    if rewards.list_rewards(session):
+            tier_definitions.create_tier(session, tier)
+            yield f"tier {tier.name!r} created"
+    if reward_definitions.list_rewards(session):
         yield "rewards already present"
         return
     for reward in DEMO_REWARDS:
-        rewards.create_reward(session, reward)
-        yield f"reward {reward['name']!r} created"
+        reward_definitions.create_reward(session, reward)
+        yield f"reward {reward.name!r} created"
 
 
 def _seed_rules(session: Session) -> Iterator[str]:
@@ -184,13 +193,13 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
     for external_id, name, email, earnings in DEMO_MEMBERS:
         _, created = members.enroll(
             session,
-            {
-                "external_id": external_id,
-                "name": name,
-                "email": email,
+            members.EnrollMember(
+                external_id=external_id,
+                name=name,
+                email=email,
                 # Alan was referred by Ada: his first order credits her referral points.
-                "referred_by": "cust_1001" if external_id == "cust_1003" else None,
-            },
+                referred_by="cust_1001" if external_id == "cust_1003" else None,
+            ),
         )
         if not created:
             yield f"member {external_id} already enrolled"
@@ -198,16 +207,13 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
         for days_ago, sku, category, price in earnings:
             orders.place_order(
                 session,
-                {
-                    "order_id": f"demo-{external_id}-{days_ago}",
-                    "member_id": external_id,
-                    "currency": settings.currency,
-                    "lines": [
-                        {"sku": sku, "category": category, "quantity": 1, "unit_price": price}
-                    ],
-                    "discount": 0,
-                    "placed_at": now - dt.timedelta(days=days_ago),
-                },
+                orders.PlaceOrder(
+                    order_id=f"demo-{external_id}-{days_ago}",
+                    external_id=external_id,
+                    currency=settings.currency,
+                    lines=(CartLine(sku, category, quantity=1, unit_price=price),),
+                    placed_at=now - dt.timedelta(days=days_ago),
+                ),
                 now=now,
             )
         yield f"member {external_id} enrolled with {len(earnings)} past orders"

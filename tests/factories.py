@@ -9,8 +9,9 @@ import factory
 
 from loyalty.auth.services import create_key
 from loyalty.extensions import db
+from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
-from loyalty.membership.services import enroll
+from loyalty.membership.services import EnrollMember, enroll
 
 
 class MemberFactory(factory.Factory):
@@ -23,8 +24,8 @@ class MemberFactory(factory.Factory):
 
     @classmethod
     def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Member:
-        member, _ = enroll(db.session, kwargs)
-        return member
+        card, _ = enroll(db.session, EnrollMember(**kwargs))
+        return find_member(db.session, card.external_id)
 
 
 class ApiKeyFactory(factory.Factory):

@@ -9,11 +9,24 @@ from flask.views import MethodView
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.audit import services as audit
+from loyalty.audit.services import AuditRecord
 from loyalty.extensions import db
 from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.schemas.audit import AuditPageSchema, AuditQuerySchema
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/admin", description="Admin: the audit log.")
+
+
+def entry_body(entry: AuditRecord) -> dict[str, Any]:
+    return {
+        "actor": entry.actor,
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "before": entry.before,
+        "after": entry.after,
+        "created_at": entry.created_at,
+    }
 
 
 @blp.route("/audit-log")
@@ -36,6 +49,6 @@ class AuditLog(MethodView):
             before_position=decode_cursor(query["cursor"]) if query["cursor"] else None,
         )
         return {
-            "items": found,
+            "items": [entry_body(entry) for entry in found],
             "next_cursor": encode_cursor(next_position) if next_position else None,
         }

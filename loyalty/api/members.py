@@ -10,8 +10,7 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.ledger.models import LedgerTransaction
-from loyalty.ledger.queries import member_points_delta
+from loyalty.ledger.queries import Movement
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from loyalty.membership.services import history
@@ -29,18 +28,17 @@ admin_blp = Blueprint(
 )
 
 
-def card_body(external_id: str) -> dict[str, Any]:
-    card = members.card(db.session(), external_id)
-    member, progress = card.member, card.progress
+def card_body(card: members.MemberCard) -> dict[str, Any]:
+    progress = card.progress
     return {
-        "external_id": member.external_id,
-        "status": member.status,
-        "email": member.email,
-        "name": member.name,
-        "birthday": member.birthday,
-        "metadata_": member.metadata_,
-        "enrolled_at": member.enrolled_at,
-        "tier": {"code": progress.tier.code, "name": progress.tier.name} if progress.tier else None,
+        "external_id": card.external_id,
+        "status": card.status,
+        "email": card.email,
+        "name": card.name,
+        "birthday": card.birthday,
+        "metadata_": card.metadata,
+        "enrolled_at": card.enrolled_at,
+        "tier": progress.tier,
         "tier_progress": {
             "qualifying_points": progress.qualifying_points,
             "next_tier": progress.next_tier,
@@ -48,9 +46,9 @@ def card_body(external_id: str) -> dict[str, Any]:
             "retained_until": progress.retained_until,
         },
         "balance": {
-            "available": card.balance.available,
-            "pending": card.balance.pending,
-            "held": card.balance.held,
+            "available": card.available,
+            "pending": card.pending,
+            "held": card.held,
             "expiring_soon": [
                 {"points": lot.remaining, "expires_at": lot.expires_at}
                 for lot in card.expiring_soon
@@ -59,16 +57,16 @@ def card_body(external_id: str) -> dict[str, Any]:
     }
 
 
-def transaction_body(txn: LedgerTransaction) -> dict[str, Any]:
+def transaction_body(movement: Movement) -> dict[str, Any]:
     return {
-        "public_id": txn.public_id,
-        "kind": txn.kind,
-        "points": member_points_delta(txn),
-        "effective_at": txn.effective_at,
-        "created_at": txn.created_at,
-        "reference": txn.reference,
-        "reason": txn.reason,
-        "entries": txn.entries,
+        "public_id": movement.public_id,
+        "kind": movement.kind,
+        "points": movement.points,
+        "effective_at": movement.effective_at,
+        "created_at": movement.created_at,
+        "reference": movement.reference,
+        "reason": movement.reason,
+        "entries": movement.entries,
     }
 
 
@@ -78,14 +76,14 @@ class Members(MethodView):
     @blp.arguments(EnrollSchema, example={"external_id": "cust_1001", "email": "ada@example.com"})
     @blp.response(201, MemberCardSchema, description="Enrolled.")
     @blp.alt_response(200, schema=MemberCardSchema, description="Already enrolled.")
-    def post(self, fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def post(self, command: members.EnrollMember) -> tuple[dict[str, Any], int]:
         """Enroll a member
 
         Idempotent on `external_id`: enrolling the same customer again returns the existing
         member with 200. A `referred_by` naming nobody is a 422 `referrer_not_found`.
         """
-        member, created = members.enroll(db.session(), fields)
-        return card_body(member.external_id), 201 if created else 200
+        card, created = members.enroll(db.session(), command)
+        return card_body(card), 201 if created else 200
 
 
 @blp.route("/members/<string:external_id>")
@@ -95,7 +93,7 @@ class MemberCard(MethodView):
     @blp.alt_response(404, description="No such member.")
     def get(self, external_id: str) -> dict[str, Any]:
         """The member card: status, tier, balances, points expiring soon"""
-        return card_body(external_id)
+        return card_body(members.card(db.session(), external_id))
 
 
 @blp.route("/members/<string:external_id>/transactions")
@@ -121,10 +119,10 @@ class AdminMember(MethodView):
     @admin_blp.response(200, MemberCardSchema)
     @admin_blp.alt_response(404, description="No such member.")
     @admin_blp.alt_response(409, description="The member is closed; closing is final.")
-    def patch(self, changes: dict[str, Any], external_id: str) -> dict[str, Any]:
+    def patch(self, changes: members.MemberChanges, external_id: str) -> dict[str, Any]:
         """Change a member's status (active, suspended, closed) or profile"""
-        members.update_member(db.session(), external_id, changes, current_caller().name)
-        return card_body(external_id)
+        card = members.update_member(db.session(), external_id, changes, current_caller().name)
+        return card_body(card)
 
 
 @admin_blp.route("/members/<string:external_id>/adjustments")

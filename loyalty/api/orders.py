@@ -12,12 +12,13 @@ from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.db import utcnow
 from loyalty.events import services as events
-from loyalty.events.services import RecordedEvent
+from loyalty.events.services import RecordedEvent, RecordEvent
 from loyalty.extensions import db
 from loyalty.orders import earning, refunds
 from loyalty.orders import services as orders
-from loyalty.orders.refunds import RecordedRefund
-from loyalty.orders.services import RecordedOrder
+from loyalty.orders.earning import QuoteCart
+from loyalty.orders.refunds import RecordedRefund, RefundOrder
+from loyalty.orders.services import PlaceOrder, RecordedOrder
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.services import Hold
 from loyalty.schemas.orders import (
@@ -108,13 +109,13 @@ class Quote(MethodView):
     @blp.response(200, QuoteSchema)
     @blp.alt_response(404, description="No such member.")
     @blp.alt_response(422, description="Invalid cart, member_inactive or currency_mismatch.")
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, cart: QuoteCart) -> dict[str, Any]:
         """Quote a cart: points to earn (per rule) and the most points payable
 
         No side effects. `max_redeemable_points` respects the member's balance, the program's
         share of an order payable in points and its minimum redemption.
         """
-        result = earning.quote(db.session(), body)
+        result = earning.quote(db.session(), cart)
         return {
             "member_id": result.external_id,
             "points_to_earn": result.points_to_earn,
@@ -141,14 +142,14 @@ class Orders(MethodView):
     @blp.alt_response(
         422, description="Invalid order, member_inactive, currency_mismatch, redemption errors."
     )
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, command: PlaceOrder) -> dict[str, Any]:
         """Record an order and earn its points
 
         Points are earned on what was paid in money (lines, minus discount, minus the value of
         the points redeemed) and stay pending until the return window ends. Exactly once per
         `order_id`: the same order again returns the first answer.
         """
-        order, _ = orders.place_order(db.session(), body)
+        order, _ = orders.place_order(db.session(), command)
         return order_body(order, order.created_at)
 
 
@@ -172,14 +173,14 @@ class Refunds(MethodView):
     @blp.alt_response(404, description="No such order.")
     @blp.alt_response(409, description="refund_conflict: refund_id reused with another body.")
     @blp.alt_response(422, description="refund_exceeds_order, or an invalid refund.")
-    def post(self, body: dict[str, Any], order_id: str) -> dict[str, Any]:
+    def post(self, command: RefundOrder, order_id: str) -> dict[str, Any]:
         """Refund part or all of an order
 
         Reverses the earned points and gives back redeemed points in proportion to the money
         refunded; the refunds of a whole order give back exactly what it earned and redeemed.
         Exactly once per `refund_id`.
         """
-        refund, _ = refunds.refund_order(db.session(), order_id, body)
+        refund, _ = refunds.refund_order(db.session(), order_id, command)
         return refund_body(refund)
 
 
@@ -251,11 +252,11 @@ class Events(MethodView):
     @blp.alt_response(404, description="No such member.")
     @blp.alt_response(409, description="event_conflict: event_id reused with another body.")
     @blp.alt_response(422, description="member_inactive, or an invalid event.")
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, command: RecordEvent) -> dict[str, Any]:
         """Record a member's event and earn its points
 
         Points come from the active `event` rules for its type, within their caps, and are
         available at once. Exactly once per `event_id`.
         """
-        event, _ = events.record_event(db.session(), body)
+        event, _ = events.record_event(db.session(), command)
         return event_body(event)

@@ -13,7 +13,7 @@ from loyalty.program import services as program
 from loyalty.schemas.program import (
     ProgramOutSchema,
     ProgramSchema,
-    changes_to_columns,
+    settings_changes,
     settings_to_dict,
 )
 
@@ -26,7 +26,7 @@ class Program(MethodView):
     @blp.response(200, ProgramOutSchema)
     def get(self) -> dict[str, Any]:
         """The program settings"""
-        return settings_to_dict(program.get_settings(db.session()))
+        return settings_to_dict(program.settings_view(db.session()))
 
     @requires("admin")
     @blp.arguments(
@@ -41,8 +41,7 @@ class Program(MethodView):
         Changes only the settings named; each is validated. New expiry and return-window
         settings apply to points earned from now on.
         """
-        return settings_to_dict(
-            program.update_settings(
-                db.session(), changes_to_columns(changes), current_caller().name
-            )
+        settings = program.update_settings(
+            db.session(), settings_changes(changes), current_caller().name
         )
+        return settings_to_dict(settings)

@@ -10,9 +10,10 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.program.services import get_settings
+from loyalty.rewards import definitions
 from loyalty.rewards import services as rewards
-from loyalty.rewards.models import Reward, RewardRedemption
+from loyalty.rewards.definitions import RewardChanges, RewardDefinition, RewardView
+from loyalty.rewards.services import RedeemedReward
 from loyalty.schemas.rewards import (
     AdminRewardQuerySchema,
     CatalogQuerySchema,
@@ -28,20 +29,18 @@ from loyalty.schemas.rewards import (
 blp = Blueprint("rewards", __name__, url_prefix="/v1", description="The rewards catalog.")
 
 
-def reward_body(reward: Reward) -> dict[str, Any]:
-    session = db.session()
-    currency = get_settings(session).currency
+def reward_body(reward: RewardView) -> dict[str, Any]:
     return {
         "id": reward.public_id,
         "name": reward.name,
         "description": reward.description,
         "kind": reward.kind,
         "cost_points": reward.cost_points,
-        "value": {"amount": reward.value_amount, "currency": currency}
+        "value": {"amount": reward.value_amount, "currency": reward.currency}
         if reward.value_amount
         else None,
         "stock": reward.stock,
-        "min_tier": rewards.min_tier_code(session, reward),
+        "min_tier": reward.min_tier,
         "per_member_limit": reward.per_member_limit,
         "starts_at": reward.starts_at,
         "ends_at": reward.ends_at,
@@ -57,7 +56,9 @@ class AdminRewards(MethodView):
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The whole catalog, newest first"""
         return {
-            "items": [reward_body(r) for r in rewards.list_rewards(db.session(), query["active"])]
+            "items": [
+                reward_body(r) for r in definitions.list_rewards(db.session(), query["active"])
+            ]
         }
 
     @requires("admin")
@@ -71,9 +72,11 @@ class AdminRewards(MethodView):
         },
     )
     @blp.response(201, RewardSchema)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, definition: RewardDefinition) -> dict[str, Any]:
         """Add a reward to the catalog"""
-        return reward_body(rewards.create_reward(db.session(), body, current_caller().name))
+        return reward_body(
+            definitions.create_reward(db.session(), definition, current_caller().name)
+        )
 
 
 @blp.route("/admin/rewards/<uuid:reward_id>")
@@ -83,7 +86,7 @@ class AdminReward(MethodView):
     @blp.alt_response(404, description="No such reward.")
     def get(self, reward_id: uuid.UUID) -> dict[str, Any]:
         """A reward"""
-        return reward_body(rewards.find_reward(db.session(), reward_id))
+        return reward_body(definitions.find_reward(db.session(), reward_id))
 
     @requires("admin")
     @blp.arguments(
@@ -91,10 +94,10 @@ class AdminReward(MethodView):
     )
     @blp.response(200, RewardSchema)
     @blp.alt_response(404, description="No such reward.")
-    def patch(self, changes: dict[str, Any], reward_id: uuid.UUID) -> dict[str, Any]:
+    def patch(self, changes: RewardChanges, reward_id: uuid.UUID) -> dict[str, Any]:
         """Change a reward; `codes` adds coupon codes to its pool"""
         return reward_body(
-            rewards.update_reward(db.session(), reward_id, changes, current_caller().name)
+            definitions.update_reward(db.session(), reward_id, changes, current_caller().name)
         )
 
 
@@ -106,7 +109,9 @@ class DeactivateReward(MethodView):
     def post(self, reward_id: uuid.UUID) -> dict[str, Any]:
         """Take a reward out of the catalog (kept for history)"""
         return reward_body(
-            rewards.update_reward(db.session(), reward_id, {"active": False}, current_caller().name)
+            definitions.update_reward(
+                db.session(), reward_id, RewardChanges(active=False), current_caller().name
+            )
         )
 
 
@@ -131,12 +136,11 @@ class Catalog(MethodView):
         }
 
 
-def redemption_body(redemption: RewardRedemption, external_id: str) -> dict[str, Any]:
-    reward = db.session().get(Reward, redemption.reward_id)
+def redemption_body(redemption: RedeemedReward) -> dict[str, Any]:
     return {
         "id": redemption.public_id,
-        "reward_id": reward.public_id if reward else None,
-        "member_id": external_id,
+        "reward_id": redemption.reward_public_id,
+        "member_id": redemption.external_id,
         "points": redemption.points,
         "code": redemption.code,
         "created_at": redemption.created_at,
@@ -159,4 +163,4 @@ class RewardRedemptions(MethodView):
         redemption charges nothing. Send an Idempotency-Key: a retry must not redeem twice.
         """
         redemption = rewards.redeem(db.session(), external_id, body["reward_id"])
-        return redemption_body(redemption, external_id)
+        return redemption_body(redemption)

@@ -13,8 +13,9 @@ from loyalty.extensions import db
 from loyalty.orders import earning
 from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.rules import services as rules
-from loyalty.rules.models import EarningRule, RuleVersion
+from loyalty.rules.services import RuleChanges, RuleDefinition, RuleVersionView, RuleView
 from loyalty.schemas.rules import (
+    CONFIG_KEYS,
     RuleInSchema,
     RuleListQuerySchema,
     RulePageSchema,
@@ -27,7 +28,6 @@ from loyalty.schemas.rules import (
 
 blp = Blueprint("rules", __name__, url_prefix="/v1/admin", description="Admin: earning rules.")
 
-CONFIG_KEYS = ("points", "per_amount", "factor", "event_type")
 SPEND_EXAMPLE = {
     "name": "1 point per dollar",
     "kind": "spend",
@@ -37,22 +37,13 @@ SPEND_EXAMPLE = {
 }
 
 
-def definition(body: dict[str, Any]) -> dict[str, Any]:
-    """A rule body from the API as the versioned fields the service stores."""
-    fields = {k: v for k, v in body.items() if k not in CONFIG_KEYS}
-    config = {k: body[k] for k in CONFIG_KEYS if body.get(k) is not None}
-    if config or "kind" in body:
-        fields["config"] = config
-    return fields
-
-
-def rule_body(rule: EarningRule, version: RuleVersion | None = None) -> dict[str, Any]:
-    version = version or rule.current
+def rule_body(version: RuleVersionView) -> dict[str, Any]:
+    """A rule at one of its versions."""
     return {
-        "id": rule.public_id,
+        "id": version.rule_id,
         "version": version.version,
         "name": version.name,
-        "kind": rule.kind,
+        "kind": version.kind,
         "active": version.active,
         "priority": version.priority,
         "starts_at": version.starts_at,
@@ -63,6 +54,11 @@ def rule_body(rule: EarningRule, version: RuleVersion | None = None) -> dict[str
         "created_at": version.created_at,
         "actor": version.actor,
     }
+
+
+def current_body(rule: RuleView) -> dict[str, Any]:
+    """A rule at its current version."""
+    return rule_body(rule.current)
 
 
 @blp.route("/rules")
@@ -81,16 +77,16 @@ class Rules(MethodView):
             after=after,
         )
         return {
-            "items": [rule_body(rule) for rule in found],
+            "items": [current_body(rule) for rule in found],
             "next_cursor": encode_cursor(next_position) if next_position else None,
         }
 
     @requires("admin")
     @blp.arguments(RuleInSchema, example=SPEND_EXAMPLE)
     @blp.response(201, RuleSchema)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, definition: RuleDefinition) -> dict[str, Any]:
         """Create an earning rule (version 1)"""
-        return rule_body(rules.create_rule(db.session(), definition(body), current_caller().name))
+        return current_body(rules.create_rule(db.session(), definition, current_caller().name))
 
 
 @blp.route("/rules/<uuid:rule_id>")
@@ -100,17 +96,17 @@ class Rule(MethodView):
     @blp.alt_response(404, description="No such rule.")
     def get(self, rule_id: uuid.UUID) -> dict[str, Any]:
         """A rule at its current version"""
-        return rule_body(rules.get_rule(db.session(), rule_id))
+        return current_body(rules.get_rule(db.session(), rule_id))
 
     @requires("admin")
     @blp.arguments(RuleUpdateSchema(partial=True), example={"points": 2})
     @blp.response(200, RuleSchema)
     @blp.alt_response(404, description="No such rule.")
     @blp.alt_response(422, description="Invalid definition, or a change of kind.")
-    def patch(self, changes: dict[str, Any], rule_id: uuid.UUID) -> dict[str, Any]:
+    def patch(self, changes: RuleChanges, rule_id: uuid.UUID) -> dict[str, Any]:
         """Change a rule: the change becomes its next version"""
-        fields = definition(changes)
-        return rule_body(rules.update_rule(db.session(), rule_id, fields, current_caller().name))
+        rule = rules.update_rule(db.session(), rule_id, changes, current_caller().name)
+        return current_body(rule)
 
 
 @blp.route("/rules/<uuid:rule_id>/deactivate")
@@ -120,7 +116,7 @@ class DeactivateRule(MethodView):
     @blp.alt_response(404, description="No such rule.")
     def post(self, rule_id: uuid.UUID) -> dict[str, Any]:
         """Deactivate a rule (a new, inactive version; history is kept)"""
-        return rule_body(rules.deactivate_rule(db.session(), rule_id, current_caller().name))
+        return current_body(rules.deactivate_rule(db.session(), rule_id, current_caller().name))
 
 
 @blp.route("/rules/<uuid:rule_id>/versions")
@@ -130,9 +126,7 @@ class RuleVersions(MethodView):
     @blp.alt_response(404, description="No such rule.")
     def get(self, rule_id: uuid.UUID) -> dict[str, Any]:
         """Every version of a rule, newest first"""
-        session = db.session()
-        rule = rules.get_rule(session, rule_id)
-        return {"items": [rule_body(rule, v) for v in rules.list_versions(session, rule_id)]}
+        return {"items": [rule_body(v) for v in rules.list_versions(db.session(), rule_id)]}
 
 
 @blp.route("/rules/simulate")
@@ -159,11 +153,11 @@ class Simulate(MethodView):
         """Show what a cart or an event would earn, draft rules included, before they go live"""
         points, breakdown = earning.simulate(
             db.session(),
-            member_id=body["member_id"],
+            external_id=body["member_id"],
             lines=body["lines"],
             discount=body["discount"],
             event_type=body["event_type"],
-            drafts=[definition(draft) for draft in body["rules"]],
+            drafts=[draft.as_fields() for draft in body["rules"]],
             include_active=body["include_active"],
         )
         return {"points_to_earn": points, "breakdown": breakdown}

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.members.lookup import find_member
+from loyalty.membership import overview
 from loyalty.schemas.tiers import (
     BenefitGrantInSchema,
     BenefitListSchema,
@@ -20,9 +20,9 @@ from loyalty.schemas.tiers import (
     TierSchema,
     TierUpdateSchema,
 )
-from loyalty.settlement.services import settled_balance
-from loyalty.tiers import services as tiers
-from loyalty.tiers.models import Tier
+from loyalty.tiers import definitions
+from loyalty.tiers.benefits import Benefit, GrantBenefit, grant_benefit
+from loyalty.tiers.definitions import TierChanges, TierDefinition, TierView
 
 blp = Blueprint("tiers", __name__, url_prefix="/v1", description="Tiers and benefits.")
 
@@ -39,8 +39,7 @@ GOLD_EXAMPLE = {
 }
 
 
-def tier_body(tier: Tier, counts: dict[int, int] | None = None) -> dict[str, Any]:
-    counts = counts if counts is not None else tiers.member_counts(db.session())
+def tier_body(tier: TierView) -> dict[str, Any]:
     return {
         "code": tier.code,
         "name": tier.name,
@@ -48,7 +47,7 @@ def tier_body(tier: Tier, counts: dict[int, int] | None = None) -> dict[str, Any
         "threshold": tier.threshold,
         "retention_months": tier.retention_months,
         "benefits": tier.benefits,
-        "members": counts.get(tier.id, 0),
+        "members": tier.members,
     }
 
 
@@ -58,17 +57,15 @@ class Tiers(MethodView):
     @blp.response(200, TierListSchema)
     def get(self) -> dict[str, Any]:
         """Every tier, lowest rank first"""
-        session = db.session()
-        counts = tiers.member_counts(session)
-        return {"items": [tier_body(t, counts) for t in tiers.list_tiers(session)]}
+        return {"items": [tier_body(t) for t in definitions.list_tiers(db.session())]}
 
     @requires("admin")
     @blp.arguments(TierInSchema, example=GOLD_EXAMPLE)
     @blp.response(201, TierSchema)
     @blp.alt_response(409, description="tier_exists: the code or rank is taken.")
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, definition: TierDefinition) -> dict[str, Any]:
         """Create a tier"""
-        return tier_body(tiers.create_tier(db.session(), body, current_caller().name))
+        return tier_body(definitions.create_tier(db.session(), definition, current_caller().name))
 
 
 @blp.route("/admin/tiers/<string:code>")
@@ -78,7 +75,7 @@ class TierResource(MethodView):
     @blp.alt_response(404, description="No such tier.")
     def get(self, code: str) -> dict[str, Any]:
         """A tier"""
-        return tier_body(tiers.find_tier(db.session(), code))
+        return tier_body(definitions.find_tier(db.session(), code))
 
     @requires("admin")
     @blp.arguments(
@@ -87,9 +84,11 @@ class TierResource(MethodView):
     @blp.response(200, TierSchema)
     @blp.alt_response(404, description="No such tier.")
     @blp.alt_response(409, description="tier_exists: the rank is taken.")
-    def patch(self, changes: dict[str, Any], code: str) -> dict[str, Any]:
+    def patch(self, changes: TierChanges, code: str) -> dict[str, Any]:
         """Change a tier (members move on their next touch)"""
-        return tier_body(tiers.update_tier(db.session(), code, changes, current_caller().name))
+        return tier_body(
+            definitions.update_tier(db.session(), code, changes, current_caller().name)
+        )
 
     @requires("admin")
     @blp.response(204)
@@ -97,10 +96,10 @@ class TierResource(MethodView):
     @blp.alt_response(409, description="tier_in_use: members are in the tier.")
     def delete(self, code: str) -> None:
         """Delete a tier nobody is in"""
-        tiers.delete_tier(db.session(), code, current_caller().name)
+        definitions.delete_tier(db.session(), code, current_caller().name)
 
 
-def benefit_body(benefit: tiers.Benefit) -> dict[str, Any]:
+def benefit_body(benefit: Benefit) -> dict[str, Any]:
     return {
         "code": benefit.code,
         "params": benefit.params,
@@ -116,11 +115,7 @@ class MemberBenefits(MethodView):
     @blp.alt_response(404, description="No such member.")
     def get(self, external_id: str) -> dict[str, Any]:
         """The benefits the member holds now, from their tier and their own grants"""
-        session = db.session()
-        member = find_member(session, external_id)
-        # Settle first: a tier whose retention ran out is reviewed before its benefits count.
-        settled_balance(session, member)
-        return {"items": [benefit_body(b) for b in tiers.member_benefits(session, member)]}
+        return {"items": [benefit_body(b) for b in overview.benefits(db.session(), external_id)]}
 
 
 @blp.route("/admin/members/<string:external_id>/benefits")
@@ -131,18 +126,10 @@ class BenefitGrants(MethodView):
     )
     @blp.response(201, BenefitSchema)
     @blp.alt_response(404, description="No such member.")
-    def post(self, body: dict[str, Any], external_id: str) -> dict[str, Any]:
+    def post(self, command: GrantBenefit, external_id: str) -> dict[str, Any]:
         """Grant one member a benefit outside their tier"""
-        session = db.session()
-        grant = tiers.grant_benefit(
-            session, find_member(session, external_id), body, current_caller().name
-        )
-        return {
-            "code": grant.code,
-            "params": grant.params,
-            "source": "grant",
-            "ends_at": grant.ends_at,
-        }
+        grant = grant_benefit(db.session(), external_id, command, current_caller().name)
+        return benefit_body(grant)
 
 
 @blp.route("/admin/members/<string:external_id>/tier-history")
@@ -152,6 +139,4 @@ class TierHistory(MethodView):
     @blp.alt_response(404, description="No such member.")
     def get(self, external_id: str) -> dict[str, Any]:
         """The member's tier changes (from, to, why, when), newest first"""
-        session = db.session()
-        member = find_member(session, external_id)
-        return {"items": tiers.tier_history(session, member.id, limit=200, before=None)}
+        return {"items": overview.tier_changes(db.session(), external_id, limit=200)}

@@ -19,33 +19,35 @@ from loyalty.schemas.webhooks import (
     WebhookInSchema,
     WebhookListSchema,
 )
-from loyalty.webhooks import services as webhooks
-from loyalty.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from loyalty.webhooks import endpoints as webhooks
+from loyalty.webhooks.endpoints import CreatedWebhook, DeliveryView, NewWebhook, WebhookView
 
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/v1/admin/webhooks", description="Admin: webhooks."
 )
 
 
-def endpoint_body(endpoint: WebhookEndpoint) -> dict[str, Any]:
+def endpoint_body(endpoint: WebhookView) -> dict[str, Any]:
     return {
         "id": endpoint.public_id,
         "url": endpoint.url,
-        "event_types": endpoint.event_types,
+        "event_types": list(endpoint.event_types),
         "description": endpoint.description,
         "created_at": endpoint.created_at,
-        "secret": endpoint.secret,
     }
 
 
-def delivery_body(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict[str, Any]:
-    event = webhooks.event_of(db.session(), delivery)
+def created_body(created: CreatedWebhook) -> dict[str, Any]:
+    return {**endpoint_body(created.endpoint), "secret": created.secret}
+
+
+def delivery_body(delivery: DeliveryView) -> dict[str, Any]:
     return {
         "id": delivery.public_id,
-        "event_id": event.public_id,
-        "event_type": event.type,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
         "status": delivery.status,
-        "attempts": attempts,
+        "attempts": delivery.attempts,
         "next_attempt_at": delivery.next_attempt_at,
         "created_at": delivery.created_at,
         "delivered_at": delivery.delivered_at,
@@ -69,9 +71,9 @@ class Webhooks(MethodView):
         },
     )
     @blp.response(201, WebhookCreatedSchema)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, new: NewWebhook) -> dict[str, Any]:
         """Register an endpoint; the response carries its signing secret, shown only once"""
-        return endpoint_body(webhooks.create_endpoint(db.session(), body, current_caller().name))
+        return created_body(webhooks.create_endpoint(db.session(), new, current_caller().name))
 
 
 @blp.route("/<uuid:webhook_id>")
@@ -92,14 +94,11 @@ class Deliveries(MethodView):
     @blp.alt_response(404, description="No such webhook.")
     def get(self, query: dict[str, Any], webhook_id: uuid.UUID) -> dict[str, Any]:
         """The endpoint's deliveries, newest first, each with every attempt"""
-        session = db.session()
-        endpoint = webhooks.find_endpoint(session, webhook_id)
         before = decode_cursor(query["cursor"]) if query["cursor"] else None
-        found, next_position = webhooks.deliveries(session, endpoint, query["limit"], before)
-        attempts = webhooks.attempts_of(session, [d.id for d in found])
+        log = webhooks.delivery_log(db.session(), webhook_id, query["limit"], before)
         return {
-            "items": [delivery_body(d, attempts[d.id]) for d in found],
-            "next_cursor": encode_cursor(next_position) if next_position else None,
+            "items": [delivery_body(d) for d in log.deliveries],
+            "next_cursor": encode_cursor(log.next_position) if log.next_position else None,
         }
 
 
@@ -110,6 +109,5 @@ class Redeliver(MethodView):
     @blp.alt_response(404, description="No such webhook or delivery.")
     def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> dict[str, Any]:
         """Send a delivery again (the worker picks it up at once)"""
-        session = db.session()
-        delivery = webhooks.redeliver(session, webhook_id, delivery_id, current_caller().name)
-        return delivery_body(delivery, webhooks.attempts_of(session, [delivery.id])[delivery.id])
+        delivery = webhooks.redeliver(db.session(), webhook_id, delivery_id, current_caller().name)
+        return delivery_body(delivery)

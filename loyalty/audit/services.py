@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import enum
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +15,20 @@ from sqlalchemy.orm import Session
 
 from loyalty.audit.models import AuditEntry
 from loyalty.db import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of the audit log: who did what to which target, before and after."""
+
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: dt.datetime
+
 
 # Never copied into the log.
 SECRET_COLUMNS = frozenset({"key_hash"})
@@ -73,7 +88,7 @@ def entries(
     until: dt.datetime | None,
     limit: int,
     before_position: int | None,
-) -> tuple[list[AuditEntry], int | None]:
+) -> tuple[list[AuditRecord], int | None]:
     """Entries newest first, filtered; returns (page, position of the next page or None)."""
     stmt = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
     if target_type:
@@ -87,4 +102,17 @@ def entries(
     if before_position is not None:
         stmt = stmt.where(AuditEntry.id < before_position)
     found = list(session.execute(stmt).scalars())
-    return found[:limit], found[limit - 1].id if len(found) > limit else None
+    next_position = found[limit - 1].id if len(found) > limit else None
+    return [_record(entry) for entry in found[:limit]], next_position
+
+
+def _record(entry: AuditEntry) -> AuditRecord:
+    return AuditRecord(
+        actor=entry.actor,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        before=entry.before,
+        after=entry.after,
+        created_at=entry.created_at,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -18,11 +19,42 @@ from loyalty.errors import Conflict, NotFound, ValidationFailed
 from loyalty.program import config
 
 KEY_PREFIX = "lk_"
+_SCOPES = {scope.value: scope for scope in Scope}
 
 
 class KeyNameTaken(Conflict):
     code = "key_name_taken"
     title = "An API key with this name exists"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """An API key as listed: never the key itself, nor its hash."""
+
+    name: str
+    prefix: str  # the key's first characters, to recognise it
+    scopes: tuple[Scope, ...]  # sorted
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def parse_scopes(stored: str) -> tuple[Scope, ...]:
+    """A key's stored scopes ("app checkout") as Scopes, sorted; unknown ones are ignored."""
+    return tuple(sorted(_SCOPES[name] for name in set(stored.split()) if name in _SCOPES))
+
+
+def _key_view(key: ApiKey) -> KeyView:
+    return KeyView(
+        name=key.name,
+        prefix=key.prefix,
+        scopes=parse_scopes(key.scopes),
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
+    )
 
 
 def hash_key(raw_key: str) -> str:
@@ -31,13 +63,13 @@ def hash_key(raw_key: str) -> str:
 
 def create_key(
     session: Session, name: str, scopes: Iterable[str], actor: str | None = "cli"
-) -> tuple[ApiKey, str]:
+) -> tuple[KeyView, str]:
     """Create a key; return it with the raw secret, which is shown once and never stored.
 
     Raises ValidationFailed for an empty name or unknown scope, KeyNameTaken for a used name.
     """
     scope_list = sorted(set(scopes))
-    unknown = [s for s in scope_list if s not in {scope.value for scope in Scope}]
+    unknown = [s for s in scope_list if s not in _SCOPES]
     if not name.strip() or len(name) > 100:
         raise ValidationFailed({"name": ["Must be 1 to 100 characters."]})
     if unknown or not scope_list:
@@ -50,16 +82,19 @@ def create_key(
         session.add(key)
         session.flush()
         audit.record(session, actor, "key.create", "api_key", name, None, audit.snapshot(key))
-    return key, raw
+        return _key_view(key), raw
 
 
-def list_keys(session: Session) -> list[ApiKey]:
+def list_keys(session: Session) -> list[KeyView]:
     """Every key, revoked ones included, oldest first."""
-    return list(session.execute(sa.select(ApiKey).order_by(ApiKey.id)).scalars())
+    return [
+        _key_view(key) for key in session.execute(sa.select(ApiKey).order_by(ApiKey.id)).scalars()
+    ]
 
 
-def revoke_key(session: Session, name: str, actor: str | None = "cli") -> ApiKey:
-    """Revoke the key called `name` (revoking twice is harmless). Raises NotFound."""
+def revoke_key(session: Session, name: str, actor: str | None = "cli") -> KeyView:
+    """Revoke the key called `name` (revoking twice is harmless) and return it. Raises
+    NotFound."""
     with transaction(session):
         key = session.execute(sa.select(ApiKey).where(ApiKey.name == name)).scalar_one_or_none()
         if key is None:
@@ -68,17 +103,18 @@ def revoke_key(session: Session, name: str, actor: str | None = "cli") -> ApiKey
             before = audit.snapshot(key)
             key.revoked_at = utcnow()
             audit.record(session, actor, "key.revoke", "api_key", name, before, audit.snapshot(key))
-    return key
+        return _key_view(key)
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     key_id: int
     name: str
-    scopes: frozenset[str]
+    scopes: frozenset[Scope]
 
     def may(self, allowed: Iterable[str]) -> bool:
-        return Scope.ADMIN.value in self.scopes or not self.scopes.isdisjoint(allowed)
+        """Whether the key has one of the `allowed` scopes (admin may do everything)."""
+        return Scope.ADMIN in self.scopes or not self.scopes.isdisjoint(allowed)
 
 
 # Built once: this runs on every request, and a prebuilt Core statement costs a third of
@@ -95,7 +131,7 @@ _CALLER_BY_ID = sa.select(ApiKey.id, ApiKey.name, ApiKey.scopes).where(
 
 
 def _caller(row: Any) -> Caller:
-    return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
+    return Caller(key_id=row.id, name=row.name, scopes=frozenset(parse_scopes(row.scopes)))
 
 
 def authenticate(session: Session, raw_key: str) -> Caller | None:

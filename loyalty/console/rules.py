@@ -10,13 +10,13 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages
-from loyalty.api.rules import definition
 from loyalty.console import blp, security
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 from loyalty.orders import earning
 from loyalty.rules import services as rules
-from loyalty.schemas.rules import RuleInSchema
+from loyalty.rules.services import RuleView
+from loyalty.schemas.rules import RuleInSchema, RuleUpdateSchema
 
 RULE_FIELDS = ("name", "kind", "priority", "points", "per_amount", "factor", "event_type")
 
@@ -63,8 +63,8 @@ def rule_new() -> Response | str | tuple[str, int]:
     )
     if request.method == "POST":
         try:
-            loaded = RuleInSchema().load(_rule_form_data(request.form))
-            rule = rules.create_rule(db.session(), definition(loaded), security.actor())
+            definition = RuleInSchema().load(_rule_form_data(request.form))
+            rule = rules.create_rule(db.session(), definition, security.actor())
         except ma.ValidationError as error:
             errors = flatten_messages(error.messages)
         except LoyaltyError as error:
@@ -78,26 +78,21 @@ def rule_new() -> Response | str | tuple[str, int]:
 
 @blp.get("/rules/<uuid:rule_id>")
 def rule_page(rule_id: uuid.UUID) -> str:
-    session = db.session()
-    return render_template(
-        "console/rule.html",
-        rule=rules.get_rule(session, rule_id),
-        versions=rules.list_versions(session, rule_id),
-    )
+    history = rules.rule_history(db.session(), rule_id)
+    return render_template("console/rule.html", rule=history.rule, versions=history.versions)
 
 
 @blp.route("/rules/<uuid:rule_id>/edit", methods=["GET", "POST"])
 def rule_edit(rule_id: uuid.UUID) -> Response | str | tuple[str, int]:
     session = db.session()
-    rule = rules.get_rule(session, rule_id)
     errors: dict[str, Any] = {}
     if request.method == "POST":
         form: Any = request.form
         try:
             body = _rule_form_data(request.form)
             body.pop("kind", None)
-            loaded = RuleInSchema(partial=True).load(body)
-            rules.update_rule(session, rule_id, definition(loaded), security.actor())
+            changes = RuleUpdateSchema(partial=True).load(body)
+            rules.update_rule(session, rule_id, changes, security.actor())
         except ma.ValidationError as error:
             errors = flatten_messages(error.messages)
         except LoyaltyError as error:
@@ -105,24 +100,32 @@ def rule_edit(rule_id: uuid.UUID) -> Response | str | tuple[str, int]:
         else:
             flash("Saved as a new version.", "ok")
             return redirect(url_for("console.rule_page", rule_id=rule_id))
+        # Refused: the form again, over the rule as it still is.
+        rule = rules.get_rule(session, rule_id)
     else:
-        version = rule.current
-        form = {
-            "name": version.name,
-            "kind": rule.kind,
-            "priority": version.priority,
-            **{k: v for k, v in version.config.items() if v is not None},
-            "skus": ", ".join(version.conditions.get("skus") or []),
-            "categories": ", ".join(version.conditions.get("categories") or []),
-            "tiers": ", ".join(version.conditions.get("tiers") or []),
-            "min_amount": version.conditions.get("min_amount") or "",
-            "first_order": version.conditions.get("first_order"),
-            "cap_per_order": (version.caps or {}).get("per_order") or "",
-            "active": version.active,
-        }
+        rule = rules.get_rule(session, rule_id)
+        form = _form_of(rule)
     return render_template(
         "console/rule_form.html", form=form, errors=errors, rule=rule
     ), 422 if errors else 200
+
+
+def _form_of(rule: RuleView) -> dict[str, Any]:
+    """The edit form filled in with the rule's current version."""
+    version = rule.current
+    return {
+        "name": version.name,
+        "kind": rule.kind,
+        "priority": version.priority,
+        **{k: v for k, v in version.config.items() if v is not None},
+        "skus": ", ".join(version.conditions.get("skus") or []),
+        "categories": ", ".join(version.conditions.get("categories") or []),
+        "tiers": ", ".join(version.conditions.get("tiers") or []),
+        "min_amount": version.conditions.get("min_amount") or "",
+        "first_order": version.conditions.get("first_order"),
+        "cap_per_order": (version.caps or {}).get("per_order") or "",
+        "active": version.active,
+    }
 
 
 @blp.route("/rules/simulate", methods=["GET", "POST"])
@@ -142,7 +145,8 @@ def simulate() -> str | tuple[str, int]:
                 }
                 draft_form["active"] = "on"
                 try:
-                    drafts.append(definition(RuleInSchema().load(_rule_form_data(draft_form))))
+                    draft = RuleInSchema().load(_rule_form_data(draft_form))
+                    drafts.append(draft.as_fields())
                 except ma.ValidationError as error:
                     errors.update(
                         {f"draft {k}": v for k, v in flatten_messages(error.messages).items()}
@@ -151,7 +155,7 @@ def simulate() -> str | tuple[str, int]:
                 try:
                     result = earning.simulate(
                         db.session(),
-                        member_id=request.form.get("member_id", "").strip() or None,
+                        external_id=request.form.get("member_id", "").strip() or None,
                         lines=lines,
                         discount=0,
                         event_type=None,

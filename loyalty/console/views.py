@@ -17,18 +17,16 @@ from loyalty.console import blp, charts, security
 from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
-from loyalty.ledger.queries import member_points_delta
 from loyalty.members.models import MemberStatus
-from loyalty.membership import adjustments
+from loyalty.membership import adjustments, overview
 from loyalty.membership import services as members
-from loyalty.membership.services import history
 from loyalty.pagination import decode_cursor, encode_cursor
 from loyalty.program import services as program
 from loyalty.reports import services as reports
-from loyalty.rewards import services as rewards
-from loyalty.schemas.program import ProgramSchema, changes_to_columns, settings_to_dict
-from loyalty.tiers import services as tiers
-from loyalty.webhooks import services as webhooks
+from loyalty.rewards import definitions as reward_definitions
+from loyalty.schemas.program import ProgramSchema, settings_changes, settings_to_dict
+from loyalty.tiers import definitions as tier_definitions
+from loyalty.webhooks import endpoints as webhooks
 
 blp.before_request(security.guard)
 blp.context_processor(security.template_globals)
@@ -86,18 +84,9 @@ def member_search() -> str:
 
 @blp.get("/members/<external_id>")
 def member_page(external_id: str) -> str:
-    session = db.session()
-    card = members.card(session, external_id)
-    page = history(session, external_id, 25, request.args.get("cursor") or None)
+    found = overview.overview(db.session(), external_id, request.args.get("cursor") or None)
     return render_template(
-        "console/member.html",
-        card=card,
-        page=page,
-        delta=member_points_delta,
-        tier_history=tiers.tier_history(session, card.member.id, limit=50, before=None),
-        holds=members.holds(session, card.member.id),
-        reward_redemptions=rewards.member_redemptions(session, card.member.id),
-        statuses=[s.value for s in MemberStatus],
+        "console/member.html", member=found, statuses=[s.value for s in MemberStatus]
     )
 
 
@@ -128,7 +117,8 @@ def change_status(external_id: str) -> Response:
         flash("Choose active, suspended or closed.", "error")
     else:
         try:
-            members.update_member(db.session(), external_id, {"status": status}, security.actor())
+            changes = members.MemberChanges(status=MemberStatus(status))
+            members.update_member(db.session(), external_id, changes, security.actor())
         except LoyaltyError as error:
             flash(error.detail, "error")
         else:
@@ -138,19 +128,13 @@ def change_status(external_id: str) -> Response:
 
 @blp.get("/tiers")
 def tier_list() -> str:
-    session = db.session()
-    return render_template(
-        "console/tiers.html", tiers=tiers.list_tiers(session), counts=tiers.member_counts(session)
-    )
+    return render_template("console/tiers.html", tiers=tier_definitions.list_tiers(db.session()))
 
 
 @blp.get("/rewards")
 def reward_list() -> str:
-    session = db.session()
-    found = rewards.list_rewards(session)
-    return render_template(
-        "console/rewards.html", rewards=found, min_tier=lambda r: rewards.min_tier_code(session, r)
-    )
+    found = reward_definitions.list_rewards(db.session())
+    return render_template("console/rewards.html", rewards=found)
 
 
 @blp.route("/program", methods=["GET", "POST"])
@@ -177,7 +161,7 @@ def program_page() -> Response | str | tuple[str, int]:
         }
         try:
             loaded = ProgramSchema().load(body)
-            program.update_settings(session, changes_to_columns(loaded), security.actor())
+            program.update_settings(session, settings_changes(loaded), security.actor())
         except ma.ValidationError as error:
             errors = _program_field_errors(flatten_messages(error.messages))
         except LoyaltyError as error:
@@ -187,7 +171,7 @@ def program_page() -> Response | str | tuple[str, int]:
         else:
             flash("Program settings saved.", "ok")
             return redirect(url_for("console.program_page"))
-    settings = settings_to_dict(program.get_settings(session))
+    settings = settings_to_dict(program.settings_view(session))
     return render_template(
         "console/program.html", settings=settings, errors=errors
     ), 422 if errors else 200
@@ -215,16 +199,8 @@ def webhook_list() -> str:
 
 @blp.get("/webhooks/<uuid:webhook_id>")
 def webhook_page(webhook_id: uuid.UUID) -> str:
-    session = db.session()
-    endpoint = webhooks.find_endpoint(session, webhook_id)
-    found, _ = webhooks.deliveries(session, endpoint, 100, None)
-    return render_template(
-        "console/webhook.html",
-        endpoint=endpoint,
-        deliveries=found,
-        attempts=webhooks.attempts_of(session, [d.id for d in found]),
-        event_of=lambda d: webhooks.event_of(session, d),
-    )
+    log = webhooks.delivery_log(db.session(), webhook_id, 100, None)
+    return render_template("console/webhook.html", endpoint=log.endpoint, deliveries=log.deliveries)
 
 
 @blp.post("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")

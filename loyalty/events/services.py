@@ -4,7 +4,7 @@ referred member's first order is placed), review, birthday, or any custom type."
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -121,8 +121,30 @@ def _recorded(session: Session, event: MemberEvent) -> RecordedEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RecordEvent:
+    event_id: str  # the shop's
+    external_id: str  # the member's
+    type: str
+    occurred_at: dt.datetime | None = None  # default: now
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """The event as the API received it, hashed: tells a retry from a different event
+        reusing the event_id (stored with the event, so the shape never changes)."""
+        return body_fingerprint(
+            {
+                "event_id": self.event_id,
+                "member_id": self.external_id,
+                "type": self.type,
+                "occurred_at": self.occurred_at,
+                "attributes": self.attributes,
+            }
+        )
+
+
 def record_event(
-    session: Session, fields: dict[str, Any], now: dt.datetime | None = None
+    session: Session, command: RecordEvent, now: dt.datetime | None = None
 ) -> tuple[RecordedEvent, bool]:
     """Record a member's event and credit its points. Returns (event, created); exactly once
     per event_id.
@@ -131,22 +153,20 @@ def record_event(
     MemberInactive, ValidationFailed.
     """
     now = now or utcnow()
-    if fields["type"] in SYSTEM_EVENT_TYPES:
-        raise ValidationFailed(
-            {"type": [f"{fields['type']} events are recorded by loyalty itself."]}
-        )
-    request_hash = body_fingerprint(fields)
-    occurred_at = fields.get("occurred_at") or now
+    if command.type in SYSTEM_EVENT_TYPES:
+        raise ValidationFailed({"type": [f"{command.type} events are recorded by loyalty itself."]})
+    request_hash = command.fingerprint()
+    occurred_at = command.occurred_at or now
     if occurred_at > now + CLOCK_SKEW:
         raise ValidationFailed({"occurred_at": ["Must not be in the future."]})
-    member = find_member(session, fields["member_id"])
+    member = find_member(session, command.external_id)
     try:
         with transaction(session, savepoint=True):
             balance = lock_balance(session, member.id)
-            existing = _find(session, fields["event_id"])
+            existing = _find(session, command.event_id)
             if existing is not None:
                 if existing.request_hash != request_hash:
-                    raise EventConflict(f"Event {fields['event_id']!r} was recorded differently.")
+                    raise EventConflict(f"Event {command.event_id!r} was recorded differently.")
                 return _recorded(session, existing), False
             session.refresh(member)
             if not member.is_active:
@@ -156,19 +176,19 @@ def record_event(
                 session,
                 member,
                 balance,
-                fields["event_id"],
-                fields["type"],
+                command.event_id,
+                command.type,
                 occurred_at,
-                fields.get("attributes") or {},
+                command.attributes,
                 request_hash,
                 now,
             )
     except IntegrityError:
-        existing = _find(session, fields["event_id"])
+        existing = _find(session, command.event_id)
         if existing is None:
             raise
         if existing.request_hash != request_hash:
-            raise EventConflict(f"Event {fields['event_id']!r} was recorded differently.") from None
+            raise EventConflict(f"Event {command.event_id!r} was recorded differently.") from None
         return _recorded(session, existing), False
     return _recorded(session, event), True
 

@@ -160,13 +160,12 @@ def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:
     for external_id in candidates:
         _, created = events.record_event(
             session,
-            {
-                "event_id": f"birthday:{external_id}:{today.year}",
-                "member_id": external_id,
-                "type": "birthday",
-                "occurred_at": midnight,
-                "attributes": {},
-            },
+            events.RecordEvent(
+                event_id=f"birthday:{external_id}:{today.year}",
+                external_id=external_id,
+                type="birthday",
+                occurred_at=midnight,
+            ),
             now=now,
         )
         recorded += created

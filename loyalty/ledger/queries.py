@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from loyalty.ledger.models import Account, LedgerTransaction, LotState, PointLot
+from loyalty.ledger.models import Account, LedgerTransaction, LotState, PointLot, TransactionKind
 from loyalty.pagination import Page, decode_cursor, encode_cursor
 
 
@@ -55,9 +57,47 @@ def member_points_delta(txn: LedgerTransaction) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    account: Account
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """A ledger transaction as a member's history shows it."""
+
+    public_id: uuid.UUID
+    kind: TransactionKind
+    points: int  # what it changed of available + pending
+    effective_at: dt.datetime
+    created_at: dt.datetime
+    reference: str | None
+    reason: str | None
+    actor: str | None
+    details: dict[str, Any]
+    entries: tuple[Entry, ...]
+
+
+def movement(txn: LedgerTransaction) -> Movement:
+    """The transaction (with its entries loaded) as a plain, immutable value."""
+    return Movement(
+        public_id=txn.public_id,
+        kind=TransactionKind(txn.kind),
+        points=member_points_delta(txn),
+        effective_at=txn.effective_at,
+        created_at=txn.created_at,
+        reference=txn.reference,
+        reason=txn.reason,
+        actor=txn.actor,
+        details=dict(txn.details or {}),
+        entries=tuple(Entry(Account(e.account), e.amount) for e in txn.entries),
+    )
+
+
 def transactions_page(
     session: Session, member_id: int, limit: int, cursor: str | None
-) -> Page[LedgerTransaction]:
+) -> Page[Movement]:
     """The member's transactions, newest first, one page at a time. Raises ValidationFailed
     for a bad cursor."""
     stmt = (
@@ -70,4 +110,4 @@ def transactions_page(
         stmt = stmt.where(LedgerTransaction.id < decode_cursor(cursor))
     items = list(session.execute(stmt).scalars())
     next_cursor = encode_cursor(items[limit - 1].id) if len(items) > limit else None
-    return Page(items=items[:limit], next_cursor=next_cursor)
+    return Page(items=[movement(txn) for txn in items[:limit]], next_cursor=next_cursor)

@@ -11,8 +11,9 @@ from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.exceptions import MemberInactive
-from loyalty.ledger.models import Account, LedgerTransaction, TransactionKind
+from loyalty.ledger.models import Account, TransactionKind
 from loyalty.ledger.postings import credit, lock_balance
+from loyalty.ledger.queries import Movement, movement
 from loyalty.ledger.spending import debit
 from loyalty.members.lookup import find_member
 from loyalty.members.models import MemberStatus
@@ -28,7 +29,7 @@ def adjust(
     reason: str,
     actor: str | None,
     now: dt.datetime | None = None,
-) -> LedgerTransaction:
+) -> Movement:
     """Add (points > 0) or remove (points < 0) points by hand, with a reason.
 
     Added points are available at once and expire under the program's policy. Returns the
@@ -87,4 +88,4 @@ def adjust(
             {"member_id": external_id, "points": points, "reason": reason},
             now,
         )
-    return txn
+    return movement(txn)

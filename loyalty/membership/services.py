@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,15 +11,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
+from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
-from loyalty.ledger.models import LedgerTransaction, MemberBalance, Redemption
+from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
-from loyalty.ledger.queries import ExpiringPoints, expiring_lots, transactions_page
+from loyalty.ledger.queries import ExpiringPoints, Movement, expiring_lots, transactions_page
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member, MemberStatus
 from loyalty.pagination import Page
+from loyalty.program import config
 from loyalty.settlement.services import settled_balance, settled_snapshot
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
@@ -27,39 +29,76 @@ from loyalty.webhooks import outbox
 EXPIRING_SOON = dt.timedelta(days=30)
 
 
-def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
+@dataclass(frozen=True, slots=True)
+class EnrollMember:
+    external_id: str
+    email: str | None = None
+    name: str | None = None
+    birthday: dt.date | None = None
+    referred_by: str | None = None  # the referrer's external id
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanges:
+    status: Maybe[MemberStatus] = UNCHANGED
+    email: Maybe[str | None] = UNCHANGED
+    name: Maybe[str | None] = UNCHANGED
+    birthday: Maybe[dt.date | None] = UNCHANGED
+    metadata: Maybe[dict[str, Any]] = UNCHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCard:
+    """The member as the app and checkout show them."""
+
+    external_id: str
+    status: MemberStatus
+    email: str | None
+    name: str | None
+    birthday: dt.date | None
+    metadata: dict[str, Any]
+    enrolled_at: dt.datetime
+    available: int
+    pending: int
+    held: int
+    expiring_soon: tuple[ExpiringPoints, ...]
+    progress: tiers.Progress
+
+
+def enroll(
+    session: Session, command: EnrollMember, now: dt.datetime | None = None
+) -> tuple[MemberCard, bool]:
     """Enroll a member, or find the one already enrolled under the same external id.
 
-    Returns (member, created). The balance row is created with the member, so there is
+    Returns (their card, created). The balance row is created with the member, so there is
     always a row to lock before the first points move; a signup event rule, if any, credits
     its points in the same transaction. Raises ReferrerNotFound when `referred_by` names
     nobody.
     """
-    external_id = fields["external_id"]
-    existing = _by_external_id(session, external_id)
-    if existing is not None:
-        return existing, False
+    now = now or utcnow()
+    if _by_external_id(session, command.external_id) is not None:
+        return card(session, command.external_id, now), False
     referrer = None
-    if fields.get("referred_by"):
-        referrer = _by_external_id(session, fields["referred_by"])
+    if command.referred_by:
+        referrer = _by_external_id(session, command.referred_by)
         if referrer is None:
-            raise ReferrerNotFound(f"No member with external_id {fields['referred_by']!r}.")
+            raise ReferrerNotFound(f"No member with external_id {command.referred_by!r}.")
     try:
         with transaction(session, savepoint=True):
             member = Member(
-                external_id=external_id,
-                email=fields.get("email"),
-                name=fields.get("name"),
-                birthday=fields.get("birthday"),
+                external_id=command.external_id,
+                email=command.email,
+                name=command.name,
+                birthday=command.birthday,
                 referred_by_id=referrer.id if referrer else None,
-                metadata_=fields.get("metadata") or {},
+                metadata_=command.metadata,
             )
             session.add(member)
             session.flush()
             balance = MemberBalance(member_id=member.id)
             session.add(balance)
             session.flush()
-            now = utcnow()
             outbox.emit(
                 session,
                 "member.enrolled",
@@ -69,13 +108,14 @@ def enroll(session: Session, fields: dict[str, Any]) -> tuple[Member, bool]:
             events.grant_signup(session, member, balance, now)
             # A tier with no threshold (an entry tier) applies from enrolment.
             tiers.review_member(session, member, now)
+            session.flush()
+            enrolled = _card_of(session, member, balance, now, config.current(session))
     except IntegrityError:
         # Two enrolments of one customer raced and the other committed first: theirs stands.
-        existing = _by_external_id(session, external_id)
-        if existing is None:
+        if _by_external_id(session, command.external_id) is None:
             raise
-        return existing, False
-    return member, True
+        return card(session, command.external_id, now), False
+    return enrolled, True
 
 
 def _by_external_id(session: Session, external_id: str) -> Member | None:
@@ -84,21 +124,21 @@ def _by_external_id(session: Session, external_id: str) -> Member | None:
     ).scalar_one_or_none()
 
 
-@dataclass
-class MemberCard:
-    member: Member
-    balance: MemberBalance
-    expiring_soon: list[ExpiringPoints]
-    progress: tiers.Progress
-
-
 def card(session: Session, external_id: str, now: dt.datetime | None = None) -> MemberCard:
-    """The member as the app and checkout show it, right as of `now`. Raises MemberNotFound.
-
-    The member and balance it returns are read-only copies (not in the session).
-    """
+    """The member as the app and checkout show them, right as of `now`. Raises
+    MemberNotFound."""
     now = now or utcnow()
     member, balance, program = settled_snapshot(session, external_id, now)
+    return _card_of(session, member, balance, now, program)
+
+
+def _card_of(
+    session: Session,
+    member: Member,
+    balance: MemberBalance,
+    now: dt.datetime,
+    program: config.ProgramConfig,
+) -> MemberCard:
     due = balance.next_due_at
     # next_due_at is never later than the soonest expiry: with none in the window, no lot
     # needs reading (a member with a long history costs the same as a new one).
@@ -108,9 +148,17 @@ def card(session: Session, external_id: str, now: dt.datetime | None = None) -> 
         else []
     )
     return MemberCard(
-        member=member,
-        balance=balance,
-        expiring_soon=soon,
+        external_id=member.external_id,
+        status=MemberStatus(member.status),
+        email=member.email,
+        name=member.name,
+        birthday=member.birthday,
+        metadata=dict(member.metadata_ or {}),
+        enrolled_at=member.enrolled_at,
+        available=balance.available,
+        pending=balance.pending,
+        held=balance.held,
+        expiring_soon=tuple(soon),
         progress=tiers.progress(session, member, now, program),
     )
 
@@ -123,9 +171,9 @@ ALLOWED_TRANSITIONS = {
 
 
 def update_member(
-    session: Session, external_id: str, changes: dict[str, Any], actor: str | None = None
-) -> Member:
-    """Change a member's status or profile fields and return the member.
+    session: Session, external_id: str, changes: MemberChanges, actor: str | None = None
+) -> MemberCard:
+    """Change a member's status or profile fields and return their card.
 
     A closed membership is final. Raises MemberNotFound, or MemberClosed for any change to a
     closed member.
@@ -138,28 +186,38 @@ def update_member(
         current = MemberStatus(member.status)
         if current == MemberStatus.CLOSED:
             raise MemberClosed(f"Member {external_id!r} is closed; a closed membership is final.")
-        status = changes.pop("status", None)
-        if status is not None and status != current:
+        profile = given(changes)
+        status = profile.pop("status", current)
+        if status != current:
             if status not in ALLOWED_TRANSITIONS[current]:
                 raise MemberClosed(f"Cannot change status from {current} to {status}.")
-            member.status = status
-        if "metadata" in changes:
-            member.metadata_ = changes.pop("metadata")
-        for name, value in changes.items():
+            member.status = status.value
+        if "metadata" in profile:
+            member.metadata_ = profile.pop("metadata")
+        for name, value in profile.items():
             setattr(member, name, value)
         session.flush()
         audit.record(
             session, actor, "member.update", "member", external_id, before, audit.snapshot(member)
         )
         outbox.emit(session, "member.updated", {"member_id": external_id, "status": member.status})
-    return member
+        return card(session, external_id)
 
 
-def search(session: Session, query: str, limit: int = 50) -> list[Member]:
+@dataclass(frozen=True, slots=True)
+class MemberSummary:
+    external_id: str
+    name: str | None
+    email: str | None
+    status: MemberStatus
+
+
+def search(session: Session, query: str, limit: int = 50) -> list[MemberSummary]:
     """Members whose external id or email starts with `query` (case-insensitive email)."""
     pattern = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return list(
-        session.execute(
+    return [
+        MemberSummary(m.external_id, m.name, m.email, MemberStatus(m.status))
+        for m in session.execute(
             sa.select(Member)
             .where(
                 sa.or_(
@@ -170,26 +228,12 @@ def search(session: Session, query: str, limit: int = 50) -> list[Member]:
             .order_by(Member.external_id)
             .limit(limit)
         ).scalars()
-    )
+    ]
 
 
-def history(
-    session: Session, external_id: str, limit: int, cursor: str | None
-) -> Page[LedgerTransaction]:
+def history(session: Session, external_id: str, limit: int, cursor: str | None) -> Page[Movement]:
     """The member's transactions as of now (settled first), newest first, one page at a
     time. Raises MemberNotFound, or ValidationFailed for a bad cursor."""
     member = find_member(session, external_id)
     settled_balance(session, member)
     return transactions_page(session, member.id, limit, cursor)
-
-
-def holds(session: Session, member_id: int, limit: int = 50) -> list[Redemption]:
-    """The member's redemption holds, newest first, whatever their state."""
-    return list(
-        session.execute(
-            sa.select(Redemption)
-            .where(Redemption.member_id == member_id)
-            .order_by(Redemption.id.desc())
-            .limit(limit)
-        ).scalars()
-    )

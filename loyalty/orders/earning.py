@@ -29,11 +29,25 @@ from loyalty.tiers import services as tiers
 ORDER_RULE_KINDS = ("spend", "multiplier", "bonus")
 
 
-def cart_lines(raw: Sequence[dict[str, Any]]) -> list[policy.Line]:
-    return [
-        policy.Line(line["sku"], line.get("category"), line["quantity"], line["unit_price"])
-        for line in raw
-    ]
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price: int  # minor units
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteCart:
+    external_id: str  # the member's
+    currency: str
+    lines: tuple[CartLine, ...]
+    discount: int = 0
+    redeem_points: int = 0
+
+
+def cart_lines(lines: Sequence[CartLine]) -> list[policy.Line]:
+    return [policy.Line(line.sku, line.category, line.quantity, line.unit_price) for line in lines]
 
 
 def check_currency(settings: ProgramSettings, currency: str) -> None:
@@ -108,7 +122,7 @@ class Quote:
     max_redeemable_value: int
 
 
-def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = None) -> Quote:
+def quote(session: Session, cart: QuoteCart, now: dt.datetime | None = None) -> Quote:
     """Points the cart would earn (and why) and the most points the member may pay with.
 
     Writes nothing of its own. Raises MemberNotFound, MemberInactive, CurrencyMismatch,
@@ -116,15 +130,15 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
     """
     now = now or utcnow()
     # Settled first: a tier whose retention ran out no longer boosts what the cart earns.
-    member, balance, program = settled_snapshot(session, fields["member_id"], now)
+    member, balance, program = settled_snapshot(session, cart.external_id, now)
     settings = program.settings
-    check_currency(settings, fields["currency"])
+    check_currency(settings, cart.currency)
     if not member.is_active:
         raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
-    lines = cart_lines(fields["lines"])
-    discount = fields.get("discount") or 0
+    lines = cart_lines(cart.lines)
+    discount = cart.discount
     total = check_discount(lines, discount) - discount
-    redeem_points = fields.get("redeem_points") or 0
+    redeem_points = cart.redeem_points
     reduction = discount + settings.points_value(redeem_points)
     points, breakdown, _ = earn(
         session, member, lines, reduction, now, now, first_order(session, member)
@@ -145,7 +159,7 @@ def quote(session: Session, fields: dict[str, Any], now: dt.datetime | None = No
 def simulate(
     session: Session,
     *,
-    member_id: str | None,
+    external_id: str | None,
     lines: Sequence[dict[str, Any]],
     discount: int,
     event_type: str | None,
@@ -154,12 +168,13 @@ def simulate(
     now: dt.datetime | None = None,
 ) -> tuple[int, list[policy.Contribution]]:
     """What a cart (or an event of `event_type`) would earn under the active rules and/or
-    `drafts` (rule definitions not saved), for `member_id` if given. Writes nothing.
+    `drafts` (rule definitions not saved), for the member `external_id` if given. Writes
+    nothing.
 
     Raises MemberNotFound, ValidationFailed for an invalid draft.
     """
     now = now or utcnow()
-    member = find_member(session, member_id) if member_id else None
+    member = find_member(session, external_id) if external_id else None
     active = active_rules(session) if include_active else []
     candidates = [rule.policy for rule in active]
     if not event_type:

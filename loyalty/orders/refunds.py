@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -35,19 +36,43 @@ from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
 
-def _refund_amount(order: Order, fields: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+@dataclass(frozen=True, slots=True)
+class RefundLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOrder:
+    """Give back part of an order's money: some units of its lines, or an amount."""
+
+    refund_id: str  # the shop's
+    lines: tuple[RefundLine, ...] | None = None
+    amount: int | None = None  # minor units, instead of lines
+
+    def fingerprint(self, order_id: str) -> str:
+        """The refund as the API received it, hashed (see PlaceOrder.fingerprint)."""
+        given: dict[str, Any] = {"order_id": order_id, "refund_id": self.refund_id}
+        if self.lines is not None:
+            given["lines"] = [dataclasses.asdict(line) for line in self.lines]
+        if self.amount is not None:
+            given["amount"] = self.amount
+        return body_fingerprint(given)
+
+
+def _refund_amount(order: Order, command: RefundOrder) -> tuple[int, list[dict[str, Any]]]:
     """The money a refund gives back (on the order's total after discount), and the order's
     lines with their refunded quantities moved on."""
     lines = [dict(line) for line in order.lines]
-    if fields.get("amount") is not None:
-        return fields["amount"], lines
+    if command.amount is not None:
+        return command.amount, lines
     amount = 0
-    for requested in fields["lines"]:
-        line = next((li for li in lines if li["sku"] == requested["sku"]), None)
+    for requested in command.lines or ():
+        line = next((li for li in lines if li["sku"] == requested.sku), None)
         if line is None:
-            raise ValidationFailed({"lines": [f"Sku {requested['sku']!r} is not in the order."]})
+            raise ValidationFailed({"lines": [f"Sku {requested.sku!r} is not in the order."]})
         before = line["refunded_quantity"]
-        after = before + requested["quantity"]
+        after = before + requested.quantity
         if after > line["quantity"]:
             raise RefundExceedsOrder(
                 f"Only {line['quantity'] - before} of sku {line['sku']!r} are left to refund."
@@ -91,7 +116,7 @@ _MEMBER_OF_ORDER = sa.select(Order.member_id).where(Order.order_id == sa.bindpar
 
 
 def refund_order(
-    session: Session, order_id: str, fields: dict[str, Any], now: dt.datetime | None = None
+    session: Session, order_id: str, command: RefundOrder, now: dt.datetime | None = None
 ) -> tuple[RecordedRefund, bool]:
     """Refund part or all of an order: reverse its earned points and give back the points it
     was paid with, both in proportion to the money refunded. Returns (refund, created).
@@ -103,7 +128,7 @@ def refund_order(
     RefundExceedsOrder, ValidationFailed.
     """
     now = now or utcnow()
-    request_hash = body_fingerprint({"order_id": order_id, **fields})
+    request_hash = command.fingerprint(order_id)
     member_id = session.connection().execute(_MEMBER_OF_ORDER, {"order_id": order_id}).scalar()
     if member_id is None:
         raise OrderNotFound(f"No order with order_id {order_id!r}.")
@@ -112,9 +137,9 @@ def refund_order(
         balance = lock_balance(session, member_id)
         order = order_by_id(session, order_id, fresh=True)
         assert order is not None  # orders are never deleted
-        known = {"refund_id": fields["refund_id"]}
+        known = {"refund_id": command.refund_id}
         existing = (
-            session.execute(sa.select(Refund).where(Refund.refund_id == fields["refund_id"]))
+            session.execute(sa.select(Refund).where(Refund.refund_id == command.refund_id))
             .scalars()
             .one()
             if session.connection().execute(_REFUND_EXISTS, known).first() is not None
@@ -123,11 +148,11 @@ def refund_order(
         if existing is not None:
             if existing.request_hash != request_hash:
                 raise RefundConflict(
-                    f"Refund {fields['refund_id']!r} was already recorded differently."
+                    f"Refund {command.refund_id!r} was already recorded differently."
                 )
             return _recorded(existing, order), False
-        amount, lines = _refund_amount(order, fields)
-        if amount <= 0 and fields.get("amount") is not None:
+        amount, lines = _refund_amount(order, command)
+        if amount <= 0 and command.amount is not None:
             raise ValidationFailed({"amount": ["Must be positive."]})
         before, after = order.refunded_amount, order.refunded_amount + amount
         if after > order.total:
@@ -138,7 +163,7 @@ def refund_order(
         reversed_points = policy.refund_share(order.points_earned, before, after, order.total)
         restored_points = policy.refund_share(order.redeemed_points, before, after, order.total)
         settle_member(session, balance, now)
-        reference = f"refund:{fields['refund_id']}"
+        reference = f"refund:{command.refund_id}"
         if reversed_points:
             lot = session.get(PointLot, order.lot_id) if order.lot_id else None
             reverse_earned(
@@ -176,7 +201,7 @@ def refund_order(
                 {
                     "member_id": member.external_id,
                     "order_id": order.order_id,
-                    "refund_id": fields["refund_id"],
+                    "refund_id": command.refund_id,
                     "points_reversed": reversed_points,
                     "points_restored": restored_points,
                 },
@@ -190,10 +215,12 @@ def refund_order(
         order.points_restored += restored_points
         order.lines = lines
         values = {
-            "refund_id": fields["refund_id"],
+            "refund_id": command.refund_id,
             "order_pk": order.id,
             "amount": amount,
-            "lines": fields.get("lines"),
+            "lines": (
+                [dataclasses.asdict(line) for line in command.lines] if command.lines else None
+            ),
             "points_reversed": reversed_points,
             "points_restored": restored_points,
             "request_hash": request_hash,

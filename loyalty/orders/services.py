@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from loyalty.ledger.models import (
 from loyalty.ledger.postings import lock_balance
 from loyalty.members.lookup import external_id_of, find_member
 from loyalty.members.models import Member
-from loyalty.orders.earning import cart_lines, check_currency, check_discount, earn, first_order
+from loyalty.orders.earning import (
+    CartLine,
+    cart_lines,
+    check_currency,
+    check_discount,
+    earn,
+    first_order,
+)
 from loyalty.orders.exceptions import (
     OrderConflict,
     OrderNotFound,
@@ -129,7 +137,7 @@ def _replay(session: Session, order: Order, request_hash: str) -> RecordedOrder:
 def _use_redemption(
     session: Session,
     settings: ProgramSettings,
-    redemption_id: Any,
+    redemption_public_id: uuid.UUID,
     member: Member,
     balance: MemberBalance,
     total: int,
@@ -137,7 +145,7 @@ def _use_redemption(
 ) -> Redemption:
     redemption = session.execute(
         sa.select(Redemption)
-        .where(Redemption.public_id == redemption_id)
+        .where(Redemption.public_id == redemption_public_id)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if redemption is None:
@@ -157,8 +165,34 @@ def _use_redemption(
     return redemption
 
 
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    order_id: str  # the shop's
+    external_id: str  # the member's
+    currency: str
+    lines: tuple[CartLine, ...]
+    discount: int = 0
+    redemption_public_id: uuid.UUID | None = None  # a hold that pays part of the order
+    placed_at: dt.datetime | None = None  # default: now
+
+    def fingerprint(self) -> str:
+        """The order as the API received it, hashed: tells a retry from a different order
+        reusing the order_id (stored with the order, so the shape never changes)."""
+        return body_fingerprint(
+            {
+                "member_id": self.external_id,
+                "currency": self.currency,
+                "lines": [dataclasses.asdict(line) for line in self.lines],
+                "discount": self.discount,
+                "order_id": self.order_id,
+                "redemption_id": self.redemption_public_id,
+                "placed_at": self.placed_at,
+            }
+        )
+
+
 def place_order(
-    session: Session, fields: dict[str, Any], now: dt.datetime | None = None
+    session: Session, command: PlaceOrder, now: dt.datetime | None = None
 ) -> tuple[RecordedOrder, bool]:
     """Record an order and earn its points (pending for the return window). Returns (order,
     created). Exactly once per order_id: the same order again returns the first one.
@@ -168,30 +202,28 @@ def place_order(
     `redemption_id` cannot pay for this order.
     """
     now = now or utcnow()
-    request_hash = body_fingerprint(fields)
-    placed_at = fields.get("placed_at") or now
+    request_hash = command.fingerprint()
+    placed_at = command.placed_at or now
     if placed_at > now + CLOCK_SKEW:
         raise ValidationFailed({"placed_at": ["Must not be in the future."]})
-    lines = cart_lines(fields["lines"])
-    discount = fields.get("discount") or 0
+    lines = cart_lines(command.lines)
+    discount = command.discount
     subtotal = check_discount(lines, discount)
-    member = find_member(session, fields["member_id"])
+    member = find_member(session, command.external_id)
     try:
         with transaction(session, savepoint=True):
             balance, referrer_balance = _lock_member_and_referrer(session, member)
             # A retry replays the order as recorded, whatever changed since (the member's
             # status, the program's currency), so the checks that depend on them come after.
             if (
-                session.connection()
-                .execute(_ORDER_EXISTS, {"order_id": fields["order_id"]})
-                .first()
+                session.connection().execute(_ORDER_EXISTS, {"order_id": command.order_id}).first()
                 is not None
             ):
-                existing = order_by_id(session, fields["order_id"], fresh=True)
+                existing = order_by_id(session, command.order_id, fresh=True)
                 assert existing is not None  # orders are never deleted
                 return _replay(session, existing, request_hash), False
             settings = config.current(session).settings
-            check_currency(settings, fields["currency"])
+            check_currency(settings, command.currency)
             if not member.is_active:
                 raise MemberInactive(
                     f"Member {member.external_id!r} is {member.status}; it earns nothing."
@@ -199,11 +231,11 @@ def place_order(
             settle_member(session, balance, now)
             first = first_order(session, member)
             redemption = None
-            if fields.get("redemption_id"):
+            if command.redemption_public_id:
                 redemption = _use_redemption(
                     session,
                     settings,
-                    fields["redemption_id"],
+                    command.redemption_public_id,
                     member,
                     balance,
                     subtotal - discount,
@@ -215,7 +247,7 @@ def place_order(
             )
             nets = policy.net_amounts(lines, discount)
             order = {
-                "order_id": fields["order_id"],
+                "order_id": command.order_id,
                 "member_id": member.id,
                 "currency": settings.currency,
                 "subtotal": subtotal,
@@ -226,8 +258,8 @@ def place_order(
                 "points_earned": points,
                 "breakdown": [c.as_dict() for c in breakdown],
                 "lines": [
-                    {**raw, "net_amount": net, "refunded_quantity": 0}
-                    for raw, net in zip(fields["lines"], nets, strict=True)
+                    {**dataclasses.asdict(line), "net_amount": net, "refunded_quantity": 0}
+                    for line, net in zip(command.lines, nets, strict=True)
                 ],
                 "request_hash": request_hash,
                 "redemption_id": redemption.id if redemption else None,
@@ -247,12 +279,12 @@ def place_order(
                     settings,
                     (points, breakdown),
                     active,
-                    source=f"order:{fields['order_id']}",
+                    source=f"order:{command.order_id}",
                     earned_at=placed_at,
                     now=now,
                     pending=True,
                     details={},
-                    payload={"order_id": fields["order_id"]},
+                    payload={"order_id": command.order_id},
                 )
                 order["lot_id"], order["available_at"] = lot.id, lot.available_at
                 settle_member(session, balance, now)
@@ -266,7 +298,7 @@ def place_order(
                 events.grant_referral(session, member, referrer_balance, now)
     except IntegrityError:
         # The same order_id was recorded concurrently (for another member): compare with it.
-        existing = order_by_id(session, fields["order_id"], fresh=True)
+        existing = order_by_id(session, command.order_id, fresh=True)
         if existing is None:
             raise
         return _replay(session, existing, request_hash), False

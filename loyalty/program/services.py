@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
+from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
 from loyalty.program import config
@@ -26,27 +31,85 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SettingsView:
+    """The program settings as an answer shows them (the row's column names)."""
+
+    currency: str
+    point_value_points: int
+    point_value_amount: int
+    pending_days: int
+    expiry_policy: ExpiryPolicy
+    expiry_months: int | None
+    hold_ttl_seconds: int
+    max_redemption_percent: int
+    min_redemption_points: int
+    tier_window_months: int
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChanges:
+    """A change to some settings: those left UNCHANGED keep their values."""
+
+    currency: Maybe[str] = UNCHANGED
+    point_value_points: Maybe[int] = UNCHANGED
+    point_value_amount: Maybe[int] = UNCHANGED
+    pending_days: Maybe[int] = UNCHANGED
+    expiry_policy: Maybe[ExpiryPolicy] = UNCHANGED
+    expiry_months: Maybe[int | None] = UNCHANGED
+    hold_ttl_seconds: Maybe[int] = UNCHANGED
+    max_redemption_percent: Maybe[int] = UNCHANGED
+    min_redemption_points: Maybe[int] = UNCHANGED
+    tier_window_months: Maybe[int] = UNCHANGED
+
+
+def _view(settings: ProgramSettings) -> SettingsView:
+    return SettingsView(
+        currency=settings.currency,
+        point_value_points=settings.point_value_points,
+        point_value_amount=settings.point_value_amount,
+        pending_days=settings.pending_days,
+        expiry_policy=ExpiryPolicy(settings.expiry_policy),
+        expiry_months=settings.expiry_months,
+        hold_ttl_seconds=settings.hold_ttl_seconds,
+        max_redemption_percent=settings.max_redemption_percent,
+        min_redemption_points=settings.min_redemption_points,
+        tier_window_months=settings.tier_window_months,
+        updated_at=settings.updated_at,
+    )
+
+
 def get_settings(session: Session) -> ProgramSettings:
-    """Return the program settings (their row is created by the first migration)."""
+    """Return the live row of program settings, for services that compute with it (their
+    row is created by the first migration). Views use ``settings_view``."""
     settings = session.get(ProgramSettings, 1)
     if settings is None:
         raise RuntimeError("program settings are missing: run `loyalty db upgrade`")
     return settings
 
 
+def settings_view(session: Session) -> SettingsView:
+    """The program settings, as an answer shows them."""
+    return _view(get_settings(session))
+
+
 def update_settings(
-    session: Session, changes: dict[str, Any], actor: str | None = None
-) -> ProgramSettings:
+    session: Session, changes: SettingsChanges | Mapping[str, Any], actor: str | None = None
+) -> SettingsView:
     """Apply `changes` (already type-checked by the schema) and return the new settings.
 
-    Raises ValidationFailed when the combination is inconsistent (an expiry policy that
+    `changes` may also be a mapping of column names to values (as tests and scripts write
+    it). Raises ValidationFailed when the combination is inconsistent (an expiry policy that
     needs months without any).
     """
+    columns = given(changes) if isinstance(changes, SettingsChanges) else dict(changes)
     with transaction(session):
         settings = get_settings(session)
         before = audit.snapshot(settings)
-        for name, value in changes.items():
-            setattr(settings, name, value)
+        for name, value in columns.items():
+            # Enums are stored by value.
+            setattr(settings, name, value.value if isinstance(value, enum.Enum) else value)
         if settings.expiry_policy == ExpiryPolicy.NEVER:
             settings.expiry_months = None
         elif settings.expiry_months is None:
@@ -58,4 +121,4 @@ def update_settings(
         audit.record(
             session, actor, "program.update", "program", 1, before, audit.snapshot(settings)
         )
-    return settings
+        return _view(settings)

@@ -1,14 +1,23 @@
-"""Managing earning rules and turning them into what the pure policy computes with."""
+"""Managing earning rules and turning them into what the pure policy computes with.
+
+Admin writes take typed commands (``RuleDefinition`` to create, ``RuleChanges`` to change)
+and every service answers with frozen views (``RuleView``, ``RuleVersionView``) built in
+its transaction, so a caller never reads a live row or triggers a query."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
+from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
 from loyalty.program import config
@@ -32,9 +41,141 @@ CONFIG_FIELDS = {
     RuleKind.BONUS: {"points"},
     RuleKind.EVENT: {"points", "event_type"},
 }
+# The config is merged key by key on a change; the other versioned fields are replaced.
+MERGED_FIELDS = ("config", "conditions", "caps")
 
 
-def check_definition(kind: RuleKind, fields: dict[str, Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class RuleDefinition:
+    """A whole rule, as created: its kind and what every version of it stores.
+
+    `config` holds the kind's settings (points, per_amount, factor, event_type), only those
+    set."""
+
+    kind: RuleKind
+    name: str
+    active: bool = True
+    priority: int = 100
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    conditions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    caps: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> RuleDefinition:
+        """A definition from the stored shape: `kind` and the versioned fields (seeds and
+        tests write rules so)."""
+        return cls(
+            kind=RuleKind(fields["kind"]), **{name: fields[name] for name in VERSIONED_FIELDS}
+        )
+
+    def versioned(self) -> dict[str, Any]:
+        """The fields a version stores (plain dicts, copied)."""
+        fields = {name: getattr(self, name) for name in VERSIONED_FIELDS}
+        return {**fields, **{name: dict(fields[name]) for name in MERGED_FIELDS}}
+
+    def as_fields(self) -> dict[str, Any]:
+        """The stored shape with its kind, as the simulator's drafts take it."""
+        return {"kind": self.kind.value, **self.versioned()}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChanges:
+    """A change to a rule, becoming its next version: the fields left UNCHANGED keep their
+    current values; `config`, `conditions` and `caps` are merged key by key. A `kind` is
+    refused (a rule's kind never changes) but carried so the refusal can say so."""
+
+    kind: Maybe[RuleKind] = UNCHANGED
+    name: Maybe[str] = UNCHANGED
+    active: Maybe[bool] = UNCHANGED
+    priority: Maybe[int] = UNCHANGED
+    starts_at: Maybe[dt.datetime | None] = UNCHANGED
+    ends_at: Maybe[dt.datetime | None] = UNCHANGED
+    config: Maybe[Mapping[str, Any]] = UNCHANGED
+    conditions: Maybe[Mapping[str, Any]] = UNCHANGED
+    caps: Maybe[Mapping[str, Any]] = UNCHANGED
+
+    @property
+    def fields_given(self) -> frozenset[str]:
+        """The names of the fields this change sets."""
+        return frozenset(given(self))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVersionView:
+    """One version of a rule, with the rule's id and kind: what a rule's answer shows."""
+
+    rule_id: uuid.UUID  # the rule's public id
+    kind: RuleKind
+    version: int
+    name: str
+    active: bool
+    priority: int
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    config: Mapping[str, Any]
+    conditions: Mapping[str, Any]
+    caps: Mapping[str, Any]
+    created_at: dt.datetime
+    actor: str | None  # the API key (or console user) that made this version
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    """A rule at its current version."""
+
+    public_id: uuid.UUID
+    kind: RuleKind
+    active: bool
+    current: RuleVersionView
+
+    @property
+    def current_version(self) -> int:
+        return self.current.version
+
+    @property
+    def name(self) -> str:
+        return self.current.name
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHistory:
+    """A rule and every version of it, newest first."""
+
+    rule: RuleView
+    versions: tuple[RuleVersionView, ...]
+
+
+def _version_view(rule: EarningRule, version: RuleVersion) -> RuleVersionView:
+    return RuleVersionView(
+        rule_id=rule.public_id,
+        kind=RuleKind(rule.kind),
+        version=version.version,
+        name=version.name,
+        active=version.active,
+        priority=version.priority,
+        starts_at=version.starts_at,
+        ends_at=version.ends_at,
+        config=dict(version.config),
+        conditions=dict(version.conditions),
+        caps=dict(version.caps),
+        created_at=version.created_at,
+        actor=version.actor,
+    )
+
+
+def _view(rule: EarningRule, current: RuleVersion | None = None) -> RuleView:
+    return RuleView(
+        public_id=rule.public_id,
+        kind=RuleKind(rule.kind),
+        active=rule.active,
+        current=_version_view(rule, current or rule.current),
+    )
+
+
+def check_definition(kind: RuleKind, fields: Mapping[str, Any]) -> None:
+    """Raise ValidationFailed unless `fields` (the stored shape) is a valid `kind` rule."""
     config = fields["config"]
     missing = sorted(name for name in CONFIG_FIELDS[kind] if config.get(name) is None)
     if missing:
@@ -80,7 +221,7 @@ def _rule_action(previous: RuleVersion | None, version: RuleVersion) -> str:
 
 
 def _new_version(
-    session: Session, rule: EarningRule, fields: dict[str, Any], actor: str | None
+    session: Session, rule: EarningRule, fields: Mapping[str, Any], actor: str | None
 ) -> RuleVersion:
     previous = session.execute(
         sa.select(RuleVersion).where(
@@ -109,60 +250,66 @@ def _new_version(
     return version
 
 
-def create_rule(session: Session, fields: dict[str, Any], actor: str | None) -> EarningRule:
+def create_rule(
+    session: Session, definition: RuleDefinition | Mapping[str, Any], actor: str | None
+) -> RuleView:
     """Create a rule at version 1 and return it. Raises ValidationFailed for a definition
-    its kind cannot use."""
-    kind = RuleKind(fields["kind"])
-    check_definition(kind, fields)
+    its kind cannot use.
+
+    `definition` may also be given in the stored shape (a mapping of `kind` and the
+    versioned fields), as seeds and tests write it."""
+    if not isinstance(definition, RuleDefinition):
+        definition = RuleDefinition.from_fields(definition)
+    fields = definition.versioned()
+    check_definition(definition.kind, fields)
     with transaction(session):
-        rule = EarningRule(kind=kind.value, current_version=1, active=fields["active"])
+        rule = EarningRule(kind=definition.kind.value, current_version=1, active=definition.active)
         session.add(rule)
         session.flush()
-        _new_version(session, rule, fields, actor)
-    return rule
+        version = _new_version(session, rule, fields, actor)
+        return _view(rule, version)
 
 
 def update_rule(
-    session: Session, rule_id: uuid.UUID, changes: dict[str, Any], actor: str | None
-) -> EarningRule:
-    """Apply `changes` as a new version of the rule and return the rule.
+    session: Session, rule_id: uuid.UUID, changes: RuleChanges, actor: str | None
+) -> RuleView:
+    """Apply `changes` as a new version of the rule and return the rule at it.
 
     Raises RuleNotFound, or ValidationFailed when the merged definition is invalid or the
     kind would change.
     """
-    if "kind" in changes:
+    if changes.kind is not UNCHANGED:
         raise ValidationFailed({"kind": ["A rule's kind cannot change; create a new rule."]})
     with transaction(session):
         rule = _find(session, rule_id, lock=True)
         current = rule.current
         fields = {name: getattr(current, name) for name in VERSIONED_FIELDS}
-        for name in ("config", "conditions", "caps"):
-            if name in changes:
-                fields[name] = {**fields[name], **changes.pop(name)}
-        fields.update(changes)
+        for name, value in given(changes).items():
+            fields[name] = {**fields[name], **value} if name in MERGED_FIELDS else value
         check_definition(RuleKind(rule.kind), fields)
         rule.current_version += 1
         rule.active = fields["active"]
-        _new_version(session, rule, fields, actor)
-    return rule
+        version = _new_version(session, rule, fields, actor)
+        return _view(rule, version)
 
 
-def deactivate_rule(session: Session, rule_id: uuid.UUID, actor: str | None) -> EarningRule:
-    """Stop the rule from earning (as a new version, so history stays). Raises RuleNotFound."""
+def deactivate_rule(session: Session, rule_id: uuid.UUID, actor: str | None) -> RuleView:
+    """Stop the rule from earning (as a new version, so history stays) and return it.
+    Deactivating an inactive rule changes nothing. Raises RuleNotFound."""
     rule = _find(session, rule_id)
     if not rule.active:
-        return rule
-    return update_rule(session, rule_id, {"active": False}, actor)
+        return _view(rule)
+    return update_rule(session, rule_id, RuleChanges(active=False), actor)
 
 
-def get_rule(session: Session, rule_id: uuid.UUID) -> EarningRule:
-    """The rule with its current version. Raises RuleNotFound."""
-    return _find(session, rule_id)
+def get_rule(session: Session, rule_id: uuid.UUID) -> RuleView:
+    """The rule at its current version. Raises RuleNotFound."""
+    return _view(_find(session, rule_id))
 
 
 def list_rules(
     session: Session, *, active: bool | None, kind: str | None, limit: int, after: int | None
-) -> tuple[list[EarningRule], int | None]:
+) -> tuple[list[RuleView], int | None]:
     """Rules newest first, one page; returns (rules, position of the next page or None)."""
     stmt = sa.select(EarningRule).order_by(EarningRule.id.desc()).limit(limit + 1)
     if active is not None:
@@ -172,18 +319,26 @@ def list_rules(
     if after is not None:
         stmt = stmt.where(EarningRule.id < after)
     rules = list(session.execute(stmt).unique().scalars())
-    return rules[:limit], rules[limit - 1].id if len(rules) > limit else None
+    next_position = rules[limit - 1].id if len(rules) > limit else None
+    return [_view(rule) for rule in rules[:limit]], next_position
 
 
-def list_versions(session: Session, rule_id: uuid.UUID) -> list[RuleVersion]:
-    """Every version of the rule, newest first. Raises RuleNotFound."""
+def rule_history(session: Session, rule_id: uuid.UUID) -> RuleHistory:
+    """The rule at its current version and every version of it, newest first. Raises
+    RuleNotFound."""
     rule = _find(session, rule_id)
     stmt = (
         sa.select(RuleVersion)
         .where(RuleVersion.rule_id == rule.id)
         .order_by(RuleVersion.version.desc())
     )
-    return list(session.execute(stmt).scalars())
+    versions = tuple(_version_view(rule, v) for v in session.execute(stmt).scalars())
+    return RuleHistory(rule=_view(rule), versions=versions)
+
+
+def list_versions(session: Session, rule_id: uuid.UUID) -> tuple[RuleVersionView, ...]:
+    """Every version of the rule, newest first. Raises RuleNotFound."""
+    return rule_history(session, rule_id).versions
 
 
 def version_fields(version: RuleVersion) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.members.models import MemberStatus
+from loyalty.membership.services import EnrollMember, MemberChanges
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
 from loyalty.schemas.tiers import TierProgressSchema, TierRefSchema
 
@@ -50,6 +51,10 @@ class EnrollSchema(StrictSchema):
         metadata={"description": "Free-form string/integer/boolean attributes."},
     )
 
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> EnrollMember:
+        return EnrollMember(**data)
+
 
 class MemberUpdateSchema(StrictSchema):
     status = fields.String(validate=validate.OneOf([s.value for s in MemberStatus]))
@@ -62,6 +67,12 @@ class MemberUpdateSchema(StrictSchema):
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
         if not data:
             raise ma.ValidationError("Name at least one field to change.", "_schema")
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> MemberChanges:
+        if "status" in data:
+            data["status"] = MemberStatus(data["status"])
+        return MemberChanges(**data)
 
 
 class ExpiringLotSchema(ma.Schema):

@@ -5,7 +5,11 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.events.services import RecordEvent
 from loyalty.ledger.policy import MAX_POINTS
+from loyalty.orders.earning import CartLine, QuoteCart
+from loyalty.orders.refunds import RefundLine, RefundOrder
+from loyalty.orders.services import PlaceOrder
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
 
 MAX_AMOUNT = 10**12  # minor units: ten billion in a two-decimal currency
@@ -61,6 +65,14 @@ class CartSchema(StrictSchema):
     )
 
 
+def _cart_lines(data: dict[str, Any]) -> dict[str, Any]:
+    """The loaded cart with the names the commands use (the member's external id, typed
+    lines)."""
+    data["external_id"] = data.pop("member_id")
+    data["lines"] = tuple(CartLine(**line) for line in data["lines"])
+    return data
+
+
 class QuoteInSchema(CartSchema):
     redeem_points = fields.Integer(
         strict=True,
@@ -68,6 +80,10 @@ class QuoteInSchema(CartSchema):
         validate=validate.Range(min=0, max=MAX_POINTS),
         metadata={"description": "Points the member plans to pay with (they earn nothing)."},
     )
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> QuoteCart:
+        return QuoteCart(**_cart_lines(data))
 
 
 class ContributionSchema(ma.Schema):
@@ -108,6 +124,12 @@ class OrderInSchema(CartSchema):
         },
     )
     placed_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> PlaceOrder:
+        data = _cart_lines(data)
+        data["redemption_public_id"] = data.pop("redemption_id")
+        return PlaceOrder(**data)
 
 
 class RefundSummarySchema(ma.Schema):
@@ -166,6 +188,15 @@ class RefundInSchema(StrictSchema):
         if ("lines" in data) == ("amount" in data):
             raise ma.ValidationError("Give either lines or amount.", "_schema")
 
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> RefundOrder:
+        lines = data.get("lines")
+        return RefundOrder(
+            refund_id=data["refund_id"],
+            lines=tuple(RefundLine(**line) for line in lines) if lines is not None else None,
+            amount=data.get("amount"),
+        )
+
 
 class RedemptionInSchema(StrictSchema):
     member_id = fields.String(
@@ -209,6 +240,11 @@ class EventInSchema(StrictSchema):
     attributes = fields.Dict(
         keys=fields.String(validate=validate.Length(max=40)), load_default=dict
     )
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> RecordEvent:
+        data["external_id"] = data.pop("member_id")
+        return RecordEvent(**data)
 
 
 class EventSchema(ma.Schema):

@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.program.models import ExpiryPolicy
+from loyalty.program.services import SettingsChanges
 from loyalty.schemas.common import StrictSchema
 
 
@@ -73,7 +74,8 @@ class ProgramOutSchema(ProgramSchema):
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:
-    """The API's view of the settings row."""
+    """The API's answer for the settings (a SettingsView; or the row, which has the same
+    names)."""
     return {
         "currency": settings.currency,
         "point_value": {
@@ -90,8 +92,16 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
     }
 
 
+def settings_changes(data: dict[str, Any]) -> SettingsChanges:
+    """A validated PATCH body (or the console's whole form) as the change it makes."""
+    columns = changes_to_columns(data)
+    if "expiry_policy" in columns:
+        columns["expiry_policy"] = ExpiryPolicy(columns["expiry_policy"])
+    return SettingsChanges(**columns)
+
+
 def changes_to_columns(data: dict[str, Any]) -> dict[str, Any]:
-    """A validated PATCH body as the settings columns it changes."""
+    """A validated PATCH body as the settings columns it changes (plain values)."""
     columns = {k: v for k, v in data.items() if k not in ("point_value", "expiry")}
     if "point_value" in data:
         columns["point_value_points"] = data["point_value"]["points"]

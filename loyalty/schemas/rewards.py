@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
+from loyalty.rewards.definitions import RewardChanges, RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
 from loyalty.schemas.orders import MoneySchema
@@ -63,12 +64,28 @@ class RewardInSchema(StrictSchema):
         if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
             raise ma.ValidationError("Must be after starts_at.", "ends_at")
 
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> RewardDefinition | RewardChanges:
+        return RewardDefinition(**_typed(data))
+
+
+def _typed(data: dict[str, Any]) -> dict[str, Any]:
+    if "kind" in data:
+        data["kind"] = RewardKind(data["kind"])
+    if "codes" in data:
+        data["codes"] = tuple(data["codes"])
+    return data
+
 
 class RewardUpdateSchema(RewardInSchema):
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
         if not data:
             raise ma.ValidationError("Name at least one field to change.", "_schema")
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> RewardDefinition | RewardChanges:
+        return RewardChanges(**_typed(data))
 
 
 class RewardSchema(ma.Schema):

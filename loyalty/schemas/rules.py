@@ -7,10 +7,19 @@ from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.rules.models import RuleKind
+from loyalty.rules.services import RuleChanges, RuleDefinition
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, page_schema
 from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
 
 CODE = validate.Length(min=1, max=64)
+# The kind's settings: top-level in the API's rule, kept together as the rule's config.
+CONFIG_KEYS = ("points", "per_amount", "factor", "event_type")
+
+
+def _split_config(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the fields other than the config, the config settings given and not null)."""
+    fields = {k: v for k, v in data.items() if k not in CONFIG_KEYS}
+    return fields, {k: data[k] for k in CONFIG_KEYS if data.get(k) is not None}
 
 
 class ConditionsSchema(StrictSchema):
@@ -117,12 +126,29 @@ class RuleInSchema(StrictSchema):
     conditions = fields.Nested(ConditionsSchema, load_default=lambda: ConditionsSchema().load({}))
     caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
 
+    @ma.post_load
+    def _definition(self, data: dict[str, Any], **_: Any) -> Any:
+        """Loads a RuleDefinition (a RuleUpdateSchema: RuleChanges)."""
+        fields, config = _split_config(data)
+        return RuleDefinition(**{**fields, "kind": RuleKind(fields["kind"]), "config": config})
+
 
 class RuleUpdateSchema(RuleInSchema):
+    """Load it partial: the fields sent become a RuleChanges."""
+
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
         if not data:
             raise ma.ValidationError("Name at least one field to change.", "_schema")
+
+    @ma.post_load
+    def _definition(self, data: dict[str, Any], **_: Any) -> Any:
+        fields, config = _split_config(data)
+        if "kind" in fields:
+            fields["kind"] = RuleKind(fields["kind"])
+        if config:
+            fields["config"] = config
+        return RuleChanges(**fields)
 
 
 class RuleSchema(ma.Schema):

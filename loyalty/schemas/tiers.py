@@ -9,6 +9,8 @@ from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.schemas.common import StrictSchema
+from loyalty.tiers.benefits import GrantBenefit
+from loyalty.tiers.definitions import TierChanges, TierDefinition
 
 CODE = validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="Lowercase letters, digits, _; 1-32.")
 FACTOR = re.compile(r"\d{1,3}(\.\d{1,4})?")
@@ -69,12 +71,24 @@ class TierInSchema(StrictSchema):
         fields.Nested(BenefitDefinitionSchema), load_default=list, validate=validate.Length(max=50)
     )
 
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> TierDefinition | TierChanges:
+        if "benefits" in data:
+            data["benefits"] = tuple(data["benefits"])
+        return TierDefinition(**data)
+
 
 class TierUpdateSchema(TierInSchema):
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
         if not data:
             raise ma.ValidationError("Name at least one field to change.", "_schema")
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> TierDefinition | TierChanges:
+        if "benefits" in data:
+            data["benefits"] = tuple(data["benefits"])
+        return TierChanges(**data)
 
 
 class TierSchema(ma.Schema):
@@ -155,3 +169,7 @@ class BenefitGrantInSchema(BenefitDefinitionSchema):
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
     starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
     ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @ma.post_load
+    def _command(self, data: dict[str, Any], **_: Any) -> GrantBenefit:
+        return GrantBenefit(**{**data, "params": data.get("params") or {}})

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.schemas.common import StrictSchema, page_schema
+from loyalty.webhooks.endpoints import NewWebhook
 from loyalty.webhooks.outbox import EVENT_TYPES
+from loyalty.webhooks.services import DeliveryStatus
 
 
 class WebhookInSchema(StrictSchema):
@@ -30,6 +34,10 @@ class WebhookInSchema(StrictSchema):
     description = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=500)
     )
+
+    @ma.post_load
+    def _new(self, data: dict[str, Any], **_: Any) -> NewWebhook:
+        return NewWebhook(data["url"], tuple(data["event_types"]), data["description"])
 
 
 class WebhookSchema(ma.Schema):
@@ -74,7 +82,7 @@ class DeliverySchema(ma.Schema):
     event_id = fields.UUID(required=True)
     event_type = fields.String(required=True)
     status = fields.String(
-        required=True, validate=validate.OneOf(["pending", "succeeded", "failed"])
+        required=True, validate=validate.OneOf([s.value for s in DeliveryStatus])
     )
     attempts = fields.List(fields.Nested(AttemptSchema), required=True)
     next_attempt_at = fields.AwareDateTime(required=True, allow_none=True)

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty.audit import services as audit
-from loyalty.db import transaction, utcnow
 from loyalty.ledger.models import LedgerTransaction, MemberBalance
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member
 from loyalty.program import config
 from loyalty.tiers import policy
-from loyalty.tiers.exceptions import TierExists, TierInUse, TierNotFound
-from loyalty.tiers.models import BenefitGrant, Tier, TierChange
+from loyalty.tiers.models import Tier, TierChange
 from loyalty.webhooks import outbox
-
-TIER_FIELDS = ("code", "name", "rank", "threshold", "retention_months", "benefits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,81 +40,6 @@ def program_tiers(session: Session, program: config.ProgramConfig | None = None)
 
 def view(tier: Tier) -> policy.TierView:
     return policy.TierView(tier.code, tier.name, tier.rank, tier.threshold, tier.retention_months)
-
-
-def list_tiers(session: Session) -> list[Tier]:
-    """Every tier, lowest rank first."""
-    return list(session.execute(sa.select(Tier).order_by(Tier.rank)).scalars())
-
-
-def member_counts(session: Session) -> dict[int, int]:
-    """How many members each tier holds now, by tier id."""
-    return {
-        tier_id: int(count)
-        for tier_id, count in session.execute(
-            sa.select(Member.tier_id, sa.func.count(Member.id))
-            .where(Member.tier_id.is_not(None))
-            .group_by(Member.tier_id)
-        ).all()
-        if tier_id is not None
-    }
-
-
-def find_tier(session: Session, code: str) -> Tier:
-    """The tier with this code. Raises TierNotFound."""
-    tier = session.execute(sa.select(Tier).where(Tier.code == code)).scalar_one_or_none()
-    if tier is None:
-        raise TierNotFound(f"No tier with code {code!r}.")
-    return tier
-
-
-def create_tier(session: Session, fields: dict[str, Any], actor: str | None = None) -> Tier:
-    """Create a tier. Raises TierExists when its code or rank is taken."""
-    try:
-        with transaction(session):
-            tier = Tier(**{name: fields[name] for name in TIER_FIELDS})
-            session.add(tier)
-            session.flush()
-            config.changed(session)
-            audit.record(
-                session, actor, "tier.create", "tier", tier.code, None, audit.snapshot(tier)
-            )
-    except IntegrityError:
-        raise TierExists("A tier with this code or rank already exists.") from None
-    return tier
-
-
-def update_tier(
-    session: Session, code: str, changes: dict[str, Any], actor: str | None = None
-) -> Tier:
-    """Change a tier (members are reviewed against it on their next touch). Raises
-    TierNotFound, TierExists for a rank taken by another tier."""
-    try:
-        with transaction(session):
-            tier = find_tier(session, code)
-            before = audit.snapshot(tier)
-            for name, value in changes.items():
-                setattr(tier, name, value)
-            session.flush()
-            config.changed(session)
-            audit.record(session, actor, "tier.update", "tier", code, before, audit.snapshot(tier))
-    except IntegrityError:
-        raise TierExists("Another tier has this rank.") from None
-    return tier
-
-
-def delete_tier(session: Session, code: str, actor: str | None = None) -> None:
-    """Delete a tier nobody is in. Raises TierNotFound, TierInUse."""
-    with transaction(session):
-        tier = find_tier(session, code)
-        members = session.scalar(
-            sa.select(sa.func.count(Member.id)).where(Member.tier_id == tier.id)
-        )
-        if members:
-            raise TierInUse(f"{members} members are in tier {code!r}; they keep it until reviewed.")
-        audit.record(session, actor, "tier.delete", "tier", code, audit.snapshot(tier), None)
-        session.delete(tier)
-        config.changed(session)
 
 
 def qualifying_earnings(
@@ -216,9 +134,18 @@ def _review_again_by(session: Session, member: Member, when: dt.datetime | None)
         balance.next_due_at = when
 
 
-def tier_history(
-    session: Session, member_id: int, limit: int, before: int | None
-) -> list[TierChange]:
+@dataclass(frozen=True, slots=True)
+class TierMove:
+    """One change of a member's tier: from, to, why, when."""
+
+    from_tier: str | None
+    to_tier: str | None
+    reason: str
+    qualifying_points: int
+    changed_at: dt.datetime
+
+
+def tier_history(session: Session, member_id: int, limit: int) -> list[TierMove]:
     """The member's tier changes, newest first."""
     stmt = (
         sa.select(TierChange)
@@ -226,18 +153,30 @@ def tier_history(
         .order_by(TierChange.id.desc())
         .limit(limit)
     )
-    if before is not None:
-        stmt = stmt.where(TierChange.id < before)
-    return list(session.execute(stmt).scalars())
+    return [
+        TierMove(c.from_tier, c.to_tier, c.reason, c.qualifying_points, c.changed_at)
+        for c in session.execute(stmt).scalars()
+    ]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class TierRef:
+    code: str
+    name: str
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
-    tier: Tier | None
+    tier: TierRef | None
     qualifying_points: int
-    next_tier: Tier | None
+    next_tier: TierRef | None
     points_to_next: int | None
     retained_until: dt.datetime | None
+
+
+def _ref(tier: Tier | None) -> TierRef | None:
+    return TierRef(tier.code, tier.name, tier.threshold) if tier else None
 
 
 def progress(
@@ -251,77 +190,12 @@ def progress(
     upcoming = policy.next_tier([view(t) for t in tiers], view(current) if current else None)
     next_tier = next((t for t in tiers if upcoming and t.code == upcoming.code), None)
     return Progress(
-        tier=current,
+        tier=_ref(current),
         qualifying_points=points,
-        next_tier=next_tier,
+        next_tier=_ref(next_tier),
         points_to_next=max(next_tier.threshold - points, 0) if next_tier else None,
         retained_until=member.tier_retained_until if current else None,
     )
-
-
-@dataclass(frozen=True)
-class Benefit:
-    code: str
-    params: dict[str, Any]
-    source: str  # "tier" or "grant"
-    ends_at: dt.datetime | None
-
-
-def member_benefits(
-    session: Session, member: Member, now: dt.datetime | None = None
-) -> list[Benefit]:
-    """The benefits the member holds now: their tier's, then their own grants."""
-    now = now or utcnow()
-    held: list[Benefit] = []
-    if member.tier_id is not None:
-        tier = session.get(Tier, member.tier_id)
-        if tier is not None:
-            held += [Benefit(b["code"], b.get("params") or {}, "tier", None) for b in tier.benefits]
-    grants = session.execute(
-        sa.select(BenefitGrant)
-        .where(
-            BenefitGrant.member_id == member.id,
-            BenefitGrant.starts_at <= now,
-            sa.or_(BenefitGrant.ends_at.is_(None), BenefitGrant.ends_at > now),
-        )
-        .order_by(BenefitGrant.id)
-    ).scalars()
-    held += [Benefit(g.code, g.params, "grant", g.ends_at) for g in grants]
-    return held
-
-
-def grant_benefit(
-    session: Session,
-    member: Member,
-    fields: dict[str, Any],
-    actor: str | None,
-    now: dt.datetime | None = None,
-) -> BenefitGrant:
-    """Give one member a benefit outside their tier, optionally until `ends_at`."""
-    now = now or utcnow()
-    with transaction(session):
-        grant = BenefitGrant(
-            member_id=member.id,
-            code=fields["code"],
-            params=fields.get("params") or {},
-            reason=fields.get("reason"),
-            starts_at=fields.get("starts_at") or now,
-            ends_at=fields.get("ends_at"),
-            actor=actor,
-            created_at=now,
-        )
-        session.add(grant)
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            "benefit.grant",
-            "member",
-            member.external_id,
-            None,
-            audit.snapshot(grant),
-        )
-    return grant
 
 
 def member_tier_code(session: Session, member: Member) -> str | None:

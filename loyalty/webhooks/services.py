@@ -1,4 +1,4 @@
-"""Webhook endpoints, fan-out of outbox events into deliveries, and delivery with retries.
+"""Fan-out of outbox events into deliveries, and delivery with retries.
 
 Deliveries are claimed by pushing their next attempt a lease ahead and committing before
 the HTTP call, so no row lock is held while a receiver is slow, and two workers never send
@@ -12,29 +12,25 @@ so a receiver can check it came from us and is fresh (see the README's verifier)
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import ipaddress
 import json
-import secrets
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty import metrics
-from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import NotFound, ValidationFailed
 from loyalty.webhooks.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from loyalty.webhooks.outbox import EVENT_TYPES
 
 MAX_ATTEMPTS = 8
 LEASE = dt.timedelta(seconds=60)
@@ -44,6 +40,12 @@ LOCAL_HOSTS = {"localhost"}
 
 class WebhookNotFound(NotFound):
     title = "Webhook not found"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -76,40 +78,8 @@ def check_url(url: str) -> None:
     raise ValidationFailed({"url": ["Use an https:// URL (http:// only for localhost)."]})
 
 
-def create_endpoint(session: Session, fields: dict[str, Any], actor: str | None) -> WebhookEndpoint:
-    """Register an endpoint and return it with its new signing secret."""
-    check_url(fields["url"])
-    unknown = sorted(set(fields["event_types"]) - {*EVENT_TYPES, "*"})
-    if unknown:
-        raise ValidationFailed({"event_types": [f"Unknown: {', '.join(unknown)}."]})
-    with transaction(session):
-        endpoint = WebhookEndpoint(
-            url=fields["url"],
-            event_types=sorted(set(fields["event_types"])),
-            secret="whsec_" + secrets.token_urlsafe(24),
-            description=fields.get("description"),
-            active=True,
-        )
-        session.add(endpoint)
-        session.flush()
-        after = {"url": endpoint.url, "event_types": endpoint.event_types}
-        audit.record(session, actor, "webhook.create", "webhook", endpoint.public_id, None, after)
-    return endpoint
-
-
-def find_endpoint(session: Session, public_id: uuid.UUID) -> WebhookEndpoint:
-    """An endpoint that was not deleted. Raises WebhookNotFound."""
-    endpoint = session.execute(
-        sa.select(WebhookEndpoint).where(
-            WebhookEndpoint.public_id == public_id, WebhookEndpoint.active.is_(True)
-        )
-    ).scalar_one_or_none()
-    if endpoint is None:
-        raise WebhookNotFound(f"No webhook with id {public_id}.")
-    return endpoint
-
-
-def list_endpoints(session: Session) -> list[WebhookEndpoint]:
+def active_endpoints(session: Session) -> list[WebhookEndpoint]:
+    """The endpoints not deleted, oldest first."""
     return list(
         session.execute(
             sa.select(WebhookEndpoint)
@@ -117,21 +87,6 @@ def list_endpoints(session: Session) -> list[WebhookEndpoint]:
             .order_by(WebhookEndpoint.id)
         ).scalars()
     )
-
-
-def delete_endpoint(session: Session, public_id: uuid.UUID, actor: str | None) -> None:
-    """Stop sending to the endpoint; its delivery log is kept. Raises WebhookNotFound."""
-    with transaction(session):
-        endpoint = find_endpoint(session, public_id)
-        endpoint.active = False
-        session.execute(
-            sa.update(WebhookDelivery)
-            .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == "pending")
-            .values(status="failed", next_attempt_at=None)
-        )
-        audit.record(
-            session, actor, "webhook.delete", "webhook", public_id, {"url": endpoint.url}, None
-        )
 
 
 def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int = 500) -> int:
@@ -150,7 +105,7 @@ def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int =
                     .with_for_update(skip_locked=True)
                 ).scalars()
             )
-            endpoints = list_endpoints(session) if events else []
+            endpoints = active_endpoints(session) if events else []
             for event in events:
                 for endpoint in endpoints:
                     if "*" in endpoint.event_types or event.type in endpoint.event_types:
@@ -158,7 +113,7 @@ def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int =
                             WebhookDelivery(
                                 endpoint_id=endpoint.id,
                                 event_id=event.id,
-                                status="pending",
+                                status=DeliveryStatus.PENDING.value,
                                 next_attempt_at=now,
                                 created_at=now,
                             )
@@ -206,7 +161,10 @@ def _claim(session: Session, now: dt.datetime, batch_size: int) -> list[int]:
         due = list(
             session.execute(
                 sa.select(WebhookDelivery)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+                .where(
+                    WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                    WebhookDelivery.next_attempt_at <= now,
+                )
                 .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
@@ -263,10 +221,10 @@ def _record(
         )
         delivery.attempts += 1
         if succeeded:
-            delivery.status, delivery.delivered_at = "succeeded", attempt_at
+            delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED.value, attempt_at
             delivery.next_attempt_at = None
         elif delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status, delivery.next_attempt_at = "failed", None
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED.value, None
         else:
             delivery.next_attempt_at = attempt_at + backoff(delivery.attempts)
     metrics.WEBHOOKS.labels("succeeded" if succeeded else "failed").inc()
@@ -301,63 +259,3 @@ def deliver_due(
         else:
             run.failed_attempts += 1
     return run
-
-
-def deliveries(
-    session: Session, endpoint: WebhookEndpoint, limit: int, before: int | None
-) -> tuple[list[WebhookDelivery], int | None]:
-    """The endpoint's deliveries, newest first; returns (page, next position or None)."""
-    stmt = (
-        sa.select(WebhookDelivery)
-        .where(WebhookDelivery.endpoint_id == endpoint.id)
-        .order_by(WebhookDelivery.id.desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        stmt = stmt.where(WebhookDelivery.id < before)
-    found = list(session.execute(stmt).scalars())
-    return found[:limit], found[limit - 1].id if len(found) > limit else None
-
-
-def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[WebhookAttempt]]:
-    found: dict[int, list[WebhookAttempt]] = {i: [] for i in delivery_ids}
-    for attempt in session.execute(
-        sa.select(WebhookAttempt)
-        .where(WebhookAttempt.delivery_id.in_(list(delivery_ids)))
-        .order_by(WebhookAttempt.id)
-    ).scalars():
-        found[attempt.delivery_id].append(attempt)
-    return found
-
-
-def event_of(session: Session, delivery: WebhookDelivery) -> OutboxEvent:
-    event = session.get(OutboxEvent, delivery.event_id)
-    if event is None:
-        raise WebhookNotFound("The delivery's event is gone.")
-    return event
-
-
-def redeliver(
-    session: Session, endpoint_id: uuid.UUID, delivery_id: uuid.UUID, actor: str | None
-) -> WebhookDelivery:
-    """Queue a delivery to be sent again now, whatever its state. Raises WebhookNotFound."""
-    with transaction(session):
-        endpoint = find_endpoint(session, endpoint_id)
-        delivery = session.execute(
-            sa.select(WebhookDelivery).where(
-                WebhookDelivery.public_id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id
-            )
-        ).scalar_one_or_none()
-        if delivery is None:
-            raise WebhookNotFound(f"No delivery {delivery_id} for this webhook.")
-        delivery.status, delivery.next_attempt_at = "pending", utcnow()
-        audit.record(
-            session,
-            actor,
-            "webhook.redeliver",
-            "webhook",
-            endpoint_id,
-            None,
-            {"delivery": str(delivery_id)},
-        )
-    return delivery

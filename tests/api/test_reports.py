@@ -32,7 +32,10 @@ from loyalty.membership import adjustments
 from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
+from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards import services as rewards
+from loyalty.rewards.definitions import RewardDefinition
+from tests.commands import order_command, refund_command
 
 DAY = dt.timedelta(days=1)
 SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
@@ -99,7 +102,7 @@ def order(
         **fields,
     }
     with app.app_context():
-        orders.place_order(db.session, body, now=now)
+        orders.place_order(db.session, order_command(body), now=now)
 
 
 def hold(app: Flask, external_id: str, points: int, now: dt.datetime) -> uuid.UUID:
@@ -254,11 +257,13 @@ def a_busy_week(app, client, admin, checkout, spend_rule, days) -> None:
     redemption = hold(app, "c1", 300, d[2])
     order(app, "o2", "c1", 60, d[2], redemption_id=redemption)
     with app.app_context():
-        reward = rewards.create_reward(
-            db.session, {"name": "Mug", "kind": "product", "cost_points": 200}
+        reward = reward_definitions.create_reward(
+            db.session, RewardDefinition(**{"name": "Mug", "kind": "product", "cost_points": 200})
         )
         rewards.redeem(db.session, "c1", reward.public_id, now=d[3])
-        refunds.refund_order(db.session, "o2", {"refund_id": "r1", "amount": 6000}, now=d[4])
+        refunds.refund_order(
+            db.session, "o2", refund_command({"refund_id": "r1", "amount": 6000}), now=d[4]
+        )
         jobs.settle_due(db.session, now=d[5])
 
 

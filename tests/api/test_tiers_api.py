@@ -41,8 +41,10 @@ from loyalty.membership import services as members
 from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.program.services import update_settings
+from loyalty.tiers import benefits as tier_benefits
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import BenefitGrant
+from tests.commands import order_command, refund_command
 
 SECOND = dt.timedelta(seconds=1)
 DAY = dt.timedelta(days=1)
@@ -158,14 +160,14 @@ def order_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> No
         "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
     }
     with services(app) as session:
-        orders.place_order(session, body, now=moment)
+        orders.place_order(session, order_command(body), now=moment)
 
 
 def refund_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> None:
     """`dollars` of the order refunded at `moment`."""
     fields = {"refund_id": f"{order_id}-refund", "amount": dollars * 100}
     with services(app) as session:
-        refunds.refund_order(session, order_id, fields, now=moment)
+        refunds.refund_order(session, order_id, refund_command(fields), now=moment)
 
 
 def card(client: FlaskClient, headers: dict[str, str], external_id: str = "c1") -> dict[str, Any]:
@@ -980,8 +982,8 @@ def test_a_grant_ends_at_its_end_time(app, client, admin, member):
 
     with services(app) as session:
         member = lookup.find_member(session, "c1")
-        before = tiers.member_benefits(session, member, now=ends_at - SECOND)
-        after = tiers.member_benefits(session, member, now=ends_at)
+        before = tier_benefits.member_benefits(session, member, now=ends_at - SECOND)
+        after = tier_benefits.member_benefits(session, member, now=ends_at)
 
     assert [b.code for b in before] == ["free_shipping"]
     assert after == []
@@ -1007,9 +1009,12 @@ def reached_and_refunded_at(app: Flask, moment: dt.datetime, dollars: int) -> No
         "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
     }
     with services(app) as session:
-        orders.place_order(session, body, now=moment)
+        orders.place_order(session, order_command(body), now=moment)
         refunds.refund_order(
-            session, "old", {"refund_id": "old-refund", "amount": dollars * 100}, now=moment + DAY
+            session,
+            "old",
+            refund_command({"refund_id": "old-refund", "amount": dollars * 100}),
+            now=moment + DAY,
         )
 
 

@@ -40,6 +40,7 @@ from loyalty.orders import services as orders
 from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
+from tests.commands import order_command
 
 SECOND = dt.timedelta(seconds=1)
 HOUR = dt.timedelta(hours=1)
@@ -595,7 +596,7 @@ def test_an_enrolment_that_fails_after_writing_its_event_sends_nothing(
 
     monkeypatch.setattr(events, "grant_signup", fail_after_the_member_and_its_event_were_written)
     with app.app_context(), pytest.raises(RuntimeError, match="went away"):
-        members.enroll(db.session, {"external_id": "c1"})
+        members.enroll(db.session, members.EnrollMember(**{"external_id": "c1"}))
 
     run = run_worker(app)
 
@@ -622,13 +623,15 @@ def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
     with app.app_context(), pytest.raises(ValidationFailed) as refused:
         orders.place_order(
             db.session,
-            {
-                "order_id": "o1",
-                "member_id": "c1",
-                "currency": "USD",
-                "lines": [{"sku": "tee", "quantity": 1, "unit_price": 2000}],
-                "redemption_id": uuid.uuid4(),
-            },
+            order_command(
+                {
+                    "order_id": "o1",
+                    "member_id": "c1",
+                    "currency": "USD",
+                    "lines": [{"sku": "tee", "quantity": 1, "unit_price": 2000}],
+                    "redemption_id": uuid.uuid4(),
+                }
+            ),
             now=a_year_later,
         )
     run = run_worker(app, now=a_year_later)

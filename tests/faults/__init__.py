@@ -29,7 +29,7 @@ from loyalty.auth.services import create_key
 from loyalty.extensions import db
 from loyalty.ledger.models import LedgerTransaction, TransactionKind
 from loyalty.membership import adjustments
-from loyalty.membership.services import enroll
+from loyalty.membership.services import EnrollMember, enroll
 from loyalty.program.services import update_settings
 from loyalty.rules import services as rules
 
@@ -195,7 +195,7 @@ def seed_program(app: Flask, members: list[str]) -> dict[str, str]:
         update_settings(session, {"pending_days": 0}, actor="fault-test")
         rules.create_rule(session, SPEND_RULE, actor="fault-test")
         for external_id in members:
-            enroll(session, {"external_id": external_id})
+            enroll(session, EnrollMember(external_id=external_id))
             adjustments.adjust(session, external_id, SEED_POINTS, "seed", "fault-test")
         _, raw = create_key(session, "fault-checkout", ("checkout",))
     return {"Authorization": f"Bearer {raw}"}

@@ -28,6 +28,7 @@ from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.exceptions import AlreadyCaptured, AlreadyReleased
 from loyalty.rules import services as rules
+from tests.commands import event_command, order_command, refund_command
 from tests.concurrency import race
 from tests.factories import ApiKeyFactory, MemberFactory, auth
 
@@ -123,7 +124,7 @@ def test_fifty_concurrent_holds_against_points_for_ten_hold_exactly_ten(session,
 def test_the_same_order_posted_by_ten_threads_at_once_earns_once(session, app, spend_rule, member):
     session.close()
 
-    results = race(app, 10, lambda _: orders.place_order(db.session, dict(ORDER))[1])
+    results = race(app, 10, lambda _: orders.place_order(db.session, order_command(dict(ORDER)))[1])
 
     assert Counter(results) == {True: 1, False: 9}
     assert points(session) == {"available": 0, "pending": 62, "held": 0}
@@ -182,13 +183,15 @@ def test_a_capture_racing_a_release_on_one_hold_has_exactly_one_winner(session, 
 
 
 def test_the_same_refund_by_several_threads_applies_once(session, app, spend_rule, member):
-    orders.place_order(session, dict(ORDER))
+    orders.place_order(session, order_command(dict(ORDER)))
     session.close()
 
     results = race(
         app,
         8,
-        lambda _: refunds.refund_order(db.session, "o1", {"refund_id": "r1", "amount": 3100})[1],
+        lambda _: refunds.refund_order(
+            db.session, "o1", refund_command({"refund_id": "r1", "amount": 3100})
+        )[1],
     )
 
     assert Counter(results) == {True: 1, False: 7}
@@ -201,16 +204,16 @@ def test_the_same_refund_by_several_threads_applies_once(session, app, spend_rul
 def test_different_refunds_of_one_order_at_once_never_refund_more_than_it(
     session, app, spend_rule, member
 ):
-    orders.place_order(session, dict(ORDER))
+    orders.place_order(session, order_command(dict(ORDER)))
     session.close()
 
     results = race(
         app,
         8,
         lambda n: (
-            refunds.refund_order(db.session, "o1", {"refund_id": f"r{n}", "amount": 1000})[
-                0
-            ].points_reversed
+            refunds.refund_order(
+                db.session, "o1", refund_command({"refund_id": f"r{n}", "amount": 1000})
+            )[0].points_reversed
         ),
     )
 
@@ -232,7 +235,9 @@ def test_one_order_id_sent_for_two_members_at_once_is_recorded_for_one(
     results = race(
         app,
         2,
-        lambda n: orders.place_order(db.session, {**ORDER, "member_id": f"c{n + 1}"})[1],
+        lambda n: orders.place_order(
+            db.session, order_command({**ORDER, "member_id": f"c{n + 1}"})
+        )[1],
     )
 
     assert sorted(type(r).__name__ for r in results) == ["OrderConflict", "bool"]
@@ -254,7 +259,7 @@ def test_concurrent_first_orders_of_a_referred_member_credit_the_referrer_once(
         app,
         6,
         lambda n: orders.place_order(
-            db.session, {**ORDER, "order_id": f"o{n}", "member_id": "friend"}
+            db.session, order_command({**ORDER, "order_id": f"o{n}", "member_id": "friend"})
         )[1],
     )
 
@@ -273,7 +278,8 @@ def test_concurrent_events_respect_a_per_member_count_cap(session, app, member):
         10,
         lambda n: (
             events.record_event(
-                db.session, {"event_id": f"e{n}", "member_id": "c1", "type": "review"}
+                db.session,
+                event_command({"event_id": f"e{n}", "member_id": "c1", "type": "review"}),
             )[0].points_earned
         ),
     )

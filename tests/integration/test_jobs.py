@@ -45,7 +45,7 @@ from loyalty.ledger.models import (
 )
 from loyalty.ledger.policy import add_months
 from loyalty.members import lookup
-from loyalty.members.models import Member
+from loyalty.members.models import Member, MemberStatus
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from loyalty.orders import services as orders
@@ -55,6 +55,7 @@ from loyalty.settlement import services as settlement
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
+from tests.commands import order_command
 from tests.factories import ApiKeyFactory, auth
 
 DAY = dt.timedelta(days=1)
@@ -103,7 +104,7 @@ def t0() -> dt.datetime:
 
 def enroll(app: Flask, external_id: str, **fields: Any) -> None:
     with app.app_context():
-        members.enroll(db.session, {"external_id": external_id, **fields})
+        members.enroll(db.session, members.EnrollMember(**{"external_id": external_id, **fields}))
 
 
 def order(app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime) -> None:
@@ -114,7 +115,7 @@ def order(app: Flask, order_id: str, external_id: str, dollars: int, now: dt.dat
         "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
     }
     with app.app_context():
-        orders.place_order(db.session, body, now=now)
+        orders.place_order(db.session, order_command(body), now=now)
 
 
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
@@ -558,7 +559,9 @@ def test_a_birthday_is_recorded_without_points_when_no_rule_gives_any(app):
 def test_suspended_members_get_no_birthday(app, birthday_rule):
     enroll(app, "c1", birthday=dt.date(1990, 3, 15))
     with app.app_context():
-        members.update_member(db.session, "c1", {"status": "suspended"})
+        members.update_member(
+            db.session, "c1", members.MemberChanges(status=MemberStatus.SUSPENDED)
+        )
 
     assert birthdays(app, at("2027-03-15T09:00:00+00:00")) == 0
     assert birthday_events(app) == []

@@ -96,7 +96,7 @@ def program(session, **changes):
 
 def points(session, member, now):
     """(available, pending) on the member card as of `now`."""
-    balance = card(session, member.external_id, now).balance
+    balance = card(session, member.external_id, now)
     return balance.available, balance.pending
 
 

@@ -29,6 +29,7 @@ from loyalty.orders.exceptions import RefundExceedsOrder
 from loyalty.redemptions import services as redemptions
 from loyalty.rules import services as rules
 from loyalty.settlement import services as settlement
+from tests.commands import order_command, refund_command
 from tests.factories import MemberFactory
 
 GIFT = 10_000  # available points every member starts with
@@ -115,9 +116,13 @@ def apply(session, model, order_id, refund_id, fields, expected_amount) -> None:
     changes nothing."""
     if model.refunded + expected_amount > model.total:
         with pytest.raises(RefundExceedsOrder):
-            refunds.refund_order(session, order_id, {"refund_id": refund_id, **fields})
+            refunds.refund_order(
+                session, order_id, refund_command({"refund_id": refund_id, **fields})
+            )
         return
-    refund, created = refunds.refund_order(session, order_id, {"refund_id": refund_id, **fields})
+    refund, created = refunds.refund_order(
+        session, order_id, refund_command({"refund_id": refund_id, **fields})
+    )
     assert created
     assert refund.amount == expected_amount
     model.refunded += refund.amount
@@ -174,15 +179,17 @@ def test_refunds_never_create_or_destroy_points(session, earning_rules, data, ra
     order_id = f"o_{uuid.uuid4().hex[:12]}"
     order, created = orders.place_order(
         session,
-        {
-            "order_id": order_id,
-            "member_id": external_id,
-            "currency": "USD",
-            "lines": lines,
-            "discount": discount,
-            "redemption_id": redemption_id,
-            "placed_at": utcnow() - dt.timedelta(days=20) if matured else None,
-        },
+        order_command(
+            {
+                "order_id": order_id,
+                "member_id": external_id,
+                "currency": "USD",
+                "lines": lines,
+                "discount": discount,
+                "redemption_id": redemption_id,
+                "placed_at": utcnow() - dt.timedelta(days=20) if matured else None,
+            }
+        ),
     )
     assert created
     assert order.total == total

@@ -21,9 +21,12 @@ from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
 from loyalty.members.models import Member
 from loyalty.membership import adjustments
+from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards import services as rewards
+from loyalty.rewards.definitions import RewardDefinition
 from loyalty.rewards.exceptions import RewardUnavailable
 from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
+from loyalty.rewards.services import RedeemedReward
 from tests.concurrency import race
 from tests.factories import MemberFactory
 
@@ -68,21 +71,24 @@ def assert_ledger_verifies(session: Session) -> None:
 
 
 def outcome(result: Any) -> str:
-    return "redeemed" if isinstance(result, RewardRedemption) else type(result).__name__
+    return "redeemed" if isinstance(result, RedeemedReward) else type(result).__name__
 
 
 def charged_exactly_the_winners(ids: list[str], results: list[Any]) -> dict[str, int]:
     """The balance each member should have: charged if and only if they won."""
     return {
-        external_id: POINTS_EACH - (COST if isinstance(result, RewardRedemption) else 0)
+        external_id: POINTS_EACH - (COST if isinstance(result, RedeemedReward) else 0)
         for external_id, result in zip(ids, results, strict=True)
     }
 
 
 def test_thirty_members_racing_for_the_last_five_units_five_win_and_no_loser_pays(app, session):
     ids = enrol_with_points(session, MEMBERS, POINTS_EACH)
-    reward = rewards.create_reward(
-        session, {"name": "Tote bag", "kind": "product", "cost_points": COST, "stock": 5}
+    reward = reward_definitions.create_reward(
+        session,
+        RewardDefinition(
+            **{"name": "Tote bag", "kind": "product", "cost_points": COST, "stock": 5}
+        ),
     )
     reward_id = reward.public_id
     session.close()
@@ -102,8 +108,11 @@ def test_thirty_members_racing_for_the_last_five_units_five_win_and_no_loser_pay
 def test_thirty_members_racing_for_the_last_five_pool_codes_get_five_distinct_codes(app, session):
     ids = enrol_with_points(session, MEMBERS, POINTS_EACH)
     pool = [f"CAFE-{n}" for n in range(5)]
-    reward = rewards.create_reward(
-        session, {"name": "Free coffee", "kind": "coupon", "cost_points": COST, "codes": pool}
+    reward = reward_definitions.create_reward(
+        session,
+        RewardDefinition(
+            **{"name": "Free coffee", "kind": "coupon", "cost_points": COST, "codes": pool}
+        ),
     )
     reward_id = reward.public_id
     session.close()
@@ -133,9 +142,16 @@ def test_thirty_members_racing_for_the_last_five_pool_codes_get_five_distinct_co
 
 def test_one_member_redeeming_many_times_at_once_gets_a_limit_of_one_reward_once(app, session):
     (external_id,) = enrol_with_points(session, 1, POINTS_EACH * 10)
-    reward = rewards.create_reward(
+    reward = reward_definitions.create_reward(
         session,
-        {"name": "Welcome gift", "kind": "product", "cost_points": COST, "per_member_limit": 1},
+        RewardDefinition(
+            **{
+                "name": "Welcome gift",
+                "kind": "product",
+                "cost_points": COST,
+                "per_member_limit": 1,
+            }
+        ),
     )
     reward_id = reward.public_id
     session.close()

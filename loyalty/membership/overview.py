@@ -1,0 +1,79 @@
+"""What the app and the console read about one member beyond the card: benefits, tier
+history, and the console's page of everything at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.db import utcnow
+from loyalty.ledger.models import Redemption, RedemptionStatus
+from loyalty.ledger.queries import Movement
+from loyalty.members.lookup import find_member
+from loyalty.membership.services import MemberCard, card, history
+from loyalty.pagination import Page
+from loyalty.rewards.services import RedeemedReward, member_redemptions
+from loyalty.settlement.services import settled_balance
+from loyalty.tiers.benefits import Benefit, member_benefits
+from loyalty.tiers.services import TierMove, tier_history
+
+
+def benefits(session: Session, external_id: str, now: dt.datetime | None = None) -> list[Benefit]:
+    """The benefits the member holds now, from their tier and their own grants. Raises
+    MemberNotFound."""
+    now = now or utcnow()
+    member = find_member(session, external_id)
+    # Settled first: a tier whose retention ran out is reviewed before its benefits count.
+    settled_balance(session, member, now)
+    return member_benefits(session, member, now)
+
+
+def tier_changes(session: Session, external_id: str, limit: int = 50) -> list[TierMove]:
+    """The member's tier changes, newest first. Raises MemberNotFound."""
+    return tier_history(session, find_member(session, external_id).id, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldSummary:
+    public_id: uuid.UUID
+    points: int
+    status: RedemptionStatus
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberOverview:
+    """Everything the console's member page shows."""
+
+    card: MemberCard
+    history: Page[Movement]
+    tier_history: list[TierMove]
+    holds: list[HoldSummary]
+    reward_redemptions: list[RedeemedReward]
+
+
+def overview(session: Session, external_id: str, cursor: str | None) -> MemberOverview:
+    """The member's card, a page of history (from `cursor`), tier changes, holds and reward
+    redemptions. Raises MemberNotFound, ValidationFailed for a bad cursor."""
+    member_card = card(session, external_id)
+    member_id = find_member(session, external_id).id
+    holds = session.execute(
+        sa.select(Redemption.public_id, Redemption.points, Redemption.status, Redemption.created_at)
+        .where(Redemption.member_id == member_id)
+        .order_by(Redemption.id.desc())
+        .limit(50)
+    )
+    return MemberOverview(
+        card=member_card,
+        history=history(session, external_id, 25, cursor),
+        tier_history=tier_history(session, member_id, 50),
+        holds=[
+            HoldSummary(h.public_id, h.points, RedemptionStatus(h.status), h.created_at)
+            for h in holds
+        ],
+        reward_redemptions=member_redemptions(session, member_id),
+    )

@@ -1,0 +1,85 @@
+"""Benefits: what a member's tier gives them, and benefits granted to one member directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.audit import services as audit
+from loyalty.db import transaction, utcnow
+from loyalty.members.lookup import find_member
+from loyalty.members.models import Member
+from loyalty.tiers.models import BenefitGrant
+from loyalty.tiers.services import program_tiers
+
+
+@dataclass(frozen=True, slots=True)
+class Benefit:
+    code: str
+    params: dict[str, Any]
+    source: str  # "tier" or "grant"
+    ends_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantBenefit:
+    """Give one member a benefit outside their tier, from `starts_at` (default: now) until
+    `ends_at` (default: for good)."""
+
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+
+
+def member_benefits(session: Session, member: Member, now: dt.datetime) -> list[Benefit]:
+    """The benefits the member holds now: their tier's, then their own grants."""
+    held: list[Benefit] = []
+    tier = program_tiers(session).of(member.tier_id)
+    if tier is not None:
+        held += [Benefit(b["code"], b.get("params") or {}, "tier", None) for b in tier.benefits]
+    grants = session.execute(
+        sa.select(BenefitGrant)
+        .where(
+            BenefitGrant.member_id == member.id,
+            BenefitGrant.starts_at <= now,
+            sa.or_(BenefitGrant.ends_at.is_(None), BenefitGrant.ends_at > now),
+        )
+        .order_by(BenefitGrant.id)
+    ).scalars()
+    held += [Benefit(g.code, g.params, "grant", g.ends_at) for g in grants]
+    return held
+
+
+def grant_benefit(
+    session: Session,
+    external_id: str,
+    command: GrantBenefit,
+    actor: str | None,
+    now: dt.datetime | None = None,
+) -> Benefit:
+    """Give the member a benefit outside their tier; returns it. Raises MemberNotFound."""
+    now = now or utcnow()
+    with transaction(session):
+        member = find_member(session, external_id)
+        grant = BenefitGrant(
+            member_id=member.id,
+            code=command.code,
+            params=command.params,
+            reason=command.reason,
+            starts_at=command.starts_at or now,
+            ends_at=command.ends_at,
+            actor=actor,
+            created_at=now,
+        )
+        session.add(grant)
+        session.flush()
+        audit.record(
+            session, actor, "benefit.grant", "member", external_id, None, audit.snapshot(grant)
+        )
+    return Benefit(grant.code, grant.params, "grant", grant.ends_at)
