@@ -9,6 +9,7 @@ commits once, atomically, when the request ends.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +61,30 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+AnEnum = TypeVar("AnEnum", bound=enum.StrEnum)
+
+
+class StrEnumType(sa.TypeDecorator[AnEnum]):
+    """A status or kind: stored as its value in a VARCHAR, read back as the enum.
+
+    No database enum type, so a new value needs no migration; the enum refuses a value it
+    does not know on the way in.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[AnEnum], length: int = 16) -> None:
+        super().__init__(length)
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum_class(value).value
+
+    def process_result_value(self, value: Any, dialect: Any) -> AnEnum | None:
+        return None if value is None else self.enum_class(value)
 
 
 class Base(DeclarativeBase):

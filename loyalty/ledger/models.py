@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.db import Base, BigIntPK, utcnow
+from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
 
 
 class Account(enum.StrEnum):
@@ -95,7 +95,7 @@ class LedgerTransaction(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
-    kind: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[TransactionKind] = mapped_column(StrEnumType(TransactionKind))
     # When the movement took effect (a lot's expiry time, say), which may precede created_at.
     effective_at: Mapped[dt.datetime]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -134,7 +134,7 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"), index=True)
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
-    account: Mapped[str] = mapped_column(sa.String(16))
+    account: Mapped[Account] = mapped_column(StrEnumType(Account))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
 
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
@@ -162,7 +162,7 @@ class PointLot(Base):
     transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
     points: Mapped[int] = mapped_column(sa.BigInteger)
     remaining: Mapped[int] = mapped_column(sa.BigInteger)
-    state: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[LotState] = mapped_column(StrEnumType(LotState))
     available_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -189,7 +189,7 @@ class Redemption(Base):
     points: Mapped[int] = mapped_column(sa.BigInteger)
     value: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
-    status: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[RedemptionStatus] = mapped_column(StrEnumType(RedemptionStatus))
     order_ref: Mapped[str | None] = mapped_column(sa.String(128))
     expires_at: Mapped[dt.datetime]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -80,7 +80,7 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> Settle
         lot = lots[lot_id]
         if event == "mature" and lot.state == LotState.PENDING:
             amount = lot.remaining
-            lot.state = LotState.AVAILABLE.value
+            lot.state = LotState.AVAILABLE
             lot.remaining = policy.lot_remaining_after_credit(balance.available, amount)
             if amount:
                 matured += amount
@@ -96,7 +96,7 @@ def settle(session: Session, balance: MemberBalance, now: dt.datetime) -> Settle
                 )
         elif event == "expire" and lot.state != LotState.EXPIRED and lot.remaining > 0:
             account = Account.PENDING if lot.state == LotState.PENDING else Account.AVAILABLE
-            amount, lot.remaining, lot.state = lot.remaining, 0, LotState.EXPIRED.value
+            amount, lot.remaining, lot.state = lot.remaining, 0, LotState.EXPIRED
             expired += amount
             written.append(
                 post(

@@ -138,7 +138,7 @@ def return_held(
         lot.remaining += give
         if give and lot.state == LotState.EXPIRED:
             # Back to available so the next settle expires it, through the ledger.
-            lot.state = LotState.AVAILABLE.value
+            lot.state = LotState.AVAILABLE
         if give:
             note_due(balance, lot.expires_at)
     redemption.status = status

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import Base, BigIntPK, utcnow
+from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
 
 # The shop's customer ids travel in URLs: no slashes, spaces or other surprises.
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
@@ -30,7 +30,9 @@ class Member(Base):
     birthday: Mapped[dt.date | None]
     referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON, default=dict)
-    status: Mapped[str] = mapped_column(sa.String(16), default=MemberStatus.ACTIVE.value)
+    status: Mapped[MemberStatus] = mapped_column(
+        StrEnumType(MemberStatus), default=MemberStatus.ACTIVE
+    )
     tier_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tiers.id"), index=True)
     # The member keeps their tier at least until then (its retention since they last qualified).
     tier_retained_until: Mapped[dt.datetime | None]

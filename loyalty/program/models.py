@@ -6,7 +6,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import Base, utcnow
+from loyalty.db import Base, StrEnumType, utcnow
 
 
 class ExpiryPolicy(enum.StrEnum):
@@ -35,7 +35,7 @@ class ProgramSettings(Base):
     point_value_points: Mapped[int]
     point_value_amount: Mapped[int]
     pending_days: Mapped[int]
-    expiry_policy: Mapped[str] = mapped_column(sa.String(16))
+    expiry_policy: Mapped[ExpiryPolicy] = mapped_column(StrEnumType(ExpiryPolicy))
     expiry_months: Mapped[int | None]
     hold_ttl_seconds: Mapped[int]
     max_redemption_percent: Mapped[int]

@@ -180,7 +180,7 @@ def capture_locked(
         effective_at=now,
         reference=f"redemption:{redemption.public_id}",
     )
-    redemption.status = RedemptionStatus.CAPTURED.value
+    redemption.status = RedemptionStatus.CAPTURED
     redemption.captured_at = now
     outbox.emit(
         session,

@@ -49,14 +49,14 @@ def liability(session: Session, now: dt.datetime | None = None) -> Liability:
     """
     jobs.settle_due(session, now=now)
     settings = get_settings(session)
-    program = dict(
+    sums: dict[Account, int] = dict(
         session.execute(
             sa.select(LedgerEntry.account, sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
             .where(LedgerEntry.account.in_([a.value for a in PROGRAM_ACCOUNTS]))
             .group_by(LedgerEntry.account)
         ).all()
     )
-    program = {a.value: int(program.get(a.value, 0)) for a in PROGRAM_ACCOUNTS}
+    program = {a.value: int(sums.get(a, 0)) for a in PROGRAM_ACCOUNTS}
     available, pending, held = (
         int(v or 0)
         for v in session.execute(

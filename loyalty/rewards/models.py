@@ -7,7 +7,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import Base, BigIntPK, utcnow
+from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
 
 
 class RewardKind(enum.StrEnum):
@@ -24,7 +24,7 @@ class Reward(Base):
     public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str | None] = mapped_column(sa.String(2000))
-    kind: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[RewardKind] = mapped_column(StrEnumType(RewardKind))
     cost_points: Mapped[int] = mapped_column(sa.BigInteger)
     # fixed_discount: its value in minor units of the program currency.
     value_amount: Mapped[int | None] = mapped_column(sa.BigInteger)

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.db import Base, BigIntPK, utcnow
+from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
 
 
 class RuleKind(enum.StrEnum):
@@ -26,7 +26,7 @@ class EarningRule(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
-    kind: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[RuleKind] = mapped_column(StrEnumType(RuleKind))
     current_version: Mapped[int]
     active: Mapped[bool] = mapped_column(index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

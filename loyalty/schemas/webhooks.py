@@ -7,8 +7,8 @@ from marshmallow import fields, validate
 
 from loyalty.schemas.common import StrictSchema, page_schema
 from loyalty.webhooks.endpoints import NewWebhook
+from loyalty.webhooks.models import DeliveryStatus
 from loyalty.webhooks.outbox import EVENT_TYPES
-from loyalty.webhooks.services import DeliveryStatus
 
 
 class WebhookInSchema(StrictSchema):

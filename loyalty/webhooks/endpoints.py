@@ -15,9 +15,15 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
-from loyalty.webhooks.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from loyalty.webhooks.models import (
+    DeliveryStatus,
+    OutboxEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from loyalty.webhooks.outbox import EVENT_TYPES
-from loyalty.webhooks.services import DeliveryStatus, WebhookNotFound, active_endpoints, check_url
+from loyalty.webhooks.services import WebhookNotFound, active_endpoints, check_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +258,7 @@ def redeliver(
         ).scalar_one_or_none()
         if delivery is None:
             raise WebhookNotFound(f"No delivery {delivery_id} for this webhook.")
-        delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING.value, utcnow()
+        delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, utcnow()
         audit.record(
             session,
             actor,

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.db import Base, BigIntPK, utcnow
+from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class WebhookEndpoint(Base):
@@ -51,7 +58,7 @@ class WebhookDelivery(Base):
     public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
     endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_endpoints.id"))
     event_id: Mapped[int] = mapped_column(sa.ForeignKey("outbox_events.id"))
-    status: Mapped[str] = mapped_column(sa.String(16))  # pending, succeeded, failed
+    status: Mapped[DeliveryStatus] = mapped_column(StrEnumType(DeliveryStatus))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -12,7 +12,6 @@ so a receiver can check it came from us and is fresh (see the README's verifier)
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import hashlib
 import hmac
 import ipaddress
@@ -30,7 +29,13 @@ from sqlalchemy.orm import Session
 from loyalty import metrics
 from loyalty.db import transaction, utcnow
 from loyalty.errors import NotFound, ValidationFailed
-from loyalty.webhooks.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from loyalty.webhooks.models import (
+    DeliveryStatus,
+    OutboxEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 MAX_ATTEMPTS = 8
 LEASE = dt.timedelta(seconds=60)
@@ -40,12 +45,6 @@ LOCAL_HOSTS = {"localhost"}
 
 class WebhookNotFound(NotFound):
     title = "Webhook not found"
-
-
-class DeliveryStatus(enum.StrEnum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -221,10 +220,10 @@ def _record(
         )
         delivery.attempts += 1
         if succeeded:
-            delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED.value, attempt_at
+            delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, attempt_at
             delivery.next_attempt_at = None
         elif delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED.value, None
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
         else:
             delivery.next_attempt_at = attempt_at + backoff(delivery.attempts)
     metrics.WEBHOOKS.labels("succeeded" if succeeded else "failed").inc()
