@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -186,6 +186,30 @@ def transaction(session: Session, *, savepoint: bool = False) -> Iterator[Sessio
             raise
     finally:
         session.info[_DEPTH] = depth
+
+
+Row = TypeVar("Row")
+
+
+def in_claimed_batches(
+    session: Session, select: sa.Select[Row], size: int, work: Callable[[list[Row]], int]
+) -> int:
+    """Claim the rows `select` finds, `size` at a time, and `work` each batch in a
+    transaction of its own, until a batch comes back short. Returns the sum of what `work`
+    returned.
+
+    The rows are claimed ``FOR UPDATE SKIP LOCKED``, so workers running at once never take
+    the same rows; `work` marks them done, so the next batch does not find them again.
+    """
+    total = 0
+    while True:
+        with transaction(session):
+            rows = list(
+                session.execute(select.limit(size).with_for_update(skip_locked=True)).scalars()
+            )
+            total += work(rows)
+        if len(rows) < size:
+            return total
 
 
 def open_scope(session: Session) -> None:

@@ -32,3 +32,14 @@ def decode_cursor(cursor: str) -> int:
         return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed({"cursor": ["Not a valid cursor."]}) from None
+
+
+def position_of(cursor: str | None) -> int | None:
+    """The position a request's cursor points at, None without one. Raises ValidationFailed
+    for a cursor we never made."""
+    return decode_cursor(cursor) if cursor else None
+
+
+def cursor_to(position: int | None) -> str | None:
+    """The cursor of the next page, None when there is none."""
+    return encode_cursor(position) if position else None

@@ -11,7 +11,7 @@ from loyalty.api.base import Blueprint
 from loyalty.audit import services as audit
 from loyalty.audit.services import AuditRecord
 from loyalty.extensions import db
-from loyalty.pagination import decode_cursor, encode_cursor
+from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.audit import AuditPageSchema, AuditQuerySchema
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/admin", description="Admin: the audit log.")
@@ -46,9 +46,9 @@ class AuditLog(MethodView):
             since=query["from_"],
             until=query["to"],
             limit=query["limit"],
-            before_position=decode_cursor(query["cursor"]) if query["cursor"] else None,
+            before_position=position_of(query["cursor"]),
         )
         return {
             "items": [entry_body(entry) for entry in found],
-            "next_cursor": encode_cursor(next_position) if next_position else None,
+            "next_cursor": cursor_to(next_position),
         }

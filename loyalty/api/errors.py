@@ -67,6 +67,11 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
+def refusal_messages(error: LoyaltyError) -> dict[str, list[str]]:
+    """A service's refusal as {field: [..]}: its field errors, or its detail for the whole."""
+    return flatten_messages(error.extra.get("errors") or {"_schema": [error.detail]})
+
+
 def _strip_location(messages: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for location, fields in messages.items():

@@ -11,7 +11,7 @@ from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.orders import earning
-from loyalty.pagination import decode_cursor, encode_cursor
+from loyalty.pagination import cursor_to, position_of
 from loyalty.rules import services as rules
 from loyalty.rules.services import RuleChanges, RuleDefinition, RuleVersionView, RuleView
 from loyalty.schemas.rules import (
@@ -68,7 +68,7 @@ class Rules(MethodView):
     @blp.response(200, RulePageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List earning rules, newest first"""
-        after = decode_cursor(query["cursor"]) if query["cursor"] else None
+        after = position_of(query["cursor"])
         found, next_position = rules.list_rules(
             db.session(),
             active=query["active"],
@@ -78,7 +78,7 @@ class Rules(MethodView):
         )
         return {
             "items": [current_body(rule) for rule in found],
-            "next_cursor": encode_cursor(next_position) if next_position else None,
+            "next_cursor": cursor_to(next_position),
         }
 
     @requires("admin")

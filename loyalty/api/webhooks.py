@@ -10,7 +10,7 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.pagination import decode_cursor, encode_cursor
+from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.common import PageQuerySchema
 from loyalty.schemas.webhooks import (
     DeliveryPageSchema,
@@ -94,11 +94,11 @@ class Deliveries(MethodView):
     @blp.alt_response(404, description="No such webhook.")
     def get(self, query: dict[str, Any], webhook_id: uuid.UUID) -> dict[str, Any]:
         """The endpoint's deliveries, newest first, each with every attempt"""
-        before = decode_cursor(query["cursor"]) if query["cursor"] else None
+        before = position_of(query["cursor"])
         log = webhooks.delivery_log(db.session(), webhook_id, query["limit"], before)
         return {
             "items": [delivery_body(d) for d in log.deliveries],
-            "next_cursor": encode_cursor(log.next_position) if log.next_position else None,
+            "next_cursor": cursor_to(log.next_position),
         }
 
 

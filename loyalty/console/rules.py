@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from loyalty.api.errors import flatten_messages
+from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.console import blp, security
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
@@ -68,7 +68,7 @@ def rule_new() -> Response | str | tuple[str, int]:
         except ma.ValidationError as error:
             errors = flatten_messages(error.messages)
         except LoyaltyError as error:
-            errors = flatten_messages(error.extra.get("errors") or {"_schema": [error.detail]})
+            errors = refusal_messages(error)
         else:
             flash(f"Rule {rule.current.name!r} created (version 1).", "ok")
             return redirect(url_for("console.rule_page", rule_id=rule.public_id))
@@ -96,7 +96,7 @@ def rule_edit(rule_id: uuid.UUID) -> Response | str | tuple[str, int]:
         except ma.ValidationError as error:
             errors = flatten_messages(error.messages)
         except LoyaltyError as error:
-            errors = flatten_messages(error.extra.get("errors") or {"_schema": [error.detail]})
+            errors = refusal_messages(error)
         else:
             flash("Saved as a new version.", "ok")
             return redirect(url_for("console.rule_page", rule_id=rule_id))
@@ -163,9 +163,7 @@ def simulate() -> str | tuple[str, int]:
                         include_active=True,
                     )
                 except LoyaltyError as error:
-                    errors = flatten_messages(
-                        error.extra.get("errors") or {"_schema": [error.detail]}
-                    )
+                    errors = refusal_messages(error)
     return render_template(
         "console/simulate.html", form=form, result=result, errors=errors
     ), 422 if errors else 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
@@ -11,7 +12,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from loyalty.api.errors import flatten_messages
+from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.audit import services as audit
 from loyalty.console import blp, charts, security
 from loyalty.db import utcnow
@@ -20,7 +21,7 @@ from loyalty.extensions import db
 from loyalty.members.models import MemberStatus
 from loyalty.membership import adjustments, overview
 from loyalty.membership import services as members
-from loyalty.pagination import decode_cursor, encode_cursor
+from loyalty.pagination import cursor_to, position_of
 from loyalty.program import services as program
 from loyalty.reports import services as reports
 from loyalty.rewards import definitions as reward_definitions
@@ -90,6 +91,16 @@ def member_page(external_id: str) -> str:
     )
 
 
+def _flash_outcome(write: Callable[[], object], done: str) -> None:
+    """Run a write for a member's page and flash how it went: `done`, or the refusal."""
+    try:
+        write()
+    except LoyaltyError as error:
+        flash(error.detail, "error")
+    else:
+        flash(done, "ok")
+
+
 @blp.post("/members/<external_id>/adjust")
 def adjust(external_id: str) -> Response | tuple[str, int]:
     try:
@@ -101,12 +112,12 @@ def adjust(external_id: str) -> Response | tuple[str, int]:
     if not reason:
         flash("Give a reason: it is kept with the adjustment.", "error")
         return redirect(url_for("console.member_page", external_id=external_id))
-    try:
-        adjustments.adjust(db.session(), external_id, points, reason[:500], security.actor())
-    except LoyaltyError as error:
-        flash(error.detail, "error")
-    else:
-        flash(f"Adjusted by {points:+d} points.", "ok")
+    _flash_outcome(
+        lambda: adjustments.adjust(
+            db.session(), external_id, points, reason[:500], security.actor()
+        ),
+        f"Adjusted by {points:+d} points.",
+    )
     return redirect(url_for("console.member_page", external_id=external_id))
 
 
@@ -116,13 +127,11 @@ def change_status(external_id: str) -> Response:
     if status not in {s.value for s in MemberStatus}:
         flash("Choose active, suspended or closed.", "error")
     else:
-        try:
-            changes = members.MemberChanges(status=MemberStatus(status))
-            members.update_member(db.session(), external_id, changes, security.actor())
-        except LoyaltyError as error:
-            flash(error.detail, "error")
-        else:
-            flash(f"Status is now {status}.", "ok")
+        changes = members.MemberChanges(status=MemberStatus(status))
+        _flash_outcome(
+            lambda: members.update_member(db.session(), external_id, changes, security.actor()),
+            f"Status is now {status}.",
+        )
     return redirect(url_for("console.member_page", external_id=external_id))
 
 
@@ -165,9 +174,7 @@ def program_page() -> Response | str | tuple[str, int]:
         except ma.ValidationError as error:
             errors = _program_field_errors(flatten_messages(error.messages))
         except LoyaltyError as error:
-            errors = _program_field_errors(
-                flatten_messages(error.extra.get("errors") or {"_schema": [error.detail]})
-            )
+            errors = _program_field_errors(refusal_messages(error))
         else:
             flash("Program settings saved.", "ok")
             return redirect(url_for("console.program_page"))
@@ -222,12 +229,12 @@ def audit_log() -> str:
         since=None,
         until=None,
         limit=50,
-        before_position=decode_cursor(cursor) if cursor else None,
+        before_position=position_of(cursor),
     )
     return render_template(
         "console/audit.html",
         entries=entries,
         target_type=target_type,
         target_id=target_id,
-        next_cursor=encode_cursor(next_position) if next_position else None,
+        next_cursor=cursor_to(next_position),
     )

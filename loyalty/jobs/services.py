@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty import metrics
-from loyalty.db import transaction, utcnow
+from loyalty.db import in_claimed_batches, transaction, utcnow
 from loyalty.events import services as events
 from loyalty.ledger.models import LotState, MemberBalance, PointLot
 from loyalty.members.models import Member, MemberStatus
@@ -91,49 +91,44 @@ def notify_expiring(
     once per lot. Returns the number of members notified."""
     now = now or utcnow()
     horizon = now + dt.timedelta(days=within_days)
-    notified = 0
-    while True:
-        with transaction(session):
-            lots = list(
-                session.execute(
-                    sa.select(PointLot)
-                    .where(
-                        PointLot.state == LotState.AVAILABLE.value,
-                        PointLot.remaining > 0,
-                        PointLot.expires_at > now,
-                        PointLot.expires_at <= horizon,
-                        PointLot.expiry_notified_at.is_(None),
-                    )
-                    .order_by(PointLot.member_id, PointLot.expires_at)
-                    .limit(batch_size)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
+
+    def notify(lots: list[PointLot]) -> int:
+        by_member: dict[int, list[PointLot]] = {}
+        for lot in lots:
+            by_member.setdefault(lot.member_id, []).append(lot)
+            lot.expiry_notified_at = now
+        externals = dict(
+            session.execute(
+                sa.select(Member.id, Member.external_id).where(Member.id.in_(list(by_member)))
+            ).all()
+        )
+        for member_id, member_lots in by_member.items():
+            outbox.emit(
+                session,
+                "points.expiring",
+                {
+                    "member_id": externals[member_id],
+                    "points": sum(lot.remaining for lot in member_lots),
+                    "expires_at": min(
+                        lot.expires_at for lot in member_lots if lot.expires_at
+                    ).isoformat(),
+                },
+                now,
             )
-            by_member: dict[int, list[PointLot]] = {}
-            for lot in lots:
-                by_member.setdefault(lot.member_id, []).append(lot)
-                lot.expiry_notified_at = now
-            externals = dict(
-                session.execute(
-                    sa.select(Member.id, Member.external_id).where(Member.id.in_(list(by_member)))
-                ).all()
-            )
-            for member_id, member_lots in by_member.items():
-                outbox.emit(
-                    session,
-                    "points.expiring",
-                    {
-                        "member_id": externals[member_id],
-                        "points": sum(lot.remaining for lot in member_lots),
-                        "expires_at": min(
-                            lot.expires_at for lot in member_lots if lot.expires_at
-                        ).isoformat(),
-                    },
-                    now,
-                )
-        notified += len(by_member)
-        if len(lots) < batch_size:
-            return notified
+        return len(by_member)
+
+    unnotified = (
+        sa.select(PointLot)
+        .where(
+            PointLot.state == LotState.AVAILABLE.value,
+            PointLot.remaining > 0,
+            PointLot.expires_at > now,
+            PointLot.expires_at <= horizon,
+            PointLot.expiry_notified_at.is_(None),
+        )
+        .order_by(PointLot.member_id, PointLot.expires_at)
+    )
+    return in_claimed_batches(session, unnotified, batch_size, notify)
 
 
 def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty.db import insert_copy, transaction, utcnow
+from loyalty.db import insert_copy, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.events import services as events
-from loyalty.idempotency.services import body_fingerprint
+from loyalty.idempotency.services import body_fingerprint, record_once
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import (
     MemberBalance,
@@ -210,99 +209,103 @@ def place_order(
     discount = command.discount
     subtotal = check_discount(lines, discount)
     member = find_member(session, command.external_id)
-    try:
-        with transaction(session, savepoint=True):
-            balance, referrer_balance = _lock_member_and_referrer(session, member)
-            # A retry replays the order as recorded, whatever changed since (the member's
-            # status, the program's currency), so the checks that depend on them come after.
-            if (
-                session.connection().execute(_ORDER_EXISTS, {"order_id": command.order_id}).first()
-                is not None
-            ):
-                existing = order_by_id(session, command.order_id, fresh=True)
-                assert existing is not None  # orders are never deleted
-                return _replay(session, existing, request_hash), False
-            settings = config.current(session).settings
-            check_currency(settings, command.currency)
-            if not member.is_active:
-                raise MemberInactive(
-                    f"Member {member.external_id!r} is {member.status}; it earns nothing."
-                )
-            settle_member(session, balance, now)
-            first = first_order(session, member)
-            redemption = None
-            if command.redemption_public_id:
-                redemption = _use_redemption(
-                    session,
-                    settings,
-                    command.redemption_public_id,
-                    member,
-                    balance,
-                    subtotal - discount,
-                    now,
-                )
-            redeemed_value = redemption.value if redemption else 0
-            points, breakdown, active = earn(
-                session, member, lines, discount + redeemed_value, placed_at, now, first
+
+    def find() -> Order | None:
+        if (
+            session.connection().execute(_ORDER_EXISTS, {"order_id": command.order_id}).first()
+            is None
+        ):
+            return None
+        return order_by_id(session, command.order_id, fresh=True)
+
+    def record(locked: tuple[MemberBalance, MemberBalance | None]) -> RecordedOrder:
+        balance, referrer_balance = locked
+        settings = config.current(session).settings
+        check_currency(settings, command.currency)
+        if not member.is_active:
+            raise MemberInactive(
+                f"Member {member.external_id!r} is {member.status}; it earns nothing."
             )
-            nets = policy.net_amounts(lines, discount)
-            order = {
-                "order_id": command.order_id,
-                "member_id": member.id,
-                "currency": settings.currency,
-                "subtotal": subtotal,
-                "discount": discount,
-                "total": subtotal - discount,
-                "redeemed_points": redemption.points if redemption else 0,
-                "redeemed_value": redeemed_value,
-                "points_earned": points,
-                "breakdown": [c.as_dict() for c in breakdown],
-                "lines": [
-                    {**dataclasses.asdict(line), "net_amount": net, "refunded_quantity": 0}
-                    for line, net in zip(command.lines, nets, strict=True)
-                ],
-                "request_hash": request_hash,
-                "redemption_id": redemption.id if redemption else None,
-                "lot_id": None,
-                "placed_at": placed_at,
-                "available_at": None,
-                "created_at": now,
-                "refunded_amount": 0,
-                "points_reversed": 0,
-                "points_restored": 0,
-            }
-            if points:
-                lot = award(
-                    session,
-                    member,
-                    balance,
-                    settings,
-                    (points, breakdown),
-                    active,
-                    source=f"order:{command.order_id}",
-                    earned_at=placed_at,
-                    now=now,
-                    pending=True,
-                    details={},
-                    payload={"order_id": command.order_id},
-                )
-                order["lot_id"], order["available_at"] = lot.id, lot.available_at
-                settle_member(session, balance, now)
-            if session.new:
-                session.flush()
-            # The one write an order always makes; a read-only copy is returned.
-            order_row = insert_copy(session, Order, order)
-            # Crossing a threshold upgrades in the same transaction as the earning.
-            tiers.review_member(session, member, now)
-            if first and referrer_balance is not None:
-                events.grant_referral(session, member, referrer_balance, now)
-    except IntegrityError:
-        # The same order_id was recorded concurrently (for another member): compare with it.
-        existing = order_by_id(session, command.order_id, fresh=True)
-        if existing is None:
-            raise
-        return _replay(session, existing, request_hash), False
-    return recorded(session, order_row, redemption.public_id if redemption else None), True
+        settle_member(session, balance, now)
+        first = first_order(session, member)
+        redemption = None
+        if command.redemption_public_id:
+            redemption = _use_redemption(
+                session,
+                settings,
+                command.redemption_public_id,
+                member,
+                balance,
+                subtotal - discount,
+                now,
+            )
+        redeemed_value = redemption.value if redemption else 0
+        points, breakdown, active = earn(
+            session, member, lines, discount + redeemed_value, placed_at, now, first
+        )
+        nets = policy.net_amounts(lines, discount)
+        order = {
+            "order_id": command.order_id,
+            "member_id": member.id,
+            "currency": settings.currency,
+            "subtotal": subtotal,
+            "discount": discount,
+            "total": subtotal - discount,
+            "redeemed_points": redemption.points if redemption else 0,
+            "redeemed_value": redeemed_value,
+            "points_earned": points,
+            "breakdown": [c.as_dict() for c in breakdown],
+            "lines": [
+                {**dataclasses.asdict(line), "net_amount": net, "refunded_quantity": 0}
+                for line, net in zip(command.lines, nets, strict=True)
+            ],
+            "request_hash": request_hash,
+            "redemption_id": redemption.id if redemption else None,
+            "lot_id": None,
+            "placed_at": placed_at,
+            "available_at": None,
+            "created_at": now,
+            "refunded_amount": 0,
+            "points_reversed": 0,
+            "points_restored": 0,
+        }
+        if points:
+            lot = award(
+                session,
+                member,
+                balance,
+                settings,
+                (points, breakdown),
+                active,
+                source=f"order:{command.order_id}",
+                earned_at=placed_at,
+                now=now,
+                pending=True,
+                details={},
+                payload={"order_id": command.order_id},
+            )
+            order["lot_id"], order["available_at"] = lot.id, lot.available_at
+            settle_member(session, balance, now)
+        if session.new:
+            session.flush()
+        # The one write an order always makes; a read-only copy is returned.
+        order_row = insert_copy(session, Order, order)
+        # Crossing a threshold upgrades in the same transaction as the earning.
+        tiers.review_member(session, member, now)
+        if first and referrer_balance is not None:
+            events.grant_referral(session, member, referrer_balance, now)
+        return recorded(session, order_row, redemption.public_id if redemption else None)
+
+    # A retry replays the order as recorded, whatever changed since (the member's status, the
+    # program's currency), so the checks that depend on them come after the lookup. An order_id
+    # recorded concurrently (for another member) is compared with too.
+    return record_once(
+        session,
+        lock=lambda: _lock_member_and_referrer(session, member),
+        find=find,
+        replay=lambda existing: _replay(session, existing, request_hash),
+        record=record,
+    )
 
 
 def _lock_member_and_referrer(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -207,21 +208,40 @@ def refuse_unless_usable(redemption: Redemption, *, to_release: bool = False) ->
         raise AlreadyCaptured("The hold was captured; refund the order to give points back.")
 
 
+def _finish_hold(
+    session: Session,
+    public_id: uuid.UUID,
+    now: dt.datetime | None,
+    finish: Callable[[Redemption, MemberBalance, dt.datetime], object],
+    *,
+    to_release: bool,
+) -> Hold:
+    """Lock a hold and `finish` it if it is still held; then refuse one that can no longer
+    be finished that way (see refuse_unless_usable). Returns the hold as it is now."""
+    now = now or utcnow()
+    with transaction(session):
+        redemption, balance = _locked(session, public_id, now)
+        if redemption.status == RedemptionStatus.HELD:
+            finish(redemption, balance, now)
+    # Raised after the work: outside a request's scope an expiry noticed on the way is kept;
+    # in one, it is rolled back with the refusal and the next read settles it again, dated
+    # the same.
+    refuse_unless_usable(redemption, to_release=to_release)
+    return _hold(session, redemption)
+
+
 def capture(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Hold:
     """Spend the held points. Capturing again returns the same captured redemption.
 
     Raises RedemptionNotFound, HoldExpired after the TTL, AlreadyReleased after a release.
     """
-    now = now or utcnow()
-    with transaction(session):
-        redemption, balance = _locked(session, public_id, now)
-        if redemption.status == RedemptionStatus.HELD:
-            capture_locked(session, redemption, balance, now)
-    # Raised after the work: outside a request's scope an expiry noticed on the way is kept;
-    # in one, it is rolled back with the refusal and the next read settles it again, dated
-    # the same.
-    refuse_unless_usable(redemption)
-    return _hold(session, redemption)
+    return _finish_hold(
+        session,
+        public_id,
+        now,
+        lambda redemption, balance, now: capture_locked(session, redemption, balance, now),
+        to_release=False,
+    )
 
 
 def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = None) -> Hold:
@@ -229,17 +249,12 @@ def release(session: Session, public_id: uuid.UUID, now: dt.datetime | None = No
 
     Raises RedemptionNotFound, AlreadyCaptured after a capture, HoldExpired after the TTL.
     """
-    now = now or utcnow()
-    with transaction(session):
-        redemption, balance = _locked(session, public_id, now)
-        if redemption.status == RedemptionStatus.HELD:
-            return_held(
-                session,
-                balance,
-                redemption,
-                now,
-                TransactionKind.RELEASE,
-                RedemptionStatus.RELEASED,
-            )
-    refuse_unless_usable(redemption, to_release=True)
-    return _hold(session, redemption)
+    return _finish_hold(
+        session,
+        public_id,
+        now,
+        lambda redemption, balance, now: return_held(
+            session, balance, redemption, now, TransactionKind.RELEASE, RedemptionStatus.RELEASED
+        ),
+        to_release=True,
+    )

@@ -19,7 +19,7 @@ No floats: factors are kept as integer fractions.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -159,21 +159,23 @@ def order_points(
         amount = sum(n for n, m in zip(nets, matched, strict=True) if m)
         return amount * rule.points // rule.per_amount
 
-    for rule in ordered:
-        if rule.kind != "spend" or not _eligible(rule, context, when):
-            continue
-        if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
-            continue
+    def applying(kind: str) -> Iterator[Rule]:
+        """The rules of `kind` that apply to this order, in application order: active, for
+        the member's tier, and with the order at their minimum amount or over it."""
+        for rule in ordered:
+            if rule.kind != kind or not _eligible(rule, context, when):
+                continue
+            if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
+                continue
+            yield rule
+
+    for rule in applying("spend"):
         matched = [rule.conditions.matches_line(line) for line in lines]
         earned = _capped(rule, spend_on(rule, matched), context)
         spend_rules.append((rule, earned))
         _add(breakdown, rule, earned)
 
-    for rule in ordered:
-        if rule.kind != "multiplier" or not _eligible(rule, context, when):
-            continue
-        if rule.conditions.min_amount is not None and total_net < rule.conditions.min_amount:
-            continue
+    for rule in applying("multiplier"):
         both = [rule.conditions.matches_line(line) for line in lines]
         # Never more than a (capped) spend rule actually earned.
         base = sum(
@@ -192,12 +194,8 @@ def order_points(
         extra = base * (rule.factor.numerator - rule.factor.denominator) // rule.factor.denominator
         _add(breakdown, rule, _capped(rule, extra, context))
 
-    for rule in ordered:
-        if rule.kind != "bonus" or not _eligible(rule, context, when):
-            continue
+    for rule in applying("bonus"):
         conditions = rule.conditions
-        if conditions.min_amount is not None and total_net < conditions.min_amount:
-            continue
         if conditions.first_order and not context.first_order:
             continue
         if (conditions.skus or conditions.categories) and not any(

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty import metrics
-from loyalty.db import transaction, utcnow
+from loyalty.db import in_claimed_batches, transaction, utcnow
 from loyalty.errors import NotFound, ValidationFailed
 from loyalty.webhooks.models import (
     DeliveryStatus,
@@ -92,35 +92,28 @@ def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int =
     """Fan new outbox events out into one delivery per subscribed endpoint; returns how many
     events were dispatched."""
     now = now or utcnow()
-    total = 0
-    while True:
-        with transaction(session):
-            events = list(
-                session.execute(
-                    sa.select(OutboxEvent)
-                    .where(OutboxEvent.dispatched_at.is_(None))
-                    .order_by(OutboxEvent.id)
-                    .limit(batch_size)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-            endpoints = active_endpoints(session) if events else []
-            for event in events:
-                for endpoint in endpoints:
-                    if "*" in endpoint.event_types or event.type in endpoint.event_types:
-                        session.add(
-                            WebhookDelivery(
-                                endpoint_id=endpoint.id,
-                                event_id=event.id,
-                                status=DeliveryStatus.PENDING.value,
-                                next_attempt_at=now,
-                                created_at=now,
-                            )
+
+    def fan_out(events: list[OutboxEvent]) -> int:
+        endpoints = active_endpoints(session) if events else []
+        for event in events:
+            for endpoint in endpoints:
+                if "*" in endpoint.event_types or event.type in endpoint.event_types:
+                    session.add(
+                        WebhookDelivery(
+                            endpoint_id=endpoint.id,
+                            event_id=event.id,
+                            status=DeliveryStatus.PENDING.value,
+                            next_attempt_at=now,
+                            created_at=now,
                         )
-                event.dispatched_at = now
-        total += len(events)
-        if len(events) < batch_size:
-            return total
+                    )
+            event.dispatched_at = now
+        return len(events)
+
+    undispatched = (
+        sa.select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.id)
+    )
+    return in_claimed_batches(session, undispatched, batch_size, fan_out)
 
 
 def event_body(event: OutboxEvent) -> bytes:
