@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -88,14 +89,52 @@ def _reset(app: Flask) -> None:
         reset_settings(connection)
 
 
+@contextmanager
+def _rolled_back(app: Flask) -> Iterator[None]:
+    """Run the test inside one transaction on one connection, rolled back at the end.
+
+    Flask-SQLAlchemy's sessions take their bind from ``db.engines``: the test's connection
+    stands in for the engine there, so every session (the test's own and each test-client
+    request's) runs on it. ``join_transaction_mode="create_savepoint"`` makes a session's
+    commit and rollback release or roll back a savepoint, never the outer transaction.
+    On SQLite the outer ``begin`` emits BEGIN IMMEDIATE (loyalty.db.configure_engine), so the
+    test holds the write lock throughout: a second connection would wait for it, which is
+    why tests that need one are marked ``committed``.
+    """
+    engines = db._app_engines[app]  # what db.engines reads; no public way to swap a bind
+    engine = engines[None]
+    factory = db.session.session_factory
+    with engine.connect() as connection:
+        outer = connection.begin()
+        engines[None] = connection  # type: ignore[assignment]
+        factory.configure(join_transaction_mode="create_savepoint")
+        try:
+            yield
+        finally:
+            factory.kw.pop("join_transaction_mode", None)
+            engines[None] = engine
+            outer.rollback()
+
+
 @pytest.fixture
 def app(migrated_app: Flask, request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app, its database empty but for the settings row.
+
+    By default the test runs in a rolled-back transaction (``_rolled_back``). A test marked
+    ``committed`` (threads, subprocesses, its own connections) commits for real and the
+    tables are emptied after it, so the next test starts from empty tables either way.
+    """
     dialect = migrated_app.config["SQLALCHEMY_DATABASE_URI"].split(":")[0].split("+")[0]
     if request.node.get_closest_marker("postgresql_only") and dialect != "postgresql":
         pytest.skip("needs PostgreSQL row locks")
-    _reset(migrated_app)
-    yield migrated_app
-    _reset(migrated_app)
+    if request.node.get_closest_marker("committed"):
+        try:
+            yield migrated_app
+        finally:
+            _reset(migrated_app)
+        return
+    with _rolled_back(migrated_app):
+        yield migrated_app
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ IN_CI = os.environ.get("CI") == "true"
 
 pytestmark = [
     pytest.mark.postgresql_only,
+    pytest.mark.committed,  # a served app, processes and threads on their own connections
     pytest.mark.skipif(
         not IN_CI and os.environ.get("LOYALTY_FAULT_TESTS") != "1",
         reason=(

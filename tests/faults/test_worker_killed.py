@@ -42,7 +42,8 @@ from tests.faults import (
     seed_program,
 )
 
-pytestmark = pytest.mark.postgresql_only
+# Threads and processes commit and read each other's commits.
+pytestmark = [pytest.mark.postgresql_only, pytest.mark.committed]
 
 MEMBERS = ["m0", "m1", "m2", "m3"]
 ORDERS = 80

@@ -28,6 +28,9 @@ from loyalty.rules import services as rules
 from tests.concurrency import race
 from tests.factories import ApiKeyFactory, MemberFactory, auth
 
+# Racing threads each commit on their own connection.
+pytestmark = pytest.mark.committed
+
 ORDER = {
     "order_id": "o1",
     "member_id": "c1",

@@ -38,6 +38,9 @@ from loyalty.program.services import DEFAULTS, get_settings, update_settings
 from tests.database import delete_every_row
 from tests.factories import MemberFactory
 
+# Each hypothesis example empties the tables on its own connection (delete_every_row).
+pytestmark = pytest.mark.committed
+
 START = dt.datetime(2025, 1, 31, 10, 0, tzinfo=dt.UTC)
 FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.UTC)
 

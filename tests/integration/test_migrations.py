@@ -28,11 +28,14 @@ def model_differences(connection: sa.Connection) -> list[object]:
     return compare_metadata(context, db.metadata)
 
 
+# Opens its own connection.
+@pytest.mark.committed
 def test_the_migrated_schema_matches_the_models(app, session):
     with db.engine.connect() as connection:
         assert model_differences(connection) == []
 
 
+@pytest.mark.committed
 def test_no_migration_is_pending_after_upgrade(app, session):
     with db.engine.connect() as connection:
         assert pending_migrations(connection) == []
