@@ -204,6 +204,7 @@ def test_a_failed_request_leaves_no_claim_behind(app, client, admin, monkeypatch
         assert db.session.scalar(sa.select(sa.func.count(IdempotencyRecord.id))) == 0
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 def test_a_retry_while_the_first_request_runs_waits_for_it_and_replays_its_answer(app, admin):
     """No 409 to retry on: the duplicate's claim waits for the first request's transaction."""
     first_started, let_first_finish = threading.Event(), threading.Event()
@@ -265,6 +266,7 @@ def test_an_enrolment_retry_replays_the_201(client, checkout):
     assert plain.json["external_id"] == "m2"
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.parametrize("attempt", range(5))
 def test_two_simultaneous_retries_do_the_work_once(app, admin, attempt):
     barrier = threading.Barrier(2)

@@ -126,6 +126,7 @@ def test_enrolling_an_enrolled_customer_again_answers_200_with_the_existing_memb
     assert again.json == first.json
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 def test_racing_enrolments_of_one_customer_make_one_member(app, checkout):
     racers = 4
     barrier = threading.Barrier(racers)
@@ -453,6 +454,7 @@ def test_removing_more_points_than_available_is_a_422_insufficient_points(
     assert client.get(f"/v1/members/{member}", headers=checkout).json["balance"]["available"] == 100
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 def test_simultaneous_removals_never_take_the_balance_below_zero(
     app, client, admin, checkout, member
 ):

@@ -62,6 +62,7 @@ def test_healthz_answers_200_without_a_key(client):
     assert response.json == {"status": "ok"}
 
 
+@pytest.mark.committed  # /readyz opens a connection of its own
 def test_readyz_answers_200_on_a_migrated_database(client):
     response = client.get("/readyz")
 

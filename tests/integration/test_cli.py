@@ -63,6 +63,7 @@ def test_db_upgrade_migrates_a_new_database(fresh_sqlite_app):
     assert client.get("/readyz").status_code == 200
 
 
+@pytest.mark.committed  # the migration runs on db.engine, a connection of its own
 def test_db_upgrade_is_harmless_on_a_migrated_database(app):
     result = run(app, "db", "upgrade")
 

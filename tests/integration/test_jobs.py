@@ -653,6 +653,7 @@ def waiting_on_locks(app: Flask) -> int:
         ).scalar_one()
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.postgresql_only
 def test_two_job_processes_at_once_settle_each_member_once(app, migrated_app, many_due_members):
     """Both `loyalty jobs run` processes are held at their first claim by a table lock until
@@ -692,6 +693,7 @@ def test_two_job_processes_at_once_settle_each_member_once(app, migrated_app, ma
     assert_each_lot_matured_exactly_once(app)
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.postgresql_only
 def test_two_workers_racing_share_the_members_and_settle_each_once(app, many_due_members):
     start = threading.Barrier(2)

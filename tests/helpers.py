@@ -1,0 +1,76 @@
+"""Helpers the test files share: reading API answers, building apps, checking the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from loyalty import config, create_app
+from loyalty.extensions import db
+from loyalty.ledger import services as ledger
+
+
+def created(response: TestResponse) -> dict[str, Any]:
+    assert response.status_code == 201, response.json
+    return response.json  # type: ignore[no-any-return]
+
+
+def ok(response: TestResponse) -> dict[str, Any]:
+    assert response.status_code == 200, response.json
+    return response.json  # type: ignore[no-any-return]
+
+
+def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.json
+    assert response.content_type == "application/problem+json"
+    assert response.json["code"] == code
+    return response.json  # type: ignore[no-any-return]
+
+
+def when(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat()
+
+
+def build_app(url: str) -> Flask:
+    """An app from the factory on the database at `url`, configured as the suite's."""
+    return create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
+        }
+    )
+
+
+@contextmanager
+def app_built(url: str) -> Iterator[Flask]:
+    """``build_app``, its connections closed at the end."""
+    built = build_app(url)
+    try:
+        yield built
+    finally:
+        with built.app_context():
+            db.engine.dispose()
+
+
+@contextmanager
+def services(app: Flask) -> Iterator[Session]:
+    """A session of its own for calling services directly (as a job or a later request)."""
+    with app.app_context():
+        yield db.session
+
+
+def assert_ledger_verifies(app: Flask) -> None:
+    with app.app_context():
+        report = ledger.verify(db.session)
+        assert report.ok, report.problems
