@@ -23,6 +23,7 @@ from loyalty import config, create_app
 from loyalty.extensions import db
 from loyalty.migrate import upgrade
 from tests.database import delete_every_row, emptied_tables, reset_settings
+from tests.helpers import assert_ledger_verifies
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -152,3 +153,10 @@ def client(app: Flask) -> FlaskClient:
 def dialect(app: Flask) -> str:
     with app.app_context():
         return db.engine.dialect.name
+
+
+@pytest.fixture
+def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
+    """Use it (``pytest.mark.usefixtures``) where every test must leave a ledger that verifies."""
+    yield
+    assert_ledger_verifies(app)
