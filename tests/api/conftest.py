@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.api.checkout_calls import add_rule, give
-from tests.factories import ApiKeyFactory, RuleFactory, auth
+from tests.factories import ApiKeyFactory, RuleFactory, TierFactory, auth
 from tests.helpers import created
 
 
@@ -59,3 +59,17 @@ def funded(client: FlaskClient, admin: dict[str, str], member: str) -> str:
     """c1 with 1000 available points."""
     give(client, admin, member, 1000)
     return member
+
+
+@pytest.fixture
+def spend_rule(client: FlaskClient, admin: dict[str, str]) -> dict[str, Any]:
+    return add_rule(client, admin, RuleFactory.build())
+
+
+@pytest.fixture
+def program(client: FlaskClient, admin: dict[str, str], spend_rule: dict[str, Any]) -> None:
+    """The spend rule and the three tiers (Silver, Gold, Platinum: see TierFactory)."""
+    for trait in ("silver", "gold", "platinum"):
+        created(
+            client.post("/v1/admin/tiers", json=TierFactory.build(**{trait: True}), headers=admin)
+        )
