@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from loyalty.audit.models import AuditEntry
 from loyalty.db import utcnow
@@ -25,11 +23,12 @@ from loyalty.extensions import db
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import MemberBalance
 from loyalty.webhooks import outbox
-from tests.factories import ApiKeyFactory, auth
+from tests.factories import ApiKeyFactory, RuleFactory, TierFactory, auth
+from tests.helpers import created, ok
 
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
-SILVER = {"code": "silver", "name": "Silver", "rank": 1, "threshold": 100}
-GOLD = {"code": "gold", "name": "Gold", "rank": 2, "threshold": 500}
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
+
 TOTE = {"name": "Tote bag", "kind": "product", "cost_points": 500}
 
 
@@ -41,30 +40,6 @@ def ops(app: Flask) -> dict[str, str]:
     """An admin key named "ops-admin": the name every entry it writes must carry."""
     with app.app_context():
         return auth(ApiKeyFactory(name="ops-admin", scopes=("admin",)))
-
-
-@pytest.fixture
-def member(client: FlaskClient, checkout: dict[str, str]) -> str:
-    created(client.post("/v1/members", json={"external_id": "c1"}, headers=checkout))
-    return "c1"
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger.verify(db.session)
-        assert report.ok, report.problems
-
-
-def created(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def ok(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 200, response.json
-    return response.json
 
 
 def page(client: FlaskClient, headers: dict[str, str], **query: Any) -> dict[str, Any]:
@@ -139,20 +114,20 @@ def test_the_log_is_newest_first(client, ops):
 
 
 def test_creating_a_rule_is_logged_with_its_definition(client, ops):
-    rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
+    rule = created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=ops))
 
     entry = latest(client, ops, target_type="rule")
 
     assert (entry["actor"], entry["action"]) == ("ops-admin", "rule.create")
     assert entry["target_id"] == rule["id"]
     assert entry["before"] is None
-    assert entry["after"]["name"] == SPEND["name"]
+    assert entry["after"]["name"] == RuleFactory.build()["name"]
     assert entry["after"]["config"] == {"points": 1, "per_amount": 100}
     assert entry["after"]["version"] == 1
 
 
 def test_updating_a_rule_is_logged_with_the_old_and_new_version(client, ops):
-    rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
+    rule = created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=ops))
 
     ok(client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": 2}, headers=ops))
 
@@ -165,7 +140,7 @@ def test_updating_a_rule_is_logged_with_the_old_and_new_version(client, ops):
 
 
 def test_deactivating_a_rule_is_logged_as_a_deactivation(client, ops):
-    rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
+    rule = created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=ops))
 
     ok(client.post(f"/v1/admin/rules/{rule['id']}/deactivate", headers=ops))
 
@@ -176,7 +151,7 @@ def test_deactivating_a_rule_is_logged_as_a_deactivation(client, ops):
 
 
 def test_creating_updating_and_deleting_a_tier_are_logged(client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
     ok(client.patch("/v1/admin/tiers/silver", json={"threshold": 150}, headers=ops))
     assert client.delete("/v1/admin/tiers/silver", headers=ops).status_code == 204
 
@@ -325,8 +300,14 @@ def test_reads_and_checkout_calls_are_not_logged(app, client, ops, checkout, mem
 
 
 def test_the_log_filters_by_target_type_and_id(client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
-    created(client.post("/v1/admin/tiers", json=GOLD, headers=ops))
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
+    created(
+        client.post(
+            "/v1/admin/tiers",
+            json=TierFactory.build(code="gold", name="Gold", rank=2, threshold=500),
+            headers=ops,
+        )
+    )
     ok(client.patch("/v1/admin/program", json={"pending_days": 30}, headers=ops))
 
     assert {e["target_type"] for e in log(client, ops, target_type="tier")} == {"tier"}
@@ -337,8 +318,14 @@ def test_the_log_filters_by_target_type_and_id(client, ops):
 
 
 def test_the_log_filters_by_time_from_inclusive_to_exclusive(client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
-    created(client.post("/v1/admin/tiers", json=GOLD, headers=ops))
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
+    created(
+        client.post(
+            "/v1/admin/tiers",
+            json=TierFactory.build(code="gold", name="Gold", rank=2, threshold=500),
+            headers=ops,
+        )
+    )
     silver, gold = (latest(client, ops, target_id=code) for code in ("silver", "gold"))
 
     from_gold = log(client, ops, target_type="tier", **{"from": gold["created_at"]})
@@ -401,10 +388,14 @@ def test_a_refused_adjustment_leaves_no_entry(app, client, ops, member):
 
 
 def test_a_conflicting_tier_leaves_no_entry(app, client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
     before = entry_count(app)
 
-    response = client.post("/v1/admin/tiers", json={**GOLD, "rank": 1}, headers=ops)
+    response = client.post(
+        "/v1/admin/tiers",
+        json={**TierFactory.build(code="gold", name="Gold", rank=2, threshold=500), "rank": 1},
+        headers=ops,
+    )
 
     assert response.status_code == 409
     assert entry_count(app) == before

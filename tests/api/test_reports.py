@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from loyalty.db import utcnow
 from loyalty.extensions import db
@@ -31,36 +29,21 @@ from loyalty.ledger.policy import add_months
 from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
 from loyalty.rewards import services as rewards
+from tests.helpers import ok
+
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
 DAY = dt.timedelta(days=1)
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger.verify(db.session)
-        assert report.ok, report.problems
-
-
-@pytest.fixture
-def spend_rule(client: FlaskClient, admin: dict[str, str]) -> None:
-    assert client.post("/v1/admin/rules", json=SPEND, headers=admin).status_code == 201
 
 
 def enroll(client: FlaskClient, checkout: dict[str, str], *external_ids: str) -> None:
     for external_id in external_ids:
         response = client.post("/v1/members", json={"external_id": external_id}, headers=checkout)
         assert response.status_code == 201, response.json
-
-
-def ok(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 200, response.json
-    return response.json
 
 
 def liability(client: FlaskClient, admin: dict[str, str]) -> dict[str, Any]:

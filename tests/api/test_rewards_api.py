@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +23,10 @@ from loyalty.extensions import db
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import LedgerTransaction, TransactionKind
 from loyalty.rewards.models import RewardCode, RewardRedemption
+from tests.helpers import created, problem
+
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
 DAY = dt.timedelta(days=1)
 
@@ -35,21 +38,6 @@ COFFEE = {"name": "Free coffee", "kind": "coupon", "cost_points": 200}
 # --- helpers -------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger.verify(db.session)
-        assert report.ok, report.problems
-
-
-@pytest.fixture
-def member(client: FlaskClient, checkout: dict[str, str]) -> str:
-    response = client.post("/v1/members", json={"external_id": "c1"}, headers=checkout)
-    assert response.status_code == 201, response.json
-    return "c1"
-
-
 @pytest.fixture
 def gold(client: FlaskClient, admin: dict[str, str]) -> None:
     """Two tiers: Silver from 100 qualifying points, Gold from 500."""
@@ -58,18 +46,6 @@ def gold(client: FlaskClient, admin: dict[str, str]) -> None:
         {"code": "gold", "name": "Gold", "rank": 2, "threshold": 500},
     ):
         assert client.post("/v1/admin/tiers", json=tier, headers=admin).status_code == 201
-
-
-def created(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.json
-    assert response.content_type == "application/problem+json"
-    assert response.json["code"] == code
-    return response.json
 
 
 def iso(moment: dt.datetime) -> str:

@@ -1,17 +1,7 @@
 """Keeping a tier for its retention, and moving down only after it.
 
-The program used below earns 1 point per 1.00 spent and has three tiers:
-
-    Silver    rank 1    100 qualifying points    kept 12 months
-    Gold      rank 2    500 qualifying points    kept  6 months, free shipping
-    Platinum  rank 3  2,000 qualifying points    kept  3 months, free shipping, x2 points
-
-Unless a test says otherwise the program runs at its defaults (pending_days 14, points expire
-12 months after they are earned, a 12-month tier window). While a member qualifies, their tier
-is kept until its retention after the moment the qualification would lapse (when the points
-leave the window); once they stop qualifying (a refund), at most its retention from then.
-Time is moved by calling the services with `now=`; after every test the whole ledger must
-verify.
+The tiers' program, its defaults and how time is moved: see tests/api/tier_calls.py. After
+every test the whole ledger must verify.
 """
 
 from __future__ import annotations

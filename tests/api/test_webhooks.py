@@ -27,7 +27,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from loyalty.db import utcnow
 from loyalty.errors import ValidationFailed
@@ -40,6 +39,7 @@ from loyalty.orders import services as orders
 from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
+from tests.helpers import created, problem
 
 SECOND = dt.timedelta(seconds=1)
 HOUR = dt.timedelta(hours=1)
@@ -118,18 +118,6 @@ def receiver() -> Iterator[Receiver]:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def created(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.json
-    assert response.content_type == "application/problem+json"
-    assert response.json["code"] == code
-    return response.json
 
 
 def register(

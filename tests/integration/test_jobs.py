@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,10 @@ from loyalty.redemptions.models import Redemption
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
-from tests.factories import ApiKeyFactory, auth
+from tests.factories import ApiKeyFactory, RuleFactory, auth
+
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
 DAY = dt.timedelta(days=1)
 MINUTE = dt.timedelta(minutes=1)
@@ -61,19 +63,8 @@ SUMMARY = re.compile(
     r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed$"
 )
 
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
-BIRTHDAY = {"name": "Birthday", "kind": "event", "points": 100, "event_type": "birthday"}
-
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger.verify(db.session)
-        assert report.ok, report.problems
 
 
 @pytest.fixture
@@ -89,7 +80,7 @@ def add_rule(client: FlaskClient, admin: dict[str, str], rule: dict[str, Any]) -
 
 @pytest.fixture
 def spend_rule(client: FlaskClient, admin: dict[str, str]) -> None:
-    add_rule(client, admin, SPEND)
+    add_rule(client, admin, RuleFactory.build())
 
 
 @pytest.fixture
@@ -472,7 +463,11 @@ def test_points_already_spent_are_not_announced(app, t0):
 
 @pytest.fixture
 def birthday_rule(client: FlaskClient, admin: dict[str, str]) -> None:
-    add_rule(client, admin, BIRTHDAY)
+    add_rule(
+        client,
+        admin,
+        RuleFactory.build(review=True, name="Birthday", points=100, event_type="birthday"),
+    )
 
 
 def birthdays(app: Flask, now: dt.datetime) -> int:
