@@ -19,11 +19,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from loyalty import config, create_app
+from loyalty import config
 from loyalty.extensions import db
 from loyalty.migrate import upgrade
 from tests.database import delete_every_row, emptied_tables, reset_settings
-from tests.helpers import assert_ledger_verifies
+from tests.helpers import assert_ledger_verifies, build_app
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -65,13 +65,7 @@ def database_url(
 
 @pytest.fixture(scope="session")
 def migrated_app(database_url: str) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(database_url),
-        }
-    )
+    app = build_app(database_url)
     with app.app_context():
         upgrade(db.engine)
     yield app

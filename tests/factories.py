@@ -66,10 +66,27 @@ class RuleFactory(factory.Factory):
     kind = "spend"
     points = 1
     per_amount = 100
+    factor = None
     event_type = None
+    conditions = None
     caps = None
 
     class Params:
+        multiplier = factory.Trait(
+            name="Apparel x1.5",
+            kind="multiplier",
+            points=None,
+            per_amount=None,
+            factor="1.5",
+            conditions=factory.LazyFunction(lambda: {"categories": ["apparel"]}),
+        )
+        bonus = factory.Trait(
+            name="Welcome",
+            kind="bonus",
+            points=200,
+            per_amount=None,
+            conditions=factory.LazyFunction(lambda: {"first_order": True}),
+        )
         review = factory.Trait(
             name="Review", kind="event", points=25, per_amount=None, event_type="review"
         )
@@ -90,12 +107,8 @@ class RuleFactory(factory.Factory):
 
 
 class TierFactory(factory.Factory):
-    """A tier as the API takes it. The traits are the tiers' program:
-
-    Silver    rank 1    100 qualifying points    kept 12 months
-    Gold      rank 2    500 qualifying points    kept  6 months, free shipping
-    Platinum  rank 3  2,000 qualifying points    kept  3 months, free shipping, x2 points
-    """
+    """A tier as the API takes it. The traits are the tier tests' program (the table in
+    tests/api/tier_calls.py)."""
 
     class Meta:
         model = body

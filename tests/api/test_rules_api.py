@@ -9,22 +9,9 @@ import pytest
 
 from loyalty.extensions import db
 from loyalty.ledger.models import LedgerTransaction
-from tests.factories import MemberFactory, RuleFactory
+from tests.factories import MemberFactory, OrderFactory, RuleFactory
 
-MULTIPLIER = {
-    "name": "Apparel x1.5",
-    "kind": "multiplier",
-    "factor": "1.5",
-    "conditions": {"categories": ["apparel"]},
-}
-BONUS = {"name": "Welcome", "kind": "bonus", "points": 200, "conditions": {"first_order": True}}
-CART = {
-    "currency": "USD",
-    "lines": [
-        {"sku": "tee", "category": "apparel", "quantity": 2, "unit_price": 2500},
-        {"sku": "mug", "category": "home", "quantity": 1, "unit_price": 1200},
-    ],
-}
+CART = OrderFactory.build(order_id=None, member_id=None)  # 62.00
 
 
 def create(client, admin, body, status=201):
@@ -46,8 +33,14 @@ def errors_of(response):
     ("body", "config"),
     [
         (RuleFactory.build(), {"points": 1, "per_amount": 100, "factor": None, "event_type": None}),
-        (MULTIPLIER, {"points": None, "per_amount": None, "factor": "1.5", "event_type": None}),
-        (BONUS, {"points": 200, "per_amount": None, "factor": None, "event_type": None}),
+        (
+            RuleFactory.build(multiplier=True),
+            {"points": None, "per_amount": None, "factor": "1.5", "event_type": None},
+        ),
+        (
+            RuleFactory.build(bonus=True),
+            {"points": 200, "per_amount": None, "factor": None, "event_type": None},
+        ),
         (
             RuleFactory.build(review=True),
             {"points": 25, "per_amount": None, "factor": None, "event_type": "review"},
@@ -108,23 +101,23 @@ def test_spend_rule_without_points_is_refused(client, admin):
 
 @pytest.mark.parametrize("factor", ["abc", "1.5x", "", "1e2", "-2"])
 def test_multiplier_factor_that_is_not_a_decimal_is_refused(client, admin, factor):
-    body = {**MULTIPLIER, "factor": factor}
+    body = {**RuleFactory.build(multiplier=True), "factor": factor}
     assert "factor" in errors_of(client.post("/v1/admin/rules", json=body, headers=admin))
 
 
 @pytest.mark.parametrize("factor", ["1", "1.0", "0.5", "0"])
 def test_multiplier_factor_of_one_or_less_is_refused(client, admin, factor):
-    body = {**MULTIPLIER, "factor": factor}
+    body = {**RuleFactory.build(multiplier=True), "factor": factor}
     assert "factor" in errors_of(client.post("/v1/admin/rules", json=body, headers=admin))
 
 
 def test_multiplier_factor_given_as_a_json_number_is_refused(client, admin):
-    body = {**MULTIPLIER, "factor": 1.5}
+    body = {**RuleFactory.build(multiplier=True), "factor": 1.5}
     assert "factor" in errors_of(client.post("/v1/admin/rules", json=body, headers=admin))
 
 
 def test_multiplier_without_factor_is_refused(client, admin):
-    body = {k: v for k, v in MULTIPLIER.items() if k != "factor"}
+    body = {k: v for k, v in RuleFactory.build(multiplier=True).items() if k != "factor"}
     assert "factor" in errors_of(client.post("/v1/admin/rules", json=body, headers=admin))
 
 
@@ -143,10 +136,10 @@ def test_event_rule_matching_skus_is_refused(client, admin):
     [
         ({**RuleFactory.build(), "factor": "2"}, "factor"),
         ({**RuleFactory.build(), "event_type": "review"}, "event_type"),
-        ({**MULTIPLIER, "points": 5}, "points"),
-        ({**MULTIPLIER, "per_amount": 100}, "per_amount"),
-        ({**BONUS, "per_amount": 100}, "per_amount"),
-        ({**BONUS, "event_type": "review"}, "event_type"),
+        ({**RuleFactory.build(multiplier=True), "points": 5}, "points"),
+        ({**RuleFactory.build(multiplier=True), "per_amount": 100}, "per_amount"),
+        ({**RuleFactory.build(bonus=True), "per_amount": 100}, "per_amount"),
+        ({**RuleFactory.build(bonus=True), "event_type": "review"}, "event_type"),
         ({**RuleFactory.build(review=True), "factor": "2"}, "factor"),
     ],
     ids=lambda value: value if isinstance(value, str) else value["kind"],
@@ -324,14 +317,14 @@ def test_patch_replaces_a_member_cap_given_in_full(client, admin):
 
 
 def test_kind_cannot_change(client, admin):
-    rule = create(client, admin, BONUS)
+    rule = create(client, admin, RuleFactory.build(bonus=True))
     response = client.patch(f"/v1/admin/rules/{rule['id']}", json={"kind": "spend"}, headers=admin)
     assert "kind" in errors_of(response)
     assert client.get(f"/v1/admin/rules/{rule['id']}", headers=admin).json["version"] == 1
 
 
 def test_patch_that_makes_the_rule_invalid_is_refused_and_adds_no_version(client, admin):
-    rule = create(client, admin, MULTIPLIER)
+    rule = create(client, admin, RuleFactory.build(multiplier=True))
     response = client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": 5}, headers=admin)
     assert "points" in errors_of(response)
     versions = client.get(f"/v1/admin/rules/{rule['id']}/versions", headers=admin).json
@@ -432,7 +425,7 @@ def test_rules_need_a_key(client):
 def test_simulate_with_draft_rules_shows_what_the_cart_would_earn(client, admin):
     response = client.post(
         "/v1/admin/rules/simulate",
-        json={**CART, "rules": [RuleFactory.build(), MULTIPLIER]},
+        json={**CART, "rules": [RuleFactory.build(), RuleFactory.build(multiplier=True)]},
         headers=admin,
     )
     assert response.status_code == 200, response.json
@@ -446,7 +439,7 @@ def test_simulate_with_draft_rules_shows_what_the_cart_would_earn(client, admin)
 
 def test_simulate_includes_the_active_rules_unless_told_not_to(client, admin):
     live = create(client, admin, RuleFactory.build())
-    body = {**CART, "rules": [{**BONUS, "conditions": {}}]}
+    body = {**CART, "rules": [{**RuleFactory.build(bonus=True), "conditions": {}}]}
     with_active = client.post("/v1/admin/rules/simulate", json=body, headers=admin).json
     assert [c["rule_id"] for c in with_active["breakdown"]] == [live["id"], "draft-1"]
     assert with_active["points_to_earn"] == 262
@@ -472,7 +465,7 @@ def test_simulate_refuses_an_invalid_draft(client, admin):
 
 
 def test_simulate_for_a_member_applies_their_first_order_state(client, admin, checkout, app):
-    create(client, admin, BONUS)
+    create(client, admin, RuleFactory.build(bonus=True))
     with app.app_context():
         MemberFactory(external_id="new")
     body = {**CART, "member_id": "new"}

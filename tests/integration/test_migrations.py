@@ -12,11 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from flask import Flask
 
-from loyalty import config, create_app
 from loyalty.extensions import db
 from loyalty.migrate import alembic_config, pending_migrations, upgrade
 from loyalty.program.models import ProgramSettings
 from tests.conftest import _postgres_database
+from tests.helpers import build_app
 
 
 def model_differences(connection: sa.Connection) -> list[object]:
@@ -49,13 +49,7 @@ def throwaway_app(request: pytest.FixtureRequest, tmp_path) -> Iterator[Flask]:
     else:
         urls = _postgres_database()
     url = next(urls)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
-        }
-    )
+    app = build_app(url)
     try:
         yield app
     finally:
