@@ -14,6 +14,8 @@ from werkzeug.test import TestResponse
 from loyalty import config, create_app
 from loyalty.extensions import db
 from loyalty.ledger import services as ledger
+from loyalty.ledger.models import Account, PointLot, TransactionKind
+from loyalty.program.services import get_settings
 
 
 def created(response: TestResponse) -> dict[str, Any]:
@@ -74,3 +76,34 @@ def assert_ledger_verifies(app: Flask) -> None:
     with app.app_context():
         report = ledger.verify(db.session)
         assert report.ok, report.problems
+
+
+def credit_earned(
+    session: Session,
+    member_id: int,
+    points: int,
+    now: dt.datetime,
+    *,
+    pending: bool = True,
+    settle: bool = False,
+    **txn_fields: Any,
+) -> PointLot:
+    """Earn `points` straight through the ledger, as an order would (pending for the return
+    window unless `pending=False`), on the member's locked balance, settled first with
+    `settle`. Call it inside the caller's ``transaction(session)``."""
+    settings = get_settings(session)
+    balance = ledger.lock_balance(session, member_id)
+    if settle:
+        ledger.settle(session, balance, now)
+    _, lot = ledger.credit(
+        session,
+        balance,
+        settings,
+        points,
+        kind=TransactionKind.EARN,
+        source=Account.ISSUED,
+        now=now,
+        pending=pending,
+        **txn_fields,
+    )
+    return lot

@@ -16,9 +16,8 @@ from werkzeug.test import TestResponse
 from loyalty.db import transaction, utcnow
 from loyalty.extensions import db
 from loyalty.ledger import services as ledger
-from loyalty.ledger.models import Account, TransactionKind
 from loyalty.members.models import Member
-from loyalty.program.services import get_settings
+from tests.helpers import credit_earned
 
 CARD_FIELDS = {
     "external_id",
@@ -54,18 +53,7 @@ def earn(app: Flask, external_id: str, points: int, at: dt.datetime) -> None:
         session = db.session
         with transaction(session):
             member = ledger.find_member(session, external_id)
-            balance = ledger.lock_balance(session, member.id)
-            ledger.credit(
-                session,
-                balance,
-                get_settings(session),
-                points,
-                kind=TransactionKind.EARN,
-                source=Account.ISSUED,
-                now=at,
-                pending=True,
-                reference="test-order",
-            )
+            credit_earned(session, member.id, points, at, reference="test-order")
 
 
 def members_named(app: Flask, external_id: str) -> int:

@@ -34,7 +34,6 @@ from loyalty.extensions import db
 from loyalty.jobs import services as jobs
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import (
-    Account,
     LedgerTransaction,
     MemberBalance,
     PointLot,
@@ -44,13 +43,14 @@ from loyalty.ledger.policy import add_months
 from loyalty.members import services as members
 from loyalty.members.models import Member
 from loyalty.orders import services as orders
-from loyalty.program.services import get_settings, update_settings
+from loyalty.program.services import update_settings
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.models import Redemption
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
 from tests.factories import ApiKeyFactory, RuleFactory, auth
+from tests.helpers import credit_earned
 
 # After every test the whole ledger must verify.
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
@@ -569,20 +569,10 @@ def due_at_real_time(app: Flask, external_ids: list[str], points: int = 10) -> N
                 sa.select(Member.external_id, Member.id).where(Member.external_id.in_(external_ids))
             ).all()
         )
-        settings = get_settings(session)
         with transaction(session):
             for external_id in external_ids:
-                balance = ledger.lock_balance(session, ids[external_id])
-                ledger.credit(
-                    session,
-                    balance,
-                    settings,
-                    points,
-                    kind=TransactionKind.EARN,
-                    source=Account.ISSUED,
-                    now=earned,
-                    pending=True,
-                    reference=f"seed:{external_id}",
+                credit_earned(
+                    session, ids[external_id], points, earned, reference=f"seed:{external_id}"
                 )
 
 

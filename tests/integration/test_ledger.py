@@ -28,6 +28,7 @@ from loyalty.ledger.policy import add_months
 from loyalty.members.services import card
 from loyalty.program.services import get_settings, update_settings
 from tests.factories import MemberFactory
+from tests.helpers import credit_earned
 
 T0 = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -39,22 +40,10 @@ TICK = dt.timedelta(microseconds=1)
 
 def earn(session, member, points, now, *, pending=True):
     """Earn `points` as an order would: pending for the return window unless `pending=False`."""
-    settings = get_settings(session)
     with transaction(session):
-        balance = ledger.lock_balance(session, member.id)
-        ledger.settle(session, balance, now)
-        _, lot = ledger.credit(
-            session,
-            balance,
-            settings,
-            points,
-            kind=TransactionKind.EARN,
-            source=Account.ISSUED,
-            now=now,
-            pending=pending,
-            reference="order:test",
+        return credit_earned(
+            session, member.id, points, now, pending=pending, settle=True, reference="order:test"
         )
-    return lot
 
 
 def debit(session, member, points, now, **kwargs):
