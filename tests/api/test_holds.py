@@ -91,40 +91,39 @@ def test_hold_for_an_unknown_member_is_404(client, checkout):
     problem(response, 404, "not_found")
 
 
-def test_capture_spends_the_held_points_and_again_gives_the_same_answer(client, checkout, funded):
+@pytest.mark.parametrize(
+    ("action", "status", "available"),
+    [("capture", "captured", 500), ("release", "released", 1000)],
+    ids=["capture spends the held points", "release gives the points back"],
+)
+def test_capture_or_release_settles_the_hold_and_again_gives_the_same_answer(
+    client, checkout, funded, action, status, available
+):
     held = hold(client, checkout, 500)
-    first = client.post(f"/v1/redemptions/{held['redemption_id']}/capture", headers=checkout)
+    first = client.post(f"/v1/redemptions/{held['redemption_id']}/{action}", headers=checkout)
     assert first.status_code == 200, first.json
-    assert first.json["status"] == "captured"
-    again = client.post(f"/v1/redemptions/{held['redemption_id']}/capture", headers=checkout)
+    assert first.json["status"] == status
+    again = client.post(f"/v1/redemptions/{held['redemption_id']}/{action}", headers=checkout)
     assert (again.status_code, again.json) == (200, first.json)
-    assert balance(client, checkout) == {"available": 500, "pending": 0, "held": 0}
+    assert balance(client, checkout) == {"available": available, "pending": 0, "held": 0}
 
 
-def test_release_gives_the_points_back_and_again_gives_the_same_answer(client, checkout, funded):
+@pytest.mark.parametrize(
+    ("first", "then", "code", "available"),
+    [
+        ("capture", "release", "already_captured", 500),
+        ("release", "capture", "already_released", 1000),
+    ],
+    ids=["release after capture", "capture after release"],
+)
+def test_a_settled_hold_refuses_the_other_action(
+    client, checkout, funded, first, then, code, available
+):
     held = hold(client, checkout, 500)
-    first = client.post(f"/v1/redemptions/{held['redemption_id']}/release", headers=checkout)
-    assert first.status_code == 200, first.json
-    assert first.json["status"] == "released"
-    again = client.post(f"/v1/redemptions/{held['redemption_id']}/release", headers=checkout)
-    assert (again.status_code, again.json) == (200, first.json)
-    assert balance(client, checkout) == {"available": 1000, "pending": 0, "held": 0}
-
-
-def test_release_after_capture_is_already_captured(client, checkout, funded):
-    held = hold(client, checkout, 500)
-    client.post(f"/v1/redemptions/{held['redemption_id']}/capture", headers=checkout)
-    response = client.post(f"/v1/redemptions/{held['redemption_id']}/release", headers=checkout)
-    problem(response, 409, "already_captured")
-    assert balance(client, checkout) == {"available": 500, "pending": 0, "held": 0}
-
-
-def test_capture_after_release_is_already_released(client, checkout, funded):
-    held = hold(client, checkout, 500)
-    client.post(f"/v1/redemptions/{held['redemption_id']}/release", headers=checkout)
-    response = client.post(f"/v1/redemptions/{held['redemption_id']}/capture", headers=checkout)
-    problem(response, 409, "already_released")
-    assert balance(client, checkout) == {"available": 1000, "pending": 0, "held": 0}
+    client.post(f"/v1/redemptions/{held['redemption_id']}/{first}", headers=checkout)
+    response = client.post(f"/v1/redemptions/{held['redemption_id']}/{then}", headers=checkout)
+    problem(response, 409, code)
+    assert balance(client, checkout) == {"available": available, "pending": 0, "held": 0}
 
 
 def test_capture_after_the_ttl_is_hold_expired_and_the_points_are_back(

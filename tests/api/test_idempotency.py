@@ -19,6 +19,7 @@ from loyalty.idempotency.models import IdempotencyRecord
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.members.models import Member
+from tests.concurrency import race_requests, raised
 
 ADJUST = "/v1/admin/members/m1/adjustments"
 GOODWILL = {"points": 500, "reason": "goodwill"}
@@ -269,25 +270,11 @@ def test_an_enrolment_retry_replays_the_201(client, checkout):
 @pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.parametrize("attempt", range(5))
 def test_two_simultaneous_retries_do_the_work_once(app, admin, attempt):
-    barrier = threading.Barrier(2)
-    responses: list[TestResponse] = []
-    errors: list[BaseException] = []
+    responses = race_requests(
+        app, 2, lambda client: post(client, ADJUST, GOODWILL, with_key(admin, "race"))
+    )
 
-    def send() -> None:
-        try:
-            client = app.test_client()
-            barrier.wait(timeout=10)
-            responses.append(post(client, ADJUST, GOODWILL, with_key(admin, "race")))
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert raised(responses) == []
     assert adjustments(app) == [500]
     assert [response.status_code for response in responses] == [201, 201]
     assert responses[0].get_data() == responses[1].get_data()

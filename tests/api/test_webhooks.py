@@ -269,38 +269,31 @@ def test_an_enrolment_is_posted_to_the_endpoint_as_member_enrolled(
     assert delivery["event_id"] == request.json["id"]
 
 
-def test_the_signature_verifies_with_the_readme_verifier(app, client, admin, checkout, receiver):
+@pytest.fixture
+def signed(app, client, admin, checkout, receiver) -> tuple[dict[str, Any], Any]:
+    """A registered endpoint and the one request the worker sent it (an enrolment)."""
     hook = register(client, admin, receiver.url)
     enroll(client, checkout)
-
     run_worker(app)
-
     [request] = receiver.received
+    return hook, request
+
+
+def test_the_signature_verifies_with_the_readme_verifier(signed):
+    hook, request = signed
     assert request.headers["Loyalty-Signature"].startswith("t=")
     assert verify(hook["secret"], request.headers["Loyalty-Signature"], request.body)
 
 
-def test_the_signature_fails_with_another_secret_or_a_changed_body(
-    app, client, admin, checkout, receiver
-):
-    hook = register(client, admin, receiver.url)
-    enroll(client, checkout)
-
-    run_worker(app)
-
-    [request] = receiver.received
+def test_the_signature_fails_with_another_secret_or_a_changed_body(signed):
+    hook, request = signed
     header = request.headers["Loyalty-Signature"]
     assert not verify("whsec_someone_else", header, request.body)
     assert not verify(hook["secret"], header, request.body.replace(b"c1", b"c2"))
 
 
-def test_a_signature_older_than_the_tolerance_is_refused_by_the_verifier(
-    app, client, admin, checkout, receiver
-):
-    hook = register(client, admin, receiver.url)
-    enroll(client, checkout)
-    run_worker(app)
-    [request] = receiver.received
+def test_a_signature_older_than_the_tolerance_is_refused_by_the_verifier(signed):
+    hook, request = signed
     fields = dict(part.split("=", 1) for part in request.headers["Loyalty-Signature"].split(","))
     replayed = webhooks.signature(hook["secret"], int(fields["t"]) - 301, request.body)
 

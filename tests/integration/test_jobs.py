@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from loyalty.redemptions.models import Redemption
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
+from tests.concurrency import race, raised
 from tests.factories import ApiKeyFactory, RuleFactory, auth
 from tests.helpers import credit_earned
 
@@ -681,26 +681,11 @@ def test_two_job_processes_at_once_settle_each_member_once(app, migrated_app, ma
 @pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.postgresql_only
 def test_two_workers_racing_share_the_members_and_settle_each_once(app, many_due_members):
-    start = threading.Barrier(2)
-    summaries: list[jobs.RunSummary] = []
-    errors: list[BaseException] = []
     moment = utcnow()
 
-    def worker() -> None:
-        try:
-            with app.app_context():
-                start.wait(timeout=10)
-                summaries.append(jobs.settle_due(db.session, now=moment, batch_size=1))
-        except BaseException as error:
-            errors.append(error)
+    summaries = race(app, 2, lambda _: jobs.settle_due(db.session, now=moment, batch_size=1))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert errors == []
+    assert raised(summaries) == []
     assert sorted(s.members_settled for s in summaries)[0] > 0, "one worker did everything"
     assert sum(s.members_settled for s in summaries) == MANY
     assert sum(s.transactions_written for s in summaries) == MANY
