@@ -299,7 +299,9 @@ def test_reads_and_checkout_calls_are_not_logged(app, client, ops, checkout, mem
 # --- filters and pages ---------------------------------------------------------------------
 
 
-def test_the_log_filters_by_target_type_and_id(client, ops):
+@pytest.fixture
+def two_tiers(client: FlaskClient, ops: dict[str, str]) -> None:
+    """Silver, then Gold, created by ops."""
     created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
     created(
         client.post(
@@ -308,6 +310,9 @@ def test_the_log_filters_by_target_type_and_id(client, ops):
             headers=ops,
         )
     )
+
+
+def test_the_log_filters_by_target_type_and_id(client, ops, two_tiers):
     ok(client.patch("/v1/admin/program", json={"pending_days": 30}, headers=ops))
 
     assert {e["target_type"] for e in log(client, ops, target_type="tier")} == {"tier"}
@@ -317,15 +322,7 @@ def test_the_log_filters_by_target_type_and_id(client, ops):
     assert log(client, ops, target_type="tier", target_id="platinum") == []
 
 
-def test_the_log_filters_by_time_from_inclusive_to_exclusive(client, ops):
-    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
-    created(
-        client.post(
-            "/v1/admin/tiers",
-            json=TierFactory.build(code="gold", name="Gold", rank=2, threshold=500),
-            headers=ops,
-        )
-    )
+def test_the_log_filters_by_time_from_inclusive_to_exclusive(client, ops, two_tiers):
     silver, gold = (latest(client, ops, target_id=code) for code in ("silver", "gold"))
 
     from_gold = log(client, ops, target_type="tier", **{"from": gold["created_at"]})

@@ -29,6 +29,7 @@ from loyalty.ledger.policy import add_months
 from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
 from loyalty.rewards import services as rewards
+from tests.factories import OrderFactory
 from tests.helpers import ok
 
 # After every test the whole ledger must verify.
@@ -72,15 +73,15 @@ def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
 def order(
     app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime, **fields: Any
 ) -> None:
-    body = {
-        "order_id": order_id,
-        "member_id": external_id,
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
-        **fields,
-    }
     with app.app_context():
-        orders.place_order(db.session, body, now=now)
+        OrderFactory(
+            order_id=order_id,
+            member_id=external_id,
+            worth=dollars,
+            uncategorised=True,
+            now=now,
+            **fields,
+        )
 
 
 def hold(app: Flask, external_id: str, points: int, now: dt.datetime) -> uuid.UUID:

@@ -389,15 +389,21 @@ def test_a_receiver_that_cannot_be_reached_is_an_attempt_with_an_error(
     assert delivery["status"] == "pending"
 
 
-def test_the_worker_gives_up_after_max_attempts(app, client, admin, checkout, receiver):
-    hook = register(client, admin, receiver.url)
-    enroll(client, checkout)
+def fail_every_attempt(app: Flask, receiver: Receiver) -> dt.datetime:
+    """The receiver answers 500 to each of the worker's MAX_ATTEMPTS passes; returns the
+    moment after the last one."""
     receiver.default = 500
     moment = utcnow()
-
     for _ in range(webhooks.MAX_ATTEMPTS):
         run_worker(app, now=moment)
         moment += 7 * HOUR  # past the longest backoff
+    return moment
+
+
+def test_the_worker_gives_up_after_max_attempts(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    moment = fail_every_attempt(app, receiver)
     run_worker(app, now=moment + 30 * HOUR)
 
     assert len(receiver.received) == webhooks.MAX_ATTEMPTS == 8
@@ -433,11 +439,7 @@ def test_redeliver_sends_a_delivered_event_again(app, client, admin, checkout, r
 def test_redeliver_revives_a_delivery_that_gave_up(app, client, admin, checkout, receiver):
     hook = register(client, admin, receiver.url)
     enroll(client, checkout)
-    receiver.default = 500
-    moment = utcnow()
-    for _ in range(webhooks.MAX_ATTEMPTS):
-        run_worker(app, now=moment)
-        moment += 7 * HOUR
+    fail_every_attempt(app, receiver)
     [delivery] = deliveries(client, admin, hook["id"])
     receiver.default = 200
 

@@ -41,7 +41,6 @@ from loyalty.ledger.models import (
 from loyalty.ledger.policy import add_months
 from loyalty.members import services as members
 from loyalty.members.models import Member
-from loyalty.orders import services as orders
 from loyalty.program.services import update_settings
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.models import Redemption
@@ -49,7 +48,7 @@ from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
 from tests.concurrency import race, raised
-from tests.factories import ApiKeyFactory, RuleFactory, auth
+from tests.factories import ApiKeyFactory, OrderFactory, RuleFactory, auth
 from tests.helpers import credit_earned
 
 # After every test the whole ledger must verify.
@@ -94,14 +93,14 @@ def enroll(app: Flask, external_id: str, **fields: Any) -> None:
 
 
 def order(app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime) -> None:
-    body = {
-        "order_id": order_id,
-        "member_id": external_id,
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
-    }
     with app.app_context():
-        orders.place_order(db.session, body, now=now)
+        OrderFactory(
+            order_id=order_id,
+            member_id=external_id,
+            worth=dollars,
+            uncategorised=True,
+            now=now,
+        )
 
 
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
