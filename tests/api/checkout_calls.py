@@ -98,3 +98,8 @@ def backdated_hold(app, points, ago, external_id="c1"):
     with app.app_context():
         held = HoldFactory(member_id=external_id, points=points, now=utcnow() - ago)
         return str(held.public_id)
+
+
+def ended_five_days_before(now):
+    """A rule's window that ran from 10 to 5 days before `now`."""
+    return {"starts_at": (now - 10 * DAY).isoformat(), "ends_at": (now - 5 * DAY).isoformat()}

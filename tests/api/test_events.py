@@ -15,6 +15,7 @@ from tests.api.checkout_calls import (
     DAY,
     add_rule,
     balance,
+    ended_five_days_before,
     enroll,
     order,
 )
@@ -31,6 +32,17 @@ def event(client, checkout, event_id, event_type="review", external_id="c1", **f
         json={"event_id": event_id, "member_id": external_id, "type": event_type, **fields},
         headers=checkout,
     )
+
+
+def add_capped_review(client, admin, **per_member_cap):
+    """The review rule, capped per member over 30 days (`count=` or `points=`)."""
+    caps = {"per_member": {"period_days": 30, **per_member_cap}}
+    add_rule(client, admin, RuleFactory.build(review=True, caps=caps))
+
+
+def earned_by_events(client, checkout, count):
+    """What each of `count` reviews by c1 earned."""
+    return [event(client, checkout, f"e{n}").json["points_earned"] for n in range(count)]
 
 
 def test_event_earns_points_by_its_rule_available_at_once(client, checkout, admin, member):
@@ -62,12 +74,8 @@ def test_event_without_a_rule_is_recorded_and_earns_nothing(client, checkout, ap
 
 
 def test_event_rules_cap_the_count_per_member_per_period(client, checkout, admin, app, member):
-    add_rule(
-        client,
-        admin,
-        RuleFactory.build(review=True, caps={"per_member": {"period_days": 30, "count": 3}}),
-    )
-    earned = [event(client, checkout, f"e{n}").json["points_earned"] for n in range(4)]
+    add_capped_review(client, admin, count=3)
+    earned = earned_by_events(client, checkout, 4)
     assert earned == [25, 25, 25, 0]
     assert balance(client, checkout)["available"] == 75
     with app.app_context():
@@ -80,21 +88,13 @@ def test_event_rules_cap_the_count_per_member_per_period(client, checkout, admin
 
 
 def test_event_rules_cap_the_points_per_member_per_period(client, checkout, admin, member):
-    add_rule(
-        client,
-        admin,
-        RuleFactory.build(review=True, caps={"per_member": {"period_days": 30, "points": 60}}),
-    )
-    earned = [event(client, checkout, f"e{n}").json["points_earned"] for n in range(4)]
+    add_capped_review(client, admin, points=60)
+    earned = earned_by_events(client, checkout, 4)
     assert earned == [25, 25, 10, 0]
 
 
 def test_event_caps_count_per_member(client, checkout, admin, member):
-    add_rule(
-        client,
-        admin,
-        RuleFactory.build(review=True, caps={"per_member": {"period_days": 30, "count": 1}}),
-    )
+    add_capped_review(client, admin, count=1)
     enroll(client, checkout, "c2")
     assert event(client, checkout, "e1").json["points_earned"] == 25
     assert event(client, checkout, "e2", external_id="c2").json["points_earned"] == 25
@@ -131,11 +131,7 @@ def test_event_rule_window_is_checked_at_occurred_at(client, checkout, admin, me
     add_rule(
         client,
         admin,
-        RuleFactory.build(
-            review=True,
-            starts_at=(now - 10 * DAY).isoformat(),
-            ends_at=(now - 5 * DAY).isoformat(),
-        ),
+        RuleFactory.build(review=True, **ended_five_days_before(now)),
     )
     assert event(client, checkout, "e1").json["points_earned"] == 0
     late = event(client, checkout, "e2", occurred_at=(now - 7 * DAY).isoformat())

@@ -16,6 +16,7 @@ from tests.api.checkout_calls import (
     DAY,
     add_rule,
     balance,
+    ended_five_days_before,
     enroll,
     give,
     hold,
@@ -232,10 +233,7 @@ def test_order_rule_window_is_checked_at_placed_at(client, checkout, admin, memb
     add_rule(
         client,
         admin,
-        RuleFactory.build(
-            starts_at=(now - 10 * DAY).isoformat(),
-            ends_at=(now - 5 * DAY).isoformat(),
-        ),
+        RuleFactory.build(**ended_five_days_before(now)),
     )
     assert order(client, checkout).json["points_earned"] == 0
     late_entry = order(client, checkout, "o2", placed_at=(now - 7 * DAY).isoformat())

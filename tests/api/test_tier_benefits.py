@@ -31,7 +31,7 @@ from tests.api.tier_calls import (
     refund,
 )
 from tests.factories import OrderFactory
-from tests.helpers import problem, services, when
+from tests.helpers import ok, problem, services, when
 
 # After every test the whole ledger must verify.
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
@@ -71,19 +71,17 @@ def test_the_order_that_reaches_a_tier_earns_without_its_multiplier(
     assert all(not c["rule_id"].startswith("tier:") for c in placed["breakdown"])
 
 
+def quote_of_62_dollars(client: FlaskClient, checkout: dict[str, str]) -> dict[str, Any]:
+    cart = OrderFactory.build(order_id=None, worth=62, uncategorised=True)
+    return ok(client.post("/v1/orders/quote", json=cart, headers=checkout))
+
+
 def test_the_quote_counts_the_tiers_multiplier_too(client, checkout, program, member):
     order(client, checkout, "o1", 2000)
-    cart = {
-        "member_id": "c1",
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": 6200}],
-    }
+    quoted = quote_of_62_dollars(client, checkout)
 
-    response = client.post("/v1/orders/quote", json=cart, headers=checkout)
-
-    assert response.status_code == 200, response.json
-    assert response.json["points_to_earn"] == 124
-    assert "tier:platinum" in {c["rule_id"] for c in response.json["breakdown"]}
+    assert quoted["points_to_earn"] == 124
+    assert "tier:platinum" in {c["rule_id"] for c in quoted["breakdown"]}
 
 
 def test_a_member_holds_their_tiers_benefits(client, checkout, app_key, program, member):
@@ -186,17 +184,10 @@ def test_a_quote_after_the_retention_ran_out_earns_without_the_lost_tiers_multip
     app, client, admin, checkout, program, member
 ):
     reached_and_refunded_at(app, add_months(utcnow(), -4), 2000)  # Platinum, kept 3 months
-    cart = {
-        "member_id": "c1",
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": 6200}],
-    }
+    quoted = quote_of_62_dollars(client, checkout)
 
-    response = client.post("/v1/orders/quote", json=cart, headers=checkout)
-
-    assert response.status_code == 200, response.json
-    assert response.json["points_to_earn"] == 62
-    assert [c["rule_id"] for c in response.json["breakdown"]] == [spend_rule_id(client, admin)]
+    assert quoted["points_to_earn"] == 62
+    assert [c["rule_id"] for c in quoted["breakdown"]] == [spend_rule_id(client, admin)]
 
 
 def test_an_order_after_the_retention_ran_out_earns_without_the_lost_tiers_multiplier(
