@@ -16,6 +16,7 @@ from loyalty.extensions import db
 from loyalty.ledger import services as ledger
 from loyalty.ledger.models import Account, PointLot, TransactionKind
 from loyalty.program.services import get_settings
+from tests.factories import OrderFactory
 
 
 def created(response: TestResponse) -> dict[str, Any]:
@@ -107,3 +108,18 @@ def credit_earned(
         **txn_fields,
     )
     return lot
+
+
+def order_placed_at(
+    app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime, **fields: Any
+) -> None:
+    """An order of one tee worth `dollars`, placed through the service at `now`."""
+    with app.app_context():
+        OrderFactory(
+            order_id=order_id,
+            member_id=external_id,
+            worth=dollars,
+            uncategorised=True,
+            now=now,
+            **fields,
+        )

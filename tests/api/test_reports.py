@@ -29,8 +29,7 @@ from loyalty.ledger.policy import add_months
 from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
 from loyalty.rewards import services as rewards
-from tests.factories import OrderFactory
-from tests.helpers import ok
+from tests.helpers import ok, order_placed_at
 
 # After every test the whole ledger must verify.
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
@@ -70,20 +69,6 @@ def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
         ledger.adjust(db.session, external_id, points, "test", "ops", now=now)
 
 
-def order(
-    app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime, **fields: Any
-) -> None:
-    with app.app_context():
-        OrderFactory(
-            order_id=order_id,
-            member_id=external_id,
-            worth=dollars,
-            uncategorised=True,
-            now=now,
-            **fields,
-        )
-
-
 def hold(app: Flask, external_id: str, points: int, now: dt.datetime) -> uuid.UUID:
     with app.app_context():
         return redemptions.hold(db.session, external_id, points, now=now).public_id
@@ -108,7 +93,7 @@ def three_members(app, client, admin, checkout, spend_rule) -> None:
     now = utcnow()
     enroll(client, checkout, "c1", "c2", "c3")
     adjust(app, "c1", 1000, now)
-    order(app, "o1", "c1", 50, now)
+    order_placed_at(app, "o1", "c1", 50, now)
     adjust(app, "c2", 300, now)
     capture(app, hold(app, "c2", 200, now), now)
     adjust(app, "c3", 500, now)
@@ -230,11 +215,11 @@ def a_busy_week(app, client, admin, checkout, spend_rule, days) -> None:
     enroll(client, checkout, "c1", "c2")
     d = [noon(day) for day in days]
     adjust(app, "c1", 1000, d[0])
-    order(app, "o1", "c1", 200, d[0])
+    order_placed_at(app, "o1", "c1", 200, d[0])
     adjust(app, "c1", -100, d[1])
     adjust(app, "c2", 70, add_months(d[1], -12))
     redemption = hold(app, "c1", 300, d[2])
-    order(app, "o2", "c1", 60, d[2], redemption_id=redemption)
+    order_placed_at(app, "o2", "c1", 60, d[2], redemption_id=redemption)
     with app.app_context():
         reward = rewards.create_reward(
             db.session, {"name": "Mug", "kind": "product", "cost_points": 200}
@@ -283,7 +268,7 @@ def test_activity_counts_members_per_tier_now(app, client, admin, checkout, spen
     tier = {"code": "silver", "name": "Silver", "rank": 1, "threshold": 100}
     assert client.post("/v1/admin/tiers", json=tier, headers=admin).status_code == 201
     enroll(client, checkout, "c1", "c2", "c3")
-    order(app, "o1", "c1", 150, utcnow())
+    order_placed_at(app, "o1", "c1", 150, utcnow())
     today = utcnow().date()
 
     report = activity(client, admin, today, today)

@@ -20,7 +20,7 @@ from tests.api.tier_calls import (
     stored_tier,
     tier_of,
 )
-from tests.factories import RuleFactory
+from tests.factories import OrderFactory, RuleFactory
 from tests.helpers import created
 
 # After every test the whole ledger must verify.
@@ -168,12 +168,7 @@ def test_an_order_crossing_two_thresholds_from_a_lower_tier_skips_the_one_betwee
 def test_replaying_the_order_that_upgraded_changes_nothing_more(
     client, admin, checkout, program, member
 ):
-    body = {
-        "order_id": "o1",
-        "member_id": "c1",
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": 60000}],
-    }
+    body = OrderFactory.build(worth=600, uncategorised=True)
     first = client.post("/v1/orders", json=body, headers=checkout)
 
     again = client.post("/v1/orders", json=body, headers=checkout)

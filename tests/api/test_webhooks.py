@@ -39,6 +39,7 @@ from loyalty.orders import services as orders
 from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
+from tests.factories import OrderFactory
 from tests.helpers import created, problem
 
 SECOND = dt.timedelta(seconds=1)
@@ -590,28 +591,28 @@ def test_an_enrolment_that_fails_after_writing_its_event_sends_nothing(
         assert db.session.scalar(sa.select(sa.func.count(Member.id))) == 0
 
 
-def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
-    app, client, admin, checkout, receiver
-):
-    """Placing an order first settles the member (here: 50 points expire, a points.expired
-    event); the order is then refused, so the expiry and its event roll back with it."""
+def fifty_points_expired(app, client, admin, checkout, receiver) -> dt.datetime:
+    """An endpoint for points.expired; c1 given 50 points now. Returns a moment 400 days on,
+    when they have expired (once something settles the member)."""
     register(client, admin, receiver.url, ["points.expired"])
     enroll(client, checkout)
     start = utcnow()
     with app.app_context():
         ledger.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
-    a_year_later = start + dt.timedelta(days=400)
+    return start + dt.timedelta(days=400)
+
+
+def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
+    app, client, admin, checkout, receiver
+):
+    """Placing an order first settles the member (here: 50 points expire, a points.expired
+    event); the order is then refused, so the expiry and its event roll back with it."""
+    a_year_later = fifty_points_expired(app, client, admin, checkout, receiver)
 
     with app.app_context(), pytest.raises(ValidationFailed) as refused:
         orders.place_order(
             db.session,
-            {
-                "order_id": "o1",
-                "member_id": "c1",
-                "currency": "USD",
-                "lines": [{"sku": "tee", "quantity": 1, "unit_price": 2000}],
-                "redemption_id": uuid.uuid4(),
-            },
+            OrderFactory.build(worth=20, uncategorised=True, redemption_id=uuid.uuid4()),
             now=a_year_later,
         )
     run = run_worker(app, now=a_year_later)
@@ -624,12 +625,7 @@ def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
 
 def test_the_same_expiry_committed_later_is_sent_once(app, client, admin, checkout, receiver):
     """The counterpart of the test above: once the expiry commits, its event is delivered."""
-    register(client, admin, receiver.url, ["points.expired"])
-    enroll(client, checkout)
-    start = utcnow()
-    with app.app_context():
-        ledger.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
-    a_year_later = start + dt.timedelta(days=400)
+    a_year_later = fifty_points_expired(app, client, admin, checkout, receiver)
 
     with app.app_context():
         members.card(db.session, "c1", now=a_year_later)

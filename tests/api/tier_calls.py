@@ -29,7 +29,7 @@ from loyalty.orders import services as orders
 from loyalty.program.services import update_settings
 from loyalty.tiers import services as tiers
 from tests.factories import OrderFactory
-from tests.helpers import created, services
+from tests.helpers import created, order_placed_at, services
 
 SECOND = dt.timedelta(seconds=1)
 DAY = dt.timedelta(days=1)
@@ -58,8 +58,7 @@ def refund(
 
 def order_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> None:
     """An order worth `dollars` placed at `moment`, as the checkout would send it then."""
-    with services(app):
-        OrderFactory(order_id=order_id, worth=dollars, uncategorised=True, now=moment)
+    order_placed_at(app, order_id, "c1", dollars, moment)
 
 
 def refund_at(app: Flask, order_id: str, dollars: int, moment: dt.datetime) -> None:

@@ -48,8 +48,8 @@ from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
 from tests.concurrency import race, raised
-from tests.factories import ApiKeyFactory, OrderFactory, RuleFactory, auth
-from tests.helpers import credit_earned
+from tests.factories import ApiKeyFactory, RuleFactory, auth
+from tests.helpers import credit_earned, order_placed_at
 
 # After every test the whole ledger must verify.
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
@@ -90,17 +90,6 @@ def t0() -> dt.datetime:
 def enroll(app: Flask, external_id: str, **fields: Any) -> None:
     with app.app_context():
         members.enroll(db.session, {"external_id": external_id, **fields})
-
-
-def order(app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime) -> None:
-    with app.app_context():
-        OrderFactory(
-            order_id=order_id,
-            member_id=external_id,
-            worth=dollars,
-            uncategorised=True,
-            now=now,
-        )
 
 
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
@@ -180,7 +169,7 @@ def due_count(app: Flask, now: dt.datetime) -> int:
 
 def test_pending_points_mature_once_the_return_window_is_over(app, spend_rule, t0):
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
 
     summary = settle(app, t0 + 15 * DAY)
 
@@ -191,7 +180,7 @@ def test_pending_points_mature_once_the_return_window_is_over(app, spend_rule, t
 
 def test_a_matured_lot_is_dated_when_it_matured_not_when_the_job_ran(app, spend_rule, t0):
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
 
     settle(app, t0 + 40 * DAY)
 
@@ -206,7 +195,7 @@ def test_a_matured_lot_is_dated_when_it_matured_not_when_the_job_ran(app, spend_
 
 def test_nothing_happens_before_the_return_window_is_over(app, spend_rule, t0):
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
 
     summary = settle(app, t0 + 13 * DAY)
 
@@ -249,7 +238,7 @@ def test_a_tier_is_kept_through_its_retention_and_lost_after_it(app, client, adm
     with app.app_context():
         update_settings(db.session, {"tier_window_months": 1})
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
     assert stored_tier(app, "c1") == "silver"
 
     settle(app, add_months(t0, 2))
@@ -291,7 +280,7 @@ def test_an_entry_tier_without_retention_does_not_keep_the_job_busy_forever(app,
 def test_every_kind_of_due_work_is_done_in_one_run(app, spend_rule, t0):
     for external_id in ("maturing", "expiring", "holding"):
         enroll(app, external_id)
-    order(app, "o1", "maturing", 100, add_months(t0, 12) - 20 * DAY)
+    order_placed_at(app, "o1", "maturing", 100, add_months(t0, 12) - 20 * DAY)
     adjust(app, "expiring", 50, t0)
     adjust(app, "holding", 500, add_months(t0, 12) - MINUTE)
     with app.app_context():
@@ -315,7 +304,7 @@ def ten_due_members(app: Flask, spend_rule: None, t0: dt.datetime) -> dt.datetim
     """Ten members with an order each, all matured by the moment returned."""
     for n in range(10):
         enroll(app, f"c{n}")
-        order(app, f"o{n}", f"c{n}", 10 + n, t0)
+        order_placed_at(app, f"o{n}", f"c{n}", 10 + n, t0)
     return t0 + 15 * DAY
 
 
