@@ -490,13 +490,18 @@ def test_the_last_unit_can_be_redeemed_and_then_the_reward_is_out_of_stock(
     assert redemptions(app) == 1
 
 
+def refused_redemption(client, admin, app_key, points, body, code):
+    """c1 given `points` and a reward made from `body`: redeeming it is a 422 `code`."""
+    give(client, admin, points)
+    reward = add_reward(client, admin, body)
+    problem(redeem(client, app_key, reward["id"]), 422, code)
+    return reward
+
+
 def test_a_reward_without_stock_is_422_out_of_stock_and_charges_nothing(
     app, client, admin, app_key, member
 ):
-    give(client, admin, 1000)
-    reward = add_reward(client, admin, {**TOTE, "stock": 0})
-
-    problem(redeem(client, app_key, reward["id"]), 422, "out_of_stock")
+    reward = refused_redemption(client, admin, app_key, 1000, {**TOTE, "stock": 0}, "out_of_stock")
 
     assert_nothing_charged(app, client, app_key, 1000)
     assert stock(client, admin, reward["id"]) == 0
@@ -518,10 +523,9 @@ def test_a_coupon_whose_pool_is_empty_is_422_out_of_stock_and_charges_nothing(
 def test_redeeming_without_enough_points_is_422_insufficient_points_and_charges_nothing(
     app, client, admin, app_key, member
 ):
-    give(client, admin, 499)
-    reward = add_reward(client, admin, {**TOTE, "stock": 5})
-
-    problem(redeem(client, app_key, reward["id"]), 422, "insufficient_points")
+    reward = refused_redemption(
+        client, admin, app_key, 499, {**TOTE, "stock": 5}, "insufficient_points"
+    )
 
     assert_nothing_charged(app, client, app_key, 499)
     assert stock(client, admin, reward["id"]) == 5

@@ -74,6 +74,16 @@ def card(client: FlaskClient, headers: dict[str, str], external_id: str = "c1") 
     return response.json
 
 
+def tier_code(found: members.MemberCard) -> str | None:
+    """The code of the tier a card (read through the service) shows, None without one."""
+    return found.progress.tier.code if found.progress.tier is not None else None
+
+
+def progress(found: members.MemberCard) -> tuple[str | None, int, dt.datetime | None]:
+    """A card's tier code, qualifying points and the date the tier is retained until."""
+    return (tier_code(found), found.progress.qualifying_points, found.progress.retained_until)
+
+
 def tier_of(found: dict[str, Any]) -> str | None:
     return found["tier"]["code"] if found["tier"] else None
 

@@ -407,6 +407,11 @@ def situations(draw: st.DrawFn) -> tuple[list[TierView], TierView | None, dt.dat
 POINTS = st.integers(-5000, 30000)
 
 
+def assert_not_below(decision, tier):
+    assert decision.tier is not None
+    assert decision.tier.rank >= tier.rank
+
+
 def reviewed(situation, points):
     """The review of a member in `situation` (tiers, current tier, retained until) now."""
     tiers, current, retained_until = situation
@@ -432,8 +437,7 @@ def test_a_member_is_never_below_the_tier_they_qualify_for(situation, points):
     decision = reviewed(situation, points)
 
     if reached is not None:
-        assert decision.tier is not None
-        assert decision.tier.rank >= reached.rank
+        assert_not_below(decision, reached)
 
 
 @given(situation=situations(), points=POINTS)
@@ -446,8 +450,7 @@ def test_a_member_never_moves_down_while_their_tier_is_retained(situation, point
     if current is not None and retained_until is not None:
         retained_until = min(retained_until, add_months(NOW, current.retention_months))
     if current is not None and retained_until is not None and retained_until > NOW:
-        assert decision.tier is not None
-        assert decision.tier.rank >= current.rank
+        assert_not_below(decision, current)
 
 
 @given(situation=situations(), points=POINTS)
