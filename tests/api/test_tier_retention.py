@@ -118,14 +118,21 @@ def test_after_retention_a_member_drops_to_the_highest_tier_they_still_qualify_f
     assert moves(client, admin)[0] == ("gold", "silver", "retention_expired")
 
 
+def gold_from_now(app, window_months):
+    """An order worth Gold placed now; returns now and the date Gold is retained until
+    (checked: the qualifying window, then Gold's 6 months)."""
+    start = utcnow()
+    order_at(app, "o1", 600, start)
+    retained_until = card_at(app, start).progress.retained_until
+    assert retained_until == add_months(add_months(start, window_months), 6)
+    return start, retained_until
+
+
 def test_a_member_still_qualifying_when_retention_ends_keeps_the_tier_for_another_period(
     app, client, admin, checkout, program, member
 ):
     settings(app, pending_days=0)
-    start = utcnow()
-    order_at(app, "o1", 600, start)
-    retained_until = card_at(app, start).progress.retained_until
-    assert retained_until == add_months(add_months(start, 12), 6)
+    start, retained_until = gold_from_now(app, window_months=12)
     again = add_months(start, 10)
     order_at(app, "o2", 600, again)  # Gold again before the first order leaves the window
     later = retained_until + SECOND
@@ -141,10 +148,7 @@ def test_a_member_qualifying_when_retention_ends_under_a_longer_window_keeps_the
     app, client, admin, checkout, program, member
 ):
     settings(app, tier_window_months=3)
-    start = utcnow()
-    order_at(app, "o1", 600, start)
-    retained_until = card_at(app, start).progress.retained_until
-    assert retained_until == add_months(add_months(start, 3), 6)
+    start, retained_until = gold_from_now(app, window_months=3)
     settings(app, tier_window_months=12)  # the order counts again when the retention ends
     later = retained_until + SECOND
 
@@ -152,6 +156,21 @@ def test_a_member_qualifying_when_retention_ends_under_a_longer_window_keeps_the
 
     assert progress(found) == ("gold", 600, add_months(add_months(start, 12), 6))
     assert moves(client, admin) == [(None, "gold", "qualified")]
+
+
+def cards_until_the_retention_ends(app, first, ends):
+    """The member's card at `first` and at `ends`, after checking it still shows Gold a
+    second before `ends`."""
+    assert tier_code(card_at(app, ends - SECOND)) == "gold"
+    return card_at(app, first), card_at(app, ends)
+
+
+def downgrade_after_the_upgrade(client, admin):
+    """The newest of the member's two tier changes, a retention_expired downgrade, as (from,
+    to, when)."""
+    (downgrade, _) = history(client, admin)
+    assert downgrade["reason"] == "retention_expired"
+    return (downgrade["from_tier"], downgrade["to_tier"], when(downgrade["changed_at"]))
 
 
 def test_a_member_who_qualified_once_keeps_the_tier_for_its_retention_after_the_lapse(
@@ -167,22 +186,12 @@ def test_a_member_who_qualified_once_keeps_the_tier_for_its_retention_after_the_
     after_lapse = add_months(start, 14)
     order_at(app, "o2", 150, after_lapse)
 
-    reviewed = card_at(app, after_lapse)
-    kept = card_at(app, ends - SECOND)
-    found = card_at(app, ends)
+    reviewed, found = cards_until_the_retention_ends(app, after_lapse, ends)
 
-    assert reviewed.progress.tier is not None
-    assert reviewed.progress.tier.code == "gold"
-    assert reviewed.progress.qualifying_points == 150
-    assert reviewed.progress.retained_until == ends
-    assert kept.progress.tier is not None
-    assert kept.progress.tier.code == "gold"
-    assert tier_code(found) == "silver"
-    assert found.progress.retained_until == add_months(add_months(after_lapse, 12), 12)
-    (downgrade, _) = history(client, admin)
-    assert (downgrade["from_tier"], downgrade["to_tier"]) == ("gold", "silver")
-    assert downgrade["reason"] == "retention_expired"
-    assert when(downgrade["changed_at"]) == ends
+    assert progress(reviewed) == ("gold", 150, ends)
+    silver_until = add_months(add_months(after_lapse, 12), 12)
+    assert (tier_code(found), found.progress.retained_until) == ("silver", silver_until)
+    assert downgrade_after_the_upgrade(client, admin) == ("gold", "silver", ends)
 
 
 def test_a_full_refund_ends_the_qualification_so_the_downgrade_comes_its_retention_later(
@@ -195,21 +204,11 @@ def test_a_full_refund_ends_the_qualification_so_the_downgrade_comes_its_retenti
 
     refund_at(app, "o1", 600, refunded_at)
 
-    refunded = card_at(app, refunded_at)
-    kept = card_at(app, ends - SECOND)
-    found = card_at(app, ends)
-    assert refunded.progress.tier is not None
-    assert refunded.progress.tier.code == "gold"
-    assert refunded.progress.qualifying_points == 0
-    assert refunded.progress.retained_until == ends
-    assert kept.progress.tier is not None
-    assert kept.progress.tier.code == "gold"
+    refunded, found = cards_until_the_retention_ends(app, refunded_at, ends)
+    assert progress(refunded) == ("gold", 0, ends)
     assert found.progress.tier is None
     assert found.progress.retained_until is None
-    (downgrade, _) = history(client, admin)
-    assert (downgrade["from_tier"], downgrade["to_tier"]) == ("gold", None)
-    assert downgrade["reason"] == "retention_expired"
-    assert when(downgrade["changed_at"]) == ends
+    assert downgrade_after_the_upgrade(client, admin) == ("gold", None, ends)
 
 
 def test_the_job_downgrades_a_member_whose_retention_ended_without_any_read(
