@@ -4,6 +4,11 @@ PostgreSQL comes from LOYALTY_TEST_DATABASE_URL (default: the local `test` datab
 run creates its own throwaway database there, so parallel runs never collide. Where
 PostgreSQL is unreachable its tests are skipped, except with CI=true, where that fails the run.
 The schema always comes from the Alembic migrations.
+
+Each test runs in one transaction that is rolled back at its end (see ``_rolled_back``): the
+services' commits release savepoints inside it. A test whose point is real commits (racing
+threads, subprocesses, a served app, a connection of its own) is marked
+``@pytest.mark.committed``: it commits for real and the tables are emptied after it.
 """
 
 from __future__ import annotations
