@@ -16,7 +16,7 @@ from loyalty.extensions import db
 from loyalty.migrate import alembic_config, pending_migrations, upgrade
 from loyalty.program.models import ProgramSettings
 from tests.conftest import _postgres_database
-from tests.helpers import build_app
+from tests.helpers import app_built
 
 
 def model_differences(connection: sa.Connection) -> list[object]:
@@ -48,13 +48,10 @@ def throwaway_app(request: pytest.FixtureRequest, tmp_path) -> Iterator[Flask]:
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'migrations.db'}"])
     else:
         urls = _postgres_database()
-    url = next(urls)
-    app = build_app(url)
     try:
-        yield app
+        with app_built(next(urls)) as app:
+            yield app
     finally:
-        with app.app_context():
-            db.engine.dispose()
         for _ in urls:  # runs the generator's cleanup: drops the PostgreSQL database
             pass
 
