@@ -25,8 +25,13 @@ serve: install
 	$(BIN)/loyalty serve
 
 ## Linters, type checks, layer contracts, then the test suite on SQLite and PostgreSQL
+## The suite runs on two workers (pytest-xdist), each with its own SQLite file and PostgreSQL
+## database. The fault tests restart the PostgreSQL server and kill app servers, which would
+## cut the other worker's connections mid-test: they run alone, after the rest. Branch
+## coverage is added up over both runs and reported at the end.
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --ignore=tests/faults --cov --cov-report=
+	$(BIN)/pytest tests/faults --cov --cov-append --cov-report=term:skip-covered
 
 lint: install
 	$(BIN)/ruff check loyalty tests migrations
@@ -42,4 +47,4 @@ openapi: install
 	$(BIN)/loyalty openapi export
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis .import_linter_cache .coverage .coverage.* htmlcov

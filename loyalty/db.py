@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, registry
+from sqlalchemy.orm import DeclarativeBase, Session, registry, scoped_session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -225,16 +225,22 @@ def close_scope(session: Session) -> None:
 _TRANSACTION_CACHE = "loyalty.transaction_cache"
 
 
-def transaction_cache(session: Session) -> dict[str, Any]:
+def transaction_cache(session: Session | scoped_session[Session]) -> dict[str, Any]:
     """A dict that lives as long as the session's current transaction, for what a request
     reads once and uses again (the program's configuration, members' external ids).
 
-    A session opens a new Connection for each transaction: it identifies the transaction.
+    Keyed on the session's transaction object, not on its Connection: a session joined to
+    an outer transaction (the test suite's, or any caller's) keeps one Connection across
+    many of its own transactions, and what one of them read (an external id of a row that
+    was rolled back since) must not leak into the next.
     """
-    connection = session.connection()
+    session.connection()  # begins the transaction if none is open yet
+    # Services get Flask-SQLAlchemy's scoped_session, which does not proxy get_transaction.
+    real = session() if isinstance(session, scoped_session) else session
+    current = real.get_transaction()
     cached = session.info.get(_TRANSACTION_CACHE)
-    if cached is None or cached[0] is not connection:
-        cached = session.info[_TRANSACTION_CACHE] = (connection, {})
+    if cached is None or cached[0] is not current:
+        cached = session.info[_TRANSACTION_CACHE] = (current, {})
     values: dict[str, Any] = cached[1]
     return values
 

@@ -8,9 +8,15 @@ import uuid
 from typing import Any
 
 from loyalty.events.services import RecordEvent
+from loyalty.membership.services import EnrollMember
 from loyalty.orders.refunds import RefundOrder
 from loyalty.orders.services import PlaceOrder
+from loyalty.rules.services import RuleDefinition
+from loyalty.schemas.members import EnrollSchema
 from loyalty.schemas.orders import EventInSchema, OrderInSchema, RefundInSchema
+from loyalty.schemas.rules import RuleInSchema
+from loyalty.schemas.tiers import TierInSchema
+from loyalty.tiers.definitions import TierDefinition
 
 
 def _as_json(value: Any) -> Any:
@@ -37,4 +43,19 @@ def refund_command(body: dict[str, Any]) -> RefundOrder:
 
 def event_command(body: dict[str, Any]) -> RecordEvent:
     command: RecordEvent = EventInSchema().load(_as_json(body))
+    return command
+
+
+def enrollment(body: dict[str, Any]) -> EnrollMember:
+    command: EnrollMember = EnrollSchema().load(_as_json(body))
+    return command
+
+
+def tier_definition(body: dict[str, Any]) -> TierDefinition:
+    command: TierDefinition = TierInSchema().load(_as_json(body))
+    return command
+
+
+def rule_definition(body: dict[str, Any]) -> RuleDefinition:
+    command: RuleDefinition = RuleInSchema().load(_as_json(body))
     return command

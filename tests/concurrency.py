@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 
-def race(app: Flask, racers: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run work(0..racers-1) at once, each in its own thread and app context. Returns each
-    racer's result, or the exception it raised."""
+def _at_once(
+    racers: int, work: Callable[[int], Any], context: Callable[[], AbstractContextManager[Any]]
+) -> list[Any]:
     barrier = threading.Barrier(racers, timeout=30)
     results: list[Any] = [None] * racers
 
     def run(number: int) -> None:
-        with app.app_context():
+        with context():
             barrier.wait()
             try:
                 results[number] = work(number)
@@ -30,3 +32,21 @@ def race(app: Flask, racers: int, work: Callable[[int], Any]) -> list[Any]:
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads), "a racer hung"
     return results
+
+
+def race(app: Flask, racers: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run work(0..racers-1) at once, each in its own thread and app context. Returns each
+    racer's result, or the exception it raised."""
+    return _at_once(racers, work, app.app_context)
+
+
+def race_requests(app: Flask, racers: int, send: Callable[[FlaskClient], Any]) -> list[Any]:
+    """Call send(client) from `racers` threads at once, each with a test client of its own
+    and no app context pushed, so each request gets its own, as in production. Returns each
+    racer's response, or the exception it raised."""
+    return _at_once(racers, lambda _: send(app.test_client()), nullcontext)
+
+
+def raised(results: list[Any]) -> list[BaseException]:
+    """The exceptions among the racers' results."""
+    return [result for result in results if isinstance(result, BaseException)]

@@ -4,6 +4,11 @@ PostgreSQL comes from LOYALTY_TEST_DATABASE_URL (default: the local `test` datab
 run creates its own throwaway database there, so parallel runs never collide. Where
 PostgreSQL is unreachable its tests are skipped, except with CI=true, where that fails the run.
 The schema always comes from the Alembic migrations.
+
+Each test runs in one transaction that is rolled back at its end (see ``_rolled_back``): the
+services' commits release savepoints inside it. A test whose point is real commits (racing
+threads, subprocesses, a served app, a connection of its own) is marked
+``@pytest.mark.committed``: it commits for real and the tables are emptied after it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -18,10 +24,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from loyalty import config, create_app
+from loyalty import config
 from loyalty.extensions import db
 from loyalty.migrate import upgrade
 from tests.database import delete_every_row, emptied_tables, reset_settings
+from tests.helpers import assert_ledger_verifies, build_app
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -63,13 +70,7 @@ def database_url(
 
 @pytest.fixture(scope="session")
 def migrated_app(database_url: str) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(database_url),
-        }
-    )
+    app = build_app(database_url)
     with app.app_context():
         upgrade(db.engine)
     yield app
@@ -88,14 +89,52 @@ def _reset(app: Flask) -> None:
         reset_settings(connection)
 
 
+@contextmanager
+def _rolled_back(app: Flask) -> Iterator[None]:
+    """Run the test inside one transaction on one connection, rolled back at the end.
+
+    Flask-SQLAlchemy's sessions take their bind from ``db.engines``: the test's connection
+    stands in for the engine there, so every session (the test's own and each test-client
+    request's) runs on it. ``join_transaction_mode="create_savepoint"`` makes a session's
+    commit and rollback release or roll back a savepoint, never the outer transaction.
+    On SQLite the outer ``begin`` emits BEGIN IMMEDIATE (loyalty.db.configure_engine), so the
+    test holds the write lock throughout: a second connection would wait for it, which is
+    why tests that need one are marked ``committed``.
+    """
+    engines = db._app_engines[app]  # what db.engines reads; no public way to swap a bind
+    engine = engines[None]
+    factory = db.session.session_factory
+    with engine.connect() as connection:
+        outer = connection.begin()
+        engines[None] = connection  # type: ignore[assignment]
+        factory.configure(join_transaction_mode="create_savepoint")
+        try:
+            yield
+        finally:
+            factory.kw.pop("join_transaction_mode", None)
+            engines[None] = engine
+            outer.rollback()
+
+
 @pytest.fixture
 def app(migrated_app: Flask, request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app, its database empty but for the settings row.
+
+    By default the test runs in a rolled-back transaction (``_rolled_back``). A test marked
+    ``committed`` (threads, subprocesses, its own connections) commits for real and the
+    tables are emptied after it, so the next test starts from empty tables either way.
+    """
     dialect = migrated_app.config["SQLALCHEMY_DATABASE_URI"].split(":")[0].split("+")[0]
     if request.node.get_closest_marker("postgresql_only") and dialect != "postgresql":
         pytest.skip("needs PostgreSQL row locks")
-    _reset(migrated_app)
-    yield migrated_app
-    _reset(migrated_app)
+    if request.node.get_closest_marker("committed"):
+        try:
+            yield migrated_app
+        finally:
+            _reset(migrated_app)
+        return
+    with _rolled_back(migrated_app):
+        yield migrated_app
 
 
 @pytest.fixture
@@ -113,3 +152,10 @@ def client(app: Flask) -> FlaskClient:
 def dialect(app: Flask) -> str:
     with app.app_context():
         return db.engine.dialect.name
+
+
+@pytest.fixture
+def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
+    """Use it (``pytest.mark.usefixtures``) where every test must leave a ledger that verifies."""
+    yield
+    assert_ledger_verifies(app)

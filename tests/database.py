@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loyalty.extensions import db
+from loyalty.program.config import new_version
 from loyalty.program.models import ProgramSettings
 from loyalty.program.services import DEFAULTS
 
@@ -15,7 +16,7 @@ def reset_settings(connection: Connection) -> None:
         sa.update(ProgramSettings).values(
             **DEFAULTS,
             # Tiers and rules were emptied: workers must not keep their copies.
-            config_version=ProgramSettings.config_version + 1,
+            config_version=new_version(),
         )
     )
 

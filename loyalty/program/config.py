@@ -5,14 +5,16 @@ rules: ``ProgramConfig.part``).
 Reading them from the database on every request cost three ORM queries on each order. Instead
 each transaction reads one integer, ``program_settings.config_version``, and reuses this
 process's copy while the number is unchanged. Every change to the settings, a tier or a rule
-bumps the number in its own transaction (``changed``), so a worker uses the new configuration
-from the first transaction that starts after the change commits: never a stale copy.
+sets a new random number in its own transaction (``changed``), so a worker uses the new
+configuration from the first transaction that starts after the change commits: never a stale
+copy.
 
 The copies are detached: read them, never change them (admin services load the rows).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ _BUMP = (
     sa.update(ProgramSettings)
     .where(ProgramSettings.id == 1)
     .values(
-        config_version=ProgramSettings.config_version + 1,
+        config_version=sa.bindparam("new_version"),
         # Not a change of the settings themselves: their updated_at stays.
         updated_at=ProgramSettings.updated_at,
     )
@@ -86,9 +88,20 @@ def version_column() -> sa.Label[int]:
     return _VERSION.scalar_subquery().label("config_version")
 
 
+def new_version() -> int:
+    """A fresh config version: random, positive, fits the BIGINT column.
+
+    Not ``+ 1``: a transaction that bumps the number and then rolls back hands the same
+    number back, and the next change would bump it to a value some process may already hold
+    a copy of, with other rules and tiers (a rolled-back admin change, or a test's rolled-back
+    transaction). A random 62-bit number is never handed out twice in practice.
+    """
+    return secrets.randbits(62) or 1
+
+
 def changed(session: Session) -> None:
     """Record, in the caller's transaction, that the settings, a tier or a rule changed."""
-    session.execute(_BUMP)
+    session.execute(_BUMP, {"new_version": new_version()})
     transaction_cache(session).pop(_CACHED, None)
 
 

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
-from tests.factories import ApiKeyFactory, auth
+from tests.api.checkout_calls import add_rule, give
+from tests.factories import ApiKeyFactory, RuleFactory, TierFactory, auth
+from tests.helpers import created
 
 
 @pytest.fixture
@@ -35,3 +39,37 @@ def checkout(headers_for: Callable[..., dict[str, str]]) -> dict[str, str]:
 @pytest.fixture
 def app_key(headers_for: Callable[..., dict[str, str]]) -> dict[str, str]:
     return headers_for("app")
+
+
+@pytest.fixture
+def member(client: FlaskClient, checkout: dict[str, str]) -> str:
+    """Member c1, enrolled by the checkout."""
+    created(client.post("/v1/members", json={"external_id": "c1"}, headers=checkout))
+    return "c1"
+
+
+@pytest.fixture
+def rule(client: FlaskClient, admin: dict[str, str]) -> dict[str, Any]:
+    """The program's base rule: 1 point per 1.00 spent."""
+    return add_rule(client, admin, RuleFactory.build())
+
+
+@pytest.fixture
+def funded(client: FlaskClient, admin: dict[str, str], member: str) -> str:
+    """c1 with 1000 available points."""
+    give(client, admin, member, 1000)
+    return member
+
+
+@pytest.fixture
+def spend_rule(client: FlaskClient, admin: dict[str, str]) -> dict[str, Any]:
+    return add_rule(client, admin, RuleFactory.build())
+
+
+@pytest.fixture
+def program(client: FlaskClient, admin: dict[str, str], spend_rule: dict[str, Any]) -> None:
+    """The spend rule and the three tiers (Silver, Gold, Platinum: see TierFactory)."""
+    for trait in ("silver", "gold", "platinum"):
+        created(
+            client.post("/v1/admin/tiers", json=TierFactory.build(**{trait: True}), headers=admin)
+        )

@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from loyalty.audit.models import AuditEntry
 from loyalty.db import utcnow
 from loyalty.extensions import db
-from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import MemberBalance
 from loyalty.members import lookup
 from loyalty.membership import adjustments
 from loyalty.webhooks import outbox
-from tests.factories import ApiKeyFactory, auth
+from tests.factories import ApiKeyFactory, RuleFactory, TierFactory, auth
+from tests.helpers import created, ok
 
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
-SILVER = {"code": "silver", "name": "Silver", "rank": 1, "threshold": 100}
-GOLD = {"code": "gold", "name": "Gold", "rank": 2, "threshold": 500}
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
+
 TOTE = {"name": "Tote bag", "kind": "product", "cost_points": 500}
 
 
@@ -43,30 +41,6 @@ def ops(app: Flask) -> dict[str, str]:
     """An admin key named "ops-admin": the name every entry it writes must carry."""
     with app.app_context():
         return auth(ApiKeyFactory(name="ops-admin", scopes=("admin",)))
-
-
-@pytest.fixture
-def member(client: FlaskClient, checkout: dict[str, str]) -> str:
-    created(client.post("/v1/members", json={"external_id": "c1"}, headers=checkout))
-    return "c1"
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger_verify.verify(db.session)
-        assert report.ok, report.problems
-
-
-def created(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def ok(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 200, response.json
-    return response.json
 
 
 def page(client: FlaskClient, headers: dict[str, str], **query: Any) -> dict[str, Any]:
@@ -141,20 +115,20 @@ def test_the_log_is_newest_first(client, ops):
 
 
 def test_creating_a_rule_is_logged_with_its_definition(client, ops):
-    rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
+    rule = created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=ops))
 
     entry = latest(client, ops, target_type="rule")
 
     assert (entry["actor"], entry["action"]) == ("ops-admin", "rule.create")
     assert entry["target_id"] == rule["id"]
     assert entry["before"] is None
-    assert entry["after"]["name"] == SPEND["name"]
+    assert entry["after"]["name"] == RuleFactory.build()["name"]
     assert entry["after"]["config"] == {"points": 1, "per_amount": 100}
     assert entry["after"]["version"] == 1
 
 
 def test_updating_a_rule_is_logged_with_the_old_and_new_version(client, ops):
-    rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
+    rule = created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=ops))
 
     ok(client.patch(f"/v1/admin/rules/{rule['id']}", json={"points": 2}, headers=ops))
 
@@ -167,7 +141,7 @@ def test_updating_a_rule_is_logged_with_the_old_and_new_version(client, ops):
 
 
 def test_deactivating_a_rule_is_logged_as_a_deactivation(client, ops):
-    rule = created(client.post("/v1/admin/rules", json=SPEND, headers=ops))
+    rule = created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=ops))
 
     ok(client.post(f"/v1/admin/rules/{rule['id']}/deactivate", headers=ops))
 
@@ -178,7 +152,7 @@ def test_deactivating_a_rule_is_logged_as_a_deactivation(client, ops):
 
 
 def test_creating_updating_and_deleting_a_tier_are_logged(client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
     ok(client.patch("/v1/admin/tiers/silver", json={"threshold": 150}, headers=ops))
     assert client.delete("/v1/admin/tiers/silver", headers=ops).status_code == 204
 
@@ -326,9 +300,20 @@ def test_reads_and_checkout_calls_are_not_logged(app, client, ops, checkout, mem
 # --- filters and pages ---------------------------------------------------------------------
 
 
-def test_the_log_filters_by_target_type_and_id(client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
-    created(client.post("/v1/admin/tiers", json=GOLD, headers=ops))
+@pytest.fixture
+def two_tiers(client: FlaskClient, ops: dict[str, str]) -> None:
+    """Silver, then Gold, created by ops."""
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
+    created(
+        client.post(
+            "/v1/admin/tiers",
+            json=TierFactory.build(code="gold", name="Gold", rank=2, threshold=500),
+            headers=ops,
+        )
+    )
+
+
+def test_the_log_filters_by_target_type_and_id(client, ops, two_tiers):
     ok(client.patch("/v1/admin/program", json={"pending_days": 30}, headers=ops))
 
     assert {e["target_type"] for e in log(client, ops, target_type="tier")} == {"tier"}
@@ -338,9 +323,7 @@ def test_the_log_filters_by_target_type_and_id(client, ops):
     assert log(client, ops, target_type="tier", target_id="platinum") == []
 
 
-def test_the_log_filters_by_time_from_inclusive_to_exclusive(client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
-    created(client.post("/v1/admin/tiers", json=GOLD, headers=ops))
+def test_the_log_filters_by_time_from_inclusive_to_exclusive(client, ops, two_tiers):
     silver, gold = (latest(client, ops, target_id=code) for code in ("silver", "gold"))
 
     from_gold = log(client, ops, target_type="tier", **{"from": gold["created_at"]})
@@ -403,10 +386,14 @@ def test_a_refused_adjustment_leaves_no_entry(app, client, ops, member):
 
 
 def test_a_conflicting_tier_leaves_no_entry(app, client, ops):
-    created(client.post("/v1/admin/tiers", json=SILVER, headers=ops))
+    created(client.post("/v1/admin/tiers", json=TierFactory.build(), headers=ops))
     before = entry_count(app)
 
-    response = client.post("/v1/admin/tiers", json={**GOLD, "rank": 1}, headers=ops)
+    response = client.post(
+        "/v1/admin/tiers",
+        json={**TierFactory.build(code="gold", name="Gold", rank=2, threshold=500), "rank": 1},
+        headers=ops,
+    )
 
     assert response.status_code == 409
     assert entry_count(app) == before

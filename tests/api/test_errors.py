@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 from werkzeug.test import TestResponse
 
-from loyalty import config, create_app
-from loyalty.extensions import db
+from loyalty import config
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
+from tests.helpers import app_built
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
@@ -261,17 +261,8 @@ def test_an_unexpected_exception_is_a_500_without_internals(client, checkout, me
 @pytest.fixture
 def fresh_app(migrated_app: Flask) -> Iterator[Flask]:
     """A second app from the factory, with the test configuration of `migrated_app`."""
-    url = migrated_app.config["SQLALCHEMY_DATABASE_URI"]
-    fresh = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
-        }
-    )
-    yield fresh
-    with fresh.app_context():
-        db.engine.dispose()
+    with app_built(migrated_app.config["SQLALCHEMY_DATABASE_URI"]) as fresh:
+        yield fresh
 
 
 def test_an_unexpected_exception_in_any_view_is_a_500_problem(fresh_app):
@@ -307,17 +298,8 @@ def test_a_database_operational_error_is_a_503_service_unavailable(
 @pytest.fixture
 def unreachable_app() -> Iterator[Flask]:
     """An app whose PostgreSQL is down: nothing listens on port 1."""
-    url = config.database_url("postgresql://postgres@127.0.0.1:1/loyalty")
-    down = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
-        }
-    )
-    yield down
-    with down.app_context():
-        db.engine.dispose()
+    with app_built(config.database_url("postgresql://postgres@127.0.0.1:1/loyalty")) as down:
+        yield down
 
 
 def test_a_request_while_the_database_is_down_is_a_503(unreachable_app):

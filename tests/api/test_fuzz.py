@@ -39,7 +39,7 @@ from loyalty.cli import OPENAPI_FILE
 from loyalty.extensions import db
 from loyalty.ledger import verify as ledger_verify
 from loyalty.webhooks import services as webhooks
-from tests.factories import ApiKeyFactory, auth
+from tests.factories import ApiKeyFactory, OrderFactory, auth
 
 # Valid input may still be refused by a business rule (422 insufficient_points,
 # currency_mismatch, ...), a conflict (409) or a missing resource (404), never as malformed.
@@ -255,12 +255,9 @@ def test_orders_quote_is_only_the_quote_endpoint(client, headers_for):
     checkout = headers_for("checkout")
     enrolled = client.post("/v1/members", json={"external_id": "c1"}, headers=checkout)
     assert enrolled.status_code == 201
-    order = {
-        "order_id": "quote",
-        "member_id": "c1",
-        "currency": "USD",
-        "lines": [{"sku": "mug", "quantity": 1, "unit_price": 1200}],
-    }
+    order = OrderFactory.build(
+        order_id="quote", lines=[{"sku": "mug", "quantity": 1, "unit_price": 1200}]
+    )
 
     refused = client.post("/v1/orders", json=order, headers=checkout)
     get = client.get("/v1/orders/quote", headers=checkout)

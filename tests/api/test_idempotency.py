@@ -20,6 +20,7 @@ from loyalty.ledger import queries
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.members.models import Member
 from loyalty.membership import adjustments
+from tests.concurrency import race_requests, raised
 
 ADJUST = "/v1/admin/members/m1/adjustments"
 GOODWILL = {"points": 500, "reason": "goodwill"}
@@ -205,6 +206,7 @@ def test_a_failed_request_leaves_no_claim_behind(app, client, admin, monkeypatch
         assert db.session.scalar(sa.select(sa.func.count(IdempotencyRecord.id))) == 0
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 def test_a_retry_while_the_first_request_runs_waits_for_it_and_replays_its_answer(app, admin):
     """No 409 to retry on: the duplicate's claim waits for the first request's transaction."""
     first_started, let_first_finish = threading.Event(), threading.Event()
@@ -266,27 +268,14 @@ def test_an_enrolment_retry_replays_the_201(client, checkout):
     assert plain.json["external_id"] == "m2"
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.parametrize("attempt", range(5))
 def test_two_simultaneous_retries_do_the_work_once(app, admin, attempt):
-    barrier = threading.Barrier(2)
-    responses: list[TestResponse] = []
-    errors: list[BaseException] = []
+    responses = race_requests(
+        app, 2, lambda client: post(client, ADJUST, GOODWILL, with_key(admin, "race"))
+    )
 
-    def send() -> None:
-        try:
-            client = app.test_client()
-            barrier.wait(timeout=10)
-            responses.append(post(client, ADJUST, GOODWILL, with_key(admin, "race")))
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert raised(responses) == []
     assert adjusted_points(app) == [500]
     assert [response.status_code for response in responses] == [201, 201]
     assert responses[0].get_data() == responses[1].get_data()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import threading
 from typing import Any
 
 import pytest
@@ -15,11 +14,10 @@ from werkzeug.test import TestResponse
 
 from loyalty.db import transaction, utcnow
 from loyalty.extensions import db
-from loyalty.ledger import postings
-from loyalty.ledger.models import Account, TransactionKind
 from loyalty.members import lookup
 from loyalty.members.models import Member
-from loyalty.program.services import get_settings
+from tests.concurrency import race_requests, raised
+from tests.helpers import credit_earned
 
 CARD_FIELDS = {
     "external_id",
@@ -55,18 +53,7 @@ def earn(app: Flask, external_id: str, points: int, at: dt.datetime) -> None:
         session = db.session
         with transaction(session):
             member = lookup.find_member(session, external_id)
-            balance = postings.lock_balance(session, member.id)
-            postings.credit(
-                session,
-                balance,
-                get_settings(session),
-                points,
-                kind=TransactionKind.EARN,
-                source=Account.ISSUED,
-                now=at,
-                pending=True,
-                reference="test-order",
-            )
+            credit_earned(session, member.id, points, at, reference="test-order")
 
 
 def members_named(app: Flask, external_id: str) -> int:
@@ -127,27 +114,15 @@ def test_enrolling_an_enrolled_customer_again_answers_200_with_the_existing_memb
     assert again.json == first.json
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 def test_racing_enrolments_of_one_customer_make_one_member(app, checkout):
     racers = 4
-    barrier = threading.Barrier(racers)
-    statuses: list[int] = []
-    errors: list[BaseException] = []
+    responses = race_requests(
+        app, racers, lambda client: enrol(client, checkout, external_id="racer")
+    )
 
-    def send() -> None:
-        try:
-            client = app.test_client()
-            barrier.wait(timeout=10)
-            statuses.append(enrol(client, checkout, external_id="racer").status_code)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=send) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert raised(responses) == []
+    statuses = [response.status_code for response in responses]
     assert sorted(statuses) == [200] * (racers - 1) + [201]
     assert members_named(app, "racer") == 1
 
@@ -454,30 +429,16 @@ def test_removing_more_points_than_available_is_a_422_insufficient_points(
     assert client.get(f"/v1/members/{member}", headers=checkout).json["balance"]["available"] == 100
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 def test_simultaneous_removals_never_take_the_balance_below_zero(
     app, client, admin, checkout, member
 ):
     adjust(client, admin, 1000)
-    racers = 5
-    barrier = threading.Barrier(racers)
-    statuses: list[int] = []
-    errors: list[BaseException] = []
 
-    def remove_300() -> None:
-        try:
-            own_client = app.test_client()
-            barrier.wait(timeout=10)
-            statuses.append(adjust(own_client, admin, -300).status_code)
-        except BaseException as error:
-            errors.append(error)
+    responses = race_requests(app, 5, lambda own_client: adjust(own_client, admin, -300))
 
-    threads = [threading.Thread(target=remove_300) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert raised(responses) == []
+    statuses = [response.status_code for response in responses]
     assert sorted(statuses) == [201, 201, 201, 422, 422]
     assert client.get(f"/v1/members/{member}", headers=checkout).json["balance"]["available"] == 100
 

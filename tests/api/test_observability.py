@@ -25,10 +25,10 @@ from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
 from loyalty.logs import JsonFormatter
+from tests.factories import RuleFactory
 
 MEMBER_CARD = "/v1/members/<string:external_id>"
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -133,7 +133,9 @@ def test_paths_that_match_no_route_share_one_label(client):
 
 
 def test_metrics_count_points_earned(client, admin, checkout):
-    assert client.post("/v1/admin/rules", json=SPEND, headers=admin).status_code == 201
+    assert (
+        client.post("/v1/admin/rules", json=RuleFactory.build(), headers=admin).status_code == 201
+    )
     enroll(client, checkout)
     before = scrape(client)
 

@@ -12,10 +12,9 @@ from werkzeug.test import TestResponse
 
 from loyalty.db import transaction, utcnow
 from loyalty.extensions import db
-from loyalty.ledger import postings
-from loyalty.ledger.models import Account, PointLot, TransactionKind
+from loyalty.ledger.models import PointLot
 from loyalty.members import lookup
-from loyalty.program.services import get_settings
+from tests.helpers import credit_earned
 
 PROGRAM = "/v1/admin/program"
 DEFAULTS = {
@@ -199,18 +198,7 @@ def earn(app: Flask, external_id: str, points: int) -> PointLot:
         session = db.session
         with transaction(session):
             member = lookup.find_member(session, external_id)
-            balance = postings.lock_balance(session, member.id)
-            _, lot = postings.credit(
-                session,
-                balance,
-                get_settings(session),
-                points,
-                kind=TransactionKind.EARN,
-                source=Account.ISSUED,
-                now=utcnow(),
-                pending=True,
-            )
-        return lot
+            return credit_earned(session, member.id, points, utcnow())
 
 
 def test_a_new_return_window_applies_to_later_earnings_only(app, client, admin, checkout):

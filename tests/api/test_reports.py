@@ -15,57 +15,38 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
-from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.policy import add_months
 from loyalty.membership import adjustments
 from loyalty.orders import refunds
-from loyalty.orders import services as orders
 from loyalty.redemptions import services as redemptions
 from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards import services as rewards
 from loyalty.rewards.definitions import RewardDefinition
-from tests.commands import order_command, refund_command
+from tests.commands import refund_command
+from tests.helpers import ok, order_placed_at
+
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
 DAY = dt.timedelta(days=1)
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger_verify.verify(db.session)
-        assert report.ok, report.problems
-
-
-@pytest.fixture
-def spend_rule(client: FlaskClient, admin: dict[str, str]) -> None:
-    assert client.post("/v1/admin/rules", json=SPEND, headers=admin).status_code == 201
 
 
 def enroll(client: FlaskClient, checkout: dict[str, str], *external_ids: str) -> None:
     for external_id in external_ids:
         response = client.post("/v1/members", json={"external_id": external_id}, headers=checkout)
         assert response.status_code == 201, response.json
-
-
-def ok(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 200, response.json
-    return response.json
 
 
 def liability(client: FlaskClient, admin: dict[str, str]) -> dict[str, Any]:
@@ -89,20 +70,6 @@ def card(client: FlaskClient, headers: dict[str, str], external_id: str) -> dict
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
     with app.app_context():
         adjustments.adjust(db.session, external_id, points, "test", "ops", now=now)
-
-
-def order(
-    app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime, **fields: Any
-) -> None:
-    body = {
-        "order_id": order_id,
-        "member_id": external_id,
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
-        **fields,
-    }
-    with app.app_context():
-        orders.place_order(db.session, order_command(body), now=now)
 
 
 def hold(app: Flask, external_id: str, points: int, now: dt.datetime) -> uuid.UUID:
@@ -129,7 +96,7 @@ def three_members(app, client, admin, checkout, spend_rule) -> None:
     now = utcnow()
     enroll(client, checkout, "c1", "c2", "c3")
     adjust(app, "c1", 1000, now)
-    order(app, "o1", "c1", 50, now)
+    order_placed_at(app, "o1", "c1", 50, now)
     adjust(app, "c2", 300, now)
     capture(app, hold(app, "c2", 200, now), now)
     adjust(app, "c3", 500, now)
@@ -251,11 +218,11 @@ def a_busy_week(app, client, admin, checkout, spend_rule, days) -> None:
     enroll(client, checkout, "c1", "c2")
     d = [noon(day) for day in days]
     adjust(app, "c1", 1000, d[0])
-    order(app, "o1", "c1", 200, d[0])
+    order_placed_at(app, "o1", "c1", 200, d[0])
     adjust(app, "c1", -100, d[1])
     adjust(app, "c2", 70, add_months(d[1], -12))
     redemption = hold(app, "c1", 300, d[2])
-    order(app, "o2", "c1", 60, d[2], redemption_id=redemption)
+    order_placed_at(app, "o2", "c1", 60, d[2], redemption_id=redemption)
     with app.app_context():
         reward = reward_definitions.create_reward(
             db.session, RewardDefinition(**{"name": "Mug", "kind": "product", "cost_points": 200})
@@ -306,7 +273,7 @@ def test_activity_counts_members_per_tier_now(app, client, admin, checkout, spen
     tier = {"code": "silver", "name": "Silver", "rank": 1, "threshold": 100}
     assert client.post("/v1/admin/tiers", json=tier, headers=admin).status_code == 201
     enroll(client, checkout, "c1", "c2", "c3")
-    order(app, "o1", "c1", 150, utcnow())
+    order_placed_at(app, "o1", "c1", 150, utcnow())
     today = utcnow().date()
 
     report = activity(client, admin, today, today)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,9 +21,12 @@ from werkzeug.test import TestResponse
 from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.ledger import queries
-from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, TransactionKind
 from loyalty.rewards.models import RewardCode, RewardRedemption
+from tests.helpers import created, problem
+
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
 DAY = dt.timedelta(days=1)
 
@@ -36,21 +38,6 @@ COFFEE = {"name": "Free coffee", "kind": "coupon", "cost_points": 200}
 # --- helpers -------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger_verify.verify(db.session)
-        assert report.ok, report.problems
-
-
-@pytest.fixture
-def member(client: FlaskClient, checkout: dict[str, str]) -> str:
-    response = client.post("/v1/members", json={"external_id": "c1"}, headers=checkout)
-    assert response.status_code == 201, response.json
-    return "c1"
-
-
 @pytest.fixture
 def gold(client: FlaskClient, admin: dict[str, str]) -> None:
     """Two tiers: Silver from 100 qualifying points, Gold from 500."""
@@ -59,18 +46,6 @@ def gold(client: FlaskClient, admin: dict[str, str]) -> None:
         {"code": "gold", "name": "Gold", "rank": 2, "threshold": 500},
     ):
         assert client.post("/v1/admin/tiers", json=tier, headers=admin).status_code == 201
-
-
-def created(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.json
-    assert response.content_type == "application/problem+json"
-    assert response.json["code"] == code
-    return response.json
 
 
 def iso(moment: dt.datetime) -> str:
@@ -515,13 +490,18 @@ def test_the_last_unit_can_be_redeemed_and_then_the_reward_is_out_of_stock(
     assert redemptions(app) == 1
 
 
+def refused_redemption(client, admin, app_key, points, body, code):
+    """c1 given `points` and a reward made from `body`: redeeming it is a 422 `code`."""
+    give(client, admin, points)
+    reward = add_reward(client, admin, body)
+    problem(redeem(client, app_key, reward["id"]), 422, code)
+    return reward
+
+
 def test_a_reward_without_stock_is_422_out_of_stock_and_charges_nothing(
     app, client, admin, app_key, member
 ):
-    give(client, admin, 1000)
-    reward = add_reward(client, admin, {**TOTE, "stock": 0})
-
-    problem(redeem(client, app_key, reward["id"]), 422, "out_of_stock")
+    reward = refused_redemption(client, admin, app_key, 1000, {**TOTE, "stock": 0}, "out_of_stock")
 
     assert_nothing_charged(app, client, app_key, 1000)
     assert stock(client, admin, reward["id"]) == 0
@@ -543,10 +523,9 @@ def test_a_coupon_whose_pool_is_empty_is_422_out_of_stock_and_charges_nothing(
 def test_redeeming_without_enough_points_is_422_insufficient_points_and_charges_nothing(
     app, client, admin, app_key, member
 ):
-    give(client, admin, 499)
-    reward = add_reward(client, admin, {**TOTE, "stock": 5})
-
-    problem(redeem(client, app_key, reward["id"]), 422, "insufficient_points")
+    reward = refused_redemption(
+        client, admin, app_key, 499, {**TOTE, "stock": 5}, "insufficient_points"
+    )
 
     assert_nothing_charged(app, client, app_key, 499)
     assert stock(client, admin, reward["id"]) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,10 @@ import pytest
 from alembic.script import ScriptDirectory
 from flask import Flask
 
-from loyalty import config, create_app
+from loyalty import config
 from loyalty.extensions import db
 from loyalty.migrate import alembic_config, upgrade
+from tests.helpers import app_built
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -26,24 +28,8 @@ def revisions() -> list[str]:
 @pytest.fixture
 def app_on() -> Iterator[Callable[[str], Flask]]:
     """Fresh apps from the factory on a database URL of the test's choosing."""
-    made: list[Flask] = []
-
-    def make(raw_url: str) -> Flask:
-        url = config.database_url(raw_url)
-        app = create_app(
-            {
-                "TESTING": True,
-                "SQLALCHEMY_DATABASE_URI": url,
-                "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
-            }
-        )
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.engine.dispose()
+    with ExitStack() as built:
+        yield lambda raw_url: built.enter_context(app_built(config.database_url(raw_url)))
 
 
 def problem(response: Any) -> dict[str, Any]:
@@ -62,6 +48,7 @@ def test_healthz_answers_200_without_a_key(client):
     assert response.json == {"status": "ok"}
 
 
+@pytest.mark.committed  # /readyz opens a connection of its own
 def test_readyz_answers_200_on_a_migrated_database(client):
     response = client.get("/readyz")
 

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from flask import Flask
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -43,6 +44,9 @@ from tests.database import delete_every_row
 
 START = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
 PENDING = dt.timedelta(days=1)
+# Each hypothesis example empties the tables on its own connection (delete_every_row).
+pytestmark = pytest.mark.committed
+
 HOLD_TTL = dt.timedelta(seconds=DEFAULTS["hold_ttl_seconds"])
 MIN_REDEMPTION = DEFAULTS["min_redemption_points"]
 MAX_MEMBERS = 3

@@ -27,7 +27,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from loyalty.db import utcnow
 from loyalty.errors import ValidationFailed
@@ -41,6 +40,8 @@ from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
 from tests.commands import order_command
+from tests.factories import OrderFactory
+from tests.helpers import created, problem
 
 SECOND = dt.timedelta(seconds=1)
 HOUR = dt.timedelta(hours=1)
@@ -119,18 +120,6 @@ def receiver() -> Iterator[Receiver]:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def created(response: TestResponse) -> dict[str, Any]:
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.json
-    assert response.content_type == "application/problem+json"
-    assert response.json["code"] == code
-    return response.json
 
 
 def register(
@@ -282,38 +271,31 @@ def test_an_enrolment_is_posted_to_the_endpoint_as_member_enrolled(
     assert delivery["event_id"] == request.json["id"]
 
 
-def test_the_signature_verifies_with_the_readme_verifier(app, client, admin, checkout, receiver):
+@pytest.fixture
+def signed(app, client, admin, checkout, receiver) -> tuple[dict[str, Any], Any]:
+    """A registered endpoint and the one request the worker sent it (an enrolment)."""
     hook = register(client, admin, receiver.url)
     enroll(client, checkout)
-
     run_worker(app)
-
     [request] = receiver.received
+    return hook, request
+
+
+def test_the_signature_verifies_with_the_readme_verifier(signed):
+    hook, request = signed
     assert request.headers["Loyalty-Signature"].startswith("t=")
     assert verify(hook["secret"], request.headers["Loyalty-Signature"], request.body)
 
 
-def test_the_signature_fails_with_another_secret_or_a_changed_body(
-    app, client, admin, checkout, receiver
-):
-    hook = register(client, admin, receiver.url)
-    enroll(client, checkout)
-
-    run_worker(app)
-
-    [request] = receiver.received
+def test_the_signature_fails_with_another_secret_or_a_changed_body(signed):
+    hook, request = signed
     header = request.headers["Loyalty-Signature"]
     assert not verify("whsec_someone_else", header, request.body)
     assert not verify(hook["secret"], header, request.body.replace(b"c1", b"c2"))
 
 
-def test_a_signature_older_than_the_tolerance_is_refused_by_the_verifier(
-    app, client, admin, checkout, receiver
-):
-    hook = register(client, admin, receiver.url)
-    enroll(client, checkout)
-    run_worker(app)
-    [request] = receiver.received
+def test_a_signature_older_than_the_tolerance_is_refused_by_the_verifier(signed):
+    hook, request = signed
     fields = dict(part.split("=", 1) for part in request.headers["Loyalty-Signature"].split(","))
     replayed = webhooks.signature(hook["secret"], int(fields["t"]) - 301, request.body)
 
@@ -409,15 +391,21 @@ def test_a_receiver_that_cannot_be_reached_is_an_attempt_with_an_error(
     assert delivery["status"] == "pending"
 
 
-def test_the_worker_gives_up_after_max_attempts(app, client, admin, checkout, receiver):
-    hook = register(client, admin, receiver.url)
-    enroll(client, checkout)
+def fail_every_attempt(app: Flask, receiver: Receiver) -> dt.datetime:
+    """The receiver answers 500 to each of the worker's MAX_ATTEMPTS passes; returns the
+    moment after the last one."""
     receiver.default = 500
     moment = utcnow()
-
     for _ in range(webhooks.MAX_ATTEMPTS):
         run_worker(app, now=moment)
         moment += 7 * HOUR  # past the longest backoff
+    return moment
+
+
+def test_the_worker_gives_up_after_max_attempts(app, client, admin, checkout, receiver):
+    hook = register(client, admin, receiver.url)
+    enroll(client, checkout)
+    moment = fail_every_attempt(app, receiver)
     run_worker(app, now=moment + 30 * HOUR)
 
     assert len(receiver.received) == webhooks.MAX_ATTEMPTS == 8
@@ -453,11 +441,7 @@ def test_redeliver_sends_a_delivered_event_again(app, client, admin, checkout, r
 def test_redeliver_revives_a_delivery_that_gave_up(app, client, admin, checkout, receiver):
     hook = register(client, admin, receiver.url)
     enroll(client, checkout)
-    receiver.default = 500
-    moment = utcnow()
-    for _ in range(webhooks.MAX_ATTEMPTS):
-        run_worker(app, now=moment)
-        moment += 7 * HOUR
+    fail_every_attempt(app, receiver)
     [delivery] = deliveries(client, admin, hook["id"])
     receiver.default = 200
 
@@ -608,29 +592,29 @@ def test_an_enrolment_that_fails_after_writing_its_event_sends_nothing(
         assert db.session.scalar(sa.select(sa.func.count(Member.id))) == 0
 
 
-def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
-    app, client, admin, checkout, receiver
-):
-    """Placing an order first settles the member (here: 50 points expire, a points.expired
-    event); the order is then refused, so the expiry and its event roll back with it."""
+def fifty_points_expired(app, client, admin, checkout, receiver) -> dt.datetime:
+    """An endpoint for points.expired; c1 given 50 points now. Returns a moment 400 days on,
+    when they have expired (once something settles the member)."""
     register(client, admin, receiver.url, ["points.expired"])
     enroll(client, checkout)
     start = utcnow()
     with app.app_context():
         adjustments.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
-    a_year_later = start + dt.timedelta(days=400)
+    return start + dt.timedelta(days=400)
+
+
+def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
+    app, client, admin, checkout, receiver
+):
+    """Placing an order first settles the member (here: 50 points expire, a points.expired
+    event); the order is then refused, so the expiry and its event roll back with it."""
+    a_year_later = fifty_points_expired(app, client, admin, checkout, receiver)
 
     with app.app_context(), pytest.raises(ValidationFailed) as refused:
         orders.place_order(
             db.session,
             order_command(
-                {
-                    "order_id": "o1",
-                    "member_id": "c1",
-                    "currency": "USD",
-                    "lines": [{"sku": "tee", "quantity": 1, "unit_price": 2000}],
-                    "redemption_id": uuid.uuid4(),
-                }
+                OrderFactory.build(worth=20, uncategorised=True, redemption_id=uuid.uuid4())
             ),
             now=a_year_later,
         )
@@ -644,12 +628,7 @@ def test_an_order_refused_inside_the_service_sends_nothing_of_what_it_settled(
 
 def test_the_same_expiry_committed_later_is_sent_once(app, client, admin, checkout, receiver):
     """The counterpart of the test above: once the expiry commits, its event is delivered."""
-    register(client, admin, receiver.url, ["points.expired"])
-    enroll(client, checkout)
-    start = utcnow()
-    with app.app_context():
-        adjustments.adjust(db.session, "c1", 50, "welcome", "ops", now=start)
-    a_year_later = start + dt.timedelta(days=400)
+    a_year_later = fifty_points_expired(app, client, admin, checkout, receiver)
 
     with app.app_context():
         members.card(db.session, "c1", now=a_year_later)

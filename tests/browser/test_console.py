@@ -28,6 +28,9 @@ from tests.factories import ApiKeyFactory, MemberFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+# The browser talks to a live server in another thread, on its own connections.
+pytestmark = pytest.mark.committed
+
 CHROMIUM_FLAGS = [
     "--headless=new",
     "--no-sandbox",

@@ -24,29 +24,21 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from loyalty.auth.services import create_key
 from loyalty.extensions import db
-from loyalty.ledger.models import LedgerTransaction, TransactionKind
+from loyalty.idempotency.models import IdempotencyRecord
+from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
+from loyalty.members.models import Member
 from loyalty.membership import adjustments
 from loyalty.membership.services import EnrollMember, enroll
 from loyalty.program.services import update_settings
-from loyalty.rules import services as rules
+from tests.factories import RuleFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtualenv's bin: gunicorn and loyalty live beside it
 SEED_POINTS = 1_000_000
-SPEND_RULE = {
-    "name": "1 point per dollar",
-    "kind": "spend",
-    "active": True,
-    "priority": 100,
-    "starts_at": None,
-    "ends_at": None,
-    "config": {"points": 1, "per_amount": 100},
-    "conditions": {},
-    "caps": {},
-}
 
 
 def free_port() -> int:
@@ -193,7 +185,7 @@ def seed_program(app: Flask, members: list[str]) -> dict[str, str]:
     with app.app_context():
         session = db.session
         update_settings(session, {"pending_days": 0}, actor="fault-test")
-        rules.create_rule(session, SPEND_RULE, actor="fault-test")
+        RuleFactory()  # 1 point per dollar
         for external_id in members:
             enroll(session, EnrollMember(external_id=external_id))
             adjustments.adjust(session, external_id, SEED_POINTS, "seed", "fault-test")
@@ -202,7 +194,7 @@ def seed_program(app: Flask, members: list[str]) -> dict[str, str]:
 
 
 def order_body(order_id: str, member: str, quantity: int) -> dict[str, Any]:
-    """An order of `quantity` tees at 25.00: 25 points each under SPEND_RULE."""
+    """An order of `quantity` tees at 25.00: 25 points each under the spend rule."""
     return {
         "order_id": order_id,
         "member_id": member,
@@ -235,3 +227,20 @@ def ledger_verify_cli(database_url: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def dangling_claims(session: Session) -> int:
+    """Idempotency claims that never got their answer stored."""
+    return session.scalar(
+        sa.select(sa.func.count(IdempotencyRecord.id)).where(
+            IdempotencyRecord.response_status.is_(None)
+        )
+    )
+
+
+def balance_of(session: Session, external_id: str) -> MemberBalance:
+    return session.execute(
+        sa.select(MemberBalance)
+        .join(Member, Member.id == MemberBalance.member_id)
+        .where(Member.external_id == external_id)
+    ).scalar_one()

@@ -30,7 +30,6 @@ import pytest
 import sqlalchemy as sa
 
 from loyalty.extensions import db
-from loyalty.idempotency.models import IdempotencyRecord
 from loyalty.ledger.models import MemberBalance
 from loyalty.members.models import Member
 from loyalty.orders.models import Order
@@ -38,6 +37,8 @@ from tests.faults import (
     SEED_POINTS,
     Answer,
     Server,
+    balance_of,
+    dangling_claims,
     earn_counts,
     gunicorn,
     ledger_verify_cli,
@@ -49,6 +50,7 @@ IN_CI = os.environ.get("CI") == "true"
 
 pytestmark = [
     pytest.mark.postgresql_only,
+    pytest.mark.committed,  # a served app, processes and threads on their own connections
     pytest.mark.skipif(
         not IN_CI and os.environ.get("LOYALTY_FAULT_TESTS") != "1",
         reason=(
@@ -327,20 +329,9 @@ def test_a_database_restart_is_503_then_recovers_and_writes_everything_once(app,
     with app.app_context():
         session = db.session
         assert session.scalar(sa.select(sa.func.count(Order.id))) == len(load.orders)
-        assert (
-            session.scalar(
-                sa.select(sa.func.count(IdempotencyRecord.id)).where(
-                    IdempotencyRecord.response_status.is_(None)
-                )
-            )
-            == 0
-        )
+        assert dangling_claims(session) == 0
         for member in MEMBERS:
-            available = session.scalar(
-                sa.select(MemberBalance.available)
-                .join(Member, Member.id == MemberBalance.member_id)
-                .where(Member.external_id == member)
-            )
+            available = balance_of(session, member).available
             earned = 50 * sum(1 for body, _ in load.orders.values() if body["member_id"] == member)
             assert available == SEED_POINTS + earned, member
         db.session.remove()

@@ -26,7 +26,6 @@ import pytest
 import sqlalchemy as sa
 
 from loyalty.extensions import db
-from loyalty.idempotency.models import IdempotencyRecord
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, Redemption, TransactionKind
 from loyalty.members.models import Member
 from loyalty.orders.models import Order
@@ -34,6 +33,8 @@ from tests.faults import (
     SEED_POINTS,
     Answer,
     Server,
+    balance_of,
+    dangling_claims,
     earn_counts,
     gunicorn,
     ledger_verify_cli,
@@ -41,7 +42,8 @@ from tests.faults import (
     seed_program,
 )
 
-pytestmark = pytest.mark.postgresql_only
+# Threads and processes commit and read each other's commits.
+pytestmark = [pytest.mark.postgresql_only, pytest.mark.committed]
 
 MEMBERS = ["m0", "m1", "m2", "m3"]
 ORDERS = 80
@@ -222,23 +224,12 @@ def test_killing_a_worker_mid_burst_loses_and_doubles_nothing(app, tmp_path):
         )
         assert hold_txns == HOLDS
         # Every claim ended with a stored answer: none is left dangling.
-        assert (
-            session.scalar(
-                sa.select(sa.func.count(IdempotencyRecord.id)).where(
-                    IdempotencyRecord.response_status.is_(None)
-                )
-            )
-            == 0
-        )
+        assert dangling_claims(session) == 0
 
         # Balances: held is the sum of the member's holds, available the seed plus what the
         # orders earned less what is held.
         for member in MEMBERS:
-            balance = session.execute(
-                sa.select(MemberBalance)
-                .join(Member, Member.id == MemberBalance.member_id)
-                .where(Member.external_id == member)
-            ).scalar_one()
+            balance = balance_of(session, member)
             held = sum(c.points for c in holds.values() if c.member == member)
             earned = sum(c.points for c in orders.values() if c.member == member)
             assert (balance.available, balance.pending, balance.held) == (

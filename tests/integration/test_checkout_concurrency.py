@@ -27,23 +27,15 @@ from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.exceptions import AlreadyCaptured, AlreadyReleased
-from loyalty.rules import services as rules
 from tests.commands import event_command, order_command, refund_command
 from tests.concurrency import race
-from tests.factories import ApiKeyFactory, MemberFactory, auth
+from tests.factories import ApiKeyFactory, MemberFactory, OrderFactory, RuleFactory, auth
 
-ORDER = {
-    "order_id": "o1",
-    "member_id": "c1",
-    "currency": "USD",
-    "lines": [
-        {"sku": "tee", "category": "apparel", "quantity": 2, "unit_price": 2500},
-        {"sku": "mug", "category": "home", "quantity": 1, "unit_price": 1200},
-    ],
-    "discount": 0,
-    "redemption_id": None,
-    "placed_at": None,
-}  # 62.00: 62 points under the rule below
+# Racing threads each commit on their own connection.
+pytestmark = pytest.mark.committed
+
+# 62.00: 62 points under the rule below
+ORDER = {**OrderFactory.build(), "discount": 0, "redemption_id": None, "placed_at": None}
 
 
 def points(session, external_id="c1") -> dict[str, int]:
@@ -64,40 +56,12 @@ def count(session, model, *where) -> int:
 
 
 def event_rule(session, event_type: str, points: int, caps=None) -> None:
-    rules.create_rule(
-        session,
-        {
-            "name": event_type,
-            "kind": "event",
-            "active": True,
-            "priority": 100,
-            "starts_at": None,
-            "ends_at": None,
-            "config": {"points": points, "event_type": event_type},
-            "conditions": {},
-            "caps": caps or {},
-        },
-        actor=None,
-    )
+    RuleFactory(review=True, name=event_type, event_type=event_type, points=points, caps=caps)
 
 
 @pytest.fixture
 def spend_rule(session):
-    rules.create_rule(
-        session,
-        {
-            "name": "1 point per dollar",
-            "kind": "spend",
-            "active": True,
-            "priority": 100,
-            "starts_at": None,
-            "ends_at": None,
-            "config": {"points": 1, "per_amount": 100},
-            "conditions": {},
-            "caps": {},
-        },
-        actor=None,
-    )
+    RuleFactory()
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
-from loyalty import config, create_app
 from loyalty.cli import openapi_document
 from loyalty.extensions import db
+from tests.helpers import app_built
 
 KEY_LINE = re.compile(r"^lk_[A-Za-z0-9_-]{20,}$")
 DEMO_KEY_LINE = re.compile(r"^\s+(checkout|app|admin)\s+(lk_[A-Za-z0-9_-]+)$")
@@ -36,17 +36,8 @@ def create_key(app: Flask, name: str, *scopes: str) -> str:
 
 @pytest.fixture
 def fresh_sqlite_app(tmp_path: Path) -> Iterator[Flask]:
-    url = f"sqlite:///{tmp_path / 'new.db'}"
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
-        }
-    )
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_built(f"sqlite:///{tmp_path / 'new.db'}") as app:
+        yield app
 
 
 # --- db ---------------------------------------------------------------------------------------
@@ -63,6 +54,7 @@ def test_db_upgrade_migrates_a_new_database(fresh_sqlite_app):
     assert client.get("/readyz").status_code == 200
 
 
+@pytest.mark.committed  # the migration runs on db.engine, a connection of its own
 def test_db_upgrade_is_harmless_on_a_migrated_database(app):
     result = run(app, "db", "upgrade")
 

@@ -22,35 +22,27 @@ from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
 from loyalty.membership import adjustments
 from loyalty.program.services import get_settings, update_settings
+from tests.concurrency import race
 from tests.factories import MemberFactory
 
 T0 = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
+# Racing threads each commit on their own connection.
+pytestmark = pytest.mark.committed
+
 WORKERS = 20
 
 
 def run_together(app: Flask, work: Callable[[int], object]) -> Counter[str]:
     """Run `work(i)` in WORKERS threads released at the same moment; count the outcomes."""
-    barrier = threading.Barrier(WORKERS)
-    outcomes: list[str] = [""] * WORKERS
 
-    def worker(i: int) -> None:
-        with app.app_context():
-            barrier.wait()
-            try:
-                work(i)
-                outcomes[i] = "ok"
-            except InsufficientPoints:
-                outcomes[i] = "insufficient_points"
-            except Exception as error:  # anything else is a failure the test must show
-                outcomes[i] = f"{type(error).__name__}: {error}"
+    def outcome(result: object) -> str:
+        if not isinstance(result, Exception):
+            return "ok"
+        if isinstance(result, InsufficientPoints):
+            return "insufficient_points"
+        return f"{type(result).__name__}: {result}"  # a failure the test must show
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker never finished"
-    return Counter(outcomes)
+    return Counter(outcome(result) for result in race(app, WORKERS, work))
 
 
 def stored_balance(session, member) -> MemberBalance:

@@ -14,7 +14,6 @@ import csv
 import datetime as dt
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,14 @@ from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from tests.factories import ApiKeyFactory, auth
 
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
+
 MEMBER_COLUMNS = "external_id,email,name,birthday,status"
 BALANCE_COLUMNS = "external_id,points,expires_at"
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger_verify.verify(db.session)
-        assert report.ok, report.problems
 
 
 def write_csv(tmp_path: Path, name: str, header: str, *rows: str) -> Path:

@@ -18,9 +18,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +31,7 @@ from loyalty.db import transaction, utcnow
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
-from loyalty.ledger import postings
-from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import (
-    Account,
     LedgerTransaction,
     MemberBalance,
     PointLot,
@@ -48,15 +43,18 @@ from loyalty.members import lookup
 from loyalty.members.models import Member, MemberStatus
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
-from loyalty.orders import services as orders
-from loyalty.program.services import get_settings, update_settings
+from loyalty.program.services import update_settings
 from loyalty.redemptions import services as redemptions
 from loyalty.settlement import services as settlement
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
-from tests.commands import order_command
-from tests.factories import ApiKeyFactory, auth
+from tests.concurrency import race, raised
+from tests.factories import ApiKeyFactory, RuleFactory, auth
+from tests.helpers import credit_earned, order_placed_at
+
+# After every test the whole ledger must verify.
+pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
 DAY = dt.timedelta(days=1)
 MINUTE = dt.timedelta(minutes=1)
@@ -66,19 +64,8 @@ SUMMARY = re.compile(
     r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed$"
 )
 
-SPEND = {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100}
-BIRTHDAY = {"name": "Birthday", "kind": "event", "points": 100, "event_type": "birthday"}
-
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def ledger_verifies_after_each_test(app: Flask) -> Iterator[None]:
-    yield
-    with app.app_context():
-        report = ledger_verify.verify(db.session)
-        assert report.ok, report.problems
 
 
 @pytest.fixture
@@ -94,7 +81,7 @@ def add_rule(client: FlaskClient, admin: dict[str, str], rule: dict[str, Any]) -
 
 @pytest.fixture
 def spend_rule(client: FlaskClient, admin: dict[str, str]) -> None:
-    add_rule(client, admin, SPEND)
+    add_rule(client, admin, RuleFactory.build())
 
 
 @pytest.fixture
@@ -105,17 +92,6 @@ def t0() -> dt.datetime:
 def enroll(app: Flask, external_id: str, **fields: Any) -> None:
     with app.app_context():
         members.enroll(db.session, members.EnrollMember(**{"external_id": external_id, **fields}))
-
-
-def order(app: Flask, order_id: str, external_id: str, dollars: int, now: dt.datetime) -> None:
-    body = {
-        "order_id": order_id,
-        "member_id": external_id,
-        "currency": "USD",
-        "lines": [{"sku": "tee", "quantity": 1, "unit_price": dollars * 100}],
-    }
-    with app.app_context():
-        orders.place_order(db.session, order_command(body), now=now)
 
 
 def adjust(app: Flask, external_id: str, points: int, now: dt.datetime) -> None:
@@ -195,7 +171,7 @@ def due_count(app: Flask, now: dt.datetime) -> int:
 
 def test_pending_points_mature_once_the_return_window_is_over(app, spend_rule, t0):
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
 
     summary = settle(app, t0 + 15 * DAY)
 
@@ -206,7 +182,7 @@ def test_pending_points_mature_once_the_return_window_is_over(app, spend_rule, t
 
 def test_a_matured_lot_is_dated_when_it_matured_not_when_the_job_ran(app, spend_rule, t0):
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
 
     settle(app, t0 + 40 * DAY)
 
@@ -221,7 +197,7 @@ def test_a_matured_lot_is_dated_when_it_matured_not_when_the_job_ran(app, spend_
 
 def test_nothing_happens_before_the_return_window_is_over(app, spend_rule, t0):
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
 
     summary = settle(app, t0 + 13 * DAY)
 
@@ -264,7 +240,7 @@ def test_a_tier_is_kept_through_its_retention_and_lost_after_it(app, client, adm
     with app.app_context():
         update_settings(db.session, {"tier_window_months": 1})
     enroll(app, "c1")
-    order(app, "o1", "c1", 100, t0)
+    order_placed_at(app, "o1", "c1", 100, t0)
     assert stored_tier(app, "c1") == "silver"
 
     settle(app, add_months(t0, 2))
@@ -306,7 +282,7 @@ def test_an_entry_tier_without_retention_does_not_keep_the_job_busy_forever(app,
 def test_every_kind_of_due_work_is_done_in_one_run(app, spend_rule, t0):
     for external_id in ("maturing", "expiring", "holding"):
         enroll(app, external_id)
-    order(app, "o1", "maturing", 100, add_months(t0, 12) - 20 * DAY)
+    order_placed_at(app, "o1", "maturing", 100, add_months(t0, 12) - 20 * DAY)
     adjust(app, "expiring", 50, t0)
     adjust(app, "holding", 500, add_months(t0, 12) - MINUTE)
     with app.app_context():
@@ -330,7 +306,7 @@ def ten_due_members(app: Flask, spend_rule: None, t0: dt.datetime) -> dt.datetim
     """Ten members with an order each, all matured by the moment returned."""
     for n in range(10):
         enroll(app, f"c{n}")
-        order(app, f"o{n}", f"c{n}", 10 + n, t0)
+        order_placed_at(app, f"o{n}", f"c{n}", 10 + n, t0)
     return t0 + 15 * DAY
 
 
@@ -477,7 +453,11 @@ def test_points_already_spent_are_not_announced(app, t0):
 
 @pytest.fixture
 def birthday_rule(client: FlaskClient, admin: dict[str, str]) -> None:
-    add_rule(client, admin, BIRTHDAY)
+    add_rule(
+        client,
+        admin,
+        RuleFactory.build(review=True, name="Birthday", points=100, event_type="birthday"),
+    )
 
 
 def birthdays(app: Flask, now: dt.datetime) -> int:
@@ -581,20 +561,10 @@ def due_at_real_time(app: Flask, external_ids: list[str], points: int = 10) -> N
                 sa.select(Member.external_id, Member.id).where(Member.external_id.in_(external_ids))
             ).all()
         )
-        settings = get_settings(session)
         with transaction(session):
             for external_id in external_ids:
-                balance = postings.lock_balance(session, ids[external_id])
-                postings.credit(
-                    session,
-                    balance,
-                    settings,
-                    points,
-                    kind=TransactionKind.EARN,
-                    source=Account.ISSUED,
-                    now=earned,
-                    pending=True,
-                    reference=f"seed:{external_id}",
+                credit_earned(
+                    session, ids[external_id], points, earned, reference=f"seed:{external_id}"
                 )
 
 
@@ -660,6 +630,7 @@ def waiting_on_locks(app: Flask) -> int:
         ).scalar_one()
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.postgresql_only
 def test_two_job_processes_at_once_settle_each_member_once(app, migrated_app, many_due_members):
     """Both `loyalty jobs run` processes are held at their first claim by a table lock until
@@ -699,28 +670,14 @@ def test_two_job_processes_at_once_settle_each_member_once(app, migrated_app, ma
     assert_each_lot_matured_exactly_once(app)
 
 
+@pytest.mark.committed  # threads or processes, each on its own connection
 @pytest.mark.postgresql_only
 def test_two_workers_racing_share_the_members_and_settle_each_once(app, many_due_members):
-    start = threading.Barrier(2)
-    summaries: list[jobs.RunSummary] = []
-    errors: list[BaseException] = []
     moment = utcnow()
 
-    def worker() -> None:
-        try:
-            with app.app_context():
-                start.wait(timeout=10)
-                summaries.append(jobs.settle_due(db.session, now=moment, batch_size=1))
-        except BaseException as error:
-            errors.append(error)
+    summaries = race(app, 2, lambda _: jobs.settle_due(db.session, now=moment, batch_size=1))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert errors == []
+    assert raised(summaries) == []
     assert sorted(s.members_settled for s in summaries)[0] > 0, "one worker did everything"
     assert sum(s.members_settled for s in summaries) == MANY
     assert sum(s.transactions_written for s in summaries) == MANY

@@ -32,6 +32,7 @@ from loyalty.membership.services import card
 from loyalty.program.services import get_settings, update_settings
 from loyalty.settlement import services as settlement
 from tests.factories import MemberFactory
+from tests.helpers import credit_earned
 
 T0 = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -43,22 +44,10 @@ TICK = dt.timedelta(microseconds=1)
 
 def earn(session, member, points, now, *, pending=True):
     """Earn `points` as an order would: pending for the return window unless `pending=False`."""
-    settings = get_settings(session)
     with transaction(session):
-        balance = postings.lock_balance(session, member.id)
-        settlement.settle_member(session, balance, now)
-        _, lot = postings.credit(
-            session,
-            balance,
-            settings,
-            points,
-            kind=TransactionKind.EARN,
-            source=Account.ISSUED,
-            now=now,
-            pending=pending,
-            reference="order:test",
+        return credit_earned(
+            session, member.id, points, now, pending=pending, settle=True, reference="order:test"
         )
-    return lot
 
 
 def debit(session, member, points, now, **kwargs):
@@ -540,6 +529,13 @@ def busy_ledger(session, member):
     return member
 
 
+def tampered(session, statement: str, params: dict[str, object]):
+    """What verify reports once `statement` has changed the stored ledger behind its back."""
+    session.execute(sa.text(statement), params)
+    session.commit()
+    return ledger_verify.verify(session)
+
+
 def test_verify_reports_a_clean_ledger_as_ok(session, busy_ledger):
     report = ledger_verify.verify(session)
     assert report.problems == []
@@ -570,12 +566,11 @@ def test_verify_detects_an_unbalanced_transaction(session, busy_ledger):
 
 def test_verify_detects_a_transaction_with_a_single_entry(session, busy_ledger):
     txn = transactions_of(session, busy_ledger, TransactionKind.REDEEM)[0]
-    session.execute(
-        sa.text("DELETE FROM ledger_entries WHERE transaction_id = :txn AND account = 'redeemed'"),
+    report = tampered(
+        session,
+        "DELETE FROM ledger_entries WHERE transaction_id = :txn AND account = 'redeemed'",
         {"txn": txn.id},
     )
-    session.commit()
-    report = ledger_verify.verify(session)
     assert any(
         problem.startswith(f"transaction {txn.id}: 1 entries") for problem in report.problems
     )
@@ -583,12 +578,11 @@ def test_verify_detects_a_transaction_with_a_single_entry(session, busy_ledger):
 
 def test_verify_detects_a_balance_row_that_disagrees_with_the_entries(session, busy_ledger):
     # -15 becomes -10: still in debt, so the (empty) lots agree; only the entries disagree.
-    session.execute(
-        sa.text("UPDATE member_balances SET available = available + 5 WHERE member_id = :m"),
+    report = tampered(
+        session,
+        "UPDATE member_balances SET available = available + 5 WHERE member_id = :m",
         {"m": busy_ledger.id},
     )
-    session.commit()
-    report = ledger_verify.verify(session)
     assert len(report.problems) == 1
     assert report.problems[0].startswith(f"member {busy_ledger.id}: balance")
     assert "!= entries" in report.problems[0]
@@ -596,12 +590,11 @@ def test_verify_detects_a_balance_row_that_disagrees_with_the_entries(session, b
 
 def test_verify_detects_lots_that_disagree_with_the_balance(session, member, immediate):
     earn(session, member, 100, T0)
-    session.execute(
-        sa.text("UPDATE point_lots SET remaining = remaining - 1 WHERE member_id = :m"),
+    report = tampered(
+        session,
+        "UPDATE point_lots SET remaining = remaining - 1 WHERE member_id = :m",
         {"m": member.id},
     )
-    session.commit()
-    report = ledger_verify.verify(session)
     assert report.problems == [
         f"member {member.id}: lots (pending 0, available 99) != balance (pending 0, available 100)"
     ]
@@ -609,12 +602,11 @@ def test_verify_detects_lots_that_disagree_with_the_balance(session, member, imm
 
 def test_verify_detects_spendable_lots_while_the_member_is_in_debt(session, busy_ledger):
     (debt_lot,) = [lot for lot in lots_of(session, busy_ledger) if lot.points == 40]
-    session.execute(
-        sa.text("UPDATE point_lots SET remaining = 5, state = 'available' WHERE id = :lot"),
+    report = tampered(
+        session,
+        "UPDATE point_lots SET remaining = 5, state = 'available' WHERE id = :lot",
         {"lot": debt_lot.id},
     )
-    session.commit()
-    report = ledger_verify.verify(session)
     assert len(report.problems) == 1
     assert "lots (pending 0, available 5)" in report.problems[0]
 

@@ -41,6 +41,9 @@ from loyalty.settlement import services as settlement
 from tests.database import delete_every_row
 from tests.factories import MemberFactory
 
+# Each hypothesis example empties the tables on its own connection (delete_every_row).
+pytestmark = pytest.mark.committed
+
 START = dt.datetime(2025, 1, 31, 10, 0, tzinfo=dt.UTC)
 FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.UTC)
 

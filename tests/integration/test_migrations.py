@@ -12,11 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from flask import Flask
 
-from loyalty import config, create_app
 from loyalty.extensions import db
 from loyalty.migrate import alembic_config, pending_migrations, upgrade
 from loyalty.program.models import ProgramSettings
 from tests.conftest import _postgres_database
+from tests.helpers import app_built
 
 
 def model_differences(connection: sa.Connection) -> list[object]:
@@ -28,11 +28,14 @@ def model_differences(connection: sa.Connection) -> list[object]:
     return compare_metadata(context, db.metadata)
 
 
+# Opens its own connection.
+@pytest.mark.committed
 def test_the_migrated_schema_matches_the_models(app, session):
     with db.engine.connect() as connection:
         assert model_differences(connection) == []
 
 
+@pytest.mark.committed
 def test_no_migration_is_pending_after_upgrade(app, session):
     with db.engine.connect() as connection:
         assert pending_migrations(connection) == []
@@ -45,19 +48,10 @@ def throwaway_app(request: pytest.FixtureRequest, tmp_path) -> Iterator[Flask]:
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'migrations.db'}"])
     else:
         urls = _postgres_database()
-    url = next(urls)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
-        }
-    )
     try:
-        yield app
+        with app_built(next(urls)) as app:
+            yield app
     finally:
-        with app.app_context():
-            db.engine.dispose()
         for _ in urls:  # runs the generator's cleanup: drops the PostgreSQL database
             pass
 

@@ -27,26 +27,15 @@ from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.orders.exceptions import RefundExceedsOrder
 from loyalty.redemptions import services as redemptions
-from loyalty.rules import services as rules
 from loyalty.settlement import services as settlement
 from tests.commands import order_command, refund_command
-from tests.factories import MemberFactory
+from tests.factories import MemberFactory, RuleFactory
 
 GIFT = 10_000  # available points every member starts with
-RULES = [
-    {"name": "1 point per dollar", "kind": "spend", "config": {"points": 1, "per_amount": 100}},
-    {
-        "name": "Category a x1.5",
-        "kind": "multiplier",
-        "config": {"factor": "1.5"},
-        "conditions": {"categories": ["a"]},
-    },
-    {
-        "name": "Big basket",
-        "kind": "bonus",
-        "config": {"points": 25},
-        "conditions": {"min_amount": 3000},
-    },
+RULES = [  # as RuleFactory traits and fields
+    {},
+    {"multiplier": True, "name": "Category a x1.5", "conditions": {"categories": ["a"]}},
+    {"bonus": True, "name": "Big basket", "points": 25, "conditions": {"min_amount": 3000}},
 ]
 
 line_strategy = st.fixed_dictionaries(
@@ -137,19 +126,7 @@ def apply(session, model, order_id, refund_id, fields, expected_amount) -> None:
 @pytest.fixture
 def earning_rules(session):
     for rule in RULES:
-        rules.create_rule(
-            session,
-            {
-                "active": True,
-                "priority": 100,
-                "starts_at": None,
-                "ends_at": None,
-                "conditions": {},
-                "caps": {},
-                **rule,
-            },
-            actor=None,
-        )
+        RuleFactory(**rule)
 
 
 @settings(

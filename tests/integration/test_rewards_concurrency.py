@@ -30,7 +30,8 @@ from loyalty.rewards.services import RedeemedReward
 from tests.concurrency import race
 from tests.factories import MemberFactory
 
-pytestmark = pytest.mark.postgresql_only
+# Threads and processes commit and read each other's commits.
+pytestmark = [pytest.mark.postgresql_only, pytest.mark.committed]
 
 MEMBERS = 30
 POINTS_EACH = 1000

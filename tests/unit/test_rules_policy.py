@@ -23,58 +23,33 @@ DAY = dt.timedelta(days=1)
 NOBODY = MemberContext()
 
 
-def spend(rule_id="spend", points=1, per_amount=100, priority=100, version=1, **kw) -> Rule:
+def make_rule(kind: str, rule_id: str, priority: int = 100, version: int = 1, **kw) -> Rule:
+    """A rule as the policy sees it, named after its id, without conditions unless given."""
     return Rule(
         rule_id=rule_id,
         version=version,
         name=rule_id,
-        kind="spend",
+        kind=kind,
         priority=priority,
         conditions=kw.pop("conditions", Conditions()),
-        points=points,
-        per_amount=per_amount,
         **kw,
     )
 
 
-def multiplier(rule_id="mult", factor="2", priority=100, **kw) -> Rule:
-    return Rule(
-        rule_id=rule_id,
-        version=1,
-        name=rule_id,
-        kind="multiplier",
-        priority=priority,
-        conditions=kw.pop("conditions", Conditions()),
-        factor=Fraction(factor),
-        **kw,
-    )
+def spend(rule_id="spend", points=1, per_amount=100, **kw) -> Rule:
+    return make_rule("spend", rule_id, points=points, per_amount=per_amount, **kw)
 
 
-def bonus(rule_id="bonus", points=50, priority=100, **kw) -> Rule:
-    return Rule(
-        rule_id=rule_id,
-        version=1,
-        name=rule_id,
-        kind="bonus",
-        priority=priority,
-        conditions=kw.pop("conditions", Conditions()),
-        points=points,
-        **kw,
-    )
+def multiplier(rule_id="mult", factor="2", **kw) -> Rule:
+    return make_rule("multiplier", rule_id, factor=Fraction(factor), **kw)
 
 
-def event(rule_id="review", event_type="review", points=10, priority=100, **kw) -> Rule:
-    return Rule(
-        rule_id=rule_id,
-        version=1,
-        name=rule_id,
-        kind="event",
-        priority=priority,
-        conditions=kw.pop("conditions", Conditions()),
-        points=points,
-        event_type=event_type,
-        **kw,
-    )
+def bonus(rule_id="bonus", points=50, **kw) -> Rule:
+    return make_rule("bonus", rule_id, points=points, **kw)
+
+
+def event(rule_id="review", event_type="review", points=10, **kw) -> Rule:
+    return make_rule("event", rule_id, points=points, event_type=event_type, **kw)
 
 
 def line(sku="tee", price=1000, quantity=1, category=None) -> Line:

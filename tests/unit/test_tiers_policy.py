@@ -407,6 +407,17 @@ def situations(draw: st.DrawFn) -> tuple[list[TierView], TierView | None, dt.dat
 POINTS = st.integers(-5000, 30000)
 
 
+def assert_not_below(decision, tier):
+    assert decision.tier is not None
+    assert decision.tier.rank >= tier.rank
+
+
+def reviewed(situation, points):
+    """The review of a member in `situation` (tiers, current tier, retained until) now."""
+    tiers, current, retained_until = situation
+    return review(tiers, current, retained_until, points, NOW)
+
+
 @given(tiers=programs(), points=POINTS)
 def test_qualified_tier_is_reached_and_no_higher_ranked_tier_is(tiers, points):
     tier = qualified_tier(tiers, points)
@@ -421,36 +432,31 @@ def test_qualified_tier_is_reached_and_no_higher_ranked_tier_is(tiers, points):
 
 @given(situation=situations(), points=POINTS)
 def test_a_member_is_never_below_the_tier_they_qualify_for(situation, points):
-    tiers, current, retained_until = situation
+    tiers, _current, _retained_until = situation
     reached = qualified_tier(tiers, points)
-
-    decision = review(tiers, current, retained_until, points, NOW)
+    decision = reviewed(situation, points)
 
     if reached is not None:
-        assert decision.tier is not None
-        assert decision.tier.rank >= reached.rank
+        assert_not_below(decision, reached)
 
 
 @given(situation=situations(), points=POINTS)
 def test_a_member_never_moves_down_while_their_tier_is_retained(situation, points):
-    tiers, current, retained_until = situation
-
-    decision = review(tiers, current, retained_until, points, NOW)
+    _tiers, current, retained_until = situation
+    decision = reviewed(situation, points)
 
     # A member who no longer qualifies is retained until the stored date, or the current
     # tier's retention from now if that comes first (they stopped qualifying by now).
     if current is not None and retained_until is not None:
         retained_until = min(retained_until, add_months(NOW, current.retention_months))
     if current is not None and retained_until is not None and retained_until > NOW:
-        assert decision.tier is not None
-        assert decision.tier.rank >= current.rank
+        assert_not_below(decision, current)
 
 
 @given(situation=situations(), points=POINTS)
 def test_a_reason_is_given_exactly_when_the_tier_changes(situation, points):
-    tiers, current, retained_until = situation
-
-    decision = review(tiers, current, retained_until, points, NOW)
+    _tiers, current, _retained_until = situation
+    decision = reviewed(situation, points)
 
     assert (decision.reason is not None) == (decision.tier != current)
     if decision.reason is not None:
@@ -462,9 +468,8 @@ def test_a_reason_is_given_exactly_when_the_tier_changes(situation, points):
 
 @given(situation=situations(), points=POINTS)
 def test_a_member_holds_a_retention_date_exactly_when_they_hold_a_tier(situation, points):
-    tiers, current, retained_until = situation
-
-    decision = review(tiers, current, retained_until, points, NOW)
+    _tiers, current, _retained_until = situation
+    decision = reviewed(situation, points)
 
     assert (decision.tier is None) == (decision.retained_until is None)
     if decision.tier is not None and decision.tier != current:
@@ -488,8 +493,7 @@ def test_a_member_no_longer_qualifying_keeps_their_tier_at_most_its_retention_fr
 ):
     tiers, current, retained_until = situation
     reached = qualified_tier(tiers, points)
-
-    decision = review(tiers, current, retained_until, points, NOW)
+    decision = reviewed(situation, points)
 
     if current is not None and (reached is None or reached.rank < current.rank):
         latest = add_months(NOW, current.retention_months)
