@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
+
+import marshmallow as ma
 
 from loyalty.events.services import RecordEvent
 from loyalty.membership.services import EnrollMember
@@ -31,31 +33,29 @@ def _as_json(value: Any) -> Any:
     return value
 
 
+def _load(schema: type[ma.Schema], body: dict[str, Any]) -> Any:
+    return schema().load(_as_json(body))
+
+
 def order_command(body: dict[str, Any]) -> PlaceOrder:
-    command: PlaceOrder = OrderInSchema().load(_as_json(body))
-    return command
+    return cast(PlaceOrder, _load(OrderInSchema, body))
 
 
 def refund_command(body: dict[str, Any]) -> RefundOrder:
-    command: RefundOrder = RefundInSchema().load(_as_json(body))
-    return command
+    return cast(RefundOrder, _load(RefundInSchema, body))
 
 
 def event_command(body: dict[str, Any]) -> RecordEvent:
-    command: RecordEvent = EventInSchema().load(_as_json(body))
-    return command
+    return cast(RecordEvent, _load(EventInSchema, body))
 
 
 def enrollment(body: dict[str, Any]) -> EnrollMember:
-    command: EnrollMember = EnrollSchema().load(_as_json(body))
-    return command
+    return cast(EnrollMember, _load(EnrollSchema, body))
 
 
 def tier_definition(body: dict[str, Any]) -> TierDefinition:
-    command: TierDefinition = TierInSchema().load(_as_json(body))
-    return command
+    return cast(TierDefinition, _load(TierInSchema, body))
 
 
 def rule_definition(body: dict[str, Any]) -> RuleDefinition:
-    command: RuleDefinition = RuleInSchema().load(_as_json(body))
-    return command
+    return cast(RuleDefinition, _load(RuleInSchema, body))
