@@ -178,7 +178,7 @@ def _seed_rules(session: Session) -> Iterator[str]:
             "caps": {},
             **definition,
         }
-        rules.create_rule(session, fields, actor="demo")
+        rules.create_rule(session, rules.RuleDefinition.from_fields(fields), actor="demo")
         yield f"rule {definition['name']!r} created"
 
 

@@ -13,6 +13,7 @@ from loyalty.events.services import RecordEvent
 from loyalty.membership.services import EnrollMember
 from loyalty.orders.refunds import RefundOrder
 from loyalty.orders.services import PlaceOrder
+from loyalty.program.services import SettingsChanges
 from loyalty.rules.services import RuleDefinition
 from loyalty.schemas.members import EnrollSchema
 from loyalty.schemas.orders import EventInSchema, OrderInSchema, RefundInSchema
@@ -59,3 +60,8 @@ def tier_definition(body: dict[str, Any]) -> TierDefinition:
 
 def rule_definition(body: dict[str, Any]) -> RuleDefinition:
     return cast(RuleDefinition, _load(RuleInSchema, body))
+
+
+def program_changes(columns: dict[str, Any]) -> SettingsChanges:
+    """Settings changes by column name, as the tests write them."""
+    return SettingsChanges(**columns)

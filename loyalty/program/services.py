@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,21 +93,15 @@ def settings_view(session: Session) -> SettingsView:
 
 
 def update_settings(
-    session: Session, changes: SettingsChanges | Mapping[str, Any], actor: str | None = None
+    session: Session, changes: SettingsChanges, actor: str | None = None
 ) -> SettingsView:
-    """Apply `changes` (already type-checked by the schema) and return the new settings.
-
-    `changes` may also be a mapping of column names to values (as tests and scripts write
-    it). Raises ValidationFailed when the combination is inconsistent (an expiry policy that
-    needs months without any).
-    """
-    columns = given(changes) if isinstance(changes, SettingsChanges) else dict(changes)
+    """Apply `changes` and return the new settings. Raises ValidationFailed when the
+    combination is inconsistent (an expiry policy that needs months without any)."""
     with transaction(session):
         settings = get_settings(session)
         before = audit.snapshot(settings)
-        for name, value in columns.items():
-            # Enums are stored by value.
-            setattr(settings, name, value.value if isinstance(value, enum.Enum) else value)
+        for name, value in given(changes).items():
+            setattr(settings, name, value)
         if settings.expiry_policy == ExpiryPolicy.NEVER:
             settings.expiry_months = None
         elif settings.expiry_months is None:

@@ -64,8 +64,8 @@ class RuleDefinition:
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> RuleDefinition:
-        """A definition from the stored shape: `kind` and the versioned fields (seeds and
-        tests write rules so)."""
+        """A definition from the stored shape: `kind` and the versioned fields (the demo's
+        seed writes its rules so)."""
         return cls(
             kind=RuleKind(fields["kind"]), **{name: fields[name] for name in VERSIONED_FIELDS}
         )
@@ -250,16 +250,9 @@ def _new_version(
     return version
 
 
-def create_rule(
-    session: Session, definition: RuleDefinition | Mapping[str, Any], actor: str | None
-) -> RuleView:
+def create_rule(session: Session, definition: RuleDefinition, actor: str | None) -> RuleView:
     """Create a rule at version 1 and return it. Raises ValidationFailed for a definition
-    its kind cannot use.
-
-    `definition` may also be given in the stored shape (a mapping of `kind` and the
-    versioned fields), as seeds and tests write it."""
-    if not isinstance(definition, RuleDefinition):
-        definition = RuleDefinition.from_fields(definition)
+    its kind cannot use."""
     fields = definition.versioned()
     check_definition(definition.kind, fields)
     with transaction(session):

@@ -28,7 +28,7 @@ from loyalty.membership import services as members
 from loyalty.orders import refunds
 from loyalty.program.services import update_settings
 from loyalty.tiers import services as tiers
-from tests.commands import refund_command
+from tests.commands import program_changes, refund_command
 from tests.factories import OrderFactory
 from tests.helpers import created, order_placed_at, services
 
@@ -102,7 +102,7 @@ def moves(client: FlaskClient, admin: dict[str, str]) -> list[tuple[Any, Any, st
 
 def settings(app: Flask, **changes: Any) -> None:
     with services(app) as session:
-        update_settings(session, changes)
+        update_settings(session, program_changes(changes))
 
 
 def stored_tier(app: Flask, external_id: str = "c1") -> str | None:

@@ -24,6 +24,7 @@ from loyalty.members import lookup
 from loyalty.membership import adjustments
 from loyalty.program.services import update_settings
 from loyalty.settlement import services as settlement
+from tests.commands import program_changes
 from tests.factories import ApiKeyFactory, MemberFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -87,7 +88,7 @@ def seeded(live_app: tuple[Flask, str]) -> dict[str, str]:
     app, _ = live_app
     with app.app_context():
         session = db.session()
-        update_settings(session, {"pending_days": 0})
+        update_settings(session, program_changes({"pending_days": 0}))
         MemberFactory(external_id="cust_42", email="grace@example.com", name="Grace Hopper")
         adjustments.adjust(session, "cust_42", 300, "opening balance", "seed")
         admin_key = ApiKeyFactory(name="ops-admin", scopes=("admin",))

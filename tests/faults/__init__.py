@@ -34,6 +34,7 @@ from loyalty.members.models import Member
 from loyalty.membership import adjustments
 from loyalty.membership.services import EnrollMember, enroll
 from loyalty.program.services import update_settings
+from tests.commands import program_changes
 from tests.factories import RuleFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +185,7 @@ def seed_program(app: Flask, members: list[str]) -> dict[str, str]:
     rule of 1 point per dollar, `members` with SEED_POINTS each. Returns checkout headers."""
     with app.app_context():
         session = db.session
-        update_settings(session, {"pending_days": 0}, actor="fault-test")
+        update_settings(session, program_changes({"pending_days": 0}), actor="fault-test")
         RuleFactory()  # 1 point per dollar
         for external_id in members:
             enroll(session, EnrollMember(external_id=external_id))

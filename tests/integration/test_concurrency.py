@@ -22,6 +22,7 @@ from loyalty.ledger.exceptions import InsufficientPoints
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
 from loyalty.membership import adjustments
 from loyalty.program.services import get_settings, update_settings
+from tests.commands import program_changes
 from tests.concurrency import race
 from tests.factories import MemberFactory
 
@@ -52,7 +53,7 @@ def stored_balance(session, member) -> MemberBalance:
 
 @pytest.fixture
 def member_with_10_points(session):
-    update_settings(session, {"expiry_policy": "never"})
+    update_settings(session, program_changes({"expiry_policy": "never"}))
     member = MemberFactory()
     adjustments.adjust(session, member.external_id, 10, "start", None, now=T0)
     # The test's own session must not sit in a transaction (on SQLite: hold the write lock).
@@ -77,7 +78,7 @@ def test_20_concurrent_debits_of_1_from_10_points_let_exactly_10_through(
 
 
 def test_20_concurrent_credits_to_one_member_all_land(app, session):
-    update_settings(session, {"expiry_policy": "never"})
+    update_settings(session, program_changes({"expiry_policy": "never"}))
     member = MemberFactory()
     session.close()
 

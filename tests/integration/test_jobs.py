@@ -49,6 +49,7 @@ from loyalty.settlement import services as settlement
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
+from tests.commands import program_changes
 from tests.concurrency import race, raised
 from tests.factories import ApiKeyFactory, RuleFactory, auth
 from tests.helpers import credit_earned, order_placed_at
@@ -238,7 +239,7 @@ def test_a_tier_is_kept_through_its_retention_and_lost_after_it(app, client, adm
     response = client.post("/v1/admin/tiers", json={**tier, "retention_months": 3}, headers=admin)
     assert response.status_code == 201
     with app.app_context():
-        update_settings(db.session, {"tier_window_months": 1})
+        update_settings(db.session, program_changes({"tier_window_months": 1}))
     enroll(app, "c1")
     order_placed_at(app, "o1", "c1", 100, t0)
     assert stored_tier(app, "c1") == "silver"

@@ -31,6 +31,7 @@ from loyalty.membership import services as membership
 from loyalty.membership.services import card
 from loyalty.program.services import get_settings, update_settings
 from loyalty.settlement import services as settlement
+from tests.commands import program_changes
 from tests.factories import MemberFactory
 from tests.helpers import credit_earned
 
@@ -80,7 +81,7 @@ def reverse_refund(session, member, points, now):
 
 
 def program(session, **changes):
-    update_settings(session, changes)
+    update_settings(session, program_changes(changes))
 
 
 def points(session, member, now):

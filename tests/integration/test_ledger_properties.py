@@ -38,6 +38,7 @@ from loyalty.members.models import Member
 from loyalty.membership import adjustments
 from loyalty.program.services import DEFAULTS, get_settings, update_settings
 from loyalty.settlement import services as settlement
+from tests.commands import program_changes
 from tests.database import delete_every_row
 from tests.factories import MemberFactory
 
@@ -285,13 +286,15 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(pending_days=RETURN_WINDOWS)
     def change_the_return_window(self, pending_days):
-        update_settings(self.session, {"pending_days": pending_days})
+        update_settings(self.session, program_changes({"pending_days": pending_days}))
         self.program.pending_days = pending_days
 
     @rule(expiry=st.sampled_from(EXPIRY_CHOICES))
     def change_the_expiry_policy(self, expiry):
         policy, months = expiry
-        update_settings(self.session, {"expiry_policy": policy, "expiry_months": months})
+        update_settings(
+            self.session, program_changes({"expiry_policy": policy, "expiry_months": months})
+        )
         self.program.policy, self.program.months = policy, months
 
     # --- after every step ----------------------------------------------------------------
