@@ -278,13 +278,20 @@ def insert_copies(session: Session, model: type[M], rows: Sequence[dict[str, Any
     return [model(id=row_id, **row) for row_id, row in zip(ids, rows, strict=True)]
 
 
+_IGNORING_CONFLICTS: dict[tuple[str, type[Any], tuple[str, ...]], sa.Insert] = {}
+
+
 def insert_ignoring_conflicts(
     session: Session, model: type[Any], index_elements: Sequence[str]
 ) -> sa.Insert:
     """An INSERT that skips rows whose `index_elements` exist (ON CONFLICT DO NOTHING on
-    PostgreSQL and SQLite alike)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement: sa.Insert = dialect.insert(model).on_conflict_do_nothing(
-        index_elements=list(index_elements)
-    )
+    PostgreSQL and SQLite alike). Built once per dialect: hot paths claim with it."""
+    name = session.get_bind().dialect.name
+    key = (name, model, tuple(index_elements))
+    statement = _IGNORING_CONFLICTS.get(key)
+    if statement is None:
+        dialect = postgresql if name == "postgresql" else sqlite
+        statement = _IGNORING_CONFLICTS[key] = dialect.insert(model).on_conflict_do_nothing(
+            index_elements=list(index_elements)
+        )
     return statement

@@ -36,6 +36,14 @@ class CartLine:
     quantity: int
     unit_price: int  # minor units
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "category": self.category,
+            "quantity": self.quantity,
+            "unit_price": self.unit_price,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class QuoteCart:

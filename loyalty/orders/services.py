@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -11,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from loyalty.db import insert_copy, utcnow
+from loyalty.db import insert_ignoring_conflicts, transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.events import services as events
-from loyalty.idempotency.services import body_fingerprint, record_once
+from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import (
     MemberBalance,
@@ -54,7 +53,6 @@ from loyalty.tiers import services as tiers
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
-_ORDER_EXISTS = sa.select(Order.id).where(Order.order_id == sa.bindparam("order_id"))
 _REDEMPTION_PUBLIC_ID = sa.select(Redemption.public_id).where(
     Redemption.id == sa.bindparam("redemption_id")
 )
@@ -181,7 +179,7 @@ class PlaceOrder:
             {
                 "member_id": self.external_id,
                 "currency": self.currency,
-                "lines": [dataclasses.asdict(line) for line in self.lines],
+                "lines": [line.as_dict() for line in self.lines],
                 "discount": self.discount,
                 "order_id": self.order_id,
                 "redemption_id": self.redemption_public_id,
@@ -209,25 +207,53 @@ def place_order(
     discount = command.discount
     subtotal = check_discount(lines, discount)
     member = find_member(session, command.external_id)
-
-    def find() -> Order | None:
-        if (
-            session.connection().execute(_ORDER_EXISTS, {"order_id": command.order_id}).first()
-            is None
-        ):
-            return None
-        return order_by_id(session, command.order_id, fresh=True)
-
-    def record(locked: tuple[MemberBalance, MemberBalance | None]) -> RecordedOrder:
-        balance, referrer_balance = locked
+    nets = policy.net_amounts(lines, discount)
+    with transaction(session):
+        balance, referrer_balance = _lock_member_and_referrer(session, member)
         settings = config.current(session).settings
+        # Asked before the order is claimed: the claim is an order of the member's already.
+        first = first_order(session, member)
+        order = {
+            "order_id": command.order_id,
+            "member_id": member.id,
+            "currency": settings.currency,
+            "subtotal": subtotal,
+            "discount": discount,
+            "total": subtotal - discount,
+            "redeemed_points": 0,
+            "redeemed_value": 0,
+            "points_earned": 0,
+            "breakdown": [],
+            "lines": [
+                {**line.as_dict(), "net_amount": net, "refunded_quantity": 0}
+                for line, net in zip(command.lines, nets, strict=True)
+            ],
+            "request_hash": request_hash,
+            "redemption_id": None,
+            "lot_id": None,
+            "placed_at": placed_at,
+            "available_at": None,
+            "created_at": now,
+            "refunded_amount": 0,
+            "points_reversed": 0,
+            "points_restored": 0,
+        }
+        # Claimed first, with ON CONFLICT DO NOTHING: the same order_id placed concurrently
+        # (for another member) waits for that transaction and then finds its order, without
+        # an IntegrityError to recover from (so no savepoint). A retry replays the order as
+        # recorded, whatever changed since (the member's status, the program's currency),
+        # so the checks that depend on them come after the claim; a refusal rolls it back.
+        claimed = session.connection().execute(_claim(session), order).scalar()
+        if claimed is None:
+            existing = order_by_id(session, command.order_id, fresh=True)
+            assert existing is not None  # orders are never deleted
+            return _replay(session, existing, request_hash), False
         check_currency(settings, command.currency)
         if not member.is_active:
             raise MemberInactive(
                 f"Member {member.external_id!r} is {member.status}; it earns nothing."
             )
         settle_member(session, balance, now)
-        first = first_order(session, member)
         redemption = None
         if command.redemption_public_id:
             redemption = _use_redemption(
@@ -243,31 +269,14 @@ def place_order(
         points, breakdown, active = earn(
             session, member, lines, discount + redeemed_value, placed_at, now, first
         )
-        nets = policy.net_amounts(lines, discount)
-        order = {
-            "order_id": command.order_id,
-            "member_id": member.id,
-            "currency": settings.currency,
-            "subtotal": subtotal,
-            "discount": discount,
-            "total": subtotal - discount,
+        earned: dict[str, Any] = {
             "redeemed_points": redemption.points if redemption else 0,
             "redeemed_value": redeemed_value,
+            "redemption_id": redemption.id if redemption else None,
             "points_earned": points,
             "breakdown": [c.as_dict() for c in breakdown],
-            "lines": [
-                {**dataclasses.asdict(line), "net_amount": net, "refunded_quantity": 0}
-                for line, net in zip(command.lines, nets, strict=True)
-            ],
-            "request_hash": request_hash,
-            "redemption_id": redemption.id if redemption else None,
             "lot_id": None,
-            "placed_at": placed_at,
             "available_at": None,
-            "created_at": now,
-            "refunded_amount": 0,
-            "points_reversed": 0,
-            "points_restored": 0,
         }
         if points:
             lot = award(
@@ -284,28 +293,48 @@ def place_order(
                 details={},
                 payload={"order_id": command.order_id},
             )
-            order["lot_id"], order["available_at"] = lot.id, lot.available_at
+            earned["lot_id"], earned["available_at"] = lot.id, lot.available_at
             settle_member(session, balance, now)
-        if session.new:
-            session.flush()
-        # The one write an order always makes; a read-only copy is returned.
-        order_row = insert_copy(session, Order, order)
+        if points or redemption:
+            session.connection().execute(_COMPLETE_ORDER, {"claimed": claimed, **earned})
         # Crossing a threshold upgrades in the same transaction as the earning.
         tiers.review_member(session, member, now)
         if first and referrer_balance is not None:
             events.grant_referral(session, member, referrer_balance, now)
-        return recorded(session, order_row, redemption.public_id if redemption else None)
+        placed = Order(id=claimed, **{**order, **earned})
+        return recorded(session, placed, redemption.public_id if redemption else None), True
 
-    # A retry replays the order as recorded, whatever changed since (the member's status, the
-    # program's currency), so the checks that depend on them come after the lookup. An order_id
-    # recorded concurrently (for another member) is compared with too.
-    return record_once(
-        session,
-        lock=lambda: _lock_member_and_referrer(session, member),
-        find=find,
-        replay=lambda existing: _replay(session, existing, request_hash),
-        record=record,
+
+_CLAIMS: dict[str, sa.Insert] = {}
+
+
+def _claim(session: Session) -> sa.Insert:
+    """INSERT the order unless its order_id exists, RETURNING its id (built once per
+    dialect)."""
+    name = session.get_bind().dialect.name
+    if name not in _CLAIMS:
+        _CLAIMS[name] = insert_ignoring_conflicts(session, Order, ["order_id"]).returning(Order.id)
+    return _CLAIMS[name]
+
+
+_COMPLETE_ORDER = (
+    sa.update(Order.__table__)
+    .where(Order.__table__.c.id == sa.bindparam("claimed"))
+    .values(
+        {
+            name: sa.bindparam(name)
+            for name in (
+                "redeemed_points",
+                "redeemed_value",
+                "redemption_id",
+                "points_earned",
+                "breakdown",
+                "lot_id",
+                "available_at",
+            )
+        }
     )
+)
 
 
 def _lock_member_and_referrer(
