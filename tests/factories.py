@@ -25,7 +25,7 @@ from loyalty.redemptions.services import Hold
 from loyalty.rules import services as rules
 from loyalty.rules.services import RuleView
 from loyalty.tiers import definitions as tier_definitions
-from loyalty.tiers.definitions import TierView
+from loyalty.tiers.definitions import DefinedTier
 from tests.commands import enrollment, order_command, rule_definition, tier_definition
 
 TEE = {"sku": "tee", "category": "apparel", "quantity": 2, "unit_price": 2500}
@@ -137,7 +137,7 @@ class TierFactory(factory.Factory):
         )
 
     @classmethod
-    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> TierView:
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> DefinedTier:
         return tier_definitions.create_tier(db.session, tier_definition(model_class(**kwargs)))
 
 

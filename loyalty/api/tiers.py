@@ -22,7 +22,7 @@ from loyalty.schemas.tiers import (
 )
 from loyalty.tiers import definitions
 from loyalty.tiers.benefits import Benefit, GrantBenefit, grant_benefit
-from loyalty.tiers.definitions import TierChanges, TierDefinition, TierView
+from loyalty.tiers.definitions import DefinedTier, TierChanges, TierDefinition
 
 blp = Blueprint("tiers", __name__, url_prefix="/v1", description="Tiers and benefits.")
 
@@ -39,7 +39,7 @@ GOLD_EXAMPLE = {
 }
 
 
-def tier_body(tier: TierView) -> dict[str, Any]:
+def tier_body(tier: DefinedTier) -> dict[str, Any]:
     return {
         "code": tier.code,
         "name": tier.name,

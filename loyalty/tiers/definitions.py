@@ -40,7 +40,7 @@ class TierChanges:
 
 
 @dataclass(frozen=True, slots=True)
-class TierView:
+class DefinedTier:
     """A tier as admins see it, with how many members hold it now."""
 
     code: str
@@ -53,8 +53,8 @@ class TierView:
     updated_at: dt.datetime
 
 
-def _view(tier: Tier, members: int) -> TierView:
-    return TierView(
+def _view(tier: Tier, members: int) -> DefinedTier:
+    return DefinedTier(
         code=tier.code,
         name=tier.name,
         rank=tier.rank,
@@ -72,7 +72,7 @@ def _members_in(session: Session, tier_id: int) -> int:
     )
 
 
-def list_tiers(session: Session) -> list[TierView]:
+def list_tiers(session: Session) -> list[DefinedTier]:
     """Every tier, lowest rank first, with its members counted in one query."""
     counts = dict(
         session.execute(
@@ -92,13 +92,15 @@ def _find(session: Session, code: str) -> Tier:
     return tier
 
 
-def find_tier(session: Session, code: str) -> TierView:
+def find_tier(session: Session, code: str) -> DefinedTier:
     """The tier with this code. Raises TierNotFound."""
     tier = _find(session, code)
     return _view(tier, _members_in(session, tier.id))
 
 
-def create_tier(session: Session, definition: TierDefinition, actor: str | None = None) -> TierView:
+def create_tier(
+    session: Session, definition: TierDefinition, actor: str | None = None
+) -> DefinedTier:
     """Create a tier. Raises TierExists when its code or rank is taken."""
     try:
         with transaction(session, savepoint=True):
@@ -123,7 +125,7 @@ def create_tier(session: Session, definition: TierDefinition, actor: str | None 
 
 def update_tier(
     session: Session, code: str, changes: TierChanges, actor: str | None = None
-) -> TierView:
+) -> DefinedTier:
     """Change a tier (members are reviewed against it on their next touch). Raises
     TierNotFound, TierExists for a rank taken by another tier."""
     try:
