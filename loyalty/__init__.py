@@ -10,6 +10,8 @@ Environment variables:
   once in ./instance/secret_key). ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure
   flag, for a console reached over plain http on another host than localhost.
 - ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
+- ``LOYALTY_WEBHOOKS_ALLOW_LOCAL=1``: lets webhooks go to plain http and to local and private
+  addresses (development and tests; by default a webhook must be https to a public address).
 - ``PROMETHEUS_MULTIPROC_DIR``: where gunicorn workers keep their metrics so /metrics adds
   them up (gunicorn.conf.py sets one up).
 """

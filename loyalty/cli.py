@@ -150,7 +150,9 @@ def _one_pass(batch_size: int, notice_days: int) -> str:
     notified = jobs.notify_expiring(session, within_days=notice_days)
     birthdays = jobs.grant_birthdays(session)
     dispatched = webhooks.dispatch(session)
-    delivered = webhooks.deliver_due(session)
+    delivered = webhooks.deliver_due(
+        session, allow_local=current_app.config["WEBHOOKS_ALLOW_LOCAL"]
+    )
     return (
         f"settled {summary.members_settled} members ({summary.transactions_written} "
         f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "

@@ -64,6 +64,8 @@ def from_environment() -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Webhooks to plain http and local addresses: development and tests only.
+        "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
         "API_TITLE": "loyalty",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

@@ -53,6 +53,9 @@ def build_app(url: str) -> Flask:
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": url,
             "SQLALCHEMY_ENGINE_OPTIONS": config.engine_options(url),
+            # The suite's webhook receivers listen on 127.0.0.1; the production default
+            # (public https targets only) is tested in tests/api/test_webhook_targets.py.
+            "WEBHOOKS_ALLOW_LOCAL": True,
         }
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
@@ -73,7 +74,11 @@ class Webhooks(MethodView):
     @blp.response(201, WebhookCreatedSchema)
     def post(self, new: NewWebhook) -> dict[str, Any]:
         """Register an endpoint; the response carries its signing secret, shown only once"""
-        return created_body(webhooks.create_endpoint(db.session(), new, current_caller().name))
+        allow_local = current_app.config["WEBHOOKS_ALLOW_LOCAL"]
+        created = webhooks.create_endpoint(
+            db.session(), new, current_caller().name, allow_local=allow_local
+        )
+        return created_body(created)
 
 
 @blp.route("/<uuid:webhook_id>")

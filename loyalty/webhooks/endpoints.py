@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
+from loyalty.webhooks import targets
 from loyalty.webhooks.models import (
     DeliveryStatus,
     OutboxEvent,
@@ -23,7 +23,7 @@ from loyalty.webhooks.models import (
     WebhookEndpoint,
 )
 from loyalty.webhooks.outbox import EVENT_TYPES
-from loyalty.webhooks.services import WebhookNotFound, active_endpoints, check_url
+from loyalty.webhooks.services import WebhookNotFound, active_endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +98,15 @@ def _endpoint_view(endpoint: WebhookEndpoint) -> WebhookView:
 
 
 def create_endpoint(
-    session: Session, new: NewWebhook | Mapping[str, Any], actor: str | None
+    session: Session, new: NewWebhook, actor: str | None, *, allow_local: bool = False
 ) -> CreatedWebhook:
     """Register an endpoint and return it with its new signing secret (shown only now).
 
-    `new` may also be a mapping of url, event_types and description. Raises ValidationFailed
-    for a URL that is not https (but to this machine) or an unknown event type.
+    Raises ValidationFailed for a URL that is not https or points to an address webhooks
+    may not reach (both allowed to this machine with `allow_local`), or an unknown event
+    type.
     """
-    if not isinstance(new, NewWebhook):
-        new = NewWebhook(new["url"], tuple(new["event_types"]), new.get("description"))
-    check_url(new.url)
+    targets.check_url(new.url, allow_local=allow_local)
     unknown = sorted(set(new.event_types) - {*EVENT_TYPES, "*"})
     if unknown:
         raise ValidationFailed({"event_types": [f"Unknown: {', '.join(unknown)}."]})

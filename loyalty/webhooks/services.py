@@ -14,21 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty import metrics
 from loyalty.db import in_claimed_batches, transaction, utcnow
-from loyalty.errors import NotFound, ValidationFailed
+from loyalty.errors import NotFound
+from loyalty.webhooks import targets
 from loyalty.webhooks.models import (
     DeliveryStatus,
     OutboxEvent,
@@ -39,8 +37,6 @@ from loyalty.webhooks.models import (
 
 MAX_ATTEMPTS = 8
 LEASE = dt.timedelta(seconds=60)
-TIMEOUT_SECONDS = 10
-LOCAL_HOSTS = {"localhost"}
 
 
 class WebhookNotFound(NotFound):
@@ -55,26 +51,6 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 def backoff(attempts: int) -> dt.timedelta:
     """Wait before the next try after `attempts` failures: 30 s doubling, at most 6 hours."""
     return min(dt.timedelta(seconds=30 * 2 ** (attempts - 1)), dt.timedelta(hours=6))
-
-
-def _is_local(host: str) -> bool:
-    if host in LOCAL_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str) -> None:
-    """HTTPS only, except plain HTTP to this machine for development."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return
-    if parts.scheme == "http" and _is_local(host):
-        return
-    raise ValidationFailed({"url": ["Use an https:// URL (http:// only for localhost)."]})
 
 
 def active_endpoints(session: Session) -> list[WebhookEndpoint]:
@@ -130,16 +106,6 @@ def event_body(event: OutboxEvent) -> bytes:
 
 
 Sender = Callable[[str, bytes, dict[str, str]], int]
-
-
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST and return the status code; raises OSError on network failure."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - URLs are checked at registration
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
 
 
 @dataclass
@@ -227,12 +193,16 @@ def deliver_due(
     session: Session,
     now: dt.datetime | None = None,
     batch_size: int = 100,
-    send: Sender = http_post,
+    *,
+    allow_local: bool = False,
+    send: Sender | None = None,
 ) -> DeliveryRun:
-    """Send every delivery whose next attempt is due; record each attempt; schedule retries
-    with exponential backoff, giving up after MAX_ATTEMPTS. No transaction stays open while
-    a receiver answers (on SQLite that would hold the database's write lock)."""
+    """Send every delivery whose next attempt is due (through ``targets.post``, which refuses
+    addresses webhooks may not reach unless `allow_local`); record each attempt; schedule
+    retries with exponential backoff, giving up after MAX_ATTEMPTS. No transaction stays open
+    while a receiver answers (on SQLite that would hold the database's write lock)."""
     now = now or utcnow()
+    send = send or partial(targets.post, allow_local=allow_local)
     run = DeliveryRun()
     for delivery_id in _claim(session, now, batch_size):
         prepared = _prepare(session, delivery_id)
@@ -244,7 +214,7 @@ def deliver_due(
         try:
             status_code = send(url, body, headers)
         except OSError as failure:
-            error = f"{failure.__class__.__name__}: {failure}"[:500]
+            error = targets.failure(failure)
         duration_ms = int((time.perf_counter() - started) * 1000)
         if _record(session, delivery_id, status_code, error, duration_ms, utcnow()):
             run.succeeded += 1
