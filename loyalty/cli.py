@@ -193,7 +193,10 @@ def _run_import(kind: str, path: Path, report: Path | None) -> None:
 
     run = imports.import_members if kind == "members" else imports.import_balances
     with path.open(newline="", encoding="utf-8-sig") as stream:
-        total = max(sum(1 for _ in stream) - 1, 0)
+        try:
+            total = max(sum(1 for _ in stream) - 1, 0)
+        except UnicodeDecodeError:
+            raise click.ClickException(f"{path} is not UTF-8 text; nothing imported") from None
         stream.seek(0)
         try:
             if sys.stdout.isatty():
@@ -206,6 +209,9 @@ def _run_import(kind: str, path: Path, report: Path | None) -> None:
         except imports.ImportRejected as error:
             for item in error.rejected[:20]:
                 click.echo(f"line {item.line}: {item.reason}", err=True)
+            if error.whole_file:
+                message = f"{path} is not CSV it can read; nothing imported"
+                raise click.ClickException(message) from None
             raise click.ClickException(
                 f"{len(error.rejected)} rows rejected; nothing imported "
                 "(fix them, or pass --report FILE to import the valid rows)"

@@ -5,8 +5,11 @@ before anything is written, otherwise the good rows are imported and the bad one
 Re-running an import changes nothing: members are matched on external_id, and a member's
 opening balance is imported once (its ledger transaction is referenced `import:balance`).
 
-Speed matters here (a shop brings hundreds of thousands of members), so rows are written
-with SQLAlchemy Core in batches, each batch one transaction.
+A file imports entirely or not at all: every row is validated (by the API's own bounds)
+before anything is written, and the writes are one transaction, so a failure half-way (the
+database gone, a bug) leaves nothing behind. Speed matters (a shop brings hundreds of
+thousands of members), so rows are written with SQLAlchemy Core in batches of statements
+inside that transaction; a balance import holds its members' locks until it commits.
 """
 
 from __future__ import annotations
@@ -54,26 +57,58 @@ class ImportResult:
 
 
 class ImportRejected(Exception):
-    """An all-or-nothing import found bad rows; nothing was written."""
+    """An all-or-nothing import found bad rows, or the file itself is not readable CSV
+    (`whole_file`); nothing was written."""
 
-    def __init__(self, rejected: list[Rejected]) -> None:
+    def __init__(self, rejected: list[Rejected], *, whole_file: bool = False) -> None:
         super().__init__(f"{len(rejected)} rows rejected")
         self.rejected = rejected
+        self.whole_file = whole_file
+
+
+def _unreadable(line: int, reason: str) -> ImportRejected:
+    return ImportRejected([Rejected(line, {}, reason)], whole_file=True)
 
 
 def _rows(stream: TextIO, required: set[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(stream)
-    missing = required - set(reader.fieldnames or ())
-    if missing:
-        raise ImportRejected([Rejected(1, {}, f"missing columns: {', '.join(sorted(missing))}")])
-    for number, row in enumerate(reader, start=2):
-        yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k}
+    """The file's rows with the line each ends on. Raises ImportRejected for a file that is
+    not CSV text as a whole (not UTF-8, malformed quoting, a field over the size limit, a
+    field spanning lines: an unclosed quote that would swallow the rows after it): no row of
+    such a file can be trusted, whatever the mode."""
+    reader = csv.DictReader(stream, strict=True)
+    try:
+        missing = required - set(reader.fieldnames or ())
+        if missing:
+            raise _unreadable(1, f"missing columns: {', '.join(sorted(missing))}")
+        for row in reader:
+            values = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if any("\n" in value or "\r" in value for value in values.values()):
+                reason = "a quoted field spans lines (an unclosed quote?)"
+                raise _unreadable(reader.line_num, reason)
+            yield reader.line_num, values
+    except csv.Error as error:
+        raise _unreadable(reader.line_num, f"malformed CSV: {error}") from None
+    except UnicodeDecodeError:
+        raise _unreadable(reader.line_num + 1, "not UTF-8 text") from None
+
+
+def _text(row: dict[str, str], name: str, longest: int) -> str | None:
+    """An optional text field under the API's own bounds: at most `longest` characters, no
+    NUL (PostgreSQL text cannot hold it)."""
+    value = row.get(name) or None
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError(f"{name}: contains NUL")
+    if len(value) > longest:
+        raise ValueError(f"{name}: at most {longest} characters")
+    return value
 
 
 def _member_row(row: dict[str, str]) -> dict[str, Any]:
     if not EXTERNAL_ID.match(row["external_id"]):
         raise ValueError("external_id: 1-128 letters, digits or . _ : @ + -")
-    email = row.get("email") or None
+    email = _text(row, "email", 320)
     if email and not EMAIL.match(email):
         raise ValueError("email: not an email address")
     try:
@@ -88,7 +123,7 @@ def _member_row(row: dict[str, str]) -> dict[str, Any]:
     return {
         "external_id": row["external_id"],
         "email": email,
-        "name": (row.get("name") or None) and row["name"][:200],
+        "name": _text(row, "name", 200),
         "birthday": birthday,
         "status": status,
     }
@@ -110,6 +145,10 @@ def _balance_row(row: dict[str, str], now: dt.datetime) -> dict[str, Any]:
             raise ValueError("expires_at: not a time (2027-06-30T00:00:00+00:00)") from None
         if expires_at.tzinfo is None:
             raise ValueError("expires_at: give a UTC offset (2027-06-30T00:00:00+00:00)")
+        try:
+            expires_at = expires_at.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("expires_at: out of range") from None
         if expires_at <= now:
             raise ValueError("expires_at: already passed")
     return {"external_id": row["external_id"], "points": points, "expires_at": expires_at}
@@ -164,8 +203,8 @@ def import_members(
         raise ImportRejected(rejected)
     result = ImportResult(rejected=rejected)
     now = utcnow()
-    for batch in _batches([row for _, row, _ in valid], batch_size):
-        with transaction(session):
+    with transaction(session):
+        for batch in _batches([row for _, row, _ in valid], batch_size):
             ids = [row["external_id"] for row in batch]
             existing = set(
                 session.execute(
@@ -198,10 +237,10 @@ def import_members(
                 ],
                 "member_id",
             )
-        result.imported += len(new)
-        result.skipped += len(batch) - len(new)
-        if progress:
-            progress(len(batch))
+            result.imported += len(new)
+            result.skipped += len(batch) - len(new)
+            if progress:
+                progress(len(batch))
     return result
 
 
@@ -238,13 +277,13 @@ def import_balances(
         raise ImportRejected(sorted(rejected, key=lambda r: r.line))
     result = ImportResult(rejected=sorted(rejected, key=lambda r: r.line))
     settings = get_settings(session)
-    for batch in _batches(kept, batch_size):
-        with transaction(session):
+    with transaction(session):
+        for batch in _batches(kept, batch_size):
             written = _write_balances(session, settings, batch, now)
-        result.imported += written
-        result.skipped += len(batch) - written
-        if progress:
-            progress(len(batch))
+            result.imported += written
+            result.skipped += len(batch) - written
+            if progress:
+                progress(len(batch))
     return result
 
 

@@ -568,3 +568,107 @@ def test_five_thousand_members_and_balances_import_and_verify(app, tmp_path):
     assert report.ok, report.problems
     assert report.members == SMOKE_ROWS
     assert available(app, "m04999") == 4999 % 1000 + 1
+
+
+# --- a file imports entirely or not at all, and never with a traceback ---------------------
+
+
+def test_a_nul_in_the_last_row_of_a_large_file_imports_nothing(app, tmp_path):
+    """The last row sits in the second batch of writes: the whole file is refused first."""
+    rows = [f"m{n},,Member {n},," for n in range(6000)] + ["m6000,,Nul\x00Name,,"]
+    path = write_csv(tmp_path, "members.csv", MEMBER_COLUMNS, *rows)
+
+    result = cli(app, "import", "members", str(path))
+
+    assert result.exit_code == 1
+    assert "line 6002: name: contains NUL" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert member_ids(app) == []
+
+
+def test_an_unclosed_quote_is_a_line_numbered_error_not_swallowed_rows(app, tmp_path):
+    path = write_csv(tmp_path, "members.csv", MEMBER_COLUMNS, 'a1,,"Ada,,', "a2,,,,", 'a3,,Bob",,')
+
+    with pytest.raises(imports.ImportRejected) as refused:
+        import_members(app, path, all_or_nothing=False)
+
+    assert refused.value.whole_file
+    assert [(item.line, item.reason) for item in refused.value.rejected] == [
+        (4, "a quoted field spans lines (an unclosed quote?)")
+    ]
+    assert member_ids(app) == []
+
+
+def test_a_quote_left_open_to_the_end_is_malformed_csv(app, tmp_path):
+    path = write_csv(tmp_path, "members.csv", MEMBER_COLUMNS, "a1,,,,", 'a2,,"Grace,,')
+
+    with pytest.raises(imports.ImportRejected) as refused:
+        import_members(app, path)
+
+    assert refused.value.rejected[0].reason.startswith("malformed CSV")
+    assert member_ids(app) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00\x01" * 250_000, "is not UTF-8 text"),
+        ("external_id,name\na1," + "x" * 200_000 + "\n", "is not CSV it can read"),
+    ],
+    ids=["binary", "huge-field"],
+)
+def test_a_file_that_is_not_csv_text_is_refused_without_a_traceback(
+    app, tmp_path, content, message
+):
+    path = tmp_path / "members.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+
+    result = cli(app, "import", "members", str(path))
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert member_ids(app) == []
+
+
+def test_a_name_longer_than_the_api_allows_is_rejected_not_cut(app, tmp_path):
+    path = write_csv(
+        tmp_path, "members.csv", MEMBER_COLUMNS, "a1,,Ada,,", "a2,," + "x" * 201 + ",,"
+    )
+
+    result = import_members(app, path, all_or_nothing=False)
+
+    assert rejected(result) == [(3, "name")]
+    assert member_ids(app) == ["a1"]
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_an_expiry_out_of_range_in_utc_is_rejected(app, tmp_path, three_members, moment):
+    path = write_csv(tmp_path, "balances.csv", BALANCE_COLUMNS, f"a1,100,{moment}", "a2,50,")
+
+    result = import_balances(app, path, all_or_nothing=False)
+
+    assert rejected(result) == [(2, "expires_at")]
+    assert available(app, "a2") == 50
+
+
+def test_a_failure_half_way_through_the_writes_leaves_nothing(app, tmp_path, monkeypatch):
+    path = write_csv(tmp_path, "members.csv", "external_id", "a1", "a2", "a3")
+    real_insert = imports._insert_ignore
+    calls: list[int] = []
+
+    def fail_in_the_second_batch(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:  # a batch inserts members, then their balance rows
+            raise RuntimeError("the database went away")
+        real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_insert_ignore", fail_in_the_second_batch)
+
+    with pytest.raises(RuntimeError):
+        import_members(app, path, batch_size=2)
+
+    assert member_ids(app) == []
