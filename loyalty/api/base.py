@@ -1,13 +1,16 @@
 """The local Blueprint: our argument parser and nothing else that differs from flask-smorest.
 
-PostgreSQL text cannot hold a NUL character, so no request string may carry one into a
-query: the parser refuses it in bodies and query strings, and path segments with one route
-nowhere (404).
+PostgreSQL text cannot hold a NUL character, nor can any database store a lone UTF-16
+surrogate (JSON can carry one, as an escape such as \\ud800): the parser refuses both in
+bodies and query strings, and path segments with a NUL route nowhere (404). A number too long
+for Python to read (over 4,300 digits) is malformed JSON, not a crash.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import flask
@@ -28,6 +31,9 @@ class UnsupportedMediaType(LoyaltyError):
 
 
 NUL_MESSAGE = "Strings must not contain NUL (\\u0000)."
+SURROGATE_MESSAGE = "Strings must not contain a lone UTF-16 surrogate (\\ud800-\\udfff)."
+# A surrogate arrives only as an escape: \uD800 to \uDFFF (a pair makes one character).
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 
 
 class Parser(FlaskParser):
@@ -50,15 +56,27 @@ class Parser(FlaskParser):
             data = core.parse_json(raw)
         except RecursionError:
             raise MalformedJson("The body is nested too deeply.") from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            # int() refuses more than 4,300 digits (CVE-2020-10735), as a plain ValueError.
+            raise MalformedJson("The body holds a number too long to read.") from None
         # Strict JSON has no raw control characters: a NUL arrives only as the \u0000 escape,
         # so most bodies need no walk.
-        if b"\\u0000" in raw and _contains_nul(data):
+        if b"\\u0000" in raw and _contains(data, _has_nul):
             raise ValidationFailed({"_schema": [NUL_MESSAGE]})
+        if SURROGATE_ESCAPE.search(raw) and _contains(data, _has_lone_surrogate):
+            raise ValidationFailed({"_schema": [SURROGATE_MESSAGE]})
         return data
 
     def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:
-        if _contains_nul(list(req.args.items(multi=True))):
+        arguments = list(req.args.items(multi=True))
+        if _contains(arguments, _has_nul):
             raise ValidationFailed({"_schema": [NUL_MESSAGE]}, "The query string did not validate.")
+        if _contains(arguments, _has_lone_surrogate):
+            raise ValidationFailed(
+                {"_schema": [SURROGATE_MESSAGE]}, "The query string did not validate."
+            )
         return super().load_querystring(req, schema)
 
     def _handle_invalid_json_error(
@@ -71,11 +89,20 @@ class Parser(FlaskParser):
         raise MalformedJson(f"The body is not valid JSON: {error}.")
 
 
-def _contains_nul(data: Any) -> bool:
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def _contains(data: Any, bad: Callable[[str], bool]) -> bool:
+    """Whether any string in `data` (keys included) is `bad`."""
     stack = [data]
     while stack:
         item = stack.pop()
-        if isinstance(item, str) and "\x00" in item:
+        if isinstance(item, str) and bad(item):
             return True
         if isinstance(item, dict):
             stack.extend(item.keys())

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from loyalty.db import utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.exceptions import MemberInactive
+from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.orders.exceptions import CurrencyMismatch
@@ -89,6 +90,11 @@ def earn(
         remaining_caps=remaining_caps(session, member.id, active, now),
     )
     points, breakdown = policy.order_points(candidates, lines, reduction, context, when)
+    if points > MAX_POINTS:
+        # One movement carries at most MAX_POINTS, so no sum of them can overflow.
+        raise ValidationFailed(
+            {"lines": [f"The cart would earn {points} points; at most {MAX_POINTS} at once."]}
+        )
     return points, breakdown, active
 
 

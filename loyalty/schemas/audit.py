@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from loyalty.schemas.common import StrictSchema, page_schema
+from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 
 
 class AuditQuerySchema(StrictSchema):
@@ -16,8 +16,8 @@ class AuditQuerySchema(StrictSchema):
         ),
     )
     target_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
-    from_ = fields.AwareDateTime(data_key="from", load_default=None)
-    to = fields.AwareDateTime(load_default=None)
+    from_ = UTCDateTime(data_key="from", load_default=None)
+    to = UTCDateTime(load_default=None)
 
 
 class AuditEntrySchema(ma.Schema):
@@ -30,7 +30,7 @@ class AuditEntrySchema(ma.Schema):
     target_id = fields.String(required=True)
     before = fields.Dict(required=True, allow_none=True)
     after = fields.Dict(required=True, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = UTCDateTime(required=True)
 
 
 AuditPageSchema = page_schema(AuditEntrySchema, "AuditPage")

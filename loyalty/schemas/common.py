@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -9,6 +12,19 @@ EXTERNAL_ID = validate.Regexp(
     EXTERNAL_ID_PATTERN,
     error="1-128 characters: letters, digits and . _ : @ + -, starting with a letter or digit.",
 )
+
+
+class UTCDateTime(fields.AwareDateTime):
+    """A timezone-aware moment that exists in UTC: 0001-01-01T00:00:00+14:00 and
+    9999-12-31T23:59:59-14:00 are valid ISO 8601 but fall outside any date UTC can hold."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment.astimezone(dt.UTC)
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+        return moment
 
 
 class StrictSchema(ma.Schema):

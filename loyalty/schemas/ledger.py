@@ -5,7 +5,7 @@ from marshmallow import fields, validate
 
 from loyalty.ledger.models import Account, TransactionKind
 from loyalty.ledger.policy import MAX_POINTS
-from loyalty.schemas.common import StrictSchema, page_schema
+from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 
 
 class EntrySchema(ma.Schema):
@@ -26,8 +26,8 @@ class TransactionSchema(ma.Schema):
         required=True,
         metadata={"description": "Change to the member's available + pending points."},
     )
-    effective_at = fields.AwareDateTime(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    effective_at = UTCDateTime(required=True)
+    created_at = UTCDateTime(required=True)
     reference = fields.String(required=True, allow_none=True)
     reason = fields.String(required=True, allow_none=True)
     entries = fields.List(

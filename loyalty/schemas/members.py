@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 
 from loyalty.members.models import MemberStatus
 from loyalty.membership.services import EnrollMember, MemberChanges
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
 from loyalty.schemas.tiers import TierProgressSchema, TierRefSchema
 
 
@@ -77,7 +77,7 @@ class MemberUpdateSchema(StrictSchema):
 
 class ExpiringLotSchema(ma.Schema):
     points = fields.Integer(required=True)
-    expires_at = fields.AwareDateTime(required=True)
+    expires_at = UTCDateTime(required=True)
 
 
 class BalanceSchema(ma.Schema):
@@ -109,7 +109,7 @@ class MemberSchema(ma.Schema):
     name = fields.String(required=True, allow_none=True)
     birthday = fields.Date(required=True, allow_none=True)
     metadata = fields.Dict(required=True, attribute="metadata_")
-    enrolled_at = fields.AwareDateTime(required=True)
+    enrolled_at = UTCDateTime(required=True)
 
 
 class MemberCardSchema(MemberSchema):

@@ -10,7 +10,7 @@ from loyalty.ledger.policy import MAX_POINTS
 from loyalty.orders.earning import CartLine, QuoteCart
 from loyalty.orders.refunds import RefundLine, RefundOrder
 from loyalty.orders.services import PlaceOrder
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
 
 MAX_AMOUNT = 10**12  # minor units: ten billion in a two-decimal currency
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="An ISO 4217 code such as USD.")
@@ -47,6 +47,12 @@ def _distinct_skus(lines: list[dict[str, Any]]) -> None:
         raise ma.ValidationError("Each sku appears once; sum the quantities.")
 
 
+def _bounded_total(lines: list[dict[str, Any]]) -> None:
+    # Each line is within bounds, but their sum must fit too (and any money column).
+    if sum(line["quantity"] * line["unit_price"] for line in lines) > MAX_AMOUNT:
+        raise ma.ValidationError(f"The lines may add up to at most {MAX_AMOUNT}.")
+
+
 class CartSchema(StrictSchema):
     member_id = fields.String(
         required=True, validate=EXTERNAL_ID, metadata={"example": "cust_1001"}
@@ -55,7 +61,7 @@ class CartSchema(StrictSchema):
     lines = fields.List(
         fields.Nested(LineSchema),
         required=True,
-        validate=[validate.Length(min=1, max=500), _distinct_skus],
+        validate=[validate.Length(min=1, max=500), _distinct_skus, _bounded_total],
     )
     discount = fields.Integer(
         strict=True,
@@ -112,7 +118,9 @@ class QuoteSchema(ma.Schema):
 class OrderInSchema(CartSchema):
     order_id = fields.String(
         required=True,
-        validate=[REFERENCE, validate.NoneOf(["quote"])],
+        # It names the order in paths (GET /orders/{order_id}, its refunds): the characters
+        # of the member ids, so that every order can be read back.
+        validate=[EXTERNAL_ID, validate.NoneOf(["quote"])],
         # /v1/orders/quote is the quote endpoint's path, never an order's.
         metadata={"example": "ord_5001", "not": {"enum": ["quote"]}},
     )
@@ -123,7 +131,7 @@ class OrderInSchema(CartSchema):
             "description": "A hold that pays part of this order; captured with it if still held."
         },
     )
-    placed_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    placed_at = UTCDateTime(load_default=None, allow_none=True)
 
     @ma.post_load
     def _command(self, data: dict[str, Any], **_: Any) -> PlaceOrder:
@@ -141,7 +149,7 @@ class RefundSummarySchema(ma.Schema):
     amount = fields.Nested(MoneySchema, required=True)
     points_reversed = fields.Integer(required=True)
     points_restored = fields.Integer(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = UTCDateTime(required=True)
 
 
 class OrderSchema(ma.Schema):
@@ -157,12 +165,12 @@ class OrderSchema(ma.Schema):
     )
     points_earned = fields.Integer(required=True)
     breakdown = fields.List(fields.Nested(ContributionSchema), required=True)
-    available_at = fields.AwareDateTime(required=True, allow_none=True)
+    available_at = UTCDateTime(required=True, allow_none=True)
     total = fields.Nested(MoneySchema, required=True)
     paid = fields.Nested(MoneySchema, required=True, metadata={"description": "Paid in money."})
     redemption_id = fields.UUID(required=True, allow_none=True)
     points_redeemed = fields.Integer(required=True)
-    placed_at = fields.AwareDateTime(required=True)
+    placed_at = UTCDateTime(required=True)
 
 
 class RefundLineSchema(StrictSchema):
@@ -220,10 +228,10 @@ class RedemptionSchema(ma.Schema):
     points = fields.Integer(required=True)
     value = fields.Nested(MoneySchema, required=True)
     order_id = fields.String(required=True, allow_none=True)
-    expires_at = fields.AwareDateTime(required=True)
-    created_at = fields.AwareDateTime(required=True)
-    captured_at = fields.AwareDateTime(required=True, allow_none=True)
-    released_at = fields.AwareDateTime(required=True, allow_none=True)
+    expires_at = UTCDateTime(required=True)
+    created_at = UTCDateTime(required=True)
+    captured_at = UTCDateTime(required=True, allow_none=True)
+    released_at = UTCDateTime(required=True, allow_none=True)
 
 
 class EventInSchema(StrictSchema):
@@ -236,7 +244,7 @@ class EventInSchema(StrictSchema):
         validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"),
         metadata={"example": "review"},
     )
-    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    occurred_at = UTCDateTime(load_default=None, allow_none=True)
     attributes = fields.Dict(
         keys=fields.String(validate=validate.Length(max=40)), load_default=dict
     )
@@ -254,6 +262,6 @@ class EventSchema(ma.Schema):
     event_id = fields.String(required=True)
     member_id = fields.String(required=True)
     type = fields.String(required=True)
-    occurred_at = fields.AwareDateTime(required=True)
+    occurred_at = UTCDateTime(required=True)
     points_earned = fields.Integer(required=True)
     breakdown = fields.List(fields.Nested(ContributionSchema), required=True)

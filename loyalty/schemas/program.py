@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.program.models import ExpiryPolicy
 from loyalty.program.services import SettingsChanges
-from loyalty.schemas.common import StrictSchema
+from loyalty.schemas.common import StrictSchema, UTCDateTime
 
 
 class PointValueSchema(StrictSchema):
@@ -70,7 +70,7 @@ class ProgramOutSchema(ProgramSchema):
     class Meta:
         ordered = True
 
-    updated_at = fields.AwareDateTime(required=True)
+    updated_at = UTCDateTime(required=True)
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:

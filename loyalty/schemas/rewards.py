@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.rewards.definitions import RewardChanges, RewardDefinition
 from loyalty.rewards.models import RewardKind
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
 from loyalty.schemas.orders import MoneySchema
 
 
@@ -43,8 +43,8 @@ class RewardInSchema(StrictSchema):
     per_member_limit = fields.Integer(
         load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=10**6)
     )
-    starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    starts_at = UTCDateTime(load_default=None, allow_none=True)
+    ends_at = UTCDateTime(load_default=None, allow_none=True)
     active = fields.Boolean(load_default=True)
     codes = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)),
@@ -101,8 +101,8 @@ class RewardSchema(ma.Schema):
     stock = fields.Integer(required=True, allow_none=True)
     min_tier = fields.String(required=True, allow_none=True)
     per_member_limit = fields.Integer(required=True, allow_none=True)
-    starts_at = fields.AwareDateTime(required=True, allow_none=True)
-    ends_at = fields.AwareDateTime(required=True, allow_none=True)
+    starts_at = UTCDateTime(required=True, allow_none=True)
+    ends_at = UTCDateTime(required=True, allow_none=True)
     active = fields.Boolean(required=True)
 
 
@@ -146,4 +146,4 @@ class RewardRedemptionSchema(ma.Schema):
     member_id = fields.String(required=True)
     points = fields.Integer(required=True)
     code = fields.String(required=True, metadata={"description": "The coupon or voucher code."})
-    created_at = fields.AwareDateTime(required=True)
+    created_at = UTCDateTime(required=True)

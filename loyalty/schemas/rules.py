@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.rules.models import RuleKind
 from loyalty.rules.services import RuleChanges, RuleDefinition
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, page_schema
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
 
 CODE = validate.Length(min=1, max=64)
@@ -94,8 +94,8 @@ class RuleInSchema(StrictSchema):
             "description": "Lower runs first within its kind (spend, then multiplier, then bonus)."
         },
     )
-    starts_at = fields.AwareDateTime(allow_none=True, load_default=None)
-    ends_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    starts_at = UTCDateTime(allow_none=True, load_default=None)
+    ends_at = UTCDateTime(allow_none=True, load_default=None)
     points = fields.Integer(
         strict=True,
         allow_none=True,
@@ -161,15 +161,15 @@ class RuleSchema(ma.Schema):
     kind = fields.String(required=True)
     active = fields.Boolean(required=True)
     priority = fields.Integer(required=True)
-    starts_at = fields.AwareDateTime(required=True, allow_none=True)
-    ends_at = fields.AwareDateTime(required=True, allow_none=True)
+    starts_at = UTCDateTime(required=True, allow_none=True)
+    ends_at = UTCDateTime(required=True, allow_none=True)
     points = fields.Integer(allow_none=True)
     per_amount = fields.Integer(allow_none=True)
     factor = fields.String(allow_none=True)
     event_type = fields.String(allow_none=True)
     conditions = fields.Nested(ConditionsSchema, required=True)
     caps = fields.Nested(CapsSchema, required=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = UTCDateTime(required=True)
     actor = fields.String(
         required=True, allow_none=True, metadata={"description": "API key that made this version."}
     )

@@ -8,7 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
-from loyalty.schemas.common import StrictSchema
+from loyalty.schemas.common import StrictSchema, UTCDateTime
 from loyalty.tiers.benefits import GrantBenefit
 from loyalty.tiers.definitions import TierChanges, TierDefinition
 
@@ -127,7 +127,7 @@ class TierProgressSchema(ma.Schema):
     qualifying_points = fields.Integer(required=True)
     next_tier = fields.Nested(NextTierSchema, required=True, allow_none=True)
     points_to_next = fields.Integer(required=True, allow_none=True)
-    retained_until = fields.AwareDateTime(
+    retained_until = UTCDateTime(
         required=True,
         allow_none=True,
         metadata={"description": "The member keeps the current tier at least until then."},
@@ -144,7 +144,7 @@ class TierChangeSchema(ma.Schema):
         required=True, metadata={"description": "qualified or retention_expired"}
     )
     qualifying_points = fields.Integer(required=True)
-    changed_at = fields.AwareDateTime(required=True)
+    changed_at = UTCDateTime(required=True)
 
 
 class TierChangeListSchema(ma.Schema):
@@ -158,7 +158,7 @@ class BenefitSchema(ma.Schema):
     code = fields.String(required=True)
     params = fields.Dict(required=True)
     source = fields.String(required=True, validate=validate.OneOf(["tier", "grant"]))
-    ends_at = fields.AwareDateTime(required=True, allow_none=True)
+    ends_at = UTCDateTime(required=True, allow_none=True)
 
 
 class BenefitListSchema(ma.Schema):
@@ -167,8 +167,8 @@ class BenefitListSchema(ma.Schema):
 
 class BenefitGrantInSchema(BenefitDefinitionSchema):
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
-    starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    starts_at = UTCDateTime(load_default=None, allow_none=True)
+    ends_at = UTCDateTime(load_default=None, allow_none=True)
 
     @ma.post_load
     def _command(self, data: dict[str, Any], **_: Any) -> GrantBenefit:

@@ -5,7 +5,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from loyalty.schemas.common import StrictSchema, page_schema
+from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 from loyalty.webhooks.endpoints import NewWebhook
 from loyalty.webhooks.models import DeliveryStatus
 from loyalty.webhooks.outbox import EVENT_TYPES
@@ -48,7 +48,7 @@ class WebhookSchema(ma.Schema):
     url = fields.String(required=True)
     event_types = fields.List(fields.String(), required=True)
     description = fields.String(required=True, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = UTCDateTime(required=True)
 
 
 class WebhookCreatedSchema(WebhookSchema):
@@ -68,7 +68,7 @@ class AttemptSchema(ma.Schema):
     class Meta:
         ordered = True
 
-    attempted_at = fields.AwareDateTime(required=True)
+    attempted_at = UTCDateTime(required=True)
     status_code = fields.Integer(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     duration_ms = fields.Integer(required=True)
@@ -85,9 +85,9 @@ class DeliverySchema(ma.Schema):
         required=True, validate=validate.OneOf([s.value for s in DeliveryStatus])
     )
     attempts = fields.List(fields.Nested(AttemptSchema), required=True)
-    next_attempt_at = fields.AwareDateTime(required=True, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
-    delivered_at = fields.AwareDateTime(required=True, allow_none=True)
+    next_attempt_at = UTCDateTime(required=True, allow_none=True)
+    created_at = UTCDateTime(required=True)
+    delivered_at = UTCDateTime(required=True, allow_none=True)
 
 
 DeliveryPageSchema = page_schema(DeliverySchema, "DeliveryPage")
