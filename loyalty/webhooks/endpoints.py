@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 import uuid
@@ -114,7 +115,8 @@ def create_endpoint(
         endpoint = WebhookEndpoint(
             url=new.url,
             event_types=sorted(set(new.event_types)),
-            secret="whsec_" + secrets.token_urlsafe(24),
+            # Standard base64, as the Standard Webhooks libraries read it.
+            secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
             description=new.description,
             active=True,
         )

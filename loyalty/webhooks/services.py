@@ -11,6 +11,7 @@ so a receiver can check it came from us and is fresh (see the README's verifier)
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -44,8 +45,19 @@ class WebhookNotFound(NotFound):
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The Loyalty-Signature header (kept beside the Standard Webhooks headers)."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
+
+
+def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header of the Standard Webhooks specification: v1 and the
+    base64 HMAC-SHA256 of "<id>.<timestamp>.<body>" under the secret's key. The key is the
+    base64 after `whsec_`, decoded the way the specification's libraries decode it (so an
+    endpoint registered before secrets were standard base64 verifies too)."""
+    key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -150,6 +162,12 @@ def _prepare(session: Session, delivery_id: int) -> tuple[str, bytes, dict[str, 
             "Loyalty-Event-Type": event.type,
             "Loyalty-Delivery-Id": str(delivery.public_id),
             "Loyalty-Signature": signature(endpoint.secret, timestamp, body),
+            # Standard Webhooks: the id is the event's, the same on every retry.
+            "webhook-id": str(event.public_id),
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_signature(
+                endpoint.secret, str(event.public_id), timestamp, body
+            ),
         }
         return endpoint.url, body, headers
 

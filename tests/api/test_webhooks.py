@@ -10,6 +10,7 @@ A change that rolled back has no event, so nothing is ever sent for it.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import standardwebhooks
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -302,6 +304,39 @@ def test_a_signature_older_than_the_tolerance_is_refused_by_the_verifier(signed)
     replayed = webhooks.signature(hook["secret"], int(fields["t"]) - 301, request.body)
 
     assert not verify(hook["secret"], replayed, request.body)
+
+
+def test_a_delivery_verifies_with_the_standard_webhooks_library(signed):
+    hook, request = signed
+
+    payload = standardwebhooks.Webhook(hook["secret"]).verify(request.body, request.headers)
+
+    assert payload == request.json
+    assert request.headers["webhook-id"] == request.headers["Loyalty-Event-Id"]
+
+
+def test_the_standard_webhooks_library_refuses_another_secret_or_a_changed_body(signed):
+    hook, request = signed
+    someone_else = "whsec_" + base64.b64encode(b"not the endpoint's secret").decode()
+
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(someone_else).verify(request.body, request.headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(hook["secret"]).verify(
+            request.body.replace(b"c1", b"c2"), request.headers
+        )
+
+
+def test_a_secret_from_before_secrets_were_standard_base64_verifies_too():
+    """Endpoints registered earlier have URL-safe secrets (with - and _)."""
+    secret, body, moment = "whsec_" + "ab-_cd" * 6, b'{"id": "e1"}', int(time.time())
+    headers = {
+        "webhook-id": "e1",
+        "webhook-timestamp": str(moment),
+        "webhook-signature": webhooks.standard_signature(secret, "e1", moment, body),
+    }
+
+    standardwebhooks.Webhook(secret).verify(body, headers)
 
 
 def test_a_delivered_event_is_not_sent_again_by_the_next_pass(
