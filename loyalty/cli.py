@@ -26,19 +26,30 @@ def openapi_document(app: Flask) -> str:
     return json.dumps(spec, indent=2, sort_keys=True) + "\n"
 
 
-@click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
-@click.option("--workers", default=None, type=int, help="Default: from gunicorn.conf.py.")
-def serve_command(host: str, port: int, workers: int | None) -> None:
-    """Serve the API with gunicorn (sync workers)."""
+def gunicorn_args(host: str | None, port: int | None, workers: int | None) -> list[str]:
+    """gunicorn's command line for `loyalty serve`. Without --host and --port the bind comes
+    from gunicorn.conf.py, that is from LOYALTY_BIND (default 127.0.0.1:8000)."""
     conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-    args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}"]
+    args = [sys.executable, "-m", "gunicorn"]
     if conf.exists():
         args += ["--config", str(conf)]
+    if host is not None or port is not None:
+        default_host, _, default_port = os.environ.get("LOYALTY_BIND", "127.0.0.1:8000").rpartition(
+            ":"
+        )
+        args += ["--bind", f"{host or default_host}:{port or default_port}"]
     if workers:
         args += ["--workers", str(workers)]
-    args.append("loyalty:create_app()")
+    return [*args, "loyalty:create_app()"]
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Default: from LOYALTY_BIND, else 127.0.0.1.")
+@click.option("--port", default=None, type=int, help="Default: from LOYALTY_BIND, else 8000.")
+@click.option("--workers", default=None, type=int, help="Default: from gunicorn.conf.py.")
+def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the API with gunicorn (sync workers)."""
+    args = gunicorn_args(host, port, workers)
     os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
 
 

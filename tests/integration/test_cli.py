@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
-from loyalty.cli import openapi_document
+from loyalty.cli import gunicorn_args, openapi_document
 from loyalty.extensions import db
 from tests.helpers import app_built
 
@@ -256,3 +256,15 @@ def test_openapi_export_writes_the_generated_document(app, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert output.read_text() == openapi_document(app)
     assert str(output) in result.stdout
+
+
+def test_serve_binds_where_loyalty_bind_says_unless_told_otherwise(monkeypatch):
+    """LOYALTY_BIND reaches gunicorn through gunicorn.conf.py: serve passes no --bind of its
+    own unless --host or --port is given."""
+    monkeypatch.setenv("LOYALTY_BIND", "0.0.0.0:9000")
+
+    plain = gunicorn_args(None, None, None)
+    port_only = gunicorn_args(None, 8080, None)
+
+    assert "--bind" not in plain
+    assert port_only[port_only.index("--bind") + 1] == "0.0.0.0:8080"
