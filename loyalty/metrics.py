@@ -7,6 +7,7 @@ sets it), every worker writes its samples there and /metrics adds them up.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +17,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
 
 REQUESTS = Counter(
     "loyalty_http_requests_total",
@@ -33,6 +36,45 @@ JOBS = Counter("loyalty_jobs_members_settled_total", "Members settled by backgro
 WEBHOOKS = Counter(
     "loyalty_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )
+
+
+_PENDING = "loyalty.points_pending"
+_SAVEPOINTS = "loyalty.points_savepoints"
+
+
+def count_points(session: Session, kind: str, points: int) -> None:
+    """Count `points` moved by a transaction of `kind` once the session's transaction commits:
+    points a rollback undoes (a refused request, a lost race) were never moved."""
+    session.info.setdefault(_PENDING, []).append((kind, points))
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint was released; the transaction around it may still roll back
+    for kind, points in session.info.pop(_PENDING, []):
+        POINTS.labels(kind).inc(points)
+    session.info.pop(_SAVEPOINTS, None)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        marks = session.info.setdefault(_SAVEPOINTS, {})
+        marks[id(transaction)] = len(session.info.get(_PENDING, []))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous: Any) -> None:
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    if previous.nested:
+        mark = session.info.get(_SAVEPOINTS, {}).pop(id(previous), len(pending))
+        del pending[mark:]
+    else:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
 
 
 def exposition() -> tuple[bytes, str]:

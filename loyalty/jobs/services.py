@@ -88,11 +88,30 @@ def notify_expiring(
     session: Session, now: dt.datetime | None = None, within_days: int = 14, batch_size: int = 500
 ) -> int:
     """Emit one points.expiring event per member whose points expire within `within_days`,
-    once per lot. Returns the number of members notified."""
+    once per lot and once per member in a run (a member's lots are never split across two
+    batches). Returns the number of members notified."""
     now = now or utcnow()
     horizon = now + dt.timedelta(days=within_days)
+    due = sa.and_(
+        PointLot.state == LotState.AVAILABLE.value,
+        PointLot.remaining > 0,
+        PointLot.expires_at > now,
+        PointLot.expires_at <= horizon,
+        PointLot.expiry_notified_at.is_(None),
+    )
 
-    def notify(lots: list[PointLot]) -> int:
+    def notify(claimed: list[PointLot]) -> int:
+        # The batch may end in the middle of a member's lots: take the rest of theirs too.
+        rest = session.execute(
+            sa.select(PointLot)
+            .where(
+                due,
+                PointLot.member_id.in_({lot.member_id for lot in claimed}),
+                PointLot.id.not_in([lot.id for lot in claimed]),
+            )
+            .with_for_update()
+        ).scalars()
+        lots = [*claimed, *rest]
         by_member: dict[int, list[PointLot]] = {}
         for lot in lots:
             by_member.setdefault(lot.member_id, []).append(lot)
@@ -117,17 +136,7 @@ def notify_expiring(
             )
         return len(by_member)
 
-    unnotified = (
-        sa.select(PointLot)
-        .where(
-            PointLot.state == LotState.AVAILABLE.value,
-            PointLot.remaining > 0,
-            PointLot.expires_at > now,
-            PointLot.expires_at <= horizon,
-            PointLot.expiry_notified_at.is_(None),
-        )
-        .order_by(PointLot.member_id, PointLot.expires_at)
-    )
+    unnotified = sa.select(PointLot).where(due).order_by(PointLot.member_id, PointLot.expires_at)
     return in_claimed_batches(session, unnotified, batch_size, notify)
 
 

@@ -128,8 +128,8 @@ def post_many(session: Session, postings: Sequence[Posting]) -> list[LedgerTrans
             if account in MEMBER_ACCOUNTS:
                 column = account.value
                 setattr(balance, column, getattr(balance, column) + amount)
-        metrics.POINTS.labels(posting.kind.value).inc(
-            sum(amount for _, amount in legs if amount > 0)
+        metrics.count_points(
+            session, posting.kind.value, sum(amount for _, amount in legs if amount > 0)
         )
         txn.entries = [LedgerEntry(**entry) for entry in entries]
     return transactions

@@ -25,7 +25,7 @@ from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.jobs import services as jobs
 from loyalty.logs import JsonFormatter
-from tests.factories import RuleFactory
+from tests.factories import HoldFactory, RuleFactory
 
 MEMBER_CARD = "/v1/members/<string:external_id>"
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -168,6 +168,26 @@ def test_metrics_count_points_adjusted_by_kind(client, admin, checkout):
     points = "loyalty_points_total"
     assert value(after, points, kind="adjust") - value(before, points, kind="adjust") == 30
     assert value(after, points, kind="earn") == value(before, points, kind="earn")
+
+
+def test_points_a_refused_request_rolled_back_are_not_counted(app, client, admin, checkout):
+    """A capture after the hold ran out settles the member (the hold's points go back, a
+    release) and is refused with 409: the release is rolled back with it, and so is its
+    count."""
+    enroll(client, checkout)
+    client.post(
+        "/v1/admin/members/c1/adjustments", json={"points": 500, "reason": "gift"}, headers=admin
+    )
+    with app.app_context():
+        hold = HoldFactory(points=200, now=utcnow() - dt.timedelta(hours=2))
+    before = scrape(client)
+
+    response = client.post(f"/v1/redemptions/{hold.public_id}/capture", headers=checkout)
+    after = scrape(client)
+
+    assert response.status_code == 409, response.json
+    points = "loyalty_points_total"
+    assert value(after, points, kind="release") == value(before, points, kind="release")
 
 
 def test_metrics_count_members_settled_by_the_job(app, client, admin, checkout):

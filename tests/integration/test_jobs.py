@@ -438,6 +438,23 @@ def test_lots_expiring_together_are_announced_in_one_notice(app, t0):
     ]
 
 
+def test_a_member_whose_lots_straddle_two_batches_gets_one_notice(app, t0):
+    enroll(app, "c1")
+    enroll(app, "c2")
+    for day, points in enumerate((50, 30, 20)):
+        adjust(app, "c1", points, t0 + day * DAY)
+    adjust(app, "c2", 5, t0)
+
+    with app.app_context():
+        notified = jobs.notify_expiring(db.session, now=add_months(t0, 12) - 5 * DAY, batch_size=2)
+
+    assert notified == 2
+    assert [(e["member_id"], e["points"]) for e in outbox(app, "points.expiring")] == [
+        ("c1", 100),
+        ("c2", 5),
+    ]
+
+
 def test_points_already_spent_are_not_announced(app, t0):
     enroll(app, "c1")
     adjust(app, "c1", 50, t0)
