@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty.db import utcnow
+from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, ValidationFailed
 from loyalty.events.models import MemberEvent
-from loyalty.idempotency.services import body_fingerprint, record_once
+from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
@@ -160,36 +161,35 @@ def record_event(
         raise ValidationFailed({"occurred_at": ["Must not be in the future."]})
     member = find_member(session, command.external_id)
 
-    def replay(existing: MemberEvent) -> RecordedEvent:
-        if existing.request_hash != request_hash:
-            raise EventConflict(f"Event {command.event_id!r} was recorded differently.")
-        return _recorded(session, existing)
-
-    def record(balance: MemberBalance) -> RecordedEvent:
-        session.refresh(member)
-        if not member.is_active:
-            raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
-        settle_member(session, balance, now)
-        event = _grant(
-            session,
-            member,
-            balance,
-            command.event_id,
-            command.type,
-            occurred_at,
-            command.attributes,
-            request_hash,
-            now,
-        )
-        return _recorded(session, event)
-
-    return record_once(
-        session,
-        lock=lambda: lock_balance(session, member.id),
-        find=lambda: _find(session, command.event_id),
-        replay=replay,
-        record=record,
-    )
+    try:
+        with transaction(session, savepoint=True):
+            balance = lock_balance(session, member.id)
+            existing = _find(session, command.event_id)
+            if existing is None:
+                session.refresh(member)
+                if not member.is_active:
+                    raise MemberInactive(f"Member {member.external_id!r} is {member.status}.")
+                settle_member(session, balance, now)
+                event = _grant(
+                    session,
+                    member,
+                    balance,
+                    command.event_id,
+                    command.type,
+                    occurred_at,
+                    command.attributes,
+                    request_hash,
+                    now,
+                )
+                return _recorded(session, event), True
+    except IntegrityError:
+        # The same event_id was recorded concurrently: compare with it.
+        existing = _find(session, command.event_id)
+        if existing is None:
+            raise
+    if existing.request_hash != request_hash:
+        raise EventConflict(f"Event {command.event_id!r} was recorded differently.")
+    return _recorded(session, existing), False
 
 
 def grant_signup(

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty.db import insert_ignoring_conflicts, transaction
+from loyalty.db import insert_ignoring_conflicts
 from loyalty.errors import BusinessRuleViolation
 from loyalty.idempotency.models import IdempotencyRecord
 
@@ -34,45 +32,6 @@ def body_fingerprint(fields: dict[str, Any]) -> str:
     """A stable hash of a validated body, to tell a retry under a natural id (order_id,
     refund_id, event_id) from a different request reusing it."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
-
-
-Locked = TypeVar("Locked")
-Found = TypeVar("Found")
-Answer = TypeVar("Answer")
-
-
-def record_once(
-    session: Session,
-    *,
-    lock: Callable[[], Locked],
-    find: Callable[[], Found | None],
-    replay: Callable[[Found], Answer],
-    record: Callable[[Locked], Answer],
-) -> tuple[Answer, bool]:
-    """Record something exactly once per natural id (order_id, event_id). In a savepoint:
-    take the caller's `lock`, then `find` the one recorded before and `replay` it, or
-    `record` it anew under the lock. Returns (answer, created).
-
-    An insert that loses a race to a concurrent one under the same id (the unique index
-    raises IntegrityError) is rolled back to the savepoint and that one is replayed instead.
-    Raises what the callables raise (`replay` the conflict of an id reused with a different
-    body), and the IntegrityError itself when nothing under the id was found after it.
-    """
-    try:
-        with transaction(session, savepoint=True):
-            locked = lock()
-            existing = find()
-            if existing is not None:
-                return replay(existing), False
-            answer = record(locked)
-    except IntegrityError:
-        existing = find()
-        if existing is None:
-            raise
-    else:
-        return answer, True
-    # Outside the except: a conflict raised by the replay does not chain the lost race.
-    return replay(existing), False
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:

@@ -13,14 +13,21 @@ _MEMBER_BY_EXTERNAL_ID = sa.select(Member).where(Member.external_id == sa.bindpa
 _EXTERNAL_ID = sa.select(Member.external_id).where(Member.id == sa.bindparam("member_id"))
 
 
-def find_member(session: Session, external_id: str) -> Member:
-    """Return the member with this external id. Raises MemberNotFound."""
+def member_by_external_id(session: Session, external_id: str) -> Member | None:
+    """The member with this external id, or None."""
     member = session.execute(
         _MEMBER_BY_EXTERNAL_ID, {"external_id": external_id}
     ).scalar_one_or_none()
+    if member is not None:
+        _known_ids(session)[member.id] = member.external_id
+    return member
+
+
+def find_member(session: Session, external_id: str) -> Member:
+    """Return the member with this external id. Raises MemberNotFound."""
+    member = member_by_external_id(session, external_id)
     if member is None:
         raise MemberNotFound(f"No member with external_id {external_id!r}.")
-    _known_ids(session)[member.id] = member.external_id
     return member
 
 

@@ -18,7 +18,7 @@ from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
 from loyalty.ledger.queries import ExpiringPoints, Movement, expiring_lots, transactions_page
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
-from loyalty.members.lookup import find_member
+from loyalty.members.lookup import find_member, member_by_external_id
 from loyalty.members.models import Member, MemberStatus
 from loyalty.pagination import Page
 from loyalty.program import config
@@ -77,11 +77,11 @@ def enroll(
     nobody.
     """
     now = now or utcnow()
-    if _by_external_id(session, command.external_id) is not None:
+    if member_by_external_id(session, command.external_id) is not None:
         return card(session, command.external_id, now), False
     referrer = None
     if command.referred_by:
-        referrer = _by_external_id(session, command.referred_by)
+        referrer = member_by_external_id(session, command.referred_by)
         if referrer is None:
             raise ReferrerNotFound(f"No member with external_id {command.referred_by!r}.")
     try:
@@ -112,16 +112,10 @@ def enroll(
             enrolled = _card_of(session, member, balance, now, config.current(session))
     except IntegrityError:
         # Two enrolments of one customer raced and the other committed first: theirs stands.
-        if _by_external_id(session, command.external_id) is None:
+        if member_by_external_id(session, command.external_id) is None:
             raise
         return card(session, command.external_id, now), False
     return enrolled, True
-
-
-def _by_external_id(session: Session, external_id: str) -> Member | None:
-    return session.execute(
-        sa.select(Member).where(Member.external_id == external_id)
-    ).scalar_one_or_none()
 
 
 def card(session: Session, external_id: str, now: dt.datetime | None = None) -> MemberCard:

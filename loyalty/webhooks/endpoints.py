@@ -169,7 +169,7 @@ def delivery_log(
     """The endpoint and one page of its deliveries, newest first, each with its event and
     every attempt. Raises WebhookNotFound."""
     endpoint = find_endpoint(session, endpoint_id)
-    found, next_position = deliveries(session, endpoint, limit, before)
+    found, next_position = _deliveries(session, endpoint, limit, before)
     return DeliveryLog(
         endpoint=_endpoint_view(endpoint),
         deliveries=_delivery_views(session, found),
@@ -178,7 +178,7 @@ def delivery_log(
 
 
 def _delivery_views(session: Session, found: Sequence[WebhookDelivery]) -> tuple[DeliveryView, ...]:
-    attempts = attempts_of(session, [d.id for d in found])
+    attempts = _attempts_of(session, [d.id for d in found])
     events = {
         row.id: row
         for row in session.execute(
@@ -210,11 +210,10 @@ def _delivery_views(session: Session, found: Sequence[WebhookDelivery]) -> tuple
     )
 
 
-def deliveries(
+def _deliveries(
     session: Session, endpoint: WebhookEndpoint, limit: int, before: int | None
 ) -> tuple[list[WebhookDelivery], int | None]:
-    """The endpoint's delivery rows, newest first; returns (page, next position or None).
-    (Views: ``delivery_log``.)"""
+    """The endpoint's delivery rows, newest first; returns (page, next position or None)."""
     stmt = (
         sa.select(WebhookDelivery)
         .where(WebhookDelivery.endpoint_id == endpoint.id)
@@ -227,7 +226,7 @@ def deliveries(
     return found[:limit], found[limit - 1].id if len(found) > limit else None
 
 
-def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[WebhookAttempt]]:
+def _attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[WebhookAttempt]]:
     found: dict[int, list[WebhookAttempt]] = {i: [] for i in delivery_ids}
     for attempt in session.execute(
         sa.select(WebhookAttempt)
@@ -236,13 +235,6 @@ def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list
     ).scalars():
         found[attempt.delivery_id].append(attempt)
     return found
-
-
-def event_of(session: Session, delivery: WebhookDelivery) -> OutboxEvent:
-    event = session.get(OutboxEvent, delivery.event_id)
-    if event is None:
-        raise WebhookNotFound("The delivery's event is gone.")
-    return event
 
 
 def redeliver(

@@ -17,9 +17,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -117,9 +115,6 @@ def event_body(event: OutboxEvent) -> bytes:
     ).encode()
 
 
-Sender = Callable[[str, bytes, dict[str, str]], int]
-
-
 @dataclass
 class DeliveryRun:
     succeeded: int = 0
@@ -213,14 +208,12 @@ def deliver_due(
     batch_size: int = 100,
     *,
     allow_local: bool = False,
-    send: Sender | None = None,
 ) -> DeliveryRun:
     """Send every delivery whose next attempt is due (through ``targets.post``, which refuses
     addresses webhooks may not reach unless `allow_local`); record each attempt; schedule
     retries with exponential backoff, giving up after MAX_ATTEMPTS. No transaction stays open
     while a receiver answers (on SQLite that would hold the database's write lock)."""
     now = now or utcnow()
-    send = send or partial(targets.post, allow_local=allow_local)
     run = DeliveryRun()
     for delivery_id in _claim(session, now, batch_size):
         prepared = _prepare(session, delivery_id)
@@ -230,7 +223,7 @@ def deliver_due(
         started = time.perf_counter()
         status_code, error = None, None
         try:
-            status_code = send(url, body, headers)
+            status_code = targets.post(url, body, headers, allow_local=allow_local)
         except OSError as failure:
             error = targets.failure(failure)
         duration_ms = int((time.perf_counter() - started) * 1000)
