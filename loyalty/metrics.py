@@ -11,11 +11,13 @@ from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
@@ -33,6 +35,18 @@ LATENCY = Histogram(
 )
 POINTS = Counter("loyalty_points_total", "Points moved, by kind of ledger transaction.", ["kind"])
 JOBS = Counter("loyalty_jobs_members_settled_total", "Members settled by background jobs.")
+EXPIRY_NOTICES = Counter(
+    "loyalty_jobs_expiry_notices_total", "Members told that points expire soon, by jobs."
+)
+BIRTHDAYS = Counter("loyalty_jobs_birthday_events_total", "Birthday events recorded by jobs.")
+JOB_PASSES = Histogram(
+    "loyalty_jobs_pass_duration_seconds",
+    "Duration of each pass of `loyalty jobs run` (its count is the number of passes).",
+    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0),
+)
+WEBHOOK_EVENTS = Counter(
+    "loyalty_webhook_events_dispatched_total", "Outbox events fanned out into deliveries."
+)
 WEBHOOKS = Counter(
     "loyalty_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )
@@ -77,10 +91,21 @@ def _forget_rolled_back(session: Session, previous: Any) -> None:
         session.info.pop(_SAVEPOINTS, None)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics in Prometheus text format, summed over worker processes if there are."""
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or those of every process sharing PROMETHEUS_MULTIPROC_DIR."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format, summed over worker processes if there are."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def serve(host: str, port: int) -> None:
+    """Serve /metrics from a background thread: a `jobs run` worker is not behind gunicorn,
+    so its own figures are scraped here."""
+    start_http_server(port, host, registry=_registry())

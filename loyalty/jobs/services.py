@@ -137,7 +137,9 @@ def notify_expiring(
         return len(by_member)
 
     unnotified = sa.select(PointLot).where(due).order_by(PointLot.member_id, PointLot.expires_at)
-    return in_claimed_batches(session, unnotified, batch_size, notify)
+    notified = in_claimed_batches(session, unnotified, batch_size, notify)
+    metrics.EXPIRY_NOTICES.inc(notified)
+    return notified
 
 
 def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:
@@ -173,4 +175,5 @@ def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:
             now=now,
         )
         recorded += created
+    metrics.BIRTHDAYS.inc(recorded)
     return recorded

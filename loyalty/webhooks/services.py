@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -99,7 +100,9 @@ def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int =
     undispatched = (
         sa.select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.id)
     )
-    return in_claimed_batches(session, undispatched, batch_size, fan_out)
+    dispatched = in_claimed_batches(session, undispatched, batch_size, fan_out)
+    metrics.WEBHOOK_EVENTS.inc(dispatched)
+    return dispatched
 
 
 def event_body(event: OutboxEvent) -> bytes:
@@ -208,27 +211,48 @@ def deliver_due(
     batch_size: int = 100,
     *,
     allow_local: bool = False,
+    budget_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DeliveryRun:
-    """Send every delivery whose next attempt is due (through ``targets.post``, which refuses
-    addresses webhooks may not reach unless `allow_local`); record each attempt; schedule
-    retries with exponential backoff, giving up after MAX_ATTEMPTS. No transaction stays open
-    while a receiver answers (on SQLite that would hold the database's write lock)."""
+    """Send every delivery due by `now`, batch after batch, until none is left or
+    `budget_seconds` (measured by `clock`) has run out; a worker's pass then gets back to its
+    other work and the next pass resumes. Each attempt goes through ``targets.post``, which
+    refuses addresses webhooks may not reach unless `allow_local`; each is recorded and a
+    failure is retried later with exponential backoff, giving up after MAX_ATTEMPTS. No
+    transaction stays open while a receiver answers (on SQLite that would hold the
+    database's write lock)."""
     now = now or utcnow()
+    deadline = None if budget_seconds is None else clock() + budget_seconds
     run = DeliveryRun()
-    for delivery_id in _claim(session, now, batch_size):
-        prepared = _prepare(session, delivery_id)
-        if prepared is None:
-            continue
-        url, body, headers = prepared
-        started = time.perf_counter()
-        status_code, error = None, None
-        try:
-            status_code = targets.post(url, body, headers, allow_local=allow_local)
-        except OSError as failure:
-            error = targets.failure(failure)
-        duration_ms = int((time.perf_counter() - started) * 1000)
-        if _record(session, delivery_id, status_code, error, duration_ms, utcnow()):
-            run.succeeded += 1
-        else:
-            run.failed_attempts += 1
+    attempted: set[int] = set()
+    while deadline is None or clock() < deadline:
+        claimed = _claim(session, now, batch_size)
+        # A failed attempt is due again only after `now` unless `now` lies ahead of the real
+        # time (tests): it is tried once per pass, not in a loop.
+        fresh = [delivery_id for delivery_id in claimed if delivery_id not in attempted]
+        for delivery_id in fresh:
+            attempted.add(delivery_id)
+            succeeded = _attempt(session, delivery_id, allow_local)
+            if succeeded is not None:
+                run.succeeded += succeeded
+                run.failed_attempts += not succeeded
+        if len(claimed) < batch_size or not fresh:
+            break
     return run
+
+
+def _attempt(session: Session, delivery_id: int, allow_local: bool) -> bool | None:
+    """Send one claimed delivery and record the attempt: whether it succeeded, or None when
+    the delivery, its endpoint or its event is gone."""
+    prepared = _prepare(session, delivery_id)
+    if prepared is None:
+        return None
+    url, body, headers = prepared
+    started = time.perf_counter()
+    status_code, error = None, None
+    try:
+        status_code = targets.post(url, body, headers, allow_local=allow_local)
+    except OSError as failure:
+        error = targets.failure(failure)
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    return _record(session, delivery_id, status_code, error, duration_ms, utcnow())

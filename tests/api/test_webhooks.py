@@ -16,12 +16,17 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +35,7 @@ import standardwebhooks
 from flask import Flask
 from flask.testing import FlaskClient
 
-from loyalty.db import utcnow
+from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.events import services as events
 from loyalty.extensions import db
@@ -38,6 +43,7 @@ from loyalty.members.models import Member
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from loyalty.orders import services as orders
+from loyalty.webhooks import outbox
 from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
@@ -677,6 +683,76 @@ def test_the_same_expiry_committed_later_is_sent_once(app, client, admin, checko
     assert request.json["data"] == {"member_id": "c1", "points": 50}
 
 
+# --- draining: one pass sends everything due, within its time budget ------------------------
+
+
+def emit_enrolments(app: Flask, count: int) -> None:
+    with app.app_context(), transaction(db.session):
+        for n in range(count):
+            outbox.emit(db.session, "member.enrolled", {"member_id": f"c{n}"})
+
+
+class TickingClock:
+    """A monotonic clock that moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return float(self.reads)
+
+
+def test_one_pass_delivers_everything_due_batch_after_batch(app, client, admin, receiver):
+    register(client, admin, receiver.url)
+    emit_enrolments(app, 25)
+
+    with app.app_context():
+        webhooks.dispatch(db.session)
+        run = webhooks.deliver_due(db.session, batch_size=10, allow_local=True)
+
+    assert (run.succeeded, run.failed_attempts) == (25, 0)
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 25
+
+
+def test_a_pass_stops_when_its_time_budget_is_spent_and_the_next_resumes(
+    app, client, admin, receiver
+):
+    register(client, admin, receiver.url)
+    emit_enrolments(app, 25)
+
+    with app.app_context():
+        webhooks.dispatch(db.session)
+        # Read at the start (1), before the first batch (2 < 3) and before the second (3).
+        first = webhooks.deliver_due(
+            db.session, batch_size=10, allow_local=True, budget_seconds=2, clock=TickingClock()
+        )
+        rest = webhooks.deliver_due(db.session, batch_size=10, allow_local=True)
+
+    assert first.succeeded == 10
+    assert rest.succeeded == 15
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 25
+
+
+def test_a_pass_tries_each_failing_delivery_once_even_when_it_is_due_again(
+    app, client, admin, receiver
+):
+    """A `now` ahead of the real time makes a failed delivery due again at once; the pass
+    still tries it only once."""
+    register(client, admin, receiver.url)
+    emit_enrolments(app, 25)
+    receiver.default = 500
+
+    with app.app_context():
+        webhooks.dispatch(db.session)
+        run = webhooks.deliver_due(
+            db.session, now=utcnow() + 7 * HOUR, batch_size=10, allow_local=True
+        )
+
+    assert (run.succeeded, run.failed_attempts) == (0, 25)
+    assert len(receiver.received) == 25
+
+
 # --- the worker command ---------------------------------------------------------------------
 
 
@@ -690,3 +766,46 @@ def test_jobs_run_delivers_the_webhooks(app, client, admin, checkout, receiver):
     assert "1 events dispatched, 1 webhooks delivered, 0 failed" in result.stdout
     [request] = receiver.received
     assert verify(hook["secret"], request.headers["Loyalty-Signature"], request.body)
+
+
+@pytest.mark.committed  # the worker is another process, on its own connections
+def test_a_looping_worker_serves_its_own_figures_on_its_metrics_port(app, client, admin, receiver):
+    """/metrics of the app never sees a worker process's counters: the worker serves its own."""
+    register(client, admin, receiver.url)
+    emit_enrolments(app, 31)
+    port = closed_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "LOYALTY_WEBHOOKS_ALLOW_LOCAL": "1",
+        "LOYALTY_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [str(Path(sys.executable).with_name("loyalty")), "jobs", "run", "--loop", "0.1"]
+    worker = subprocess.Popen(  # noqa: S603 - our own command
+        [*command, "--metrics-bind", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        figures = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as got:
+                    figures = got.read().decode()
+            except OSError:
+                figures = ""  # not listening yet
+            if 'loyalty_webhook_deliveries_total{outcome="succeeded"} 31.0' in figures:
+                break
+            time.sleep(0.1)  # polling the worker's progress, not waiting for the clock
+    finally:
+        worker.terminate()
+        _, errors = worker.communicate(timeout=30)
+
+    assert 'loyalty_webhook_deliveries_total{outcome="succeeded"} 31.0' in figures, errors
+    assert "loyalty_webhook_events_dispatched_total 31.0" in figures
+    assert "loyalty_jobs_pass_duration_seconds_count" in figures
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 31

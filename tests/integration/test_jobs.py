@@ -700,3 +700,10 @@ def test_two_workers_racing_share_the_members_and_settle_each_once(app, many_due
     assert sum(s.members_settled for s in summaries) == MANY
     assert sum(s.transactions_written for s in summaries) == MANY
     assert_each_lot_matured_exactly_once(app)
+
+
+def test_jobs_run_refuses_a_metrics_bind_without_a_port(app):
+    result = app.test_cli_runner().invoke(args=["jobs", "run", "--metrics-bind", "localhost"])
+
+    assert result.exit_code == 2
+    assert "expected HOST:PORT" in result.output
