@@ -10,6 +10,8 @@ import os
 import shutil
 import tempfile
 
+from loyalty.serving import answer_refusals_with_problems
+
 bind = os.environ.get("LOYALTY_BIND", "127.0.0.1:8000")
 worker_class = "sync"
 workers = int(os.environ.get("LOYALTY_WORKERS", multiprocessing.cpu_count() * 2 + 1))
@@ -25,6 +27,14 @@ max_requests_jitter = 1000
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOYALTY_LOG_LEVEL", "info").lower()
+
+# Limits on what a client may send before the application sees it (gunicorn's defaults,
+# stated). Behind the nginx of deploy/, nginx enforces tighter ones first; either way the
+# refusal is problem+json, not gunicorn's HTML page.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+answer_refusals_with_problems()
 
 # Each worker is a process: Prometheus samples are shared through files in this directory.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

@@ -12,6 +12,9 @@ Environment variables:
 - ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
 - ``LOYALTY_WEBHOOKS_ALLOW_LOCAL=1``: lets webhooks go to plain http and to local and private
   addresses (development and tests; by default a webhook must be https to a public address).
+- ``LOYALTY_PROXIES``: how many reverse proxies stand in front (default 0; 1 behind the nginx
+  of deploy/). The client's address and scheme are then read from the X-Forwarded-For and
+  X-Forwarded-Proto headers those proxies set, and from no one else's.
 - ``PROMETHEUS_MULTIPROC_DIR``: where gunicorn workers keep their metrics so /metrics adds
   them up (gunicorn.conf.py sets one up).
 """
@@ -23,6 +26,7 @@ import os
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from loyalty import config
 from loyalty.db import configure_engine
@@ -36,6 +40,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if app.config["PROXIES"]:
+        proxies = app.config["PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     configure_logging(os.environ.get("LOYALTY_LOG_LEVEL", "INFO"))
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 

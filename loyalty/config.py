@@ -64,6 +64,9 @@ def from_environment() -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Reverse proxies in front (deploy/'s nginx is one): their X-Forwarded-For and
+        # X-Forwarded-Proto are believed, anyone else's are not.
+        "PROXIES": int(os.environ.get("LOYALTY_PROXIES", "0")),
         # Webhooks to plain http and local addresses: development and tests only.
         "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
         "API_TITLE": "loyalty",
