@@ -9,6 +9,10 @@ Environment variables:
 - ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie (default: a key made
   once in ./instance/secret_key). ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure
   flag, for a console reached over plain http on another host than localhost.
+- ``LOYALTY_CONSOLE_IDLE_MINUTES`` / ``LOYALTY_CONSOLE_MAX_HOURS``: a console session ends
+  after this many minutes without a request (default 30), and this many hours after signing
+  in whatever the activity (default 8). Sessions are kept on the server: signing out, a
+  timeout or revoking the key ends them for every copy of the cookie.
 - ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
 - ``LOYALTY_WEBHOOKS_ALLOW_LOCAL=1``: lets webhooks go to plain http and to local and private
   addresses (development and tests; by default a webhook must be https to a public address).
@@ -30,7 +34,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from loyalty import config
 from loyalty.db import configure_engine
-from loyalty.extensions import db
+from loyalty.extensions import csrf, db
 from loyalty.logs import configure_logging
 
 
@@ -47,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     db.init_app(app)
+    csrf.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
 

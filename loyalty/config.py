@@ -51,6 +51,17 @@ def secret_key() -> str:
     return path.read_text().strip()
 
 
+def _positive(name: str, default: int) -> int:
+    """A whole number setting above zero, from the environment variable `name`."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    value = int(raw)
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number above zero, not {raw!r}.")
+    return value
+
+
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
     return {
@@ -60,7 +71,17 @@ def from_environment() -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Strict",
         "SESSION_COOKIE_SECURE": os.environ.get("LOYALTY_INSECURE_COOKIES") != "1",
         "SESSION_COOKIE_PATH": "/admin",
-        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        # The cookie holds a console session's token; the session itself lives on the server
+        # (loyalty.auth.sessions) and ends on sign-out or after these timeouts.
+        "CONSOLE_IDLE_MINUTES": _positive("LOYALTY_CONSOLE_IDLE_MINUTES", 30),
+        "CONSOLE_MAX_HOURS": _positive("LOYALTY_CONSOLE_MAX_HOURS", 8),
+        "PERMANENT_SESSION_LIFETIME": _positive("LOYALTY_CONSOLE_MAX_HOURS", 8) * 3600,
+        # CSRF (Flask-WTF) guards the console only, which checks it itself: the JSON API
+        # authenticates with a bearer header, never a cookie, so it has nothing to forge.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        # A form's token is good while its session is: the server-side session's timeouts
+        # bound it, not a second clock that could expire a form mid-session.
+        "WTF_CSRF_TIME_LIMIT": None,
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
         "MAX_CONTENT_LENGTH": 1024 * 1024,

@@ -30,3 +30,16 @@ class ApiKey(Base):
     @property
     def scope_set(self) -> frozenset[str]:
         return frozenset(self.scopes.split())
+
+
+class ConsoleSession(Base):
+    """A signed-in console session. The browser's cookie holds a random token; only its
+    SHA-256 is kept here, as for API keys, so a copy of this table signs nobody in."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]

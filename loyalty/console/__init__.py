@@ -1,9 +1,17 @@
 """The admin console at /admin: server-rendered pages for the people who run the program.
 
-Sign-in takes an admin API key; the session cookie (signed, HttpOnly, SameSite=Strict,
-Secure) keeps only the key's id, which is checked again on every request, so revoking the
-key signs its sessions out. Every form carries a per-session CSRF token. Writes go through
-the same services as the API, under the key's name, so they land in the audit log alike.
+Sign-in takes an admin API key and starts a session kept on the server
+(loyalty.auth.sessions): the cookie (signed, HttpOnly, SameSite=Strict, Secure) carries only
+a random token, the table its SHA-256. Signing out deletes the session, so no copy of the
+cookie works after; so do the idle and absolute timeouts (LOYALTY_CONSOLE_IDLE_MINUTES,
+LOYALTY_CONSOLE_MAX_HOURS) and revoking the key, checked on every request.
+
+Forms are Flask-WTF forms (forms.py) whose bounds are read from the API's schemas, so the
+console refuses what the API refuses; every write needs Flask-WTF's CSRF token, checked by
+the console's guard only (security.py). Every console response carries a Content Security
+Policy and the anti-framing, nosniff and referrer headers, pages Cache-Control: no-store; a
+NUL in a path, query or form is a 400 page. Writes go through the same services as the API,
+under the key's name, so they land in the audit log alike.
 """
 
 from flask import Blueprint

@@ -8,43 +8,38 @@ from typing import Any
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
+from wtforms import Form
 
 from loyalty.api.errors import flatten_messages, refusal_messages
-from loyalty.console import blp, security
+from loyalty.console import blp, forms, security
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 from loyalty.orders import earning
 from loyalty.rules import services as rules
 from loyalty.rules.services import RuleView
+from loyalty.schemas.orders import LineSchema
 from loyalty.schemas.rules import RuleInSchema, RuleUpdateSchema
 
-RULE_FIELDS = ("name", "kind", "priority", "points", "per_amount", "factor", "event_type")
 
-
-def _rule_form_data(form: Any) -> dict[str, Any]:
-    """The rule form as the API's rule body (empty fields left out)."""
-    body: dict[str, Any] = {
-        k: form.get(k, "").strip() for k in RULE_FIELDS if form.get(k, "").strip()
-    }
-    for name in ("priority", "points", "per_amount"):
-        if name in body:
-            body[name] = int(body[name]) if body[name].lstrip("-").isdigit() else body[name]
-    conditions: dict[str, Any] = {}
-    for name in ("skus", "categories", "tiers"):
-        values = [v.strip() for v in form.get(name, "").split(",") if v.strip()]
-        if values:
-            conditions[name] = values
-    if form.get("min_amount", "").strip():
-        raw = form["min_amount"].strip()
-        conditions["min_amount"] = int(raw) if raw.isdigit() else raw
-    if form.get("first_order"):
-        conditions["first_order"] = True
-    body["conditions"] = conditions
-    if form.get("cap_per_order", "").strip():
-        raw = form["cap_per_order"].strip()
-        body["caps"] = {"per_order": int(raw) if raw.isdigit() else raw}
-    body["active"] = bool(form.get("active"))
-    return body
+def _rule_field_errors(errors: dict[str, list[str]], form: Form) -> dict[str, list[str]]:
+    """The API's rule errors under the form's field names (conditions.skus.0: skus;
+    caps.per_order: cap_per_order); those of no field in `form` go to the form's top."""
+    named: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        parts = key.split(".")
+        if parts[0] == "conditions" and len(parts) > 1:
+            name = parts[1]
+        elif parts[:2] == ["caps", "per_order"]:
+            name = "cap_per_order"
+        else:
+            name = parts[0]
+        if name in form:
+            named.setdefault(form[name].name, []).extend(messages)
+        else:
+            named.setdefault("_schema", []).extend(
+                messages if name == "_schema" else [f"{key}: {m}" for m in messages]
+            )
+    return named
 
 
 @blp.get("/rules")
@@ -55,23 +50,26 @@ def rule_list() -> str:
 
 @blp.route("/rules/new", methods=["GET", "POST"])
 def rule_new() -> Response | str | tuple[str, int]:
-    errors: dict[str, Any] = {}
-    form = (
-        request.form
-        if request.method == "POST"
-        else {"active": "on", "kind": "spend", "priority": "100"}
-    )
+    errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        try:
-            definition = RuleInSchema().load(_rule_form_data(request.form))
-            rule = rules.create_rule(db.session(), definition, security.actor())
-        except ma.ValidationError as error:
-            errors = flatten_messages(error.messages)
-        except LoyaltyError as error:
-            errors = refusal_messages(error)
+        form = forms.RuleForm()
+        if not form.validate():
+            errors = forms.form_errors(form)
         else:
-            flash(f"Rule {rule.current.name!r} created (version 1).", "ok")
-            return redirect(url_for("console.rule_page", rule_id=rule.public_id))
+            try:
+                definition = RuleInSchema().load(form.body())
+                rule = rules.create_rule(db.session(), definition, security.actor())
+            except ma.ValidationError as error:
+                errors = _rule_field_errors(flatten_messages(error.messages), form)
+            except LoyaltyError as error:
+                errors = _rule_field_errors(refusal_messages(error), form)
+            else:
+                flash(f"Rule {rule.current.name!r} created (version 1).", "ok")
+                return redirect(url_for("console.rule_page", rule_id=rule.public_id))
+    else:
+        form = forms.RuleForm(
+            formdata=None, data={"active": True, "kind": "spend", "priority": 100}
+        )
     status = 422 if errors else 200
     return render_template("console/rule_form.html", form=form, errors=errors, rule=None), status
 
@@ -85,45 +83,45 @@ def rule_page(rule_id: uuid.UUID) -> str:
 @blp.route("/rules/<uuid:rule_id>/edit", methods=["GET", "POST"])
 def rule_edit(rule_id: uuid.UUID) -> Response | str | tuple[str, int]:
     session = db.session()
-    errors: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        form: Any = request.form
-        try:
-            body = _rule_form_data(request.form)
-            body.pop("kind", None)
-            changes = RuleUpdateSchema(partial=True).load(body)
-            rules.update_rule(session, rule_id, changes, security.actor())
-        except ma.ValidationError as error:
-            errors = flatten_messages(error.messages)
-        except LoyaltyError as error:
-            errors = refusal_messages(error)
+        form = forms.RuleEditForm()
+        if not form.validate():
+            errors = forms.form_errors(form)
         else:
-            flash("Saved as a new version.", "ok")
-            return redirect(url_for("console.rule_page", rule_id=rule_id))
+            try:
+                changes = RuleUpdateSchema(partial=True).load(form.body())
+                rules.update_rule(session, rule_id, changes, security.actor())
+            except ma.ValidationError as error:
+                errors = _rule_field_errors(flatten_messages(error.messages), form)
+            except LoyaltyError as error:
+                errors = _rule_field_errors(refusal_messages(error), form)
+            else:
+                flash("Saved as a new version.", "ok")
+                return redirect(url_for("console.rule_page", rule_id=rule_id))
         # Refused: the form again, over the rule as it still is.
         rule = rules.get_rule(session, rule_id)
     else:
         rule = rules.get_rule(session, rule_id)
-        form = _form_of(rule)
+        form = forms.RuleEditForm(formdata=None, data=_form_of(rule))
     return render_template(
         "console/rule_form.html", form=form, errors=errors, rule=rule
     ), 422 if errors else 200
 
 
 def _form_of(rule: RuleView) -> dict[str, Any]:
-    """The edit form filled in with the rule's current version."""
+    """The edit form's values: the rule's current version."""
     version = rule.current
     return {
         "name": version.name,
-        "kind": rule.kind,
         "priority": version.priority,
         **{k: v for k, v in version.config.items() if v is not None},
         "skus": ", ".join(version.conditions.get("skus") or []),
         "categories": ", ".join(version.conditions.get("categories") or []),
         "tiers": ", ".join(version.conditions.get("tiers") or []),
-        "min_amount": version.conditions.get("min_amount") or "",
-        "first_order": version.conditions.get("first_order"),
-        "cap_per_order": (version.caps or {}).get("per_order") or "",
+        "min_amount": version.conditions.get("min_amount"),
+        "first_order": bool(version.conditions.get("first_order")),
+        "cap_per_order": (version.caps or {}).get("per_order"),
         "active": version.active,
     }
 
@@ -131,60 +129,68 @@ def _form_of(rule: RuleView) -> dict[str, Any]:
 @blp.route("/rules/simulate", methods=["GET", "POST"])
 def simulate() -> str | tuple[str, int]:
     result = None
-    errors: dict[str, Any] = {}
-    form: Any = request.form if request.method == "POST" else {}
-    if request.method == "POST":
-        lines, problems = _cart_lines(request.form.get("cart", ""))
+    errors: dict[str, list[str]] = {}
+    posted = request.method == "POST"
+    form = forms.SimulateForm() if posted else forms.SimulateForm(formdata=None)
+    # The draft rule is optional: it counts once it has a name.
+    draft = forms.RuleFields(request.form if posted else None, prefix="draft_")
+    if posted:
+        drafting = bool(draft.name.data)
+        form_ok = form.validate()
+        draft_ok = draft.validate() if drafting else True
+        errors = forms.form_errors(form) if not form_ok else {}
+        if not draft_ok:
+            errors.update(forms.form_errors(draft))
+        lines, problems = _cart_lines(form.cart.data or "")
         if problems:
             errors["cart"] = problems
-        else:
-            drafts = []
-            if request.form.get("draft_kind"):
-                draft_form = {
-                    k[len("draft_") :]: v for k, v in request.form.items() if k.startswith("draft_")
-                }
-                draft_form["active"] = "on"
-                try:
-                    draft = RuleInSchema().load(_rule_form_data(draft_form))
-                    drafts.append(draft.as_fields())
-                except ma.ValidationError as error:
-                    errors.update(
-                        {f"draft {k}": v for k, v in flatten_messages(error.messages).items()}
-                    )
-            if not errors:
-                try:
-                    result = earning.simulate(
-                        db.session(),
-                        external_id=request.form.get("member_id", "").strip() or None,
-                        lines=lines,
-                        discount=0,
-                        event_type=None,
-                        drafts=drafts,
-                        include_active=True,
-                    )
-                except LoyaltyError as error:
-                    errors = refusal_messages(error)
+        drafts = []
+        if not errors and drafting:
+            try:
+                drafts.append(RuleInSchema().load({**draft.body(), "active": True}).as_fields())
+            except ma.ValidationError as error:
+                errors = _rule_field_errors(flatten_messages(error.messages), draft)
+        if not errors:
+            try:
+                result = earning.simulate(
+                    db.session(),
+                    external_id=form.member_id.data or None,
+                    lines=lines,
+                    discount=0,
+                    event_type=None,
+                    drafts=drafts,
+                    include_active=True,
+                )
+            except LoyaltyError as error:
+                errors = refusal_messages(error)
     return render_template(
-        "console/simulate.html", form=form, result=result, errors=errors
+        "console/simulate.html", form=form, draft=draft, result=result, errors=errors
     ), 422 if errors else 200
 
 
 def _cart_lines(text: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Cart lines typed one per line as `sku, category, quantity, unit price in cents`."""
+    """Cart lines typed one per line as `sku, category, quantity, unit price in cents`, each
+    within the API's bounds for an order line."""
     lines, problems = [], []
     for number, raw in enumerate(filter(None, (r.strip() for r in text.splitlines())), start=1):
         parts = [p.strip() for p in raw.split(",")]
-        if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
-            problems.append(f"Line {number}: write sku, category, quantity, unit price in cents.")
-            continue
-        lines.append(
-            {
+        try:
+            if len(parts) != 4 or not parts[2].isascii() or not parts[3].isascii():
+                raise ValueError
+            line = {
                 "sku": parts[0],
                 "category": parts[1] or None,
                 "quantity": int(parts[2]),
                 "unit_price": int(parts[3]),
             }
-        )
+        except ValueError:  # not four parts, not whole numbers, or too many digits to read
+            problems.append(f"Line {number}: write sku, category, quantity, unit price in cents.")
+            continue
+        try:
+            lines.append(LineSchema().load(line))
+        except ma.ValidationError as error:
+            for name, messages in flatten_messages(error.messages).items():
+                problems.append(f"Line {number}: {name}: {' '.join(messages)}")
     if not lines and not problems:
         problems.append("Add at least one cart line.")
     return lines, problems

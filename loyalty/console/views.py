@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.audit import services as audit
-from loyalty.console import blp, charts, security
+from loyalty.console import blp, charts, forms, security
 from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
@@ -29,13 +30,21 @@ from loyalty.schemas.program import ProgramSchema, settings_changes, settings_to
 from loyalty.tiers import definitions as tier_definitions
 from loyalty.webhooks import endpoints as webhooks
 
+blp.before_app_request(security.refuse_nul)
 blp.before_request(security.guard)
+blp.after_app_request(security.secure_headers)
 blp.context_processor(security.template_globals)
 
 
 @blp.errorhandler(HTTPException)
 def http_error(error: HTTPException) -> tuple[str, int]:
     return render_template("console/error.html", error=error), error.code or 500
+
+
+@blp.errorhandler(CSRFError)
+def csrf_error(error: CSRFError) -> tuple[str, int]:
+    error.description = "The form's security token is missing or stale; reload the page."
+    return render_template("console/error.html", error=error), 400
 
 
 @blp.errorhandler(LoyaltyError)
@@ -45,16 +54,17 @@ def domain_error(error: LoyaltyError) -> tuple[str, int]:
 
 @blp.route("/login", methods=["GET", "POST"])
 def login() -> Response | str | tuple[str, int]:
-    if request.method == "POST":
-        caller = security.sign_in(request.form.get("api_key", ""))
-        if caller is None:
-            return render_template("console/login.html", failed=True), 401
+    form = forms.LoginForm()
+    if form.validate_on_submit():
+        if security.sign_in(form.api_key.data or "") is None:
+            return render_template("console/login.html", form=form, failed=True), 401
         target = request.args.get("next", "")
         # Only our own pages: never an open redirect.
         if not target.startswith("/admin") or target.startswith("//"):
             target = url_for("console.dashboard")
         return redirect(target)
-    return render_template("console/login.html", failed=False)
+    status = 401 if form.is_submitted() else 200
+    return render_template("console/login.html", form=form, failed=form.is_submitted()), status
 
 
 @blp.post("/logout")
@@ -87,7 +97,10 @@ def member_search() -> str:
 def member_page(external_id: str) -> str:
     found = overview.overview(db.session(), external_id, request.args.get("cursor") or None)
     return render_template(
-        "console/member.html", member=found, statuses=[s.value for s in MemberStatus]
+        "console/member.html",
+        member=found,
+        adjust_form=forms.AdjustForm(formdata=None),
+        status_form=forms.StatusForm(formdata=None, status=found.card.status),
     )
 
 
@@ -96,41 +109,51 @@ def _flash_outcome(write: Callable[[], object], done: str) -> None:
     try:
         write()
     except LoyaltyError as error:
-        flash(error.detail, "error")
+        flash(" ".join(_refusal_lines(error)), "error")
     else:
         flash(done, "ok")
 
 
+def _refusal_lines(error: LoyaltyError) -> list[str]:
+    messages = refusal_messages(error)
+    return [
+        " ".join(lines) if name == "_schema" else f"{name}: {' '.join(lines)}"
+        for name, lines in messages.items()
+    ]
+
+
+def _flash_form_errors(form: FlaskForm) -> None:
+    for field_name, messages in form.errors.items():
+        label = form[field_name].label.text if field_name in form else field_name
+        flash(f"{label}: {' '.join(messages)}", "error")
+
+
 @blp.post("/members/<external_id>/adjust")
-def adjust(external_id: str) -> Response | tuple[str, int]:
-    try:
-        points = int(request.form.get("points", ""))
-    except ValueError:
-        flash("Points must be a whole number, positive to add or negative to remove.", "error")
-        return redirect(url_for("console.member_page", external_id=external_id))
-    reason = request.form.get("reason", "").strip()
-    if not reason:
-        flash("Give a reason: it is kept with the adjustment.", "error")
-        return redirect(url_for("console.member_page", external_id=external_id))
-    _flash_outcome(
-        lambda: adjustments.adjust(
-            db.session(), external_id, points, reason[:500], security.actor()
-        ),
-        f"Adjusted by {points:+d} points.",
-    )
+def adjust(external_id: str) -> Response:
+    form = forms.AdjustForm()
+    if not form.validate():
+        _flash_form_errors(form)
+    else:
+        points: int = form.points.data
+        reason: str = form.reason.data
+        _flash_outcome(
+            lambda: adjustments.adjust(db.session(), external_id, points, reason, security.actor()),
+            f"Adjusted by {points:+d} points.",
+        )
     return redirect(url_for("console.member_page", external_id=external_id))
 
 
 @blp.post("/members/<external_id>/status")
 def change_status(external_id: str) -> Response:
-    status = request.form.get("status", "")
-    if status not in {s.value for s in MemberStatus}:
-        flash("Choose active, suspended or closed.", "error")
+    form = forms.StatusForm()
+    if not form.validate():
+        _flash_form_errors(form)
     else:
-        changes = members.MemberChanges(status=MemberStatus(status))
+        status = MemberStatus(form.status.data)
+        changes = members.MemberChanges(status=status)
         _flash_outcome(
             lambda: members.update_member(db.session(), external_id, changes, security.actor()),
-            f"Status is now {status}.",
+            f"Status is now {status.value}.",
         )
     return redirect(url_for("console.member_page", external_id=external_id))
 
@@ -149,39 +172,26 @@ def reward_list() -> str:
 @blp.route("/program", methods=["GET", "POST"])
 def program_page() -> Response | str | tuple[str, int]:
     session = db.session()
-    errors: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        form = request.form
-        body: dict[str, Any] = {
-            "currency": form.get("currency", "").strip(),
-            "point_value": {
-                "points": _int(form.get("point_value_points")),
-                "amount": _int(form.get("point_value_amount")),
-            },
-            "pending_days": _int(form.get("pending_days")),
-            "expiry": {
-                "policy": form.get("expiry_policy", ""),
-                "months": _int(form.get("expiry_months")) if form.get("expiry_months") else None,
-            },
-            "hold_ttl_seconds": _int(form.get("hold_ttl_seconds")),
-            "max_redemption_percent": _int(form.get("max_redemption_percent")),
-            "min_redemption_points": _int(form.get("min_redemption_points")),
-            "tier_window_months": _int(form.get("tier_window_months")),
-        }
-        try:
-            loaded = ProgramSchema().load(body)
-            program.update_settings(session, settings_changes(loaded), security.actor())
-        except ma.ValidationError as error:
-            errors = _program_field_errors(flatten_messages(error.messages))
-        except LoyaltyError as error:
-            errors = _program_field_errors(refusal_messages(error))
+        form = forms.ProgramForm()
+        if not form.validate():
+            errors = forms.form_errors(form)
         else:
-            flash("Program settings saved.", "ok")
-            return redirect(url_for("console.program_page"))
-    settings = settings_to_dict(program.settings_view(session))
-    return render_template(
-        "console/program.html", settings=settings, errors=errors
-    ), 422 if errors else 200
+            try:
+                loaded = ProgramSchema().load(form.body())
+                program.update_settings(session, settings_changes(loaded), security.actor())
+            except ma.ValidationError as error:
+                errors = _program_field_errors(flatten_messages(error.messages))
+            except LoyaltyError as error:
+                errors = _program_field_errors(refusal_messages(error))
+            else:
+                flash("Program settings saved.", "ok")
+                return redirect(url_for("console.program_page"))
+    else:
+        settings = settings_to_dict(program.settings_view(session))
+        form = forms.ProgramForm(formdata=None, data=forms.ProgramForm.initial(settings))
+    return render_template("console/program.html", form=form, errors=errors), 422 if errors else 200
 
 
 def _program_field_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -192,11 +202,6 @@ def _program_field_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
         "expiry.policy": "expiry_policy",
     }
     return {renamed.get(k, k.replace(".", "_")): v for k, v in errors.items()}
-
-
-def _int(raw: str | None) -> Any:
-    raw = (raw or "").strip()
-    return int(raw) if raw.lstrip("-").isdigit() else raw
 
 
 @blp.get("/webhooks")

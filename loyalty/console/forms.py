@@ -1,0 +1,272 @@
+"""The console's forms (WTForms through Flask-WTF, which also gives every form its CSRF token).
+
+A field's bounds are read from the API schema's field for the same value (``schema_rules``),
+never written again here: a number the API refuses (an adjustment of 1,000,000,001 points)
+is refused by the form too. The use cases' schemas still load what a form gathered, for the
+rules that span fields (a spend rule needs points and per_amount; expiry needs months).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask_wtf import FlaskForm
+from marshmallow import validate
+from wtforms import (
+    BooleanField,
+    Form,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    AnyOf,
+    InputRequired,
+    Length,
+    NoneOf,
+    NumberRange,
+    Optional,
+    Regexp,
+)
+
+from loyalty.schemas.ledger import AdjustmentSchema
+from loyalty.schemas.members import MemberUpdateSchema
+from loyalty.schemas.program import ExpirySchema, PointValueSchema, ProgramSchema
+from loyalty.schemas.rules import CapsSchema, ConditionsSchema, RuleInSchema, SimulateSchema
+
+# (name, the form field's name) of each condition typed as comma-separated codes.
+LIST_CONDITIONS = ("skus", "categories", "tiers")
+
+
+def _field(schema: type[ma.Schema], name: str) -> ma.fields.Field[Any]:
+    return schema().fields[name]
+
+
+def schema_rules(schema: type[ma.Schema], name: str, *, required: bool | None = None) -> list[Any]:
+    """WTForms validators with the bounds of the field `name` of the API's `schema`: required
+    (with the API's message) or optional, and each of its Range, Length, Regexp and OneOf.
+
+    `required` overrides the schema's (a console form sends every setting a PATCH may leave
+    out). Raises TypeError for a validator with no WTForms counterpart, so no bound of the
+    API is ever dropped here in silence.
+    """
+    field = _field(schema, name)
+    required = field.required if required is None else required
+    rules: list[Any] = (
+        [InputRequired(message=field.error_messages["required"])] if required else [Optional()]
+    )
+    for rule in field.validators:
+        if isinstance(rule, validate.Range):
+            if not (rule.min_inclusive and rule.max_inclusive):
+                raise TypeError(f"{schema.__name__}.{name}: only inclusive ranges map to WTForms")
+            rules.append(NumberRange(min=rule.min, max=rule.max))
+        elif isinstance(rule, validate.Length) and rule.equal is None:
+            low = -1 if rule.min is None else rule.min
+            rules.append(Length(min=low, max=-1 if rule.max is None else rule.max))
+        elif isinstance(rule, validate.Regexp):
+            message = rule.error.format(input="", regex=rule.regex.pattern)
+            rules.append(Regexp(rule.regex, message=message))
+        elif isinstance(rule, validate.OneOf):
+            rules.append(AnyOf(list(rule.choices)))
+        else:
+            raise TypeError(f"{schema.__name__}.{name}: no WTForms counterpart for {rule!r}")
+    return rules
+
+
+def schema_choices(schema: type[ma.Schema], name: str) -> list[str]:
+    """The values the API's OneOf allows for the field `name` of `schema`."""
+    for rule in _field(schema, name).validators:
+        if isinstance(rule, validate.OneOf):
+            return [str(choice) for choice in rule.choices]
+    raise TypeError(f"{schema.__name__}.{name} has no OneOf")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class LoginForm(FlaskForm):
+    api_key = PasswordField("Admin API key", filters=[_strip], validators=[InputRequired()])
+
+
+class AdjustForm(FlaskForm):
+    points = IntegerField(
+        "Points (negative to remove)",
+        validators=[
+            *schema_rules(AdjustmentSchema, "points"),
+            NoneOf([0], message="Must not be zero."),
+        ],
+    )
+    reason = StringField(
+        "Reason", filters=[_strip], validators=schema_rules(AdjustmentSchema, "reason")
+    )
+
+
+class StatusForm(FlaskForm):
+    status = SelectField(
+        "Status",
+        choices=schema_choices(MemberUpdateSchema, "status"),
+        validators=schema_rules(MemberUpdateSchema, "status", required=True),
+    )
+
+
+class ProgramForm(FlaskForm):
+    """Every program setting at once, as the console's program page edits them."""
+
+    currency = StringField(
+        "Currency (ISO 4217)",
+        filters=[_strip],
+        validators=schema_rules(ProgramSchema, "currency", required=True),
+    )
+    point_value_points = IntegerField(
+        "Points ...", validators=schema_rules(PointValueSchema, "points")
+    )
+    point_value_amount = IntegerField(
+        "... are worth (cents)", validators=schema_rules(PointValueSchema, "amount")
+    )
+    pending_days = IntegerField(
+        "Return window (days)",
+        validators=schema_rules(ProgramSchema, "pending_days", required=True),
+    )
+    expiry_policy = SelectField(
+        "Expiry policy",
+        choices=schema_choices(ExpirySchema, "policy"),
+        validators=schema_rules(ExpirySchema, "policy"),
+    )
+    # Optional here: the schema requires it unless the policy is never.
+    expiry_months = IntegerField("Expiry (months)", validators=schema_rules(ExpirySchema, "months"))
+    hold_ttl_seconds = IntegerField(
+        "Hold lifetime (seconds)",
+        validators=schema_rules(ProgramSchema, "hold_ttl_seconds", required=True),
+    )
+    max_redemption_percent = IntegerField(
+        "Share of an order payable in points (%)",
+        validators=schema_rules(ProgramSchema, "max_redemption_percent", required=True),
+    )
+    min_redemption_points = IntegerField(
+        "Minimum redemption (points)",
+        validators=schema_rules(ProgramSchema, "min_redemption_points", required=True),
+    )
+    tier_window_months = IntegerField(
+        "Tier window (months)",
+        validators=schema_rules(ProgramSchema, "tier_window_months", required=True),
+    )
+
+    def body(self) -> dict[str, Any]:
+        """The settings as the API's PATCH /admin/program body."""
+        return {
+            "currency": self.currency.data,
+            "point_value": {
+                "points": self.point_value_points.data,
+                "amount": self.point_value_amount.data,
+            },
+            "pending_days": self.pending_days.data,
+            "expiry": {"policy": self.expiry_policy.data, "months": self.expiry_months.data},
+            "hold_ttl_seconds": self.hold_ttl_seconds.data,
+            "max_redemption_percent": self.max_redemption_percent.data,
+            "min_redemption_points": self.min_redemption_points.data,
+            "tier_window_months": self.tier_window_months.data,
+        }
+
+    @staticmethod
+    def initial(settings: dict[str, Any]) -> dict[str, Any]:
+        """The form's values for the API's settings (``settings_to_dict``)."""
+        return {
+            **settings,
+            "point_value_points": settings["point_value"]["points"],
+            "point_value_amount": settings["point_value"]["amount"],
+            "expiry_policy": settings["expiry"]["policy"],
+            "expiry_months": settings["expiry"]["months"],
+        }
+
+
+class RuleFields(Form):
+    """An earning rule's fields; the rule form's, and the simulator's draft (prefixed)."""
+
+    kind = SelectField(
+        "Kind",
+        choices=schema_choices(RuleInSchema, "kind"),
+        validators=schema_rules(RuleInSchema, "kind"),
+    )
+    name = StringField("Name", filters=[_strip], validators=schema_rules(RuleInSchema, "name"))
+    priority = IntegerField(
+        "Priority (lower runs first)", validators=schema_rules(RuleInSchema, "priority")
+    )
+    points = IntegerField(
+        "Points (spend: per amount; bonus, event: fixed)",
+        validators=schema_rules(RuleInSchema, "points"),
+    )
+    per_amount = IntegerField(
+        "Per amount in cents (spend)", validators=schema_rules(RuleInSchema, "per_amount")
+    )
+    factor = StringField(
+        "Factor, e.g. 1.5 (multiplier)",
+        filters=[_strip],
+        validators=schema_rules(RuleInSchema, "factor"),
+    )
+    event_type = StringField(
+        "Event type (event)", filters=[_strip], validators=schema_rules(RuleInSchema, "event_type")
+    )
+    # Each code's bounds and how many there may be: the schema checks them once split.
+    categories = StringField("Categories, comma separated", validators=[Optional()])
+    skus = StringField("SKUs, comma separated", validators=[Optional()])
+    tiers = StringField("Tiers, comma separated", validators=[Optional()])
+    min_amount = IntegerField(
+        "Minimum order amount in cents", validators=schema_rules(ConditionsSchema, "min_amount")
+    )
+    cap_per_order = IntegerField(
+        "Cap per order (points)", validators=schema_rules(CapsSchema, "per_order")
+    )
+    first_order = BooleanField("First order only")
+
+    def body(self) -> dict[str, Any]:
+        """The rule as the API's rule body (fields left empty are not sent)."""
+        body: dict[str, Any] = {
+            name: self[name].data
+            for name in ("name", "kind", "priority", "points", "per_amount", "factor", "event_type")
+            if name in self and self[name].data not in (None, "")
+        }
+        conditions: dict[str, Any] = {}
+        for name in LIST_CONDITIONS:
+            codes = [code.strip() for code in (self[name].data or "").split(",") if code.strip()]
+            if codes:
+                conditions[name] = codes
+        if self.min_amount.data is not None:
+            conditions["min_amount"] = self.min_amount.data
+        if self.first_order.data:
+            conditions["first_order"] = True
+        body["conditions"] = conditions
+        if self.cap_per_order.data is not None:
+            body["caps"] = {"per_order": self.cap_per_order.data}
+        return body
+
+
+class RuleForm(FlaskForm, RuleFields):
+    active = BooleanField("Active")
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "active": bool(self.active.data)}
+
+
+class RuleEditForm(RuleForm):
+    """A rule's kind never changes: the edit form does not send it."""
+
+    kind = None
+
+
+class SimulateForm(FlaskForm):
+    member_id = StringField(
+        "Member (optional)", filters=[_strip], validators=schema_rules(SimulateSchema, "member_id")
+    )
+    cart = TextAreaField(
+        "Cart: one line per item, sku, category, quantity, unit price in cents",
+        default="tee-black-m, apparel, 2, 2500",
+    )
+
+
+def form_errors(form: Form) -> dict[str, list[str]]:
+    """The form's errors by field name (a prefixed form's names keep their prefix)."""
+    return {form[name].name: list(messages) for name, messages in form.errors.items()}
