@@ -19,6 +19,15 @@ Environment variables:
 - ``LOYALTY_PROXIES``: how many reverse proxies stand in front (default 0; 1 behind the nginx
   of deploy/). The client's address and scheme are then read from the X-Forwarded-For and
   X-Forwarded-Proto headers those proxies set, and from no one else's.
+- ``LOYALTY_RATE_LIMIT_STORAGE``: where rate limits are counted: ``memory://`` (default; each
+  worker process counts its own, for the demo) or ``redis://127.0.0.1:6379/0`` (production:
+  one count per key for every worker and machine). If Redis fails, requests are still
+  served, counted in each worker's memory until Redis answers again.
+- ``LOYALTY_RATE_LIMIT_CHECKOUT`` / ``_APP`` / ``_ADMIN``: requests per API key over all
+  endpoints, by the key's scope (the largest of a key's scopes applies): one limit such as
+  ``6000/minute`` (the checkout default), ``3000/minute`` (app), ``1200/minute`` (admin).
+- ``LOYALTY_RATE_LIMIT_UNAUTHENTICATED``: requests without a valid key (401s) per client
+  address before they are answered 429 (default ``60/minute``).
 - ``PROMETHEUS_MULTIPROC_DIR``: where gunicorn workers keep their metrics so /metrics adds
   them up (gunicorn.conf.py sets one up).
 """

@@ -62,6 +62,25 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+# Requests per API key, by the key's scopes (the most generous of a key's scopes applies), and
+# per client address for requests without a valid key. A backstop against a runaway client,
+# not a quota: a checkout key may send 100 requests a second for a whole minute.
+RATE_LIMIT_DEFAULTS = {
+    "checkout": "6000/minute",
+    "app": "3000/minute",
+    "admin": "1200/minute",
+    "unauthenticated": "60/minute",
+}
+
+
+def rate_limits() -> dict[str, str]:
+    """LOYALTY_RATE_LIMIT_<SCOPE> for each scope and for unauthenticated requests."""
+    return {
+        name: os.environ.get(f"LOYALTY_RATE_LIMIT_{name.upper()}") or default
+        for name, default in RATE_LIMIT_DEFAULTS.items()
+    }
+
+
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
     return {
@@ -90,6 +109,10 @@ def from_environment() -> dict[str, Any]:
         "PROXIES": int(os.environ.get("LOYALTY_PROXIES", "0")),
         # Webhooks to plain http and local addresses: development and tests only.
         "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
+        "RATE_LIMITS": rate_limits(),
+        # memory:// counts in each worker process (the demo); production shares Redis.
+        "RATE_LIMIT_STORAGE": os.environ.get("LOYALTY_RATE_LIMIT_STORAGE") or "memory://",
+        "RATE_LIMIT_KEY_PREFIX": "loyalty",
         "API_TITLE": "loyalty",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

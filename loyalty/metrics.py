@@ -50,6 +50,10 @@ WEBHOOK_EVENTS = Counter(
 WEBHOOKS = Counter(
     "loyalty_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "loyalty_rate_limit_storage_errors_total",
+    "Failed calls to the rate limit store (the limiter then counts in each process's memory).",
+)
 
 
 _PENDING = "loyalty.points_pending"

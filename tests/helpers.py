@@ -46,8 +46,9 @@ def iso(moment: dt.datetime) -> str:
     return moment.isoformat()
 
 
-def build_app(url: str) -> Flask:
-    """An app from the factory on the database at `url`, configured as the suite's."""
+def build_app(url: str, **overrides: Any) -> Flask:
+    """An app from the factory on the database at `url`, configured as the suite's, with any
+    `overrides` of that configuration."""
     return create_app(
         {
             "TESTING": True,
@@ -56,14 +57,19 @@ def build_app(url: str) -> Flask:
             # The suite's webhook receivers listen on 127.0.0.1; the production default
             # (public https targets only) is tested in tests/api/test_webhook_targets.py.
             "WEBHOOKS_ALLOW_LOCAL": True,
+            # The limiter runs (in memory) but never binds: the suite sends thousands of
+            # requests on a few keys and many 401s from one address. Rate limits are tested
+            # with their own limits (tests/api/test_rate_limits.py).
+            "RATE_LIMITS": dict.fromkeys(config.RATE_LIMIT_DEFAULTS, "1000000/minute"),
+            **overrides,
         }
     )
 
 
 @contextmanager
-def app_built(url: str) -> Iterator[Flask]:
+def app_built(url: str, **overrides: Any) -> Iterator[Flask]:
     """``build_app``, its connections closed at the end."""
-    built = build_app(url)
+    built = build_app(url, **overrides)
     try:
         yield built
     finally:

@@ -1,7 +1,7 @@
 """The HTTP layer: thin views that parse, call one service and serialize.
 
 ``init_app`` registers the OpenAPI machinery, the blueprints, and the request hooks shared by
-every /v1 route (authentication, scopes, idempotency, problem+json errors).
+every /v1 route (authentication, scopes, rate limits, idempotency, problem+json errors).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ PROBLEM_REF = "#/components/schemas/Problem"
 
 
 class ConventionsPlugin(BasePlugin):
-    """Documents what every /v1 operation shares: bearer auth, 401/403, Idempotency-Key."""
+    """Documents what every /v1 operation shares: bearer auth, 401/403, the rate limit's 429,
+    Idempotency-Key."""
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
@@ -33,6 +34,7 @@ class ConventionsPlugin(BasePlugin):
             responses = operation.setdefault("responses", {})
             responses.setdefault("401", "UNAUTHORIZED")
             responses.setdefault("403", "FORBIDDEN")
+            responses.setdefault("429", "RATE_LIMITED")
             if method == "post":
                 operation.setdefault("parameters", []).append("IdempotencyKey")
                 responses.setdefault("409", "CONFLICT")
@@ -71,7 +73,7 @@ api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
 
 
 def init_app(app: Flask) -> None:
-    from loyalty.api import auth, errors, transaction
+    from loyalty.api import auth, errors, limits, transaction
     from loyalty.api.base import OrderIdConverter, SegmentConverter
     from loyalty.api.blueprints import BLUEPRINTS
 
@@ -99,8 +101,27 @@ def init_app(app: Flask) -> None:
             ),
         },
     )
+    api.spec.components.response(
+        "RATE_LIMITED",
+        {
+            "description": (
+                "Too many requests from this API key (or, without a valid key, from this "
+                "address): code `rate_limited`; retry after `Retry-After` seconds."
+            ),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before the next request is accepted.",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+    )
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     errors.init_app(app)
     auth.init_app(app)
+    # After authentication (the limit is the key's) and before the request's transaction
+    # (a refused request claims no Idempotency-Key and writes nothing).
+    limits.init_app(app)
     transaction.init_app(app)

@@ -74,6 +74,13 @@ def test_every_operation_documents_401_and_403(spec):
         assert {"401", "403"} <= set(operation["responses"]), f"{method} {path}"
 
 
+def test_every_operation_documents_the_rate_limits_429_with_retry_after(spec):
+    for method, path, operation in v1_operations(spec):
+        response = resolve(spec, operation["responses"]["429"])
+        assert "Retry-After" in response["headers"], f"{method} {path}"
+        assert "application/problem+json" in response["content"], f"{method} {path}"
+
+
 def test_every_operation_needs_the_bearer_key(spec):
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     for method, path, operation in v1_operations(spec):
