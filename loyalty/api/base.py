@@ -3,12 +3,15 @@
 PostgreSQL text cannot hold a NUL character, nor can any database store a lone UTF-16
 surrogate (JSON can carry one, as an escape such as \\ud800): the parser refuses both in
 bodies and query strings, and path segments with a NUL route nowhere (404). A number too long
-for Python to read (over 4,300 digits) is malformed JSON, not a crash.
+for Python to read (over 4,300 digits) is malformed JSON, not a crash; so are NaN, Infinity
+and numbers past a double's range (1e400), which Python's json reads but JSON (RFC 8259) has
+not, and no database's JSON column can store.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -53,7 +56,17 @@ class Parser(FlaskParser):
             return core.missing
         raw = req.get_data(cache=True)
         try:
-            data = core.parse_json(raw)
+            data = json.loads(
+                raw.decode(),
+                parse_float=_finite_float,
+                parse_constant=_refuse_constant,
+            )
+        except UnicodeDecodeError as error:
+            raise MalformedJson(f"The body is not UTF-8: {error.reason}.") from None
+        except NotJsonNumber as error:
+            raise MalformedJson(
+                f"The body holds {error}, a number JSON cannot carry (not finite)."
+            ) from None
         except RecursionError:
             raise MalformedJson("The body is nested too deeply.") from None
         except json.JSONDecodeError:
@@ -87,6 +100,21 @@ class Parser(FlaskParser):
         **kwargs: Any,
     ) -> NoReturn:
         raise MalformedJson(f"The body is not valid JSON: {error}.")
+
+
+class NotJsonNumber(Exception):
+    """NaN, Infinity or -Infinity, or a number that only a float's infinity could hold."""
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NotJsonNumber(text if len(text) <= 40 else f"{text[:40]}...")
+    return number
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise NotJsonNumber(name)
 
 
 def _has_nul(text: str) -> bool:

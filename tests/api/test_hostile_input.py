@@ -107,6 +107,24 @@ def test_a_number_too_long_to_read_is_malformed_json(client, headers_for, path, 
     problem(post_raw(client, path, raw, headers_for(scope)), 400, "malformed_json")
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+def test_a_number_json_cannot_carry_is_malformed_json_not_a_database_error(
+    client, checkout, member, number
+):
+    # Python's json reads these; no JSON column can store them (found in event attributes,
+    # benefit and tier params by test_hostile_properties).
+    event = {"event_id": "e1", "member_id": "c1", "type": "review"}
+    raw = json.dumps({**event, "attributes": {"stars": "N"}}).replace('"N"', number)
+
+    problem(post_raw(client, "/v1/events", raw, checkout), 400, "malformed_json")
+
+
+def test_a_finite_fraction_is_still_read(client, checkout, member):
+    event = {"event_id": "e1", "member_id": "c1", "type": "review", "attributes": {"x": 1.5e300}}
+
+    assert created(client.post("/v1/events", json=event, headers=checkout))
+
+
 # (path, base body, date field, scope) for every write that takes a moment
 MOMENT_FIELDS = [
     ("/v1/orders", {**CART, "order_id": "o1"}, "placed_at", "checkout"),
