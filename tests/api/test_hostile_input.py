@@ -187,3 +187,24 @@ def test_an_order_id_that_a_path_could_not_carry_is_refused_at_creation(
     response = client.post("/v1/orders", json={**CART, "order_id": order_id}, headers=checkout)
 
     assert "order_id" in problem(response, 422, "validation_error")["errors"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/orders/%ED%A0%80",  # a lone surrogate, as a broken encoder sends it
+        "/v1/members/c1%FF/transactions",
+        "/v1/admin/rules/%C0%80",  # an overlong NUL
+        "/v1/admin/audit-log?target_id=%ED%A0%80",
+        "/v1/admin/audit-log?%FF=1",
+        "/v1/no-such-route/%FF",
+    ],
+)
+def test_a_url_that_is_not_utf8_once_decoded_is_a_400(client, admin, member, url):
+    problem(client.get(url, headers=admin), 400, "malformed_url")
+
+
+def test_a_url_in_percent_encoded_utf8_is_read(client, admin, member):
+    response = client.get("/v1/admin/audit-log?target_id=%C3%A9t%C3%A9", headers=admin)
+
+    assert response.status_code == 200, response.json
