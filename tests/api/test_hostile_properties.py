@@ -10,6 +10,14 @@ below, which must name every field of every body (a test fails when one is missi
 itself succeed against the seeded data. Path parameters and the ids in bodies point at
 seeded rows, so values that pass validation reach the services and the database.
 
+Every example sends each class of hostile value (HOSTILE, IN_URL) to each place that can take
+it: a surrogate, a NUL, long text and numbers written as text go where text goes; bounds,
+numbers too long to read and numbers JSON cannot carry where numbers go; moments outside UTC
+where dates go; wrong types and deep nesting everywhere; what the body's reader must refuse
+into each unknown field. Hypothesis draws the value within its class (which surrogate and
+where, how many digits, which bound, how deep). Two examples per test: hypothesis's simplest
+and one at random, about 20 s of the suite on two workers.
+
 Each request runs in a savepoint rolled back after it, so every one starts from the seeded
 rows (an order created by one request never turns the next into a replay), at the cost of
 two statements, not a reseed.
@@ -123,9 +131,6 @@ OPERATIONS = [
     if method in METHODS
 ]
 WITH_BODY = [op for op in OPERATIONS if op.body_schema is not None]
-WITH_PARAMETERS = [
-    op for op in OPERATIONS if op.parameters("path") or op.parameters("query") or op.method != "get"
-]
 
 # --- the bodies: valid, and together naming every field -----------------------------------
 
@@ -417,20 +422,21 @@ MOMENTS = [
     "9999-12-31",
 ]
 NUMBER_TEXT = ["NaN", "sNaN", "-Infinity", "1e999999999", "1e-999999999", "-0", "9" * 5000]
+# The first of each list is what hypothesis's simplest example sends: the likeliest to break.
 BOUNDS = [
-    0,
-    -1,
-    2**31,
-    10**9,
+    2**63,
+    2**63 - 1,
+    -(2**63) - 1,
+    2**64,
     10**9 + 1,
     10**12 + 1,
     10**15,
     2**53 + 1,
-    2**63 - 1,
-    2**63,
-    -(2**63) - 1,
-    2**64,
+    2**31,
+    10**9,
     10**100,
+    0,
+    -1,
 ]
 
 
@@ -500,7 +506,7 @@ HOSTILE = [
     Hostile(
         "deep nesting",
         lambda _: st.builds(
-            nested, st.sampled_from([2, 50, 900, 1200, 5000]), st.sampled_from("[{")
+            nested, st.sampled_from([900, 5000, 1200, 50, 2]), st.sampled_from("[{")
         ),
         EVERY | UNREADABLE,
     ),
