@@ -21,8 +21,8 @@ PROBLEM_REF = "#/components/schemas/Problem"
 
 
 class ConventionsPlugin(BasePlugin):
-    """Documents what every /v1 operation shares: bearer auth, 401/403, the rate limit's 429,
-    Idempotency-Key."""
+    """Documents what every /v1 operation shares: bearer auth, 400/401/403, the rate limit's
+    429, Idempotency-Key."""
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
@@ -39,8 +39,8 @@ class ConventionsPlugin(BasePlugin):
                 operation.setdefault("parameters", []).append("IdempotencyKey")
                 responses.setdefault("409", "CONFLICT")
                 responses.setdefault("422", "UNPROCESSABLE_ENTITY")
-            if method in ("post", "patch", "put"):
-                responses.setdefault("400", "BAD_REQUEST")
+            # malformed_json for a body; malformed_url for any path or query string
+            responses.setdefault("400", "BAD_REQUEST")
             if "requestBody" in operation:
                 responses.setdefault("413", "REQUEST_ENTITY_TOO_LARGE")
                 responses.setdefault("415", "UNSUPPORTED_MEDIA_TYPE")
@@ -74,7 +74,7 @@ api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
 
 def init_app(app: Flask) -> None:
     from loyalty.api import auth, errors, limits, transaction
-    from loyalty.api.base import OrderIdConverter, SegmentConverter
+    from loyalty.api.base import OrderIdConverter, SegmentConverter, refuse_undecodable_url
     from loyalty.api.blueprints import BLUEPRINTS
 
     app.url_map.converters["default"] = app.url_map.converters["string"] = SegmentConverter
@@ -120,6 +120,8 @@ def init_app(app: Flask) -> None:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     errors.init_app(app)
+    # before authentication: a URL that cannot be read names nothing to authorize
+    app.before_request(refuse_undecodable_url)
     auth.init_app(app)
     # After authentication (the limit is the key's) and before the request's transaction
     # (a refused request claims no Idempotency-Key and writes nothing).

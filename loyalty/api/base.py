@@ -3,15 +3,20 @@
 PostgreSQL text cannot hold a NUL character, nor can any database store a lone UTF-16
 surrogate (JSON can carry one, as an escape such as \\ud800): the parser refuses both in
 bodies and query strings, and path segments with a NUL route nowhere (404). A number too long
-for Python to read (over 4,300 digits) is malformed JSON, not a crash.
+for Python to read (over 4,300 digits) is malformed JSON, not a crash; so are NaN, Infinity
+and numbers past a double's range (1e400), which Python's json reads but JSON (RFC 8259) has
+not, and no database's JSON column can store. A path or query string that is not UTF-8 once
+percent-decoded (%ED%A0%80, a lone surrogate; %FF) is a 400 before anything reads it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import unquote_to_bytes
 
 import flask
 import marshmallow as ma
@@ -28,6 +33,35 @@ class UnsupportedMediaType(LoyaltyError):
     status = 415
     code = "unsupported_media_type"
     title = "Unsupported media type"
+
+
+class MalformedUrl(LoyaltyError):
+    status = 400
+    code = "malformed_url"
+    title = "Malformed URL"
+
+
+def refuse_undecodable_url() -> None:
+    """Refuse a path or query string that is not UTF-8 once percent-decoded.
+
+    Werkzeug would read each bad byte as U+FFFD, so the request would quietly name another
+    member, order or filter than the one its client meant (and a lone surrogate, which no
+    database stores, arrives this way: %ED%A0%80). Raises MalformedUrl.
+    """
+    environ = flask.request.environ
+    # WSGI strings carry the request's bytes as Latin-1 text (PEP 3333). PATH_INFO is the
+    # decoded path; servers that give the raw target too (gunicorn, werkzeug's) may have
+    # replaced bad bytes in PATH_INFO already, so that is read as well.
+    encoded = (
+        environ.get("RAW_URI") or environ.get("REQUEST_URI") or "",
+        environ.get("QUERY_STRING", ""),
+    )
+    try:
+        environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        for text in encoded:
+            unquote_to_bytes(text.encode("latin-1")).decode("utf-8")
+    except UnicodeError:
+        raise MalformedUrl("The path or query string is not UTF-8 once percent-decoded.") from None
 
 
 NUL_MESSAGE = "Strings must not contain NUL (\\u0000)."
@@ -53,7 +87,17 @@ class Parser(FlaskParser):
             return core.missing
         raw = req.get_data(cache=True)
         try:
-            data = core.parse_json(raw)
+            data = json.loads(
+                raw.decode(),
+                parse_float=_finite_float,
+                parse_constant=_refuse_constant,
+            )
+        except UnicodeDecodeError as error:
+            raise MalformedJson(f"The body is not UTF-8: {error.reason}.") from None
+        except NotJsonNumber as error:
+            raise MalformedJson(
+                f"The body holds {error}, a number JSON cannot carry (not finite)."
+            ) from None
         except RecursionError:
             raise MalformedJson("The body is nested too deeply.") from None
         except json.JSONDecodeError:
@@ -87,6 +131,21 @@ class Parser(FlaskParser):
         **kwargs: Any,
     ) -> NoReturn:
         raise MalformedJson(f"The body is not valid JSON: {error}.")
+
+
+class NotJsonNumber(Exception):
+    """NaN, Infinity or -Infinity, or a number that only a float's infinity could hold."""
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NotJsonNumber(text if len(text) <= 40 else f"{text[:40]}...")
+    return number
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise NotJsonNumber(name)
 
 
 def _has_nul(text: str) -> bool:

@@ -107,6 +107,24 @@ def test_a_number_too_long_to_read_is_malformed_json(client, headers_for, path, 
     problem(post_raw(client, path, raw, headers_for(scope)), 400, "malformed_json")
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+def test_a_number_json_cannot_carry_is_malformed_json_not_a_database_error(
+    client, checkout, member, number
+):
+    # Python's json reads these; no JSON column can store them (found in event attributes,
+    # benefit and tier params by test_hostile_properties).
+    event = {"event_id": "e1", "member_id": "c1", "type": "review"}
+    raw = json.dumps({**event, "attributes": {"stars": "N"}}).replace('"N"', number)
+
+    problem(post_raw(client, "/v1/events", raw, checkout), 400, "malformed_json")
+
+
+def test_a_finite_fraction_is_still_read(client, checkout, member):
+    event = {"event_id": "e1", "member_id": "c1", "type": "review", "attributes": {"x": 1.5e300}}
+
+    assert created(client.post("/v1/events", json=event, headers=checkout))
+
+
 # (path, base body, date field, scope) for every write that takes a moment
 MOMENT_FIELDS = [
     ("/v1/orders", {**CART, "order_id": "o1"}, "placed_at", "checkout"),
@@ -169,3 +187,24 @@ def test_an_order_id_that_a_path_could_not_carry_is_refused_at_creation(
     response = client.post("/v1/orders", json={**CART, "order_id": order_id}, headers=checkout)
 
     assert "order_id" in problem(response, 422, "validation_error")["errors"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/orders/%ED%A0%80",  # a lone surrogate, as a broken encoder sends it
+        "/v1/members/c1%FF/transactions",
+        "/v1/admin/rules/%C0%80",  # an overlong NUL
+        "/v1/admin/audit-log?target_id=%ED%A0%80",
+        "/v1/admin/audit-log?%FF=1",
+        "/v1/no-such-route/%FF",
+    ],
+)
+def test_a_url_that_is_not_utf8_once_decoded_is_a_400(client, admin, member, url):
+    problem(client.get(url, headers=admin), 400, "malformed_url")
+
+
+def test_a_url_in_percent_encoded_utf8_is_read(client, admin, member):
+    response = client.get("/v1/admin/audit-log?target_id=%C3%A9t%C3%A9", headers=admin)
+
+    assert response.status_code == 200, response.json
