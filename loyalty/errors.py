@@ -31,7 +31,7 @@ class ValidationFailed(LoyaltyError):
     title = "Validation failed"
 
     def __init__(self, errors: dict[str, list[str]], detail: str | None = None) -> None:
-        super().__init__(detail or "The request body did not validate.", errors=errors)
+        super().__init__(detail or "The request did not validate.", errors=errors)
 
 
 class BusinessRuleViolation(LoyaltyError):
