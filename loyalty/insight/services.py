@@ -257,6 +257,9 @@ def _refresh(
         return result
 
     members = step("figures", lambda: _figures(session, as_of, currency))
+    if session.get_bind().dialect.name == "postgresql":
+        # Fresh statistics for the joins of the next steps (allowed inside a transaction).
+        session.execute(sa.text("ANALYZE member_insight"))
     buyers = step("scores", lambda: _scores(session))
     outcome = step("model", lambda: _model(session, as_of))
     step("segments", lambda: _segments(session))
