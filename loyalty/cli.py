@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -17,6 +18,9 @@ from loyalty import metrics
 from loyalty.auth.models import Scope
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
+
+# Its tables are part of the schema the migrations build (and are checked against).
+from loyalty.insight import models as _insight_models  # noqa: F401
 
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
@@ -150,6 +154,7 @@ jobs_cli = AppGroup("jobs", help="Background work.")
 
 
 def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
+    from loyalty.insight import services as insight
     from loyalty.jobs import services as jobs
     from loyalty.webhooks import services as webhooks
 
@@ -162,6 +167,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         summary = jobs.settle_due(session, batch_size=batch_size)
     notified = jobs.notify_expiring(session, within_days=notice_days)
     birthdays = jobs.grant_birthdays(session)
+    insight_daily = insight.refresh_if_due(session)
     dispatched = webhooks.dispatch(session)
     delivered = webhooks.deliver_due(
         session,
@@ -172,7 +178,8 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     return (
         f"settled {summary.members_settled} members ({summary.transactions_written} "
         f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
-        f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} failed"
+        f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} "
+        f"failed, insight {insight_daily.state}"
     )
 
 
@@ -215,7 +222,8 @@ def jobs_run(
     metrics_bind: str | None,
 ) -> None:
     """Settle due members (maturing, expiry, timed-out holds, tier reviews), send expiry
-    notices and birthday events, and deliver webhooks. Safe to run on several machines."""
+    notices and birthday events, refresh member insight once a day, and deliver webhooks.
+    Safe to run on several machines."""
     if metrics_bind:
         host, _, port = metrics_bind.rpartition(":")
         if not port.isdigit():
@@ -226,6 +234,53 @@ def jobs_run(
         if loop_seconds is None:
             return
         time.sleep(loop_seconds)
+
+
+insight_cli = AppGroup("insight", help="Member insight: figures, RFM segments, lifetime value.")
+
+
+def _moment(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("give the UTC offset too, e.g. 2026-11-30T00:00:00Z")
+    return moment.astimezone(dt.UTC)
+
+
+@insight_cli.command("refresh")
+@click.option(
+    "--as-of",
+    callback=_moment,
+    metavar="TIME",
+    help="The moment the figures describe, RFC 3339 with an offset (default: now).",
+)
+def insight_refresh(as_of: dt.datetime | None) -> None:
+    """Recompute every member's figures, RFM scores and segment, and lifetime-value inputs
+    (and predictions, once a model is wired in) into the insight tables, in one transaction."""
+    from loyalty.insight import services as insight
+    from loyalty.insight.segments import LABELS
+
+    session = db.session()
+    with click.progressbar(
+        length=len(insight.STEPS), label="refreshing insight", show_pos=True
+    ) as bar:
+        summary = insight.refresh(session, as_of=as_of, progress=lambda _step: bar.update(1))
+    click.echo(
+        f"insight as of {summary.as_of.isoformat()}: {summary.members} members, "
+        f"{summary.buyers} buyers, in {summary.seconds:.1f}s ("
+        + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.steps.items())
+        + ")"
+    )
+    for segment, count in sorted(summary.segments.items(), key=lambda item: -item[1]):
+        click.echo(f"  {LABELS[segment]}: {count}")
+    click.echo(
+        f"lifetime-value model: {summary.model_status.value}"
+        + (f" ({summary.model_detail})" if summary.model_detail else "")
+    )
 
 
 import_cli = AppGroup("import", help="Bulk import from another loyalty system.")
@@ -312,7 +367,17 @@ def openapi_export(output: Path) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for group in (db_cli, keys_cli, ledger_cli, demo_cli, jobs_cli, import_cli, openapi_cli):
+    groups = (
+        db_cli,
+        keys_cli,
+        ledger_cli,
+        demo_cli,
+        jobs_cli,
+        insight_cli,
+        import_cli,
+        openapi_cli,
+    )
+    for group in groups:
         app.cli.add_command(group)
     app.cli.add_command(serve_command)
 

@@ -62,7 +62,8 @@ MINUTE = dt.timedelta(minutes=1)
 LOYALTY = Path(sys.executable).with_name("loyalty")
 SUMMARY = re.compile(
     r"^settled (\d+) members \((\d+) transactions\), (\d+) expiry notices, (\d+) birthdays, "
-    r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed$"
+    r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed, "
+    r"insight (refreshed|up to date|refreshing elsewhere)$"
 )
 
 
