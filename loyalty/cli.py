@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup
+from sqlalchemy.exc import DBAPIError
 
 from loyalty import metrics
 from loyalty.auth.models import Scope
@@ -286,10 +289,15 @@ def insight_refresh(as_of: dt.datetime | None) -> None:
 import_cli = AppGroup("import", help="Bulk import from another loyalty system.")
 
 
-def _run_import(kind: str, path: Path, report: Path | None) -> None:
+def _run_import(kind: str, path: Path, report: Path | None, **options: Any) -> None:
     from loyalty.imports import services as imports
 
-    run = imports.import_members if kind == "members" else imports.import_balances
+    runners: dict[str, Callable[..., imports.ImportResult]] = {
+        "members": imports.import_members,
+        "balances": imports.import_balances,
+        "orders": imports.import_orders,
+    }
+    run = functools.partial(runners[kind], **options)
     with path.open(newline="", encoding="utf-8-sig") as stream:
         try:
             total = max(sum(1 for _ in stream) - 1, 0)
@@ -304,6 +312,11 @@ def _run_import(kind: str, path: Path, report: Path | None) -> None:
                     )
             else:
                 result = run(db.session(), stream, all_or_nothing=report is None)
+        except DBAPIError as error:
+            # The database went away (a restart, a lost connection): the transaction is gone
+            # with it, so nothing was imported; a traceback would tell the user nothing more.
+            message = f"database error: {error.orig}".strip()
+            raise click.ClickException(f"{message}; nothing imported") from None
         except imports.ImportRejected as error:
             for item in error.rejected[:20]:
                 click.echo(f"line {item.line}: {item.reason}", err=True)
@@ -319,7 +332,7 @@ def _run_import(kind: str, path: Path, report: Path | None) -> None:
             imports.write_report(result.rejected, out)
     click.echo(
         f"imported {result.imported} {kind}, skipped {result.skipped} (already there"
-        + (")" if kind == "members" else " or zero points)")
+        + (" or zero points)" if kind == "balances" else ")")
         + ", "
         f"rejected {len(result.rejected)}" + (f" (see {report})" if report else "")
     )
@@ -347,6 +360,20 @@ def import_members(path: Path, report: Path | None) -> None:
 def import_balances(path: Path, report: Path | None) -> None:
     """Import opening balances from CSV: external_id,points[,expires_at]."""
     _run_import("balances", path, report)
+
+
+@import_cli.command("orders")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@REPORT_OPTION
+@click.option(
+    "--earn",
+    is_flag=True,
+    help="Earn points as API orders placed then would, row by row (slow for millions); "
+    "default: history only, no points.",
+)
+def import_orders(path: Path, report: Path | None, earn: bool) -> None:
+    """Import past orders from CSV: external_id,order_id,placed_at,amount,currency."""
+    _run_import("orders", path, report, earn=earn)
 
 
 openapi_cli = AppGroup("openapi", help="The OpenAPI document.")

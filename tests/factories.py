@@ -45,6 +45,7 @@ class MemberFactory(factory.Factory):
     external_id = factory.Sequence(lambda n: f"cust_{n:05d}")
     email = factory.LazyAttribute(lambda o: f"{o.external_id}@example.com")
     name = factory.Faker("name")
+    now = None  # create() only: when the member enrolled (orders placed before earn nothing)
 
     class Params:
         # The one member most tests talk about, enrolled with nothing but its id.
@@ -52,7 +53,8 @@ class MemberFactory(factory.Factory):
 
     @classmethod
     def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Member:
-        card, _ = enroll(db.session, enrollment(model_class(**kwargs)))
+        now = kwargs.pop("now")
+        card, _ = enroll(db.session, enrollment(model_class(**kwargs)), now=now)
         return find_member(db.session, card.external_id)
 
 

@@ -161,10 +161,18 @@ def record_activity(
     settings: ProgramSettings,
     now: dt.datetime,
 ) -> None:
-    """Under the inactivity policy any earning or spending pushes every lot's expiry out."""
+    """Under the inactivity policy any earning or spending pushes every lot's expiry out.
+
+    Activity dated before the member's last (an order placed in the past) moves nothing:
+    the last activity stays the latest, and no lot's expiry is pulled in."""
+    balances = [
+        balance
+        for balance in balances
+        if balance.last_activity_at is None or balance.last_activity_at <= now
+    ]
     for balance in balances:
         balance.last_activity_at = now
-    if settings.expiry_policy != ExpiryPolicy.INACTIVITY:
+    if settings.expiry_policy != ExpiryPolicy.INACTIVITY or not balances:
         return
     new_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
     session.execute(
@@ -217,6 +225,11 @@ def credit_many(
     policy_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
     # A member may be credited twice in one batch: debt is repaid by the first.
     available = {item.balance.member_id: item.balance.available for item in credits}
+    # Under the inactivity policy a lot expires N months after the member's last activity,
+    # which may be later than `now` for points earned in the past (a historical order).
+    latest = {
+        item.balance.member_id: max(now, item.balance.last_activity_at or now) for item in credits
+    }
     postings, lots = [], []
     for item in credits:
         pending = item.pending and pending_until > now
@@ -248,7 +261,14 @@ def credit_many(
                 "remaining": remaining,
                 "state": state.value,
                 "available_at": pending_until if pending else now,
-                "expires_at": item.expires_at or policy_expiry,
+                "expires_at": item.expires_at
+                or (
+                    policy.lot_expiry(
+                        settings.expiry_policy, settings.expiry_months, latest[member_id]
+                    )
+                    if settings.expiry_policy == ExpiryPolicy.INACTIVITY
+                    else policy_expiry
+                ),
                 "expiry_notified_at": None,
             }
         )

@@ -93,6 +93,7 @@ def enroll(
                 birthday=command.birthday,
                 referred_by_id=referrer.id if referrer else None,
                 metadata_=command.metadata,
+                enrolled_at=now,
             )
             session.add(member)
             session.flush()

@@ -8,6 +8,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from loyalty.db import Base, BigIntPK, utcnow
 
+# The most money one order carries (minor units: ten billion in a two-decimal currency), so
+# every sum of them fits a money column; the API and the imports both hold orders to it.
+MAX_AMOUNT = 10**12
+# /v1/orders/quote is the quote endpoint's path, never an order's.
+RESERVED_ORDER_IDS = frozenset({"quote"})
+
 
 class Order(Base):
     __tablename__ = "orders"

@@ -51,6 +51,9 @@ from loyalty.tiers import services as tiers
 
 # Shops' clocks drift; an order "placed" slightly in the future is accepted.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+# A customer who joins at checkout is enrolled after their order was placed: an order placed
+# up to this long before the enrolment still earns by default; an older one is history.
+ENROLMENT_GRACE = dt.timedelta(hours=24)
 
 
 _REDEMPTION_PUBLIC_ID = sa.select(Redemption.public_id).where(
@@ -171,21 +174,35 @@ class PlaceOrder:
     discount: int = 0
     redemption_public_id: uuid.UUID | None = None  # a hold that pays part of the order
     placed_at: dt.datetime | None = None  # default: now
+    # None: an order placed since the member's enrolment (or up to ENROLMENT_GRACE before
+    # it) earns, an older one does not (history); True or False says so for this order
+    # whenever it was placed.
+    earn_points: bool | None = None
 
     def fingerprint(self) -> str:
         """The order as the API received it, hashed: tells a retry from a different order
-        reusing the order_id (stored with the order, so the shape never changes)."""
-        return body_fingerprint(
-            {
-                "member_id": self.external_id,
-                "currency": self.currency,
-                "lines": [line.as_dict() for line in self.lines],
-                "discount": self.discount,
-                "order_id": self.order_id,
-                "redemption_id": self.redemption_public_id,
-                "placed_at": self.placed_at,
-            }
-        )
+        reusing the order_id (stored with the order, so the shape never changes: a field
+        added later counts only when it was sent, so orders recorded before it still
+        replay)."""
+        given: dict[str, Any] = {
+            "member_id": self.external_id,
+            "currency": self.currency,
+            "lines": [line.as_dict() for line in self.lines],
+            "discount": self.discount,
+            "order_id": self.order_id,
+            "redemption_id": self.redemption_public_id,
+            "placed_at": self.placed_at,
+        }
+        if self.earn_points is not None:
+            given["earn_points"] = self.earn_points
+        return body_fingerprint(given)
+
+    def earns(self, placed_at: dt.datetime, enrolled_at: dt.datetime) -> bool:
+        """Whether the order earns points: as asked, else unless placed before the
+        enrolment (by more than ENROLMENT_GRACE)."""
+        if self.earn_points is not None:
+            return self.earn_points
+        return placed_at >= enrolled_at - ENROLMENT_GRACE
 
 
 def place_order(
@@ -193,6 +210,12 @@ def place_order(
 ) -> tuple[RecordedOrder, bool]:
     """Record an order and earn its points (pending for the return window). Returns (order,
     created). Exactly once per order_id: the same order again returns the first one.
+
+    An order placed in the past earns as of `placed_at` (its lot matures and expires from
+    then, settled at once up to now); one placed before the member's enrolment (more than
+    ENROLMENT_GRACE before) is history and earns nothing, unless the command asks
+    (`earn_points`). An order that earns nothing
+    grants no referral either.
 
     Raises OrderConflict for an order_id reused with a different body, MemberNotFound,
     MemberInactive, CurrencyMismatch, ValidationFailed, and the redemption errors when
@@ -266,8 +289,11 @@ def place_order(
                 now,
             )
         redeemed_value = redemption.value if redemption else 0
-        points, breakdown, active = earn(
-            session, member, lines, discount + redeemed_value, placed_at, now, first
+        earns = command.earns(placed_at, member.enrolled_at)
+        points, breakdown, active = (
+            earn(session, member, lines, discount + redeemed_value, placed_at, now, first)
+            if earns
+            else (0, [], [])
         )
         earned: dict[str, Any] = {
             "redeemed_points": redemption.points if redemption else 0,
@@ -299,7 +325,7 @@ def place_order(
             session.connection().execute(_COMPLETE_ORDER, {"claimed": claimed, **earned})
         # Crossing a threshold upgrades in the same transaction as the earning.
         tiers.review_member(session, member, now)
-        if first and referrer_balance is not None:
+        if first and earns and referrer_balance is not None:
             events.grant_referral(session, member, referrer_balance, now)
         placed = Order(id=claimed, **{**order, **earned})
         return recorded(session, placed, redemption.public_id if redemption else None), True

@@ -27,6 +27,15 @@ class UTCDateTime(fields.AwareDateTime):
         return moment
 
 
+class JSONBoolean(fields.Boolean):
+    """true or false, nothing else: not marshmallow's "yes", "1" or 1."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class StrictSchema(ma.Schema):
     """Unknown fields are an error, so a typo in a field name never passes silently."""
 

@@ -8,11 +8,11 @@ from marshmallow import fields, validate
 from loyalty.events.services import RecordEvent
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.orders.earning import CartLine, QuoteCart
+from loyalty.orders.models import MAX_AMOUNT, RESERVED_ORDER_IDS
 from loyalty.orders.refunds import RefundLine, RefundOrder
 from loyalty.orders.services import PlaceOrder
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
+from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime
 
-MAX_AMOUNT = 10**12  # minor units: ten billion in a two-decimal currency
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="An ISO 4217 code such as USD.")
 REFERENCE = validate.Length(min=1, max=128)
 
@@ -120,9 +120,9 @@ class OrderInSchema(CartSchema):
         required=True,
         # It names the order in paths (GET /orders/{order_id}, its refunds): the characters
         # of the member ids, so that every order can be read back.
-        validate=[EXTERNAL_ID, validate.NoneOf(["quote"])],
+        validate=[EXTERNAL_ID, validate.NoneOf(sorted(RESERVED_ORDER_IDS))],
         # /v1/orders/quote is the quote endpoint's path, never an order's.
-        metadata={"example": "ord_5001", "not": {"enum": ["quote"]}},
+        metadata={"example": "ord_5001", "not": {"enum": sorted(RESERVED_ORDER_IDS)}},
     )
     redemption_id = fields.UUID(
         load_default=None,
@@ -131,7 +131,25 @@ class OrderInSchema(CartSchema):
             "description": "A hold that pays part of this order; captured with it if still held."
         },
     )
-    placed_at = UTCDateTime(load_default=None, allow_none=True)
+    placed_at = UTCDateTime(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "When the order was placed (default: now); any moment in the past, "
+            "at most 5 minutes ahead. A past order earns as of then: its points mature and "
+            "expire counting from `placed_at`."
+        },
+    )
+    earn_points = JSONBoolean(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Whether the order earns points. Default: an order placed since "
+            "the member's `enrolled_at` (or up to 24 hours before it: a customer who joins at "
+            "checkout) earns; an older one is history and earns nothing. `true` earns "
+            "whenever it was placed, `false` records the order without points."
+        },
+    )
 
     @ma.post_load
     def _command(self, data: dict[str, Any], **_: Any) -> PlaceOrder:

@@ -10,9 +10,12 @@ import sqlalchemy as sa
 
 from loyalty.db import utcnow
 from loyalty.extensions import db
+from loyalty.ledger.models import PointLot
+from loyalty.membership import services as membership
 from loyalty.membership.services import card
 from loyalty.orders.models import Order
 from tests.api.checkout_calls import (
+    CART,
     DAY,
     add_rule,
     balance,
@@ -21,13 +24,25 @@ from tests.api.checkout_calls import (
     give,
     hold,
     order,
+    refund,
     settings,
 )
+from tests.commands import enrollment
 from tests.factories import MUG, TEE, RuleFactory
-from tests.helpers import problem, when
+from tests.helpers import created, problem, when
 
 # After every test the whole ledger must verify.
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
+
+
+@pytest.fixture
+def veteran(app):
+    """Member c1, enrolled three years ago."""
+    with app.app_context():
+        membership.enroll(
+            db.session, enrollment({"external_id": "c1"}), now=utcnow() - 3 * 365 * DAY
+        )
+    return "c1"
 
 
 def test_order_earns_points_pending_until_the_return_window_ends(client, checkout, rule, member):
@@ -63,7 +78,7 @@ def test_pending_points_become_available_once_the_window_passes_without_any_job(
         assert (at_the_end.available, at_the_end.pending) == (62, 0)
 
 
-def test_order_placed_before_the_window_is_available_at_once(client, checkout, rule, member):
+def test_order_placed_before_the_window_is_available_at_once(client, checkout, rule, veteran):
     placed_at = utcnow() - 20 * DAY
     response = order(client, checkout, placed_at=placed_at.isoformat())
     assert response.status_code == 201, response.json
@@ -228,7 +243,7 @@ def test_order_rule_per_order_cap_limits_each_order(client, checkout, admin, mem
     assert earned == [50, 50]
 
 
-def test_order_rule_window_is_checked_at_placed_at(client, checkout, admin, member):
+def test_order_rule_window_is_checked_at_placed_at(client, checkout, admin, veteran):
     now = utcnow()
     add_rule(
         client,
@@ -242,3 +257,117 @@ def test_order_rule_window_is_checked_at_placed_at(client, checkout, admin, memb
 
 def test_get_order_of_an_unknown_order_is_404(client, checkout):
     problem(client.get("/v1/orders/nope", headers=checkout), 404, "not_found")
+
+
+# --- history: orders placed in the past, before or after the member's enrolment -----------
+
+
+def test_a_past_order_since_enrolment_earns_as_of_when_it_was_placed(
+    client, checkout, rule, veteran
+):
+    placed_at = utcnow().replace(microsecond=0) - 3 * DAY
+    body = created(order(client, checkout, placed_at=placed_at.isoformat()))
+    assert (body["points_earned"], body["status"]) == (62, "pending")
+    assert when(body["available_at"]) == placed_at + 14 * DAY
+    assert when(body["placed_at"]) == placed_at
+
+
+def test_an_order_placed_before_enrolment_is_history_and_earns_nothing(
+    client, checkout, rule, member
+):
+    placed_at = utcnow().replace(microsecond=0) - 400 * DAY
+    body = created(order(client, checkout, placed_at=placed_at.isoformat()))
+    assert (body["points_earned"], body["breakdown"], body["status"]) == (0, [], "none")
+    assert body["available_at"] is None
+    assert body["total"] == {"amount": 6200, "currency": "USD"}
+    stored = client.get("/v1/orders/o1", headers=checkout).json
+    assert when(stored["placed_at"]) == placed_at
+    assert balance(client, checkout) == {"available": 0, "pending": 0, "held": 0}
+
+
+def test_an_order_placed_before_enrolment_earns_when_asked(client, checkout, rule, member):
+    placed_at = utcnow() - 30 * DAY
+    body = created(order(client, checkout, placed_at=placed_at.isoformat(), earn_points=True))
+    assert (body["points_earned"], body["status"]) == (62, "available")
+    assert balance(client, checkout) == {"available": 62, "pending": 0, "held": 0}
+
+
+def test_earn_points_false_records_a_recent_order_without_points(client, checkout, rule, member):
+    body = created(order(client, checkout, earn_points=False))
+    assert (body["points_earned"], body["status"]) == (0, "none")
+    assert balance(client, checkout)["pending"] == 0
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_earn_points_is_a_json_boolean(client, checkout, rule, member, value):
+    response = order(client, checkout, earn_points=value)
+    assert "earn_points" in problem(response, 422, "validation_error")["errors"]
+
+
+def test_points_of_an_order_placed_years_ago_have_expired_since(
+    client, checkout, app, rule, veteran
+):
+    placed_at = utcnow() - 2 * 365 * DAY
+    body = created(order(client, checkout, placed_at=placed_at.isoformat()))
+    assert body["points_earned"] == 62
+    assert balance(client, checkout) == {"available": 0, "pending": 0, "held": 0}
+    with app.app_context():
+        assert db.session.scalar(sa.select(PointLot.state)) == "expired"
+
+
+def test_a_historical_order_is_refunded_by_amount_and_gives_back_no_points(
+    client, checkout, rule, member
+):
+    placed_at = utcnow() - 400 * DAY
+    created(order(client, checkout, placed_at=placed_at.isoformat()))
+    first = created(refund(client, checkout, {"refund_id": "r1", "amount": 2000}))
+    assert (first["points_reversed"], first["points_restored"]) == (0, 0)
+    too_much = refund(client, checkout, {"refund_id": "r2", "amount": 4201})
+    problem(too_much, 422, "refund_exceeds_order")
+    created(
+        refund(client, checkout, {"refund_id": "r3", "lines": [{"sku": MUG["sku"], "quantity": 1}]})
+    )
+    assert balance(client, checkout) == {"available": 0, "pending": 0, "held": 0}
+
+
+def test_a_past_order_that_earned_is_refunded_in_full(client, checkout, rule, veteran):
+    created(order(client, checkout, placed_at=(utcnow() - 20 * DAY).isoformat()))
+    back = created(refund(client, checkout, {"refund_id": "r1", "amount": 6200}))
+    assert back["points_reversed"] == 62
+    assert balance(client, checkout) == {"available": 0, "pending": 0, "held": 0}
+
+
+def test_a_historical_order_again_replays_and_asking_for_points_then_conflicts(
+    client, checkout, rule, member
+):
+    placed_at = (utcnow() - 400 * DAY).isoformat()
+    first = order(client, checkout, placed_at=placed_at)
+    again = order(client, checkout, placed_at=placed_at)
+    assert (again.status_code, again.json) == (first.status_code, first.json)
+    problem(order(client, checkout, placed_at=placed_at, earn_points=True), 409, "order_conflict")
+    assert balance(client, checkout)["available"] == 0
+
+
+def test_a_historical_order_under_an_idempotency_key_replays(client, checkout, rule, member):
+    body = {**CART, "order_id": "o1", "placed_at": (utcnow() - 400 * DAY).isoformat()}
+    headers = {**checkout, "Idempotency-Key": "history-1"}
+    first = client.post("/v1/orders", json=body, headers=headers)
+    again = client.post("/v1/orders", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_past_order_does_not_pull_in_the_inactivity_expiry_of_newer_points(
+    client, checkout, admin, app, rule, veteran
+):
+    settings(client, admin, expiry={"policy": "inactivity", "months": 12})
+    created(order(client, checkout, "recent"))
+    with app.app_context():
+        before = db.session.scalar(sa.select(PointLot.expires_at))
+    created(order(client, checkout, "old", placed_at=(utcnow() - 700 * DAY).isoformat()))
+    with app.app_context():
+        expiries = list(db.session.scalars(sa.select(PointLot.expires_at).order_by(PointLot.id)))
+    # Both lots expire 12 months after the latest activity, the recent order.
+    assert expiries == [before, before]
+    assert balance(client, checkout) == {"available": 62, "pending": 62, "held": 0}

@@ -194,7 +194,8 @@ def test_refund_restores_redeemed_points_in_proportion(client, checkout, admin, 
 
 
 def test_refund_after_the_points_matured_takes_them_from_available(client, checkout, rule, member):
-    order(client, checkout, placed_at=(utcnow() - 20 * DAY).isoformat())
+    # Placed before c1 enrolled (today): it earns because it asks to.
+    order(client, checkout, placed_at=(utcnow() - 20 * DAY).isoformat(), earn_points=True)
     refund(client, checkout, {"refund_id": "r1", "amount": 3100})
     assert balance(client, checkout) == {"available": 31, "pending": 0, "held": 0}
 

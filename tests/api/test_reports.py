@@ -218,11 +218,12 @@ def a_busy_week(app, client, admin, checkout, spend_rule, days) -> None:
     enroll(client, checkout, "c1", "c2")
     d = [noon(day) for day in days]
     adjust(app, "c1", 1000, d[0])
-    order_placed_at(app, "o1", "c1", 200, d[0])
+    # Placed before the members' enrolment today: they earn because they ask to.
+    order_placed_at(app, "o1", "c1", 200, d[0], earn_points=True)
     adjust(app, "c1", -100, d[1])
     adjust(app, "c2", 70, add_months(d[1], -12))
     redemption = hold(app, "c1", 300, d[2])
-    order_placed_at(app, "o2", "c1", 60, d[2], redemption_id=redemption)
+    order_placed_at(app, "o2", "c1", 60, d[2], redemption_id=redemption, earn_points=True)
     with app.app_context():
         reward = reward_definitions.create_reward(
             db.session, RewardDefinition(**{"name": "Mug", "kind": "product", "cost_points": 200})

@@ -166,7 +166,10 @@ def reached_and_refunded_at(app: Flask, moment: dt.datetime, dollars: int) -> No
     """An order worth `dollars` placed at `moment` and refunded in full a day later: the
     member reached a tier then and has qualified for nothing since."""
     with services(app) as session:
-        OrderFactory(order_id="old", worth=dollars, uncategorised=True, now=moment)
+        # Before the member's enrolment (today): it earns because it asks to.
+        OrderFactory(
+            order_id="old", worth=dollars, uncategorised=True, now=moment, earn_points=True
+        )
         refunds.refund_order(
             session,
             "old",

@@ -165,7 +165,7 @@ def test_a_single_purchase_has_no_repeat_value(session):
 
 def test_points_earned_net_of_reversals_and_redeemed_net_of_restorations(session):
     RuleFactory()  # 1 point per 1.00
-    MemberFactory(c1=True)
+    MemberFactory(c1=True, now=T0 - DAY)
     order("o1", "c1", 200, T0)  # earns 200, pending for the 14-day return window
     refund("o1", "r1", 5000, T0 + DAY)  # reverses 50
     adjustments.adjust(session, "c1", 300, "goodwill", actor="test", now=T0 + 2 * DAY)
