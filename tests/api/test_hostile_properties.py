@@ -249,6 +249,7 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
                 "order_id": "ord_2",
                 "redemption_id": ids["redemption_id"],
                 "placed_at": "2026-01-01T12:00:00-05:00",
+                "earn_points": True,
             }
         ],
         "POST /v1/orders/quote": [{**cart, "redeem_points": 100}],
