@@ -263,7 +263,7 @@ def _moment(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 )
 def insight_refresh(as_of: dt.datetime | None) -> None:
     """Recompute every member's figures, RFM scores and segment, and lifetime-value inputs
-    (and predictions, once a model is wired in) into the insight tables, in one transaction."""
+    (and the lifetime-value model's predictions) into the insight tables, in one transaction."""
     from loyalty.insight import services as insight
     from loyalty.insight.segments import LABELS
 

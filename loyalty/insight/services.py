@@ -10,8 +10,8 @@ step one set-based statement over all members (no loop over members in Python):
    points earned and redeemed from the ledger entries that took effect by `as_of`. Every
    member gets a row, buyers or not.
 2. **scores**: one ``UPDATE ... FROM`` a select of ``NTILE(5)`` windows over the buyers.
-3. **model**: the buyers' model inputs as arrays, handed to ``predict_lifetime_value`` (the
-   step the lifetime-value model plugs into), its predictions written back.
+3. **model**: the buyers' model inputs as arrays, handed to ``predict_lifetime_value`` (BG/NBD
+   and Gamma-Gamma, ``loyalty.insight.clv``), its predictions written back.
 4. **segments**: one ``UPDATE`` setting each buyer's segment from a ``CASE`` built from the
    table in ``loyalty.insight.segments``.
 
@@ -27,6 +27,7 @@ SQLite every transaction takes the database's write lock at its start (``BEGIN I
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import time
@@ -42,6 +43,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from loyalty.db import transaction, utcnow
+from loyalty.insight import clv
 from loyalty.insight.models import InsightModel, InsightRefresh, MemberInsight, ModelStatus
 from loyalty.insight.segments import GRID, SCORES, Segment
 from loyalty.ledger.models import Account, LedgerEntry, LedgerTransaction, TransactionKind
@@ -130,21 +132,65 @@ class ModelOutcome:
     predicted_value: FloatArray | None = None
 
 
-NO_MODEL = "no lifetime-value model is wired into the refresh yet"
+# Predicted value covers the next 12 months, discounted at 10% a year (compounded monthly, each
+# month's value discounted from its end: loyalty.insight.clv.predicted_value).
+HORIZON_DAYS = 365
+ANNUAL_DISCOUNT_RATE = 0.10
 
 
 def predict_lifetime_value(inputs: ModelInputs) -> ModelOutcome:
-    """The model step of the refresh: fit the lifetime-value model on the buyers' `inputs`
-    and predict, per buyer, in the inputs' order. Returns the outcome; raising aborts the
-    whole refresh (nothing of it is kept).
-
-    This is where ``loyalty.insight.clv`` plugs in: ``fit_bg_nbd(frequency, recency, T)``,
-    ``fit_gamma_gamma`` on the buyers with repeat purchases (frequency > 0),
-    ``probability_alive``, ``expected_purchases`` over the horizon and ``predicted_value``,
-    returned as a ModelOutcome with status FITTED. Until then no model is fitted: the
-    predictions stay NULL and the refresh's ``insight_models`` row says so.
-    """
-    return ModelOutcome(status=ModelStatus.NOT_FITTED, detail=NO_MODEL)
+    """The model step of the refresh: fit BG/NBD on every buyer's repeat purchase days and
+    Gamma-Gamma on the repeat buyers' spend (``loyalty.insight.clv``), then predict per buyer,
+    in the inputs' order, the probability of being alive, the purchases expected over
+    HORIZON_DAYS and their discounted value. A history the models cannot be fitted on (no
+    repeat purchases yet, or too few to pin a parameter down) is no model, with the reason,
+    not a failed refresh: the figures and segments stand without it."""
+    if not len(inputs):
+        return ModelOutcome(status=ModelStatus.NOT_FITTED, detail="no buyers yet")
+    history = (inputs.frequency, inputs.recency, inputs.T)
+    try:
+        bg = clv.fit_bg_nbd(*history)
+        gg = clv.fit_gamma_gamma(inputs.frequency, inputs.monetary)
+    except clv.FitFailed as failure:
+        return ModelOutcome(
+            status=ModelStatus.NOT_FITTED, detail=f"the model could not be fitted: {failure}"
+        )
+    # A fit at the edge of the parameter space (a and b in the hundreds of thousands: a
+    # history where nobody seems to stop buying) makes the closed forms overflow. Such a model
+    # predicts nothing worth storing: no model, and why, rather than NaNs in member rows.
+    with np.errstate(all="ignore"):
+        alive = clv.probability_alive(bg.params, *history)
+        expected = clv.expected_purchases(bg.params, HORIZON_DAYS, *history)
+        value = clv.predicted_value(
+            bg.params,
+            gg.params,
+            *history,
+            inputs.monetary,
+            horizon_days=HORIZON_DAYS,
+            annual_discount_rate=ANNUAL_DISCOUNT_RATE,
+        )
+    if not all(np.isfinite(a).all() for a in (alive, expected, value)):
+        return ModelOutcome(
+            status=ModelStatus.NOT_FITTED,
+            detail=f"the fitted model is degenerate ({bg.params}): its predictions overflow",
+        )
+    return ModelOutcome(
+        status=ModelStatus.FITTED,
+        params={
+            "bg_nbd": dataclasses.asdict(bg.params),
+            "gamma_gamma": dataclasses.asdict(gg.params),
+            "gamma_gamma_customers": gg.customers,
+            "gamma_gamma_log_likelihood": gg.log_likelihood,
+            "annual_discount_rate": ANNUAL_DISCOUNT_RATE,
+        },
+        log_likelihood=bg.log_likelihood,
+        customers=bg.customers,
+        horizon_days=HORIZON_DAYS,
+        fitted_at=utcnow(),
+        probability_alive=alive,
+        expected_purchases=expected,
+        predicted_value=value,
+    )
 
 
 # --- the refresh ----------------------------------------------------------------------------
