@@ -1,8 +1,13 @@
-"""Demo data: a few members with a history worth looking at, and one API key per scope."""
+"""Demo data: a few members with a history worth looking at, a crowd of shoppers with two
+years of orders (so the insight page has segments and a fitted model), and one API key per
+scope."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import random
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +16,9 @@ from sqlalchemy.orm import Session
 
 from loyalty.auth.services import create_key
 from loyalty.db import utcnow
+from loyalty.imports import services as imports
+from loyalty.insight import services as insight
+from loyalty.members.lookup import member_by_external_id
 from loyalty.membership import services as members
 from loyalty.orders import services as orders
 from loyalty.orders.earning import CartLine
@@ -200,6 +208,8 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
                 # Alan was referred by Ada: his first order credits her referral points.
                 referred_by="cust_1001" if external_id == "cust_1003" else None,
             ),
+            # Members since the day before their first order, which earns like the rest.
+            now=now - dt.timedelta(days=max(days for days, *_ in earnings) + 1),
         )
         if not created:
             yield f"member {external_id} already enrolled"
@@ -217,9 +227,63 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
                 now=now,
             )
         yield f"member {external_id} enrolled with {len(earnings)} past orders"
+    yield from _seed_shoppers(session, now)
+    summary = insight.refresh(session, as_of=now)
+    yield (
+        f"insight: {summary.buyers} buyers in {len(summary.segments)} segments, "
+        f"lifetime-value model {summary.model_status.value}"
+    )
     stamp = now.strftime("%Y%m%d%H%M%S")
     yield "API keys (shown once):"
     for scope in ("checkout", "app", "admin"):
         # A random suffix: seeding twice within one second must not reuse a key name.
         _, raw = create_key(session, f"demo-{scope}-{stamp}-{secrets.token_hex(3)}", [scope])
         yield f"  {scope:<9} {raw}"
+
+
+SHOPPERS = 400
+HISTORY_DAYS = 730
+
+
+def _shopper_orders(rng: random.Random, external_id: str, now: dt.datetime) -> Iterator[list[str]]:
+    """One shopper's orders as BG/NBD and Gamma-Gamma have customers behave: a purchase rate
+    of their own, a chance to stop after each purchase, and an order size of their own."""
+    rate = rng.gammavariate(0.8, 1 / 40)  # purchases a day while active
+    stop = rng.betavariate(1.0, 3.0)  # the chance to stop after each purchase
+    size = rng.gammavariate(6.0, 1 / 6.0) * rng.choice((2500, 4500, 9000))  # minor units
+    day = rng.uniform(0, HISTORY_DAYS)  # days before now of the first purchase
+    n = 0
+    while day > 0:
+        amount = max(100, round(size * rng.uniform(0.6, 1.4)))
+        placed_at = now - dt.timedelta(days=day)
+        yield [external_id, f"hist-{external_id}-{n}", placed_at.isoformat(), str(amount), ""]
+        n += 1
+        if rng.random() < stop:
+            return
+        day -= rng.expovariate(rate)
+
+
+def _seed_shoppers(session: Session, now: dt.datetime) -> Iterator[str]:
+    """Shoppers with up to two years of orders from before the program, imported as history
+    (no points), as a shop moving from another system would."""
+    if member_by_external_id(session, "shopper_0001") is not None:
+        yield "shoppers already imported"
+        return
+    rng = random.Random(13)  # noqa: S311 - the same crowd on every machine, not a secret
+    currency = get_settings(session).currency
+    people = io.StringIO()
+    history = io.StringIO()
+    csv.writer(people).writerow(["external_id"])
+    orders_out = csv.writer(history)
+    orders_out.writerow(["external_id", "order_id", "placed_at", "amount", "currency"])
+    for n in range(1, SHOPPERS + 1):
+        external_id = f"shopper_{n:04d}"
+        csv.writer(people).writerow([external_id])
+        for row in _shopper_orders(rng, external_id, now):
+            row[4] = currency
+            orders_out.writerow(row)
+    people.seek(0)
+    history.seek(0)
+    joined = imports.import_members(session, people)
+    imported = imports.import_orders(session, history)
+    yield f"{joined.imported} shoppers with {imported.imported} past orders imported as history"

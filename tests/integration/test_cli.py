@@ -13,6 +13,7 @@ from flask import Flask
 
 from loyalty.cli import gunicorn_args, openapi_document
 from loyalty.extensions import db
+from loyalty.insight.models import InsightModel, MemberInsight, ModelStatus
 from tests.helpers import app_built
 
 KEY_LINE = re.compile(r"^lk_[A-Za-z0-9_-]{20,}$")
@@ -235,6 +236,20 @@ def test_demo_seed_can_run_again(app):
     assert "already enrolled" in again.stdout
     assert set(demo_keys(again)) == {"checkout", "app", "admin"}
     assert set(demo_keys(again).values()).isdisjoint(demo_keys(first).values())
+
+
+def test_demo_data_has_members_in_most_segments_and_a_fitted_model(app):
+    result = run(app, "demo", "seed")
+
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        segments = db.session.scalars(
+            sa.select(MemberInsight.segment).where(MemberInsight.segment.is_not(None)).distinct()
+        ).all()
+        model = db.session.scalars(sa.select(InsightModel)).one()
+    assert len(segments) >= 9, segments
+    assert model.status == ModelStatus.FITTED, model.detail
+    assert "lifetime-value model fitted" in result.output
 
 
 def test_demo_data_keeps_every_ledger_invariant(app):
