@@ -15,11 +15,13 @@ from flask.views import MethodView
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.insight import queries
+from loyalty.insight import evaluation, queries
 from loyalty.insight.segments import Segment
 from loyalty.members.models import MemberStatus
 from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.insight import (
+    EvaluationQuerySchema,
+    EvaluationSchema,
     InsightSummarySchema,
     MemberFilterSchema,
     MemberInsightSchema,
@@ -198,3 +200,24 @@ class InsightSummary(MethodView):
             "predicted_total": found.predicted_total,
             "model": None if found.model is None else dataclasses.asdict(found.model),
         }
+
+
+@blp.route("/insight/evaluation")
+class InsightEvaluation(MethodView):
+    @requires("admin")
+    @blp.arguments(EvaluationQuerySchema, location="query")
+    @blp.response(200, EvaluationSchema)
+    @blp.alt_response(
+        422,
+        description="A split less than a day before the end (validation_error), or a history "
+        "up to it that identifies no model (evaluation_not_possible).",
+    )
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """How well the purchase model predicts: fitted on the history up to `split`,
+        predicted against actual repeat purchase days from `split` to the latest refresh
+
+        Computed on request (nothing is stored): two passes over the orders and one fit.
+        """
+        found = evaluation.evaluate_at(db.session(), query["split"])
+        body = dataclasses.asdict(found)
+        return body

@@ -244,3 +244,49 @@ class MemberListItemSchema(ma.Schema):
 
 
 MemberListPageSchema = page_schema(MemberListItemSchema, "AdminMemberPage")
+
+
+# --- the model's evaluation -----------------------------------------------------------------
+
+
+class EvaluationQuerySchema(StrictSchema):
+    split = UTCDateTime(
+        required=True,
+        metadata={
+            "description": "Fit on the history up to this moment, compare after it.",
+            "example": "2026-06-01T00:00:00Z",
+        },
+    )
+
+
+class EvaluationBucketSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    frequency = fields.String(
+        required=True,
+        validate=validate.OneOf(["0", "1", "2", "3", "4", "5", "6", "7+"]),
+        metadata={"description": "Repeat purchase days before the split."},
+    )
+    customers = fields.Integer(required=True)
+    predicted = fields.Float(required=True, metadata={"description": "Repeat purchase days."})
+    actual = fields.Integer(required=True)
+
+
+class EvaluationSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    split = UTCDateTime(required=True)
+    end = UTCDateTime(
+        required=True, metadata={"description": "The latest refresh's as_of, or now."}
+    )
+    holdout_days = fields.Integer(required=True)
+    customers = fields.Integer(
+        required=True, metadata={"description": "Buyers before the split: the model's fit."}
+    )
+    predicted_total = fields.Float(required=True)
+    actual_total = fields.Integer(required=True)
+    by_frequency = fields.List(fields.Nested(EvaluationBucketSchema), required=True)
+    log_likelihood = fields.Float(required=True)
+    params = fields.Dict(required=True, metadata={"description": "bg_nbd: r, alpha (days), a, b."})

@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from loyalty.extensions import db
+from loyalty.insight import clv
 from loyalty.insight import services as insight
 from tests.factories import MemberFactory, OrderFactory
 from tests.helpers import ok, problem
@@ -277,3 +278,88 @@ def test_the_export_defuses_cells_a_spreadsheet_would_run(client, admin, history
 
 def test_the_export_does_not_shadow_a_members_insight(client, admin, history):
     ok(client.get("/v1/admin/members/cy_1/insight", headers=admin))
+
+
+# --- the model's evaluation -----------------------------------------------------------------
+
+SPLIT = T0 + 15 * DAY
+
+
+@pytest.fixture
+def fitted(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """clv.evaluate replaced by one that records its inputs and answers as a fit would."""
+    seen: dict[str, Any] = {}
+
+    def evaluate(calibration: Any, holdout_days: float, actual: Any) -> clv.Evaluation:
+        seen.update(
+            calibration=[list(column) for column in calibration],
+            holdout_days=holdout_days,
+            actual=list(actual),
+        )
+        buckets = [clv.FrequencyBucket("0", 3, 0.5, 1), clv.FrequencyBucket("1", 1, 0.7, 1)]
+        params = clv.BgNbdParams(r=0.5, alpha=10.0, a=1.0, b=2.0)
+        return clv.Evaluation(1.2, 2, buckets, clv.Fit(params, -12.5, 4))
+
+    monkeypatch.setattr(clv, "evaluate", evaluate)
+    return seen
+
+
+def test_the_evaluation_fits_on_the_history_up_to_the_split(client, admin, history, fitted):
+    ok(client.get("/v1/admin/insight/evaluation", query_string={"split": SPLIT}, headers=admin))
+
+    # ada (days 0, 10), bob (1), cy_1 (5), cyx1 (3); dee bought after the split only.
+    frequency, recency, age = fitted["calibration"]
+    assert (frequency, recency, age) == ([1, 0, 0, 0], [10, 0, 0, 0], [15, 14, 10, 12])
+    assert fitted["holdout_days"] == 15
+
+
+def test_the_evaluation_compares_with_the_repeat_purchase_days_after_the_split(
+    client, admin, history, fitted
+):
+    body = ok(
+        client.get(
+            "/v1/admin/insight/evaluation",
+            query_string={"split": SPLIT.isoformat()},
+            headers=admin,
+        )
+    )
+
+    assert fitted["actual"] == [1, 0, 1, 0]  # ada on day 28, cy_1 on day 25
+    assert dt.datetime.fromisoformat(body["end"]) == AS_OF
+    assert body["holdout_days"] == 15
+    assert (body["predicted_total"], body["actual_total"], body["customers"]) == (1.2, 2, 4)
+    assert body["by_frequency"][1] == {
+        "frequency": "1",
+        "customers": 1,
+        "predicted": 0.7,
+        "actual": 1,
+    }
+    assert body["params"] == {"bg_nbd": {"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 2.0}}
+
+
+def test_a_split_after_the_end_is_a_validation_error(client, admin, history):
+    response = client.get(
+        "/v1/admin/insight/evaluation",
+        query_string={"split": (AS_OF + DAY).isoformat()},
+        headers=admin,
+    )
+
+    assert "split" in problem(response, 422, "validation_error")["errors"]
+
+
+def test_a_history_that_identifies_no_model_cannot_be_evaluated(client, admin, history):
+    before_anything = (T0 - 10 * DAY).isoformat()
+
+    problem(
+        client.get(
+            "/v1/admin/insight/evaluation",
+            query_string={"split": before_anything},
+            headers=admin,
+        ),
+        422,
+        "evaluation_not_possible",
+    )
+
+
+def test_the_split_is_required(client, admin):
+    problem(client.get("/v1/admin/insight/evaluation", headers=admin), 422, "validation_error")
