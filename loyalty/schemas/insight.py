@@ -219,6 +219,13 @@ class MemberFilterSchema(StrictSchema):
         metadata={"description": "Case-insensitive substring of external_id, email or name."},
     )
 
+    @ma.validates_schema
+    def _ranges(self, data: dict[str, Any], **_: Any) -> None:
+        for name in ("predicted_value", "days_since_last_order"):
+            low, high = data.get(f"{name}_min"), data.get(f"{name}_max")
+            if low is not None and high is not None and high < low:
+                raise ma.ValidationError(f"Must not be below {name}_min.", f"{name}_max")
+
 
 class MemberListQuerySchema(MemberFilterSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 from typing import Any
 
+import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from loyalty.extensions import db
 from loyalty.insight import clv
 from loyalty.insight import services as insight
+from loyalty.insight.models import ModelStatus
 from tests.factories import MemberFactory, OrderFactory
 from tests.helpers import ok, problem
 
@@ -363,3 +365,88 @@ def test_a_history_that_identifies_no_model_cannot_be_evaluated(client, admin, h
 
 def test_the_split_is_required(client, admin):
     problem(client.get("/v1/admin/insight/evaluation", headers=admin), 422, "validation_error")
+
+
+# --- a history the model fits ---------------------------------------------------------------
+
+
+@pytest.fixture
+def forty_buyers(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buyer k (0..39) buys every (k % 7 + 3) days from day k % 5 until a last day that
+    depends on k (a third once, a third for under a month, a third for months), for
+    (k % 4 + 1) * 10.00 a time; refreshed as of day 120."""
+    with app.app_context():
+        for k in range(40):
+            member = f"k{k:02d}"
+            MemberFactory(external_id=member, now=T0 - DAY)
+            every = k % 7 + 3
+            # A third buy once, a third stop within the first month: people drop out.
+            last = (k % 5 + 1, 15 + k % 15, 40 + (k * 13) % 80)[k % 3]
+            for n, day in enumerate(range(k % 5, last, every)):
+                OrderFactory(
+                    order_id=f"{member}-{n}",
+                    member_id=member,
+                    worth=(k % 4 + 1) * 10,
+                    now=T0 + day * DAY,
+                )
+        # The refresh's model step predicts k's value as (k + 1) * 1.00 (its fit on so small a
+        # history is degenerate); the evaluation fits for real.
+        monkeypatch.setattr(insight, "predict_lifetime_value", predicted_in_member_order)
+        insight.refresh(db.session, as_of=T0 + 120 * DAY)
+
+
+def predicted_in_member_order(inputs: insight.ModelInputs) -> insight.ModelOutcome:
+    count = len(inputs)
+    return insight.ModelOutcome(
+        status=ModelStatus.FITTED,
+        params={"bg_nbd": {"r": 0.5}},
+        log_likelihood=-100.0,
+        customers=count,
+        horizon_days=365,
+        fitted_at=inputs.as_of,
+        probability_alive=np.full(count, 0.5),
+        expected_purchases=np.full(count, 2.0),
+        predicted_value=np.arange(1, count + 1) * 100.0,
+    )
+
+
+def test_a_fitted_model_gives_deciles_and_filters_by_predicted_value(client, admin, forty_buyers):
+    body = ok(client.get("/v1/admin/insight", headers=admin))
+    assert body["model"]["status"] == "fitted"
+    assert body["model"]["horizon_days"] == 365
+    deciles = body["predicted_value"]
+    assert [(d["decile"], d["members"]) for d in deciles] == [(n, 4) for n in range(1, 11)]
+    assert (deciles[0]["min"], deciles[0]["max"], deciles[0]["total"]) == (100, 400, 1000)
+    assert body["predicted_total"] == 100 * 40 * 41 // 2
+
+    rich = members(client, admin, predicted_value_min=deciles[8]["min"])
+    assert ids(rich) == [f"k{k}" for k in range(39, 31, -1)]
+    band = members(client, admin, predicted_value_min=150, predicted_value_max=300)
+    assert ids(band) == ["k02", "k01"]
+
+
+def test_the_evaluation_of_a_real_fit_compares_predicted_and_actual(client, admin, forty_buyers):
+    body = ok(
+        client.get(
+            "/v1/admin/insight/evaluation",
+            query_string={"split": (T0 + 60 * DAY).isoformat()},
+            headers=admin,
+        )
+    )
+
+    assert body["holdout_days"] == 60
+    assert body["customers"] == 40
+    assert sum(b["customers"] for b in body["by_frequency"]) == 40
+    assert sum(b["actual"] for b in body["by_frequency"]) == body["actual_total"]
+    assert body["actual_total"] > 0
+    assert body["predicted_total"] > 0
+
+
+def test_a_range_whose_max_is_below_its_min_is_a_validation_error(client, admin):
+    response = client.get(
+        "/v1/admin/members",
+        query_string={"days_since_last_order_min": 10, "days_since_last_order_max": 5},
+        headers=admin,
+    )
+
+    assert "days_since_last_order_max" in problem(response, 422, "validation_error")["errors"]
