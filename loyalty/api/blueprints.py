@@ -1,4 +1,15 @@
-from loyalty.api import audit, members, orders, program, reports, rewards, rules, tiers, webhooks
+from loyalty.api import (
+    audit,
+    insight,
+    members,
+    orders,
+    program,
+    reports,
+    rewards,
+    rules,
+    tiers,
+    webhooks,
+)
 
 BLUEPRINTS = (
     members.blp,
@@ -11,4 +22,5 @@ BLUEPRINTS = (
     audit.blp,
     reports.blp,
     webhooks.blp,
+    insight.blp,
 )

@@ -84,14 +84,16 @@ class MemberInsight(Base):
     # net_revenue / orders, rounded half up; NULL without orders.
     average_order_value: Mapped[int | None] = mapped_column(sa.BigInteger)
     # UTC days from the last purchase's day to as_of's day.
-    days_since_last_order: Mapped[int | None] = mapped_column(sa.Integer)
+    days_since_last_order: Mapped[int | None] = mapped_column(sa.Integer, index=True)
     # Earned from orders and events net of refund reversals; redeemed net of restorations.
     points_earned: Mapped[int] = mapped_column(sa.BigInteger)
     points_redeemed: Mapped[int] = mapped_column(sa.BigInteger)
     recency_score: Mapped[int | None] = mapped_column(sa.SmallInteger)
     frequency_score: Mapped[int | None] = mapped_column(sa.SmallInteger)
     monetary_score: Mapped[int | None] = mapped_column(sa.SmallInteger)
-    segment: Mapped[Segment | None] = mapped_column(StrEnumType(Segment, 32))
+    # Indexed, as days_since_last_order and predicted_value: the admin member list filters on
+    # them (migration 0016).
+    segment: Mapped[Segment | None] = mapped_column(StrEnumType(Segment, 32), index=True)
     # The lifetime-value model's inputs, in days (buyers only): repeat purchase days
     # (purchase_days - 1), days from the first to the last purchase day, days from the first
     # purchase day to as_of's day, and the mean net value of a repeat purchase day (minor
@@ -104,4 +106,4 @@ class MemberInsight(Base):
     # still buying, purchases expected over the model's horizon, and their discounted value.
     probability_alive: Mapped[float | None] = mapped_column(sa.Float)
     expected_purchases: Mapped[float | None] = mapped_column(sa.Float)
-    predicted_value: Mapped[int | None] = mapped_column(sa.BigInteger)
+    predicted_value: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)

@@ -52,6 +52,25 @@ from loyalty.orders.models import Order, Refund
 from loyalty.program.services import get_settings
 
 STEPS = ("figures", "scores", "model", "segments")
+# The member_insight columns the figures step fills, in the order of figures_select.
+FIGURE_COLUMNS = (
+    "member_id",
+    "as_of",
+    "first_order_at",
+    "last_order_at",
+    "orders",
+    "purchase_days",
+    "net_revenue",
+    "currency",
+    "average_order_value",
+    "days_since_last_order",
+    "points_earned",
+    "points_redeemed",
+    "frequency",
+    "recency_days",
+    "t_days",
+    "monetary_value",
+)
 # The daily refresh of `jobs run` runs when the last refresh describes a moment older than
 # this.
 DAILY = dt.timedelta(hours=24)
@@ -362,8 +381,10 @@ def _rounded_mean(total: Any, count: Any) -> Any:
     return (2 * total + count) // (2 * count)
 
 
-def _figures(session: Session, as_of: dt.datetime, currency: str) -> int:
-    """Replace every member's row with their figures as of `as_of`; the number of rows."""
+def figures_select(as_of: dt.datetime, currency: str) -> sa.Select[Any]:
+    """Every member's figures as of `as_of`, one row per member, its columns labelled with
+    the names of ``member_insight``'s (FIGURE_COLUMNS, in that order; no scores, segment or
+    predictions). The refresh inserts it; the model's evaluation reads it as of a split."""
     as_of_day = (as_of.astimezone(dt.UTC).date() - EPOCH).days
     refunded = (
         sa.select(Refund.order_pk, _sum(Refund.amount).label("amount"))
@@ -438,49 +459,41 @@ def _figures(session: Session, as_of: dt.datetime, currency: str) -> int:
     )
     bought = buyers.c.member_id.is_not(None)
     repeat_days = buyers.c.days - 1
-    rows = (
-        sa.select(
-            Member.id,
-            sa.literal(as_of, MemberInsight.as_of.type),
-            buyers.c.first_at,
-            buyers.c.last_at,
-            sa.func.coalesce(buyers.c.orders, 0),
-            sa.func.coalesce(buyers.c.days, 0),
-            sa.func.coalesce(buyers.c.net, 0),
-            sa.literal(currency, sa.String),
-            sa.case((bought, _rounded_mean(buyers.c.net, buyers.c.orders))),
-            sa.case((bought, as_of_day - buyers.c.last_day)),
-            sa.func.coalesce(points.c.earned, 0),
-            sa.func.coalesce(points.c.redeemed, 0),
-            sa.case((bought, repeat_days)),
-            sa.case((bought, buyers.c.last_day - buyers.c.first_day)),
-            sa.case((bought, as_of_day - buyers.c.first_day)),
-            sa.case((repeat_days > 0, _rounded_mean(buyers.c.repeat_net, repeat_days))),
-        )
+    values = (
+        Member.id,
+        sa.literal(as_of, MemberInsight.as_of.type),
+        buyers.c.first_at,
+        buyers.c.last_at,
+        sa.func.coalesce(buyers.c.orders, 0),
+        sa.func.coalesce(buyers.c.days, 0),
+        sa.func.coalesce(buyers.c.net, 0),
+        sa.literal(currency, sa.String),
+        sa.case((bought, _rounded_mean(buyers.c.net, buyers.c.orders))),
+        sa.case((bought, as_of_day - buyers.c.last_day)),
+        sa.func.coalesce(points.c.earned, 0),
+        sa.func.coalesce(points.c.redeemed, 0),
+        sa.case((bought, repeat_days)),
+        sa.case((bought, buyers.c.last_day - buyers.c.first_day)),
+        sa.case((bought, as_of_day - buyers.c.first_day)),
+        sa.case((repeat_days > 0, _rounded_mean(buyers.c.repeat_net, repeat_days))),
+    )
+    labelled: list[Any] = [
+        value.label(name) for value, name in zip(values, FIGURE_COLUMNS, strict=True)
+    ]
+    return (
+        sa.select(*labelled)
         .select_from(Member)
         .outerjoin(buyers, buyers.c.member_id == Member.id)
         .outerjoin(points, points.c.member_id == Member.id)
     )
-    columns = [
-        "member_id",
-        "as_of",
-        "first_order_at",
-        "last_order_at",
-        "orders",
-        "purchase_days",
-        "net_revenue",
-        "currency",
-        "average_order_value",
-        "days_since_last_order",
-        "points_earned",
-        "points_redeemed",
-        "frequency",
-        "recency_days",
-        "t_days",
-        "monetary_value",
-    ]
+
+
+def _figures(session: Session, as_of: dt.datetime, currency: str) -> int:
+    """Replace every member's row with their figures as of `as_of`; the number of rows."""
     session.execute(sa.delete(MemberInsight))
-    session.execute(sa.insert(MemberInsight).from_select(columns, rows))
+    session.execute(
+        sa.insert(MemberInsight).from_select(list(FIGURE_COLUMNS), figures_select(as_of, currency))
+    )
     # (pysqlite reports no rowcount for an INSERT that starts with its CTEs.)
     return int(session.scalar(sa.select(sa.func.count()).select_from(MemberInsight)) or 0)
 

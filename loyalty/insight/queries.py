@@ -1,0 +1,419 @@
+"""Reading member insight: one member's row, the program's summary, and the member list with
+its filters. Read-only Core SQL over the tables the latest refresh wrote; no Flask.
+
+Every answer names the refresh it describes (its ``as_of`` and when it finished). Without any
+refresh, or for a member enrolled after the latest one, ``InsightNotRefreshed`` (409
+``insight_not_refreshed``): an answer of zeros would read as "this member never bought".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.insight.exceptions import InsightNotRefreshed
+from loyalty.insight.models import InsightModel, InsightRefresh, MemberInsight
+from loyalty.insight.segments import GRID, LABELS, SCORES, Segment
+from loyalty.members.exceptions import MemberNotFound
+from loyalty.members.models import Member, MemberStatus
+from loyalty.tiers.models import Tier
+
+BASIS_POINTS = 10_000
+DECILES = 10
+
+# The member insight columns every answer shows, in the order the API shows them.
+FIGURES = (
+    "as_of",
+    "segment",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "first_order_at",
+    "last_order_at",
+    "days_since_last_order",
+    "orders",
+    "purchase_days",
+    "net_revenue",
+    "average_order_value",
+    "currency",
+    "points_earned",
+    "points_redeemed",
+    "frequency",
+    "recency_days",
+    "t_days",
+    "monetary_value",
+    "probability_alive",
+    "expected_purchases",
+    "predicted_value",
+)
+_FIGURE_COLUMNS = [MemberInsight.__table__.c[name] for name in FIGURES]
+
+
+@dataclass(frozen=True)
+class RefreshInfo:
+    as_of: dt.datetime
+    finished_at: dt.datetime
+    members: int
+    buyers: int
+    currency: str
+
+
+def _latest(session: Session) -> tuple[int, RefreshInfo]:
+    """The latest refresh's id and what it describes. Raises InsightNotRefreshed."""
+    row = session.execute(
+        sa.select(
+            InsightRefresh.id,
+            InsightRefresh.as_of,
+            InsightRefresh.finished_at,
+            InsightRefresh.members,
+            InsightRefresh.buyers,
+            InsightRefresh.currency,
+        )
+        .order_by(InsightRefresh.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise InsightNotRefreshed("No insight refresh has run yet.")
+    return row.id, RefreshInfo(*row[1:])
+
+
+# --- one member -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberInsightView:
+    """A member's insight row as of `refresh`: `figures` by the names of FIGURES."""
+
+    external_id: str
+    refresh: RefreshInfo
+    figures: dict[str, Any]
+
+
+def member_insight(session: Session, external_id: str) -> MemberInsightView:
+    """The member's figures, scores, segment and predictions from the latest refresh. Raises
+    MemberNotFound, and InsightNotRefreshed when no refresh has run or the member enrolled
+    after the latest one."""
+    member_id = session.scalar(sa.select(Member.id).where(Member.external_id == external_id))
+    if member_id is None:
+        raise MemberNotFound(f"No member with external_id {external_id!r}.")
+    _, refresh = _latest(session)
+    row = session.execute(
+        sa.select(*_FIGURE_COLUMNS).where(MemberInsight.member_id == member_id)
+    ).first()
+    if row is None:
+        raise InsightNotRefreshed(
+            f"Member {external_id!r} enrolled after the latest insight refresh "
+            f"(as of {refresh.as_of.isoformat()})."
+        )
+    return MemberInsightView(external_id, refresh, dict(row._mapping))
+
+
+# --- the program's summary ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentShare:
+    segment: Segment
+    label: str
+    members: int
+    revenue: int
+    # Share of the buyers: members and net revenue, in basis points (1/100 of a percent).
+    members_share_bp: int
+    revenue_share_bp: int
+
+
+@dataclass(frozen=True)
+class GridCell:
+    recency_score: int
+    fm_score: int
+    segment: Segment
+    members: int
+    revenue: int
+
+
+@dataclass(frozen=True)
+class ValueDecile:
+    decile: int
+    members: int
+    min: int
+    max: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ModelView:
+    status: str
+    detail: str | None
+    fitted_at: dt.datetime | None
+    time_unit: str
+    horizon_days: int | None
+    customers: int
+    log_likelihood: float | None
+    params: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    refresh: RefreshInfo
+    revenue: int
+    segments: list[SegmentShare]
+    rfm_grid: list[GridCell]
+    predicted_value: list[ValueDecile]
+    predicted_total: int
+    model: ModelView | None
+
+
+def share_bp(part: int, whole: int) -> int:
+    """part / whole in basis points, rounded half up, in integers; 0 when whole is 0."""
+    if whole <= 0:
+        return 0
+    return (2 * part * BASIS_POINTS + whole) // (2 * whole)
+
+
+def summary(session: Session) -> Summary:
+    """The latest refresh at a glance: buyers and net revenue per segment (with their shares
+    in basis points), the R x FM grid, the predicted value's deciles over the buyers the model
+    predicted, and the model step's outcome. Raises InsightNotRefreshed."""
+    refresh_id, refresh = _latest(session)
+    mi = MemberInsight
+    revenue_total = int(
+        session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(mi.net_revenue), 0)).where(mi.orders > 0)
+        )
+        or 0
+    )
+    per_segment = {
+        Segment(str(segment)): (int(members), int(revenue))
+        for segment, members, revenue in session.execute(
+            sa.select(mi.segment, sa.func.count(), sa.func.coalesce(sa.func.sum(mi.net_revenue), 0))
+            .where(mi.segment.is_not(None))
+            .group_by(mi.segment)
+        )
+    }
+    segments = [
+        SegmentShare(
+            segment,
+            LABELS[segment],
+            members,
+            revenue,
+            share_bp(members, refresh.buyers),
+            share_bp(revenue, revenue_total),
+        )
+        for segment in Segment
+        for members, revenue in [per_segment.get(segment, (0, 0))]
+    ]
+    # Not NULL where it is read (buyers only).
+    fm = sa.type_coerce((mi.frequency_score + mi.monetary_score + 1) // 2, sa.Integer)
+    cells = {
+        (r, f): (int(members), int(revenue))
+        for r, f, members, revenue in session.execute(
+            sa.select(
+                mi.recency_score,
+                fm.label("fm"),
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(mi.net_revenue), 0),
+            )
+            .where(mi.recency_score.is_not(None))
+            .group_by(mi.recency_score, fm)
+        )
+    }
+    grid = [
+        GridCell(r, f, GRID[r][f - 1], *cells.get((r, f), (0, 0)))
+        for r in reversed(SCORES)
+        for f in SCORES
+    ]
+    ranked = (
+        sa.select(
+            mi.predicted_value.label("value"),
+            sa.func.ntile(DECILES).over(order_by=(mi.predicted_value, mi.member_id)).label("d"),
+        )
+        .where(mi.predicted_value.is_not(None))
+        .subquery("ranked")
+    )
+    deciles = [
+        ValueDecile(int(d), int(members), int(low), int(high), int(total))
+        for d, members, low, high, total in session.execute(
+            sa.select(
+                ranked.c.d,
+                sa.func.count(),
+                sa.func.min(ranked.c.value),
+                sa.func.max(ranked.c.value),
+                sa.func.sum(ranked.c.value),
+            )
+            .group_by(ranked.c.d)
+            .order_by(ranked.c.d)
+        )
+    ]
+    model_row = session.execute(
+        sa.select(InsightModel).where(InsightModel.refresh_id == refresh_id)
+    ).scalar_one_or_none()
+    model = (
+        None
+        if model_row is None
+        else ModelView(
+            status=model_row.status.value,
+            detail=model_row.detail,
+            fitted_at=model_row.fitted_at,
+            time_unit=model_row.time_unit,
+            horizon_days=model_row.horizon_days,
+            customers=model_row.customers,
+            log_likelihood=model_row.log_likelihood,
+            params=model_row.params,
+        )
+    )
+    return Summary(
+        refresh=refresh,
+        revenue=revenue_total,
+        segments=segments,
+        rfm_grid=grid,
+        predicted_value=deciles,
+        predicted_total=sum(d.total for d in deciles),
+        model=model,
+    )
+
+
+# --- the member list ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberFilters:
+    """What the member list keeps: every filter given must hold (None: no filter). Filters
+    on insight figures leave out members without an insight row."""
+
+    segments: Sequence[Segment] = ()
+    recency_score: int | None = None
+    frequency_score: int | None = None
+    monetary_score: int | None = None
+    tier: str | None = None
+    status: MemberStatus | None = None
+    predicted_value_min: int | None = None
+    predicted_value_max: int | None = None
+    days_since_last_order_min: int | None = None
+    days_since_last_order_max: int | None = None
+    # Case-insensitive substring of external_id, email or name (LIKE wildcards taken
+    # literally).
+    q: str | None = None
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    position: int  # the member's row id: the list's order and the cursor's position
+    external_id: str
+    email: str | None
+    name: str | None
+    status: str
+    tier_code: str | None
+    tier_name: str | None
+    enrolled_at: dt.datetime
+    insight: dict[str, Any] | None
+
+
+def _listing(filters: MemberFilters) -> sa.Select[Any]:
+    mi = MemberInsight
+    query = (
+        sa.select(
+            Member.id,
+            Member.external_id,
+            Member.email,
+            Member.name,
+            Member.status,
+            Tier.code,
+            Tier.name.label("tier_name"),
+            Member.enrolled_at,
+            mi.member_id.label("insight_member_id"),
+            *_FIGURE_COLUMNS,
+        )
+        .select_from(Member)
+        .outerjoin(Tier, Tier.id == Member.tier_id)
+        .outerjoin(mi, mi.member_id == Member.id)
+    )
+    conditions: list[Any] = []
+    if filters.segments:
+        conditions.append(mi.segment.in_([s.value for s in filters.segments]))
+    for column, value in (
+        (mi.recency_score, filters.recency_score),
+        (mi.frequency_score, filters.frequency_score),
+        (mi.monetary_score, filters.monetary_score),
+        (Tier.code, filters.tier),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if filters.status is not None:
+        conditions.append(Member.status == filters.status)
+    for column, low, high in (
+        (mi.predicted_value, filters.predicted_value_min, filters.predicted_value_max),
+        (
+            mi.days_since_last_order,
+            filters.days_since_last_order_min,
+            filters.days_since_last_order_max,
+        ),
+    ):
+        if low is not None:
+            conditions.append(column >= low)
+        if high is not None:
+            conditions.append(column <= high)
+    if filters.q:
+        conditions.append(
+            sa.or_(
+                *(
+                    column.icontains(filters.q, autoescape=True)
+                    for column in (Member.external_id, Member.email, Member.name)
+                )
+            )
+        )
+    return query.where(*conditions)
+
+
+def _row(row: sa.Row[Any]) -> MemberRow:
+    mapping = row._mapping
+    return MemberRow(
+        position=row.id,
+        external_id=row.external_id,
+        email=row.email,
+        name=row.name,
+        status=MemberStatus(row.status).value,
+        tier_code=row.code,
+        tier_name=row.tier_name,
+        enrolled_at=row.enrolled_at,
+        insight=(
+            None
+            if row.insight_member_id is None
+            else {
+                name: mapping[column] for name, column in zip(FIGURES, _FIGURE_COLUMNS, strict=True)
+            }
+        ),
+    )
+
+
+def list_members(
+    session: Session, filters: MemberFilters, limit: int, before_position: int | None
+) -> tuple[list[MemberRow], int | None]:
+    """A page of members matching `filters`, newest enrolment first (by row id), with their
+    insight from the latest refresh (None for members enrolled after it, or before any
+    refresh). Returns the page and the position the next page starts before (None at the
+    end)."""
+    query = _listing(filters).order_by(Member.id.desc()).limit(limit + 1)
+    if before_position is not None:
+        query = query.where(Member.id < before_position)
+    rows = [_row(row) for row in session.execute(query)]
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].position
+    return rows, None
+
+
+def iter_members(
+    session: Session, filters: MemberFilters, batch: int = 1000
+) -> Iterator[MemberRow]:
+    """Every member matching `filters`, newest enrolment first, read in batches of `batch`
+    rows by keyset (each batch one short query: no cursor held open between them)."""
+    before: int | None = None
+    while True:
+        rows, before = list_members(session, filters, batch, before)
+        yield from rows
+        if before is None:
+            return
