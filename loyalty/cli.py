@@ -24,6 +24,7 @@ from loyalty.extensions import db
 
 # Its tables are part of the schema the migrations build (and are checked against).
 from loyalty.insight import models as _insight_models  # noqa: F401
+from loyalty.members import segments as _segment_models  # noqa: F401
 
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 

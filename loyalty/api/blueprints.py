@@ -7,6 +7,7 @@ from loyalty.api import (
     reports,
     rewards,
     rules,
+    segments,
     tiers,
     webhooks,
 )
@@ -19,6 +20,7 @@ BLUEPRINTS = (
     rewards.blp,
     program.blp,
     rules.blp,
+    segments.blp,
     audit.blp,
     reports.blp,
     webhooks.blp,

@@ -41,6 +41,7 @@ def reward_body(reward: RewardView) -> dict[str, Any]:
         else None,
         "stock": reward.stock,
         "min_tier": reward.min_tier,
+        "segments": list(reward.segments),
         "per_member_limit": reward.per_member_limit,
         "starts_at": reward.starts_at,
         "ends_at": reward.ends_at,

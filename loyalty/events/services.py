@@ -61,6 +61,7 @@ def _grant(
     active = rules.active_rules(session, ("event",))
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
+        segments=rules.member_segments(session, member, [rule.policy for rule in active]),
         remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )
     points, breakdown = policy.event_points(

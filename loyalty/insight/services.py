@@ -14,6 +14,9 @@ step one set-based statement over all members (no loop over members in Python):
    and Gamma-Gamma, ``loyalty.insight.clv``), its predictions written back.
 4. **segments**: one ``UPDATE`` setting each buyer's segment from a ``CASE`` built from the
    table in ``loyalty.insight.segments``.
+5. **saved_segments**: the admins' saved segments' members, per segment one ``INSERT ...
+   SELECT`` of those who entered and one ``DELETE`` of those who left, each change announced
+   as ``member.segment_changed`` (``loyalty.insight.saved_segments``).
 
 The same SQLAlchemy Core statements run on PostgreSQL (production) and SQLite (the demo);
 only the UTC day of a timestamp is spelled per dialect (``utc_day``). Readers keep seeing the
@@ -43,7 +46,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from loyalty.db import transaction, utcnow
-from loyalty.insight import clv
+from loyalty.insight import clv, saved_segments
 from loyalty.insight.models import InsightModel, InsightRefresh, MemberInsight, ModelStatus
 from loyalty.insight.segments import GRID, SCORES, Segment
 from loyalty.ledger.models import Account, LedgerEntry, LedgerTransaction, TransactionKind
@@ -51,7 +54,7 @@ from loyalty.members.models import Member
 from loyalty.orders.models import Order, Refund
 from loyalty.program.services import get_settings
 
-STEPS = ("figures", "scores", "model", "segments")
+STEPS = ("figures", "scores", "model", "segments", "saved_segments")
 # The member_insight columns the figures step fills, in the order of figures_select.
 FIGURE_COLUMNS = (
     "member_id",
@@ -328,6 +331,7 @@ def _refresh(
     buyers = step("scores", lambda: _scores(session))
     outcome = step("model", lambda: _model(session, as_of))
     step("segments", lambda: _segments(session))
+    step("saved_segments", lambda: saved_segments.recompute_members(session, as_of))
 
     refresh_row = InsightRefresh(
         as_of=as_of,

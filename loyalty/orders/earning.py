@@ -22,7 +22,13 @@ from loyalty.orders.models import Order
 from loyalty.program.models import ProgramSettings
 from loyalty.rules import policy
 from loyalty.rules import services as rules
-from loyalty.rules.earning import ActiveRule, active_rules, remaining_caps, tier_boost
+from loyalty.rules.earning import (
+    ActiveRule,
+    active_rules,
+    member_segments,
+    remaining_caps,
+    tier_boost,
+)
 from loyalty.rules.models import RuleKind
 from loyalty.settlement.services import settled_snapshot
 from loyalty.tiers import services as tiers
@@ -86,6 +92,7 @@ def earn(
     candidates = [rule.policy for rule in active] + tier_boost(session, member)
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
+        segments=member_segments(session, member, candidates),
         first_order=first_order,
         remaining_caps=remaining_caps(session, member.id, active, now),
     )
@@ -198,6 +205,7 @@ def simulate(
         candidates.append(policy.to_policy(f"draft-{number}", draft["kind"], 0, draft))
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member) if member else None,
+        segments=member_segments(session, member, candidates),
         first_order=member is None or _has_no_order(session, member.id),
         remaining_caps=remaining_caps(session, member.id if member else None, active, now),
     )

@@ -28,6 +28,7 @@ class RewardDefinition:
     value_amount: int | None = None
     stock: int | None = None
     min_tier: str | None = None  # a tier's code
+    segments: tuple[str, ...] = ()  # saved segment keys (none: anyone)
     per_member_limit: int | None = None
     starts_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
@@ -44,6 +45,7 @@ class RewardChanges:
     value_amount: Maybe[int | None] = UNCHANGED
     stock: Maybe[int | None] = UNCHANGED
     min_tier: Maybe[str | None] = UNCHANGED
+    segments: Maybe[tuple[str, ...]] = UNCHANGED
     per_member_limit: Maybe[int | None] = UNCHANGED
     starts_at: Maybe[dt.datetime | None] = UNCHANGED
     ends_at: Maybe[dt.datetime | None] = UNCHANGED
@@ -64,6 +66,7 @@ class RewardView:
     currency: str
     stock: int | None
     min_tier: str | None
+    segments: tuple[str, ...]
     per_member_limit: int | None
     starts_at: dt.datetime | None
     ends_at: dt.datetime | None
@@ -82,6 +85,7 @@ def view(session: Session, reward: Reward) -> RewardView:
         currency=get_settings(session).currency,
         stock=reward.stock,
         min_tier=_lowest_tier_code(session, reward.min_tier_rank),
+        segments=tuple(reward.segments or ()),
         per_member_limit=reward.per_member_limit,
         starts_at=reward.starts_at,
         ends_at=reward.ends_at,
@@ -131,6 +135,7 @@ def create_reward(
             value_amount=definition.value_amount,
             stock=definition.stock,
             min_tier_rank=_tier_rank(session, definition.min_tier),
+            segments=list(definition.segments) or None,
             per_member_limit=definition.per_member_limit,
             starts_at=definition.starts_at,
             ends_at=definition.ends_at,
@@ -190,6 +195,8 @@ def update_reward(
         fields = given(changes)
         if "min_tier" in fields:
             reward.min_tier_rank = _tier_rank(session, fields.pop("min_tier"))
+        if "segments" in fields:
+            reward.segments = list(fields.pop("segments")) or None
         _add_codes(session, reward, fields.pop("codes", ()))
         for name, value in fields.items():
             setattr(reward, name, value)

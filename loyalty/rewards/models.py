@@ -31,6 +31,8 @@ class Reward(Base):
     # NULL: unlimited. Decremented atomically, so it is never oversold.
     stock: Mapped[int | None] = mapped_column(sa.BigInteger)
     min_tier_rank: Mapped[int | None]
+    # Saved segment keys the member must be in one of to redeem (NULL: anyone).
+    segments: Mapped[list[str] | None] = mapped_column(sa.JSON)
     per_member_limit: Mapped[int | None]
     starts_at: Mapped[dt.datetime | None]
     ends_at: Mapped[dt.datetime | None]

@@ -23,6 +23,7 @@ from loyalty.ledger.postings import lock_balance
 from loyalty.ledger.spending import debit
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
+from loyalty.members.segments import in_any_segment
 from loyalty.program.services import get_settings
 from loyalty.rewards.definitions import RewardView, codes_left, find, tier_name_for_rank, view
 from loyalty.rewards.exceptions import OutOfStock, RewardUnavailable
@@ -81,6 +82,8 @@ def _lock_reason(session: Session, reward: Reward, member: Member, available: in
         )
         if rank is None or rank < reward.min_tier_rank:
             return f"reach {tier_name_for_rank(session, reward.min_tier_rank)}"
+    if reward.segments and not in_any_segment(session, member.id, reward.segments):
+        return "not in its segments"
     if reward.per_member_limit is not None and (
         _redeemed_count(session, member.id, reward.id) >= reward.per_member_limit
     ):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
 from loyalty.ledger.postings import credit
 from loyalty.members.models import Member
+from loyalty.members.segments import member_segment_keys
 from loyalty.program import config
 from loyalty.program.models import ProgramSettings
 from loyalty.rules import policy
@@ -133,6 +134,16 @@ def record_awards(
     ]
     if awards:
         session.connection().execute(_INSERT_AWARD, awards)
+
+
+def member_segments(
+    session: Session, member: Member | None, rules: Sequence[policy.Rule]
+) -> frozenset[str]:
+    """The saved segments the member is in, looked up only when one of `rules` is limited
+    to segments (most carts meet no such rule, and pay no query)."""
+    if member is None or not any(rule.conditions.segments for rule in rules):
+        return frozenset()
+    return member_segment_keys(session, member.id)
 
 
 def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:

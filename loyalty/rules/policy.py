@@ -45,6 +45,8 @@ class Conditions:
     skus: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     tiers: frozenset[str] = frozenset()
+    # Saved segment keys the member must be in one of (as of the last insight refresh).
+    segments: frozenset[str] = frozenset()
     min_amount: int | None = None
     first_order: bool = False
 
@@ -100,6 +102,8 @@ class Contribution:
 @dataclass(frozen=True, slots=True)
 class MemberContext:
     tier: str | None = None
+    # The saved segments the member is in (only looked up when a rule names segments).
+    segments: frozenset[str] = frozenset()
     first_order: bool = True
     # What each capped rule may still award this member in its period (rule id -> points).
     remaining_caps: dict[str, int] = field(default_factory=dict)
@@ -129,7 +133,9 @@ def net_amounts(lines: Sequence[Line], reduction: int) -> list[int]:
 def _eligible(rule: Rule, context: MemberContext, when: dt.datetime) -> bool:
     if not rule.active_at(when):
         return False
-    return not (rule.conditions.tiers and context.tier not in rule.conditions.tiers)
+    if rule.conditions.tiers and context.tier not in rule.conditions.tiers:
+        return False
+    return not (rule.conditions.segments and not rule.conditions.segments & context.segments)
 
 
 def _capped(rule: Rule, points: int, context: MemberContext) -> int:
@@ -264,6 +270,7 @@ def to_policy(public_id: object, kind: str, version: int, fields: Mapping[str, A
             skus=frozenset(conditions.get("skus") or ()),
             categories=frozenset(conditions.get("categories") or ()),
             tiers=frozenset(conditions.get("tiers") or ()),
+            segments=frozenset(conditions.get("segments") or ()),
             min_amount=conditions.get("min_amount"),
             first_order=bool(conditions.get("first_order")),
         ),

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
+from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.rewards.definitions import RewardChanges, RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
@@ -39,6 +40,15 @@ class RewardInSchema(StrictSchema):
         load_default=None,
         allow_none=True,
         metadata={"description": "Code of the lowest tier that may redeem it."},
+    )
+    segments = fields.List(
+        fields.String(validate=validate.Regexp(SEGMENT_KEY_PATTERN)),
+        load_default=list,
+        validate=validate.Length(max=20),
+        metadata={
+            "description": "Saved segment keys the member must be in one of, as of the last "
+            "insight refresh (empty: anyone)."
+        },
     )
     per_member_limit = fields.Integer(
         load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=10**6)
@@ -74,6 +84,8 @@ def _typed(data: dict[str, Any]) -> dict[str, Any]:
         data["kind"] = RewardKind(data["kind"])
     if "codes" in data:
         data["codes"] = tuple(data["codes"])
+    if "segments" in data:
+        data["segments"] = tuple(data["segments"])
     return data
 
 
@@ -100,6 +112,7 @@ class RewardSchema(ma.Schema):
     value = fields.Nested(MoneySchema, required=True, allow_none=True)
     stock = fields.Integer(required=True, allow_none=True)
     min_tier = fields.String(required=True, allow_none=True)
+    segments = fields.List(fields.String(), required=True)
     per_member_limit = fields.Integer(required=True, allow_none=True)
     starts_at = UTCDateTime(required=True, allow_none=True)
     ends_at = UTCDateTime(required=True, allow_none=True)

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
+from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.rules.models import RuleKind
 from loyalty.rules.services import RuleChanges, RuleDefinition
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime, page_schema
@@ -34,6 +35,15 @@ class ConditionsSchema(StrictSchema):
         validate=validate.Length(max=20),
         load_default=list,
         metadata={"description": "Tier codes the member must be in (empty: any)."},
+    )
+    segments = fields.List(
+        fields.String(validate=validate.Regexp(SEGMENT_KEY_PATTERN)),
+        validate=validate.Length(max=20),
+        load_default=list,
+        metadata={
+            "description": "Saved segment keys the member must be in one of, as of the last "
+            "insight refresh (empty: any)."
+        },
     )
     min_amount = fields.Integer(
         strict=True,

@@ -14,6 +14,7 @@ from loyalty.webhooks.models import OutboxEvent
 EVENT_TYPES = (
     "member.enrolled",
     "member.updated",
+    "member.segment_changed",
     "points.earned",
     "points.adjusted",
     "points.expiring",

@@ -139,6 +139,12 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
     )
     tier = {"code": "gold", "name": "Gold", "rank": 1, "threshold": 100_000}
     created(client, "/v1/admin/tiers", tier, admin)
+    segment = created(
+        client,
+        "/v1/admin/segments",
+        {"key": "seeded", "name": "Seeded", "filter": {"orders": {"min": 1}}},
+        admin,
+    )
     rule = created(
         client,
         "/v1/admin/rules",
@@ -195,6 +201,7 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
             "redemption_id": hold["redemption_id"],
             "webhook_id": hook["id"],
             "delivery_id": deliveries["items"][0]["id"],
+            "segment_key": segment["key"],
         },
     )
     yield seeded

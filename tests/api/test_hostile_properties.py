@@ -62,6 +62,7 @@ IDS = (
     "redemption_id",
     "webhook_id",
     "delivery_id",
+    "segment_key",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -148,6 +149,7 @@ RULE = {
         "skus": ["mug"],
         "categories": ["home"],
         "tiers": ["silver"],
+        "segments": ["regulars"],
         "min_amount": 100,
         "first_order": False,
     },
@@ -163,6 +165,7 @@ REWARD = {
     "value_amount": 500,
     "stock": 10,
     "min_tier": "silver",
+    "segments": ["regulars"],
     "per_member_limit": 2,
     **WHEN,
     "active": True,
@@ -175,6 +178,25 @@ TIER = {
     "threshold": 5000,
     "retention_months": 12,
     "benefits": [{"code": "points_multiplier", "params": {"factor": "1.5"}}],
+}
+SEGMENT = {
+    "key": "regulars",
+    "name": "Regulars",
+    "description": "Silver members who buy often",
+    "filter": {
+        "rfm_segments": ["loyal"],
+        "tiers": ["silver"],
+        "statuses": ["active"],
+        "recency_score": {"min": 2, "max": 5},
+        "frequency_score": {"min": 3, "max": 5},
+        "monetary_score": {"min": 1, "max": 5},
+        "orders": {"min": 2, "max": 100},
+        "net_revenue": {"min": 1000, "max": 10_000_000},
+        "predicted_value": {"min": 0, "max": 10_000_000},
+        "days_since_last_order": {"min": 0, "max": 90},
+        "probability_alive": {"min": 0.25, "max": 1},
+        "metadata": {"source": "web", "visits": 3, "vip": True},
+    },
 }
 MEMBER_CHANGES = {
     "email": "lin@example.com",
@@ -227,6 +249,10 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             {**cart, "rules": [RULE, MULTIPLIER], "include_active": True},
             {**cart, "rules": [EVENT_RULE], "event_type": "review"},
             {"currency": "USD", "member_id": ids["member_id"], "event_type": "review"},
+        ],
+        "POST /v1/admin/segments": [SEGMENT],
+        "PATCH /v1/admin/segments/{segment_key}": [
+            {key: value for key, value in SEGMENT.items() if key != "key"}
         ],
         "POST /v1/admin/tiers": [TIER],
         "PATCH /v1/admin/tiers/{code}": [{**TIER, "code": ids["code"]}],
@@ -590,6 +616,7 @@ def world(app: Flask, client: FlaskClient) -> World:
         {"name": "Free coffee", "kind": "coupon", "cost_points": 100, "stock": 1000},
         admin,
     )
+    segment = post("/v1/admin/segments", {**SEGMENT, "key": "seeded"}, admin)
     member = post("/v1/members", {"external_id": "cust_1001"}, checkout)["external_id"]
     post(
         f"/v1/admin/members/{member}/adjustments",
@@ -621,6 +648,7 @@ def world(app: Flask, client: FlaskClient) -> World:
             "redemption_id": hold["redemption_id"],
             "webhook_id": hook["id"],
             "delivery_id": deliveries["items"][0]["id"],
+            "segment_key": segment["key"],
         },
     )
 

@@ -164,6 +164,7 @@ def test_creating_a_reward_returns_201_with_the_reward(client, admin, gold):
         "value": {"amount": 500, "currency": "USD"},
         "stock": 100,
         "min_tier": "gold",
+        "segments": [],
         "per_member_limit": 2,
         "active": True,
     }

@@ -78,6 +78,7 @@ def test_created_rule_keeps_its_conditions_caps_priority_and_window(client, admi
         "skus": ["tee"],
         "categories": [],
         "tiers": ["gold"],
+        "segments": [],
         "min_amount": 1000,
         "first_order": False,
     }

@@ -1,0 +1,84 @@
+"""Admin: saved segments (named filters over member insight, recomputed at each refresh)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import current_caller, requires
+from loyalty.api.base import Blueprint
+from loyalty.extensions import db
+from loyalty.insight import saved_segments as segments
+from loyalty.insight.saved_segments import SegmentChanges, SegmentDefinition, SegmentView
+from loyalty.schemas.segments import (
+    SegmentInSchema,
+    SegmentListSchema,
+    SegmentSchema,
+    SegmentUpdateSchema,
+)
+
+blp = Blueprint("segments", __name__, url_prefix="/v1/admin", description="Admin: saved segments.")
+
+
+def segment_body(segment: SegmentView) -> dict[str, Any]:
+    return dataclasses.asdict(segment)
+
+
+@blp.route("/segments")
+class Segments(MethodView):
+    @requires("admin")
+    @blp.response(200, SegmentListSchema)
+    def get(self) -> dict[str, Any]:
+        """Every saved segment with its member count, newest first"""
+        return {"items": [segment_body(s) for s in segments.list_segments(db.session())]}
+
+    @requires("admin")
+    @blp.arguments(
+        SegmentInSchema,
+        example={
+            "key": "vip_at_risk",
+            "name": "VIPs at risk",
+            "description": "Big spenders gone quiet",
+            "filter": {
+                "rfm_segments": ["at_risk", "cannot_lose_them"],
+                "net_revenue": {"min": 50000},
+                "probability_alive": {"max": 0.5},
+            },
+        },
+    )
+    @blp.response(201, SegmentSchema)
+    @blp.alt_response(409, description="The key is, or was, in use.")
+    def post(self, definition: SegmentDefinition) -> dict[str, Any]:
+        """Save a segment (members from the next insight refresh)"""
+        return segment_body(
+            segments.create_segment(db.session(), definition, current_caller().name)
+        )
+
+
+@blp.route("/segments/<string:segment_key>")
+class Segment(MethodView):
+    @requires("admin")
+    @blp.response(200, SegmentSchema)
+    @blp.alt_response(404, description="No such segment.")
+    def get(self, segment_key: str) -> dict[str, Any]:
+        """A saved segment with its member count"""
+        return segment_body(segments.get_segment(db.session(), segment_key))
+
+    @requires("admin")
+    @blp.arguments(SegmentUpdateSchema, example={"name": "VIPs slipping away"})
+    @blp.response(200, SegmentSchema)
+    @blp.alt_response(404, description="No such segment.")
+    def patch(self, changes: SegmentChanges, segment_key: str) -> dict[str, Any]:
+        """Change a segment's name, description or filter (a filter from the next refresh)"""
+        return segment_body(
+            segments.update_segment(db.session(), segment_key, changes, current_caller().name)
+        )
+
+    @requires("admin")
+    @blp.response(204)
+    @blp.alt_response(404, description="No such segment.")
+    def delete(self, segment_key: str) -> None:
+        """Delete a segment: its members leave it, its key stays reserved"""
+        segments.delete_segment(db.session(), segment_key, current_caller().name)

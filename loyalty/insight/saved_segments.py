@@ -1,0 +1,245 @@
+"""Saved segments: an admin's named filters over the member insight (create, read, change,
+delete, each audited), and their membership, recomputed set-based at every insight refresh
+with a ``member.segment_changed`` event for each member who entered or left."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.audit import services as audit
+from loyalty.db import transaction, utcnow
+from loyalty.errors import Conflict, NotFound, ValidationFailed
+from loyalty.insight.segment_filter import SegmentFilter, matching_members
+from loyalty.members.models import Member
+from loyalty.members.segments import SavedSegment, SegmentMember
+from loyalty.tiers.models import Tier
+from loyalty.webhooks import outbox
+
+
+class SegmentNotFound(NotFound):
+    title = "Segment not found"
+
+
+class SegmentKeyTaken(Conflict):
+    code = "segment_key_taken"
+    title = "A segment with this key exists (or existed)"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDefinition:
+    key: str
+    name: str
+    filter: SegmentFilter
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChanges:
+    """What a PATCH names (None: unchanged; the key never changes)."""
+
+    name: str | None = None
+    description: str | None = None
+    description_given: bool = False
+    filter: SegmentFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentView:
+    key: str
+    name: str
+    description: str | None
+    filter: dict[str, Any]
+    members: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanges:
+    """What one refresh changed: members who entered and left, per segment key."""
+
+    entered: dict[str, int]
+    left: dict[str, int]
+
+
+def _view(session: Session, segment: SavedSegment) -> SegmentView:
+    count = session.scalar(sa.select(sa.func.count()).where(SegmentMember.segment_id == segment.id))
+    return SegmentView(
+        key=segment.key,
+        name=segment.name,
+        description=segment.description,
+        filter=dict(segment.filter),
+        members=int(count or 0),
+        created_at=segment.created_at,
+        updated_at=segment.updated_at,
+    )
+
+
+def _find(session: Session, key: str) -> SavedSegment:
+    segment = session.scalars(
+        sa.select(SavedSegment).where(SavedSegment.key == key, SavedSegment.deleted_at.is_(None))
+    ).one_or_none()
+    if segment is None:
+        raise SegmentNotFound(f"No segment with key {key!r}.")
+    return segment
+
+
+def _check_tiers(session: Session, segment_filter: SegmentFilter) -> None:
+    if not segment_filter.tiers:
+        return
+    known = set(session.scalars(sa.select(Tier.code).where(Tier.code.in_(segment_filter.tiers))))
+    unknown = sorted(segment_filter.tiers - known)
+    if unknown:
+        raise ValidationFailed({"filter.tiers": [f"No tier with code {c!r}." for c in unknown]})
+
+
+def create_segment(
+    session: Session, definition: SegmentDefinition, actor: str | None = None
+) -> SegmentView:
+    """Save a segment; it has no members until the next insight refresh. Raises
+    ValidationFailed (an unknown tier), SegmentKeyTaken (the key is or was in use)."""
+    with transaction(session):
+        _check_tiers(session, definition.filter)
+        taken = session.scalar(sa.select(SavedSegment.id).where(SavedSegment.key == definition.key))
+        if taken is not None:
+            raise SegmentKeyTaken(f"The key {definition.key!r} is taken.")
+        segment = SavedSegment(
+            key=definition.key,
+            name=definition.name,
+            description=definition.description,
+            filter=definition.filter.as_json(),
+        )
+        session.add(segment)
+        session.flush()
+        audit.record(
+            session, actor, "segment.create", "segment", segment.key, None, audit.snapshot(segment)
+        )
+        return _view(session, segment)
+
+
+def get_segment(session: Session, key: str) -> SegmentView:
+    """The live segment with this key and its member count. Raises SegmentNotFound."""
+    return _view(session, _find(session, key))
+
+
+def list_segments(session: Session) -> list[SegmentView]:
+    """Every live segment, newest first."""
+    segments = session.scalars(
+        sa.select(SavedSegment)
+        .where(SavedSegment.deleted_at.is_(None))
+        .order_by(SavedSegment.id.desc())
+    )
+    return [_view(session, segment) for segment in segments]
+
+
+def update_segment(
+    session: Session, key: str, changes: SegmentChanges, actor: str | None = None
+) -> SegmentView:
+    """Change a segment's name, description or filter; a new filter applies from the next
+    refresh. Raises SegmentNotFound, ValidationFailed."""
+    with transaction(session):
+        segment = _find(session, key)
+        before = audit.snapshot(segment)
+        if changes.name is not None:
+            segment.name = changes.name
+        if changes.description_given:
+            segment.description = changes.description
+        if changes.filter is not None:
+            _check_tiers(session, changes.filter)
+            segment.filter = changes.filter.as_json()
+        session.flush()
+        audit.record(
+            session, actor, "segment.update", "segment", key, before, audit.snapshot(segment)
+        )
+        return _view(session, segment)
+
+
+def delete_segment(
+    session: Session, key: str, actor: str | None = None, now: dt.datetime | None = None
+) -> None:
+    """Delete a segment: its members leave it (announced), its key stays reserved. Raises
+    SegmentNotFound."""
+    now = now or utcnow()
+    with transaction(session):
+        segment = _find(session, key)
+        before = audit.snapshot(segment)
+        leaving = (
+            sa.select(Member.external_id)
+            .join(SegmentMember, SegmentMember.member_id == Member.id)
+            .where(SegmentMember.segment_id == segment.id)
+        )
+        _announce(session, segment.key, "left", session.scalars(leaving), now)
+        session.execute(sa.delete(SegmentMember).where(SegmentMember.segment_id == segment.id))
+        segment.deleted_at = now
+        session.flush()
+        audit.record(
+            session, actor, "segment.delete", "segment", key, before, audit.snapshot(segment)
+        )
+
+
+def _announce(
+    session: Session, key: str, change: str, external_ids: Any, as_of: dt.datetime
+) -> int:
+    count = 0
+    for external_id in external_ids:
+        outbox.emit(
+            session,
+            "member.segment_changed",
+            {
+                "member_id": external_id,
+                "segment": key,
+                "change": change,
+                "as_of": as_of.isoformat(),
+            },
+        )
+        count += 1
+    return count
+
+
+def recompute_members(session: Session, as_of: dt.datetime) -> MembershipChanges:
+    """Recompute every live segment's members from the member insight just refreshed: one
+    INSERT ... SELECT of those who entered and one DELETE of those who left per segment, and
+    a ``member.segment_changed`` event for each. Runs inside the refresh's transaction."""
+    entered: dict[str, int] = {}
+    left: dict[str, int] = {}
+    segments = session.execute(
+        sa.select(SavedSegment.id, SavedSegment.key, SavedSegment.filter)
+        .where(SavedSegment.deleted_at.is_(None))
+        .order_by(SavedSegment.id)
+    ).all()
+    sm = SegmentMember
+    for segment_id, key, stored in segments:
+        matching = matching_members(SegmentFilter.from_json(stored))
+        already = sa.exists().where(sm.segment_id == segment_id, sm.member_id == Member.id)
+        entering = matching.where(~already)
+        # Who enters, named before the insert (the same statement's condition, one snapshot:
+        # the refresh holds its lock and nothing else writes segment_members).
+        entering_ids = entering.with_only_columns(Member.external_id)
+        entered[key] = _announce(session, key, "entered", session.scalars(entering_ids), as_of)
+        session.execute(
+            sa.insert(sm).from_select(
+                ["segment_id", "member_id", "entered_at"],
+                entering.with_only_columns(
+                    sa.literal(segment_id, sa.BigInteger),
+                    Member.id,
+                    sa.literal(as_of, sm.entered_at.type),
+                ),
+            )
+        )
+        # Uncorrelated: the members still matching, whatever the outer statement names.
+        still = matching.correlate(None).scalar_subquery()
+        gone = (
+            sa.select(Member.external_id)
+            .join(sm, sm.member_id == Member.id)
+            .where(sm.segment_id == segment_id, sm.member_id.not_in(still))
+        )
+        left[key] = _announce(session, key, "left", session.scalars(gone), as_of)
+        session.execute(
+            sa.delete(sm).where(sm.segment_id == segment_id, sm.member_id.not_in(still))
+        )
+    return MembershipChanges(entered=entered, left=left)
