@@ -142,7 +142,7 @@ def csv_lines(rows: Iterator[queries.MemberRow]) -> Iterator[str]:
         )
 
 
-@blp.route("/members/export.csv")
+@blp.route("/members.csv")
 class AdminMembersExport(MethodView):
     @requires("admin")
     @blp.arguments(MemberFilterSchema, location="query")

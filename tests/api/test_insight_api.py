@@ -127,7 +127,7 @@ def test_insight_is_for_admins_only(client, checkout, history):
     problem(client.get("/v1/admin/members/ada/insight", headers=checkout), 403, "forbidden")
     problem(client.get("/v1/admin/insight", headers=checkout), 403, "forbidden")
     problem(client.get("/v1/admin/members", headers=checkout), 403, "forbidden")
-    problem(client.get("/v1/admin/members/export.csv", headers=checkout), 403, "forbidden")
+    problem(client.get("/v1/admin/members.csv", headers=checkout), 403, "forbidden")
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_text_search_takes_like_wildcards_literally(client, admin, history):
 
 
 def export(client: FlaskClient, admin: dict[str, str], **query: Any) -> list[dict[str, str]]:
-    response = client.get("/v1/admin/members/export.csv", query_string=query, headers=admin)
+    response = client.get("/v1/admin/members.csv", query_string=query, headers=admin)
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
