@@ -245,7 +245,9 @@ SHOPPERS = 400
 HISTORY_DAYS = 730
 
 
-def _shopper_orders(rng: random.Random, external_id: str, now: dt.datetime) -> Iterator[list[str]]:
+def _shopper_orders(
+    rng: random.Random, external_id: str, currency: str, now: dt.datetime
+) -> Iterator[list[str]]:
     """One shopper's orders as BG/NBD and Gamma-Gamma have customers behave: a purchase rate
     of their own, a chance to stop after each purchase, and an order size of their own."""
     rate = rng.gammavariate(0.8, 1 / 40)  # purchases a day while active
@@ -256,7 +258,7 @@ def _shopper_orders(rng: random.Random, external_id: str, now: dt.datetime) -> I
     while day > 0:
         amount = max(100, round(size * rng.uniform(0.6, 1.4)))
         placed_at = now - dt.timedelta(days=day)
-        yield [external_id, f"hist-{external_id}-{n}", placed_at.isoformat(), str(amount), ""]
+        yield [external_id, f"hist-{external_id}-{n}", placed_at.isoformat(), str(amount), currency]
         n += 1
         if rng.random() < stop:
             return
@@ -273,15 +275,13 @@ def _seed_shoppers(session: Session, now: dt.datetime) -> Iterator[str]:
     currency = get_settings(session).currency
     people = io.StringIO()
     history = io.StringIO()
-    csv.writer(people).writerow(["external_id"])
-    orders_out = csv.writer(history)
+    people_out, orders_out = csv.writer(people), csv.writer(history)
+    people_out.writerow(["external_id"])
     orders_out.writerow(["external_id", "order_id", "placed_at", "amount", "currency"])
     for n in range(1, SHOPPERS + 1):
         external_id = f"shopper_{n:04d}"
-        csv.writer(people).writerow([external_id])
-        for row in _shopper_orders(rng, external_id, now):
-            row[4] = currency
-            orders_out.writerow(row)
+        people_out.writerow([external_id])
+        orders_out.writerows(_shopper_orders(rng, external_id, currency, now))
     people.seek(0)
     history.seek(0)
     joined = imports.import_members(session, people)

@@ -13,16 +13,8 @@ import socket
 
 from gunicorn import util
 
-# The same codes the application uses for these statuses (loyalty.api.errors.HTTP_CODES).
-CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    414: "uri_too_long",
-    417: "expectation_failed",
-    431: "request_header_fields_too_large",
-    500: "internal_error",
-    501: "not_implemented",
-}
+from loyalty.errors import HTTP_CODES, problem_document
+
 DETAILS = {
     414: "The request line is longer than this server accepts.",
     431: "The request has more headers, or a longer header, than this server accepts.",
@@ -33,15 +25,9 @@ DETAILS = {
 def problem_bytes(status: int, reason: str) -> bytes:
     """A whole HTTP/1.1 answer carrying a problem+json body; the connection is closed after
     it. The detail never repeats what the client sent."""
-    code = CODES.get(status, "bad_request")
+    detail = DETAILS.get(status, "The server could not parse the request.")
     body = json.dumps(
-        {
-            "type": f"urn:problem:loyalty:{code}",
-            "title": reason,
-            "status": status,
-            "detail": DETAILS.get(status, "The server could not parse the request."),
-            "code": code,
-        }
+        problem_document(status, HTTP_CODES.get(status, "bad_request"), reason, detail)
     ).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -134,3 +135,10 @@ def order_placed_at(
             now=now,
             **fields,
         )
+
+
+def free_port() -> int:
+    """A local port nothing listens on (now: a test's server may take it next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -14,28 +14,10 @@ from flask import Flask, Response, current_app, json
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from loyalty.errors import LoyaltyError
+from loyalty.errors import HTTP_CODES, LoyaltyError, problem_document
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
-
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    413: "payload_too_large",
-    414: "uri_too_long",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "too_many_requests",
-    431: "request_header_fields_too_large",
-    500: "internal_error",
-    503: "service_unavailable",
-}
 
 
 class MalformedJson(LoyaltyError):
@@ -45,14 +27,7 @@ class MalformedJson(LoyaltyError):
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
-    body = {
-        "type": f"urn:problem:loyalty:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
+    body = problem_document(status, code, title, detail, **extra)
     return current_app.response_class(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
 
 

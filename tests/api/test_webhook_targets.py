@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from loyalty.extensions import db
 from loyalty.webhooks import services as webhooks
 from loyalty.webhooks import targets
-from tests.helpers import created, problem
+from tests.helpers import created, free_port, problem
 
 REFUSED_TARGETS = [
     "https://169.254.169.254/latest/meta-data/",  # the clouds' metadata service
@@ -180,12 +180,6 @@ def test_a_redirect_is_not_followed(app, client, admin, checkout, servers):
     assert inside.paths == []
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("listening", ["nothing", "plain http"])
 def test_a_failed_attempt_does_not_say_what_listens_there(
     app, client, admin, checkout, servers, listening
@@ -193,7 +187,7 @@ def test_a_failed_attempt_does_not_say_what_listens_there(
     """A port scan through the delivery log learns nothing: a closed port and an https
     request to a plain-http server fail alike."""
     if listening == "nothing":
-        port = closed_port()
+        port = free_port()
     else:
         servers.append(plain := Server())
         port = plain.port

@@ -17,7 +17,6 @@ import hmac
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +48,7 @@ from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
 from tests.commands import order_command
 from tests.factories import OrderFactory
-from tests.helpers import created, problem
+from tests.helpers import created, free_port, problem
 
 SECOND = dt.timedelta(seconds=1)
 HOUR = dt.timedelta(hours=1)
@@ -164,13 +163,6 @@ def outbox_types(app: Flask) -> list[str]:
 def delivery_count(app: Flask) -> int:
     with app.app_context():
         return db.session.scalar(sa.select(sa.func.count(WebhookDelivery.id))) or 0
-
-
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- registering ----------------------------------------------------------------------------
@@ -421,7 +413,7 @@ def test_a_failing_delivery_waits_twice_as_long_after_each_failure(
 def test_a_receiver_that_cannot_be_reached_is_an_attempt_with_an_error(
     app, client, admin, checkout
 ):
-    hook = register(client, admin, f"http://127.0.0.1:{closed_port()}/hooks")
+    hook = register(client, admin, f"http://127.0.0.1:{free_port()}/hooks")
     enroll(client, checkout)
 
     run = run_worker(app)
@@ -773,7 +765,7 @@ def test_a_looping_worker_serves_its_own_figures_on_its_metrics_port(app, client
     """/metrics of the app never sees a worker process's counters: the worker serves its own."""
     register(client, admin, receiver.url)
     emit_enrolments(app, 31)
-    port = closed_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],

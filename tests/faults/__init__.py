@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,16 +35,11 @@ from loyalty.membership.services import EnrollMember, enroll
 from loyalty.program.services import update_settings
 from tests.commands import program_changes
 from tests.factories import RuleFactory
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtualenv's bin: gunicorn and loyalty live beside it
 SEED_POINTS = 1_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import pytest
 from flask import Flask
 
 from tests.factories import ApiKeyFactory, OrderFactory
+from tests.helpers import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 pytestmark = [pytest.mark.committed, pytest.mark.postgresql_only]
@@ -46,12 +47,6 @@ def _require_nginx() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
