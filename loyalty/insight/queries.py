@@ -410,10 +410,13 @@ def iter_members(
     session: Session, filters: MemberFilters, batch: int = 1000
 ) -> Iterator[MemberRow]:
     """Every member matching `filters`, newest enrolment first, read in batches of `batch`
-    rows by keyset (each batch one short query: no cursor held open between them)."""
+    rows by keyset: each batch one short query in its own transaction, ended (nothing was
+    written) before its rows are handed on, so a slow reader holds no transaction open (on
+    SQLite, where every transaction takes the write lock, it would stop every write)."""
     before: int | None = None
     while True:
         rows, before = list_members(session, filters, batch, before)
+        session.rollback()
         yield from rows
         if before is None:
             return
