@@ -185,20 +185,11 @@ def delete_segment(
 def _announce(
     session: Session, key: str, change: str, external_ids: Any, as_of: dt.datetime
 ) -> int:
-    count = 0
-    for external_id in external_ids:
-        outbox.emit(
-            session,
-            "member.segment_changed",
-            {
-                "member_id": external_id,
-                "segment": key,
-                "change": change,
-                "as_of": as_of.isoformat(),
-            },
-        )
-        count += 1
-    return count
+    payloads = (
+        {"member_id": external_id, "segment": key, "change": change, "as_of": as_of.isoformat()}
+        for external_id in external_ids
+    )
+    return outbox.emit_many(session, "member.segment_changed", payloads)
 
 
 def recompute_members(session: Session, as_of: dt.datetime) -> MembershipChanges:
