@@ -140,6 +140,9 @@ with app.app_context():
     evaluated = timed("evaluation", lambda: evaluation.evaluate_at(session, split))
     filters = queries.MemberFilters(segments=(Segment.AT_RISK,), predicted_value_min=1000)
     timed("member_page", lambda: queries.list_members(session, filters, 50, None))
+    # Text search matches a substring of id, email or name: a scan of every member.
+    search = queries.MemberFilters(q="light")
+    timed("member_search", lambda: queries.list_members(session, search, 50, None))
     exported = timed("export_lost", lambda: sum(1 for _ in export.csv_lines(
         queries.iter_members(session, queries.MemberFilters(segments=(Segment.LOST,))))) - 1)
     print(json.dumps({"seconds": spent, "exported": exported,
