@@ -291,12 +291,13 @@ import_cli = AppGroup("import", help="Bulk import from another loyalty system.")
 
 
 def _run_import(kind: str, path: Path, report: Path | None, **options: Any) -> None:
+    from loyalty.imports import orders, rows
     from loyalty.imports import services as imports
 
-    runners: dict[str, Callable[..., imports.ImportResult]] = {
+    runners: dict[str, Callable[..., rows.ImportResult]] = {
         "members": imports.import_members,
         "balances": imports.import_balances,
-        "orders": imports.import_orders,
+        "orders": orders.import_orders,
     }
     run = functools.partial(runners[kind], **options)
     with path.open(newline="", encoding="utf-8-sig") as stream:
@@ -318,7 +319,7 @@ def _run_import(kind: str, path: Path, report: Path | None, **options: Any) -> N
             # with it, so nothing was imported; a traceback would tell the user nothing more.
             message = f"database error: {error.orig}".strip()
             raise click.ClickException(f"{message}; nothing imported") from None
-        except imports.ImportRejected as error:
+        except rows.ImportRejected as error:
             for item in error.rejected[:20]:
                 click.echo(f"line {item.line}: {item.reason}", err=True)
             if error.whole_file:
@@ -330,7 +331,7 @@ def _run_import(kind: str, path: Path, report: Path | None, **options: Any) -> N
             ) from None
     if report is not None:
         with report.open("w", newline="", encoding="utf-8") as out:
-            imports.write_report(result.rejected, out)
+            rows.write_report(result.rejected, out)
     click.echo(
         f"imported {result.imported} {kind}, skipped {result.skipped} (already there"
         + (" or zero points)" if kind == "balances" else ")")
