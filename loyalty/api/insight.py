@@ -17,6 +17,7 @@ from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.insight import evaluation, queries
 from loyalty.insight.segments import Segment
+from loyalty.insight.summary import summary
 from loyalty.members.models import MemberStatus
 from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.insight import (
@@ -190,7 +191,7 @@ class InsightSummary(MethodView):
     def get(self) -> dict[str, Any]:
         """The program at a glance: segments and their share of revenue, the RFM grid, the
         predicted value's deciles and the fitted model, as of the latest refresh"""
-        found = queries.summary(db.session())
+        found = summary(db.session())
         return {
             "refresh": dataclasses.asdict(found.refresh),
             "revenue": found.revenue,
