@@ -110,7 +110,7 @@ INSIGHT_DRIVER = r"""
 import datetime as dt, json, sys, time
 from loyalty import create_app
 from loyalty.extensions import db
-from loyalty.insight import evaluation, export, queries, saved_segments
+from loyalty.insight import evaluation, export, queries, saved_segments, summary
 from loyalty.insight.segment_filter import SegmentFilter
 from loyalty.insight.segments import Segment
 app = create_app()
@@ -135,7 +135,7 @@ with app.app_context():
         spent[name] = time.perf_counter() - started
         session.rollback()
         return result
-    found = timed("summary", lambda: queries.summary(session))
+    found = timed("summary", lambda: summary.summary(session))
     split = found.refresh.as_of - dt.timedelta(days=180)
     evaluated = timed("evaluation", lambda: evaluation.evaluate_at(session, split))
     filters = queries.MemberFilters(segments=(Segment.AT_RISK,), predicted_value_min=1000)

@@ -13,6 +13,7 @@ from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.insight import evaluation, export, queries
+from loyalty.insight.summary import summary
 from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.insight import (
     EvaluationQuerySchema,
@@ -121,7 +122,7 @@ class InsightSummary(MethodView):
     def get(self) -> dict[str, Any]:
         """The program at a glance: segments and their share of revenue, the RFM grid, the
         predicted value's deciles and the fitted model, as of the latest refresh"""
-        found = queries.summary(db.session())
+        found = summary(db.session())
         return {
             "refresh": dataclasses.asdict(found.refresh),
             "revenue": found.revenue,

@@ -19,7 +19,7 @@ from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.console import blp, charts
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
-from loyalty.insight import evaluation, export, queries
+from loyalty.insight import evaluation, export, queries, summary
 from loyalty.insight.exceptions import InsightNotRefreshed
 from loyalty.insight.segments import LABELS, MEANING, SCORES, Segment
 from loyalty.members.models import MemberStatus
@@ -37,7 +37,7 @@ SEGMENT_LABELS = {s.value: LABELS[s] for s in Segment}
 def insight_page() -> str | tuple[str, int]:
     session = db.session()
     try:
-        found = queries.summary(session)
+        found = summary.summary(session)
     except InsightNotRefreshed:
         return render_template("console/insight.html", summary=None)
     split = request.args.get("split", "").strip()

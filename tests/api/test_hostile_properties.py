@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Connection
 from werkzeug.test import TestResponse
 
-from loyalty.cli import OPENAPI_FILE
+from loyalty.cli.openapi import OPENAPI_FILE
 from loyalty.extensions import db
 from loyalty.webhooks import services as webhooks
 from tests.factories import ApiKeyFactory, auth

@@ -15,7 +15,7 @@ from flask import Flask
 
 from loyalty import demo
 from loyalty.extensions import db
-from loyalty.insight import queries
+from loyalty.insight import queries, summary
 from loyalty.insight.segments import LABELS, Segment
 from tests.browser.conftest import shot, sign_in
 from tests.factories import ApiKeyFactory, MemberFactory
@@ -32,7 +32,7 @@ def program(live_app: tuple[Flask, str]) -> dict[str, object]:
         session = db.session()
         for _ in demo.seed(session, now=NOW):
             pass
-        found = queries.summary(session)
+        found = summary.summary(session)
         admin_key = ApiKeyFactory(name="analyst", scopes=("admin",))
     biggest = max(found.segments, key=lambda s: s.members)
     return {"admin": admin_key, "summary": found, "biggest": biggest}
