@@ -12,9 +12,11 @@ from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.insight import saved_segments as segments
 from loyalty.insight.saved_segments import SegmentChanges, SegmentDefinition, SegmentView
+from loyalty.pagination import cursor_to, position_of
+from loyalty.schemas.common import PageQuerySchema
 from loyalty.schemas.segments import (
     SegmentInSchema,
-    SegmentListSchema,
+    SegmentPageSchema,
     SegmentSchema,
     SegmentUpdateSchema,
 )
@@ -29,10 +31,18 @@ def segment_body(segment: SegmentView) -> dict[str, Any]:
 @blp.route("/segments")
 class Segments(MethodView):
     @requires("admin")
-    @blp.response(200, SegmentListSchema)
-    def get(self) -> dict[str, Any]:
-        """Every saved segment with its member count, newest first"""
-        return {"items": [segment_body(s) for s in segments.list_segments(db.session())]}
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, SegmentPageSchema)
+    @blp.alt_response(422, description="Bad limit or cursor.")
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Saved segments with their member counts, newest first"""
+        found, next_position = segments.list_segments(
+            db.session(), limit=query["limit"], after=position_of(query["cursor"])
+        )
+        return {
+            "items": [segment_body(segment) for segment in found],
+            "next_cursor": cursor_to(next_position),
+        }
 
     @requires("admin")
     @blp.arguments(

@@ -127,14 +127,22 @@ def get_segment(session: Session, key: str) -> SegmentView:
     return _view(session, _find(session, key))
 
 
-def list_segments(session: Session) -> list[SegmentView]:
-    """Every live segment, newest first."""
-    segments = session.scalars(
+def list_segments(
+    session: Session, *, limit: int, after: int | None
+) -> tuple[list[SegmentView], int | None]:
+    """Live segments newest first, one page (those older than position `after`); returns
+    (segments, position of the next page or None)."""
+    stmt = (
         sa.select(SavedSegment)
         .where(SavedSegment.deleted_at.is_(None))
         .order_by(SavedSegment.id.desc())
+        .limit(limit + 1)
     )
-    return [_view(session, segment) for segment in segments]
+    if after is not None:
+        stmt = stmt.where(SavedSegment.id < after)
+    found = list(session.scalars(stmt))
+    next_position = found[limit - 1].id if len(found) > limit else None
+    return [_view(session, segment) for segment in found[:limit]], next_position
 
 
 def update_segment(

@@ -37,6 +37,40 @@ def test_a_saved_segment_is_shown_with_its_typed_filter_and_no_members_yet(clien
     ]
 
 
+def test_the_list_pages_newest_first_with_a_cursor(client, admin):
+    for key in ("s1", "s2", "s3"):
+        created(client.post("/v1/admin/segments", json={**BUYERS, "key": key}, headers=admin))
+
+    first = ok(client.get("/v1/admin/segments?limit=2", headers=admin))
+    assert [s["key"] for s in first["items"]] == ["s3", "s2"]
+    assert first["next_cursor"]
+    second = ok(
+        client.get(
+            "/v1/admin/segments",
+            query_string={"limit": 2, "cursor": first["next_cursor"]},
+            headers=admin,
+        )
+    )
+    assert [s["key"] for s in second["items"]] == ["s1"]
+    assert second["next_cursor"] is None
+
+
+def test_a_page_skips_deleted_segments_and_one_full_page_has_no_next_cursor(client, admin):
+    for key in ("s1", "s2", "s3"):
+        created(client.post("/v1/admin/segments", json={**BUYERS, "key": key}, headers=admin))
+    assert client.delete("/v1/admin/segments/s2", headers=admin).status_code == 204
+
+    page = ok(client.get("/v1/admin/segments?limit=2", headers=admin))
+    assert [s["key"] for s in page["items"]] == ["s3", "s1"]
+    assert page["next_cursor"] is None
+
+
+@pytest.mark.parametrize("query", ["cursor=not-a-cursor", "cursor=dDA", "limit=0", "limit=201"])
+def test_the_list_refuses_a_cursor_it_never_made_or_a_bad_limit(client, admin, query):
+    errors = errors_of(client.get(f"/v1/admin/segments?{query}", headers=admin))
+    assert list(errors) == [query.split("=")[0]]
+
+
 def test_the_member_count_is_as_of_the_last_refresh(app, client, admin):
     created(client.post("/v1/admin/segments", json=BUYERS, headers=admin))
     with app.app_context():
