@@ -89,6 +89,17 @@ class Segment(MethodView):
     @requires("admin")
     @blp.response(204)
     @blp.alt_response(404, description="No such segment.")
+    @blp.alt_response(
+        409,
+        description="segment_in_use: rules or rewards name the segment; `used_by` lists them "
+        "(`type`: rule or reward, `id`, `name`).",
+    )
     def delete(self, segment_key: str) -> None:
-        """Delete a segment: its members leave it, its key stays reserved"""
+        """Delete a segment: its members leave it, its key stays reserved
+
+        Refused with 409 `segment_in_use` while an earning rule's current version
+        (`conditions.segments`) or a reward (`segments`) names it, active or not: deleting
+        it would quietly limit them to nobody. The problem's `used_by` lists each one; remove
+        the key from them (or deactivate and edit them) first.
+        """
         segments.delete_segment(db.session(), segment_key, current_caller().name)
