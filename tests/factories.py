@@ -73,6 +73,7 @@ class RuleFactory(factory.Factory):
     event_type = None
     conditions = None
     caps = None
+    budget = None
 
     class Params:
         multiplier = factory.Trait(

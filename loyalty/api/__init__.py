@@ -15,6 +15,7 @@ from flask_smorest import Api as BaseApi
 from flask_smorest.utils import prepare_response
 
 from loyalty.schemas.common import ProblemSchema
+from loyalty.schemas.webhooks import EVENT_PAYLOAD_SCHEMAS
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -119,6 +120,10 @@ def init_app(app: Flask) -> None:
     )
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    for event_type, schema in EVENT_PAYLOAD_SCHEMAS.items():
+        # Webhook payloads are no operation's response: named components document them.
+        name = "".join(part.title() for part in event_type.replace(".", "_").split("_"))
+        api.spec.components.schema(f"{name}Event", schema=schema)
     errors.init_app(app)
     # before authentication: a URL that cannot be read names nothing to authorize
     app.before_request(refuse_undecodable_url)

@@ -51,14 +51,29 @@ def rule_body(version: RuleVersionView) -> dict[str, Any]:
         **{key: version.config.get(key) for key in CONFIG_KEYS},
         "conditions": version.conditions,
         "caps": version.caps,
+        "budget": version.budget,
         "created_at": version.created_at,
         "actor": version.actor,
     }
 
 
 def current_body(rule: RuleView) -> dict[str, Any]:
-    """A rule at its current version."""
-    return rule_body(rule.current)
+    """A rule at its current version, with its budget's current period."""
+    usage = rule.budget_usage
+    return {
+        **rule_body(rule.current),
+        "budget_usage": None
+        if usage is None
+        else {
+            "period": usage.period.value,
+            "starts_at": usage.starts_at,
+            "ends_at": usage.ends_at,
+            "limit": usage.limit,
+            "used": usage.used,
+            "remaining": usage.remaining,
+            "exhausted_at": usage.exhausted_at,
+        },
+    }
 
 
 @blp.route("/rules")

@@ -57,15 +57,22 @@ def _grant(
     now: dt.datetime,
 ) -> MemberEvent:
     """Record the event and credit what the event rules give for it (available at once, caps
-    respected); the caller holds the member's lock."""
+    and budgets respected); the caller holds the member's lock."""
     active = rules.active_rules(session, ("event",))
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
         segments=rules.member_segments(session, member, [rule.policy for rule in active]),
         remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )
-    points, breakdown = policy.event_points(
-        [rule.policy for rule in active], event_type, context, occurred_at
+    points, breakdown, reserved = rules.within_budgets(
+        session,
+        active,
+        context,
+        lambda ctx: policy.event_points(
+            [rule.policy for rule in active], event_type, ctx, occurred_at
+        ),
+        now,
+        reserve=True,
     )
     event = MemberEvent(
         event_id=event_id,
@@ -93,6 +100,7 @@ def _grant(
             pending=False,
             details={"event_type": event_type},
             payload={"event_id": event_id, "event_type": event_type},
+            reserved=reserved,
         )
         tiers.review_member(session, member, now)
     session.flush()

@@ -3,6 +3,7 @@ records, and the rules simulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,15 +20,18 @@ from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.orders.exceptions import CurrencyMismatch
 from loyalty.orders.models import Order
+from loyalty.program import config
 from loyalty.program.models import ProgramSettings
-from loyalty.rules import policy
+from loyalty.rules import budgets, policy
 from loyalty.rules import services as rules
+from loyalty.rules.budgets import Reservation
 from loyalty.rules.earning import (
     ActiveRule,
     active_rules,
     member_segments,
     remaining_caps,
     tier_boost,
+    within_budgets,
 )
 from loyalty.rules.models import RuleKind
 from loyalty.settlement.services import settled_snapshot
@@ -87,7 +91,13 @@ def earn(
     when: dt.datetime,
     now: dt.datetime,
     first_order: bool,
-) -> tuple[int, list[policy.Contribution], list[ActiveRule]]:
+    *,
+    reserve: bool = False,
+) -> tuple[int, list[policy.Contribution], list[ActiveRule], Reservation]:
+    """What the cart earns under the active order rules (and the member's tier boost):
+    (points, breakdown, the rules, the budgets reserved). `reserve`: for an award, locking
+    the budgets the award will charge (see ``within_budgets``); a quote reserves nothing.
+    Raises ValidationFailed past MAX_POINTS."""
     active = active_rules(session, ORDER_RULE_KINDS)
     candidates = [rule.policy for rule in active] + tier_boost(session, member)
     context = policy.MemberContext(
@@ -96,13 +106,20 @@ def earn(
         first_order=first_order,
         remaining_caps=remaining_caps(session, member.id, active, now),
     )
-    points, breakdown = policy.order_points(candidates, lines, reduction, context, when)
+    points, breakdown, reserved = within_budgets(
+        session,
+        active,
+        context,
+        lambda ctx: policy.order_points(candidates, lines, reduction, ctx, when),
+        now,
+        reserve=reserve,
+    )
     if points > MAX_POINTS:
         # One movement carries at most MAX_POINTS, so no sum of them can overflow.
         raise ValidationFailed(
             {"lines": [f"The cart would earn {points} points; at most {MAX_POINTS} at once."]}
         )
-    return points, breakdown, active
+    return points, breakdown, active, reserved
 
 
 def first_order(session: Session, member: Member) -> bool:
@@ -161,7 +178,7 @@ def quote(session: Session, cart: QuoteCart, now: dt.datetime | None = None) -> 
     total = check_discount(lines, discount) - discount
     redeem_points = cart.redeem_points
     reduction = discount + settings.points_value(redeem_points)
-    points, breakdown, _ = earn(
+    points, breakdown, _, _ = earn(
         session, member, lines, reduction, now, now, first_order(session, member)
     )
     best = max_redeemable(settings, balance.available, total)
@@ -200,18 +217,30 @@ def simulate(
     candidates = [rule.policy for rule in active]
     if not event_type:
         candidates += tier_boost(session, member)
+    # A draft's budget has nothing used yet: all of it is left.
+    draft_budgets: dict[str, int] = {}
+    settings = config.current(session).settings
     for number, draft in enumerate(drafts, start=1):
         rules.check_definition(RuleKind(draft["kind"]), draft)
         candidates.append(policy.to_policy(f"draft-{number}", draft["kind"], 0, draft))
+        if draft.get("budget"):
+            budget = policy.Budget.from_fields(draft["budget"])
+            draft_budgets[f"draft-{number}"] = budgets.limit_of(budget, settings)
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member) if member else None,
         segments=member_segments(session, member, candidates),
         first_order=member is None or _has_no_order(session, member.id),
         remaining_caps=remaining_caps(session, member.id if member else None, active, now),
     )
-    if event_type:
-        return policy.event_points(candidates, event_type, context, now)
     cart = [
         policy.Line(li["sku"], li.get("category"), li["quantity"], li["unit_price"]) for li in lines
     ]
-    return policy.order_points(candidates, cart, discount, context, now)
+
+    def compute(ctx: policy.MemberContext) -> tuple[int, list[policy.Contribution]]:
+        ctx = dataclasses.replace(ctx, remaining_budgets=ctx.remaining_budgets | draft_budgets)
+        if event_type:
+            return policy.event_points(candidates, event_type, ctx, now)
+        return policy.order_points(candidates, cart, discount, ctx, now)
+
+    points, breakdown, _ = within_budgets(session, active, context, compute, now, reserve=False)
+    return points, breakdown

@@ -30,7 +30,7 @@ from loyalty.orders.exceptions import (
 from loyalty.orders.models import Order, Refund
 from loyalty.orders.services import order_by_id
 from loyalty.program import config
-from loyalty.rules import policy
+from loyalty.rules import budgets, policy
 from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
@@ -177,6 +177,9 @@ def refund_order(
                 qualifying=-reversed_points,
                 qualifying_at=order.placed_at,
             )
+        # Each budgeted rule's share goes back to the budget period it was counted in (asked
+        # even when no point is reversed now: the per-rule shares floor on their own).
+        budgets.give_back(session, member_id, f"order:{order.order_id}", before, after, order.total)
         if restored_points:
             credit(
                 session,

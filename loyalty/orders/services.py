@@ -45,6 +45,7 @@ from loyalty.redemptions.exceptions import (
     RedemptionMemberMismatch,
 )
 from loyalty.rules import policy
+from loyalty.rules.budgets import NOTHING_RESERVED
 from loyalty.rules.earning import award
 from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
@@ -290,10 +291,19 @@ def place_order(
             )
         redeemed_value = redemption.value if redemption else 0
         earns = command.earns(placed_at, member.enrolled_at)
-        points, breakdown, active = (
-            earn(session, member, lines, discount + redeemed_value, placed_at, now, first)
+        points, breakdown, active, reserved = (
+            earn(
+                session,
+                member,
+                lines,
+                discount + redeemed_value,
+                placed_at,
+                now,
+                first,
+                reserve=True,
+            )
             if earns
-            else (0, [], [])
+            else (0, [], [], NOTHING_RESERVED)
         )
         earned: dict[str, Any] = {
             "redeemed_points": redemption.points if redemption else 0,
@@ -318,6 +328,7 @@ def place_order(
                 pending=True,
                 details={},
                 payload={"order_id": command.order_id},
+                reserved=reserved,
             )
             earned["lot_id"], earned["available_at"] = lot.id, lot.available_at
             settle_member(session, balance, now)

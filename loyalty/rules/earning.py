@@ -1,10 +1,12 @@
 """What the checkout asks of the earning rules: the active ones (with their policy form), how
-much of a per-member cap is left, and which rule versions awarded what."""
+much of a per-member cap and of a rule's budget is left, and which rule versions awarded
+what."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from loyalty.members.models import Member
 from loyalty.members.segments import member_segment_keys
 from loyalty.program import config
 from loyalty.program.models import ProgramSettings
-from loyalty.rules import policy
+from loyalty.rules import budgets, policy
 from loyalty.rules.models import EarningRule, RuleAward, RuleVersion
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
@@ -36,6 +38,7 @@ _RULES = (
         RuleVersion.config,
         RuleVersion.conditions,
         RuleVersion.caps,
+        RuleVersion.budget,
     )
     .join(
         RuleVersion,
@@ -57,16 +60,27 @@ class ActiveRule:
     id: int
     per_member_cap: dict[str, Any]
     policy: policy.Rule
+    budgeted: budgets.BudgetedRule | None = None  # when the version has a budget
 
 
 def _load_active(connection: Connection) -> tuple[ActiveRule, ...]:
-    return tuple(
-        ActiveRule(
-            id=row.id,
-            per_member_cap=dict(row.caps.get("per_member") or {}),
-            policy=policy.to_policy(row.public_id, row.kind, row.version, row._asdict()),
+    return tuple(_active(row) for row in connection.execute(_RULES))
+
+
+def _active(row: sa.Row[Any]) -> ActiveRule:
+    rule = policy.to_policy(row.public_id, row.kind, row.version, row._asdict())
+    budgeted = (
+        budgets.BudgetedRule(
+            row.id, rule.rule_id, row.version, row.name, policy.Budget.from_fields(row.budget)
         )
-        for row in connection.execute(_RULES)
+        if row.budget
+        else None
+    )
+    return ActiveRule(
+        id=row.id,
+        per_member_cap=dict(row.caps.get("per_member") or {}),
+        policy=rule,
+        budgeted=budgeted,
     )
 
 
@@ -106,6 +120,42 @@ def remaining_caps(
     return remaining
 
 
+Computation = Callable[[policy.MemberContext], tuple[int, list[policy.Contribution]]]
+
+
+def within_budgets(
+    session: Session,
+    active: Sequence[ActiveRule],
+    context: policy.MemberContext,
+    compute: Computation,
+    now: dt.datetime,
+    *,
+    reserve: bool,
+) -> tuple[int, list[policy.Contribution], budgets.Reservation]:
+    """`compute` (the pure policy over a member context) with what the active rules' budgets
+    have left. Returns (points, breakdown, the budgets reserved for the award).
+
+    Without `reserve` (a quote, the simulator) the budgets are read without a lock and
+    nothing is reserved. With it (an earn), the usage rows of the budgeted rules that
+    contributed are locked and the points computed again with what they have left under the
+    lock; a budgeted rule that did not contribute at first gets nothing (its row is not
+    locked), so no award can ever pass a budget. The award must charge the reservation.
+    """
+    budgeted = [rule.budgeted for rule in active if rule.budgeted is not None]
+    if not budgeted:
+        points, breakdown = compute(context)
+        return points, breakdown, budgets.NOTHING_RESERVED
+    settings = config.current(session).settings
+    left = budgets.remaining(session, budgeted, settings, now)
+    points, breakdown = compute(dataclasses.replace(context, remaining_budgets=left))
+    if not reserve:
+        return points, breakdown, budgets.NOTHING_RESERVED
+    reservation = budgets.lock(session, budgets.contributing(budgeted, breakdown), settings, now)
+    exact = {rule.rule_id: 0 for rule in budgeted} | reservation.remaining()
+    points, breakdown = compute(dataclasses.replace(context, remaining_budgets=exact))
+    return points, breakdown, reservation
+
+
 _INSERT_AWARD = RuleAward.__table__.insert()
 
 
@@ -116,9 +166,12 @@ def record_awards(
     contributions: Sequence[policy.Contribution],
     source: str,
     when: dt.datetime,
+    budget_usage_ids: dict[str, int] | None = None,
 ) -> None:
-    """Remember which rule versions gave this member how many points, and for what."""
+    """Remember which rule versions gave this member how many points, and for what (and in
+    which budget period they were counted)."""
     by_public_id = {rule.policy.rule_id: rule.id for rule in rules}
+    usage_ids = budget_usage_ids or {}
     awards = [
         {
             "member_id": member_id,
@@ -127,6 +180,7 @@ def record_awards(
             "points": contribution.points,
             "source": source,
             "awarded_at": when,
+            "budget_usage_id": usage_ids.get(contribution.rule_id),
         }
         for contribution in contributions
         # A tier's multiplier benefit is not a rule.
@@ -179,12 +233,20 @@ def award(
     pending: bool,
     details: dict[str, Any],
     payload: dict[str, Any],
+    reserved: budgets.Reservation,
 ) -> PointLot:
     """Credit what the rules gave the member for `source` (an order or an event): from the
-    issued account, qualifying for tiers; remember which rule versions gave it; announce it
-    (``points.earned`` with `payload`, and when pending points become available). The caller
-    holds the member's lock. Returns the lot."""
+    issued account, qualifying for tiers; count it in the budgets `reserved` (from
+    ``within_budgets``); remember which rule versions gave it; announce it (``points.earned``
+    with `payload`, ``rule.budget_exhausted`` for each budget period it used up). The caller
+    holds the member's lock. Returns the lot. Raises BudgetOverspent if a budgeted rule's
+    contribution was not reserved."""
     points, breakdown = earned
+    usage_ids, exhausted = budgets.charge(session, reserved, breakdown, now)
+    budgeted = {rule.policy.rule_id for rule in active if rule.budgeted is not None}
+    unreserved = [c.rule_id for c in breakdown if c.rule_id in budgeted - usage_ids.keys()]
+    if unreserved:
+        raise budgets.BudgetOverspent(f"rules {unreserved}: awarded without their budget")
     shown = [contribution.as_dict() for contribution in breakdown]
     _, lot = credit(
         session,
@@ -199,7 +261,9 @@ def award(
         qualifying=points,
         details={"breakdown": shown, **details},
     )
-    record_awards(session, member.id, active, breakdown, source, now)
+    record_awards(session, member.id, active, breakdown, source, now, usage_ids)
+    for spent in exhausted:
+        outbox.emit(session, "rule.budget_exhausted", budget_exhausted_payload(spent), now)
     if pending:
         payload = {**payload, "available_at": lot.available_at.isoformat()}
     outbox.emit(
@@ -209,3 +273,30 @@ def award(
         now,
     )
     return lot
+
+
+def budget_exhausted_payload(spent: budgets.Exhausted) -> dict[str, Any]:
+    """The rule.budget_exhausted webhook's data: the rule version, its budget, the period and
+    the limit and usage in points."""
+    rule, usage = spent.rule, spent.usage
+    return {
+        "rule_id": rule.rule_id,
+        "name": rule.name,
+        "version": rule.version,
+        "budget": budget_fields(rule.budget),
+        "period": usage.period.value,
+        "period_start": usage.starts_at.isoformat() if usage.starts_at else None,
+        "period_end": usage.ends_at.isoformat() if usage.ends_at else None,
+        "limit": usage.limit,
+        "used": usage.used,
+    }
+
+
+def budget_fields(budget: policy.Budget) -> dict[str, Any]:
+    """A budget in its stored (and API) shape."""
+    fields: dict[str, Any] = {"period": budget.period.value}
+    if budget.points is not None:
+        fields["points"] = budget.points
+    else:
+        fields["amount"] = budget.amount
+    return fields

@@ -56,6 +56,8 @@ class RuleVersion(Base):
     config: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     conditions: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     caps: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # A total across all members per period: {"period", "points"} or {"period", "amount"}.
+    budget: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     actor: Mapped[str | None] = mapped_column(sa.String(100))
 
@@ -78,3 +80,24 @@ class RuleAward(Base):
     points: Mapped[int] = mapped_column(sa.BigInteger)
     source: Mapped[str] = mapped_column(sa.String(220))
     awarded_at: Mapped[dt.datetime]
+    # The budget period these points were counted in (a refund gives them back to it).
+    budget_usage_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rule_budget_usage.id"))
+
+
+class RuleBudgetUsage(Base):
+    """How many points one rule awarded in one budget period: the counter every earn
+    through a budgeted rule updates (under its row lock) in the earn's own transaction."""
+
+    __tablename__ = "rule_budget_usage"
+    __table_args__ = (
+        sa.UniqueConstraint("rule_id", "period", "period_start"),
+        sa.CheckConstraint("used >= 0", name="used"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(sa.ForeignKey("earning_rules.id"))
+    period: Mapped[str] = mapped_column(sa.String(16))  # a policy.BudgetPeriod value
+    period_start: Mapped[dt.datetime]
+    used: Mapped[int] = mapped_column(sa.BigInteger)
+    # When an award used up the period's budget (and rule.budget_exhausted was emitted).
+    exhausted_at: Mapped[dt.datetime | None]

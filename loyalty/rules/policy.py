@@ -11,7 +11,9 @@ Order of application (deterministic, documented in the README):
    the spend rules earned on the lines it matches (a 1.5x rule adds half again).
 4. ``bonus`` rules, same order: fixed points when the order matches.
 5. Each rule's contribution is floored once, then capped by its per-order cap and by what is
-   left of its per-member period cap. Contributions of 0 are left out of the breakdown.
+   left of its per-member period cap, then clipped to what is left of the rule's budget (its
+   total across all members in the current budget period; the contribution says how many
+   points the budget withheld). Contributions of 0 are left out of the breakdown.
 
 No floats: factors are kept as integer fractions.
 """
@@ -19,6 +21,7 @@ No floats: factors are kept as integer fractions.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -87,16 +90,21 @@ class Contribution:
     name: str
     kind: str
     points: int
+    # Points the rule's budget withheld: it would have awarded points + budget_withheld.
+    budget_withheld: int = 0
 
     def as_dict(self) -> dict[str, str | int]:
         """As kept with an order or event (JSON), so its breakdown outlives rule changes."""
-        return {
+        kept: dict[str, str | int] = {
             "rule_id": self.rule_id,
             "version": self.version,
             "name": self.name,
             "kind": self.kind,
             "points": self.points,
         }
+        if self.budget_withheld:
+            kept["budget_withheld"] = self.budget_withheld
+        return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,8 @@ class MemberContext:
     first_order: bool = True
     # What each capped rule may still award this member in its period (rule id -> points).
     remaining_caps: dict[str, int] = field(default_factory=dict)
+    # What each budgeted rule may still award anyone in its budget period (rule id -> points).
+    remaining_budgets: dict[str, int] = field(default_factory=dict)
 
 
 def allocate(total: int, weights: Sequence[int]) -> list[int]:
@@ -138,12 +148,17 @@ def _eligible(rule: Rule, context: MemberContext, when: dt.datetime) -> bool:
     return not (rule.conditions.segments and not rule.conditions.segments & context.segments)
 
 
-def _capped(rule: Rule, points: int, context: MemberContext) -> int:
+def _capped(rule: Rule, points: int, context: MemberContext) -> tuple[int, int]:
+    """(the points after the rule's caps and budget, the points its budget withheld)."""
     if rule.cap_per_order is not None:
         points = min(points, rule.cap_per_order)
     if rule.rule_id in context.remaining_caps:
         points = min(points, max(context.remaining_caps[rule.rule_id], 0))
-    return max(points, 0)
+    points = max(points, 0)
+    if rule.rule_id not in context.remaining_budgets:
+        return points, 0
+    allowed = min(points, max(context.remaining_budgets[rule.rule_id], 0))
+    return allowed, points - allowed
 
 
 def order_points(
@@ -177,9 +192,9 @@ def order_points(
 
     for rule in applying("spend"):
         matched = [rule.conditions.matches_line(line) for line in lines]
-        earned = _capped(rule, spend_on(rule, matched), context)
+        earned, withheld = _capped(rule, spend_on(rule, matched), context)
         spend_rules.append((rule, earned))
-        _add(breakdown, rule, earned)
+        _add(breakdown, rule, earned, withheld)
 
     for rule in applying("multiplier"):
         both = [rule.conditions.matches_line(line) for line in lines]
@@ -198,7 +213,7 @@ def order_points(
             for spend, earned in spend_rules
         )
         extra = base * (rule.factor.numerator - rule.factor.denominator) // rule.factor.denominator
-        _add(breakdown, rule, _capped(rule, extra, context))
+        _add(breakdown, rule, *_capped(rule, extra, context))
 
     for rule in applying("bonus"):
         conditions = rule.conditions
@@ -208,7 +223,7 @@ def order_points(
             conditions.matches_line(line) for line in lines
         ):
             continue
-        _add(breakdown, rule, _capped(rule, rule.points, context))
+        _add(breakdown, rule, *_capped(rule, rule.points, context))
 
     return sum(c.points for c in breakdown), breakdown
 
@@ -223,13 +238,15 @@ def event_points(
             continue
         if not _eligible(rule, context, when):
             continue
-        _add(breakdown, rule, _capped(rule, rule.points, context))
+        _add(breakdown, rule, *_capped(rule, rule.points, context))
     return sum(c.points for c in breakdown), breakdown
 
 
-def _add(breakdown: list[Contribution], rule: Rule, points: int) -> None:
+def _add(breakdown: list[Contribution], rule: Rule, points: int, withheld: int = 0) -> None:
     if points > 0:
-        breakdown.append(Contribution(rule.rule_id, rule.version, rule.name, rule.kind, points))
+        breakdown.append(
+            Contribution(rule.rule_id, rule.version, rule.name, rule.kind, points, withheld)
+        )
 
 
 def refund_share(total: int, refunded_before: int, refunded_after: int, base: int) -> int:
@@ -282,3 +299,62 @@ def to_policy(public_id: object, kind: str, version: int, fields: Mapping[str, A
         starts_at=fields.get("starts_at"),
         ends_at=fields.get("ends_at"),
     )
+
+
+class BudgetPeriod(enum.StrEnum):
+    """How often a rule's budget starts afresh (UTC): never, or each day, ISO week (from
+    Monday 00:00) or calendar month."""
+
+    LIFETIME = "lifetime"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+# The one period of a lifetime budget starts here (a period start is part of a usage row's key).
+LIFETIME_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A rule's total across all members per period: in points, or in money (minor units of
+    the program's currency) worth that many points at the program's point value."""
+
+    period: BudgetPeriod
+    points: int | None = None
+    amount: int | None = None
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> Budget:
+        """A budget from its stored shape ({"period", "points"} or {"period", "amount"})."""
+        return cls(BudgetPeriod(fields["period"]), fields.get("points"), fields.get("amount"))
+
+    def limit(self, point_value_points: int, point_value_amount: int) -> int:
+        """The budget in points: a money budget converted at the point value (`points` are
+        worth `amount`), rounded down so it never buys more than its money."""
+        if self.points is not None:
+            return self.points
+        assert self.amount is not None
+        return self.amount * point_value_points // point_value_amount
+
+
+def budget_period(
+    period: BudgetPeriod, when: dt.datetime
+) -> tuple[dt.datetime, dt.datetime | None]:
+    """The budget period `when` falls in: (start, end), UTC; a lifetime has no end."""
+    when = when.astimezone(dt.UTC)
+    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == BudgetPeriod.LIFETIME:
+        return LIFETIME_START, None
+    if period == BudgetPeriod.DAY:
+        return day, day + dt.timedelta(days=1)
+    if period == BudgetPeriod.WEEK:
+        monday = day - dt.timedelta(days=day.weekday())
+        return monday, monday + dt.timedelta(days=7)
+    first = day.replace(day=1)
+    following = (
+        first.replace(year=first.year + 1, month=1)
+        if first.month == 12
+        else (first.replace(month=first.month + 1))
+    )
+    return first, following

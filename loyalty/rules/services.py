@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
 from loyalty.changes import UNCHANGED, Maybe, given
-from loyalty.db import transaction
+from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.members.segments import SegmentUse, check_segment_keys
 from loyalty.program import config
-from loyalty.rules import policy
+from loyalty.rules import budgets, policy
 from loyalty.rules.exceptions import RuleNotFound
 from loyalty.rules.models import EarningRule, RuleKind, RuleVersion
 
@@ -35,6 +35,7 @@ VERSIONED_FIELDS = (
     "config",
     "conditions",
     "caps",
+    "budget",
 )
 CONFIG_FIELDS = {
     RuleKind.SPEND: {"points", "per_amount"},
@@ -42,7 +43,8 @@ CONFIG_FIELDS = {
     RuleKind.BONUS: {"points"},
     RuleKind.EVENT: {"points", "event_type"},
 }
-# The config is merged key by key on a change; the other versioned fields are replaced.
+# The config is merged key by key on a change; the other versioned fields (the budget too:
+# points and amount exclude each other) are replaced.
 MERGED_FIELDS = ("config", "conditions", "caps")
 
 
@@ -62,19 +64,23 @@ class RuleDefinition:
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     conditions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     caps: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # {"period", "points"} or {"period", "amount"}: a total across all members per period.
+    budget: Mapping[str, Any] | None = None
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> RuleDefinition:
         """A definition from the stored shape: `kind` and the versioned fields (the demo's
-        seed writes its rules so)."""
+        seed writes its rules so; a field it leaves out keeps its default)."""
         return cls(
-            kind=RuleKind(fields["kind"]), **{name: fields[name] for name in VERSIONED_FIELDS}
+            kind=RuleKind(fields["kind"]),
+            **{name: fields[name] for name in VERSIONED_FIELDS if name in fields},
         )
 
     def versioned(self) -> dict[str, Any]:
         """The fields a version stores (plain dicts, copied)."""
         fields = {name: getattr(self, name) for name in VERSIONED_FIELDS}
-        return {**fields, **{name: dict(fields[name]) for name in MERGED_FIELDS}}
+        copied = {name: dict(fields[name]) for name in MERGED_FIELDS}
+        return {**fields, **copied, "budget": dict(self.budget) if self.budget else None}
 
     def as_fields(self) -> dict[str, Any]:
         """The stored shape with its kind, as the simulator's drafts take it."""
@@ -96,6 +102,7 @@ class RuleChanges:
     config: Maybe[Mapping[str, Any]] = UNCHANGED
     conditions: Maybe[Mapping[str, Any]] = UNCHANGED
     caps: Maybe[Mapping[str, Any]] = UNCHANGED
+    budget: Maybe[Mapping[str, Any] | None] = UNCHANGED
 
     @property
     def fields_given(self) -> frozenset[str]:
@@ -118,18 +125,21 @@ class RuleVersionView:
     config: Mapping[str, Any]
     conditions: Mapping[str, Any]
     caps: Mapping[str, Any]
+    budget: Mapping[str, Any] | None
     created_at: dt.datetime
     actor: str | None  # the API key (or console user) that made this version
 
 
 @dataclass(frozen=True, slots=True)
 class RuleView:
-    """A rule at its current version."""
+    """A rule at its current version, with its budget's usage in the current period (None
+    without a budget)."""
 
     public_id: uuid.UUID
     kind: RuleKind
     active: bool
     current: RuleVersionView
+    budget_usage: budgets.BudgetUsageView | None = None
 
     @property
     def current_version(self) -> int:
@@ -161,6 +171,7 @@ def _version_view(rule: EarningRule, version: RuleVersion) -> RuleVersionView:
         config=dict(version.config),
         conditions=dict(version.conditions),
         caps=dict(version.caps),
+        budget=dict(version.budget) if version.budget else None,
         created_at=version.created_at,
         actor=version.actor,
     )
@@ -173,6 +184,50 @@ def _view(rule: EarningRule, current: RuleVersion | None = None) -> RuleView:
         active=rule.active,
         current=_version_view(rule, current or rule.current),
     )
+
+
+def _with_usage(session: Session, views: list[RuleView], now: dt.datetime) -> list[RuleView]:
+    """`views` with their budgets' usage in the period `now` falls in (one query)."""
+    by_id = {
+        view.public_id: policy.Budget.from_fields(view.current.budget)
+        for view in views
+        if view.current.budget
+    }
+    if not by_id:
+        return views
+    row_ids = dict(
+        session.execute(
+            sa.select(EarningRule.public_id, EarningRule.id).where(EarningRule.public_id.in_(by_id))
+        ).all()
+    )
+    settings = config.current(session).settings
+    found = budgets.usage(
+        session, {row_ids[public_id]: budget for public_id, budget in by_id.items()}, settings, now
+    )
+    return [
+        dataclasses.replace(view, budget_usage=found[row_ids[view.public_id]])
+        if view.public_id in by_id
+        else view
+        for view in views
+    ]
+
+
+def _one_with_usage(session: Session, view: RuleView, now: dt.datetime | None) -> RuleView:
+    return _with_usage(session, [view], now or utcnow())[0]
+
+
+def _check_budget(budget: Mapping[str, Any] | None) -> None:
+    if budget is None:
+        return
+    period = budget.get("period")
+    if period not in {p.value for p in policy.BudgetPeriod}:
+        raise ValidationFailed({"budget.period": ["One of lifetime, day, week, month."]})
+    limits = [name for name in ("points", "amount") if budget.get(name) is not None]
+    if len(limits) != 1:
+        raise ValidationFailed({"budget": ["Set points or amount (not both)."]})
+    value = budget[limits[0]]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationFailed({f"budget.{limits[0]}": ["Must be a positive integer."]})
 
 
 def check_definition(kind: RuleKind, fields: Mapping[str, Any]) -> None:
@@ -197,6 +252,7 @@ def check_definition(kind: RuleKind, fields: Mapping[str, Any]) -> None:
     per_member = fields["caps"].get("per_member")
     if per_member and per_member.get("period_days") is None:
         raise ValidationFailed({"caps.per_member.period_days": ["Required for a member cap."]})
+    _check_budget(fields.get("budget"))
     starts, ends = fields.get("starts_at"), fields.get("ends_at")
     if starts and ends and ends <= starts:
         raise ValidationFailed({"ends_at": ["Must be after starts_at."]})
@@ -254,10 +310,12 @@ def _new_version(
 SEGMENTS_FIELD = "conditions.segments"
 
 
-def create_rule(session: Session, definition: RuleDefinition, actor: str | None) -> RuleView:
-    """Create a rule at version 1 and return it. Raises ValidationFailed for a definition
-    its kind cannot use, UnknownSegment (a ValidationFailed) for a `conditions.segments`
-    key that is no live saved segment's."""
+def create_rule(
+    session: Session, definition: RuleDefinition, actor: str | None, now: dt.datetime | None = None
+) -> RuleView:
+    """Create a rule at version 1 and return it (with its budget's usage as of `now`).
+    Raises ValidationFailed for a definition its kind cannot use, UnknownSegment (a
+    ValidationFailed) for a `conditions.segments` key that is no live saved segment's."""
     fields = definition.versioned()
     check_definition(definition.kind, fields)
     with transaction(session):
@@ -266,13 +324,18 @@ def create_rule(session: Session, definition: RuleDefinition, actor: str | None)
         session.add(rule)
         session.flush()
         version = _new_version(session, rule, fields, actor)
-        return _view(rule, version)
+        return _one_with_usage(session, _view(rule, version), now)
 
 
 def update_rule(
-    session: Session, rule_id: uuid.UUID, changes: RuleChanges, actor: str | None
+    session: Session,
+    rule_id: uuid.UUID,
+    changes: RuleChanges,
+    actor: str | None,
+    now: dt.datetime | None = None,
 ) -> RuleView:
-    """Apply `changes` as a new version of the rule and return the rule at it.
+    """Apply `changes` as a new version of the rule and return the rule at it (with its
+    budget's usage as of `now`: the usage of a period counts across versions).
 
     Raises RuleNotFound, or ValidationFailed when the merged definition is invalid or the
     kind would change, UnknownSegment (a ValidationFailed) when the change names a
@@ -293,27 +356,37 @@ def update_rule(
         rule.current_version += 1
         rule.active = fields["active"]
         version = _new_version(session, rule, fields, actor)
-        return _view(rule, version)
+        return _one_with_usage(session, _view(rule, version), now)
 
 
-def deactivate_rule(session: Session, rule_id: uuid.UUID, actor: str | None) -> RuleView:
+def deactivate_rule(
+    session: Session, rule_id: uuid.UUID, actor: str | None, now: dt.datetime | None = None
+) -> RuleView:
     """Stop the rule from earning (as a new version, so history stays) and return it.
     Deactivating an inactive rule changes nothing. Raises RuleNotFound."""
     rule = _find(session, rule_id)
     if not rule.active:
-        return _view(rule)
-    return update_rule(session, rule_id, RuleChanges(active=False), actor)
+        return _one_with_usage(session, _view(rule), now)
+    return update_rule(session, rule_id, RuleChanges(active=False), actor, now)
 
 
-def get_rule(session: Session, rule_id: uuid.UUID) -> RuleView:
-    """The rule at its current version. Raises RuleNotFound."""
-    return _view(_find(session, rule_id))
+def get_rule(session: Session, rule_id: uuid.UUID, now: dt.datetime | None = None) -> RuleView:
+    """The rule at its current version, with its budget's usage as of `now`. Raises
+    RuleNotFound."""
+    return _one_with_usage(session, _view(_find(session, rule_id)), now)
 
 
 def list_rules(
-    session: Session, *, active: bool | None, kind: str | None, limit: int, after: int | None
+    session: Session,
+    *,
+    active: bool | None,
+    kind: str | None,
+    limit: int,
+    after: int | None,
+    now: dt.datetime | None = None,
 ) -> tuple[list[RuleView], int | None]:
-    """Rules newest first, one page; returns (rules, position of the next page or None)."""
+    """Rules newest first, one page, with their budgets' usage as of `now`; returns (rules,
+    position of the next page or None)."""
     stmt = sa.select(EarningRule).order_by(EarningRule.id.desc()).limit(limit + 1)
     if active is not None:
         stmt = stmt.where(EarningRule.active.is_(active))
@@ -323,7 +396,8 @@ def list_rules(
         stmt = stmt.where(EarningRule.id < after)
     rules = list(session.execute(stmt).unique().scalars())
     next_position = rules[limit - 1].id if len(rules) > limit else None
-    return [_view(rule) for rule in rules[:limit]], next_position
+    views = [_view(rule) for rule in rules[:limit]]
+    return _with_usage(session, views, now or utcnow()), next_position
 
 
 def rules_naming_segment(session: Session, key: str) -> list[SegmentUse]:

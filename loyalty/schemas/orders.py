@@ -101,6 +101,18 @@ class ContributionSchema(ma.Schema):
     name = fields.String(required=True)
     kind = fields.String(required=True)
     points = fields.Integer(required=True)
+    budget_withheld = fields.Integer(
+        metadata={
+            "description": "Present when the rule's budget clipped this award: the points it "
+            "withheld (the rule would have given points + budget_withheld)."
+        }
+    )
+
+    @ma.post_dump
+    def _withheld_only_when_clipped(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if not data.get("budget_withheld"):
+            data.pop("budget_withheld", None)
+        return data
 
 
 class QuoteSchema(ma.Schema):

@@ -8,6 +8,7 @@ from marshmallow import fields, validate
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.rules.models import RuleKind
+from loyalty.rules.policy import BudgetPeriod
 from loyalty.rules.services import RuleChanges, RuleDefinition
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
@@ -94,6 +95,64 @@ class CapsSchema(StrictSchema):
     per_member = fields.Nested(MemberCapSchema, allow_none=True, load_default=None)
 
 
+class BudgetSchema(StrictSchema):
+    period = fields.String(
+        required=True,
+        validate=validate.OneOf([p.value for p in BudgetPeriod]),
+        metadata={
+            "description": "When the budget starts afresh, in UTC: never (`lifetime`), each "
+            "`day`, each ISO `week` (Monday 00:00) or each calendar `month`."
+        },
+    )
+    points = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={"description": "At most this many points per period, across all members."},
+    )
+    amount = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_POINTS),
+        metadata={
+            "description": "Or at most points worth this much per period (minor units of the "
+            "program's currency, at its current point value, rounded down)."
+        },
+    )
+
+    @ma.validates_schema
+    def _one_limit(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("points") is None) == (data.get("amount") is None):
+            raise ma.ValidationError("Set points or amount (not both).", "_schema")
+
+    @ma.post_dump
+    def _set_only(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class BudgetUsageSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    period = fields.String(required=True)
+    starts_at = UTCDateTime(
+        required=True, allow_none=True, metadata={"description": "null for a lifetime budget."}
+    )
+    ends_at = UTCDateTime(required=True, allow_none=True)
+    limit = fields.Integer(
+        required=True, metadata={"description": "The budget in points (a money budget converted)."}
+    )
+    used = fields.Integer(required=True, metadata={"description": "Points awarded this period."})
+    remaining = fields.Integer(required=True)
+    exhausted_at = UTCDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When an award used the period's budget up."},
+    )
+
+
 class RuleInSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in RuleKind]))
@@ -137,6 +196,15 @@ class RuleInSchema(StrictSchema):
     )
     conditions = fields.Nested(ConditionsSchema, load_default=lambda: ConditionsSchema().load({}))
     caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
+    budget = fields.Nested(
+        BudgetSchema,
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "A total across all members per period (null: none). When it is "
+            "reached the rule stops awarding; the award that reaches it is clipped."
+        },
+    )
 
     @ma.post_load
     def _definition(self, data: dict[str, Any], **_: Any) -> Any:
@@ -181,6 +249,15 @@ class RuleSchema(ma.Schema):
     event_type = fields.String(allow_none=True)
     conditions = fields.Nested(ConditionsSchema, required=True)
     caps = fields.Nested(CapsSchema, required=True)
+    budget = fields.Nested(BudgetSchema, required=True, allow_none=True)
+    budget_usage = fields.Nested(
+        BudgetUsageSchema,
+        allow_none=True,
+        metadata={
+            "description": "The budget's current period: its limit, usage and what is left "
+            "(null without a budget; not shown in a rule's version history)."
+        },
+    )
     created_at = UTCDateTime(required=True)
     actor = fields.String(
         required=True, allow_none=True, metadata={"description": "API key that made this version."}

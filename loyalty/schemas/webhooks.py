@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
+from loyalty.schemas.rules import BudgetSchema
 from loyalty.webhooks.endpoints import NewWebhook
 from loyalty.webhooks.models import DeliveryStatus
 from loyalty.webhooks.outbox import EVENT_TYPES
@@ -91,3 +92,31 @@ class DeliverySchema(ma.Schema):
 
 
 DeliveryPageSchema = page_schema(DeliverySchema, "DeliveryPage")
+
+
+class RuleBudgetExhaustedSchema(ma.Schema):
+    """The `data` of a `rule.budget_exhausted` event: sent once per rule and budget period,
+    by the award that used the period's budget up."""
+
+    class Meta:
+        ordered = True
+
+    rule_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    version = fields.Integer(
+        required=True, metadata={"description": "The rule version whose award used it up."}
+    )
+    budget = fields.Nested(BudgetSchema, required=True)
+    period = fields.String(required=True, metadata={"example": "day"})
+    period_start = UTCDateTime(
+        required=True, allow_none=True, metadata={"description": "null for a lifetime budget."}
+    )
+    period_end = UTCDateTime(required=True, allow_none=True)
+    limit = fields.Integer(required=True, metadata={"description": "The budget in points."})
+    used = fields.Integer(required=True, metadata={"description": "Points awarded this period."})
+
+
+# Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
+EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
+    "rule.budget_exhausted": RuleBudgetExhaustedSchema,
+}

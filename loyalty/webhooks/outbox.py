@@ -25,6 +25,7 @@ EVENT_TYPES = (
     "tier.changed",
     "redemption.captured",
     "reward.redeemed",
+    "rule.budget_exhausted",
 )
 
 
