@@ -28,6 +28,7 @@ from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards.definitions import RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.rules import services as rules
+from loyalty.rules.definitions import RuleDefinition
 from loyalty.tiers import definitions as tier_definitions
 from loyalty.tiers.definitions import TierDefinition
 
@@ -187,7 +188,7 @@ def _seed_rules(session: Session) -> Iterator[str]:
             "caps": {},
             **definition,
         }
-        rules.create_rule(session, rules.RuleDefinition.from_fields(fields), actor="demo")
+        rules.create_rule(session, RuleDefinition.from_fields(fields), actor="demo")
         yield f"rule {definition['name']!r} created"
 
 

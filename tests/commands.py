@@ -14,7 +14,7 @@ from loyalty.membership.services import EnrollMember
 from loyalty.orders.refunds import RefundOrder
 from loyalty.orders.services import PlaceOrder
 from loyalty.program.services import SettingsChanges
-from loyalty.rules.services import RuleDefinition
+from loyalty.rules.definitions import RuleDefinition
 from loyalty.schemas.members import EnrollSchema
 from loyalty.schemas.orders import EventInSchema, OrderInSchema, RefundInSchema
 from loyalty.schemas.rules import RuleInSchema

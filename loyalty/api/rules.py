@@ -13,7 +13,8 @@ from loyalty.extensions import db
 from loyalty.orders import earning
 from loyalty.pagination import cursor_to, position_of
 from loyalty.rules import services as rules
-from loyalty.rules.services import RuleChanges, RuleDefinition, RuleVersionView, RuleView
+from loyalty.rules.definitions import RuleChanges, RuleDefinition
+from loyalty.rules.services import RuleVersionView, RuleView
 from loyalty.schemas.rules import (
     CONFIG_KEYS,
     RuleInSchema,

@@ -23,8 +23,8 @@ from loyalty.orders.models import Order
 from loyalty.program import config
 from loyalty.program.models import ProgramSettings
 from loyalty.rules import budgets, policy
-from loyalty.rules import services as rules
 from loyalty.rules.budgets import Reservation
+from loyalty.rules.definitions import check_definition
 from loyalty.rules.earning import (
     ActiveRule,
     active_rules,
@@ -221,7 +221,7 @@ def simulate(
     draft_budgets: dict[str, int] = {}
     settings = config.current(session).settings
     for number, draft in enumerate(drafts, start=1):
-        rules.check_definition(RuleKind(draft["kind"]), draft)
+        check_definition(RuleKind(draft["kind"]), draft)
         candidates.append(policy.to_policy(f"draft-{number}", draft["kind"], 0, draft))
         if draft.get("budget"):
             budget = policy.Budget.from_fields(draft["budget"])

@@ -7,9 +7,9 @@ from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
+from loyalty.rules.definitions import RuleChanges, RuleDefinition
 from loyalty.rules.models import RuleKind
 from loyalty.rules.policy import BudgetPeriod
-from loyalty.rules.services import RuleChanges, RuleDefinition
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
 

@@ -14,6 +14,7 @@ from loyalty.orders import earning, refunds
 from loyalty.orders.earning import CartLine, QuoteCart
 from loyalty.program import services as program
 from loyalty.rules import services as rules
+from loyalty.rules.definitions import RuleChanges
 from loyalty.rules.models import RuleAward, RuleBudgetUsage
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import event_command, program_changes, refund_command
@@ -241,7 +242,7 @@ def test_a_new_version_keeps_the_period_usage_and_applies_its_own_limit(session,
     rules.update_rule(
         session,
         rule.public_id,
-        rules.RuleChanges(budget={"period": "lifetime", "points": 70}),
+        RuleChanges(budget={"period": "lifetime", "points": 70}),
         None,
     )
 

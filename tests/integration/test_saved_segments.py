@@ -30,8 +30,8 @@ from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards.definitions import RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.rules import services as rules
+from loyalty.rules.definitions import RuleDefinition
 from loyalty.rules.models import RuleKind
-from loyalty.rules.services import RuleDefinition
 from loyalty.webhooks.models import OutboxEvent
 from tests.concurrency import race
 from tests.factories import MemberFactory, OrderFactory
