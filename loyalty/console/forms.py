@@ -22,6 +22,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     AnyOf,
     InputRequired,
@@ -35,7 +36,13 @@ from wtforms.validators import (
 from loyalty.schemas.ledger import AdjustmentSchema
 from loyalty.schemas.members import MemberUpdateSchema
 from loyalty.schemas.program import ExpirySchema, PointValueSchema, ProgramSchema
-from loyalty.schemas.rules import CapsSchema, ConditionsSchema, RuleInSchema, SimulateSchema
+from loyalty.schemas.rules import (
+    BudgetSchema,
+    CapsSchema,
+    ConditionsSchema,
+    RuleInSchema,
+    SimulateSchema,
+)
 
 # (name, the form field's name) of each condition typed as comma-separated codes.
 LIST_CONDITIONS = ("skus", "categories", "tiers")
@@ -221,6 +228,18 @@ class RuleFields(Form):
         "Cap per order (points)", validators=schema_rules(CapsSchema, "per_order")
     )
     first_order = BooleanField("First order only")
+    budget_period = SelectField(
+        "Budget across all members",
+        choices=[SelectChoice("", "none"), *schema_choices(BudgetSchema, "period")],
+        default="",
+    )
+    budget_points = IntegerField(
+        "Budget in points per period", validators=schema_rules(BudgetSchema, "points")
+    )
+    budget_amount = IntegerField(
+        "or budget in cents per period (at the point value)",
+        validators=schema_rules(BudgetSchema, "amount"),
+    )
 
     def body(self) -> dict[str, Any]:
         """The rule as the API's rule body (fields left empty are not sent)."""
@@ -241,6 +260,12 @@ class RuleFields(Form):
         body["conditions"] = conditions
         if self.cap_per_order.data is not None:
             body["caps"] = {"per_order": self.cap_per_order.data}
+        if self.budget_period.data:
+            body["budget"] = {
+                "period": self.budget_period.data,
+                "points": self.budget_points.data,
+                "amount": self.budget_amount.data,
+            }
         return body
 
 
@@ -252,9 +277,13 @@ class RuleForm(FlaskForm, RuleFields):
 
 
 class RuleEditForm(RuleForm):
-    """A rule's kind never changes: the edit form does not send it."""
+    """A rule's kind never changes: the edit form does not send it. The form shows the whole
+    current version, so a budget left at "none" removes the rule's budget."""
 
     kind = None
+
+    def body(self) -> dict[str, Any]:
+        return {"budget": None, **super().body()}
 
 
 class SimulateForm(FlaskForm):

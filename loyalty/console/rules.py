@@ -31,6 +31,10 @@ def _rule_field_errors(errors: dict[str, list[str]], form: Form) -> dict[str, li
             name = parts[1]
         elif parts[:2] == ["caps", "per_order"]:
             name = "cap_per_order"
+        elif parts[0] == "budget":
+            name = {"points": "budget_points", "amount": "budget_amount"}.get(
+                parts[-1], "budget_period"
+            )
         else:
             name = parts[0]
         if name in form:
@@ -122,6 +126,9 @@ def _form_of(rule: RuleView) -> dict[str, Any]:
         "min_amount": version.conditions.get("min_amount"),
         "first_order": bool(version.conditions.get("first_order")),
         "cap_per_order": (version.caps or {}).get("per_order"),
+        "budget_period": (version.budget or {}).get("period", ""),
+        "budget_points": (version.budget or {}).get("points"),
+        "budget_amount": (version.budget or {}).get("amount"),
         "active": version.active,
     }
 

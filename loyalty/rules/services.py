@@ -305,9 +305,11 @@ def rules_naming_segment(session: Session, key: str) -> list[SegmentUse]:
     ]
 
 
-def rule_history(session: Session, rule_id: uuid.UUID) -> RuleHistory:
-    """The rule at its current version and every version of it, newest first. Raises
-    RuleNotFound."""
+def rule_history(
+    session: Session, rule_id: uuid.UUID, now: dt.datetime | None = None
+) -> RuleHistory:
+    """The rule at its current version (with its budget's usage as of `now`) and every
+    version of it, newest first. Raises RuleNotFound."""
     rule = _find(session, rule_id)
     stmt = (
         sa.select(RuleVersion)
@@ -315,7 +317,7 @@ def rule_history(session: Session, rule_id: uuid.UUID) -> RuleHistory:
         .order_by(RuleVersion.version.desc())
     )
     versions = tuple(_version_view(rule, v) for v in session.execute(stmt).scalars())
-    return RuleHistory(rule=_view(rule), versions=versions)
+    return RuleHistory(rule=_one_with_usage(session, _view(rule), now), versions=versions)
 
 
 def list_versions(session: Session, rule_id: uuid.UUID) -> tuple[RuleVersionView, ...]:

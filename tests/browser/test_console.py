@@ -165,3 +165,34 @@ def test_signing_out_ends_the_session(live_app, seeded, browser_page):
     browser_page.get_by_role("button", name="Sign out").click()
     browser_page.goto(f"{base}/admin/")
     assert "/admin/login" in browser_page.url
+
+
+def test_an_admin_gives_a_rule_a_budget_sees_what_is_left_and_removes_it(
+    live_app, seeded, browser_page
+):
+    _, base = live_app
+    sign_in(browser_page, base, seeded["admin"])
+    browser_page.goto(f"{base}/admin/rules/new")
+    browser_page.select_option("#kind", "bonus")
+    browser_page.fill("#name", "Launch week bonus")
+    browser_page.fill("#points", "50")
+    browser_page.select_option("#budget_period", "week")
+    browser_page.get_by_role("button", name="Create rule").click()
+    assert "Set points or amount" in browser_page.locator("#budget_period-error").inner_text()
+
+    browser_page.fill("#budget_points", "5000")
+    browser_page.get_by_role("button", name="Create rule").click()
+    assert browser_page.locator("#budget-limit").inner_text() == "5,000"
+    assert browser_page.locator("#budget-left").inner_text() == "5,000"
+    shot(browser_page, "rule-budget")
+    browser_page.goto(f"{base}/admin/rules")
+    assert "5,000 of 5,000" in browser_page.locator("table").inner_text()
+
+    browser_page.get_by_role("link", name="Launch week bonus").click()
+    browser_page.get_by_role("link", name="Edit (new version)").click()
+    assert browser_page.locator("#budget_period").input_value() == "week"
+    assert browser_page.locator("#budget_points").input_value() == "5000"
+    browser_page.select_option("#budget_period", "")
+    browser_page.get_by_role("button", name="Save as a new version").click()
+    assert "Saved as a new version." in browser_page.locator(".flash").first.inner_text()
+    assert browser_page.locator("#budget").count() == 0
