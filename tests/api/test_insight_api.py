@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from loyalty.extensions import db
-from loyalty.insight import clv
+from loyalty.insight import bgnbd, clv, fitting, prediction
 from loyalty.insight import services as insight
 from loyalty.insight.models import ModelStatus
 from tests.factories import MemberFactory, OrderFactory
@@ -299,8 +299,8 @@ def fitted(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             actual=list(actual),
         )
         buckets = [clv.FrequencyBucket("0", 3, 0.5, 1), clv.FrequencyBucket("1", 1, 0.7, 1)]
-        params = clv.BgNbdParams(r=0.5, alpha=10.0, a=1.0, b=2.0)
-        return clv.Evaluation(1.2, 2, buckets, clv.Fit(params, -12.5, 4))
+        params = bgnbd.BgNbdParams(r=0.5, alpha=10.0, a=1.0, b=2.0)
+        return clv.Evaluation(1.2, 2, buckets, fitting.Fit(params, -12.5, 4))
 
     monkeypatch.setattr(clv, "evaluate", evaluate)
     return seen
@@ -391,13 +391,13 @@ def forty_buyers(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
                 )
         # The refresh's model step predicts k's value as (k + 1) * 1.00 (its fit on so small a
         # history is degenerate); the evaluation fits for real.
-        monkeypatch.setattr(insight, "predict_lifetime_value", predicted_in_member_order)
+        monkeypatch.setattr(prediction, "predict_lifetime_value", predicted_in_member_order)
         insight.refresh(db.session, as_of=T0 + 120 * DAY)
 
 
-def predicted_in_member_order(inputs: insight.ModelInputs) -> insight.ModelOutcome:
+def predicted_in_member_order(inputs: prediction.ModelInputs) -> prediction.ModelOutcome:
     count = len(inputs)
-    return insight.ModelOutcome(
+    return prediction.ModelOutcome(
         status=ModelStatus.FITTED,
         params={"bg_nbd": {"r": 0.5}},
         log_likelihood=-100.0,

@@ -8,18 +8,17 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from loyalty.insight import clv
-from loyalty.insight import services as insight
+from loyalty.insight import bgnbd, gamma_gamma, prediction
 from loyalty.insight.models import ModelStatus
 
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 # The CDNOW estimates (alpha per day), as in tests/unit/test_clv.py.
-TRUE_BG = clv.BgNbdParams(r=0.243, alpha=30.9, a=0.793, b=2.426)
-TRUE_GG = clv.GammaGammaParams(p=6.25, q=3.74, v=15.44)
+TRUE_BG = bgnbd.BgNbdParams(r=0.243, alpha=30.9, a=0.793, b=2.426)
+TRUE_GG = gamma_gamma.GammaGammaParams(p=6.25, q=3.74, v=15.44)
 
 
-def inputs(frequency, recency, T, monetary) -> insight.ModelInputs:
-    return insight.ModelInputs(
+def inputs(frequency, recency, T, monetary) -> prediction.ModelInputs:
+    return prediction.ModelInputs(
         as_of=AS_OF,
         member_ids=np.arange(len(frequency), dtype=np.int64),
         frequency=np.asarray(frequency, dtype=float),
@@ -31,21 +30,23 @@ def inputs(frequency, recency, T, monetary) -> insight.ModelInputs:
 
 def test_the_model_step_fits_both_models_and_predicts_every_buyer():
     rng = np.random.default_rng(13)
-    frequency, recency, T = clv.simulate_bg_nbd(TRUE_BG, 50_000, rng.uniform(180, 730, 50_000), rng)
-    monetary = clv.simulate_gamma_gamma(TRUE_GG, frequency, rng) * 100  # minor units
+    frequency, recency, T = bgnbd.simulate_bg_nbd(
+        TRUE_BG, 50_000, rng.uniform(180, 730, 50_000), rng
+    )
+    monetary = gamma_gamma.simulate_gamma_gamma(TRUE_GG, frequency, rng) * 100  # minor units
 
-    outcome = insight.predict_lifetime_value(inputs(frequency, recency, T, monetary))
+    outcome = prediction.predict_lifetime_value(inputs(frequency, recency, T, monetary))
 
     assert outcome.status == ModelStatus.FITTED
     assert outcome.customers == 50_000
-    assert outcome.horizon_days == insight.HORIZON_DAYS == 365
+    assert outcome.horizon_days == prediction.HORIZON_DAYS == 365
     assert outcome.params is not None
     fitted = outcome.params["bg_nbd"]
     for name in ("r", "alpha"):  # the best-determined two, within 10%
         assert fitted[name] == pytest.approx(getattr(TRUE_BG, name), rel=0.10)
     assert outcome.params["gamma_gamma"]["q"] == pytest.approx(TRUE_GG.q, rel=0.10)
     assert outcome.params["gamma_gamma_customers"] == int((frequency > 0).sum())
-    assert outcome.params["annual_discount_rate"] == insight.ANNUAL_DISCOUNT_RATE
+    assert outcome.params["annual_discount_rate"] == prediction.ANNUAL_DISCOUNT_RATE
     assert outcome.log_likelihood is not None
     assert outcome.log_likelihood < 0
     for predictions in (outcome.probability_alive, outcome.expected_purchases):
@@ -62,13 +63,13 @@ def test_the_model_step_fits_both_models_and_predicts_every_buyer():
 
 
 def test_without_buyers_there_is_no_model():
-    outcome = insight.predict_lifetime_value(inputs([], [], [], []))
+    outcome = prediction.predict_lifetime_value(inputs([], [], [], []))
 
     assert (outcome.status, outcome.detail) == (ModelStatus.NOT_FITTED, "no buyers yet")
 
 
 def test_a_history_without_repeat_purchases_is_no_model_with_the_reason():
-    outcome = insight.predict_lifetime_value(inputs([0, 0, 0], [0, 0, 0], [10, 20, 30], [0] * 3))
+    outcome = prediction.predict_lifetime_value(inputs([0, 0, 0], [0, 0, 0], [10, 20, 30], [0] * 3))
 
     assert outcome.status == ModelStatus.NOT_FITTED
     assert outcome.detail is not None
@@ -84,7 +85,7 @@ def test_a_degenerate_fit_is_no_model_rather_than_overflowing_predictions():
     T = [200 if f else 200 - day for f, day in zip(frequency, last, strict=True)]
     monetary = [1000.0 if f else 0.0 for f in frequency]
 
-    outcome = insight.predict_lifetime_value(inputs(frequency, recency, T, monetary))
+    outcome = prediction.predict_lifetime_value(inputs(frequency, recency, T, monetary))
 
     assert outcome.status == ModelStatus.NOT_FITTED
     assert outcome.detail is not None
