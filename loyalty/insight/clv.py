@@ -62,7 +62,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from loyalty.insight.bgnbd import BgNbdParams, expected_purchases, fit_bg_nbd
+from loyalty.insight.bgnbd import PurchaseParams, expected_purchases, fit_bg_nbd
 from loyalty.insight.fitting import Fit, FloatArray, distinct_rows, rfm_arrays
 from loyalty.insight.gamma_gamma import GammaGammaParams, expected_spend
 
@@ -85,11 +85,11 @@ class Evaluation:
     predicted_total: float
     actual_total: int
     by_frequency: list[FrequencyBucket]
-    fit: Fit[BgNbdParams]
+    fit: Fit[PurchaseParams]
 
 
 def predicted_value(
-    bg: BgNbdParams,
+    bg: PurchaseParams,
     gg: GammaGammaParams,
     frequency: ArrayLike,
     recency: ArrayLike,

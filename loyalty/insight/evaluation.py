@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from loyalty.db import utcnow
 from loyalty.errors import BusinessRuleViolation, ValidationFailed
 from loyalty.insight import clv
+from loyalty.insight.bgnbd_limit import BgNbdLimit
 from loyalty.insight.figures import EPOCH, figures_select
 from loyalty.insight.fitting import FitFailed
 from loyalty.insight.services import latest_refresh
@@ -135,5 +136,8 @@ def evaluate_at(
         actual_total=found.actual_total,
         by_frequency=[Bucket(*bucket) for bucket in found.by_frequency],
         log_likelihood=found.fit.log_likelihood,
-        params={"bg_nbd": dataclasses.asdict(found.fit.params)},
+        params={
+            "bg_nbd": dataclasses.asdict(found.fit.params),
+            "bg_nbd_limit": isinstance(found.fit.params, BgNbdLimit),
+        },
     )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.db import utcnow
 from loyalty.insight import bgnbd, clv, gamma_gamma
+from loyalty.insight.bgnbd_limit import BgNbdLimit
 from loyalty.insight.fitting import FitFailed
 from loyalty.insight.models import MemberInsight, ModelStatus
 
@@ -54,8 +55,10 @@ class ModelOutcome:
     """What the model step gives back. With status FITTED: the fitted parameters (JSON-able),
     the log-likelihood, the buyers it was fitted on, and per buyer (in the order of the
     inputs) the probability of being alive, the purchases expected over `horizon_days` and
-    their discounted value in minor units. Otherwise `detail` says why there is no model and
-    the predictions stay NULL."""
+    their discounted value in minor units, and in `detail` the fit's notes, if any: what the
+    history did not identify and which limit of the model stands in (see
+    ``loyalty.insight.bgnbd_limit``). Otherwise `detail` says why there is no model and the
+    predictions stay NULL."""
 
     status: ModelStatus
     detail: str | None = None
@@ -79,9 +82,11 @@ def predict_lifetime_value(inputs: ModelInputs) -> ModelOutcome:
     """The model step of the refresh: fit BG/NBD on every buyer's repeat purchase days and
     Gamma-Gamma on the repeat buyers' spend (``loyalty.insight.clv``), then predict per buyer,
     in the inputs' order, the probability of being alive, the purchases expected over
-    HORIZON_DAYS and their discounted value. A history the models cannot be fitted on (no
-    repeat purchases yet, or too few to pin a parameter down) is no model, with the reason,
-    not a failed refresh: the figures and segments stand without it."""
+    HORIZON_DAYS and their discounted value. A history that shows no spread in dropout
+    between buyers (few buyers, very regular ones) gets the model's limit, flagged in the
+    parameters (`bg_nbd_limit`) and explained in `detail`. A history the models cannot be
+    fitted on (no repeat purchases yet, too few to pin a parameter down) is no model, with the
+    reason, not a failed refresh: the figures and segments stand without it."""
     if not len(inputs):
         return ModelOutcome(status=ModelStatus.NOT_FITTED, detail="no buyers yet")
     history = (inputs.frequency, inputs.recency, inputs.T)
@@ -92,9 +97,9 @@ def predict_lifetime_value(inputs: ModelInputs) -> ModelOutcome:
         return ModelOutcome(
             status=ModelStatus.NOT_FITTED, detail=f"the model could not be fitted: {failure}"
         )
-    # A fit at the edge of the parameter space (a and b in the hundreds of thousands: a
-    # history where nobody seems to stop buying) makes the closed forms overflow. Such a model
-    # predicts nothing worth storing: no model, and why, rather than NaNs in member rows.
+    # The fit takes the model's limit where a and b run off, and the predictions fall back
+    # from the closed forms where those overflow; should anything still not be finite, that
+    # model predicts nothing worth storing: no model, and why, rather than NaNs in member rows.
     with np.errstate(all="ignore"):
         alive = bgnbd.probability_alive(bg.params, *history)
         expected = bgnbd.expected_purchases(bg.params, HORIZON_DAYS, *history)
@@ -113,8 +118,11 @@ def predict_lifetime_value(inputs: ModelInputs) -> ModelOutcome:
         )
     return ModelOutcome(
         status=ModelStatus.FITTED,
+        # (insight_models.detail holds 500 characters; the notes take about 300 at most.)
+        detail="; ".join(bg.notes + gg.notes)[:500] or None,
         params={
             "bg_nbd": dataclasses.asdict(bg.params),
+            "bg_nbd_limit": isinstance(bg.params, BgNbdLimit),
             "gamma_gamma": dataclasses.asdict(gg.params),
             "gamma_gamma_customers": gg.customers,
             "gamma_gamma_log_likelihood": gg.log_likelihood,

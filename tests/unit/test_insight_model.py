@@ -1,5 +1,6 @@
 """The refresh's model step (``predict_lifetime_value``) on histories drawn from the models
-with known parameters: it fits both, predicts every buyer, and refuses a degenerate fit."""
+with known parameters: it fits both and predicts every buyer; and on small or regular
+histories that identify no dropout, where it fits the model's limit and says so."""
 
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ def test_a_history_without_repeat_purchases_is_no_model_with_the_reason():
     assert outcome.detail.startswith("the model could not be fitted: ")
 
 
-def test_a_degenerate_fit_is_no_model_rather_than_overflowing_predictions():
-    """Every buyer still buying on a fixed pattern: nobody seems to drop out, a and b run to
-    the hundreds of thousands and the closed forms overflow."""
+def test_a_history_without_spread_in_dropout_gets_the_models_limit_flagged():
+    """Every buyer still buying on a fixed pattern: a and b run off to infinity together (the
+    full model's closed forms overflow there). The limit is fitted, flagged and explained."""
     frequency = [k % 5 for k in range(100)]
     last = [10 + (37 * k) % 100 for k in range(100)]
     recency = [day if f else 0 for f, day in zip(frequency, last, strict=True)]
@@ -87,7 +88,66 @@ def test_a_degenerate_fit_is_no_model_rather_than_overflowing_predictions():
 
     outcome = prediction.predict_lifetime_value(inputs(frequency, recency, T, monetary))
 
+    assert outcome.status == ModelStatus.FITTED
+    assert outcome.params is not None
+    assert outcome.params["bg_nbd_limit"] is True
+    assert set(outcome.params["bg_nbd"]) == {"r", "alpha", "dropout"}
+    assert outcome.detail is not None
+    assert outcome.detail.startswith("dropout is not identifiable")
+    assert_sensible(outcome, frequency)
+
+
+def test_forty_regular_buyers_get_finite_sensible_predictions():
+    """Forty buyers, each buying every 7 to 14 days since a first day in the first ten, all
+    still buying on day 120: nobody seems to leave and rates barely differ."""
+    frequency, recency, T = [], [], []
+    for k in range(40):
+        days = range(k % 10, 120, 7 + k % 8)
+        frequency.append(len(days) - 1)
+        recency.append(days[-1] - days[0])
+        T.append(120 - days[0])
+    monetary = [1000.0 + 250 * (k % 4) for k in range(40)]
+
+    outcome = prediction.predict_lifetime_value(inputs(frequency, recency, T, monetary))
+
+    assert outcome.status == ModelStatus.FITTED
+    assert outcome.params is not None
+    assert outcome.params["bg_nbd_limit"] is True
+    assert outcome.params["bg_nbd"]["dropout"] == 0
+    assert outcome.detail is not None
+    assert "nobody seems to leave" in outcome.detail
+    assert "purchase rates do not vary detectably" in outcome.detail
+    assert_sensible(outcome, frequency)
+    assert outcome.probability_alive is not None
+    assert (outcome.probability_alive == 1).all()
+    # About one purchase day every 10 days over the next year, at 10-17.50 a time.
+    assert outcome.expected_purchases is not None
+    assert 25 < outcome.expected_purchases.mean() < 45
+    assert outcome.predicted_value is not None
+    assert 25 * 1000 < outcome.predicted_value.mean() < 45 * 1750
+
+
+def test_one_repeat_buyer_is_still_no_model():
+    outcome = prediction.predict_lifetime_value(inputs([1, 0], [3, 0], [10, 9], [3000.0, 0.0]))
+
     assert outcome.status == ModelStatus.NOT_FITTED
     assert outcome.detail is not None
-    assert "degenerate" in outcome.detail
+    assert outcome.detail.startswith("the model could not be fitted: ")
     assert outcome.probability_alive is None
+
+
+def assert_sensible(outcome: prediction.ModelOutcome, frequency: list[int]) -> None:
+    alive, expected, value = (
+        outcome.probability_alive,
+        outcome.expected_purchases,
+        outcome.predicted_value,
+    )
+    assert alive is not None
+    assert expected is not None
+    assert value is not None
+    for predictions in (alive, expected, value):
+        assert len(predictions) == len(frequency)
+        assert np.isfinite(predictions).all()
+    assert ((alive >= 0) & (alive <= 1)).all()
+    assert (expected >= 0).all()
+    assert (value >= 0).all()
