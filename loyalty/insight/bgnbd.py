@@ -37,7 +37,8 @@ from loyalty.insight.fitting import (
 
 # Past this, a + b is tried against the limit a, b -> infinity (adopted only if it fits as
 # well): the dropout probability's spread between members is then 1% of its mean at a mean of
-# 0.5, 3% at 0.1. And r past it is noted as purchase rates without spread (a 1% spread).
+# 0.5, 3% at 0.1. So is a below its inverse: a Beta(1e-4, b) puts its mass at 0, no dropout.
+# And r past it is noted as purchase rates without spread (a 1% spread).
 NARROW = 1e4
 # The limit is taken when its log-likelihood is at most this far below the fit's: a likelihood
 # ratio of 1.001, no evidence for a spread in dropout.
@@ -69,12 +70,13 @@ PurchaseParams = BgNbdParams | BgNbdLimit
 def fit_bg_nbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit[PurchaseParams]:
     """Fit BG/NBD by maximum likelihood on one row per member (see ``loyalty.insight.clv`` for
     the inputs, in days). Returns the parameters (alpha in days), the log-likelihood, the
-    number of members and notes on what the history did not identify: the parameters are a
-    BgNbdLimit when the maximum lies at a, b -> infinity (or a + b beyond NARROW and the limit
-    fits as well), a history without spread in dropout between members; r and alpha run off
-    together (to the edge of the search, where only r/alpha matters) when purchase rates show
-    no spread either. Raises ValueError on malformed input and FitFailed when the history
-    does not identify the model (no repeat purchases; r or alpha alone at an edge)."""
+    number of members and notes on what the history did not identify. The parameters are a
+    BgNbdLimit when the maximum lies at a, b -> infinity or a -> 0 (or on the way there, past
+    NARROW, and the limit fits as well): a history without spread in dropout between
+    members. r and alpha run off together (where only r/alpha matters, noted) when purchase
+    rates show no spread either. Raises ValueError on malformed input and FitFailed when the
+    history does not identify the model (no repeat purchases; r or alpha alone at an edge;
+    every member leaving at once)."""
     x, t_x, t = rfm_arrays(frequency, recency, T)
     if not np.any(x > 0):
         # Members drop out only after repeat purchases: without any, a and b are free.
@@ -101,7 +103,7 @@ def fit_bg_nbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit[Pu
     full = BgNbdParams(r=float(r), alpha=float(alpha * scale), a=float(a), b=float(b))
     params: PurchaseParams = full
     notes: list[str] = []
-    if dropout_edge or a + b > NARROW:
+    if dropout_edge or a + b > NARROW or a < 1 / NARROW:
         try:
             params = _fit_limit(rows, len(x), theta, scale, full)
         except FitFailed:
