@@ -127,10 +127,11 @@ def _maximise_to_edge(
     names: str,
     start: ArrayLike | None = None,
 ) -> tuple[FloatArray, set[str]]:
-    """`maximise`, where r and alpha may run off together to the edge of the search: every
-    member then buys at the same rate r/alpha, which the values at the edge give to many
-    digits (a Gamma of shape 1e8 is a point). Returns the parameters and the names at the
-    edge; raises FitFailed when the optimiser fails or r or alpha runs off alone."""
+    """`maximise`, returning where the optimiser stopped and the names of the parameters at
+    the edge of the search, for the caller to judge, rather than refusing. r and alpha may
+    run off together: every member then buys at the same rate r/alpha, which the values at
+    the edge give to many digits (a Gamma of shape 1e8 is a point). Raises FitFailed when the
+    optimiser fails or r or alpha runs off alone (or towards 0)."""
     try:
         return maximise(neg_ll, customers, names, start), set()
     except AtBound as edge:

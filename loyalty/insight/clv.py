@@ -47,6 +47,12 @@ All three agree on the estimates to three or four significant figures (the MAP e
 priors do not matter at these sizes), so the library buys nothing this module needs; a full
 posterior would, and is left to analysts' own tools.
 
+A history without spread in dropout (``bgnbd_limit``: the likelihood grows as a and b run to
+infinity) costs more, as the full fit follows the ridge to its edge before the limit is
+fitted: on simulated histories without dropout and with one dropout probability (0.15) for
+all, 2.3-2.5 s at 100,000 members and 8-11 s at 1,000,000, where CDNOW-like histories take
+0.7 s and 2.6 s (same machine, same run); predicted value 0.1-0.2 s and 1.0 s.
+
 Predicted value follows Fader & Hardie's CLV as implemented in lifetimes and pymc-marketing:
 expected purchases in each month of the horizon (a month is 365/12 days, the last step may be
 shorter) times the expected spend per order, each month discounted to the as-of date at the end
