@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from loyalty.auth.services import create_key
 from loyalty.db import utcnow
 from loyalty.imports import services as imports
+from loyalty.imports.orders import import_orders
 from loyalty.insight import services as insight
 from loyalty.members.lookup import member_by_external_id
 from loyalty.membership import services as members
@@ -285,5 +286,5 @@ def _seed_shoppers(session: Session, now: dt.datetime) -> Iterator[str]:
     people.seek(0)
     history.seek(0)
     joined = imports.import_members(session, people)
-    imported = imports.import_orders(session, history)
+    imported = import_orders(session, history)
     yield f"{joined.imported} shoppers with {imported.imported} past orders imported as history"

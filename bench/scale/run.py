@@ -103,6 +103,55 @@ LINES = [
 ]
 # `loyalty jobs run`, through the same click entry point as the `loyalty` script, with a timer
 # around each step of the pass (settle, notices, birthdays, webhooks).
+# Issue 13: what an analyst does around a refresh: saved segments defined before it (so the
+# refresh's saved_segments step has work), then after it the summary, the model's
+# evaluation at a split, a filtered page of the member list and the CSV export of a segment.
+INSIGHT_DRIVER = r"""
+import datetime as dt, json, sys, time
+from loyalty import create_app
+from loyalty.extensions import db
+from loyalty.insight import evaluation, export, queries, saved_segments, summary
+from loyalty.insight.segment_filter import SegmentFilter
+from loyalty.insight.segments import Segment
+app = create_app()
+spent = {}
+with app.app_context():
+    session = db.session()
+    if sys.argv[1] == "segments":
+        for key, body in (
+            ("champions_and_loyal", {"rfm_segments": ["champions", "loyal"]}),
+            ("valuable_at_risk", {"rfm_segments": ["at_risk", "cannot_lose_them"],
+                                  "predicted_value": {"min": 5000}}),
+            ("quiet_regulars", {"orders": {"min": 5}, "days_since_last_order": {"min": 90}}),
+        ):
+            definition = saved_segments.SegmentDefinition(
+                key=key, name=key, filter=SegmentFilter.from_json(body))
+            saved_segments.create_segment(session, definition, "bench")
+        print(json.dumps({"segments": 3}))
+        sys.exit(0)
+    def timed(name, work):
+        started = time.perf_counter()
+        result = work()
+        spent[name] = time.perf_counter() - started
+        session.rollback()
+        return result
+    found = timed("summary", lambda: summary.summary(session))
+    split = found.refresh.as_of - dt.timedelta(days=180)
+    evaluated = timed("evaluation", lambda: evaluation.evaluate_at(session, split))
+    filters = queries.MemberFilters(segments=(Segment.AT_RISK,), predicted_value_min=1000)
+    timed("member_page", lambda: queries.list_members(session, filters, 50, None))
+    # Text search matches a substring of id, email or name: a scan of every member.
+    search = queries.MemberFilters(q="light")
+    timed("member_search", lambda: queries.list_members(session, search, 50, None))
+    exported = timed("export_lost", lambda: sum(1 for _ in export.csv_lines(
+        queries.iter_members(session, queries.MemberFilters(segments=(Segment.LOST,))))) - 1)
+    print(json.dumps({"seconds": spent, "exported": exported,
+                      "evaluation": {"customers": evaluated.customers,
+                                     "predicted": evaluated.predicted_total,
+                                     "actual": evaluated.actual_total}}))
+"""
+
+
 JOBS_DRIVER = r"""
 import json, sys, time
 from loyalty.jobs import services as jobs
@@ -548,6 +597,7 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
     def refresh_insight(self) -> None:
         """`loyalty insight refresh` (the real command, in a process of its own) over the whole
         data set, timed from start to exit; its summary and per-step times kept."""
+        self.insight_driver("segments")
         log("running `loyalty insight refresh`")
         process = self.cli("insight", "refresh")
         self.children.append(process)
@@ -576,6 +626,32 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
             + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items())
             + ")"
         )
+        reads = self.insight_driver("reads")
+        self.facts["insight_reads"] = reads
+        log(
+            "insight reads: "
+            + ", ".join(f"{k} {v:.2f}s" for k, v in reads["seconds"].items())
+            + f" ({reads['exported']:,} members exported; evaluation over "
+            f"{reads['evaluation']['customers']:,} buyers)"
+        )
+
+    def insight_driver(self, what: str) -> dict[str, Any]:
+        """Run INSIGHT_DRIVER's `segments` or `reads` in a process of its own; its figures."""
+        process = subprocess.Popen(
+            [sys.executable, "-c", INSIGHT_DRIVER, what],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.children.append(process)
+        stdout, stderr = process.communicate()
+        self.children.remove(process)
+        if process.returncode != 0:
+            raise BenchError(f"the insight driver ({what}) failed:\n{stdout}{stderr}")
+        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+        return result
 
     def run_jobs(self) -> None:
         # What came due while the pass ran is the next pass's work: nothing due as of its
@@ -835,6 +911,18 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
                     refreshed["seconds"] < INSIGHT_TARGET_S,
                 )
             )
+        reads = facts.get("insight_reads")
+        if reads is not None:
+            for name, seconds in reads["seconds"].items():
+                # One request each, served by a sync worker that gunicorn kills at 30 s.
+                checks.append(
+                    Check(
+                        f"insight {name}",
+                        f"{seconds:.2f}s",
+                        "< 30s (gunicorn's timeout)",
+                        seconds < 30,
+                    )
+                )
         jobs = facts.get("jobs")
         if jobs is not None:
             members_due, lots_due = facts["due_before_jobs"]

@@ -3,10 +3,7 @@ the member list filtered by it."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, stream_with_context
@@ -15,9 +12,8 @@ from flask.views import MethodView
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.insight import evaluation, queries
-from loyalty.insight.segments import Segment
-from loyalty.members.models import MemberStatus
+from loyalty.insight import evaluation, export, queries
+from loyalty.insight.summary import summary
 from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.insight import (
     EvaluationQuerySchema,
@@ -27,27 +23,12 @@ from loyalty.schemas.insight import (
     MemberInsightSchema,
     MemberListPageSchema,
     MemberListQuerySchema,
+    member_filters,
 )
 
 blp = Blueprint("insight", __name__, url_prefix="/v1/admin", description="Admin: member insight.")
 
 NOT_REFRESHED = "No insight refresh has run yet (409 insight_not_refreshed)."
-
-
-def filters_of(query: dict[str, Any]) -> queries.MemberFilters:
-    return queries.MemberFilters(
-        segments=tuple(Segment(s) for s in query["segment"]),
-        recency_score=query["recency_score"],
-        frequency_score=query["frequency_score"],
-        monetary_score=query["monetary_score"],
-        tier=query["tier"],
-        status=MemberStatus(query["status"]) if query["status"] else None,
-        predicted_value_min=query["predicted_value_min"],
-        predicted_value_max=query["predicted_value_max"],
-        days_since_last_order_min=query["days_since_last_order_min"],
-        days_since_last_order_max=query["days_since_last_order_max"],
-        q=query["q"],
-    )
 
 
 def member_row_body(row: queries.MemberRow) -> dict[str, Any]:
@@ -77,7 +58,7 @@ class AdminMembers(MethodView):
         `external_id`, `email` or `name` (`%` and `_` are taken literally).
         """
         rows, next_position = queries.list_members(
-            db.session(), filters_of(query), query["limit"], position_of(query["cursor"])
+            db.session(), member_filters(query), query["limit"], position_of(query["cursor"])
         )
         return {
             "items": [member_row_body(row) for row in rows],
@@ -85,61 +66,12 @@ class AdminMembers(MethodView):
         }
 
 
-CSV_COLUMNS = (
-    "external_id",
-    "email",
-    "name",
-    "status",
-    "tier",
-    "enrolled_at",
-    *queries.FIGURES,
-)
 CSV_DESCRIPTION = (
     "A header row (external_id, email, name, status, tier, enrolled_at, then the insight "
     "figures as in the member list), then one row per member; figures empty without an "
     "insight row."
 )
 CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    """A value as CSV text: moments in RFC 3339, None empty, and text a spreadsheet would
-    run as a formula prefixed with a quote."""
-    if value is None:
-        return ""
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    if isinstance(value, str) and text.startswith(FORMULA_STARTS):
-        return "'" + text
-    return text
-
-
-def csv_lines(rows: Iterator[queries.MemberRow]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-
-    def line(values: list[Any]) -> str:
-        writer.writerow([csv_cell(v) for v in values])
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    yield line(list(CSV_COLUMNS))
-    for row in rows:
-        figures = row.insight or {}
-        yield line(
-            [
-                row.external_id,
-                row.email,
-                row.name,
-                row.status,
-                row.tier_code,
-                row.enrolled_at,
-                *(figures.get(name) for name in queries.FIGURES),
-            ]
-        )
 
 
 @blp.route("/members.csv")
@@ -155,9 +87,9 @@ class AdminMembersExport(MethodView):
         The same filters as the member list; every matching member, newest enrolment first,
         read in batches. Text starting with `=`, `+`, `-` or `@` is prefixed with `'`.
         """
-        rows = queries.iter_members(db.session(), filters_of(query))
+        rows = queries.iter_members(db.session(), member_filters(query))
         return Response(
-            stream_with_context(csv_lines(rows)),
+            stream_with_context(export.csv_lines(rows)),
             content_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="members.csv"'},
         )
@@ -190,7 +122,7 @@ class InsightSummary(MethodView):
     def get(self) -> dict[str, Any]:
         """The program at a glance: segments and their share of revenue, the RFM grid, the
         predicted value's deciles and the fitted model, as of the latest refresh"""
-        found = queries.summary(db.session())
+        found = summary(db.session())
         return {
             "refresh": dataclasses.asdict(found.refresh),
             "revenue": found.revenue,

@@ -73,6 +73,11 @@ class AdminRewards(MethodView):
         },
     )
     @blp.response(201, RewardSchema)
+    @blp.alt_response(
+        422,
+        description="validation_error: an invalid definition or unknown `min_tier`; "
+        "unknown_segment: a `segments` key that is no live saved segment's.",
+    )
     def post(self, definition: RewardDefinition) -> dict[str, Any]:
         """Add a reward to the catalog"""
         return reward_body(
@@ -95,6 +100,11 @@ class AdminReward(MethodView):
     )
     @blp.response(200, RewardSchema)
     @blp.alt_response(404, description="No such reward.")
+    @blp.alt_response(
+        422,
+        description="validation_error: an invalid change or unknown `min_tier`; "
+        "unknown_segment: a `segments` key that is no live saved segment's.",
+    )
     def patch(self, changes: RewardChanges, reward_id: uuid.UUID) -> dict[str, Any]:
         """Change a reward; `codes` adds coupon codes to its pool"""
         return reward_body(

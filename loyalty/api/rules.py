@@ -84,6 +84,11 @@ class Rules(MethodView):
     @requires("admin")
     @blp.arguments(RuleInSchema, example=SPEND_EXAMPLE)
     @blp.response(201, RuleSchema)
+    @blp.alt_response(
+        422,
+        description="validation_error: an invalid definition; unknown_segment: a "
+        "`conditions.segments` key that is no live saved segment's.",
+    )
     def post(self, definition: RuleDefinition) -> dict[str, Any]:
         """Create an earning rule (version 1)"""
         return current_body(rules.create_rule(db.session(), definition, current_caller().name))
@@ -102,7 +107,11 @@ class Rule(MethodView):
     @blp.arguments(RuleUpdateSchema(partial=True), example={"points": 2})
     @blp.response(200, RuleSchema)
     @blp.alt_response(404, description="No such rule.")
-    @blp.alt_response(422, description="Invalid definition, or a change of kind.")
+    @blp.alt_response(
+        422,
+        description="validation_error: an invalid definition, or a change of kind; "
+        "unknown_segment: a `conditions.segments` key that is no live saved segment's.",
+    )
     def patch(self, changes: RuleChanges, rule_id: uuid.UUID) -> dict[str, Any]:
         """Change a rule: the change becomes its next version"""
         rule = rules.update_rule(db.session(), rule_id, changes, current_caller().name)

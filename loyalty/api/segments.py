@@ -12,9 +12,11 @@ from loyalty.api.base import Blueprint
 from loyalty.extensions import db
 from loyalty.insight import saved_segments as segments
 from loyalty.insight.saved_segments import SegmentChanges, SegmentDefinition, SegmentView
+from loyalty.pagination import cursor_to, position_of
+from loyalty.schemas.common import PageQuerySchema
 from loyalty.schemas.segments import (
     SegmentInSchema,
-    SegmentListSchema,
+    SegmentPageSchema,
     SegmentSchema,
     SegmentUpdateSchema,
 )
@@ -29,10 +31,18 @@ def segment_body(segment: SegmentView) -> dict[str, Any]:
 @blp.route("/segments")
 class Segments(MethodView):
     @requires("admin")
-    @blp.response(200, SegmentListSchema)
-    def get(self) -> dict[str, Any]:
-        """Every saved segment with its member count, newest first"""
-        return {"items": [segment_body(s) for s in segments.list_segments(db.session())]}
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, SegmentPageSchema)
+    @blp.alt_response(422, description="Bad limit or cursor.")
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Saved segments with their member counts, newest first"""
+        found, next_position = segments.list_segments(
+            db.session(), limit=query["limit"], after=position_of(query["cursor"])
+        )
+        return {
+            "items": [segment_body(segment) for segment in found],
+            "next_cursor": cursor_to(next_position),
+        }
 
     @requires("admin")
     @blp.arguments(
@@ -79,6 +89,17 @@ class Segment(MethodView):
     @requires("admin")
     @blp.response(204)
     @blp.alt_response(404, description="No such segment.")
+    @blp.alt_response(
+        409,
+        description="segment_in_use: rules or rewards name the segment; `used_by` lists them "
+        "(`type`: rule or reward, `id`, `name`).",
+    )
     def delete(self, segment_key: str) -> None:
-        """Delete a segment: its members leave it, its key stays reserved"""
+        """Delete a segment: its members leave it, its key stays reserved
+
+        Refused with 409 `segment_in_use` while an earning rule's current version
+        (`conditions.segments`) or a reward (`segments`) names it, active or not: deleting
+        it would quietly limit them to nobody. The problem's `used_by` lists each one; remove
+        the key from them (or deactivate and edit them) first.
+        """
         segments.delete_segment(db.session(), segment_key, current_caller().name)

@@ -41,3 +41,99 @@ def activity_chart(days: Sequence[Day]) -> Chart:
         days[0].date.isoformat() if days else "",
         days[-1].date.isoformat() if days else "",
     )
+
+
+# --- member insight -------------------------------------------------------------------------
+
+GRID_LEFT, GRID_TOP, CELL_WIDTH, CELL_HEIGHT = 64, 12, 128, 52
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    x: int
+    y: int
+    opacity: str  # of the accent colour: the cell's value against the largest cell's
+    dark: bool  # light text on it
+    value: int
+    recency_score: int
+    fm_score: int
+    segment: str
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    width: int
+    height: int
+    cells: list[HeatCell]
+    max_value: int
+
+
+def heat_map(cells: Sequence[tuple[int, int, str, int]]) -> HeatMap:
+    """The R x FM grid, R 5 at the top and FM 1 on the left, each cell (recency score, FM
+    score, segment label, value) shaded by its value against the largest."""
+    highest = max((value for *_, value in cells), default=0)
+    top = max(highest, 1)
+    drawn = []
+    for recency, fm, label, value in cells:
+        share = value / top
+        drawn.append(
+            HeatCell(
+                x=GRID_LEFT + (fm - 1) * CELL_WIDTH,
+                y=GRID_TOP + (5 - recency) * CELL_HEIGHT,
+                opacity=f"{0.06 + 0.94 * share:.3f}",
+                dark=share > 0.5,
+                value=value,
+                recency_score=recency,
+                fm_score=fm,
+                segment=label,
+            )
+        )
+    return HeatMap(GRID_LEFT + 5 * CELL_WIDTH, GRID_TOP + 5 * CELL_HEIGHT + 36, drawn, highest)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    value: float
+    label: str  # under the bar (its group)
+    name: str  # what the bar counts, for its tooltip
+
+
+@dataclass(frozen=True)
+class BarChart:
+    width: int
+    height: int
+    bars: list[Bar]
+    max_value: float
+
+
+def bar_chart(
+    groups: Sequence[tuple[str, Sequence[float]]], series: Sequence[tuple[str, str]]
+) -> BarChart:
+    """Grouped bars: one group per (label, values), one bar per series (name, colour) in
+    each, scaled to the largest value."""
+    top = max([1.0, *(float(v) for _, values in groups for v in values)])
+    slot = (WIDTH - 2 * PAD) / max(len(groups), 1)
+    bar_width = slot * 0.8 / max(len(series), 1)
+    scale = (HEIGHT - 2 * PAD) / top
+    bars = []
+    for i, (label, values) in enumerate(groups):
+        for j, ((name, colour), value) in enumerate(zip(series, values, strict=True)):
+            height = float(value) * scale
+            bars.append(
+                Bar(
+                    x=round(PAD + i * slot + slot * 0.1 + j * bar_width, 1),
+                    y=round(HEIGHT - PAD - height, 1),
+                    width=round(bar_width, 1),
+                    height=round(height, 1),
+                    colour=colour,
+                    value=value,
+                    label=label,
+                    name=name,
+                )
+            )
+    return BarChart(WIDTH, HEIGHT, bars, top)

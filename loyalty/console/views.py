@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.audit import services as audit
-from loyalty.console import blp, charts, forms, security
+from loyalty.console import blp, charts, formatting, forms, insight, security
 from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
@@ -34,6 +34,9 @@ blp.before_app_request(security.refuse_nul)
 blp.before_request(security.guard)
 blp.after_app_request(security.secure_headers)
 blp.context_processor(security.template_globals)
+blp.add_app_template_filter(formatting.money, "money")
+blp.add_app_template_filter(formatting.moment, "moment")
+blp.add_app_template_filter(formatting.percent_bp, "percent_bp")
 
 
 @blp.errorhandler(HTTPException)
@@ -86,19 +89,16 @@ def dashboard() -> str:
     )
 
 
-@blp.get("/members")
-def member_search() -> str:
-    query = request.args.get("q", "").strip()
-    found = members.search(db.session(), query) if query else []
-    return render_template("console/members.html", query=query, found=found)
-
-
 @blp.get("/members/<external_id>")
 def member_page(external_id: str) -> str:
     found = overview.overview(db.session(), external_id, request.args.get("cursor") or None)
+    figures, no_figures = insight.member_insight(external_id)
     return render_template(
         "console/member.html",
         member=found,
+        insight=figures,
+        no_insight=no_figures,
+        labels=insight.SEGMENT_LABELS,
         adjust_form=forms.AdjustForm(formdata=None),
         status_form=forms.StatusForm(formdata=None, status=found.card.status),
     )

@@ -16,7 +16,9 @@ from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, NotFound, ValidationFailed
 from loyalty.insight.segment_filter import SegmentFilter, matching_members
 from loyalty.members.models import Member
-from loyalty.members.segments import SavedSegment, SegmentMember
+from loyalty.members.segments import SavedSegment, SegmentMember, SegmentUse
+from loyalty.rewards.definitions import rewards_naming_segment
+from loyalty.rules.services import rules_naming_segment
 from loyalty.tiers.models import Tier
 from loyalty.webhooks import outbox
 
@@ -28,6 +30,14 @@ class SegmentNotFound(NotFound):
 class SegmentKeyTaken(Conflict):
     code = "segment_key_taken"
     title = "A segment with this key exists (or existed)"
+
+
+class SegmentInUse(Conflict):
+    """Rules or rewards still name the segment; its problem document lists them in
+    ``used_by``."""
+
+    code = "segment_in_use"
+    title = "The segment is in use"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +90,11 @@ def _view(session: Session, segment: SavedSegment) -> SegmentView:
     )
 
 
-def _find(session: Session, key: str) -> SavedSegment:
-    segment = session.scalars(
-        sa.select(SavedSegment).where(SavedSegment.key == key, SavedSegment.deleted_at.is_(None))
-    ).one_or_none()
+def _find(session: Session, key: str, *, lock: bool = False) -> SavedSegment:
+    stmt = sa.select(SavedSegment).where(SavedSegment.key == key, SavedSegment.deleted_at.is_(None))
+    if lock:
+        stmt = stmt.with_for_update()
+    segment = session.scalars(stmt).one_or_none()
     if segment is None:
         raise SegmentNotFound(f"No segment with key {key!r}.")
     return segment
@@ -127,14 +138,22 @@ def get_segment(session: Session, key: str) -> SegmentView:
     return _view(session, _find(session, key))
 
 
-def list_segments(session: Session) -> list[SegmentView]:
-    """Every live segment, newest first."""
-    segments = session.scalars(
+def list_segments(
+    session: Session, *, limit: int, after: int | None
+) -> tuple[list[SegmentView], int | None]:
+    """Live segments newest first, one page (those older than position `after`); returns
+    (segments, position of the next page or None)."""
+    stmt = (
         sa.select(SavedSegment)
         .where(SavedSegment.deleted_at.is_(None))
         .order_by(SavedSegment.id.desc())
+        .limit(limit + 1)
     )
-    return [_view(session, segment) for segment in segments]
+    if after is not None:
+        stmt = stmt.where(SavedSegment.id < after)
+    found = list(session.scalars(stmt))
+    next_position = found[limit - 1].id if len(found) > limit else None
+    return [_view(session, segment) for segment in found[:limit]], next_position
 
 
 def update_segment(
@@ -162,11 +181,20 @@ def update_segment(
 def delete_segment(
     session: Session, key: str, actor: str | None = None, now: dt.datetime | None = None
 ) -> None:
-    """Delete a segment: its members leave it (announced), its key stays reserved. Raises
-    SegmentNotFound."""
+    """Delete a segment: its members leave it (announced), its key stays reserved.
+
+    Refused while an earning rule (its current version, active or not) or a reward (active
+    or not) names the segment: deleting it would silently limit them to nobody, so the
+    admin first changes them (the refusal names each). Raises SegmentNotFound,
+    SegmentInUse.
+    """
     now = now or utcnow()
     with transaction(session):
-        segment = _find(session, key)
+        # Locked before looking for users: a rule or reward naming the segment locks it FOR
+        # SHARE when it checks the key (check_segment_keys), so one committing meanwhile is
+        # waited for and then seen, and one checking after this commits finds it deleted.
+        segment = _find(session, key, lock=True)
+        _refuse_if_used(session, key)
         before = audit.snapshot(segment)
         leaving = (
             sa.select(Member.external_id)
@@ -182,23 +210,28 @@ def delete_segment(
         )
 
 
+def _refuse_if_used(session: Session, key: str) -> None:
+    users: list[SegmentUse] = [
+        *rules_naming_segment(session, key),
+        *rewards_naming_segment(session, key),
+    ]
+    if not users:
+        return
+    named = ", ".join(f"{use.kind} {use.name!r} ({use.id})" for use in users)
+    raise SegmentInUse(
+        f"The segment {key!r} is named by {named}; remove it from them first.",
+        used_by=[{"type": use.kind, "id": str(use.id), "name": use.name} for use in users],
+    )
+
+
 def _announce(
     session: Session, key: str, change: str, external_ids: Any, as_of: dt.datetime
 ) -> int:
-    count = 0
-    for external_id in external_ids:
-        outbox.emit(
-            session,
-            "member.segment_changed",
-            {
-                "member_id": external_id,
-                "segment": key,
-                "change": change,
-                "as_of": as_of.isoformat(),
-            },
-        )
-        count += 1
-    return count
+    payloads = (
+        {"member_id": external_id, "segment": key, "change": change, "as_of": as_of.isoformat()}
+        for external_id in external_ids
+    )
+    return outbox.emit_many(session, "member.segment_changed", payloads)
 
 
 def recompute_members(session: Session, as_of: dt.datetime) -> MembershipChanges:

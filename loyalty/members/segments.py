@@ -6,18 +6,27 @@
   meaning by a webhook consumer or an earning rule that still names it.
 - ``segment_members``: who was in each segment at the last insight refresh, since when. Only
   ``loyalty.insight`` writes it; earning rules and rewards read it at earn and redeem time.
+
+Earning rules (``conditions.segments``) and rewards (``segments``) name live saved segments
+only: membership is looked up in ``segment_members`` alone, so any other key (a typo, a
+deleted segment, an RFM segment name such as ``champions``) would limit them to nobody.
+``check_segment_keys`` refuses such keys when they are written, and a segment something
+still names cannot be deleted (``loyalty.insight.saved_segments.delete_segment``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loyalty.db import Base, BigIntPK, utcnow
+from loyalty.errors import ValidationFailed
 
 # Keys travel in URLs, rule conditions and webhooks: lowercase slugs.
 SEGMENT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
@@ -44,6 +53,52 @@ class SegmentMember(Base):
     segment_id: Mapped[int] = mapped_column(sa.ForeignKey("saved_segments.id"), primary_key=True)
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"), primary_key=True)
     entered_at: Mapped[dt.datetime]
+
+
+class UnknownSegment(ValidationFailed):
+    """A rule or reward names a key that is no live saved segment's."""
+
+    code = "unknown_segment"
+    title = "Unknown segment"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentUse:
+    """A rule or reward (its current definition) that names a saved segment."""
+
+    kind: str  # "rule" or "reward"
+    id: uuid.UUID  # its public id
+    name: str
+
+
+def check_segment_keys(session: Session, keys: Iterable[str], field: str) -> None:
+    """Return if every key in `keys` names a live saved segment; raise UnknownSegment, with
+    a message per unknown key under `field`, if not.
+
+    The segments named stay locked (FOR SHARE) until the caller's transaction ends:
+    ``delete_segment`` locks its segment FOR UPDATE before it looks for what names it, so a
+    segment cannot be deleted between this check and the commit of a rule or reward naming
+    it. (SQLite has no row locks; its writers are serialized by BEGIN IMMEDIATE.)
+    """
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return
+    live = set(
+        session.scalars(
+            sa.select(SavedSegment.key)
+            .where(SavedSegment.key.in_(wanted), SavedSegment.deleted_at.is_(None))
+            .order_by(SavedSegment.key)  # one lock order for every writer
+            .with_for_update(read=True)
+        )
+    )
+    unknown = [key for key in wanted if key not in live]
+    if unknown:
+        raise UnknownSegment(
+            {field: [f"No saved segment with key {key!r}." for key in unknown]},
+            "Segments are named by the keys of live saved segments (GET /v1/admin/segments). "
+            "To limit to an RFM segment such as 'champions', save a segment whose filter "
+            "names it in rfm_segments and use that segment's key.",
+        )
 
 
 def member_segment_keys(session: Session, member_id: int) -> frozenset[str]:

@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -197,33 +196,6 @@ def update_member(
         )
         outbox.emit(session, "member.updated", {"member_id": external_id, "status": member.status})
         return card(session, external_id)
-
-
-@dataclass(frozen=True, slots=True)
-class MemberSummary:
-    external_id: str
-    name: str | None
-    email: str | None
-    status: MemberStatus
-
-
-def search(session: Session, query: str, limit: int = 50) -> list[MemberSummary]:
-    """Members whose external id or email starts with `query` (case-insensitive email)."""
-    pattern = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return [
-        MemberSummary(m.external_id, m.name, m.email, MemberStatus(m.status))
-        for m in session.execute(
-            sa.select(Member)
-            .where(
-                sa.or_(
-                    Member.external_id.like(pattern, escape="\\"),
-                    sa.func.lower(Member.email).like(pattern.lower(), escape="\\"),
-                )
-            )
-            .order_by(Member.external_id)
-            .limit(limit)
-        ).scalars()
-    ]
 
 
 def history(session: Session, external_id: str, limit: int, cursor: str | None) -> Page[Movement]:

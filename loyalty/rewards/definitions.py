@@ -13,6 +13,7 @@ from loyalty.audit import services as audit
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
+from loyalty.members.segments import SegmentUse, check_segment_keys
 from loyalty.program.services import get_settings
 from loyalty.rewards.exceptions import RewardNotFound
 from loyalty.rewards.models import Reward, RewardCode, RewardKind
@@ -125,8 +126,10 @@ def create_reward(
     session: Session, definition: RewardDefinition, actor: str | None = None
 ) -> RewardView:
     """Add a reward to the catalog, with an optional pool of coupon codes. Raises
-    ValidationFailed for an unknown `min_tier`."""
+    ValidationFailed for an unknown `min_tier`, UnknownSegment (a ValidationFailed) for a
+    `segments` key that is no live saved segment's."""
     with transaction(session):
+        check_segment_keys(session, definition.segments, "segments")
         reward = Reward(
             name=definition.name,
             description=definition.description,
@@ -188,7 +191,8 @@ def update_reward(
     session: Session, public_id: uuid.UUID, changes: RewardChanges, actor: str | None = None
 ) -> RewardView:
     """Change a reward; `codes` adds codes to its pool. Raises RewardNotFound,
-    ValidationFailed."""
+    ValidationFailed (an unknown `min_tier`), UnknownSegment (a ValidationFailed: a
+    `segments` key that is no live saved segment's)."""
     with transaction(session):
         reward = find(session, public_id)
         before = audit.snapshot(reward)
@@ -196,7 +200,9 @@ def update_reward(
         if "min_tier" in fields:
             reward.min_tier_rank = _tier_rank(session, fields.pop("min_tier"))
         if "segments" in fields:
-            reward.segments = list(fields.pop("segments")) or None
+            segments = fields.pop("segments")
+            check_segment_keys(session, segments, "segments")
+            reward.segments = list(segments) or None
         _add_codes(session, reward, fields.pop("codes", ()))
         for name, value in fields.items():
             setattr(reward, name, value)
@@ -212,6 +218,23 @@ def list_rewards(session: Session, active: bool | None = None) -> list[RewardVie
     if active is not None:
         stmt = stmt.where(Reward.active.is_(active))
     return [view(session, reward) for reward in session.execute(stmt).scalars()]
+
+
+def rewards_naming_segment(session: Session, key: str) -> list[SegmentUse]:
+    """The rewards limited to the saved segment `key`, active or not (an inactive reward
+    can be made active again), oldest first."""
+    # The catalog is admin-made and small: read the lists and look here, not with a JSON
+    # containment that PostgreSQL and SQLite spell differently.
+    rows = session.execute(
+        sa.select(Reward.public_id, Reward.name, Reward.segments)
+        .where(Reward.segments.is_not(None))
+        .order_by(Reward.id)
+    )
+    return [
+        SegmentUse(kind="reward", id=public_id, name=name)
+        for public_id, name, segments in rows
+        if key in (segments or ())
+    ]
 
 
 def codes_left(session: Session, reward_id: int) -> int | None:

@@ -20,6 +20,7 @@ from loyalty.audit import services as audit
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
+from loyalty.members.segments import SegmentUse, check_segment_keys
 from loyalty.program import config
 from loyalty.rules import policy
 from loyalty.rules.exceptions import RuleNotFound
@@ -250,12 +251,17 @@ def _new_version(
     return version
 
 
+SEGMENTS_FIELD = "conditions.segments"
+
+
 def create_rule(session: Session, definition: RuleDefinition, actor: str | None) -> RuleView:
     """Create a rule at version 1 and return it. Raises ValidationFailed for a definition
-    its kind cannot use."""
+    its kind cannot use, UnknownSegment (a ValidationFailed) for a `conditions.segments`
+    key that is no live saved segment's."""
     fields = definition.versioned()
     check_definition(definition.kind, fields)
     with transaction(session):
+        check_segment_keys(session, fields["conditions"].get("segments") or (), SEGMENTS_FIELD)
         rule = EarningRule(kind=definition.kind.value, current_version=1, active=definition.active)
         session.add(rule)
         session.flush()
@@ -269,12 +275,16 @@ def update_rule(
     """Apply `changes` as a new version of the rule and return the rule at it.
 
     Raises RuleNotFound, or ValidationFailed when the merged definition is invalid or the
-    kind would change.
+    kind would change, UnknownSegment (a ValidationFailed) when the change names a
+    `conditions.segments` key that is no live saved segment's (the keys it does not name
+    are kept as they are).
     """
     if changes.kind is not UNCHANGED:
         raise ValidationFailed({"kind": ["A rule's kind cannot change; create a new rule."]})
     with transaction(session):
         rule = _find(session, rule_id, lock=True)
+        if changes.conditions is not UNCHANGED:
+            check_segment_keys(session, changes.conditions.get("segments") or (), SEGMENTS_FIELD)
         current = rule.current
         fields = {name: getattr(current, name) for name in VERSIONED_FIELDS}
         for name, value in given(changes).items():
@@ -314,6 +324,29 @@ def list_rules(
     rules = list(session.execute(stmt).unique().scalars())
     next_position = rules[limit - 1].id if len(rules) > limit else None
     return [_view(rule) for rule in rules[:limit]], next_position
+
+
+def rules_naming_segment(session: Session, key: str) -> list[SegmentUse]:
+    """The rules whose current version names the saved segment `key` in its conditions,
+    active or not (an inactive rule can be made active again), oldest first."""
+    # Rules are admin-made, a few hundred at most: read their conditions and look here, not
+    # with a JSON containment that PostgreSQL and SQLite spell differently.
+    rows = session.execute(
+        sa.select(EarningRule.public_id, RuleVersion.name, RuleVersion.conditions)
+        .join(
+            RuleVersion,
+            sa.and_(
+                RuleVersion.rule_id == EarningRule.id,
+                RuleVersion.version == EarningRule.current_version,
+            ),
+        )
+        .order_by(EarningRule.id)
+    )
+    return [
+        SegmentUse(kind="rule", id=public_id, name=name)
+        for public_id, name, conditions in rows
+        if key in (conditions.get("segments") or ())
+    ]
 
 
 def rule_history(session: Session, rule_id: uuid.UUID) -> RuleHistory:

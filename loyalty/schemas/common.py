@@ -66,7 +66,7 @@ class ProblemSchema(ma.Schema):
     errors = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),
-        metadata={"description": "Validation messages by field, for validation_error."},
+        metadata={"description": "Messages by field, for validation_error and unknown_segment."},
     )
 
 

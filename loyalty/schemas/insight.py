@@ -5,6 +5,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.insight.queries import MemberFilters
 from loyalty.insight.segments import Segment
 from loyalty.members.models import MemberStatus
 from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
@@ -234,6 +235,23 @@ class MemberFilterSchema(StrictSchema):
             low, high = data.get(f"{name}_min"), data.get(f"{name}_max")
             if low is not None and high is not None and high < low:
                 raise ma.ValidationError(f"Must not be below {name}_min.", f"{name}_max")
+
+
+def member_filters(query: dict[str, Any]) -> MemberFilters:
+    """A loaded MemberFilterSchema as the member list's filters."""
+    return MemberFilters(
+        segments=tuple(Segment(s) for s in query["segment"]),
+        recency_score=query["recency_score"],
+        frequency_score=query["frequency_score"],
+        monetary_score=query["monetary_score"],
+        tier=query["tier"],
+        status=MemberStatus(query["status"]) if query["status"] else None,
+        predicted_value_min=query["predicted_value_min"],
+        predicted_value_max=query["predicted_value_max"],
+        days_since_last_order_min=query["days_since_last_order_min"],
+        days_since_last_order_max=query["days_since_last_order_max"],
+        q=query["q"],
+    )
 
 
 class MemberListQuerySchema(MemberFilterSchema):

@@ -47,7 +47,9 @@ class RewardInSchema(StrictSchema):
         validate=validate.Length(max=20),
         metadata={
             "description": "Saved segment keys the member must be in one of, as of the last "
-            "insight refresh (empty: anyone)."
+            "insight refresh (empty: anyone). Each must be a live saved segment's key "
+            "(unknown_segment otherwise): an RFM segment is named through a saved segment "
+            "whose filter has it in rfm_segments."
         },
     )
     per_member_limit = fields.Integer(

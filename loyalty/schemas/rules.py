@@ -42,7 +42,9 @@ class ConditionsSchema(StrictSchema):
         load_default=list,
         metadata={
             "description": "Saved segment keys the member must be in one of, as of the last "
-            "insight refresh (empty: any)."
+            "insight refresh (empty: any). Each must be a live saved segment's key "
+            "(unknown_segment otherwise): an RFM segment is named through a saved segment "
+            "whose filter has it in rfm_segments."
         },
     )
     min_amount = fields.Integer(

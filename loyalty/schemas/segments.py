@@ -13,7 +13,7 @@ from loyalty.insight.segment_filter import MAX_BOUND, MAX_ITEMS, RANGES, Segment
 from loyalty.insight.segments import Segment
 from loyalty.members.models import MemberStatus
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
-from loyalty.schemas.common import StrictSchema, UTCDateTime
+from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 
 BOUND = validate.Range(min=-MAX_BOUND, max=MAX_BOUND)
 
@@ -135,5 +135,4 @@ class SegmentSchema(ma.Schema):
     updated_at = UTCDateTime(required=True)
 
 
-class SegmentListSchema(ma.Schema):
-    items = fields.List(fields.Nested(SegmentSchema), required=True)
+SegmentPageSchema = page_schema(SegmentSchema, "SegmentPage")

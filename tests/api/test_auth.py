@@ -21,7 +21,7 @@ from werkzeug.test import TestResponse
 from loyalty.api.auth import required_scopes
 from loyalty.auth.models import ApiKey
 from loyalty.auth.services import create_key, revoke_key
-from loyalty.cli import openapi_document
+from loyalty.cli.openapi import openapi_document
 from loyalty.extensions import db
 from tests.factories import auth
 

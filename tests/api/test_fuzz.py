@@ -35,7 +35,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from schemathesis.config import SchemathesisConfig
 
-from loyalty.cli import OPENAPI_FILE
+from loyalty.cli.openapi import OPENAPI_FILE
 from loyalty.extensions import db
 from loyalty.ledger import verify as ledger_verify
 from loyalty.webhooks import services as webhooks

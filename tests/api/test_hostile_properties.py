@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Connection
 from werkzeug.test import TestResponse
 
-from loyalty.cli import OPENAPI_FILE
+from loyalty.cli.openapi import OPENAPI_FILE
 from loyalty.extensions import db
 from loyalty.webhooks import services as webhooks
 from tests.factories import ApiKeyFactory, auth
@@ -228,6 +228,10 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
     """Valid bodies beside the document's examples, by operation: together with them they
     name every field of every body."""
     cart = {"member_id": ids["member_id"], "currency": "USD", "lines": [LINE], "discount": 100}
+    # Rules and rewards name live saved segments only: the seeded one.
+    segments = [ids["segment_key"]]
+    rule = {**RULE, "conditions": {**RULE["conditions"], "segments": segments}}
+    reward = {**REWARD, "segments": segments}
     return {
         "POST /v1/members": [
             {"external_id": "cust_2001", "referred_by": ids["member_id"], **MEMBER_CHANGES}
@@ -237,16 +241,16 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             {"code": "free_shipping", "params": {"limit": 3}, "reason": "VIP", **WHEN}
         ],
         "PATCH /v1/admin/program": [PROGRAM],
-        "POST /v1/admin/rewards": [REWARD, COUPON],
-        "PATCH /v1/admin/rewards/{reward_id}": [REWARD, {"codes": ["CAFE-3"]}],
-        "POST /v1/admin/rules": [RULE, MULTIPLIER, EVENT_RULE],
+        "POST /v1/admin/rewards": [reward, COUPON],
+        "PATCH /v1/admin/rewards/{reward_id}": [reward, {"codes": ["CAFE-3"]}],
+        "POST /v1/admin/rules": [rule, MULTIPLIER, EVENT_RULE],
         "PATCH /v1/admin/rules/{rule_id}": [
-            Base(without_kind(RULE)),
+            Base(without_kind(rule)),
             Base(without_kind(MULTIPLIER), (("rule_id", ids["multiplier_id"]),)),
             Base(without_kind(EVENT_RULE), (("rule_id", ids["event_rule_id"]),)),
         ],
         "POST /v1/admin/rules/simulate": [
-            {**cart, "rules": [RULE, MULTIPLIER], "include_active": True},
+            {**cart, "rules": [rule, MULTIPLIER], "include_active": True},
             {**cart, "rules": [EVENT_RULE], "event_type": "review"},
             {"currency": "USD", "member_id": ids["member_id"], "event_type": "review"},
         ],

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 
-from loyalty.cli import OPENAPI_FILE, openapi_document
+from loyalty.cli.openapi import OPENAPI_FILE, openapi_document
 
 OPERATION_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
-from loyalty.cli import gunicorn_args, openapi_document
+from loyalty.cli.openapi import openapi_document
+from loyalty.cli.serve import gunicorn_args
 from loyalty.extensions import db
 from loyalty.insight.models import InsightModel, MemberInsight, ModelStatus
 from tests.helpers import app_built

@@ -25,6 +25,7 @@ from flask import Flask
 from loyalty.db import utcnow
 from loyalty.extensions import db
 from loyalty.imports import services as imports
+from loyalty.imports.rows import ImportRejected, ImportResult, write_report
 from loyalty.jobs import services as jobs
 from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, PointLot
@@ -51,17 +52,17 @@ def write_csv(tmp_path: Path, name: str, header: str, *rows: str) -> Path:
     return path
 
 
-def import_members(app: Flask, path: Path, **options: Any) -> imports.ImportResult:
+def import_members(app: Flask, path: Path, **options: Any) -> ImportResult:
     with app.app_context(), path.open(newline="", encoding="utf-8") as stream:
         return imports.import_members(db.session, stream, **options)
 
 
-def import_balances(app: Flask, path: Path, **options: Any) -> imports.ImportResult:
+def import_balances(app: Flask, path: Path, **options: Any) -> ImportResult:
     with app.app_context(), path.open(newline="", encoding="utf-8") as stream:
         return imports.import_balances(db.session, stream, **options)
 
 
-def rejected(result: imports.ImportResult) -> list[tuple[int, str]]:
+def rejected(result: ImportResult) -> list[tuple[int, str]]:
     return [(item.line, item.reason.split(":")[0]) for item in result.rejected]
 
 
@@ -142,7 +143,7 @@ def test_only_the_external_id_column_is_required(app, tmp_path):
 def test_a_file_without_an_external_id_column_is_rejected(app, tmp_path):
     path = write_csv(tmp_path, "members.csv", "id,email", "a1,ada@example.com")
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_members(app, path, all_or_nothing=False)
 
     assert [(r.line, r.reason) for r in refused.value.rejected] == [
@@ -210,7 +211,7 @@ def test_all_or_nothing_rejects_the_whole_file_for_one_bad_row(app, tmp_path):
         tmp_path, "members.csv", MEMBER_COLUMNS, "a1,,,,", "a2,nope,,,", "a3,,,,", "a4,,,,vip"
     )
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_members(app, path)
 
     assert [(r.line, r.reason) for r in refused.value.rejected] == [
@@ -227,7 +228,7 @@ def test_with_a_report_the_valid_rows_are_imported_and_the_rest_reported_by_line
     result = import_members(app, path, all_or_nothing=False)
     report = io.StringIO()
 
-    imports.write_report(result.rejected, report)
+    write_report(result.rejected, report)
 
     assert result.imported == 2
     assert member_ids(app) == ["a1", "a3"]
@@ -373,7 +374,7 @@ def test_an_unknown_member_is_reported_with_its_row_as_written(app, tmp_path, th
     result = import_balances(app, path, all_or_nothing=False)
     report = io.StringIO()
 
-    imports.write_report(result.rejected, report)
+    write_report(result.rejected, report)
 
     assert list(csv.DictReader(io.StringIO(report.getvalue()))) == [
         {
@@ -425,7 +426,7 @@ def test_each_bad_balance_row_is_rejected_with_its_reason(app, tmp_path, three_m
 def test_all_or_nothing_writes_no_balance_when_one_row_is_bad(app, tmp_path, three_members):
     path = write_csv(tmp_path, "balances.csv", BALANCE_COLUMNS, "a1,100,", "ghost,5,", "a2,7,")
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_balances(app, path)
 
     assert [(r.line, r.reason) for r in refused.value.rejected] == [
@@ -589,7 +590,7 @@ def test_a_nul_in_the_last_row_of_a_large_file_imports_nothing(app, tmp_path):
 def test_an_unclosed_quote_is_a_line_numbered_error_not_swallowed_rows(app, tmp_path):
     path = write_csv(tmp_path, "members.csv", MEMBER_COLUMNS, 'a1,,"Ada,,', "a2,,,,", 'a3,,Bob",,')
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_members(app, path, all_or_nothing=False)
 
     assert refused.value.whole_file
@@ -602,7 +603,7 @@ def test_an_unclosed_quote_is_a_line_numbered_error_not_swallowed_rows(app, tmp_
 def test_a_quote_left_open_to_the_end_is_malformed_csv(app, tmp_path):
     path = write_csv(tmp_path, "members.csv", MEMBER_COLUMNS, "a1,,,,", 'a2,,"Grace,,')
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_members(app, path)
 
     assert refused.value.rejected[0].reason.startswith("malformed CSV")

@@ -20,7 +20,8 @@ from flask import Flask
 
 from loyalty.db import utcnow
 from loyalty.extensions import db
-from loyalty.imports import services as imports
+from loyalty.imports import orders as order_import
+from loyalty.imports.rows import ImportRejected, ImportResult, Rejected
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.members.models import Member
 from loyalty.orders import services as orders
@@ -35,14 +36,14 @@ COLUMNS = "external_id,order_id,placed_at,amount,currency"
 LONG_AGO = "2021-03-04T10:20:30+01:00"
 
 
-def import_orders(app: Flask, path: Path, **options: Any) -> imports.ImportResult:
+def import_orders(app: Flask, path: Path, **options: Any) -> ImportResult:
     with app.app_context(), path.open(newline="", encoding="utf-8") as stream:
-        return imports.import_orders(db.session, stream, **options)
+        return order_import.import_orders(db.session, stream, **options)
 
 
-def import_text(app: Flask, text: str, **options: Any) -> imports.ImportResult:
+def import_text(app: Flask, text: str, **options: Any) -> ImportResult:
     with app.app_context():
-        return imports.import_orders(db.session, io.StringIO(text), **options)
+        return order_import.import_orders(db.session, io.StringIO(text), **options)
 
 
 def order_ids(app: Flask) -> list[str]:
@@ -50,7 +51,7 @@ def order_ids(app: Flask) -> list[str]:
         return list(db.session.scalars(sa.select(Order.order_id).order_by(Order.order_id)))
 
 
-def reasons(rejected: list[imports.Rejected]) -> list[tuple[int, str]]:
+def reasons(rejected: list[Rejected]) -> list[tuple[int, str]]:
     return [(item.line, item.reason.split(":")[0]) for item in rejected]
 
 
@@ -141,7 +142,7 @@ def test_one_bad_row_at_the_end_imports_nothing(app, tmp_path, shoppers):
     rows = [f"a{n % 2 + 1},ord-{n},{LONG_AGO},{n},USD" for n in range(12000)]
     path = write_csv(tmp_path, "o.csv", COLUMNS, *rows, f"a1,ord-last,{LONG_AGO},-1,USD")
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_orders(app, path)
 
     assert [(r.line, r.reason) for r in refused.value.rejected] == [
@@ -155,7 +156,7 @@ def test_an_unknown_member_at_the_end_imports_nothing(app, tmp_path, shoppers):
         tmp_path, "o.csv", COLUMNS, f"a1,ord-1,{LONG_AGO},1,USD", f"ghost,ord-2,{LONG_AGO},1,USD"
     )
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_orders(app, path)
 
     assert [(r.line, r.reason, r.row["external_id"]) for r in refused.value.rejected] == [
@@ -228,7 +229,7 @@ def test_a_lone_surrogate_is_a_rejected_row_not_an_error(app, shoppers):
 def test_a_missing_column_refuses_the_file(app, tmp_path, shoppers):
     path = write_csv(tmp_path, "o.csv", "external_id,order_id,amount", "a1,ord-1,100")
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_orders(app, path, all_or_nothing=False)
 
     assert refused.value.whole_file
@@ -304,7 +305,7 @@ def test_with_earn_orders_earn_as_api_orders_placed_then(app, tmp_path, shoppers
     with app.app_context():
         first = orders.find_order(db.session, "ord-1")
         old = orders.find_order(db.session, "ord-2")
-    assert (first.points_earned, first.lines[0]["sku"]) == (49, imports.IMPORTED_SKU)
+    assert (first.points_earned, first.lines[0]["sku"]) == (49, order_import.IMPORTED_SKU)
     assert old.points_earned == 100
     # Earned 30 days ago: available; earned in 2021: expired since (12 months, fixed).
     assert (available(app, "a1"), available(app, "a2")) == (49, 0)
@@ -318,7 +319,7 @@ def test_with_earn_a_member_who_is_not_active_is_rejected(app, client, tmp_path,
         tmp_path, "o.csv", COLUMNS, f"a1,ord-1,{LONG_AGO},100,USD", f"a2,ord-2,{LONG_AGO},1,USD"
     )
 
-    with pytest.raises(imports.ImportRejected) as refused:
+    with pytest.raises(ImportRejected) as refused:
         import_orders(app, path, earn=True)
 
     assert reasons(refused.value.rejected) == [(3, "external_id")]
@@ -343,7 +344,7 @@ def test_with_earn_a_refusal_of_the_checkout_is_reported_by_line(
     assert [(r.line, r.reason.split(":")[0]) for r in result.rejected] == [(3, "validation_error")]
     assert (result.imported, result.skipped) == (1, 0)
     assert order_ids(app) == ["ord-1"]
-    with pytest.raises(imports.ImportRejected):
+    with pytest.raises(ImportRejected):
         import_orders(
             app,
             write_csv(tmp_path, "again.csv", COLUMNS, f"a1,ord-3,{LONG_AGO},1000000000,USD"),
@@ -462,7 +463,7 @@ def test_the_cli_says_the_database_went_away_without_a_traceback(
     def lost(*_: Any) -> int:
         raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(imports, "_insert_history", lost)
+    monkeypatch.setattr(order_import, "_insert_history", lost)
     path = write_csv(tmp_path, "o.csv", COLUMNS, f"a1,ord-1,{LONG_AGO},100,USD")
 
     result = cli(app, "import", "orders", str(path))

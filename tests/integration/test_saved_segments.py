@@ -1,6 +1,7 @@
 """Saved segments: a typed filter over the member insight, tier and member attributes, and
 their membership recomputed at every insight refresh, each entry and exit announced as
-``member.segment_changed``. On SQLite and PostgreSQL; time is the test's."""
+``member.segment_changed``; the rules and rewards that name them, and why a named one is not
+deleted. On SQLite and PostgreSQL (the race on PostgreSQL only); time is the test's."""
 
 from __future__ import annotations
 
@@ -11,15 +12,28 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.errors import ValidationFailed
+from loyalty.extensions import db
 from loyalty.insight import saved_segments as segments
 from loyalty.insight import services as insight
 from loyalty.insight.models import MemberInsight
-from loyalty.insight.saved_segments import SegmentDefinition, SegmentKeyTaken
+from loyalty.insight.saved_segments import SegmentDefinition, SegmentInUse, SegmentKeyTaken
 from loyalty.insight.segment_filter import Range, SegmentFilter
 from loyalty.insight.segments import Segment
 from loyalty.members.models import Member, MemberStatus
-from loyalty.members.segments import in_any_segment, member_segment_keys
+from loyalty.members.segments import (
+    SavedSegment,
+    UnknownSegment,
+    in_any_segment,
+    member_segment_keys,
+)
+from loyalty.rewards import definitions as reward_definitions
+from loyalty.rewards.definitions import RewardDefinition
+from loyalty.rewards.models import RewardKind
+from loyalty.rules import services as rules
+from loyalty.rules.models import RuleKind
+from loyalty.rules.services import RuleDefinition
 from loyalty.webhooks.models import OutboxEvent
+from tests.concurrency import race
 from tests.factories import MemberFactory, OrderFactory
 
 DAY = dt.timedelta(days=1)
@@ -183,3 +197,80 @@ def test_the_stored_filter_reads_back_the_same(session):
     assert SegmentFilter.from_json(f.as_json()) == f
     with pytest.raises(ValidationFailed):
         SegmentFilter.from_json({**f.as_json(), "colour": "red"})
+
+
+# --- what names a segment, and deleting it ------------------------------------------------
+
+
+def bonus_for(key: str) -> RuleDefinition:
+    return RuleDefinition(
+        kind=RuleKind.BONUS,
+        name=f"{key} bonus",
+        config={"points": 50},
+        conditions={"segments": [key]},
+    )
+
+
+def test_a_rule_or_reward_may_name_only_live_saved_segments(session):
+    save(session, "buyers", ranges={"orders": Range(min=1)})
+    rules.create_rule(session, bonus_for("buyers"), None)
+
+    with pytest.raises(UnknownSegment) as raised:
+        rules.create_rule(session, bonus_for("loyal"), None)  # an RFM name, saved by no one
+    assert raised.value.extra["errors"] == {
+        "conditions.segments": ["No saved segment with key 'loyal'."]
+    }
+    reward = RewardDefinition(
+        name="Tote", kind=RewardKind.PRODUCT, cost_points=100, segments=("buyers", "gone")
+    )
+    with pytest.raises(UnknownSegment):
+        reward_definitions.create_reward(session, reward)
+
+
+def test_deleting_a_segment_a_rule_names_is_refused_naming_the_rule(session):
+    save(session, "buyers", ranges={"orders": Range(min=1)})
+    rule = rules.create_rule(session, bonus_for("buyers"), None)
+
+    with pytest.raises(SegmentInUse) as raised:
+        segments.delete_segment(session, "buyers")
+    assert raised.value.extra["used_by"] == [
+        {"type": "rule", "id": str(rule.public_id), "name": "buyers bonus"}
+    ]
+    assert segments.get_segment(session, "buyers").key == "buyers"
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.committed
+def test_a_rule_naming_a_segment_and_its_deletion_at_once_never_both_succeed(app):
+    """Without the segment's row lock both could pass their check (the rule sees the segment
+    live, the deletion sees no rule) and leave a rule limited to a deleted segment."""
+    rounds = 8
+    with app.app_context():
+        for n in range(rounds):
+            save(db.session, f"s{n}", ranges={"orders": Range(min=1)})
+
+    outcomes = []
+    for n in range(rounds):
+        key = f"s{n}"
+
+        def work(racer: int, key: str = key) -> object:
+            if racer == 0:
+                return rules.create_rule(db.session, bonus_for(key), None)
+            return segments.delete_segment(db.session, key)
+
+        created, deleted = race(app, 2, work)
+        outcomes.append((type(created).__name__, type(deleted).__name__))
+
+    assert set(outcomes) <= {("RuleView", "SegmentInUse"), ("UnknownSegment", "NoneType")}
+    with app.app_context():
+        live = set(
+            db.session.scalars(sa.select(SavedSegment.key).where(SavedSegment.deleted_at.is_(None)))
+        )
+        named = {
+            key
+            for rule in rules.list_rules(db.session, active=None, kind=None, limit=200, after=None)[
+                0
+            ]
+            for key in rule.current.conditions.get("segments", ())
+        }
+    assert named <= live

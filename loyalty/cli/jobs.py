@@ -1,0 +1,98 @@
+"""`loyalty jobs`: background work, one pass or a worker's loop."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from loyalty import metrics
+from loyalty.extensions import db
+
+jobs_cli = AppGroup("jobs", help="Background work.")
+
+
+def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
+    from loyalty.insight import services as insight
+    from loyalty.jobs import services as jobs
+    from loyalty.webhooks import services as webhooks
+
+    started = time.perf_counter()
+    session = db.session()
+    if sys.stdout.isatty():
+        with click.progressbar(length=jobs.due_count(session), label="settling members") as bar:
+            summary = jobs.settle_due(session, batch_size=batch_size, progress=bar.update)
+    else:
+        summary = jobs.settle_due(session, batch_size=batch_size)
+    notified = jobs.notify_expiring(session, within_days=notice_days)
+    birthdays = jobs.grant_birthdays(session)
+    insight_daily = insight.refresh_if_due(session)
+    dispatched = webhooks.dispatch(session)
+    delivered = webhooks.deliver_due(
+        session,
+        allow_local=current_app.config["WEBHOOKS_ALLOW_LOCAL"],
+        budget_seconds=webhook_budget,
+    )
+    metrics.JOB_PASSES.observe(time.perf_counter() - started)
+    return (
+        f"settled {summary.members_settled} members ({summary.transactions_written} "
+        f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
+        f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} "
+        f"failed, insight {insight_daily.state}"
+    )
+
+
+@jobs_cli.command("run")
+@click.option("--batch-size", default=500, show_default=True)
+@click.option(
+    "--notice-days",
+    default=14,
+    show_default=True,
+    help="Tell members about points expiring within this many days.",
+)
+@click.option(
+    "--loop",
+    "loop_seconds",
+    type=float,
+    default=None,
+    help="Keep running as a worker, starting a new pass every SECONDS.",
+)
+@click.option(
+    "--webhook-budget",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Deliver due webhooks for at most this many seconds per pass (the rest wait for "
+    "the next pass).",
+)
+@click.option(
+    "--metrics-bind",
+    envvar="LOYALTY_JOBS_METRICS_BIND",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics "
+    "(or set LOYALTY_JOBS_METRICS_BIND).",
+)
+def jobs_run(
+    batch_size: int,
+    notice_days: int,
+    loop_seconds: float | None,
+    webhook_budget: float,
+    metrics_bind: str | None,
+) -> None:
+    """Settle due members (maturing, expiry, timed-out holds, tier reviews), send expiry
+    notices and birthday events, refresh member insight once a day, and deliver webhooks.
+    Safe to run on several machines."""
+    if metrics_bind:
+        host, _, port = metrics_bind.rpartition(":")
+        if not port.isdigit():
+            raise click.BadParameter("expected HOST:PORT", param_hint="--metrics-bind")
+        metrics.serve(host.strip("[]") or "127.0.0.1", int(port))
+    while True:
+        click.echo(_one_pass(batch_size, notice_days, webhook_budget))
+        if loop_seconds is None:
+            return
+        time.sleep(loop_seconds)

@@ -1,0 +1,29 @@
+"""How the console writes figures: money in its currency's own digits, moments in UTC, shares
+given in basis points as percentages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from babel.numbers import format_currency, get_currency_precision
+
+LOCALE = "en_US"
+
+
+def money(minor: int | None, currency: str) -> str:
+    """An amount in minor units (cents, yen, fils) with its symbol: 123456 USD is $1,234.56,
+    1234 JPY is ¥1,234. Exact: the minor units are shifted as a Decimal, never a float."""
+    if minor is None:
+        return "—"
+    major = Decimal(int(minor)).scaleb(-get_currency_precision(currency))
+    return format_currency(major, currency, locale=LOCALE)
+
+
+def moment(value: dt.datetime | None) -> str:
+    return "—" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def percent_bp(basis_points: int) -> str:
+    """A share in basis points as a percentage with two decimals (1234 is 12.34%)."""
+    return f"{Decimal(basis_points).scaleb(-2):.2f}%"
