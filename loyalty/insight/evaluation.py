@@ -3,7 +3,7 @@ its predicted repeat purchase days after the split with the ones the members mad
 and by their frequency before the split (``loyalty.insight.clv.evaluate``).
 
 The figures on both sides of the split come from the refresh's own statement
-(``services.figures_select``), read as of the split and as of the end, and nothing is
+(``figures.figures_select``), read as of the split and as of the end, and nothing is
 written. Two passes over every member's orders and one fit: seconds per 100,000 buyers,
 within one request.
 """
@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session
 from loyalty.db import utcnow
 from loyalty.errors import BusinessRuleViolation, ValidationFailed
 from loyalty.insight import clv
-from loyalty.insight.services import EPOCH, figures_select, latest_refresh
+from loyalty.insight.bgnbd_limit import BgNbdLimit
+from loyalty.insight.figures import EPOCH, figures_select
+from loyalty.insight.fitting import FitFailed
+from loyalty.insight.services import latest_refresh
 from loyalty.program.services import get_settings
 
 
@@ -112,10 +115,10 @@ def evaluate_at(
     )
     try:
         if not calibration:
-            raise clv.FitFailed("no purchase before the split")
+            raise FitFailed("no purchase before the split")
         with np.errstate(all="ignore"):
             found = clv.evaluate((table[:, 0], table[:, 1], table[:, 2]), holdout_days, actual)
-    except clv.FitFailed as failure:
+    except FitFailed as failure:
         raise EvaluationImpossible(
             f"The model could not be fitted on the history up to the split: {failure}."
         ) from None
@@ -133,5 +136,8 @@ def evaluate_at(
         actual_total=found.actual_total,
         by_frequency=[Bucket(*bucket) for bucket in found.by_frequency],
         log_likelihood=found.fit.log_likelihood,
-        params={"bg_nbd": dataclasses.asdict(found.fit.params)},
+        params={
+            "bg_nbd": dataclasses.asdict(found.fit.params),
+            "bg_nbd_limit": isinstance(found.fit.params, BgNbdLimit),
+        },
     )

@@ -126,7 +126,14 @@ class ModelSchema(ma.Schema):
         ordered = True
 
     status = fields.String(required=True, validate=validate.OneOf(["fitted", "not_fitted"]))
-    detail = fields.String(required=True, allow_none=True)
+    detail = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Why there is no model; for a fitted one, what the history did not "
+            "identify and which limit of the model stands in (or null)."
+        },
+    )
     fitted_at = UTCDateTime(required=True, allow_none=True)
     time_unit = fields.String(required=True, metadata={"example": "days"})
     horizon_days = fields.Integer(required=True, allow_none=True)
@@ -136,7 +143,9 @@ class ModelSchema(ma.Schema):
         required=True,
         allow_none=True,
         metadata={
-            "description": "bg_nbd (r, alpha in days, a, b), gamma_gamma (p, q, v), "
+            "description": "bg_nbd (r, alpha in days, a, b; or r, alpha, dropout when "
+            "bg_nbd_limit is true: the limit a, b -> infinity, one dropout probability for "
+            "every buyer, 0 for none), bg_nbd_limit, gamma_gamma (p, q, v), "
             "gamma_gamma_customers, gamma_gamma_log_likelihood, annual_discount_rate."
         },
     )
@@ -314,4 +323,10 @@ class EvaluationSchema(ma.Schema):
     actual_total = fields.Integer(required=True)
     by_frequency = fields.List(fields.Nested(EvaluationBucketSchema), required=True)
     log_likelihood = fields.Float(required=True)
-    params = fields.Dict(required=True, metadata={"description": "bg_nbd: r, alpha (days), a, b."})
+    params = fields.Dict(
+        required=True,
+        metadata={
+            "description": "bg_nbd: r, alpha (days), a, b; or r, alpha, dropout when "
+            "bg_nbd_limit is true (the limit a, b -> infinity)."
+        },
+    )

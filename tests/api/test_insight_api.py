@@ -12,15 +12,13 @@ import datetime as dt
 import io
 from typing import Any
 
-import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from loyalty.extensions import db
-from loyalty.insight import clv
+from loyalty.insight import bgnbd, clv, fitting
 from loyalty.insight import services as insight
-from loyalty.insight.models import ModelStatus
 from tests.factories import MemberFactory, OrderFactory
 from tests.helpers import ok, problem
 
@@ -299,8 +297,8 @@ def fitted(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             actual=list(actual),
         )
         buckets = [clv.FrequencyBucket("0", 3, 0.5, 1), clv.FrequencyBucket("1", 1, 0.7, 1)]
-        params = clv.BgNbdParams(r=0.5, alpha=10.0, a=1.0, b=2.0)
-        return clv.Evaluation(1.2, 2, buckets, clv.Fit(params, -12.5, 4))
+        params = bgnbd.BgNbdParams(r=0.5, alpha=10.0, a=1.0, b=2.0)
+        return clv.Evaluation(1.2, 2, buckets, fitting.Fit(params, -12.5, 4))
 
     monkeypatch.setattr(clv, "evaluate", evaluate)
     return seen
@@ -336,7 +334,10 @@ def test_the_evaluation_compares_with_the_repeat_purchase_days_after_the_split(
         "predicted": 0.7,
         "actual": 1,
     }
-    assert body["params"] == {"bg_nbd": {"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 2.0}}
+    assert body["params"] == {
+        "bg_nbd": {"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 2.0},
+        "bg_nbd_limit": False,
+    }
 
 
 def test_a_split_after_the_end_is_a_validation_error(client, admin, history):
@@ -371,10 +372,11 @@ def test_the_split_is_required(client, admin):
 
 
 @pytest.fixture
-def forty_buyers(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+def forty_buyers(app: Flask) -> None:
     """Buyer k (0..39) buys every (k % 7 + 3) days from day k % 5 until a last day that
     depends on k (a third once, a third for under a month, a third for months), for
-    (k % 4 + 1) * 10.00 a time; refreshed as of day 120."""
+    (k % 4 + 1) * 10.00 a time; refreshed as of day 120. So small and regular a history shows
+    no spread in dropout between buyers: the model fitted is BG/NBD's limit."""
     with app.app_context():
         for k in range(40):
             member = f"k{k:02d}"
@@ -389,40 +391,48 @@ def forty_buyers(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
                     worth=(k % 4 + 1) * 10,
                     now=T0 + day * DAY,
                 )
-        # The refresh's model step predicts k's value as (k + 1) * 1.00 (its fit on so small a
-        # history is degenerate); the evaluation fits for real.
-        monkeypatch.setattr(insight, "predict_lifetime_value", predicted_in_member_order)
         insight.refresh(db.session, as_of=T0 + 120 * DAY)
 
 
-def predicted_in_member_order(inputs: insight.ModelInputs) -> insight.ModelOutcome:
-    count = len(inputs)
-    return insight.ModelOutcome(
-        status=ModelStatus.FITTED,
-        params={"bg_nbd": {"r": 0.5}},
-        log_likelihood=-100.0,
-        customers=count,
-        horizon_days=365,
-        fitted_at=inputs.as_of,
-        probability_alive=np.full(count, 0.5),
-        expected_purchases=np.full(count, 2.0),
-        predicted_value=np.arange(1, count + 1) * 100.0,
-    )
+def predicted_values(client: FlaskClient, admin: dict[str, str]) -> dict[str, int]:
+    page = members(client, admin, limit=200)
+    return {item["external_id"]: item["insight"]["predicted_value"] for item in page["items"]}
+
+
+def test_a_small_regular_history_gets_the_models_limit_flagged(client, admin, forty_buyers):
+    model = ok(client.get("/v1/admin/insight", headers=admin))["model"]
+
+    assert model["status"] == "fitted"
+    assert model["params"]["bg_nbd_limit"] is True
+    assert set(model["params"]["bg_nbd"]) == {"r", "alpha", "dropout"}
+    assert 0 < model["params"]["bg_nbd"]["dropout"] < 1
+    assert "dropout is not identifiable" in model["detail"]
+    member = ok(client.get("/v1/admin/members/k05/insight", headers=admin))
+    assert 0 <= member["probability_alive"] <= 1
+    assert member["expected_purchases"] >= 0
 
 
 def test_a_fitted_model_gives_deciles_and_filters_by_predicted_value(client, admin, forty_buyers):
+    values = predicted_values(client, admin)
+    assert len(values) == 40
+    assert all(value >= 0 for value in values.values())
+
     body = ok(client.get("/v1/admin/insight", headers=admin))
     assert body["model"]["status"] == "fitted"
     assert body["model"]["horizon_days"] == 365
     deciles = body["predicted_value"]
     assert [(d["decile"], d["members"]) for d in deciles] == [(n, 4) for n in range(1, 11)]
-    assert (deciles[0]["min"], deciles[0]["max"], deciles[0]["total"]) == (100, 400, 1000)
-    assert body["predicted_total"] == 100 * 40 * 41 // 2
+    ranked = sorted(values.values())
+    for d in deciles:
+        four = ranked[4 * d["decile"] - 4 : 4 * d["decile"]]
+        assert (d["min"], d["max"], d["total"]) == (four[0], four[-1], sum(four))
+    assert body["predicted_total"] == sum(ranked)
 
-    rich = members(client, admin, predicted_value_min=deciles[8]["min"])
-    assert ids(rich) == [f"k{k}" for k in range(39, 31, -1)]
-    band = members(client, admin, predicted_value_min=150, predicted_value_max=300)
-    assert ids(band) == ["k02", "k01"]
+    low, high = deciles[8]["min"], deciles[8]["max"]
+    rich = members(client, admin, predicted_value_min=low)
+    assert ids(rich) == sorted((m for m, v in values.items() if v >= low), reverse=True)
+    band = members(client, admin, predicted_value_min=low, predicted_value_max=high)
+    assert ids(band) == sorted((m for m, v in values.items() if low <= v <= high), reverse=True)
 
 
 def test_the_evaluation_of_a_real_fit_compares_predicted_and_actual(client, admin, forty_buyers):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.db import utcnow
 from loyalty.extensions import db
+from loyalty.insight import prediction
 from loyalty.insight import services as insight
 from loyalty.insight.models import InsightModel, InsightRefresh, MemberInsight, ModelStatus
 from loyalty.insight.segments import SCORES, segment_for
@@ -329,12 +330,12 @@ def test_a_fitted_model_stores_its_predictions(session, monkeypatch):
     order("o1", "c1", 20, T0)
     order("o2", "c1", 30, T0 + 3 * DAY)
     order("o3", "c2", 40, T0 + DAY)
-    seen: list[insight.ModelInputs] = []
+    seen: list[prediction.ModelInputs] = []
 
-    def fitted(inputs: insight.ModelInputs) -> insight.ModelOutcome:
+    def fitted(inputs: prediction.ModelInputs) -> prediction.ModelOutcome:
         seen.append(inputs)
         count = len(inputs)
-        return insight.ModelOutcome(
+        return prediction.ModelOutcome(
             status=ModelStatus.FITTED,
             params={"bg_nbd": {"r": 0.24}},
             log_likelihood=-12.5,
@@ -346,7 +347,7 @@ def test_a_fitted_model_stores_its_predictions(session, monkeypatch):
             predicted_value=np.array([1234.4, 99.6])[:count],
         )
 
-    monkeypatch.setattr(insight, "predict_lifetime_value", fitted)
+    monkeypatch.setattr(prediction, "predict_lifetime_value", fitted)
 
     insight.refresh(session, as_of=T0 + 10 * DAY)
 

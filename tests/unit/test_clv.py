@@ -19,8 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.insight import clv
-from loyalty.insight.clv import BgNbdParams, FitFailed, GammaGammaParams
+from loyalty.insight import bgnbd, clv, gamma_gamma
+from loyalty.insight.bgnbd import BgNbdParams
+from loyalty.insight.fitting import FitFailed
+from loyalty.insight.gamma_gamma import GammaGammaParams
 
 # CDNOW's estimates (Fader, Hardie & Lee 2005), alpha turned from weeks into days.
 CDNOW = BgNbdParams(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426)
@@ -31,7 +33,7 @@ def members(customers: int, seed: int, holdout_days: float = 0.0):
     """CDNOW-like members whose first order is 180 to 730 days before the as-of date, and
     their repeat purchases in the `holdout_days` after it."""
     rng = np.random.default_rng(seed)
-    return clv.simulate_bg_nbd_holdout(
+    return bgnbd.simulate_bg_nbd_holdout(
         CDNOW, customers, rng.uniform(180, 730, customers), holdout_days, rng
     )
 
@@ -55,7 +57,7 @@ params_strategy = st.builds(
 def test_bg_nbd_recovers_the_parameters_members_were_drawn_from():
     (frequency, recency, T), _ = members(100_000, seed=1)
 
-    fit = clv.fit_bg_nbd(frequency, recency, T)
+    fit = bgnbd.fit_bg_nbd(frequency, recency, T)
 
     assert relative_error(fit.params.r, CDNOW.r) < 0.06
     assert relative_error(fit.params.alpha, CDNOW.alpha) < 0.06
@@ -68,20 +70,20 @@ def test_bg_nbd_recovers_the_parameters_members_were_drawn_from():
 def test_bg_nbd_fit_reports_the_log_likelihood_at_its_maximum():
     (frequency, recency, T), _ = members(5_000, seed=2)
 
-    fit = clv.fit_bg_nbd(frequency, recency, T)
+    fit = bgnbd.fit_bg_nbd(frequency, recency, T)
 
     assert fit.log_likelihood == pytest.approx(
-        clv.bg_nbd_log_likelihood(fit.params, frequency, recency, T)
+        bgnbd.bg_nbd_log_likelihood(fit.params, frequency, recency, T)
     )
     for name in ("r", "alpha", "a", "b"):
         for factor in (0.98, 1.02):
             moved = dataclasses.replace(fit.params, **{name: getattr(fit.params, name) * factor})
-            assert clv.bg_nbd_log_likelihood(moved, frequency, recency, T) < fit.log_likelihood
+            assert bgnbd.bg_nbd_log_likelihood(moved, frequency, recency, T) < fit.log_likelihood
 
 
 def test_bg_nbd_fit_refuses_a_history_without_repeat_purchases():
     with pytest.raises(FitFailed):
-        clv.fit_bg_nbd(np.zeros(100), np.zeros(100), np.full(100, 200.0))
+        bgnbd.fit_bg_nbd(np.zeros(100), np.zeros(100), np.full(100, 200.0))
 
 
 @pytest.mark.parametrize(
@@ -96,30 +98,30 @@ def test_bg_nbd_fit_refuses_a_history_without_repeat_purchases():
 )
 def test_bg_nbd_fit_refuses_rows_that_are_not_a_history(frequency, recency, T):
     with pytest.raises(ValueError, match=r"frequency|recency"):
-        clv.fit_bg_nbd(frequency, recency, T)
+        bgnbd.fit_bg_nbd(frequency, recency, T)
 
 
 def test_gamma_gamma_recovers_the_parameters_spend_was_drawn_from():
     (frequency, _, _), _ = members(100_000, seed=3)
-    monetary = clv.simulate_gamma_gamma(CDNOW_SPEND, frequency, np.random.default_rng(3))
+    monetary = gamma_gamma.simulate_gamma_gamma(CDNOW_SPEND, frequency, np.random.default_rng(3))
 
-    fit = clv.fit_gamma_gamma(frequency, monetary)
+    fit = gamma_gamma.fit_gamma_gamma(frequency, monetary)
 
     assert relative_error(fit.params.p, CDNOW_SPEND.p) < 0.15
     assert relative_error(fit.params.q, CDNOW_SPEND.q) < 0.06
     assert relative_error(fit.params.v, CDNOW_SPEND.v) < 0.15
     assert fit.customers == int(np.sum(frequency > 0))
     assert fit.log_likelihood == pytest.approx(
-        clv.gamma_gamma_log_likelihood(fit.params, frequency, monetary)
+        gamma_gamma.gamma_gamma_log_likelihood(fit.params, frequency, monetary)
     )
 
 
 def test_gamma_gamma_estimates_v_in_the_unit_of_the_spend():
     (frequency, _, _), _ = members(20_000, seed=4)
-    monetary = clv.simulate_gamma_gamma(CDNOW_SPEND, frequency, np.random.default_rng(4))
+    monetary = gamma_gamma.simulate_gamma_gamma(CDNOW_SPEND, frequency, np.random.default_rng(4))
 
-    in_units = clv.fit_gamma_gamma(frequency, monetary).params
-    in_cents = clv.fit_gamma_gamma(frequency, monetary * 100).params
+    in_units = gamma_gamma.fit_gamma_gamma(frequency, monetary).params
+    in_cents = gamma_gamma.fit_gamma_gamma(frequency, monetary * 100).params
 
     assert in_cents.p == pytest.approx(in_units.p, rel=1e-4)
     assert in_cents.q == pytest.approx(in_units.q, rel=1e-4)
@@ -132,7 +134,7 @@ def test_gamma_gamma_estimates_v_in_the_unit_of_the_spend():
 @given(params=params_strategy, T=st.floats(0, 1000))
 def test_a_member_without_repeat_purchases_is_alive(params, T):
     # BG/NBD lets a member drop out only right after a repeat purchase.
-    assert clv.probability_alive(params, [0], [0.0], [T])[0] == 1.0
+    assert bgnbd.probability_alive(params, [0], [0.0], [T])[0] == 1.0
 
 
 @given(
@@ -142,7 +144,7 @@ def test_a_member_without_repeat_purchases_is_alive(params, T):
     gap=st.floats(1, 300),
 )
 def test_the_longer_since_the_last_purchase_the_less_likely_alive(params, frequency, recency, gap):
-    alive = clv.probability_alive(
+    alive = bgnbd.probability_alive(
         params, [frequency] * 2, [recency] * 2, [recency + gap, recency + 2 * gap]
     )
     assert 0 <= alive[1] <= alive[0] <= 1
@@ -154,10 +156,10 @@ def test_the_longer_since_the_last_purchase_the_less_likely_alive(params, freque
 def test_expected_purchases_grow_with_the_horizon(params, frequency, t):
     recency = 100.0 if frequency else 0.0
     shorter, longer = (
-        clv.expected_purchases(params, days, [frequency], [recency], [200.0])[0]
+        bgnbd.expected_purchases(params, days, [frequency], [recency], [200.0])[0]
         for days in (t, 2 * t)
     )
-    assert clv.expected_purchases(params, 0, [frequency], [recency], [200.0])[0] == 0
+    assert bgnbd.expected_purchases(params, 0, [frequency], [recency], [200.0])[0] == 0
     assert 0 < shorter <= longer
 
 
@@ -166,7 +168,7 @@ def test_expected_purchases_match_what_simulated_members_go_on_to_buy():
     # it must agree with their simulated holdout purchases up to sampling noise.
     (frequency, recency, T), holdout = members(100_000, seed=5, holdout_days=365)
 
-    expected = clv.expected_purchases(CDNOW, 365, frequency, recency, T)
+    expected = bgnbd.expected_purchases(CDNOW, 365, frequency, recency, T)
 
     assert expected.sum() == pytest.approx(holdout.sum(), rel=0.03)
     for group in (frequency == 0, (frequency >= 1) & (frequency <= 3), frequency >= 4):
@@ -177,7 +179,7 @@ def test_expected_spend_shrinks_a_members_mean_towards_the_population_mean():
     params = GammaGammaParams(p=6.25, q=3.74, v=1544.0)
     population = params.p * params.v / (params.q - 1)
 
-    spend = clv.expected_spend(params, [0, 1, 10, 100], [0.0, 9000.0, 9000.0, 9000.0])
+    spend = gamma_gamma.expected_spend(params, [0, 1, 10, 100], [0.0, 9000.0, 9000.0, 9000.0])
 
     assert spend[0] == pytest.approx(population)
     assert population < spend[1] < spend[2] < spend[3] < 9000
@@ -192,9 +194,9 @@ def test_predicted_value_without_discount_is_purchases_times_spend():
         CDNOW, CDNOW_SPEND, frequency, recency, T, monetary, annual_discount_rate=0.0
     )
 
-    expected = clv.expected_purchases(CDNOW, 365, frequency, recency, T) * clv.expected_spend(
-        CDNOW_SPEND, frequency, monetary
-    )
+    expected = bgnbd.expected_purchases(
+        CDNOW, 365, frequency, recency, T
+    ) * gamma_gamma.expected_spend(CDNOW_SPEND, frequency, monetary)
     np.testing.assert_allclose(value, expected)
 
 
