@@ -635,10 +635,11 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
             f"{reads['evaluation']['customers']:,} buyers)"
         )
 
-    def insight_driver(self, what: str) -> dict[str, Any]:
-        """Run INSIGHT_DRIVER's `segments` or `reads` in a process of its own; its figures."""
+    def driver(self, code: str, *args: str) -> subprocess.Popen[str]:
+        """Start `code` in a Python process of its own against the scale database (a child
+        the teardown stops)."""
         process = subprocess.Popen(
-            [sys.executable, "-c", INSIGHT_DRIVER, what],
+            [sys.executable, "-c", code, *args],
             cwd=ROOT,
             env=self.env(),
             stdout=subprocess.PIPE,
@@ -646,6 +647,11 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
             text=True,
         )
         self.children.append(process)
+        return process
+
+    def insight_driver(self, what: str) -> dict[str, Any]:
+        """Run INSIGHT_DRIVER's `segments` or `reads` in a process of its own; its figures."""
+        process = self.driver(INSIGHT_DRIVER, what)
         stdout, stderr = process.communicate()
         self.children.remove(process)
         if process.returncode != 0:
@@ -660,15 +666,7 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
         members, lots = self.due_now(start)
         self.facts["due_before_jobs"] = (members, lots)
         log(f"due now: {lots:,} lots of {members:,} members; running `loyalty jobs run`")
-        process = subprocess.Popen(
-            [sys.executable, "-c", JOBS_DRIVER],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.children.append(process)
+        process = self.driver(JOBS_DRIVER)
         started = time.perf_counter()
         stdout, stderr = process.communicate()
         seconds = time.perf_counter() - started
