@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, NotFound, ValidationFailed
+from loyalty.insight.models import MemberInsight
 from loyalty.insight.segment_filter import SegmentFilter, matching_members
 from loyalty.members.models import Member
 from loyalty.members.segments import SavedSegment, SegmentMember, SegmentUse
@@ -201,7 +202,7 @@ def delete_segment(
             .join(SegmentMember, SegmentMember.member_id == Member.id)
             .where(SegmentMember.segment_id == segment.id)
         )
-        _announce(session, segment.key, "left", session.scalars(leaving), now)
+        _announce(session, leaving, segment.key, "left", now)
         session.execute(sa.delete(SegmentMember).where(SegmentMember.segment_id == segment.id))
         segment.deleted_at = now
         session.flush()
@@ -225,13 +226,17 @@ def _refuse_if_used(session: Session, key: str) -> None:
 
 
 def _announce(
-    session: Session, key: str, change: str, external_ids: Any, as_of: dt.datetime
+    session: Session, members: sa.Select[str], key: str, change: str, as_of: dt.datetime
 ) -> int:
-    payloads = (
-        {"member_id": external_id, "segment": key, "change": change, "as_of": as_of.isoformat()}
-        for external_id in external_ids
+    """A ``member.segment_changed`` event for each member `members` selects (one column, the
+    members' external ids), written set-based."""
+    payloads = members.with_only_columns(
+        Member.external_id.label("member_id"),
+        sa.literal(key).label("segment"),
+        sa.literal(change).label("change"),
+        sa.literal(as_of.isoformat()).label("as_of"),
     )
-    return outbox.emit_many(session, "member.segment_changed", payloads)
+    return outbox.emit_selected(session, "member.segment_changed", payloads)
 
 
 def recompute_members(session: Session, as_of: dt.datetime) -> MembershipChanges:
@@ -252,8 +257,7 @@ def recompute_members(session: Session, as_of: dt.datetime) -> MembershipChanges
         entering = matching.where(~already)
         # Who enters, named before the insert (the same statement's condition, one snapshot:
         # the refresh holds its lock and nothing else writes segment_members).
-        entering_ids = entering.with_only_columns(Member.external_id)
-        entered[key] = _announce(session, key, "entered", session.scalars(entering_ids), as_of)
+        entered[key] = _announce(session, entering, key, "entered", as_of)
         session.execute(
             sa.insert(sm).from_select(
                 ["segment_id", "member_id", "entered_at"],
@@ -264,15 +268,20 @@ def recompute_members(session: Session, as_of: dt.datetime) -> MembershipChanges
                 ),
             )
         )
-        # Uncorrelated: the members still matching, whatever the outer statement names.
-        still = matching.correlate(None).scalar_subquery()
+        # An anti-join (NOT EXISTS), not NOT IN (the matching ids): PostgreSQL hashes a NOT IN
+        # list only while it fits in work_mem, and rescans it for every row past that (76 s
+        # for three segments at a million members). The subquery's own members row is
+        # another FROM than the outer statement's (correlate_except), tied by the id.
+        still_matches = (
+            matching.where(Member.id == sm.member_id)
+            .correlate_except(Member, MemberInsight, Tier)
+            .exists()
+        )
         gone = (
             sa.select(Member.external_id)
             .join(sm, sm.member_id == Member.id)
-            .where(sm.segment_id == segment_id, sm.member_id.not_in(still))
+            .where(sm.segment_id == segment_id, ~still_matches)
         )
-        left[key] = _announce(session, key, "left", session.scalars(gone), as_of)
-        session.execute(
-            sa.delete(sm).where(sm.segment_id == segment_id, sm.member_id.not_in(still))
-        )
+        left[key] = _announce(session, gone, key, "left", as_of)
+        session.execute(sa.delete(sm).where(sm.segment_id == segment_id, ~still_matches))
     return MembershipChanges(entered=entered, left=left)

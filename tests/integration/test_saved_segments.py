@@ -96,6 +96,25 @@ def test_a_second_refresh_announces_only_who_entered_or_left(session, shoppers):
     assert segments.get_segment(session, "recent").members == 1
 
 
+def test_recomputing_counts_who_entered_and_who_left(session, shoppers):
+    insight.refresh(session, as_of=T0 + 4 * DAY)  # big's last order 2 days ago, small's 4
+    save(session, "recent", ranges={"days_since_last_order": Range(max=5)})
+
+    first = segments.recompute_members(session, T0 + 4 * DAY)
+    segments.update_segment(
+        session,
+        "recent",
+        segments.SegmentChanges(
+            filter=SegmentFilter(ranges={"days_since_last_order": Range(max=3)})
+        ),
+    )
+    second = segments.recompute_members(session, T0 + 4 * DAY)
+
+    assert (first.entered, first.left) == ({"recent": 2}, {"recent": 0})
+    assert (second.entered, second.left) == ({"recent": 0}, {"recent": 1})
+    assert len(changes(session)) == 3
+
+
 def test_an_unchanged_membership_announces_nothing(session, shoppers):
     save(session, "buyers", ranges={"orders": Range(min=1)})
     insight.refresh(session, as_of=T0 + 10 * DAY)
