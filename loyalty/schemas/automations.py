@@ -231,21 +231,27 @@ class SimulateAutomationSchema(StrictSchema):
 
 
 class TriggerDetailsSchema(ma.Schema):
-    """The trigger's kind and specifics: only those of its kind are present."""
+    """The trigger's kind and specifics: only those of its kind are present (times as RFC
+    3339 strings, as stored with the firing)."""
 
     class Meta:
         ordered = True
 
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in TriggerKind]))
     delay_days = fields.Integer(metadata={"description": "enrolled"})
-    enrolled_at = UTCDateTime(metadata={"description": "enrolled"})
-    last_order_at = UTCDateTime(
-        metadata={"description": "inactive, repurchase_due: the last purchase."}
+    enrolled_at = fields.String(metadata={"format": "date-time", "description": "enrolled"})
+    last_order_at = fields.String(
+        metadata={
+            "format": "date-time",
+            "description": "inactive, repurchase_due: the last purchase.",
+        }
     )
     days_inactive = fields.Integer(metadata={"description": "inactive: UTC days since it."})
     points = fields.Integer(metadata={"description": "points_expiring: available points due."})
-    expires_at = UTCDateTime(metadata={"description": "points_expiring: the soonest expiry."})
-    birthday = fields.Date(metadata={"description": "birthday"})
+    expires_at = fields.String(
+        metadata={"format": "date-time", "description": "points_expiring: the soonest expiry."}
+    )
+    birthday = fields.String(metadata={"format": "date", "description": "birthday"})
     purchase_days = fields.Integer(metadata={"description": "repurchase_due"})
     typical_gap_days = fields.Integer(
         metadata={

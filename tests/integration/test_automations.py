@@ -15,7 +15,8 @@ from loyalty.automations.models import AutomationFiring
 from loyalty.automations.services import AutomationView
 from loyalty.members.models import MemberStatus
 from loyalty.members.segments import SavedSegment, SegmentMember
-from loyalty.membership import adjustments, services as membership
+from loyalty.membership import adjustments
+from loyalty.membership import services as membership
 from loyalty.membership.services import MemberChanges
 from loyalty.rules import services as rules
 from loyalty.rules.definitions import RuleChanges
@@ -281,9 +282,7 @@ def test_metadata_conditions_narrow_the_trigger(session):
 
 def test_tier_conditions_narrow_the_trigger(session):
     TierFactory(code="silver", threshold=0)
-    automation(
-        session, {"kind": "enrolled", "delay_days": 0}, conditions={"tiers": ["silver"]}
-    )
+    automation(session, {"kind": "enrolled", "delay_days": 0}, conditions={"tiers": ["silver"]})
     automation(session, {"kind": "enrolled", "delay_days": 0}, conditions={"tiers": ["gold"]})
     MemberFactory(external_id="c1", now=T0)
 
@@ -295,9 +294,7 @@ def test_segment_conditions_narrow_the_trigger(session):
     segment = SavedSegment(key="vips", name="VIPs", filter={"tiers": ["gold"]})
     session.add(segment)
     session.flush()
-    automation(
-        session, {"kind": "enrolled", "delay_days": 0}, conditions={"segments": ["vips"]}
-    )
+    automation(session, {"kind": "enrolled", "delay_days": 0}, conditions={"segments": ["vips"]})
     inside = MemberFactory(external_id="inside", now=T0)
     MemberFactory(external_id="outside", now=T0)
     session.add(SegmentMember(segment_id=segment.id, member_id=inside.id, entered_at=T0))
@@ -422,3 +419,27 @@ def test_a_grant_through_a_rule_deactivated_since_gives_nothing(session):
     assert run(session, T0) == 1
     assert fired(session)[0]["points_granted"] == 0
     assert membership.card(session, "c1", now=T0).available == 0
+
+
+def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_pass_fires_it(session, monkeypatch):
+    rule = bonus_rule()
+    automation(
+        session,
+        {"kind": "enrolled", "delay_days": 0},
+        actions=[WEBHOOK, {"type": "grant_points", "rule_id": str(rule.public_id)}],
+    )
+    MemberFactory(external_id="c1", now=T0)
+    real_emit_many = firing.outbox.emit_many
+
+    def killed(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(firing.outbox, "emit_many", killed)
+    with pytest.raises(RuntimeError):
+        run(session, T0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(AutomationFiring)) == 0
+    assert membership.card(session, "c1", now=T0).available == 0
+
+    monkeypatch.setattr(firing.outbox, "emit_many", real_emit_many)
+    assert run(session, T0) == 1
+    assert membership.card(session, "c1", now=T0).available == 200
