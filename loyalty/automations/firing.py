@@ -1,7 +1,7 @@
 """Firing every active automation for every member it is due for, set-based: for each
-automation, batches of one candidate SELECT (``triggers.candidates``), one multi-row
-``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the firings, and the actions for the rows
-that insert returned, all in one transaction per batch.
+automation, one candidate SELECT (``triggers.candidates``), then per batch of its rows one
+multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the firings and the actions for
+the rows that insert returned, in one transaction per batch.
 
 The unique key (automation, member, window start) is what makes a firing happen once: a
 second worker evaluating the same automation at the same moment finds the first's rows on
@@ -27,7 +27,7 @@ from loyalty.automations.services import active_versions, evaluated, grant_actio
 from loyalty.db import transaction, utcnow
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
-from loyalty.members.models import Member
+from loyalty.members.models import Member, MemberStatus
 from loyalty.program import config
 from loyalty.rules import earning as rules
 from loyalty.rules import policy
@@ -82,13 +82,26 @@ def _fire(
     summary: FiringSummary,
 ) -> int:
     spec = evaluated(automation, version)
-    query = triggers.candidates(spec, now).limit(batch_size)
+    # The candidate query runs once (seconds over a million members); re-running it per
+    # batch would cost that again for every thousand members fired.
+    with transaction(session):
+        candidates = session.execute(triggers.candidates(spec, now)).all()
     fired = 0
-    while True:
+    for start in range(0, len(candidates), batch_size):
+        rows = candidates[start : start + batch_size]
         with transaction(session):
-            rows = session.execute(query).all()
+            # A member closed or suspended since the query is left out.
+            still_active = set(
+                session.scalars(
+                    sa.select(Member.id).where(
+                        Member.id.in_([row.member_id for row in rows]),
+                        Member.status == MemberStatus.ACTIVE.value,
+                    )
+                )
+            )
+            rows = [row for row in rows if row.member_id in still_active]
             if not rows:
-                return fired
+                continue
             by_member = {
                 row.member_id: triggers.details(spec.kind, spec.trigger, row, now) for row in rows
             }
@@ -105,6 +118,7 @@ def _fire(
                 }
                 for row in rows
             ]
+            # Rows another worker inserted first (the same key) are skipped, and not acted on.
             inserted = session.execute(
                 _insert(session)
                 .values(values)
@@ -116,9 +130,7 @@ def _fire(
             firings = sorted((member_id, public_id) for public_id, member_id in inserted)
             _act(session, automation, version, firings, by_member, now, summary)
             fired += len(firings)
-        if not firings and len(rows) < batch_size:
-            # Every candidate was fired by another worker that committed meanwhile.
-            return fired
+    return fired
 
 
 def _act(
