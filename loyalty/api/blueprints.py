@@ -1,5 +1,6 @@
 from loyalty.api import (
     audit,
+    automations,
     insight,
     members,
     orders,
@@ -20,6 +21,7 @@ BLUEPRINTS = (
     rewards.blp,
     program.blp,
     rules.blp,
+    automations.blp,
     segments.blp,
     audit.blp,
     reports.blp,

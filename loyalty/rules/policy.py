@@ -242,6 +242,18 @@ def event_points(
     return sum(c.points for c in breakdown), breakdown
 
 
+def granted_points(
+    rule: Rule, points: int, context: MemberContext, when: dt.datetime
+) -> tuple[int, list[Contribution]]:
+    """Points a grant of `points` through the bonus `rule` gives (an automation's grant): the
+    rule's active window and member conditions, then its caps and what its budget has left,
+    exactly as for an order's bonus."""
+    breakdown: list[Contribution] = []
+    if _eligible(rule, context, when):
+        _add(breakdown, rule, *_capped(rule, points, context))
+    return sum(c.points for c in breakdown), breakdown
+
+
 def _add(breakdown: list[Contribution], rule: Rule, points: int, withheld: int = 0) -> None:
     if points > 0:
         breakdown.append(

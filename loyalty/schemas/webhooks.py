@@ -5,6 +5,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.schemas.automations import TriggerDetailsSchema
 from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.rules import BudgetSchema
 from loyalty.webhooks.endpoints import NewWebhook
@@ -116,7 +117,49 @@ class RuleBudgetExhaustedSchema(ma.Schema):
     used = fields.Integer(required=True, metadata={"description": "Points awarded this period."})
 
 
+class FiredAutomationSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    version = fields.Integer(required=True, metadata={"description": "The version that fired."})
+
+
+class FiredMemberSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    member_id = fields.String(required=True, metadata={"description": "The external id."})
+    email = fields.String(required=True, allow_none=True)
+    name = fields.String(required=True, allow_none=True)
+    tier = fields.String(required=True, allow_none=True, metadata={"description": "Tier code."})
+    available = fields.Integer(
+        required=True, metadata={"description": "Available points, after any grant."}
+    )
+
+
+class AutomationFiredSchema(ma.Schema):
+    """The `data` of an `automation.fired` event: once per automation, member and dedup key
+    (see "Automations" in the README)."""
+
+    class Meta:
+        ordered = True
+
+    firing_id = fields.UUID(required=True, metadata={"description": "The same on every retry."})
+    automation = fields.Nested(FiredAutomationSchema, required=True)
+    member = fields.Nested(FiredMemberSchema, required=True)
+    trigger = fields.Nested(TriggerDetailsSchema, required=True)
+    points_granted = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Points the grant_points action gave (null without one)."},
+    )
+    fired_at = UTCDateTime(required=True)
+
+
 # Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
 EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "rule.budget_exhausted": RuleBudgetExhaustedSchema,
+    "automation.fired": AutomationFiredSchema,
 }

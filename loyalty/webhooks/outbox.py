@@ -27,6 +27,7 @@ EVENT_TYPES = (
     "redemption.captured",
     "reward.redeemed",
     "rule.budget_exhausted",
+    "automation.fired",
 )
 
 

@@ -63,7 +63,7 @@ LOYALTY = Path(sys.executable).with_name("loyalty")
 SUMMARY = re.compile(
     r"^settled (\d+) members \((\d+) transactions\), (\d+) expiry notices, (\d+) birthdays, "
     r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed, "
-    r"insight (refreshed|up to date|refreshing elsewhere)$"
+    r"(\d+) automations fired, insight (refreshed|up to date|refreshing elsewhere)$"
 )
 
 

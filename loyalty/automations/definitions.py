@@ -1,0 +1,148 @@
+"""What an automation is, as an admin writes it: a whole definition
+(``AutomationDefinition``), a change to one (``AutomationChanges``), and the checks a
+definition must pass. Pure: no database."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from loyalty.automations.models import ActionType, TriggerKind
+from loyalty.changes import UNCHANGED, Maybe, given
+from loyalty.errors import ValidationFailed
+
+VERSIONED_FIELDS = ("name", "active", "trigger", "conditions", "actions", "dedup_days")
+# Conditions are merged key by key on a change; the trigger and the actions are replaced.
+MERGED_FIELDS = ("conditions",)
+
+# Each trigger kind's parameters: (name, required, lowest, highest); integers in days, but
+# repurchase_due's factor (a decimal string such as "1.5").
+TRIGGER_PARAMETERS: dict[TriggerKind, tuple[tuple[str, bool, int, int], ...]] = {
+    TriggerKind.ENROLLED: (("delay_days", True, 0, 3650),),
+    TriggerKind.INACTIVE: (("days", True, 1, 3650),),
+    TriggerKind.POINTS_EXPIRING: (("within_days", True, 1, 3650),),
+    TriggerKind.BIRTHDAY: (),
+    TriggerKind.REPURCHASE_DUE: (
+        ("default_gap_days", True, 1, 3650),
+        ("min_purchase_days", False, 2, 1000),
+    ),
+}
+DEFAULT_MIN_PURCHASE_DAYS = 3
+DEFAULT_FACTOR = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationDefinition:
+    """A whole automation, as created: what every version of it stores."""
+
+    name: str
+    trigger: Mapping[str, Any]
+    actions: Sequence[Mapping[str, Any]]
+    active: bool = True
+    conditions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    dedup_days: int | None = None
+
+    def versioned(self) -> dict[str, Any]:
+        """The fields a version stores (plain dicts and lists, copied)."""
+        return {
+            "name": self.name,
+            "active": self.active,
+            "trigger": dict(self.trigger),
+            "conditions": dict(self.conditions),
+            "actions": [dict(action) for action in self.actions],
+            "dedup_days": self.dedup_days,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationChanges:
+    """A change to an automation, becoming its next version: the fields left UNCHANGED keep
+    their current values; `conditions` is merged key by key, `trigger` and `actions`
+    replaced whole."""
+
+    name: Maybe[str] = UNCHANGED
+    active: Maybe[bool] = UNCHANGED
+    trigger: Maybe[Mapping[str, Any]] = UNCHANGED
+    conditions: Maybe[Mapping[str, Any]] = UNCHANGED
+    actions: Maybe[Sequence[Mapping[str, Any]]] = UNCHANGED
+    dedup_days: Maybe[int | None] = UNCHANGED
+
+    def merged_into(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """`fields` (a version's) with this change applied."""
+        merged = dict(fields)
+        for name, value in given(self).items():
+            if name in MERGED_FIELDS:
+                merged[name] = {**merged[name], **value}
+            elif name == "actions":
+                merged[name] = [dict(action) for action in value]
+            elif name == "trigger":
+                merged[name] = dict(value)
+            else:
+                merged[name] = value
+        return merged
+
+
+def parse_factor(raw: str) -> Fraction:
+    """repurchase_due's factor as an exact fraction; raises ValidationFailed unless it is a
+    decimal from 0.1 to 100."""
+    try:
+        factor = Fraction(raw)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise ValidationFailed({"trigger.factor": ["A decimal such as 1.5."]}) from None
+    if not Fraction(1, 10) <= factor <= 100:
+        raise ValidationFailed({"trigger.factor": ["From 0.1 to 100."]})
+    return factor
+
+
+def _check_trigger(trigger: Mapping[str, Any]) -> None:
+    try:
+        kind = TriggerKind(str(trigger.get("kind")))
+    except ValueError:
+        kinds = ", ".join(k.value for k in TriggerKind)
+        raise ValidationFailed({"trigger.kind": [f"One of {kinds}."]}) from None
+    allowed = {name for name, *_ in TRIGGER_PARAMETERS[kind]} | {"kind"}
+    if kind == TriggerKind.REPURCHASE_DUE:
+        allowed.add("factor")
+        parse_factor(trigger.get("factor", DEFAULT_FACTOR))
+    errors: dict[str, list[str]] = {}
+    for name in sorted(set(trigger) - allowed):
+        if trigger[name] is not None:
+            errors[f"trigger.{name}"] = [f"Not used by {kind} triggers."]
+    for name, required, lowest, highest in TRIGGER_PARAMETERS[kind]:
+        value = trigger.get(name)
+        if value is None:
+            if required:
+                errors[f"trigger.{name}"] = [f"Required for {kind} triggers."]
+        elif (
+            isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest
+        ):
+            errors[f"trigger.{name}"] = [f"An integer from {lowest} to {highest}."]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _check_actions(actions: Sequence[Mapping[str, Any]]) -> None:
+    if not actions:
+        raise ValidationFailed({"actions": ["Name at least one action."]})
+    types = [action.get("type") for action in actions]
+    if len(set(types)) != len(types):
+        raise ValidationFailed({"actions": ["Each action type at most once."]})
+    for position, action in enumerate(actions):
+        if action.get("type") not in {t.value for t in ActionType}:
+            raise ValidationFailed({f"actions.{position}.type": ["webhook or grant_points."]})
+        if action["type"] == ActionType.GRANT_POINTS and not action.get("rule_id"):
+            raise ValidationFailed({f"actions.{position}.rule_id": ["Required to grant points."]})
+
+
+def check_definition(fields: Mapping[str, Any]) -> None:
+    """Raise ValidationFailed unless `fields` (the stored shape) is a valid automation (the
+    rule and segments it names are checked against the database by the service)."""
+    _check_trigger(fields["trigger"])
+    _check_actions(fields["actions"])
+    value = fields["conditions"].get("predicted_value") or {}
+    low, high = value.get("min"), value.get("max")
+    if low is not None and high is not None and high < low:
+        raise ValidationFailed({"conditions.predicted_value.max": ["Must not be below min."]})

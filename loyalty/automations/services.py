@@ -1,0 +1,377 @@
+"""Managing automations (versioned like earning rules, every change audited) and asking
+whether one would fire for a member now, and why.
+
+Admin writes take typed commands (``AutomationDefinition`` to create, ``AutomationChanges``
+to change) and every service answers with frozen views built in its transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from loyalty.audit import services as audit
+from loyalty.automations import triggers
+from loyalty.automations.definitions import (
+    VERSIONED_FIELDS,
+    AutomationChanges,
+    AutomationDefinition,
+    check_definition,
+)
+from loyalty.automations.exceptions import AutomationNotFound, RuleNotGrantable
+from loyalty.automations.models import (
+    ActionType,
+    Automation,
+    AutomationFiring,
+    AutomationVersion,
+    TriggerKind,
+)
+from loyalty.db import transaction, utcnow
+from loyalty.members.lookup import find_member
+from loyalty.members.models import Member, MemberStatus
+from loyalty.members.segments import check_segment_keys
+from loyalty.rules.models import EarningRule, RuleKind
+
+SEGMENTS_FIELD = "conditions.segments"
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationVersionView:
+    """One version of an automation, with the automation's id."""
+
+    automation_id: uuid.UUID  # the automation's public id
+    version: int
+    name: str
+    active: bool
+    trigger: Mapping[str, Any]
+    conditions: Mapping[str, Any]
+    actions: tuple[Mapping[str, Any], ...]
+    dedup_days: int | None
+    created_at: dt.datetime
+    actor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationView:
+    """An automation at its current version."""
+
+    public_id: uuid.UUID
+    active: bool
+    created_at: dt.datetime
+    current: AutomationVersionView
+
+
+def _version_view(automation: Automation, version: AutomationVersion) -> AutomationVersionView:
+    return AutomationVersionView(
+        automation_id=automation.public_id,
+        version=version.version,
+        name=version.name,
+        active=version.active,
+        trigger=dict(version.trigger),
+        conditions=dict(version.conditions),
+        actions=tuple(dict(action) for action in version.actions),
+        dedup_days=version.dedup_days,
+        created_at=version.created_at,
+        actor=version.actor,
+    )
+
+
+def _view(automation: Automation, current: AutomationVersion | None = None) -> AutomationView:
+    return AutomationView(
+        public_id=automation.public_id,
+        active=automation.active,
+        created_at=automation.created_at,
+        current=_version_view(automation, current or automation.current),
+    )
+
+
+def _find(session: Session, automation_id: uuid.UUID, *, lock: bool = False) -> Automation:
+    stmt = sa.select(Automation).where(Automation.public_id == automation_id)
+    if lock:
+        # OF: the current version is outer-joined, and PostgreSQL locks no nullable side.
+        stmt = stmt.with_for_update(of=Automation).execution_options(populate_existing=True)
+    automation = session.execute(stmt).unique().scalar_one_or_none()
+    if automation is None:
+        raise AutomationNotFound(f"No automation with id {automation_id}.")
+    return automation
+
+
+def _check_references(session: Session, fields: Mapping[str, Any]) -> None:
+    """Raise UnknownSegment for a segment key that is no live saved segment's, and
+    RuleNotGrantable for a grant through anything but an active bonus rule."""
+    check_segment_keys(session, fields["conditions"].get("segments") or (), SEGMENTS_FIELD)
+    for position, action in enumerate(fields["actions"]):
+        if action["type"] != ActionType.GRANT_POINTS:
+            continue
+        try:
+            rule_id = uuid.UUID(str(action["rule_id"]))
+        except ValueError:
+            rule_id = None
+        rule = (
+            session.execute(sa.select(EarningRule).where(EarningRule.public_id == rule_id))
+            .unique()
+            .scalar_one_or_none()
+            if rule_id
+            else None
+        )
+        if rule is None or not rule.active or rule.kind != RuleKind.BONUS:
+            raise RuleNotGrantable(
+                {f"actions.{position}.rule_id": ["Not an active earning rule of kind bonus."]},
+                "Points are granted through an active bonus rule, so they are explained in the "
+                "history and counted in the rule's budget.",
+            )
+
+
+def _new_version(
+    session: Session, automation: Automation, fields: Mapping[str, Any], actor: str | None
+) -> AutomationVersion:
+    previous = session.execute(
+        sa.select(AutomationVersion).where(
+            AutomationVersion.automation_id == automation.id,
+            AutomationVersion.version == automation.current_version - 1,
+        )
+    ).scalar_one_or_none()
+    version = AutomationVersion(
+        automation_id=automation.id,
+        version=automation.current_version,
+        actor=actor,
+        **{name: fields[name] for name in VERSIONED_FIELDS},
+    )
+    session.add(version)
+    session.flush()
+    session.refresh(automation)
+    if previous is None:
+        action = "automation.create"
+    elif previous.active and not version.active:
+        action = "automation.deactivate"
+    else:
+        action = "automation.update"
+    audit.record(
+        session,
+        actor,
+        action,
+        "automation",
+        automation.public_id,
+        audit.snapshot(previous) if previous else None,
+        audit.snapshot(version),
+    )
+    return version
+
+
+def create_automation(
+    session: Session,
+    definition: AutomationDefinition,
+    actor: str | None,
+    now: dt.datetime | None = None,
+) -> AutomationView:
+    """Create an automation at version 1 and return it. Raises ValidationFailed for an
+    invalid definition, UnknownSegment for a segment key that is no live saved segment's,
+    RuleNotGrantable for a grant through anything but an active bonus rule."""
+    fields = definition.versioned()
+    check_definition(fields)
+    now = now or utcnow()
+    with transaction(session):
+        _check_references(session, fields)
+        automation = Automation(
+            current_version=1, active=definition.active, created_at=now, updated_at=now
+        )
+        session.add(automation)
+        session.flush()
+        return _view(automation, _new_version(session, automation, fields, actor))
+
+
+def update_automation(
+    session: Session, automation_id: uuid.UUID, changes: AutomationChanges, actor: str | None
+) -> AutomationView:
+    """Apply `changes` as a new version and return the automation at it. Firings keep
+    counting across versions (a new version does not fire again for whom it fired).
+    Raises AutomationNotFound, ValidationFailed, UnknownSegment, RuleNotGrantable."""
+    with transaction(session):
+        automation = _find(session, automation_id, lock=True)
+        current = automation.current
+        fields = changes.merged_into({name: getattr(current, name) for name in VERSIONED_FIELDS})
+        check_definition(fields)
+        _check_references(session, fields)
+        automation.current_version += 1
+        automation.active = fields["active"]
+        return _view(automation, _new_version(session, automation, fields, actor))
+
+
+def deactivate_automation(
+    session: Session, automation_id: uuid.UUID, actor: str | None
+) -> AutomationView:
+    """Stop the automation from firing (as a new version) and return it. Deactivating an
+    inactive automation changes nothing. Raises AutomationNotFound."""
+    automation = _find(session, automation_id)
+    if not automation.active:
+        return _view(automation)
+    with transaction(session):
+        automation = _find(session, automation_id, lock=True)
+        fields = {name: getattr(automation.current, name) for name in VERSIONED_FIELDS}
+        automation.current_version += 1
+        automation.active = False
+        return _view(
+            automation, _new_version(session, automation, {**fields, "active": False}, actor)
+        )
+
+
+def get_automation(session: Session, automation_id: uuid.UUID) -> AutomationView:
+    """The automation at its current version. Raises AutomationNotFound."""
+    return _view(_find(session, automation_id))
+
+
+def list_automations(
+    session: Session, *, active: bool | None, limit: int, after: int | None
+) -> tuple[list[AutomationView], int | None]:
+    """Automations newest first, one page; returns (automations, position of the next page
+    or None)."""
+    stmt = sa.select(Automation).order_by(Automation.id.desc()).limit(limit + 1)
+    if active is not None:
+        stmt = stmt.where(Automation.active.is_(active))
+    if after is not None:
+        stmt = stmt.where(Automation.id < after)
+    found = list(session.execute(stmt).unique().scalars())
+    next_position = found[limit - 1].id if len(found) > limit else None
+    return [_view(automation) for automation in found[:limit]], next_position
+
+
+def list_versions(session: Session, automation_id: uuid.UUID) -> tuple[AutomationVersionView, ...]:
+    """Every version of the automation, newest first. Raises AutomationNotFound."""
+    automation = _find(session, automation_id)
+    stmt = (
+        sa.select(AutomationVersion)
+        .where(AutomationVersion.automation_id == automation.id)
+        .order_by(AutomationVersion.version.desc())
+    )
+    return tuple(_version_view(automation, v) for v in session.execute(stmt).scalars())
+
+
+def evaluated(automation: Automation, version: AutomationVersion) -> triggers.Evaluated:
+    """The version as the candidate queries take it."""
+    return triggers.Evaluated(
+        automation_id=automation.id,
+        trigger=dict(version.trigger),
+        conditions=dict(version.conditions),
+        dedup_days=version.dedup_days,
+        created_at=automation.created_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """Whether an automation would fire for a member now, and why (not)."""
+
+    automation_id: uuid.UUID
+    version: int
+    external_id: str
+    would_fire: bool
+    # due | automation_inactive | member_inactive | not_due | condition_failed |
+    # already_fired | within_dedup_window
+    reason: str
+    detail: str
+    condition: str | None = None  # the first condition that failed
+    window_start: dt.datetime | None = None
+    trigger: Mapping[str, Any] | None = None  # the trigger's specifics, when due
+
+
+def simulate(
+    session: Session, automation_id: uuid.UUID, external_id: str, now: dt.datetime | None = None
+) -> Simulation:
+    """Whether the automation (its current version) would fire for the member now: the same
+    candidate query as ``jobs run``, taken apart for one member to say which part holds it
+    back. Writes nothing. Raises AutomationNotFound, MemberNotFound."""
+    now = now or utcnow()
+    automation = _find(session, automation_id)
+    member = find_member(session, external_id)
+    version = automation.current
+    spec = evaluated(automation, version)
+
+    def answer(would_fire: bool, reason: str, detail: str, **extra: Any) -> Simulation:
+        return Simulation(
+            automation.public_id, version.version, external_id, would_fire, reason, detail, **extra
+        )
+
+    if not automation.active:
+        return answer(False, "automation_inactive", "The automation is not active.")
+    if member.status != MemberStatus.ACTIVE:
+        return answer(False, "member_inactive", f"The member is {member.status}.")
+    due = triggers.due_select(spec, now)
+    row = session.execute(sa.select(due).where(due.c.member_id == member.id)).first()
+    if row is None:
+        return answer(False, "not_due", _not_due(spec))
+    window_start = row.window_start
+    if window_start.tzinfo is None:
+        window_start = window_start.replace(tzinfo=dt.UTC)
+    found = {
+        "window_start": window_start,
+        "trigger": {"kind": spec.kind.value, **triggers.details(spec.kind, spec.trigger, row, now)},
+    }
+    for name, clause in triggers.condition_clauses(spec.conditions, Member.id):
+        holds = session.scalar(sa.select(sa.exists().where(Member.id == member.id).where(clause)))
+        if not holds:
+            return answer(
+                False,
+                "condition_failed",
+                f"The member does not meet {name}.",
+                condition=name,
+                **found,
+            )
+    one = sa.select(due).where(due.c.member_id == member.id).subquery("due")
+    fired = session.execute(
+        sa.select(AutomationFiring.fired_at).where(
+            AutomationFiring.automation_id == automation.id,
+            AutomationFiring.member_id == member.id,
+            AutomationFiring.window_start == sa.select(one.c.window_start).scalar_subquery(),
+        )
+    ).scalar_one_or_none()
+    if fired is not None:
+        return answer(
+            False, "already_fired", f"It fired for this window at {fired.isoformat()}.", **found
+        )
+    if spec.dedup_days and session.scalar(
+        sa.select(
+            sa.exists().where(triggers.fired_within(automation.id, one, spec.dedup_days, now))
+        ).select_from(one)
+    ):
+        return answer(
+            False,
+            "within_dedup_window",
+            f"It fired for this member within the last {spec.dedup_days} days.",
+            **found,
+        )
+    return answer(True, "due", "It would fire at the next jobs run.", **found)
+
+
+def _not_due(spec: triggers.Evaluated) -> str:
+    trigger = spec.trigger
+    return {
+        TriggerKind.ENROLLED: f"Not enrolled {trigger.get('delay_days')} days ago yet, or "
+        "enrolled before the automation was created.",
+        TriggerKind.INACTIVE: f"No purchase, or one within the last {trigger.get('days')} days.",
+        TriggerKind.POINTS_EXPIRING: "No available points expiring within "
+        f"{trigger.get('within_days')} days.",
+        TriggerKind.BIRTHDAY: "Not the member's birthday today (or no birthday on record).",
+        TriggerKind.REPURCHASE_DUE: "No purchase yet, or the typical gap has not passed.",
+    }[spec.kind]
+
+
+def active_versions(session: Session) -> list[tuple[Automation, AutomationVersion]]:
+    """Every active automation with its current version, oldest first."""
+    found = (
+        session.execute(
+            sa.select(Automation).where(Automation.active.is_(True)).order_by(Automation.id)
+        )
+        .unique()
+        .scalars()
+    )
+    return [(automation, automation.current) for automation in found]
+
+
+def grant_actions(actions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The grant_points action among `actions`, if any."""
+    return next((a for a in actions if a["type"] == ActionType.GRANT_POINTS), None)

@@ -1,0 +1,279 @@
+"""The set-based candidate queries: for one automation version, one SELECT of every member
+for whom it is due now, with the window start that is its dedup key and the trigger's
+specifics. Nothing here loops over members; `firing` inserts what these find."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyalty.automations.definitions import (
+    DEFAULT_FACTOR,
+    DEFAULT_MIN_PURCHASE_DAYS,
+    parse_factor,
+)
+from loyalty.automations.models import AutomationFiring, TriggerKind
+from loyalty.db import UTCDateTime
+from loyalty.insight.models import MemberInsight
+from loyalty.insight.services import utc_day
+from loyalty.ledger.models import LotState, PointLot
+from loyalty.members.models import Member, MemberStatus
+from loyalty.members.segments import SavedSegment, SegmentMember
+from loyalty.orders.models import Order
+from loyalty.tiers.models import Tier
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """An automation version as the queries need it: its row id, trigger, conditions,
+    dedup window, and when the automation was created (a welcome series greets only those
+    enrolled since)."""
+
+    automation_id: int
+    trigger: Mapping[str, Any]
+    conditions: Mapping[str, Any]
+    dedup_days: int | None
+    created_at: dt.datetime
+
+    @property
+    def kind(self) -> TriggerKind:
+        return TriggerKind(self.trigger["kind"])
+
+
+def _purchases() -> sa.ColumnElement[bool]:
+    # An order counts as a purchase while it is not wholly refunded (as in member insight).
+    return Order.refunded_amount < Order.total
+
+
+def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
+    """The members for whom the trigger is due at `now`, whatever their status and the
+    conditions: columns member_id, window_start, and the kind's own (see ``details``)."""
+    trigger = automation.trigger
+    kind = automation.kind
+    if kind == TriggerKind.ENROLLED:
+        delay = dt.timedelta(days=trigger["delay_days"])
+        return (
+            sa.select(Member.id.label("member_id"), Member.enrolled_at.label("window_start"))
+            .where(
+                Member.enrolled_at <= now - delay,
+                Member.enrolled_at >= automation.created_at,
+            )
+            .subquery("due")
+        )
+    if kind == TriggerKind.INACTIVE:
+        last = sa.func.max(Order.placed_at)
+        return (
+            sa.select(Order.member_id.label("member_id"), last.label("window_start"))
+            .where(_purchases(), Order.placed_at <= now)
+            .group_by(Order.member_id)
+            .having(last <= now - dt.timedelta(days=trigger["days"]))
+            .subquery("due")
+        )
+    if kind == TriggerKind.POINTS_EXPIRING:
+        return (
+            sa.select(
+                PointLot.member_id.label("member_id"),
+                sa.func.min(PointLot.expires_at).label("window_start"),
+                sa.func.sum(PointLot.remaining).label("points"),
+            )
+            .where(
+                PointLot.state == LotState.AVAILABLE.value,
+                PointLot.remaining > 0,
+                PointLot.expires_at > now,
+                PointLot.expires_at <= now + dt.timedelta(days=trigger["within_days"]),
+            )
+            .group_by(PointLot.member_id)
+            .subquery("due")
+        )
+    if kind == TriggerKind.BIRTHDAY:
+        today = now.date()
+        days = [(today.month, today.day)]
+        if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+            days.append((2, 29))
+        month, day = sa.extract("month", Member.birthday), sa.extract("day", Member.birthday)
+        midnight = dt.datetime.combine(today, dt.time(), dt.UTC)
+        return (
+            sa.select(
+                Member.id.label("member_id"),
+                sa.literal(midnight, UTCDateTime()).label("window_start"),
+                Member.birthday.label("birthday"),
+            )
+            .where(
+                Member.birthday.is_not(None),
+                sa.or_(*(sa.and_(month == m, day == d) for m, d in days)),
+            )
+            .subquery("due")
+        )
+    return _repurchase_due(trigger, now)
+
+
+def _repurchase_due(trigger: Mapping[str, Any], now: dt.datetime) -> sa.Subquery:
+    """Members whose typical gap between purchase days, times the factor, has passed since
+    their last purchase day. The mean gap between consecutive distinct purchase days is
+    (last - first) / (n - 1), so no window function is needed; compared multiplied out, in
+    integers: (today - last) * (n - 1) * den >= num * (last - first)."""
+    factor = parse_factor(trigger.get("factor", DEFAULT_FACTOR))
+    least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS
+    today = (now.date() - EPOCH).days
+    day = utc_day(Order.placed_at)
+    per_member = (
+        sa.select(
+            Order.member_id.label("member_id"),
+            sa.func.count(sa.distinct(day)).label("purchase_days"),
+            sa.func.min(day).label("first_day"),
+            sa.func.max(day).label("last_day"),
+            sa.func.max(Order.placed_at).label("last_order_at"),
+        )
+        .where(_purchases(), Order.placed_at <= now)
+        .group_by(Order.member_id)
+        .subquery("purchases")
+    )
+    n, first, last = per_member.c.purchase_days, per_member.c.first_day, per_member.c.last_day
+    since = today - last
+    own_gap_passed = sa.and_(
+        n >= least,
+        since * (n - 1) * factor.denominator >= factor.numerator * (last - first),
+    )
+    default_gap_passed = sa.and_(n < least, since >= trigger["default_gap_days"])
+    return (
+        sa.select(
+            per_member.c.member_id,
+            per_member.c.last_order_at.label("window_start"),
+            n.label("purchase_days"),
+            first.label("first_day"),
+            last.label("last_day"),
+        )
+        .where(sa.or_(own_gap_passed, default_gap_passed))
+        .subquery("due")
+    )
+
+
+def _metadata_equals(key: str, value: Any) -> sa.ColumnElement[bool]:
+    element = Member.metadata_[key]
+    compared: sa.ColumnElement[bool]
+    if isinstance(value, bool):
+        compared = element.as_boolean() == value
+    elif isinstance(value, int):
+        compared = element.as_integer() == value
+    else:
+        compared = element.as_string() == value
+    return compared
+
+
+def condition_clauses(
+    conditions: Mapping[str, Any], member_id: sa.ColumnElement[int] | Any
+) -> list[tuple[str, sa.ColumnElement[bool]]]:
+    """Each condition that narrows the automation, named, as a clause on the member whose
+    id is `member_id` (its `members` row joined as ``Member``); all must hold."""
+    clauses: list[tuple[str, sa.ColumnElement[bool]]] = []
+    if conditions.get("tiers"):
+        clauses.append(
+            (
+                "tiers",
+                Member.tier_id.in_(sa.select(Tier.id).where(Tier.code.in_(conditions["tiers"]))),
+            )
+        )
+    if conditions.get("segments"):
+        clauses.append(
+            (
+                "segments",
+                sa.exists().where(
+                    SegmentMember.member_id == member_id,
+                    SegmentMember.segment_id == SavedSegment.id,
+                    SavedSegment.key.in_(conditions["segments"]),
+                    SavedSegment.deleted_at.is_(None),
+                ),
+            )
+        )
+    predicted = conditions.get("predicted_value") or {}
+    if predicted.get("min") is not None or predicted.get("max") is not None:
+        bounds = [MemberInsight.member_id == member_id]
+        if predicted.get("min") is not None:
+            bounds.append(MemberInsight.predicted_value >= predicted["min"])
+        if predicted.get("max") is not None:
+            bounds.append(MemberInsight.predicted_value <= predicted["max"])
+        clauses.append(("predicted_value", sa.exists().where(*bounds)))
+    for key, value in sorted((conditions.get("metadata") or {}).items()):
+        clauses.append((f"metadata.{key}", _metadata_equals(key, value)))
+    return clauses
+
+
+def fired_with_key(automation_id: int, due: sa.Subquery) -> sa.Exists:
+    """Whether the automation already fired for the due member with this window start."""
+    return sa.exists().where(
+        AutomationFiring.automation_id == automation_id,
+        AutomationFiring.member_id == due.c.member_id,
+        AutomationFiring.window_start == due.c.window_start,
+    )
+
+
+def fired_within(automation_id: int, due: sa.Subquery, days: int, now: dt.datetime) -> sa.Exists:
+    """Whether the automation fired for the due member in the `days` before `now`."""
+    return sa.exists().where(
+        AutomationFiring.automation_id == automation_id,
+        AutomationFiring.member_id == due.c.member_id,
+        AutomationFiring.fired_at > now - dt.timedelta(days=days),
+    )
+
+
+def candidates(automation: Evaluated, now: dt.datetime) -> sa.Select[Any]:
+    """One SELECT of every member the automation should fire for now: due, active, meeting
+    every condition, not fired with this key nor within the dedup window; ordered by member
+    (every worker claims in one order, so their inserts never deadlock)."""
+    due = due_select(automation, now)
+    stmt = (
+        sa.select(due)
+        .join(Member, Member.id == due.c.member_id)
+        .where(Member.status == MemberStatus.ACTIVE.value)
+        .where(*(clause for _, clause in condition_clauses(automation.conditions, Member.id)))
+        .where(~fired_with_key(automation.automation_id, due))
+    )
+    if automation.dedup_days:
+        stmt = stmt.where(~fired_within(automation.automation_id, due, automation.dedup_days, now))
+    return stmt.order_by(due.c.member_id)
+
+
+def details(
+    kind: TriggerKind, trigger: Mapping[str, Any], row: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """The trigger's specifics for one candidate row, as the firing stores and the webhook
+    sends them (JSON)."""
+    window_start: dt.datetime = row.window_start
+    if window_start.tzinfo is None:
+        window_start = window_start.replace(tzinfo=dt.UTC)
+    if kind == TriggerKind.ENROLLED:
+        return {"delay_days": trigger["delay_days"], "enrolled_at": window_start.isoformat()}
+    if kind == TriggerKind.INACTIVE:
+        return {
+            "last_order_at": window_start.isoformat(),
+            "days_inactive": (now.date() - window_start.date()).days,
+        }
+    if kind == TriggerKind.POINTS_EXPIRING:
+        return {"points": int(row.points), "expires_at": window_start.isoformat()}
+    if kind == TriggerKind.BIRTHDAY:
+        return {"birthday": row.birthday.isoformat()}
+    today = (now.date() - EPOCH).days
+    purchase_days = int(row.purchase_days)
+    least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS
+    if purchase_days >= least:
+        gap = Fraction(int(row.last_day) - int(row.first_day), purchase_days - 1)
+        typical = round(gap)
+        due_after = gap * parse_factor(trigger.get("factor", DEFAULT_FACTOR))
+    else:
+        typical = trigger["default_gap_days"]
+        due_after = Fraction(typical)
+    return {
+        "last_order_at": window_start.isoformat(),
+        "purchase_days": purchase_days,
+        "typical_gap_days": int(typical),
+        "due_after_days": -((-due_after.numerator) // due_after.denominator),
+        "days_since_last_purchase": today - int(row.last_day),
+    }
