@@ -20,8 +20,8 @@ from loyalty.automations.definitions import (
 )
 from loyalty.automations.models import AutomationFiring, TriggerKind
 from loyalty.db import UTCDateTime
-from loyalty.insight.models import MemberInsight
 from loyalty.insight.figures import utc_day
+from loyalty.insight.models import MemberInsight
 from loyalty.ledger.models import LotState, PointLot
 from loyalty.members.models import Member, MemberStatus
 from loyalty.members.segments import SavedSegment, SegmentMember

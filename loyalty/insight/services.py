@@ -176,8 +176,11 @@ def _refresh(
         # Again, now that segments and predictions are set: statistics from before them say
         # no member has a segment, and the saved segments' anti-joins, planned as nested
         # loops over "one row", took 25 s a segment at 100,000 members.
-        session.execute(sa.text("ANALYZE member_insight, segment_members"))
-    step("saved_segments", lambda: saved_segments.recompute_members(session, as_of))
+        session.execute(sa.text("ANALYZE member_insight"))
+    step(
+        "saved_segments",
+        lambda: saved_segments.recompute_members(session, as_of, analyze=analyze),
+    )
 
     refresh_row = InsightRefresh(
         as_of=as_of,
