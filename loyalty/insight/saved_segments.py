@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
-from loyalty.db import transaction, utcnow
+from loyalty.db import insert_ignoring_conflicts, transaction, utcnow
 from loyalty.errors import Conflict, NotFound, ValidationFailed
 from loyalty.insight.models import MemberInsight
 from loyalty.insight.segment_filter import SegmentFilter, matching_members
@@ -267,10 +267,15 @@ def recompute_members(
         # Who enters, named before the insert (the same statement's condition, one snapshot:
         # the refresh holds its lock and nothing else writes segment_members).
         entered[key] = _announce(session, entering, key, "entered", as_of)
+        # Every member matching, those already in skipped by the key: a NOT EXISTS on
+        # segment_members here would read the table this statement writes, and planned as a
+        # nested loop (the table looked empty) it rescans the rows written so far for each
+        # row: hours at a million members.
+        insert = insert_ignoring_conflicts(session, SegmentMember, ("segment_id", "member_id"))
         session.execute(
-            sa.insert(sm).from_select(
+            insert.from_select(
                 ["segment_id", "member_id", "entered_at"],
-                entering.with_only_columns(
+                matching.with_only_columns(
                     sa.literal(segment_id, sa.BigInteger),
                     Member.id,
                     sa.literal(as_of, sm.entered_at.type),
