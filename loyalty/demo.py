@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from loyalty.auth.services import create_key
+from loyalty.automations import services as automations
+from loyalty.automations.definitions import AutomationDefinition
 from loyalty.db import utcnow
 from loyalty.imports import services as imports
 from loyalty.imports.orders import import_orders
@@ -175,6 +177,43 @@ def _seed_catalog(session: Session) -> Iterator[str]:
         yield f"reward {reward.name!r} created"
 
 
+# Moments the shop's email tool hears about (`automation.fired` webhooks) once `loyalty jobs
+# run` passes: the shoppers' history has lapsed buyers, regulars due to buy again and points
+# about to expire; the welcome greets whoever enrols from now on.
+DEMO_AUTOMATIONS = [
+    AutomationDefinition(
+        name="Welcome", trigger={"kind": "enrolled", "delay_days": 0}, actions=[{"type": "webhook"}]
+    ),
+    AutomationDefinition(
+        name="Win back after 90 quiet days",
+        trigger={"kind": "inactive", "days": 90},
+        actions=[{"type": "webhook"}],
+    ),
+    AutomationDefinition(
+        name="Time to buy again",
+        trigger={"kind": "repurchase_due", "default_gap_days": 45, "factor": "1.5"},
+        actions=[{"type": "webhook"}],
+        dedup_days=30,
+    ),
+    AutomationDefinition(
+        name="Points expire within 30 days",
+        trigger={"kind": "points_expiring", "within_days": 30},
+        actions=[{"type": "webhook"}],
+    ),
+]
+
+
+def _seed_automations(session: Session) -> Iterator[str]:
+    """After the members: a welcome created before them would greet every imported shopper
+    (their enrolment is the import's)."""
+    if automations.list_automations(session, active=None, limit=1, after=None)[0]:
+        yield "automations already present"
+        return
+    for definition in DEMO_AUTOMATIONS:
+        automations.create_automation(session, definition, actor="demo")
+        yield f"automation {definition.name!r} created"
+
+
 def _seed_rules(session: Session) -> Iterator[str]:
     if rules.list_rules(session, active=None, kind=None, limit=1, after=None)[0]:
         yield "earning rules already present"
@@ -230,6 +269,7 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
             )
         yield f"member {external_id} enrolled with {len(earnings)} past orders"
     yield from _seed_shoppers(session, now)
+    yield from _seed_automations(session)
     summary = insight.refresh(session, as_of=now)
     yield (
         f"insight: {summary.buyers} buyers in {len(summary.segments)} segments, "

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
+from loyalty.automations import firing
+from loyalty.automations import services as automations
 from loyalty.cli.openapi import openapi_document
 from loyalty.cli.serve import gunicorn_args
 from loyalty.extensions import db
@@ -226,6 +228,23 @@ def test_demo_seed_prints_a_working_key_per_scope(app):
         assert client.get("/v1/admin/program", headers=bearer(keys[scope])).status_code == 403
     card = client.get("/v1/members/cust_1001", headers=bearer(keys["app"]))
     assert card.status_code == 200
+
+
+def test_demo_automations_fire_on_the_demo_data(app):
+    result = run(app, "demo", "seed")
+    assert result.exit_code == 0, result.output
+
+    with app.app_context():
+        fired = firing.fire_due(db.session)
+        listed, _ = automations.list_automations(db.session, active=None, limit=10, after=None)
+        names = {a.public_id: a.current.name for a in listed}
+        again = firing.fire_due(db.session)
+
+    by_name = {names[public_id]: count for public_id, count in fired.fired.items()}
+    assert by_name["Welcome"] == 0  # the demo's members enrolled before it existed
+    for name in ("Win back after 90 quiet days", "Time to buy again"):
+        assert by_name[name] > 0, by_name
+    assert again.total == 0
 
 
 def test_demo_seed_can_run_again(app):
