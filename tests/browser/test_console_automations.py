@@ -59,15 +59,10 @@ def test_an_admin_sees_what_fired_simulates_and_deactivates_an_automation(
 
     page.get_by_role("link", name="Automations").click()
     cells = page.locator("#automations tbody tr").first.locator("td").all_inner_texts()
-    assert cells == [
-        "Welcome with 200 points",
-        "enrolled (delay_days 0)",
-        "webhookgrant the rule's points through its bonus rule",
-        "yes",
-        "1",
-        "1",
-        "1",
-    ]
+    assert cells[:2] == ["Welcome with 200 points", "enrolled (delay_days 0)"]
+    assert "webhook" in cells[2]
+    assert "grant the rule's points" in cells[2]
+    assert cells[3:] == ["yes", "1", "1", "1"]  # active, version, fired in all, in 7 days
     shot(page, "automations")
 
     page.get_by_role("link", name="Welcome with 200 points").click()
