@@ -375,3 +375,82 @@ def active_versions(session: Session) -> list[tuple[Automation, AutomationVersio
 def grant_actions(actions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The grant_points action among `actions`, if any."""
     return next((a for a in actions if a["type"] == ActionType.GRANT_POINTS), None)
+
+
+@dataclass(frozen=True, slots=True)
+class FiringCounts:
+    """How many times an automation fired: in all, and since a moment."""
+
+    total: int
+    recent: int
+
+
+@dataclass(frozen=True, slots=True)
+class FiringView:
+    """One firing of an automation for a member."""
+
+    public_id: uuid.UUID
+    external_id: str  # the member's
+    version: int  # of the automation, that fired
+    fired_at: dt.datetime
+    window_start: dt.datetime
+    points_granted: int
+
+
+def firing_counts(
+    session: Session, automation_ids: Sequence[uuid.UUID], since: dt.datetime
+) -> dict[uuid.UUID, FiringCounts]:
+    """Each automation's firings in all and at or after `since`, by its public id (zeros for
+    one that never fired, or that does not exist). One grouped query, counted on the
+    (automation, member, fired_at) index."""
+    if not automation_ids:
+        return {}
+    recent = sa.func.coalesce(
+        sa.func.sum(sa.case((AutomationFiring.fired_at >= since, 1), else_=0)), 0
+    )
+    stmt = (
+        sa.select(Automation.public_id, sa.func.count(AutomationFiring.id), recent)
+        .join(AutomationFiring, AutomationFiring.automation_id == Automation.id)
+        .where(Automation.public_id.in_(automation_ids))
+        .group_by(Automation.public_id)
+    )
+    found = {row[0]: FiringCounts(int(row[1]), int(row[2])) for row in session.execute(stmt)}
+    return {each: found.get(each, FiringCounts(0, 0)) for each in automation_ids}
+
+
+def recent_firings(
+    session: Session, automation_id: uuid.UUID, *, limit: int, before: int | None
+) -> tuple[list[FiringView], int | None]:
+    """The automation's firings, latest first (in the order they were recorded), one page;
+    returns (firings, position of the next page or None). Raises AutomationNotFound."""
+    automation = _find(session, automation_id)
+    stmt = (
+        sa.select(
+            AutomationFiring.id,
+            AutomationFiring.public_id,
+            Member.external_id,
+            AutomationFiring.version,
+            AutomationFiring.fired_at,
+            AutomationFiring.window_start,
+            AutomationFiring.points_granted,
+        )
+        .join(Member, Member.id == AutomationFiring.member_id)
+        .where(AutomationFiring.automation_id == automation.id)
+        .order_by(AutomationFiring.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        stmt = stmt.where(AutomationFiring.id < before)
+    rows = session.execute(stmt).all()
+    next_position = rows[limit - 1].id if len(rows) > limit else None
+    return [
+        FiringView(
+            public_id=row.public_id,
+            external_id=row.external_id,
+            version=row.version,
+            fired_at=row.fired_at,
+            window_start=row.window_start,
+            points_granted=int(row.points_granted),
+        )
+        for row in rows[:limit]
+    ], next_position

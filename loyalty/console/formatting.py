@@ -4,7 +4,9 @@ given in basis points as percentages."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from babel.numbers import format_currency, get_currency_precision
 
@@ -27,3 +29,9 @@ def moment(value: dt.datetime | None) -> str:
 def percent_bp(basis_points: int) -> str:
     """A share in basis points as a percentage with two decimals (1234 is 12.34%)."""
     return f"{Decimal(basis_points).scaleb(-2):.2f}%"
+
+
+def trigger(value: Mapping[str, Any]) -> str:
+    """An automation's trigger as its kind and parameters: inactive (days 60)."""
+    parameters = ", ".join(f"{name} {setting}" for name, setting in value.items() if name != "kind")
+    return f"{value['kind']} ({parameters})" if parameters else str(value["kind"])

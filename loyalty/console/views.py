@@ -37,6 +37,7 @@ blp.context_processor(security.template_globals)
 blp.add_app_template_filter(formatting.money, "money")
 blp.add_app_template_filter(formatting.moment, "moment")
 blp.add_app_template_filter(formatting.percent_bp, "percent_bp")
+blp.add_app_template_filter(formatting.trigger, "trigger")
 
 
 @blp.errorhandler(HTTPException)

@@ -443,3 +443,39 @@ def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_pass_fires_it(ses
     monkeypatch.setattr(firing.outbox, "emit_many", real_emit_many)
     assert run(session, T0) == 1
     assert membership.card(session, "c1", now=T0).available == 200
+
+
+# --- reading what fired (the console's list and page) -----------------------------------------
+
+
+def test_firing_counts_say_how_many_fired_in_all_and_since(session):
+    welcome = automation(session, {"kind": "enrolled", "delay_days": 0})
+    never = automation(session, {"kind": "birthday"}, name="Never")
+    for external_id in ("c1", "c2"):
+        MemberFactory(external_id=external_id, now=T0 - 10 * DAY)
+    run(session, T0 - 10 * DAY)
+    MemberFactory(external_id="c3", now=T0)
+    run(session, T0)
+
+    counts = services.firing_counts(session, [welcome.public_id, never.public_id], T0 - 7 * DAY)
+
+    assert counts == {
+        welcome.public_id: services.FiringCounts(total=3, recent=1),
+        never.public_id: services.FiringCounts(total=0, recent=0),
+    }
+
+
+def test_recent_firings_come_latest_first_a_page_at_a_time(session):
+    welcome = automation(session, {"kind": "enrolled", "delay_days": 0})
+    for external_id in ("c1", "c2"):
+        MemberFactory(external_id=external_id, now=T0 - DAY)
+    run(session, T0 - DAY)
+    MemberFactory(external_id="c3", now=T0)
+    run(session, T0)
+
+    first, after = services.recent_firings(session, welcome.public_id, limit=2, before=None)
+    rest, end = services.recent_firings(session, welcome.public_id, limit=2, before=after)
+
+    assert [(f.external_id, f.fired_at, f.version) for f in first[:1]] == [("c3", T0, 1)]
+    assert {f.external_id for f in first[1:] + rest} == {"c1", "c2"}
+    assert (len(first), len(rest), end) == (2, 1, None)

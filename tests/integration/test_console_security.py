@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from werkzeug.test import TestResponse
 from loyalty.auth import sessions
 from loyalty.auth.models import ConsoleSession
 from loyalty.auth.services import hash_key, revoke_key
+from loyalty.automations import services as automations
 from loyalty.db import utcnow
 from loyalty.ledger.models import LedgerTransaction
 from loyalty.ledger.policy import MAX_POINTS
@@ -31,6 +33,7 @@ from loyalty.membership import adjustments
 from loyalty.membership.services import card
 from loyalty.program.services import settings_view
 from loyalty.rules import services as rules
+from loyalty.schemas.automations import AutomationInSchema
 from loyalty.schemas.orders import MAX_AMOUNT
 from tests.factories import ApiKeyFactory, MemberFactory, auth
 from tests.helpers import services
@@ -455,6 +458,8 @@ def assert_console_headers(response: TestResponse) -> None:
         ("/admin/", 302),  # signed out: to the sign-in page
         ("/admin/members.csv", 302),
         ("/admin/insight", 302),
+        ("/admin/automations", 302),
+        ("/admin/automations/00000000-0000-4000-8000-000000000000", 302),
         ("/admin/static/console.css", 200),
         ("/admin/no-such-page", 404),
     ],
@@ -480,6 +485,8 @@ def test_every_console_response_signed_out_carries_the_security_headers(app, cli
         "/admin/rules",
         "/admin/rules/new",
         "/admin/rules/simulate",
+        "/admin/automations",
+        "/admin/automations/00000000-0000-4000-8000-000000000000",  # the console's 404 page
         "/admin/tiers",
         "/admin/rewards",
         "/admin/program",
@@ -498,6 +505,53 @@ def test_every_signed_in_page_carries_the_headers_and_is_never_cached(app, clien
     # The policy allows no inline script or style: the pages must need none.
     assert "<script" not in response.text
     assert "style=" not in response.text
+
+
+@pytest.fixture
+def welcome(app: Flask, admin: str) -> str:
+    """The public id of an active automation welcoming new members."""
+    body = {"name": "Welcome", "trigger": {"kind": "enrolled", "delay_days": 0}}
+    with services(app) as session:
+        definition = AutomationInSchema().load({**body, "actions": [{"type": "webhook"}]})
+        return str(automations.create_automation(session, definition, "seed").public_id)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?member_id=cust_42",  # the simulator's answer
+        "?member_id=nobody",  # no such member: said by the form
+        "?member_id=",  # refused: the page, with its errors
+        "?cursor=not-a-cursor",  # the console's 422 page
+    ],
+)
+def test_an_automation_page_carries_the_headers_and_needs_no_inline_code(
+    app, client, admin, welcome, query
+):
+    sign_in(client, admin)
+
+    response = client.get(f"/admin/automations/{welcome}{query}")
+
+    assert response.status_code in (200, 422)
+    assert_console_headers(response)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "<script" not in response.text
+    assert "style=" not in response.text
+
+
+def test_deactivating_an_automation_needs_the_csrf_token(app, client, admin, welcome):
+    sign_in(client, admin)
+    path = f"/admin/automations/{welcome}/deactivate"
+
+    assert client.post(path).status_code == 400
+    with services(app) as session:
+        assert automations.get_automation(session, uuid.UUID(welcome)).active
+
+    token = csrf_token(client, f"/admin/automations/{welcome}")
+    assert client.post(path, data={"csrf_token": token}).status_code == 302
+    with services(app) as session:
+        assert not automations.get_automation(session, uuid.UUID(welcome)).active
 
 
 def test_the_stylesheet_may_be_cached(app, client):
