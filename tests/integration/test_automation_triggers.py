@@ -211,12 +211,15 @@ def test_a_reward_redeemed_out_of_stock_closed_or_above_the_tier_is_not_due(sess
     reward(session, "Sold out", 10, stock=0)
     reward(session, "Closed", 10, active=False)
     reward(session, "Later", 10, starts_at=T0 + DAY)
+    TierFactory(gold=True)
+    reward(session, "Gold only", 10, min_tier="gold")
     MemberFactory(external_id="c1", now=T0 - DAY)
     adjustments.adjust(session, "c1", 100, "test", "ops", now=T0)
     rewards.redeem(session, "c1", pen.public_id, now=T0)
 
     assert run(session, T0) == 0
     assert run(session, T0 + DAY) == 1
+    assert run(session, T0 + 2 * DAY) == 0
     assert fired(session)[0]["trigger"]["reward"]["name"] == "Later"
 
 
