@@ -5,6 +5,8 @@ definition must pass. Pure: no database."""
 from __future__ import annotations
 
 import dataclasses
+import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -13,6 +15,7 @@ from typing import Any
 from loyalty.automations.models import ActionType, TriggerKind
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.errors import ValidationFailed
+from loyalty.members.segments import SEGMENT_KEY_PATTERN
 
 VERSIONED_FIELDS = ("name", "active", "trigger", "conditions", "actions", "dedup_days")
 # Conditions are merged key by key on a change; the trigger and the actions are replaced.
@@ -29,7 +32,13 @@ TRIGGER_PARAMETERS: dict[TriggerKind, tuple[tuple[str, bool, int, int], ...]] = 
         ("default_gap_days", True, 1, 3650),
         ("min_purchase_days", False, 2, 1000),
     ),
+    TriggerKind.SEGMENT_ENTERED: (),
+    TriggerKind.SEGMENT_LEFT: (),
+    TriggerKind.REWARD_AFFORDABLE: (),
+    TriggerKind.TIER_AT_RISK: (("within_days", True, 1, 3650),),
 }
+# The kinds naming a saved segment in `segment` (its key; checked live by the service).
+SEGMENT_KINDS = frozenset({TriggerKind.SEGMENT_ENTERED, TriggerKind.SEGMENT_LEFT})
 DEFAULT_MIN_PURCHASE_DAYS = 3
 DEFAULT_FACTOR = "1"
 
@@ -97,6 +106,14 @@ def parse_factor(raw: str) -> Fraction:
     return factor
 
 
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _check_trigger(trigger: Mapping[str, Any]) -> None:
     try:
         kind = TriggerKind(str(trigger.get("kind")))
@@ -108,6 +125,18 @@ def _check_trigger(trigger: Mapping[str, Any]) -> None:
         allowed.add("factor")
         parse_factor(trigger.get("factor", DEFAULT_FACTOR))
     errors: dict[str, list[str]] = {}
+    if kind in SEGMENT_KINDS:
+        allowed.add("segment")
+        segment = trigger.get("segment")
+        if segment is None:
+            errors["trigger.segment"] = [f"Required for {kind} triggers."]
+        elif not isinstance(segment, str) or not re.match(SEGMENT_KEY_PATTERN, segment):
+            errors["trigger.segment"] = ["A saved segment's key."]
+    if kind == TriggerKind.REWARD_AFFORDABLE:
+        allowed.add("reward_id")
+        reward_id = trigger.get("reward_id")
+        if reward_id is not None and not _is_uuid(reward_id):
+            errors["trigger.reward_id"] = ["A reward's id."]
     for name in sorted(set(trigger) - allowed):
         if trigger[name] is not None:
             errors[f"trigger.{name}"] = [f"Not used by {kind} triggers."]

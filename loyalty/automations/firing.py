@@ -81,7 +81,7 @@ def _fire(
     batch_size: int,
     summary: FiringSummary,
 ) -> int:
-    spec = evaluated(automation, version)
+    spec = evaluated(session, automation, version)
     # The candidate query runs once (seconds over a million members); re-running it per
     # batch would cost that again for every thousand members fired.
     with transaction(session):

@@ -22,6 +22,10 @@ class TriggerKind(enum.StrEnum):
     POINTS_EXPIRING = "points_expiring"
     BIRTHDAY = "birthday"
     REPURCHASE_DUE = "repurchase_due"
+    SEGMENT_ENTERED = "segment_entered"
+    SEGMENT_LEFT = "segment_left"
+    REWARD_AFFORDABLE = "reward_affordable"
+    TIER_AT_RISK = "tier_at_risk"
 
 
 class ActionType(enum.StrEnum):

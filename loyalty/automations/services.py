@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from loyalty.audit import services as audit
 from loyalty.automations import triggers
 from loyalty.automations.definitions import (
+    SEGMENT_KINDS,
     VERSIONED_FIELDS,
     AutomationChanges,
     AutomationDefinition,
@@ -32,9 +33,12 @@ from loyalty.automations.models import (
     TriggerKind,
 )
 from loyalty.db import transaction, utcnow
+from loyalty.errors import ValidationFailed
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member, MemberStatus
 from loyalty.members.segments import check_segment_keys
+from loyalty.program import config
+from loyalty.rewards.models import Reward
 from loyalty.rules.models import EarningRule, RuleKind
 
 SEGMENTS_FIELD = "conditions.segments"
@@ -102,9 +106,17 @@ def _find(session: Session, automation_id: uuid.UUID, *, lock: bool = False) -> 
 
 
 def _check_references(session: Session, fields: Mapping[str, Any]) -> None:
-    """Raise UnknownSegment for a segment key that is no live saved segment's, and
-    RuleNotGrantable for a grant through anything but an active bonus rule."""
+    """Raise UnknownSegment for a segment key (a condition's or the trigger's) that is no
+    live saved segment's, ValidationFailed for a trigger's reward_id that is no reward's,
+    and RuleNotGrantable for a grant through anything but an active bonus rule."""
     check_segment_keys(session, fields["conditions"].get("segments") or (), SEGMENTS_FIELD)
+    if fields["trigger"]["kind"] in SEGMENT_KINDS:
+        check_segment_keys(session, [fields["trigger"]["segment"]], "trigger.segment")
+    reward_id = fields["trigger"].get("reward_id")
+    if reward_id is not None and not session.scalar(
+        sa.select(sa.exists().where(Reward.public_id == uuid.UUID(reward_id)))
+    ):
+        raise ValidationFailed({"trigger.reward_id": ["No reward with this id."]})
     for position, action in enumerate(fields["actions"]):
         if action["type"] != ActionType.GRANT_POINTS:
             continue
@@ -251,7 +263,9 @@ def list_versions(session: Session, automation_id: uuid.UUID) -> tuple[Automatio
     return tuple(_version_view(automation, v) for v in session.execute(stmt).scalars())
 
 
-def evaluated(automation: Automation, version: AutomationVersion) -> triggers.Evaluated:
+def evaluated(
+    session: Session, automation: Automation, version: AutomationVersion
+) -> triggers.Evaluated:
     """The version as the candidate queries take it."""
     return triggers.Evaluated(
         automation_id=automation.id,
@@ -259,6 +273,7 @@ def evaluated(automation: Automation, version: AutomationVersion) -> triggers.Ev
         conditions=dict(version.conditions),
         dedup_days=version.dedup_days,
         created_at=automation.created_at,
+        tier_window_months=config.current(session).settings.tier_window_months,
     )
 
 
@@ -289,7 +304,7 @@ def simulate(
     automation = _find(session, automation_id)
     member = find_member(session, external_id)
     version = automation.current
-    spec = evaluated(automation, version)
+    spec = evaluated(session, automation, version)
 
     def answer(would_fire: bool, reason: str, detail: str, **extra: Any) -> Simulation:
         return Simulation(
@@ -357,6 +372,14 @@ def _not_due(spec: triggers.Evaluated) -> str:
         f"{trigger.get('within_days')} days.",
         TriggerKind.BIRTHDAY: "Not the member's birthday today (or no birthday on record).",
         TriggerKind.REPURCHASE_DUE: "No purchase yet, or the typical gap has not passed.",
+        TriggerKind.SEGMENT_ENTERED: f"Not in segment {trigger.get('segment')!r}, or in it "
+        "since before the automation was created.",
+        TriggerKind.SEGMENT_LEFT: f"Has not left segment {trigger.get('segment')!r} since the "
+        "automation was created, or is back in it.",
+        TriggerKind.REWARD_AFFORDABLE: "The available balance covers no active, in-stock "
+        "reward the member may redeem and has not, or it fired for each such reward already.",
+        TriggerKind.TIER_AT_RISK: "No tier, its review is not within "
+        f"{trigger.get('within_days')} days, or the qualifying points already keep it.",
     }[spec.kind]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,10 +23,12 @@ from loyalty.automations.models import AutomationFiring, TriggerKind
 from loyalty.db import UTCDateTime
 from loyalty.insight.figures import utc_day
 from loyalty.insight.models import MemberInsight
-from loyalty.ledger.models import LotState, PointLot
+from loyalty.ledger.models import LedgerTransaction, LotState, MemberBalance, PointLot
+from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member, MemberStatus
-from loyalty.members.segments import SavedSegment, SegmentMember
+from loyalty.members.segments import SavedSegment, SegmentChange, SegmentMember
 from loyalty.orders.models import Order
+from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.tiers.models import Tier
 
 EPOCH = dt.date(1970, 1, 1)
@@ -42,6 +45,8 @@ class Evaluated:
     conditions: Mapping[str, Any]
     dedup_days: int | None
     created_at: dt.datetime
+    # The program's rolling window of qualifying points (tier_at_risk counts over it).
+    tier_window_months: int = 12
 
     @property
     def kind(self) -> TriggerKind:
@@ -112,7 +117,157 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
             )
             .subquery("due")
         )
+    if kind == TriggerKind.SEGMENT_ENTERED:
+        return _segment_entered(automation, now)
+    if kind == TriggerKind.SEGMENT_LEFT:
+        return _segment_left(automation, now)
+    if kind == TriggerKind.REWARD_AFFORDABLE:
+        return _reward_affordable(automation, now)
+    if kind == TriggerKind.TIER_AT_RISK:
+        return _tier_at_risk(automation, now)
     return _repurchase_due(trigger, now)
+
+
+def _live_segment(key: str) -> sa.ScalarSelect[int]:
+    return (
+        sa.select(SavedSegment.id)
+        .where(SavedSegment.key == key, SavedSegment.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+
+
+def _segment_entered(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
+    """Members in the saved segment who entered it (at an insight refresh) since the
+    automation was created: the window start is the time they entered, so a member who
+    leaves and enters again is due again."""
+    return (
+        sa.select(
+            SegmentMember.member_id.label("member_id"),
+            SegmentMember.entered_at.label("window_start"),
+        )
+        .where(
+            SegmentMember.segment_id == _live_segment(automation.trigger["segment"]),
+            SegmentMember.entered_at >= automation.created_at,
+            SegmentMember.entered_at <= now,
+        )
+        .subquery("due")
+    )
+
+
+def _segment_left(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
+    """Members who left the saved segment (at an insight refresh, logged in
+    segment_changes) since the automation was created and are still out of it: the window
+    start is the latest time they left."""
+    segment_id = _live_segment(automation.trigger["segment"])
+    back_in = sa.exists().where(
+        SegmentMember.segment_id == SegmentChange.segment_id,
+        SegmentMember.member_id == SegmentChange.member_id,
+    )
+    return (
+        sa.select(
+            SegmentChange.member_id.label("member_id"),
+            sa.func.max(SegmentChange.changed_at).label("window_start"),
+        )
+        .where(
+            SegmentChange.segment_id == segment_id,
+            SegmentChange.change == "left",
+            SegmentChange.changed_at >= automation.created_at,
+            SegmentChange.changed_at <= now,
+            ~back_in,
+        )
+        .group_by(SegmentChange.member_id)
+        .subquery("due")
+    )
+
+
+def _reward_affordable(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
+    """Per member, the first (lowest id) reward the automation has not fired for yet that is
+    active, on offer at `now`, in stock, within the member's tier, not redeemed by them, and
+    whose cost their available balance covers. The window start is the reward's creation
+    time: once per reward per member."""
+    tier_rank = (
+        sa.select(Tier.rank).where(Tier.id == Member.tier_id).correlate(Member).scalar_subquery()
+    )
+    fired = sa.exists().where(
+        AutomationFiring.automation_id == automation.automation_id,
+        AutomationFiring.member_id == MemberBalance.member_id,
+        AutomationFiring.window_start == Reward.created_at,
+    )
+    redeemed = sa.exists().where(
+        RewardRedemption.reward_id == Reward.id,
+        RewardRedemption.member_id == MemberBalance.member_id,
+    )
+    offered = [
+        Reward.active.is_(True),
+        sa.or_(Reward.stock.is_(None), Reward.stock > 0),
+        sa.or_(Reward.starts_at.is_(None), Reward.starts_at <= now),
+        sa.or_(Reward.ends_at.is_(None), Reward.ends_at > now),
+        Reward.created_at <= now,
+    ]
+    if automation.trigger.get("reward_id"):
+        offered.append(Reward.public_id == uuid.UUID(automation.trigger["reward_id"]))
+    first = (
+        sa.select(
+            MemberBalance.member_id.label("member_id"), sa.func.min(Reward.id).label("reward_id")
+        )
+        .join(Reward, MemberBalance.available >= Reward.cost_points)
+        .join(Member, Member.id == MemberBalance.member_id)
+        .where(
+            *offered,
+            sa.or_(Reward.min_tier_rank.is_(None), tier_rank >= Reward.min_tier_rank),
+            ~redeemed,
+            ~fired,
+        )
+        .group_by(MemberBalance.member_id)
+        .subquery("affordable")
+    )
+    return (
+        sa.select(
+            first.c.member_id,
+            Reward.created_at.label("window_start"),
+            Reward.public_id.label("reward_public_id"),
+            Reward.name.label("reward_name"),
+            Reward.cost_points.label("reward_cost"),
+        )
+        .join(Reward, Reward.id == first.c.reward_id)
+        .subquery("due")
+    )
+
+
+def _tier_at_risk(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
+    """Members with a tier whose retention review (tier_retained_until) falls after `now`
+    and within `within_days`, whose qualifying points over the rolling window as of `now`
+    are below the tier's threshold: the tier is lost at the review unless they earn the
+    difference. The window start is the review date: once per review."""
+    since = add_months(now, -automation.tier_window_months)
+    points = (
+        sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0))
+        .where(
+            LedgerTransaction.member_id == Member.id,
+            LedgerTransaction.qualifying_at > since,
+            LedgerTransaction.qualifying_at <= now,
+            LedgerTransaction.qualifying != 0,
+        )
+        .correlate(Member)
+        .scalar_subquery()
+    )
+    review = Member.tier_retained_until
+    return (
+        sa.select(
+            Member.id.label("member_id"),
+            review.label("window_start"),
+            Tier.code.label("tier"),
+            points.label("qualifying_points"),
+            (Tier.threshold - points).label("points_needed"),
+        )
+        .join(Tier, Tier.id == Member.tier_id)
+        .where(
+            review > now,
+            review <= now + dt.timedelta(days=automation.trigger["within_days"]),
+            points < Tier.threshold,
+        )
+        .subquery("due")
+    )
 
 
 def _repurchase_due(trigger: Mapping[str, Any], now: dt.datetime) -> sa.Subquery:
@@ -260,6 +415,25 @@ def details(
         return {"points": int(row.points), "expires_at": window_start.isoformat()}
     if kind == TriggerKind.BIRTHDAY:
         return {"birthday": row.birthday.isoformat()}
+    if kind == TriggerKind.SEGMENT_ENTERED:
+        return {"segment": trigger["segment"], "entered_at": window_start.isoformat()}
+    if kind == TriggerKind.SEGMENT_LEFT:
+        return {"segment": trigger["segment"], "left_at": window_start.isoformat()}
+    if kind == TriggerKind.TIER_AT_RISK:
+        return {
+            "tier": row.tier,
+            "review_at": window_start.isoformat(),
+            "qualifying_points": int(row.qualifying_points),
+            "points_needed": int(row.points_needed),
+        }
+    if kind == TriggerKind.REWARD_AFFORDABLE:
+        return {
+            "reward": {
+                "id": str(row.reward_public_id),
+                "name": row.reward_name,
+                "cost_points": int(row.reward_cost),
+            }
+        }
     today = (now.date() - EPOCH).days
     purchase_days = int(row.purchase_days)
     least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS

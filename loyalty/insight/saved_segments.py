@@ -17,7 +17,7 @@ from loyalty.errors import Conflict, NotFound, ValidationFailed
 from loyalty.insight.models import MemberInsight
 from loyalty.insight.segment_filter import SegmentFilter, matching_members
 from loyalty.members.models import Member
-from loyalty.members.segments import SavedSegment, SegmentMember, SegmentUse
+from loyalty.members.segments import SavedSegment, SegmentChange, SegmentMember, SegmentUse
 from loyalty.rewards.definitions import rewards_naming_segment
 from loyalty.rules.services import rules_naming_segment
 from loyalty.tiers.models import Tier
@@ -239,6 +239,25 @@ def _announce(
     return outbox.emit_selected(session, "member.segment_changed", payloads)
 
 
+def _log(
+    session: Session, members: sa.Select[Any], segment_id: int, change: str, as_of: dt.datetime
+) -> None:
+    """A ``segment_changes`` row for each member `members` selects (one column, the members'
+    ids), written set-based: leaving deletes the membership, so the log remembers it (the
+    ``segment_left`` automation trigger reads it)."""
+    session.execute(
+        sa.insert(SegmentChange).from_select(
+            ["segment_id", "member_id", "change", "changed_at"],
+            members.with_only_columns(
+                sa.literal(segment_id, sa.BigInteger),
+                Member.id,
+                sa.literal(change, SegmentChange.change.type),
+                sa.literal(as_of, SegmentChange.changed_at.type),
+            ),
+        )
+    )
+
+
 def recompute_members(
     session: Session, as_of: dt.datetime, *, analyze: bool = False
 ) -> MembershipChanges:
@@ -267,6 +286,7 @@ def recompute_members(
         # Who enters, named before the insert (the same statement's condition, one snapshot:
         # the refresh holds its lock and nothing else writes segment_members).
         entered[key] = _announce(session, entering, key, "entered", as_of)
+        _log(session, entering, segment_id, "entered", as_of)
         # Every member matching, those already in skipped by the key: a NOT EXISTS on
         # segment_members here would read the table this statement writes, and planned as a
         # nested loop (the table looked empty) it rescans the rows written so far for each
@@ -297,5 +317,6 @@ def recompute_members(
             .where(sm.segment_id == segment_id, ~still_matches)
         )
         left[key] = _announce(session, gone, key, "left", as_of)
+        _log(session, gone, segment_id, "left", as_of)
         session.execute(sa.delete(sm).where(sm.segment_id == segment_id, ~still_matches))
     return MembershipChanges(entered=entered, left=left)

@@ -6,6 +6,10 @@
   meaning by a webhook consumer or an earning rule that still names it.
 - ``segment_members``: who was in each segment at the last insight refresh, since when. Only
   ``loyalty.insight`` writes it; earning rules and rewards read it at earn and redeem time.
+- ``segment_changes``: a log of each member entering or leaving a segment at a refresh
+  (leaving deletes the ``segment_members`` row, so this is where it is remembered); written
+  set-based by ``loyalty.insight`` beside the ``member.segment_changed`` events, read by the
+  ``segment_left`` automation trigger.
 
 Earning rules (``conditions.segments``) and rewards (``segments``) name live saved segments
 only: membership is looked up in ``segment_members`` alone, so any other key (a typo, a
@@ -53,6 +57,27 @@ class SegmentMember(Base):
     segment_id: Mapped[int] = mapped_column(sa.ForeignKey("saved_segments.id"), primary_key=True)
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"), primary_key=True)
     entered_at: Mapped[dt.datetime]
+
+
+class SegmentChange(Base):
+    """A member entered or left a segment at an insight refresh (`changed_at`, its as-of)."""
+
+    __tablename__ = "segment_changes"
+    # Automations ask "who left this segment since": segment, change, then time.
+    __table_args__ = (
+        sa.Index(
+            "ix_segment_changes_segment_id_change_changed_at",
+            "segment_id",
+            "change",
+            "changed_at",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(sa.ForeignKey("saved_segments.id"))
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    change: Mapped[str] = mapped_column(sa.String(8))  # "entered" or "left"
+    changed_at: Mapped[dt.datetime]
 
 
 class UnknownSegment(ValidationFailed):

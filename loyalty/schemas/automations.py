@@ -36,7 +36,10 @@ class TriggerSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in TriggerKind]))
     delay_days = _days("enrolled: days after enrolment (0: at the next jobs run).", lowest=0)
     days = _days("inactive: days without a purchase.")
-    within_days = _days("points_expiring: available points expire within this many days.")
+    within_days = _days(
+        "points_expiring: available points expire within this many days; tier_at_risk: the "
+        "tier's retention review is within this many days."
+    )
     factor = fields.String(
         allow_none=True,
         validate=validate.Regexp(r"^\d{1,3}(\.\d{1,4})?$", error="A decimal such as 1.5."),
@@ -58,9 +61,27 @@ class TriggerSchema(StrictSchema):
         },
     )
 
+    segment = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(SEGMENT_KEY_PATTERN),
+        metadata={
+            "description": "segment_entered, segment_left: a live saved segment's key "
+            "(unknown_segment otherwise).",
+            "example": "vips",
+        },
+    )
+
+    reward_id = fields.UUID(
+        allow_none=True,
+        metadata={"description": "reward_affordable: only this reward (default: any active one)."},
+    )
+
     @ma.post_load
     def _set_only(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return {key: value for key, value in data.items() if value is not None}
+        stored = {key: value for key, value in data.items() if value is not None}
+        if "reward_id" in stored:
+            stored["reward_id"] = str(stored["reward_id"])
+        return stored
 
     @ma.post_dump
     def _shown_set_only(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -230,6 +251,15 @@ class SimulateAutomationSchema(StrictSchema):
     member_id = fields.String(required=True, validate=EXTERNAL_ID)
 
 
+class AffordableRewardSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    cost_points = fields.Integer(required=True)
+
+
 class TriggerDetailsSchema(ma.Schema):
     """The trigger's kind and specifics: only those of its kind are present (times as RFC
     3339 strings, as stored with the firing)."""
@@ -263,6 +293,36 @@ class TriggerDetailsSchema(ma.Schema):
         metadata={"description": "repurchase_due: the gap times the factor, rounded up."}
     )
     days_since_last_purchase = fields.Integer(metadata={"description": "repurchase_due"})
+    segment = fields.String(metadata={"description": "segment_entered, segment_left: its key."})
+    entered_at = fields.String(
+        metadata={
+            "format": "date-time",
+            "description": "segment_entered: the insight refresh at which the member entered.",
+        }
+    )
+    left_at = fields.String(
+        metadata={
+            "format": "date-time",
+            "description": "segment_left: the insight refresh at which the member left.",
+        }
+    )
+    reward = fields.Nested(
+        AffordableRewardSchema, metadata={"description": "reward_affordable: the reward."}
+    )
+    tier = fields.String(metadata={"description": "tier_at_risk: the tier's code."})
+    review_at = fields.String(
+        metadata={
+            "format": "date-time",
+            "description": "tier_at_risk: the retention review, when the tier is lost unless "
+            "the points needed are earned.",
+        }
+    )
+    qualifying_points = fields.Integer(
+        metadata={"description": "tier_at_risk: qualifying points over the rolling window now."}
+    )
+    points_needed = fields.Integer(
+        metadata={"description": "tier_at_risk: the tier's threshold less those (P)."}
+    )
 
 
 class AutomationSimulationSchema(ma.Schema):

@@ -1,0 +1,34 @@
+"""/v1/admin/automations: the parameters of the segment, reward and tier triggers, checked
+as problem+json field errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_automations_api import URL, WIN_BACK
+from tests.helpers import problem
+
+
+@pytest.mark.parametrize(
+    ("trigger", "field"),
+    [
+        ({"kind": "segment_entered"}, "trigger.segment"),
+        ({"kind": "segment_left", "segment": "Not A Key"}, "trigger.segment"),
+        ({"kind": "segment_left", "segment": "vips", "days": 3}, "trigger.days"),
+        ({"kind": "reward_affordable", "reward_id": "a mug"}, "trigger.reward_id"),
+        ({"kind": "reward_affordable", "segment": "vips"}, "trigger.segment"),
+    ],
+)
+def test_an_invalid_trigger_is_422(client, admin, trigger, field):
+    response = client.post(URL, json={**WIN_BACK, "trigger": trigger}, headers=admin)
+
+    body = problem(response, 422, "validation_error")
+    assert any(key.startswith(field) for key in body["errors"]), body["errors"]
+
+
+def test_a_segment_trigger_naming_no_live_segment_is_422(client, admin):
+    trigger = {"kind": "segment_entered", "segment": "nobody"}
+    response = client.post(URL, json={**WIN_BACK, "trigger": trigger}, headers=admin)
+
+    body = problem(response, 422, "unknown_segment")
+    assert "trigger.segment" in body["errors"]
