@@ -140,7 +140,7 @@ class AutomationVersions(MethodView):
 @blp.route("/automations/<uuid:automation_id>/simulate")
 class SimulateAutomation(MethodView):
     @requires("admin")
-    @blp.arguments(SimulateAutomationSchema, example={"member_id": "c1"})
+    @blp.arguments(SimulateAutomationSchema, example={"member_id": "cust_1001"})
     @blp.response(200, AutomationSimulationSchema)
     @blp.alt_response(404, description="No such automation or member.")
     def post(self, body: dict[str, Any], automation_id: uuid.UUID) -> dict[str, Any]:

@@ -63,6 +63,8 @@ IDS = (
     "webhook_id",
     "delivery_id",
     "segment_key",
+    "automation_id",
+    "bonus_rule_id",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -154,8 +156,15 @@ RULE = {
         "first_order": False,
     },
     "caps": {"per_order": 1000, "per_member": {"period_days": 30, "count": 5, "points": 5000}},
+    "budget": {"period": "week", "points": 5000},
 }
-MULTIPLIER = {"name": "Apparel x1.5", "kind": "multiplier", "factor": "1.5"}
+MULTIPLIER = {
+    "name": "Apparel x1.5",
+    "kind": "multiplier",
+    "factor": "1.5",
+    "budget": {"period": "month", "amount": 10_000},
+}
+BONUS = {"name": "Win-back gift", "kind": "bonus", "points": 100}
 EVENT_RULE = {"name": "Reviews", "kind": "event", "event_type": "review", "points": 50}
 REWARD = {
     "name": "$5 off",
@@ -232,6 +241,52 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
     segments = [ids["segment_key"]]
     rule = {**RULE, "conditions": {**RULE["conditions"], "segments": segments}}
     reward = {**REWARD, "segments": segments}
+    webhook = [{"type": "webhook"}]
+    automations: list[dict[str, Any] | Base] = [
+        {
+            "name": "Time to buy again",
+            "active": True,
+            "trigger": {
+                "kind": "repurchase_due",
+                "default_gap_days": 30,
+                "factor": "1.5",
+                "min_purchase_days": 3,
+            },
+            "conditions": {
+                "tiers": ["silver"],
+                "segments": segments,
+                "predicted_value": {"min": 0, "max": 100_000},
+                "metadata": {"vip": True},
+            },
+            "actions": [
+                {"type": "grant_points", "rule_id": ids["bonus_rule_id"], "points": 10},
+                *webhook,
+            ],
+            "dedup_days": 30,
+        },
+        {"name": "Welcome", "trigger": {"kind": "enrolled", "delay_days": 0}, "actions": webhook},
+        {"name": "Quiet", "trigger": {"kind": "inactive", "days": 60}, "actions": webhook},
+        {
+            "name": "Expiring",
+            "trigger": {"kind": "points_expiring", "within_days": 30},
+            "actions": webhook,
+        },
+        {
+            "name": "Tier",
+            "trigger": {"kind": "tier_at_risk", "within_days": 30},
+            "actions": webhook,
+        },
+        {
+            "name": "In",
+            "trigger": {"kind": "segment_entered", "segment": ids["segment_key"]},
+            "actions": webhook,
+        },
+        {
+            "name": "Affordable",
+            "trigger": {"kind": "reward_affordable", "reward_id": ids["reward_id"]},
+            "actions": webhook,
+        },
+    ]
     return {
         "POST /v1/members": [
             {"external_id": "cust_2001", "referred_by": ids["member_id"], **MEMBER_CHANGES}
@@ -251,9 +306,12 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
         ],
         "POST /v1/admin/rules/simulate": [
             {**cart, "rules": [rule, MULTIPLIER], "include_active": True},
+            {**cart, "rules": [MULTIPLIER]},
             {**cart, "rules": [EVENT_RULE], "event_type": "review"},
             {"currency": "USD", "member_id": ids["member_id"], "event_type": "review"},
         ],
+        "POST /v1/admin/automations": automations,
+        "PATCH /v1/admin/automations/{automation_id}": automations,
         "POST /v1/admin/segments": [SEGMENT],
         "PATCH /v1/admin/segments/{segment_key}": [
             {key: value for key, value in SEGMENT.items() if key != "key"}
@@ -615,12 +673,22 @@ def world(app: Flask, client: FlaskClient) -> World:
     )
     multiplier = post("/v1/admin/rules", MULTIPLIER, admin)
     event_rule = post("/v1/admin/rules", EVENT_RULE, admin)
+    bonus_rule = post("/v1/admin/rules", BONUS, admin)
     reward = post(
         "/v1/admin/rewards",
         {"name": "Free coffee", "kind": "coupon", "cost_points": 100, "stock": 1000},
         admin,
     )
     segment = post("/v1/admin/segments", {**SEGMENT, "key": "seeded"}, admin)
+    automation = post(
+        "/v1/admin/automations",
+        {
+            "name": "Win back",
+            "trigger": {"kind": "inactive", "days": 60},
+            "actions": [{"type": "webhook"}],
+        },
+        admin,
+    )
     member = post("/v1/members", {"external_id": "cust_1001"}, checkout)["external_id"]
     post(
         f"/v1/admin/members/{member}/adjustments",
@@ -653,6 +721,8 @@ def world(app: Flask, client: FlaskClient) -> World:
             "webhook_id": hook["id"],
             "delivery_id": deliveries["items"][0]["id"],
             "segment_key": segment["key"],
+            "automation_id": automation["id"],
+            "bonus_rule_id": bonus_rule["id"],
         },
     )
 
