@@ -11,7 +11,7 @@ from loyalty.automations.definitions import AutomationChanges, AutomationDefinit
 from loyalty.automations.models import ActionType, TriggerKind
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime, page_schema
+from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.segments import IntRangeSchema
 
 DAYS = validate.Range(min=0, max=3650)
@@ -173,7 +173,7 @@ class ActionSchema(StrictSchema):
 
 class AutomationInSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    active = fields.Boolean(load_default=True)
+    active = JSONBoolean(load_default=True)
     trigger = fields.Nested(TriggerSchema, required=True)
     conditions = fields.Nested(
         AutomationConditionsSchema, load_default=lambda: AutomationConditionsSchema().load({})

@@ -157,6 +157,16 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
         {"name": "Free coffee", "kind": "coupon", "cost_points": 100, "stock": 1000},
         admin,
     )
+    automation = created(
+        client,
+        "/v1/admin/automations",
+        {
+            "name": "Win back",
+            "trigger": {"kind": "inactive", "days": 60},
+            "actions": [{"type": "webhook"}],
+        },
+        admin,
+    )
     # The document's examples name cust_1001, so they reach this member too.
     member = created(client, "/v1/members", {"external_id": "cust_1001"}, checkout)
     member_id = member["external_id"]
@@ -202,6 +212,7 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
             "webhook_id": hook["id"],
             "delivery_id": deliveries["items"][0]["id"],
             "segment_key": segment["key"],
+            "automation_id": automation["id"],
         },
     )
     yield seeded
