@@ -23,6 +23,7 @@ from loyalty.automations.models import AutomationFiring, TriggerKind
 from loyalty.db import UTCDateTime
 from loyalty.insight.figures import utc_day
 from loyalty.insight.models import MemberInsight
+from loyalty.insight.segment_filter import metadata_condition
 from loyalty.ledger.models import LedgerTransaction, LotState, MemberBalance, PointLot
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member, MemberStatus
@@ -311,18 +312,6 @@ def _repurchase_due(trigger: Mapping[str, Any], now: dt.datetime) -> sa.Subquery
     )
 
 
-def _metadata_equals(key: str, value: Any) -> sa.ColumnElement[bool]:
-    element = Member.metadata_[key]
-    compared: sa.ColumnElement[bool]
-    if isinstance(value, bool):
-        compared = element.as_boolean() == value
-    elif isinstance(value, int):
-        compared = element.as_integer() == value
-    else:
-        compared = element.as_string() == value
-    return compared
-
-
 def condition_clauses(
     conditions: Mapping[str, Any], member_id: sa.ColumnElement[int] | Any
 ) -> list[tuple[str, sa.ColumnElement[bool]]]:
@@ -357,7 +346,7 @@ def condition_clauses(
             bounds.append(MemberInsight.predicted_value <= predicted["max"])
         clauses.append(("predicted_value", sa.exists().where(*bounds)))
     for key, value in sorted((conditions.get("metadata") or {}).items()):
-        clauses.append((f"metadata.{key}", _metadata_equals(key, value)))
+        clauses.append((f"metadata.{key}", metadata_condition(key, value)))
     return clauses
 
 

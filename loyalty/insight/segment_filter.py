@@ -140,7 +140,8 @@ def _range_problem(name: str, bounds: Range) -> str | None:
     return None
 
 
-def _metadata_condition(key: str, value: MetadataValue) -> sa.ColumnElement[bool]:
+def metadata_condition(key: str, value: MetadataValue) -> sa.ColumnElement[bool]:
+    """The member's top-level metadata `key` equals `value`, compared as its JSON type."""
     element = Member.metadata_[key]
     compared: sa.ColumnElement[bool]
     if isinstance(value, bool):
@@ -169,7 +170,7 @@ def matching_members(segment_filter: SegmentFilter) -> sa.Select[Any]:
             conditions.append(column >= bounds.min)
         if bounds.max is not None:
             conditions.append(column <= bounds.max)
-    conditions.extend(_metadata_condition(k, v) for k, v in sorted(f.metadata.items()))
+    conditions.extend(metadata_condition(k, v) for k, v in sorted(f.metadata.items()))
     return (
         sa.select(Member.id)
         .select_from(Member)

@@ -12,7 +12,7 @@ from loyalty.automations.models import ActionType, TriggerKind
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime, page_schema
-from loyalty.schemas.segments import IntRangeSchema
+from loyalty.schemas.segments import IntRangeSchema, segment_keys
 
 DAYS = validate.Range(min=0, max=3650)
 
@@ -100,14 +100,9 @@ class AutomationConditionsSchema(StrictSchema):
         load_default=list,
         metadata={"description": "Tier codes the member must be in one of (empty: any)."},
     )
-    segments = fields.List(
-        fields.String(validate=validate.Regexp(SEGMENT_KEY_PATTERN)),
-        validate=validate.Length(max=20),
-        load_default=list,
-        metadata={
-            "description": "Live saved segment keys the member must be in one of, as of the "
-            "last insight refresh (unknown_segment otherwise)."
-        },
+    segments = segment_keys(
+        "Live saved segment keys the member must be in one of, as of the "
+        "last insight refresh (unknown_segment otherwise)."
     )
     predicted_value = fields.Nested(
         IntRangeSchema,

@@ -6,11 +6,11 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
-from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.rewards.definitions import RewardChanges, RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
 from loyalty.schemas.orders import MoneySchema
+from loyalty.schemas.segments import segment_keys
 
 
 class RewardInSchema(StrictSchema):
@@ -41,16 +41,11 @@ class RewardInSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "Code of the lowest tier that may redeem it."},
     )
-    segments = fields.List(
-        fields.String(validate=validate.Regexp(SEGMENT_KEY_PATTERN)),
-        load_default=list,
-        validate=validate.Length(max=20),
-        metadata={
-            "description": "Saved segment keys the member must be in one of, as of the last "
-            "insight refresh (empty: anyone). Each must be a live saved segment's key "
-            "(unknown_segment otherwise): an RFM segment is named through a saved segment "
-            "whose filter has it in rfm_segments."
-        },
+    segments = segment_keys(
+        "Saved segment keys the member must be in one of, as of the last "
+        "insight refresh (empty: anyone). Each must be a live saved segment's key "
+        "(unknown_segment otherwise): an RFM segment is named through a saved segment "
+        "whose filter has it in rfm_segments."
     )
     per_member_limit = fields.Integer(
         load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=10**6)

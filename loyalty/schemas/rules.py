@@ -6,12 +6,12 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.ledger.policy import MAX_POINTS
-from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.rules.definitions import RuleChanges, RuleDefinition
 from loyalty.rules.models import RuleKind
 from loyalty.rules.policy import BudgetPeriod
 from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.orders import CartSchema, ContributionSchema, LineSchema
+from loyalty.schemas.segments import segment_keys
 
 CODE = validate.Length(min=1, max=64)
 # The kind's settings: top-level in the API's rule, kept together as the rule's config.
@@ -37,16 +37,11 @@ class ConditionsSchema(StrictSchema):
         load_default=list,
         metadata={"description": "Tier codes the member must be in (empty: any)."},
     )
-    segments = fields.List(
-        fields.String(validate=validate.Regexp(SEGMENT_KEY_PATTERN)),
-        validate=validate.Length(max=20),
-        load_default=list,
-        metadata={
-            "description": "Saved segment keys the member must be in one of, as of the last "
-            "insight refresh (empty: any). Each must be a live saved segment's key "
-            "(unknown_segment otherwise): an RFM segment is named through a saved segment "
-            "whose filter has it in rfm_segments."
-        },
+    segments = segment_keys(
+        "Saved segment keys the member must be in one of, as of the last "
+        "insight refresh (empty: any). Each must be a live saved segment's key "
+        "(unknown_segment otherwise): an RFM segment is named through a saved segment "
+        "whose filter has it in rfm_segments."
     )
     min_amount = fields.Integer(
         strict=True,

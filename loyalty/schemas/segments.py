@@ -83,6 +83,17 @@ class SegmentFilterSchema(StrictSchema):
             ) from None
 
 
+def segment_keys(description: str) -> fields.List[str]:
+    """A list of at most 20 saved segment keys (rules, rewards and automations name the
+    segments they are limited to so)."""
+    return fields.List(
+        fields.String(validate=validate.Regexp(SEGMENT_KEY_PATTERN)),
+        validate=validate.Length(max=20),
+        load_default=list,
+        metadata={"description": description},
+    )
+
+
 class SegmentInSchema(StrictSchema):
     key = fields.String(
         required=True,
