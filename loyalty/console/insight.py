@@ -89,12 +89,11 @@ MONEY_FILTERS = ("predicted_value_min", "predicted_value_max")
 
 
 def _filter_query(
-    args: MultiDict[str, str], schema: ma.Schema
+    args: MultiDict[str, str], schema: ma.Schema, currency: str
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The member list's query string as the API's filters: blank fields are no filter, the
     segment may repeat, and predicted values are read in the program's currency (250.50)
     rather than the API's minor units. Returns the loaded filters, or the errors by field."""
-    currency = get_settings(db.session()).currency
     given: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for key in args:
@@ -133,7 +132,8 @@ def _query_string(args: MultiDict[str, str]) -> str:
 @blp.get("/members")
 def member_search() -> str | tuple[str, int]:
     session = db.session()
-    query, errors = _filter_query(request.args, MemberListQuerySchema())
+    currency = get_settings(session).currency
+    query, errors = _filter_query(request.args, MemberListQuerySchema(), currency)
     rows: list[queries.MemberRow] = []
     next_cursor = None
     if not errors:
@@ -157,7 +157,7 @@ def member_search() -> str | tuple[str, int]:
         and f"{url_for('console.member_search', cursor=next_cursor)}&{filters}".rstrip("&"),
         export_url=f"{url_for('console.member_export')}?{filters}".rstrip("?"),
         errors=errors,
-        currency=get_settings(session).currency,
+        currency=currency,
         segments=[(s.value, LABELS[s]) for s in Segment],
         labels=SEGMENT_LABELS,
         statuses=[s.value for s in MemberStatus],
@@ -168,7 +168,8 @@ def member_search() -> str | tuple[str, int]:
 
 @blp.get("/members.csv")
 def member_export() -> Response:
-    query, errors = _filter_query(request.args, MemberFilterSchema())
+    currency = get_settings(db.session()).currency
+    query, errors = _filter_query(request.args, MemberFilterSchema(), currency)
     if errors:
         lines = [f"{name}: {' '.join(messages)}" for name, messages in errors.items()]
         raise UnprocessableEntity("; ".join(lines))
