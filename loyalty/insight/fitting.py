@@ -41,6 +41,15 @@ class AtBound(FitFailed):
         self.theta = theta
 
 
+class NotConverged(FitFailed):
+    """The optimiser stopped without converging; `theta` is where (on its own scale), for a
+    caller that knows a limit of the model the parameters may have been running towards."""
+
+    def __init__(self, message: str, theta: FloatArray) -> None:
+        super().__init__(message)
+        self.theta = theta
+
+
 @dataclass(frozen=True)
 class Fit(Generic[P]):
     """Fitted parameters with what an analyst needs to check them against their own tools:
@@ -114,12 +123,14 @@ def maximise(
         method="L-BFGS-B",
         bounds=[(-LOG_BOUND, LOG_BOUND)] * count,
     )
-    if not result.success:
-        raise FitFailed(f"the likelihood was not maximised: {result.message}")
     theta = np.asarray(result.x, dtype=float)
     at_bound = [n for n, v in zip(names.split(), theta, strict=True) if abs(v) > LOG_BOUND - 1]
+    # Checked first: on a ridge running into the box's edge (r and alpha off together) the
+    # line search can stop abnormally there (scipy 1.17), and the edge is the answer.
     if at_bound:
         raise AtBound(at_bound, theta)
+    if not result.success:
+        raise NotConverged(f"the likelihood was not maximised: {result.message}", theta)
     return theta
 
 

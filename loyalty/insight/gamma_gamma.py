@@ -14,7 +14,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
-from loyalty.insight.fitting import Fit, FitFailed, FloatArray, maximise
+from loyalty.insight.fitting import AtBound, Fit, FitFailed, FloatArray, NotConverged, maximise
+
+# p and q past this, together: the order values of a member do not vary detectably (a Gamma
+# of shape 1e4 has a 1% spread), the likelihood's limit is a point mass, and where the
+# optimiser stopped on the way there gives the expected spend to many digits.
+NO_SPREAD = 1e4
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,21 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> Fit[GammaGamma
     # v is a money scale: fitting on monetary / scale and multiplying v back is the same maximum.
     scale = float(np.mean(m))
     rows = _SpendRows.of(x, m / scale)
-    log_params = maximise(lambda theta: _gamma_gamma_neg_ll(theta, rows), len(x), "p q v")
+    try:
+        log_params = maximise(lambda theta: _gamma_gamma_neg_ll(theta, rows), len(x), "p q v")
+    except (AtBound, NotConverged) as stopped:
+        if not np.all(stopped.theta[:2] > np.log(NO_SPREAD)):
+            raise
+        log_params = stopped.theta
     p, q, v = np.exp(log_params)
     params = GammaGammaParams(p=float(p), q=float(q), v=float(v * scale))
-    return Fit(params, gamma_gamma_log_likelihood(params, x, m), customers=len(x))
+    notes: tuple[str, ...] = ()
+    if p > NO_SPREAD and q > NO_SPREAD:
+        notes = (
+            f"order values do not vary detectably (p and q ran to {p:.3g} and {q:.3g}): "
+            "every member's expected spend is in effect the common mean",
+        )
+    return Fit(params, gamma_gamma_log_likelihood(params, x, m), customers=len(x), notes=notes)
 
 
 def gamma_gamma_log_likelihood(

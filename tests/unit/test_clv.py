@@ -251,3 +251,18 @@ def test_evaluation_predicts_the_holdout_purchases_of_simulated_members():
     )
     for bucket in evaluation.by_frequency:
         assert bucket.predicted == pytest.approx(bucket.actual, rel=0.15)
+
+
+def test_gamma_gamma_without_spread_in_order_value_expects_the_common_spend():
+    """Every repeat order worth the same (one subscription price): p and q run off together,
+    the fit stops on the way to that limit and says so, and every buyer is expected to spend
+    the common value."""
+    frequency = np.array([1, 2, 3, 4] * 25, dtype=float)
+    monetary = np.full(len(frequency), 1000.0)
+
+    fit = gamma_gamma.fit_gamma_gamma(frequency, monetary)
+
+    assert len(fit.notes) == 1
+    assert fit.notes[0].startswith("order values do not vary detectably")
+    spend = gamma_gamma.expected_spend(fit.params, frequency, monetary)
+    assert spend == pytest.approx(np.full(len(frequency), 1000.0), rel=1e-3)
