@@ -1,7 +1,9 @@
 """Firing every active automation for every member it is due for, set-based: for each
 automation, one candidate SELECT (``triggers.candidates``), then per batch of its rows one
 multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the firings and the actions for
-the rows that insert returned, in one transaction per batch.
+the rows that insert returned, in one transaction per batch. On PostgreSQL an automation
+whose only action is the webhook fires in one statement instead (``bulk``), in one
+transaction.
 
 The unique key (automation, member, window start) is what makes a firing happen once: a
 second worker evaluating the same automation at the same moment finds the first's rows on
@@ -21,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loyalty.automations import triggers
+from loyalty.automations import bulk, triggers
 from loyalty.automations.models import ActionType, Automation, AutomationFiring, AutomationVersion
 from loyalty.automations.services import active_versions, evaluated, grant_actions
 from loyalty.db import transaction, utcnow
@@ -68,6 +70,13 @@ def fire_due(
     return summary
 
 
+def _in_database(session: Session, version: AutomationVersion) -> bool:
+    """Whether the version fires in one statement (``bulk``): on PostgreSQL, when its only
+    action is the webhook; grants write each member's ledger, in batches below."""
+    only_webhook = [action["type"] for action in version.actions] == [ActionType.WEBHOOK]
+    return only_webhook and session.get_bind().dialect.name == "postgresql"
+
+
 def _insert(session: Session) -> Any:
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(AutomationFiring)
@@ -82,6 +91,9 @@ def _fire(
     summary: FiringSummary,
 ) -> int:
     spec = evaluated(session, automation, version)
+    if _in_database(session, version):
+        with transaction(session):
+            return bulk.fire_in_database(session, automation, version, spec, now)
     # The candidate query runs once (seconds over a million members); re-running it per
     # batch would cost that again for every thousand members fired.
     with transaction(session):

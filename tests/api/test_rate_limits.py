@@ -205,8 +205,9 @@ def test_a_malformed_limit_stops_the_app_from_starting(value):
 
 
 @pytest.mark.committed
-def test_the_configured_limits_are_the_apps(app, database_url):
-    """Not through ``limit``: an app built from its configuration limits as configured."""
+def test_the_configured_limits_are_the_apps(app, database_url, clock):
+    """Not through ``limit``: an app built from its configuration limits as configured. On the
+    test's clock: on the wall's, a minute turning between the requests let the third through."""
     with app_built(database_url, RATE_LIMITS={**GENEROUS, "checkout": "2/minute"}) as built:
         with built.app_context():
             checkout = auth(ApiKeyFactory(scopes=("checkout",)))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loyalty.automations import firing, services
+from loyalty.automations import bulk, firing, services, triggers
 from loyalty.automations.models import AutomationFiring
 from loyalty.automations.services import AutomationView
 from loyalty.members.models import MemberStatus
@@ -443,6 +443,74 @@ def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_pass_fires_it(ses
     monkeypatch.setattr(firing.outbox, "emit_many", real_emit_many)
     assert run(session, T0) == 1
     assert membership.card(session, "c1", now=T0).available == 200
+
+
+def test_a_webhook_pass_that_fails_after_writing_leaves_nothing(session, monkeypatch):
+    """A webhook-only automation fires in one statement on PostgreSQL (in batches elsewhere):
+    killed once its events are written, its firings go with them, and the next pass fires."""
+    automation(session, {"kind": "enrolled", "delay_days": 0})
+    MemberFactory(external_id="c1", now=T0)
+    MemberFactory(external_id="c2", now=T0)
+    real = {name: getattr(firing.outbox, name) for name in ("emit_many", "emit_selected")}
+
+    def killed_after(name: str) -> Any:
+        def emit(*args: Any, **kwargs: Any) -> int:
+            real[name](*args, **kwargs)
+            raise RuntimeError("worker killed")
+
+        return emit
+
+    for name in real:
+        monkeypatch.setattr(firing.outbox, name, killed_after(name))
+    with pytest.raises(RuntimeError):
+        run(session, T0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(AutomationFiring)) == 0
+    assert fired(session) == []
+
+    for name, emit in real.items():
+        monkeypatch.setattr(firing.outbox, name, emit)
+    assert run(session, T0) == 2
+    assert sorted(fired_for(session)) == ["c1", "c2"]
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        {"kind": "repurchase_due", "default_gap_days": 9, "factor": "1.3", "min_purchase_days": 2},
+        {"kind": "repurchase_due", "default_gap_days": 9, "min_purchase_days": 4},
+        {"kind": "inactive", "days": 1},
+        {"kind": "points_expiring", "within_days": 400},
+        {"kind": "birthday"},
+        {"kind": "enrolled", "delay_days": 0},
+    ],
+    ids=lambda trigger: trigger["kind"] + (f"-{trigger['factor']}" if "factor" in trigger else ""),
+)
+def test_the_details_built_in_sql_are_the_ones_python_builds(session, trigger):
+    """The one-statement path (bulk.details_json) and the batch path (triggers.details) write
+    the same JSON: over odd gaps between purchase days (halves round to even, due days round
+    up) and timestamps with and without microseconds."""
+    automation(session, trigger, now=T0 - 400 * DAY)
+    for n in range(12):
+        member = f"c{n}"
+        enrolled = T0 - (300 - n) * DAY + dt.timedelta(microseconds=n * 37_001 % 1_000_000)
+        MemberFactory(external_id=member, birthday="1990-03-02", now=enrolled)
+        adjustments.adjust(session, member, 10 + n, "test", "ops", now=enrolled)
+        for k in range(1 + n % 5):
+            placed = enrolled + (k * (n + 3) + k * k % 7) * DAY + dt.timedelta(seconds=k)
+            OrderFactory(order_id=f"o{n}-{k}", member_id=member, now=placed)
+    # Before the first lots expire (in the program's 12 months) and well after the last order.
+    now = T0 - 10 * DAY + dt.timedelta(hours=8, minutes=30)
+    model, version = services.active_versions(session)[0]
+    spec = services.evaluated(session, model, version)
+    due = triggers.candidates(spec, now).subquery()
+    rows = session.execute(
+        sa.select(due, bulk.details_json(spec.kind, spec.trigger, due, now).label("sql"))
+    ).all()
+
+    assert rows, f"nothing due for {trigger}"
+    for row in rows:
+        assert row.sql == triggers.details(spec.kind, spec.trigger, row, now)
 
 
 # --- reading what fired (the console's list and page) -----------------------------------------
