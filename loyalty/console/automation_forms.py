@@ -140,9 +140,7 @@ def _raw(form_field: Field) -> str:
 
 class AutomationForm(FlaskForm):
     name = StringField("Name")
-    kind = SelectField(
-        "Trigger", choices=schema_choices(TriggerSchema, "kind"), validate_choice=False
-    )
+    kind = SelectField("Kind", choices=schema_choices(TriggerSchema, "kind"), validate_choice=False)
     # The trigger's parameters: one field each, added below from TRIGGER_PARAMETERS.
     tiers = StringField("Tiers (codes, comma separated; empty: any)")
     segments = StringField("Saved segments (keys, comma separated; empty: any)")
