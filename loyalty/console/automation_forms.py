@@ -101,8 +101,13 @@ def attributes_text(metadata: Mapping[str, Any]) -> str:
     quoted)."""
     lines = []
     for key, value in metadata.items():
-        shown = value if isinstance(value, str) and _attribute_value(value) == value else None
-        lines.append(f"{key} = {shown if shown is not None else json.dumps(value)}")
+        # Bare only when it reads back as itself: "true", "12", " padded" are quoted.
+        # Line breaks too: a browser sends every one in a textarea as CR LF.
+        bare = isinstance(value, str) and value == value.strip() and not set(value) & {"\r", "\n"}
+        if bare and _attribute_value(value) == value:
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
     return "\n".join(lines)
 
 
@@ -110,7 +115,9 @@ def parse_attributes(text: str) -> tuple[dict[str, Any], list[str]]:
     """The `key = value` lines as metadata conditions, and a message per unreadable line."""
     found: dict[str, Any] = {}
     problems = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at LF (a browser sends CR LF): not at every break splitlines knows, which
+    # could be inside a key or value.
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         if not line.strip():
             continue
         key, equals, value = line.partition("=")

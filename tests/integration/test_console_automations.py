@@ -27,7 +27,7 @@ from loyalty.db import utcnow
 from loyalty.rules import services as rules
 from loyalty.schemas.automations import AutomationInSchema
 from tests.console import csrf_token, sign_in
-from tests.factories import ApiKeyFactory, MemberFactory, RuleFactory
+from tests.factories import ApiKeyFactory, MemberFactory, RuleFactory, auth
 from tests.helpers import services
 
 NEW = "/admin/automations/new"
@@ -239,6 +239,44 @@ def test_the_services_refusals_are_shown_next_to_their_fields_too(app, client, a
     assert response.status_code == 422
     assert "no_such_segment" in field_error(response, "segments")
     assert listed(app) == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "api_trigger"),
+    [
+        ({"kind": "inactive", "trigger_days": "0"}, {"kind": "inactive", "days": 0}),
+        ({"kind": "inactive", "trigger_days": "6.5"}, {"kind": "inactive", "days": "6.5"}),
+        ({"kind": "inactive"}, {"kind": "inactive"}),
+        (
+            {"kind": "repurchase_due", "trigger_default_gap_days": "30", "trigger_factor": "x"},
+            {"kind": "repurchase_due", "default_gap_days": 30, "factor": "x"},
+        ),
+        (
+            {"kind": "segment_left", "trigger_segment": "Not a key"},
+            {"kind": "segment_left", "segment": "Not a key"},
+        ),
+        (
+            {"kind": "reward_affordable", "trigger_reward_id": "r1"},
+            {"kind": "reward_affordable", "reward_id": "r1"},
+        ),
+        ({"kind": "cart_left"}, {"kind": "cart_left"}),
+    ],
+)
+def test_the_form_refuses_a_trigger_with_the_apis_own_message(client, admin, typed, api_trigger):
+    api = client.post(
+        "/v1/admin/automations",
+        json={"name": "x", "trigger": api_trigger, "actions": [{"type": "webhook"}]},
+        headers=auth(admin),
+    )
+    assert api.status_code == 422
+    ((key, messages),) = api.json["errors"].items()
+    sign_in(client, admin)
+
+    response = post(client, NEW, {"name": "x", "webhook": "y", **typed}, NEW)
+
+    assert response.status_code == 422
+    name = "kind" if key == "trigger.kind" else "trigger_" + key.removeprefix("trigger.")
+    assert field_error(response, name) == " ".join(messages)
 
 
 def test_a_trigger_missing_its_required_parameter_is_refused_by_the_field(client, admin):

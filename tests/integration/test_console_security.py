@@ -510,10 +510,10 @@ def welcome(app: Flask, admin: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "query",
+    "suffix",
     [
         "",
-        "/edit",
+        "/edit",  # the form for its next version
         "?member_id=cust_42",  # the simulator's answer
         "?member_id=nobody",  # no such member: said by the form
         "?member_id=",  # refused: the page, with its errors
@@ -521,11 +521,11 @@ def welcome(app: Flask, admin: str) -> str:
     ],
 )
 def test_an_automation_page_carries_the_headers_and_needs_no_inline_code(
-    app, client, admin, welcome, query
+    app, client, admin, welcome, suffix
 ):
     sign_in(client, admin)
 
-    response = client.get(f"/admin/automations/{welcome}{query}")
+    response = client.get(f"/admin/automations/{welcome}{suffix}")
 
     assert response.status_code in (200, 422)
     assert_console_headers(response)
