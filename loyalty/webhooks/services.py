@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty import metrics
-from loyalty.db import in_claimed_batches, transaction, utcnow
+from loyalty.db import transaction, utcnow
 from loyalty.errors import NotFound
 from loyalty.webhooks import targets
 from loyalty.webhooks.models import (
@@ -75,34 +75,53 @@ def active_endpoints(session: Session) -> list[WebhookEndpoint]:
     )
 
 
-def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int = 500) -> int:
+def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int = 5000) -> int:
     """Fan new outbox events out into one delivery per subscribed endpoint; returns how many
-    events were dispatched."""
+    events were dispatched.
+
+    Set-based, in batches of `batch_size` events, each a transaction of two statements: an
+    UPDATE that marks the oldest undispatched events dispatched and returns them (claimed
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never take the same event) and
+    one multi-row INSERT of their deliveries. A first pass of automations can emit a
+    million events; loading each as an object took minutes for them."""
     now = now or utcnow()
-
-    def fan_out(events: list[OutboxEvent]) -> int:
-        endpoints = active_endpoints(session) if events else []
-        for event in events:
-            for endpoint in endpoints:
-                if "*" in endpoint.event_types or event.type in endpoint.event_types:
-                    session.add(
-                        WebhookDelivery(
-                            endpoint_id=endpoint.id,
-                            event_id=event.id,
-                            status=DeliveryStatus.PENDING.value,
-                            next_attempt_at=now,
-                            created_at=now,
-                        )
-                    )
-            event.dispatched_at = now
-        return len(events)
-
-    undispatched = (
-        sa.select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.id)
-    )
-    dispatched = in_claimed_batches(session, undispatched, batch_size, fan_out)
-    metrics.WEBHOOK_EVENTS.inc(dispatched)
-    return dispatched
+    events = OutboxEvent.__table__
+    endpoints = [(endpoint.id, endpoint.event_types) for endpoint in active_endpoints(session)]
+    total = 0
+    while True:
+        with transaction(session):
+            claimed = (
+                sa.select(events.c.id)
+                .where(events.c.dispatched_at.is_(None))
+                .order_by(events.c.id)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            rows = session.execute(
+                sa.update(events)
+                .where(events.c.id.in_(claimed.scalar_subquery()), events.c.dispatched_at.is_(None))
+                .values(dispatched_at=now)
+                .returning(events.c.id, events.c.type)
+            ).all()
+            deliveries = [
+                {
+                    "endpoint_id": endpoint_id,
+                    "event_id": event_id,
+                    "status": DeliveryStatus.PENDING.value,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event_id, event_type in sorted(rows)
+                for endpoint_id, event_types in endpoints
+                if "*" in event_types or event_type in event_types
+            ]
+            if deliveries:
+                session.execute(sa.insert(WebhookDelivery.__table__), deliveries)
+        total += len(rows)
+        if len(rows) < batch_size:
+            break
+    metrics.WEBHOOK_EVENTS.inc(total)
+    return total
 
 
 def event_body(event: OutboxEvent) -> bytes:

@@ -47,6 +47,7 @@ from loyalty.webhooks import services as webhooks
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from loyalty.webhooks.outbox import EVENT_TYPES
 from tests.commands import order_command
+from tests.concurrency import race, raised
 from tests.factories import OrderFactory
 from tests.helpers import created, free_port, problem
 
@@ -682,6 +683,59 @@ def emit_enrolments(app: Flask, count: int) -> None:
     with app.app_context(), transaction(db.session):
         for n in range(count):
             outbox.emit(db.session, "member.enrolled", {"member_id": f"c{n}"})
+
+
+def test_a_pass_fans_out_in_batches_one_delivery_per_subscribed_endpoint(
+    app, client, admin, receiver
+):
+    register(client, admin, receiver.url)
+    register(client, admin, receiver.url, ["member.enrolled"])
+    register(client, admin, receiver.url, ["points.earned"])
+    emit_enrolments(app, 7)
+
+    with app.app_context():
+        dispatched = webhooks.dispatch(db.session, batch_size=3)
+        again = webhooks.dispatch(db.session, batch_size=3)
+        per_endpoint = (
+            db.session.execute(
+                sa.select(sa.func.count())
+                .select_from(WebhookDelivery)
+                .group_by(WebhookDelivery.endpoint_id)
+            )
+            .scalars()
+            .all()
+        )
+        undispatched = db.session.scalar(
+            sa.select(sa.func.count()).where(OutboxEvent.dispatched_at.is_(None))
+        )
+
+    assert (dispatched, again, undispatched) == (7, 0, 0)
+    # "*" and member.enrolled each get every event; points.earned none.
+    assert sorted(per_endpoint) == [7, 7]
+
+
+@pytest.mark.committed  # threads, each on its own connection
+@pytest.mark.postgresql_only
+def test_two_workers_dispatching_at_once_fan_each_event_out_once(app, client, admin, receiver):
+    register(client, admin, receiver.url)
+    emit_enrolments(app, 400)
+
+    results = race(app, 2, lambda _: webhooks.dispatch(db.session, batch_size=7))
+
+    assert raised(results) == []
+    assert sum(results) == 400
+    with app.app_context():
+        per_event = (
+            db.session.execute(
+                sa.select(sa.func.count())
+                .select_from(WebhookDelivery)
+                .group_by(WebhookDelivery.event_id)
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(set(per_event)) == [1]
+    assert len(per_event) == 400
 
 
 class TickingClock:
