@@ -62,6 +62,7 @@ def order_body(order: RecordedOrder, as_of: dt.datetime) -> dict[str, Any]:
         "redemption_id": order.redemption_public_id,
         "points_redeemed": order.redeemed_points,
         "placed_at": order.placed_at,
+        "cart_id": order.cart_id,
     }
 
 
