@@ -98,8 +98,8 @@ class QuoteInSchema(CartSchema):
     cart_id = _cart_id(
         "The shop's id of the cart (1-100 characters). The quote then records the cart for "
         "the member (the first quote's time kept, the last quote's time, total, points and "
-        "lines replacing the previous), for the cart_abandoned automation trigger; an order "
-        "naming the same cart_id converts it."
+        "lines replacing the previous), for the cart_abandoned automation trigger. Only with a "
+        "member the quote accepts: a refused quote records nothing."
     )
 
     @ma.post_load
