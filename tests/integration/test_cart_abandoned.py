@@ -6,6 +6,7 @@ and once when two workers fire at the same moment."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from loyalty.automations import firing, services
 from loyalty.automations.definitions import AutomationDefinition, check_definition
 from loyalty.automations.models import AutomationFiring
+from loyalty.db import utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.extensions import db
 from loyalty.ledger.exceptions import MemberInactive
@@ -27,8 +29,10 @@ from loyalty.schemas.automations import AutomationInSchema
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import quote_command, refund_command
 from tests.concurrency import race, raised
-from tests.factories import MUG, TEE, MemberFactory, OrderFactory, RuleFactory
+from tests.factories import MUG, TEE, ApiKeyFactory, MemberFactory, OrderFactory, RuleFactory
+from tests.helpers import services as services_session
 from tests.integration.test_automations import DAY, T0, automation, fired, run
+from tests.integration.test_console_security import sign_in
 
 HOUR = dt.timedelta(hours=1)
 AFTER_4_HOURS = {"kind": "cart_abandoned", "after_hours": 4}
@@ -285,6 +289,30 @@ def test_simulate_explains_a_cart_trigger(session, shopper):
     assert due.trigger is not None
     assert due.trigger["kind"] == "cart_abandoned"
     assert due.trigger["cart"]["cart_id"] == "cart-1"
+
+
+# --- the console ------------------------------------------------------------------------------
+
+
+def test_the_console_lists_the_trigger_and_shows_the_cart_a_simulation_finds(app, client):
+    now = utcnow()
+    with services_session(app) as session:
+        key = ApiKeyFactory(name="ops-admin", scopes=("admin",))
+        RuleFactory()
+        MemberFactory(c1=True, now=now - 60 * DAY)
+        found = automation(session, AFTER_4_HOURS, now=now - DAY, name="Your cart")
+        quote(session, "cart-1", now - 5 * HOUR)
+    sign_in(client, key)
+
+    listing = client.get("/admin/automations")
+    page = client.get(f"/admin/automations/{found.public_id}?member_id=c1")
+
+    assert "cart_abandoned (after_hours 4)" in listing.text
+    assert page.status_code == 200
+    assert re.search(
+        r'id="simulation-cart">Cart <code>cart-1</code>: \$62\.00 in 2 lines, 62 points to earn',
+        page.text,
+    ), page.text
 
 
 # --- two workers at once ----------------------------------------------------------------------
