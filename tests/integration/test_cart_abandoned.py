@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -89,6 +91,38 @@ def test_the_same_cart_id_is_a_cart_of_each_member(session, shopper):
         ("cart-1", T0),
         ("cart-1", T0 + HOUR),
     ]
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    """The SQL statements sent while inside (on any engine)."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+
+
+def test_a_cart_id_costs_the_quote_one_statement(session, shopper):
+    quote(session, None, T0)  # caches warmed (the program, the rules)
+    with counted_statements() as without:
+        quote(session, None, T0)
+    with counted_statements() as with_cart:
+        quote(session, "cart-1", T0)
+
+    assert len(with_cart) == len(without) + 1
+    writes = [
+        s
+        for s in with_cart
+        if not s.lstrip().upper().startswith(("SELECT", "SAVEPOINT", "RELEASE"))
+    ]
+    assert len(writes) == 1
+    assert writes[0].lstrip().startswith("INSERT INTO quoted_carts")
 
 
 def test_a_quote_without_a_cart_id_records_nothing(session, shopper):
