@@ -27,7 +27,7 @@ from loyalty.membership import services as membership
 from loyalty.membership.services import MemberChanges
 from loyalty.orders import earning, refunds
 from loyalty.orders.models import QuotedCart
-from loyalty.schemas.automations import AutomationInSchema
+from loyalty.schemas.automations import AutomationInSchema, TriggerDetailsSchema
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import quote_command, refund_command
 from tests.concurrency import race, raised
@@ -173,6 +173,8 @@ def test_an_abandoned_cart_fires_after_n_hours_and_not_before(session, shopper):
     }
     [firing_row] = session.scalars(sa.select(AutomationFiring))
     assert firing_row.window_start == T0
+    # The OpenAPI document's AutomationFiredEvent describes it: no field unknown or mistyped.
+    assert TriggerDetailsSchema().validate(payload["trigger"]) == {}
 
 
 def test_an_order_naming_the_cart_keeps_it_from_firing(session, shopper):
