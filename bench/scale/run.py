@@ -18,7 +18,9 @@ hot paths, the reports, the worker and `ledger verify` measured on it, in one ru
    test client in this process, median and p95), `loyalty jobs run` settling the due lots,
    `loyalty insight refresh` over every member (issue 13: under 3 minutes), the liability
    report and a day's activity report (through the API), `loyalty ledger verify` on
-   everything, and the card again once the program has the demo's three tiers.
+   everything, the card again once the program has the demo's three tiers, and (issue 14:
+   under 2 minutes a pass) two passes of the automations step over a set of automations of
+   every trigger kind, with the dispatch of the events they emitted.
 4. Prints the table and exits 1 if a target is missed or verify fails. The database is dropped
    at the end (unless --keep), also on failure or Ctrl-C. See bench/scale/README.md.
 """
@@ -68,13 +70,15 @@ log = bench_run.log
 BenchError = bench_run.BenchError
 
 LIGHT, HEAVY = "scale-light", "scale-heavy"
-PHASES = ("reads", "insight", "jobs", "reports", "verify", "tiers")
+PHASES = ("reads", "insight", "jobs", "reports", "verify", "tiers", "automations")
 TIERS_LABEL = " (tiers)"
 # Issue 6's targets.
 READ_RATIO_TARGET = 1.2  # heavy member's median over the light member's, card and quote
 REPORT_TARGET_S = 2.0  # liability report, one day's activity report
 # Issue 13: `loyalty insight refresh` over every member, their orders and ledger entries.
 INSIGHT_TARGET_S = 180.0
+# Issue 14: a pass evaluating every active automation over every member.
+AUTOMATIONS_TARGET_S = 120.0
 # The return window the two years of history were written under (the program's default);
 # the run then sets it to 0 days as bench/run.py does.
 HISTORY_PENDING_DAYS = 14
@@ -149,6 +153,72 @@ with app.app_context():
                       "evaluation": {"customers": evaluated.customers,
                                      "predicted": evaluated.predicted_total,
                                      "actual": evaluated.actual_total}}))
+"""
+
+
+# Issue 14: what a shop's retention program asks of the worker: every trigger kind that has
+# data here (the tiers' reviews are in the future, segments just refreshed), webhook-only ones
+# fired in one statement and a birthday bonus granted member by member. The reward is the one
+# reward_affordable looks for.
+SCALE_REWARD = {"name": "Tote bag", "kind": "product", "cost_points": 500}
+SCALE_BONUS_RULE = {"name": "Birthday bonus", "kind": "bonus", "points": 100}
+SCALE_AUTOMATIONS: list[dict[str, Any]] = [
+    {"name": "Welcome", "trigger": {"kind": "enrolled", "delay_days": 0}},
+    {"name": "Win back after 90 quiet days", "trigger": {"kind": "inactive", "days": 90}},
+    {
+        "name": "Valuable and quiet for 30 days",
+        "trigger": {"kind": "inactive", "days": 30},
+        "conditions": {"predicted_value": {"min": 5000}},
+    },
+    {
+        "name": "Time to buy again",
+        "trigger": {"kind": "repurchase_due", "default_gap_days": 45, "factor": "1.5"},
+        "dedup_days": 30,
+    },
+    {
+        "name": "Points expire within 30 days",
+        "trigger": {"kind": "points_expiring", "within_days": 30},
+    },
+    {"name": "Tote bag within reach", "trigger": {"kind": "reward_affordable"}},
+    {"name": "Gold at risk", "trigger": {"kind": "tier_at_risk", "within_days": 30}},
+    {
+        "name": "New champions",
+        "trigger": {"kind": "segment_entered", "segment": "champions_and_loyal"},
+    },
+    {"name": "Happy birthday", "trigger": {"kind": "birthday"}},
+]
+# Two passes of the automations step of `jobs run` (loyalty.automations.firing.fire_due): the
+# first fires what is due, the second finds every key taken (pure evaluation); then the
+# dispatch of the events the first emitted. Each automation's share is timed.
+AUTOMATIONS_DRIVER = r"""
+import json, time
+from loyalty import create_app
+from loyalty.automations import firing
+from loyalty.extensions import db
+from loyalty.webhooks import services as webhooks
+app = create_app()
+inner = firing._fire
+spent = {}
+def timed_fire(session, automation, version, *args):
+    started = time.perf_counter()
+    try:
+        return inner(session, automation, version, *args)
+    finally:
+        spent[version.name] = spent.get(version.name, 0.0) + time.perf_counter() - started
+firing._fire = timed_fire
+result = {}
+with app.app_context():
+    session = db.session()
+    for name in ("first", "second"):
+        spent = {}
+        started = time.perf_counter()
+        summary = firing.fire_due(session)
+        result[name] = {"seconds": time.perf_counter() - started, "fired": summary.total,
+                        "points_granted": summary.points_granted, "automations": spent}
+    started = time.perf_counter()
+    dispatched = webhooks.dispatch(session)
+    result["dispatch"] = {"seconds": time.perf_counter() - started, "events": dispatched}
+print(json.dumps(result))
 """
 
 
@@ -588,6 +658,68 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
         log(f"tiers: {', '.join(t['code'] for t in DEMO_TIERS)}")
         self.measure_reads(("card",), TIERS_LABEL)
 
+    def fire_automations(self) -> None:
+        """Issue 14: the automations above created through the API (with the reward and the
+        bonus rule they need), then AUTOMATIONS_DRIVER in a process of its own."""
+        client = self.app.test_client()
+
+        def create(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            response = client.post(path, json=body, headers=self.admin)
+            if response.status_code != 201:
+                raise BenchError(f"POST {path}: {response.status_code} {response.get_data()}")
+            created: dict[str, Any] = response.get_json()
+            return created
+
+        create("/v1/admin/rewards", SCALE_REWARD)
+        bonus = create("/v1/admin/rules", SCALE_BONUS_RULE)
+        segments = {
+            row[0]
+            for row in self.connect().execute(
+                "SELECT key FROM saved_segments WHERE deleted_at IS NULL"
+            )
+        }
+        made = [
+            {"actions": [{"type": "webhook"}], **body}
+            for body in SCALE_AUTOMATIONS
+            if body["trigger"].get("segment", "") in segments | {""}
+        ]
+        made.append(
+            {
+                "name": "Birthday bonus",
+                "trigger": {"kind": "birthday"},
+                "actions": [{"type": "webhook"}, {"type": "grant_points", "rule_id": bonus["id"]}],
+            }
+        )
+        for body in made:
+            create("/v1/admin/automations", body)
+        log(f"automations: {len(made)} created; firing them twice")
+        process = self.driver(AUTOMATIONS_DRIVER)
+        stdout, stderr = process.communicate()
+        self.children.remove(process)
+        if process.returncode != 0:
+            raise BenchError(f"the automations driver failed:\n{stdout}{stderr}")
+        figures: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+        with self.connect() as conn:
+            figures["fired"] = dict(
+                conn.execute(
+                    "SELECT v.name, count(*) FROM automation_firings f "
+                    "JOIN automations a ON a.id = f.automation_id "
+                    "JOIN automation_versions v ON v.automation_id = a.id "
+                    "AND v.version = f.version GROUP BY v.name ORDER BY 2 DESC"
+                ).fetchall()
+            )
+        self.facts["automations"] = figures
+        for name in ("first", "second"):
+            run = figures[name]
+            log(
+                f"automations, {name} pass: {run['seconds']:.1f}s, {run['fired']:,} fired, "
+                f"{run['points_granted']:,} points granted ("
+                + ", ".join(f"{k} {v:.1f}s" for k, v in run["automations"].items())
+                + ")"
+            )
+        dispatch = figures["dispatch"]
+        log(f"dispatch: {dispatch['events']:,} events in {dispatch['seconds']:.1f}s")
+
     def read(self, client: Any, op: str, member: str) -> Any:
         if op == "card":
             return client.get(f"/v1/members/{member}", headers=self.checkout)
@@ -936,6 +1068,28 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
                     jobs["due_after"][1] == 0,
                 )
             )
+        automations = facts.get("automations")
+        if automations is not None:
+            for name in ("first", "second"):
+                run = automations[name]
+                checks.append(
+                    Check(
+                        f"automations, {name} pass",
+                        f"{run['seconds']:.1f}s, {run['fired']:,} fired over "
+                        f"{facts['members']:,} members",
+                        f"< {AUTOMATIONS_TARGET_S:.0f}s",
+                        run["seconds"] < AUTOMATIONS_TARGET_S,
+                    )
+                )
+            dispatch = automations["dispatch"]
+            checks.append(
+                Check(
+                    "webhook dispatch of those",
+                    f"{dispatch['seconds']:.1f}s for {dispatch['events']:,} events",
+                    "time",
+                    None,
+                )
+            )
         verify = facts.get("verify")
         if verify is not None:
             checks.append(
@@ -1097,6 +1251,9 @@ def main(argv: list[str] | None = None) -> int:
             scale.verify()
         if "tiers" in args.phases:
             scale.measure_tiers()
+        # Last: with the tiers (tier_at_risk) and the refresh's segments (segment_entered).
+        if "automations" in args.phases:
+            scale.fire_automations()
         if args.explain:
             scale.explain()
         ok = scale.report()

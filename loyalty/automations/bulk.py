@@ -60,7 +60,9 @@ def _utc_date(moment: Any) -> sa.ColumnElement[dt.date]:
     return sa.cast(sa.func.timezone("UTC", moment), sa.Date)
 
 
-def _half_even(numerator: Any, denominator: Any) -> sa.ColumnElement[int]:
+def _half_even(
+    numerator: sa.ColumnElement[int], denominator: sa.ColumnElement[int]
+) -> sa.ColumnElement[int]:
     """numerator / denominator (both whole, at least 0 and above 0) rounded half to even, as
     Python's round() rounds a Fraction."""
     quotient, remainder = numerator // denominator, numerator % denominator
@@ -70,7 +72,9 @@ def _half_even(numerator: Any, denominator: Any) -> sa.ColumnElement[int]:
     return quotient + sa.case((up, 1), else_=0)
 
 
-def _ceiling(numerator: Any, denominator: Any) -> sa.ColumnElement[int]:
+def _ceiling(
+    numerator: sa.ColumnElement[int], denominator: sa.ColumnElement[int]
+) -> sa.ColumnElement[int]:
     """numerator / denominator rounded up (numerator at least 0, denominator above 0)."""
     return (numerator + denominator - 1) // denominator
 
@@ -127,7 +131,9 @@ def details_json(
     return _repurchase_details(trigger, due, now)
 
 
-def _repurchase_details(trigger: Mapping[str, Any], due: Any, now: dt.datetime) -> Any:
+def _repurchase_details(
+    trigger: Mapping[str, Any], due: Any, now: dt.datetime
+) -> sa.ColumnElement[Any]:
     factor = parse_factor(trigger.get("factor", DEFAULT_FACTOR))
     least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS
     default_gap = _integer(trigger["default_gap_days"])

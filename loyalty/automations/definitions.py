@@ -42,8 +42,21 @@ TRIGGER_PARAMETERS: dict[TriggerKind, tuple[tuple[str, bool, int, int], ...]] = 
 }
 # The kinds naming a saved segment in `segment` (its key; checked live by the service).
 SEGMENT_KINDS = frozenset({TriggerKind.SEGMENT_ENTERED, TriggerKind.SEGMENT_LEFT})
+# Each kind's parameters that are not integers in days, checked on their own below.
+OTHER_PARAMETERS: dict[TriggerKind, tuple[str, ...]] = {
+    TriggerKind.REPURCHASE_DUE: ("factor",),
+    TriggerKind.SEGMENT_ENTERED: ("segment",),
+    TriggerKind.SEGMENT_LEFT: ("segment",),
+    TriggerKind.REWARD_AFFORDABLE: ("reward_id",),
+}
 DEFAULT_MIN_PURCHASE_DAYS = 3
 DEFAULT_FACTOR = "1"
+
+
+def set_conditions(conditions: Mapping[str, Any]) -> dict[str, Any]:
+    """The conditions that narrow anything: an empty one (no tiers, no metadata, no predicted
+    value range) is not stored, so that a change can remove a condition by sending it empty."""
+    return {name: value for name, value in conditions.items() if value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +76,7 @@ class AutomationDefinition:
             "name": self.name,
             "active": self.active,
             "trigger": dict(self.trigger),
-            "conditions": dict(self.conditions),
+            "conditions": set_conditions(self.conditions),
             "actions": [dict(action) for action in self.actions],
             "dedup_days": self.dedup_days,
         }
@@ -72,8 +85,8 @@ class AutomationDefinition:
 @dataclass(frozen=True, slots=True)
 class AutomationChanges:
     """A change to an automation, becoming its next version: the fields left UNCHANGED keep
-    their current values; `conditions` is merged key by key, `trigger` and `actions`
-    replaced whole."""
+    their current values; `conditions` is merged key by key (a condition given empty, such
+    as no tiers, is removed), `trigger` and `actions` replaced whole."""
 
     name: Maybe[str] = UNCHANGED
     active: Maybe[bool] = UNCHANGED
@@ -87,7 +100,7 @@ class AutomationChanges:
         merged = dict(fields)
         for name, value in given(self).items():
             if name in MERGED_FIELDS:
-                merged[name] = {**merged[name], **value}
+                merged[name] = set_conditions({**merged[name], **value})
             elif name == "actions":
                 merged[name] = [dict(action) for action in value]
             elif name == "trigger":
@@ -95,6 +108,12 @@ class AutomationChanges:
             else:
                 merged[name] = value
         return merged
+
+
+def parameter_names(kind: TriggerKind) -> tuple[str, ...]:
+    """Every parameter a trigger of `kind` takes besides its kind, required ones first: what
+    the validation allows and the console's form shows for the kind."""
+    return tuple(name for name, *_ in TRIGGER_PARAMETERS[kind]) + OTHER_PARAMETERS.get(kind, ())
 
 
 def parse_factor(raw: str) -> Fraction:
@@ -123,20 +142,17 @@ def _check_trigger(trigger: Mapping[str, Any]) -> None:
     except ValueError:
         kinds = ", ".join(k.value for k in TriggerKind)
         raise ValidationFailed({"trigger.kind": [f"One of {kinds}."]}) from None
-    allowed = {name for name, *_ in TRIGGER_PARAMETERS[kind]} | {"kind"}
+    allowed = {*parameter_names(kind), "kind"}
     if kind == TriggerKind.REPURCHASE_DUE:
-        allowed.add("factor")
         parse_factor(trigger.get("factor", DEFAULT_FACTOR))
     errors: dict[str, list[str]] = {}
     if kind in SEGMENT_KINDS:
-        allowed.add("segment")
         segment = trigger.get("segment")
         if segment is None:
             errors["trigger.segment"] = [f"Required for {kind} triggers."]
         elif not isinstance(segment, str) or not re.match(SEGMENT_KEY_PATTERN, segment):
             errors["trigger.segment"] = ["A saved segment's key."]
     if kind == TriggerKind.REWARD_AFFORDABLE:
-        allowed.add("reward_id")
         reward_id = trigger.get("reward_id")
         if reward_id is not None and not _is_uuid(reward_id):
             errors["trigger.reward_id"] = ["A reward's id."]

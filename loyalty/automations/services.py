@@ -232,6 +232,19 @@ def deactivate_automation(
         )
 
 
+def activate_automation(
+    session: Session, automation_id: uuid.UUID, actor: str | None
+) -> AutomationView:
+    """Let an inactive automation fire again (as a new version, audited as an update, exactly
+    as a change of `active` through the API) and return it; its rule and segments are checked
+    again, as they may have gone since. Activating an active automation changes nothing.
+    Raises AutomationNotFound, UnknownSegment, RuleNotGrantable."""
+    automation = _find(session, automation_id)
+    if automation.active:
+        return _view(automation)
+    return update_automation(session, automation_id, AutomationChanges(active=True), actor)
+
+
 def get_automation(session: Session, automation_id: uuid.UUID) -> AutomationView:
     """The automation at its current version. Raises AutomationNotFound."""
     return _view(_find(session, automation_id))

@@ -7,10 +7,12 @@ cookie works after; so do the idle and absolute timeouts (LOYALTY_CONSOLE_IDLE_M
 LOYALTY_CONSOLE_MAX_HOURS) and revoking the key, checked on every request.
 
 Forms are Flask-WTF forms (forms.py) whose bounds are read from the API's schemas, so the
-console refuses what the API refuses; every write needs Flask-WTF's CSRF token, checked by
-the console's guard only (security.py). Every console response carries a Content Security
-Policy and the anti-framing, nosniff and referrer headers, pages Cache-Control: no-store; a
-NUL in a path, query or form is a 400 page. Writes go through the same services as the API,
+console refuses what the API refuses (the automation form, automation_forms.py, has no bounds
+at all: the API's schemas load what it gathered); every write needs Flask-WTF's CSRF token,
+checked by the console's guard only (security.py). Every console response carries a Content
+Security Policy (scripts only from the console's own files, never inline) and the
+anti-framing, nosniff and referrer headers, pages Cache-Control: no-store; a NUL in a path,
+query or form is a 400 page. Writes go through the same services as the API,
 under the key's name, so they land in the audit log alike.
 """
 

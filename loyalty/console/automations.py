@@ -1,24 +1,36 @@
-"""Console pages for automations: the list with how often each fired, and an automation's
-versions, latest firings, deactivation and simulator."""
+"""Console pages for automations: the list with how often each fired, the forms for a new
+automation and an automation's next version, and an automation's versions, latest firings,
+activation, deactivation and simulator. Every write goes through the API's schemas and
+services, under the signed-in key's name (so it is audited as through the API)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from loyalty.api.errors import flatten_messages
+from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.automations import services as automations
-from loyalty.automations.services import Simulation
-from loyalty.console import blp, security
+from loyalty.automations.services import AutomationView, Simulation
+from loyalty.console import automation_forms, blp, security
+from loyalty.console.automation_forms import AutomationForm
 from loyalty.db import utcnow
-from loyalty.errors import LoyaltyError
+from loyalty.errors import LoyaltyError, ValidationFailed
 from loyalty.extensions import db
 from loyalty.pagination import cursor_to, position_of
-from loyalty.schemas.automations import SimulateAutomationSchema
+from loyalty.rules import services as rules
+from loyalty.rules.models import RuleKind
+from loyalty.schemas.automations import (
+    AutomationInSchema,
+    AutomationUpdateSchema,
+    SimulateAutomationSchema,
+)
 
 RECENT = dt.timedelta(days=7)
 FIRINGS_PER_PAGE = 50
@@ -75,3 +87,115 @@ def deactivate_automation(automation_id: uuid.UUID) -> Response:
     automation = automations.deactivate_automation(db.session(), automation_id, security.actor())
     flash(f"Inactive as of version {automation.current.version}: it fires no more.", "ok")
     return redirect(url_for("console.automation_page", automation_id=automation_id))
+
+
+@blp.post("/automations/<uuid:automation_id>/activate")
+def activate_automation(automation_id: uuid.UUID) -> Response:
+    try:
+        automation = automations.activate_automation(db.session(), automation_id, security.actor())
+    except ValidationFailed as error:  # its rule or a segment has gone since
+        lines = [f"{name}: {' '.join(m)}" for name, m in refusal_messages(error).items()]
+        flash(f"Not activated: {error.detail} {' '.join(lines)}", "error")
+    else:
+        flash(f"Active as of version {automation.current.version}: it fires again.", "ok")
+    return redirect(url_for("console.automation_page", automation_id=automation_id))
+
+
+def _grant_rules(session: Session, chosen: str | None) -> list[tuple[str, str]]:
+    """The grant's rule choices: the active bonus rules, and the one chosen if it is not
+    among them any more (saving then says why it cannot be)."""
+    found, _ = rules.list_rules(session, active=True, kind=RuleKind.BONUS, limit=200, after=None)
+    choices = [("", "(choose a bonus rule)")]
+    choices += [(str(rule.public_id), rule.current.name) for rule in found]
+    if chosen and chosen not in {value for value, _ in choices}:
+        choices.append((chosen, f"{chosen} (not an active bonus rule)"))
+    return choices
+
+
+def _save(
+    form: AutomationForm,
+    schema: ma.Schema,
+    write: Callable[[Any], AutomationView],
+    kept: Sequence[Mapping[str, Any]] = (),
+) -> tuple[AutomationView | None, dict[str, list[str]]]:
+    """Load what the form gathered with the API's `schema` and `write` it through the
+    service; returns the automation written, or the errors under the form's field names."""
+    draft = form.draft(kept)
+    try:
+        loaded = schema.load(draft.body)
+    except ma.ValidationError as error:
+        found = flatten_messages(error.messages)
+        for name, messages in draft.problems.items():
+            found.setdefault(name, []).extend(messages)
+        return None, form.field_errors(found, draft)
+    if draft.problems:
+        return None, form.field_errors(draft.problems, draft)
+    try:
+        return write(loaded), {}
+    except ValidationFailed as error:
+        return None, form.field_errors(refusal_messages(error), draft)
+
+
+@blp.route("/automations/new", methods=["GET", "POST"])
+def automation_new() -> Response | tuple[str, int]:
+    session = db.session()
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        form = AutomationForm()
+        automation, errors = _save(
+            form,
+            AutomationInSchema(),
+            lambda definition: automations.create_automation(session, definition, security.actor()),
+        )
+        if automation is not None:
+            flash(f"Automation {automation.current.name!r} created (version 1).", "ok")
+            return redirect(url_for("console.automation_page", automation_id=automation.public_id))
+    else:
+        form = AutomationForm(
+            formdata=None, data={"kind": "enrolled", "webhook": True, "active": True}
+        )
+    form.grant_rule_id.choices = _grant_rules(session, form.grant_rule_id.data)
+    return render_template(
+        "console/automation_form.html",
+        form=form,
+        errors=errors,
+        automation=None,
+        kept=[],
+        form_actions=automation_forms.FORM_ACTIONS,
+    ), 422 if errors else 200
+
+
+@blp.route("/automations/<uuid:automation_id>/edit", methods=["GET", "POST"])
+def automation_edit(automation_id: uuid.UUID) -> Response | tuple[str, int]:
+    session = db.session()
+    automation = automations.get_automation(session, automation_id)
+    kept = automation_forms.kept_actions(automation.current)
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        form = AutomationForm()
+        changed, errors = _save(
+            form,
+            # Every field is sent: the form shows the whole version, so an emptied
+            # condition is removed and an emptied dedup window cleared.
+            AutomationUpdateSchema(partial=True),
+            lambda changes: automations.update_automation(
+                session, automation_id, changes, security.actor()
+            ),
+            kept,
+        )
+        if changed is not None:
+            flash(f"Saved as version {changed.current.version}.", "ok")
+            return redirect(url_for("console.automation_page", automation_id=automation_id))
+        # Refused: the form again, over the automation as it still is.
+        automation = automations.get_automation(session, automation_id)
+    else:
+        form = AutomationForm(formdata=None, data=automation_forms.initial(automation.current))
+    form.grant_rule_id.choices = _grant_rules(session, form.grant_rule_id.data)
+    return render_template(
+        "console/automation_form.html",
+        form=form,
+        errors=errors,
+        automation=automation,
+        kept=kept,
+        form_actions=automation_forms.FORM_ACTIONS,
+    ), 422 if errors else 200

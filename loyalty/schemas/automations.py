@@ -136,9 +136,8 @@ class AutomationConditionsSchema(StrictSchema):
         if any(not isinstance(v, str | int) for v in value.values()):
             raise ma.ValidationError("Values are strings, integers or booleans.")
 
-    @ma.post_load
-    def _set_only(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return {key: value for key, value in data.items() if value}
+    # Empty conditions are kept as loaded: a change sending one empty removes that condition
+    # (definitions.set_conditions drops them from what is stored).
 
 
 class ActionSchema(StrictSchema):

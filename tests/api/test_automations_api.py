@@ -66,6 +66,21 @@ def test_a_change_is_a_new_version_and_the_old_one_is_kept(client, admin):
     assert [(v["version"], v["trigger"]["days"]) for v in versions] == [(2, 90), (1, 60)]
 
 
+def test_a_change_removes_a_condition_sent_empty_and_keeps_those_not_sent(client, admin):
+    conditions = {"tiers": ["gold"], "metadata": {"vip": True}, "predicted_value": {"min": 1}}
+    found = create(client, admin, {**WIN_BACK, "conditions": conditions})
+
+    changed = ok(
+        client.patch(
+            f"{URL}/{found['id']}",
+            json={"conditions": {"tiers": [], "predicted_value": None}},
+            headers=admin,
+        )
+    )
+
+    assert changed["conditions"] == {"metadata": {"vip": True}}
+
+
 def test_deactivating_makes_an_inactive_version(client, admin):
     found = create(client, admin, WIN_BACK)
 
