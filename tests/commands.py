@@ -11,12 +11,13 @@ import marshmallow as ma
 
 from loyalty.events.services import RecordEvent
 from loyalty.membership.services import EnrollMember
+from loyalty.orders.earning import QuoteCart
 from loyalty.orders.refunds import RefundOrder
 from loyalty.orders.services import PlaceOrder
 from loyalty.program.services import SettingsChanges
 from loyalty.rules.definitions import RuleDefinition
 from loyalty.schemas.members import EnrollSchema
-from loyalty.schemas.orders import EventInSchema, OrderInSchema, RefundInSchema
+from loyalty.schemas.orders import EventInSchema, OrderInSchema, QuoteInSchema, RefundInSchema
 from loyalty.schemas.rules import RuleInSchema
 from loyalty.schemas.tiers import TierInSchema
 from loyalty.tiers.definitions import TierDefinition
@@ -65,3 +66,7 @@ def rule_definition(body: dict[str, Any]) -> RuleDefinition:
 def program_changes(columns: dict[str, Any]) -> SettingsChanges:
     """Settings changes by column name, as the tests write them."""
     return SettingsChanges(**columns)
+
+
+def quote_command(body: dict[str, Any]) -> QuoteCart:
+    return cast(QuoteCart, _load(QuoteInSchema, body))

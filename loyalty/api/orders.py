@@ -62,6 +62,7 @@ def order_body(order: RecordedOrder, as_of: dt.datetime) -> dict[str, Any]:
         "redemption_id": order.redemption_public_id,
         "points_redeemed": order.redeemed_points,
         "placed_at": order.placed_at,
+        "cart_id": order.cart_id,
     }
 
 
@@ -112,8 +113,11 @@ class Quote(MethodView):
     def post(self, cart: QuoteCart) -> dict[str, Any]:
         """Quote a cart: points to earn (per rule) and the most points payable
 
-        No side effects. `max_redeemable_points` respects the member's balance, the program's
-        share of an order payable in points and its minimum redemption.
+        No side effects on points. With a `cart_id` the quote records the cart for the
+        member (the `cart_abandoned` automation trigger reads it): the first quote's time is
+        kept, the last quote's time, total, points and lines replace the previous.
+        `max_redeemable_points` respects the member's balance, the program's share of an
+        order payable in points and its minimum redemption.
         """
         result = earning.quote(db.session(), cart)
         return {

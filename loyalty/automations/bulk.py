@@ -107,6 +107,19 @@ def details_json(
             qualifying_points=_integer(due.c.qualifying_points),
             points_needed=_integer(due.c.points_needed),
         )
+    if kind == TriggerKind.CART_ABANDONED:
+        return _object(
+            after_hours=_integer(trigger["after_hours"]),
+            cart=_object(
+                cart_id=due.c.cart_id,
+                amount=_integer(due.c.amount),
+                currency=due.c.currency,
+                points_to_earn=_integer(due.c.points_to_earn),
+                items=due.c.cart_items,
+                first_quoted_at=iso(start),
+                quoted_at=iso(due.c.quoted_at),
+            ),
+        )
     if kind == TriggerKind.REWARD_AFFORDABLE:
         return _object(
             reward=_object(

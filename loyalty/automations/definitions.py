@@ -21,8 +21,10 @@ VERSIONED_FIELDS = ("name", "active", "trigger", "conditions", "actions", "dedup
 # Conditions are merged key by key on a change; the trigger and the actions are replaced.
 MERGED_FIELDS = ("conditions",)
 
-# Each trigger kind's parameters: (name, required, lowest, highest); integers in days, but
-# repurchase_due's factor (a decimal string such as "1.5").
+# Each trigger kind's parameters: (name, required, lowest, highest); integers in days (but
+# cart_abandoned's after_hours, in hours: a cart goes cold within the day, and 720 hours is
+# the month after which a reminder is no longer about that cart), and repurchase_due's factor
+# (a decimal string such as "1.5").
 TRIGGER_PARAMETERS: dict[TriggerKind, tuple[tuple[str, bool, int, int], ...]] = {
     TriggerKind.ENROLLED: (("delay_days", True, 0, 3650),),
     TriggerKind.INACTIVE: (("days", True, 1, 3650),),
@@ -36,6 +38,7 @@ TRIGGER_PARAMETERS: dict[TriggerKind, tuple[tuple[str, bool, int, int], ...]] = 
     TriggerKind.SEGMENT_LEFT: (),
     TriggerKind.REWARD_AFFORDABLE: (),
     TriggerKind.TIER_AT_RISK: (("within_days", True, 1, 3650),),
+    TriggerKind.CART_ABANDONED: (("after_hours", True, 1, 720),),
 }
 # The kinds naming a saved segment in `segment` (its key; checked live by the service).
 SEGMENT_KINDS = frozenset({TriggerKind.SEGMENT_ENTERED, TriggerKind.SEGMENT_LEFT})

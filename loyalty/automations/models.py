@@ -26,6 +26,7 @@ class TriggerKind(enum.StrEnum):
     SEGMENT_LEFT = "segment_left"
     REWARD_AFFORDABLE = "reward_affordable"
     TIER_AT_RISK = "tier_at_risk"
+    CART_ABANDONED = "cart_abandoned"
 
 
 class ActionType(enum.StrEnum):

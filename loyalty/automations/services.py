@@ -393,6 +393,9 @@ def _not_due(spec: triggers.Evaluated) -> str:
         "reward the member may redeem and has not, or it fired for each such reward already.",
         TriggerKind.TIER_AT_RISK: "No tier, its review is not within "
         f"{trigger.get('within_days')} days, or the qualifying points already keep it.",
+        TriggerKind.CART_ABANDONED: "No cart quoted for the member since the automation was "
+        f"created and last quoted {trigger.get('after_hours')} hours ago or more without an "
+        "order naming it, or it fired for each such cart already.",
     }[spec.kind]
 
 

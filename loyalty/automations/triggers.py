@@ -28,7 +28,7 @@ from loyalty.ledger.models import LedgerTransaction, LotState, MemberBalance, Po
 from loyalty.ledger.policy import add_months
 from loyalty.members.models import Member, MemberStatus
 from loyalty.members.segments import SavedSegment, SegmentChange, SegmentMember
-from loyalty.orders.models import Order
+from loyalty.orders.models import Order, QuotedCart
 from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.tiers.models import Tier
 
@@ -126,6 +126,8 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
         return _reward_affordable(automation, now)
     if kind == TriggerKind.TIER_AT_RISK:
         return _tier_at_risk(automation, now)
+    if kind == TriggerKind.CART_ABANDONED:
+        return _cart_abandoned(automation, now)
     return _repurchase_due(trigger, now)
 
 
@@ -267,6 +269,52 @@ def _tier_at_risk(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
             review <= now + dt.timedelta(days=automation.trigger["within_days"]),
             points < Tier.threshold,
         )
+        .subquery("due")
+    )
+
+
+def _cart_abandoned(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
+    """Per member, the first (lowest id) quoted cart the automation has not fired for yet
+    that is abandoned at `now`: last quoted at least `after_hours` ago and since the
+    automation was created, with no order of the member's naming the cart (any order,
+    refunded or not) placed at or after the cart's first quote. The window start is the
+    cart's first quote: once per cart, however often it is quoted again."""
+    bought = sa.exists().where(
+        Order.member_id == QuotedCart.member_id,
+        Order.cart_id == QuotedCart.cart_id,
+        Order.placed_at >= QuotedCart.first_quoted_at,
+    )
+    fired = sa.exists().where(
+        AutomationFiring.automation_id == automation.automation_id,
+        AutomationFiring.member_id == QuotedCart.member_id,
+        AutomationFiring.window_start == QuotedCart.first_quoted_at,
+    )
+    # One cart per member and pass, as the firing keeps one set of specifics per member:
+    # a member with two abandoned carts hears of the second at the next pass.
+    first = (
+        sa.select(QuotedCart.member_id.label("member_id"), sa.func.min(QuotedCart.id).label("cart"))
+        .where(
+            QuotedCart.quoted_at <= now - dt.timedelta(hours=automation.trigger["after_hours"]),
+            QuotedCart.quoted_at >= automation.created_at,
+            ~bought,
+            ~fired,
+        )
+        .group_by(QuotedCart.member_id)
+        .subquery("abandoned")
+    )
+    return (
+        sa.select(
+            first.c.member_id,
+            QuotedCart.first_quoted_at.label("window_start"),
+            QuotedCart.cart_id,
+            QuotedCart.quoted_at,
+            QuotedCart.amount,
+            QuotedCart.currency,
+            QuotedCart.points_to_earn,
+            # Not "items": a column collection and a row have methods of that name.
+            QuotedCart.items.label("cart_items"),
+        )
+        .join(QuotedCart, QuotedCart.id == first.c.cart)
         .subquery("due")
     )
 
@@ -414,6 +462,22 @@ def details(
             "review_at": window_start.isoformat(),
             "qualifying_points": int(row.qualifying_points),
             "points_needed": int(row.points_needed),
+        }
+    if kind == TriggerKind.CART_ABANDONED:
+        quoted_at: dt.datetime = row.quoted_at
+        if quoted_at.tzinfo is None:
+            quoted_at = quoted_at.replace(tzinfo=dt.UTC)
+        return {
+            "after_hours": trigger["after_hours"],
+            "cart": {
+                "cart_id": row.cart_id,
+                "amount": int(row.amount),
+                "currency": row.currency,
+                "points_to_earn": int(row.points_to_earn),
+                "items": list(row.cart_items),
+                "first_quoted_at": window_start.isoformat(),
+                "quoted_at": quoted_at.isoformat(),
+            },
         }
     if kind == TriggerKind.REWARD_AFFORDABLE:
         return {

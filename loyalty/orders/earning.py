@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loyalty.db import utcnow
+from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.lookup import find_member
 from loyalty.members.models import Member
 from loyalty.orders.exceptions import CurrencyMismatch
-from loyalty.orders.models import Order
+from loyalty.orders.models import Order, QuotedCart
 from loyalty.program import config
 from loyalty.program.models import ProgramSettings
 from loyalty.rules import budgets, policy
@@ -63,6 +64,8 @@ class QuoteCart:
     lines: tuple[CartLine, ...]
     discount: int = 0
     redeem_points: int = 0
+    # The shop's id of the cart: the quote records it for the member (see ``record_cart``).
+    cart_id: str | None = None
 
 
 def cart_lines(lines: Sequence[CartLine]) -> list[policy.Line]:
@@ -163,10 +166,15 @@ class Quote:
 def quote(session: Session, cart: QuoteCart, now: dt.datetime | None = None) -> Quote:
     """Points the cart would earn (and why) and the most points the member may pay with.
 
-    Writes nothing of its own. Raises MemberNotFound, MemberInactive, CurrencyMismatch,
-    ValidationFailed.
+    Writes nothing but, for a cart with a `cart_id`, the cart itself (``record_cart``, in
+    the same transaction). Raises MemberNotFound, MemberInactive, CurrencyMismatch,
+    ValidationFailed (and records nothing then).
     """
-    now = now or utcnow()
+    with transaction(session):
+        return _quote(session, cart, now or utcnow())
+
+
+def _quote(session: Session, cart: QuoteCart, now: dt.datetime) -> Quote:
     # Settled first: a tier whose retention ran out no longer boosts what the cart earns.
     member, balance, program = settled_snapshot(session, cart.external_id, now)
     settings = program.settings
@@ -182,6 +190,8 @@ def quote(session: Session, cart: QuoteCart, now: dt.datetime | None = None) -> 
         session, member, lines, reduction, now, now, first_order(session, member)
     )
     best = max_redeemable(settings, balance.available, total)
+    if cart.cart_id is not None:
+        record_cart(session, member.id, cart, settings.currency, total, points, now)
     return Quote(
         external_id=member.external_id,
         currency=settings.currency,
@@ -191,6 +201,42 @@ def quote(session: Session, cart: QuoteCart, now: dt.datetime | None = None) -> 
         available_points=max(balance.available, 0),
         max_redeemable_points=best,
         max_redeemable_value=settings.points_value(best),
+    )
+
+
+_UPDATED_ON_REQUOTE = ("quoted_at", "amount", "currency", "points_to_earn", "items")
+
+
+def record_cart(
+    session: Session,
+    member_id: int,
+    cart: QuoteCart,
+    currency: str,
+    amount: int,
+    points_to_earn: int,
+    now: dt.datetime,
+) -> None:
+    """Record the quoted cart for the member: one upsert on (member, cart id). The first
+    quote's time is kept (the cart's identity for the cart_abandoned trigger); the last
+    quote's time, total, points and lines replace the previous. The caller commits."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(QuotedCart).values(
+        member_id=member_id,
+        cart_id=cart.cart_id,
+        first_quoted_at=now,
+        quoted_at=now,
+        amount=amount,
+        currency=currency,
+        points_to_earn=points_to_earn,
+        items=[line.as_dict() for line in cart.lines],
+    )
+    # ON CONFLICT DO UPDATE: two quotes of one cart at once never fail on the unique key;
+    # on PostgreSQL the second waits for the first and then updates its row.
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["member_id", "cart_id"],
+            set_={name: insert.excluded[name] for name in _UPDATED_ON_REQUOTE},
+        )
     )
 
 

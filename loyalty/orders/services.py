@@ -83,6 +83,7 @@ class RecordedOrder:
     refunded_amount: int
     points_reversed: int
     points_restored: int
+    cart_id: str | None = None  # the shop's id of the cart it came from
 
     def points_status(self, as_of: dt.datetime) -> str:
         """none (nothing earned), pending (inside the return window at `as_of`), available."""
@@ -118,6 +119,7 @@ def recorded(
         refunded_amount=order.refunded_amount,
         points_reversed=order.points_reversed,
         points_restored=order.points_restored,
+        cart_id=order.cart_id,
     )
 
 
@@ -179,6 +181,7 @@ class PlaceOrder:
     # it) earns, an older one does not (history); True or False says so for this order
     # whenever it was placed.
     earn_points: bool | None = None
+    cart_id: str | None = None  # the shop's id of the cart it came from (a quoted cart's)
 
     def fingerprint(self) -> str:
         """The order as the API received it, hashed: tells a retry from a different order
@@ -196,6 +199,8 @@ class PlaceOrder:
         }
         if self.earn_points is not None:
             given["earn_points"] = self.earn_points
+        if self.cart_id is not None:
+            given["cart_id"] = self.cart_id
         return body_fingerprint(given)
 
     def earns(self, placed_at: dt.datetime, enrolled_at: dt.datetime) -> bool:
@@ -261,6 +266,7 @@ def place_order(
             "refunded_amount": 0,
             "points_reversed": 0,
             "points_restored": 0,
+            "cart_id": command.cart_id,
         }
         # Claimed first, with ON CONFLICT DO NOTHING: the same order_id placed concurrently
         # (for another member) waits for that transaction and then finds its order, without

@@ -76,6 +76,16 @@ class TriggerSchema(StrictSchema):
         metadata={"description": "reward_affordable: only this reward (default: any active one)."},
     )
 
+    after_hours = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=720),
+        metadata={
+            "description": "cart_abandoned: hours since the cart's last quote without an order "
+            "naming it (1 to 720)."
+        },
+    )
+
     @ma.post_load
     def _set_only(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         stored = {key: value for key, value in data.items() if value is not None}
@@ -254,6 +264,46 @@ class AffordableRewardSchema(ma.Schema):
     cost_points = fields.Integer(required=True)
 
 
+class CartLineSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    sku = fields.String(required=True)
+    category = fields.String(required=True, allow_none=True)
+    quantity = fields.Integer(required=True)
+    unit_price = fields.Integer(required=True, metadata={"description": "Minor units."})
+
+
+class AbandonedCartSchema(ma.Schema):
+    """A quoted cart as its last quote left it."""
+
+    class Meta:
+        ordered = True
+
+    cart_id = fields.String(required=True, metadata={"description": "The shop's cart id."})
+    amount = fields.Integer(
+        required=True,
+        metadata={"description": "The last quote's total: lines less discount, minor units."},
+    )
+    currency = fields.String(required=True)
+    points_to_earn = fields.Integer(
+        required=True, metadata={"description": "What the last quote said the cart would earn."}
+    )
+    items = fields.List(
+        fields.Nested(CartLineSchema),
+        required=True,
+        metadata={"description": "The last quote's lines, as sent."},
+    )
+    first_quoted_at = fields.String(
+        required=True,
+        metadata={"format": "date-time", "description": "The first quote: the dedup key."},
+    )
+    quoted_at = fields.String(
+        required=True,
+        metadata={"format": "date-time", "description": "The last quote: the timer's start."},
+    )
+
+
 class TriggerDetailsSchema(ma.Schema):
     """The trigger's kind and specifics: only those of its kind are present (times as RFC
     3339 strings, as stored with the firing)."""
@@ -316,6 +366,10 @@ class TriggerDetailsSchema(ma.Schema):
     )
     points_needed = fields.Integer(
         metadata={"description": "tier_at_risk: the tier's threshold less those (P)."}
+    )
+    after_hours = fields.Integer(metadata={"description": "cart_abandoned"})
+    cart = fields.Nested(
+        AbandonedCartSchema, metadata={"description": "cart_abandoned: the abandoned cart."}
     )
 
 

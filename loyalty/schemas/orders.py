@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from loyalty.events.services import RecordEvent
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.orders.earning import CartLine, QuoteCart
-from loyalty.orders.models import MAX_AMOUNT, RESERVED_ORDER_IDS
+from loyalty.orders.models import CART_ID_LENGTH, MAX_AMOUNT, RESERVED_ORDER_IDS
 from loyalty.orders.refunds import RefundLine, RefundOrder
 from loyalty.orders.services import PlaceOrder
 from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime
@@ -71,6 +71,15 @@ class CartSchema(StrictSchema):
     )
 
 
+def _cart_id(description: str) -> fields.String:
+    return fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=CART_ID_LENGTH),
+        metadata={"description": description, "example": "cart_8f2c"},
+    )
+
+
 def _cart_lines(data: dict[str, Any]) -> dict[str, Any]:
     """The loaded cart with the names the commands use (the member's external id, typed
     lines)."""
@@ -85,6 +94,12 @@ class QuoteInSchema(CartSchema):
         load_default=0,
         validate=validate.Range(min=0, max=MAX_POINTS),
         metadata={"description": "Points the member plans to pay with (they earn nothing)."},
+    )
+    cart_id = _cart_id(
+        "The shop's id of the cart (1-100 characters). The quote then records the cart for "
+        "the member (the first quote's time kept, the last quote's time, total, points and "
+        "lines replacing the previous), for the cart_abandoned automation trigger. Only with a "
+        "member the quote accepts: a refused quote records nothing."
     )
 
     @ma.post_load
@@ -162,6 +177,11 @@ class OrderInSchema(CartSchema):
             "whenever it was placed, `false` records the order without points."
         },
     )
+    cart_id = _cart_id(
+        "The shop's id of the cart this order came from (1-100 characters): the member's "
+        "cart quoted under this cart_id, if quoted at or before `placed_at`, was bought, and "
+        "the cart_abandoned trigger does not fire for it."
+    )
 
     @ma.post_load
     def _command(self, data: dict[str, Any], **_: Any) -> PlaceOrder:
@@ -198,6 +218,9 @@ class OrderSchema(ma.Schema):
     available_at = UTCDateTime(required=True, allow_none=True)
     total = fields.Nested(MoneySchema, required=True)
     paid = fields.Nested(MoneySchema, required=True, metadata={"description": "Paid in money."})
+    cart_id = fields.String(
+        required=True, allow_none=True, metadata={"description": "The cart it came from."}
+    )
     redemption_id = fields.UUID(required=True, allow_none=True)
     points_redeemed = fields.Integer(required=True)
     placed_at = UTCDateTime(required=True)

@@ -17,7 +17,7 @@ from loyalty.db import utcnow
 from loyalty.events.models import MemberEvent
 from loyalty.extensions import db
 from loyalty.ledger.models import LedgerEntry, LedgerTransaction, PointLot, Redemption
-from loyalty.orders.models import Order, Refund
+from loyalty.orders.models import Order, QuotedCart, Refund
 from loyalty.rules.models import RuleAward
 from tests.factories import HoldFactory, OrderFactory
 from tests.helpers import created
@@ -88,6 +88,7 @@ def table_counts(app):
                 Redemption,
                 RuleAward,
                 MemberEvent,
+                QuotedCart,
             )
         }
 

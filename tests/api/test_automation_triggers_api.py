@@ -1,5 +1,5 @@
-"""/v1/admin/automations: the parameters of the segment, reward and tier triggers, checked
-as problem+json field errors."""
+"""/v1/admin/automations: the parameters of the segment, reward, tier and cart triggers,
+checked as problem+json field errors."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ from tests.helpers import problem
         ({"kind": "segment_left", "segment": "vips", "days": 3}, "trigger.days"),
         ({"kind": "reward_affordable", "reward_id": "a mug"}, "trigger.reward_id"),
         ({"kind": "reward_affordable", "segment": "vips"}, "trigger.segment"),
+        ({"kind": "cart_abandoned"}, "trigger.after_hours"),
+        ({"kind": "cart_abandoned", "after_hours": 0}, "trigger.after_hours"),
+        ({"kind": "cart_abandoned", "after_hours": 721}, "trigger.after_hours"),
+        ({"kind": "cart_abandoned", "after_hours": 1.5}, "trigger.after_hours"),
+        ({"kind": "cart_abandoned", "after_hours": "4"}, "trigger.after_hours"),
+        ({"kind": "cart_abandoned", "after_hours": 4, "days": 2}, "trigger.days"),
+        ({"kind": "inactive", "days": 30, "after_hours": 4}, "trigger.after_hours"),
     ],
 )
 def test_an_invalid_trigger_is_422(client, admin, trigger, field):
@@ -32,3 +39,11 @@ def test_a_segment_trigger_naming_no_live_segment_is_422(client, admin):
 
     body = problem(response, 422, "unknown_segment")
     assert "trigger.segment" in body["errors"]
+
+
+def test_a_cart_abandoned_trigger_is_created_and_shown_as_sent(client, admin):
+    body = {**WIN_BACK, "trigger": {"kind": "cart_abandoned", "after_hours": 720}}
+    response = client.post(URL, json=body, headers=admin)
+
+    assert response.status_code == 201, response.json
+    assert response.json["trigger"] == {"kind": "cart_abandoned", "after_hours": 720}

@@ -286,6 +286,11 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             "trigger": {"kind": "reward_affordable", "reward_id": ids["reward_id"]},
             "actions": webhook,
         },
+        {
+            "name": "Your cart",
+            "trigger": {"kind": "cart_abandoned", "after_hours": 4},
+            "actions": webhook,
+        },
     ]
     return {
         "POST /v1/members": [
@@ -338,9 +343,10 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
                 "redemption_id": ids["redemption_id"],
                 "placed_at": "2026-01-01T12:00:00-05:00",
                 "earn_points": True,
+                "cart_id": "cart_2",
             }
         ],
-        "POST /v1/orders/quote": [{**cart, "redeem_points": 100}],
+        "POST /v1/orders/quote": [{**cart, "redeem_points": 100, "cart_id": "cart_2"}],
         "POST /v1/orders/{order_id}/refunds": [{"refund_id": "ref_2", "amount": 100}],
     }
 

@@ -371,3 +371,31 @@ def test_a_past_order_does_not_pull_in_the_inactivity_expiry_of_newer_points(
     # Both lots expire 12 months after the latest activity, the recent order.
     assert expiries == [before, before]
     assert balance(client, checkout) == {"available": 62, "pending": 62, "held": 0}
+
+
+# --- cart_id: the cart an order came from ------------------------------------------------------
+
+
+def test_an_order_names_the_cart_it_came_from(client, checkout, rule, member):
+    placed = order(client, checkout, cart_id="cart-1")
+
+    assert created(placed)["cart_id"] == "cart-1"
+    assert client.get("/v1/orders/o1", headers=checkout).json["cart_id"] == "cart-1"
+    assert created(order(client, checkout, order_id="o2"))["cart_id"] is None
+
+
+def test_an_order_replayed_with_another_cart_id_is_an_order_conflict(
+    client, checkout, rule, member
+):
+    created(order(client, checkout, cart_id="cart-1"))
+
+    assert order(client, checkout, cart_id="cart-1").status_code == 201
+    problem(order(client, checkout, cart_id="cart-2"), 409, "order_conflict")
+    problem(order(client, checkout), 409, "order_conflict")
+
+
+@pytest.mark.parametrize("cart_id", ["", "x" * 101, 7])
+def test_an_order_with_an_invalid_cart_id_is_422(client, checkout, member, cart_id):
+    response = order(client, checkout, cart_id=cart_id)
+
+    assert "cart_id" in problem(response, 422, "validation_error")["errors"]

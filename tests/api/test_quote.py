@@ -6,7 +6,10 @@ The program runs at its defaults unless a test says otherwise (see tests/api/che
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from loyalty.extensions import db
+from loyalty.orders.models import QuotedCart
 from tests.api.checkout_calls import (
     CART,
     add_rule,
@@ -17,7 +20,7 @@ from tests.api.checkout_calls import (
     settings,
     table_counts,
 )
-from tests.factories import RuleFactory
+from tests.factories import MUG, RuleFactory
 from tests.helpers import problem
 
 # After every test the whole ledger must verify.
@@ -150,3 +153,65 @@ def test_quote_with_a_discount_larger_than_the_lines_is_refused(client, checkout
 
 def test_quote_needs_the_checkout_scope(client, app_key, member):
     problem(client.post("/v1/orders/quote", json=CART, headers=app_key), 403, "forbidden")
+
+
+# --- cart_id: the quote records the cart for the cart_abandoned trigger ----------------------
+
+
+def quoted_carts(app):
+    with app.app_context():
+        return [
+            (c.cart_id, c.amount, c.currency, c.points_to_earn, c.items, c.first_quoted_at)
+            for c in db.session.scalars(sa.select(QuotedCart).order_by(QuotedCart.id))
+        ]
+
+
+def test_quote_with_a_cart_id_records_the_cart_and_answers_as_without(
+    client, checkout, app, rule, member
+):
+    without = client.post("/v1/orders/quote", json=CART, headers=checkout)
+    response = client.post("/v1/orders/quote", json={**CART, "cart_id": "cart-1"}, headers=checkout)
+
+    assert response.status_code == 200, response.json
+    assert response.json == without.json
+    [(cart_id, amount, currency, points, items, _)] = quoted_carts(app)
+    assert (cart_id, amount, currency, points, items) == ("cart-1", 6200, "USD", 62, CART["lines"])
+
+
+def test_quoting_a_cart_again_updates_it_and_keeps_its_first_quote(
+    client, checkout, app, rule, member
+):
+    body = {**CART, "cart_id": "cart-1"}
+    client.post("/v1/orders/quote", json=body, headers=checkout)
+    [(*_, first)] = quoted_carts(app)
+
+    response = client.post("/v1/orders/quote", json={**body, "lines": [MUG]}, headers=checkout)
+
+    assert response.status_code == 200, response.json
+    assert quoted_carts(app) == [("cart-1", 1200, "USD", 12, [MUG], first)]
+
+
+@pytest.mark.parametrize("cart_id", ["", "x" * 101, 42, ["cart-1"]])
+def test_quote_with_an_invalid_cart_id_is_422(client, checkout, app, member, cart_id):
+    response = client.post("/v1/orders/quote", json={**CART, "cart_id": cart_id}, headers=checkout)
+
+    assert "cart_id" in problem(response, 422, "validation_error")["errors"]
+    assert quoted_carts(app) == []
+
+
+def test_quote_with_a_cart_id_of_100_characters_is_recorded(client, checkout, app, member):
+    body = {**CART, "cart_id": "x" * 100}
+    assert client.post("/v1/orders/quote", json=body, headers=checkout).status_code == 200
+    assert [cart[0] for cart in quoted_carts(app)] == ["x" * 100]
+
+
+def test_a_refused_quote_with_a_cart_id_records_nothing(client, checkout, app, admin, member):
+    unknown = {**CART, "member_id": "nobody", "cart_id": "cart-1"}
+    problem(client.post("/v1/orders/quote", json=unknown, headers=checkout), 404, "not_found")
+    client.patch("/v1/admin/members/c1", json={"status": "suspended"}, headers=admin)
+    suspended = {**CART, "cart_id": "cart-1"}
+    problem(
+        client.post("/v1/orders/quote", json=suspended, headers=checkout), 422, "member_inactive"
+    )
+
+    assert quoted_carts(app) == []

@@ -18,10 +18,12 @@ from loyalty.members.segments import SavedSegment, SegmentMember
 from loyalty.membership import adjustments
 from loyalty.membership import services as membership
 from loyalty.membership.services import MemberChanges
+from loyalty.orders import earning
 from loyalty.rules import services as rules
 from loyalty.rules.definitions import RuleChanges
 from loyalty.schemas.automations import AutomationInSchema
 from loyalty.webhooks.models import OutboxEvent
+from tests.commands import quote_command
 from tests.factories import MemberFactory, OrderFactory, RuleFactory, TierFactory
 
 # A Wednesday, noon UTC.
@@ -483,6 +485,7 @@ def test_a_webhook_pass_that_fails_after_writing_leaves_nothing(session, monkeyp
         {"kind": "points_expiring", "within_days": 400},
         {"kind": "birthday"},
         {"kind": "enrolled", "delay_days": 0},
+        {"kind": "cart_abandoned", "after_hours": 5},
     ],
     ids=lambda trigger: trigger["kind"] + (f"-{trigger['factor']}" if "factor" in trigger else ""),
 )
@@ -499,6 +502,16 @@ def test_the_details_built_in_sql_are_the_ones_python_builds(session, trigger):
         for k in range(1 + n % 5):
             placed = enrolled + (k * (n + 3) + k * k % 7) * DAY + dt.timedelta(seconds=k)
             OrderFactory(order_id=f"o{n}-{k}", member_id=member, now=placed)
+        # A cart each: some quoted again (its first and last quotes differ), some bought.
+        line = {"sku": f"s{n}", "quantity": 1 + n, "unit_price": 100 * n + 7}
+        if n % 2:
+            line["category"] = "home"
+        for again in range(1 + n % 3):
+            cart = {"member_id": member, "currency": "USD", "lines": [line], "cart_id": f"k{n}"}
+            moment = enrolled + dt.timedelta(hours=again, microseconds=again * 1_013)
+            earning.quote(session, quote_command(cart), now=moment)
+        if n % 4 == 1:
+            OrderFactory(order_id=f"k{n}", member_id=member, cart_id=f"k{n}", now=enrolled)
     # Before the first lots expire (in the program's 12 months) and well after the last order.
     now = T0 - 10 * DAY + dt.timedelta(hours=8, minutes=30)
     model, version = services.active_versions(session)[0]

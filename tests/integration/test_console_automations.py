@@ -142,6 +142,18 @@ def test_an_admin_creates_an_automation_and_it_is_audited_as_through_the_api(
     assert "created (version 1)" in page.text
 
 
+def test_an_admin_creates_a_cart_abandoned_automation_with_its_hours(app, client, admin):
+    sign_in(client, admin)
+    typed = {**WIN_BACK_FORM, "name": "Your cart", "kind": "cart_abandoned"}
+
+    response = post(client, NEW, {**typed, "trigger_after_hours": "4"}, NEW)
+
+    assert response.status_code == 302, response.text
+    version = current(app, response.location.rsplit("/", 1)[1])
+    assert version.trigger == {"kind": "cart_abandoned", "after_hours": 4}
+    assert 'data-kinds="cart_abandoned"' in client.get(NEW).text
+
+
 def test_the_new_form_offers_the_active_bonus_rules_to_grant_through(
     app, client, admin, bonus_rule
 ):
@@ -260,6 +272,11 @@ def test_the_services_refusals_are_shown_next_to_their_fields_too(app, client, a
             {"kind": "reward_affordable", "reward_id": "r1"},
         ),
         ({"kind": "cart_left"}, {"kind": "cart_left"}),
+        ({"kind": "cart_abandoned"}, {"kind": "cart_abandoned"}),
+        (
+            {"kind": "cart_abandoned", "trigger_after_hours": "721"},
+            {"kind": "cart_abandoned", "after_hours": 721},
+        ),
     ],
 )
 def test_the_form_refuses_a_trigger_with_the_apis_own_message(client, admin, typed, api_trigger):
