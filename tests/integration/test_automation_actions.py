@@ -22,6 +22,7 @@ from loyalty.program import services as program
 from loyalty.rewards import services as rewards
 from loyalty.rewards.definitions import RewardChanges, update_reward
 from loyalty.rewards.models import Reward, RewardRedemption
+from loyalty.schemas.webhooks import EVENT_PAYLOAD_SCHEMAS
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import program_changes
 from tests.factories import MemberFactory, RuleFactory
@@ -43,6 +44,12 @@ def points_action(points: int = 200) -> dict[str, Any]:
 def members(*external_ids: str, now: dt.datetime = T0) -> None:
     for external_id in external_ids:
         MemberFactory(external_id=external_id, now=now)
+
+
+def documented(event_type: str, payload: dict[str, Any]) -> bool:
+    """Whether the payload is exactly what the OpenAPI document describes for the event (its
+    schema refuses a missing field and an undocumented one alike)."""
+    return EVENT_PAYLOAD_SCHEMAS[event_type]().validate(payload) == {}
 
 
 def exhausted(session: Any) -> list[dict[str, Any]]:
@@ -80,6 +87,7 @@ def test_a_coupon_is_a_reward_redemption_that_spends_no_points(session):
         "expires_at": (T0 + 30 * DAY).isoformat(),
     }
     assert (payload["points_granted"], payload["benefit"], payload["withheld"]) == (None, None, [])
+    assert documented("automation.fired", payload)
     [held] = rewards.member_redemptions(session, redemption.member_id)
     assert (held.code, held.points, held.expires_at) == (redemption.code, 0, T0 + 30 * DAY)
 
@@ -178,6 +186,7 @@ def test_a_benefit_is_held_for_its_days(session):
         "params": {"min": 0},
         "ends_at": (T0 + 7 * DAY).isoformat(),
     }
+    assert documented("automation.fired", fired(session)[0])
 
 
 def test_a_benefit_without_days_is_held_for_good(session):
@@ -210,6 +219,8 @@ def test_an_automation_budget_caps_its_grants_across_members(session):
         {"action": "grant_points", "reason": "automation_budget"}
     ]
     assert membership.card(session, "c4", now=T0).available == 0
+    assert all(documented("automation.fired", payload) for payload in fired(session))
+    assert documented("automation.budget_exhausted", exhausted(session)[0])
     assert exhausted(session) == [
         {
             "automation": {"id": str(gift.public_id), "name": "Test", "version": 1},
