@@ -1,5 +1,5 @@
 """Console pages for automations: the list with how often each fired, and an automation's
-versions, latest firings, deactivation and simulator."""
+budget and its usage, versions, latest firings, deactivation and simulator."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 from loyalty.pagination import cursor_to, position_of
+from loyalty.program.services import get_settings
 from loyalty.schemas.automations import SimulateAutomationSchema
 
 RECENT = dt.timedelta(days=7)
@@ -67,6 +68,7 @@ def automation_page(automation_id: uuid.UUID) -> tuple[str, int]:
         member_id=member_id or "",
         simulation=simulation,
         errors=errors,
+        currency=get_settings(session).currency,
     ), 422 if errors else 200
 
 

@@ -24,10 +24,12 @@ from loyalty.rewards.definitions import RewardChanges, update_reward
 from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.schemas.webhooks import EVENT_PAYLOAD_SCHEMAS
 from loyalty.webhooks.models import OutboxEvent
+from tests import helpers
 from tests.commands import program_changes
-from tests.factories import MemberFactory, RuleFactory
+from tests.factories import ApiKeyFactory, MemberFactory, RuleFactory
 from tests.integration.test_automation_triggers import reward
 from tests.integration.test_automations import DAY, T0, WEBHOOK, automation, fired, run
+from tests.integration.test_console_security import sign_in
 
 ENROLLED = {"kind": "enrolled", "delay_days": 0}
 
@@ -369,3 +371,32 @@ def test_a_budget_needs_a_grant_it_can_count(session):
         )
 
     assert "budget" in refused.value.extra["errors"]
+
+
+# --- console ----------------------------------------------------------------------------------
+
+
+def test_the_console_shows_the_grants_and_the_budgets_usage(app, client):
+    with helpers.services(app) as session:
+        key = ApiKeyFactory(name="ops-admin", scopes=("admin",))
+        mug = reward(session, "Mug", 100)
+        gift = automation(
+            session,
+            ENROLLED,
+            actions=[
+                coupon_action(mug.public_id, days=14),
+                {"type": "grant_benefit", "code": "free_shipping", "days": 7},
+            ],
+            budget={"period": "lifetime", "points": 250},
+        )
+        members("c1", "c2", "c3")
+        firing.fire_due(session, now=T0)
+    sign_in(client, key)
+
+    page = client.get(f"/admin/automations/{gift.public_id}").text
+
+    assert f"reward {str(mug.public_id)[:8]}</a>, valid 14 days" in page
+    assert "grant benefit <code>free_shipping</code> for 7 days" in page
+    assert "Budget: 250 points in all" in page
+    assert '<span class="value" id="budget-used">200 of 250 points</span>' in page
+    assert "grants withheld" in page
