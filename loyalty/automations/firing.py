@@ -264,14 +264,16 @@ def _act(
         if version.budget and BUDGETED_ACTIONS & actions.keys()
         else None
     )
+    grant = grant_actions(version.actions)
     coupon = actions.get(ActionType.GRANT_COUPON)
+    benefit = actions.get(ActionType.GRANT_BENEFIT)
+    # Read once per batch: a reward closed mid-batch still grants to the batch's end.
     reward = (
         rewards.grantable_reward(session, uuid.UUID(coupon["reward_id"]), now) if coupon else None
     )
     granted: dict[int, _Granted] = {}
     for each in firings:
         outcome = granted[each.member_id] = _Granted()
-        grant = grant_actions(version.actions)
         if grant is not None:
             outcome.points = _grant_points(
                 session, automation, version, grant, each, now, budget, outcome
@@ -280,7 +282,6 @@ def _act(
         if coupon is not None:
             outcome.coupon = _grant_coupon(session, coupon, reward, each, now, budget, outcome)
             summary.coupons_granted += outcome.coupon is not None
-        benefit = actions.get(ActionType.GRANT_BENEFIT)
         if benefit is not None:
             outcome.benefit = _grant_benefit(session, automation, version, benefit, each, now)
             summary.benefits_granted += 1
