@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.api.rules import budget_usage_body
 from loyalty.automations import services as automations
 from loyalty.automations.definitions import AutomationChanges, AutomationDefinition
 from loyalty.automations.services import AutomationVersionView, AutomationView
@@ -36,9 +37,9 @@ WIN_BACK_EXAMPLE = {
     "actions": [{"type": "webhook"}],
 }
 INVALID = (
-    "validation_error: an invalid definition; unknown_segment: a `conditions.segments` key "
-    "that is no live saved segment's; rule_not_grantable: a grant_points action naming no "
-    "active bonus rule."
+    "validation_error: an invalid definition (a grant_coupon action naming no active reward "
+    "too); unknown_segment: a `conditions.segments` key that is no live saved segment's; "
+    "rule_not_grantable: a grant_points action naming no active bonus rule."
 )
 
 
@@ -53,13 +54,18 @@ def automation_body(version: AutomationVersionView) -> dict[str, Any]:
         "conditions": version.conditions,
         "actions": version.actions,
         "dedup_days": version.dedup_days,
+        "budget": version.budget,
         "created_at": version.created_at,
         "actor": version.actor,
     }
 
 
 def current_body(automation: AutomationView) -> dict[str, Any]:
-    return automation_body(automation.current)
+    """An automation at its current version, with its budget's current period."""
+    return {
+        **automation_body(automation.current),
+        "budget_usage": budget_usage_body(automation.budget_usage),
+    }
 
 
 @blp.route("/automations")

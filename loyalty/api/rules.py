@@ -13,6 +13,7 @@ from loyalty.extensions import db
 from loyalty.orders import earning
 from loyalty.pagination import cursor_to, position_of
 from loyalty.rules import services as rules
+from loyalty.rules.budgets import BudgetUsageView
 from loyalty.rules.definitions import RuleChanges, RuleDefinition
 from loyalty.rules.services import RuleVersionView, RuleView
 from loyalty.schemas.rules import (
@@ -58,23 +59,24 @@ def rule_body(version: RuleVersionView) -> dict[str, Any]:
     }
 
 
+def budget_usage_body(usage: BudgetUsageView | None) -> dict[str, Any] | None:
+    """A budget's current period (a rule's or an automation's), or None without a budget."""
+    if usage is None:
+        return None
+    return {
+        "period": usage.period.value,
+        "starts_at": usage.starts_at,
+        "ends_at": usage.ends_at,
+        "limit": usage.limit,
+        "used": usage.used,
+        "remaining": usage.remaining,
+        "exhausted_at": usage.exhausted_at,
+    }
+
+
 def current_body(rule: RuleView) -> dict[str, Any]:
     """A rule at its current version, with its budget's current period."""
-    usage = rule.budget_usage
-    return {
-        **rule_body(rule.current),
-        "budget_usage": None
-        if usage is None
-        else {
-            "period": usage.period.value,
-            "starts_at": usage.starts_at,
-            "ends_at": usage.ends_at,
-            "limit": usage.limit,
-            "used": usage.used,
-            "remaining": usage.remaining,
-            "exhausted_at": usage.exhausted_at,
-        },
-    }
+    return {**rule_body(rule.current), "budget_usage": budget_usage_body(rule.budget_usage)}
 
 
 @blp.route("/rules")

@@ -217,6 +217,9 @@ def fire_in_database(
             ).label("member"),
             trigger.label("trigger"),
             sa.null().label("points_granted"),
+            sa.null().label("coupon"),
+            sa.null().label("benefit"),
+            sa.func.json_build_array().label("withheld"),
             _text(now.isoformat()).label("fired_at"),
         )
         .select_from(fired)

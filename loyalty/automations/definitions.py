@@ -16,9 +16,11 @@ from loyalty.automations.models import ActionType, TriggerKind
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.errors import ValidationFailed
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
+from loyalty.rules.definitions import check_budget
 
-VERSIONED_FIELDS = ("name", "active", "trigger", "conditions", "actions", "dedup_days")
-# Conditions are merged key by key on a change; the trigger and the actions are replaced.
+VERSIONED_FIELDS = ("name", "active", "trigger", "conditions", "actions", "dedup_days", "budget")
+# Conditions are merged key by key on a change; the trigger, the actions and the budget are
+# replaced.
 MERGED_FIELDS = ("conditions",)
 
 # Each trigger kind's parameters: (name, required, lowest, highest); integers in days (but
@@ -49,6 +51,17 @@ OTHER_PARAMETERS: dict[TriggerKind, tuple[str, ...]] = {
     TriggerKind.SEGMENT_LEFT: ("segment",),
     TriggerKind.REWARD_AFFORDABLE: ("reward_id",),
 }
+# Each action type's parameters beside `type`: (name, required).
+ACTION_PARAMETERS: dict[ActionType, tuple[tuple[str, bool], ...]] = {
+    ActionType.WEBHOOK: (),
+    ActionType.GRANT_POINTS: (("rule_id", True), ("points", False)),
+    ActionType.GRANT_COUPON: (("reward_id", True), ("expires_in_days", True)),
+    ActionType.GRANT_BENEFIT: (("code", True), ("params", False), ("days", False)),
+}
+# The actions a budget counts (a benefit has no value in points).
+BUDGETED_ACTIONS = frozenset({ActionType.GRANT_POINTS, ActionType.GRANT_COUPON})
+BENEFIT_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_DAYS = 3650
 DEFAULT_MIN_PURCHASE_DAYS = 3
 DEFAULT_FACTOR = "1"
 
@@ -69,6 +82,8 @@ class AutomationDefinition:
     active: bool = True
     conditions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dedup_days: int | None = None
+    # {"period", "points"} or {"period", "amount"}: what its grants may give per period.
+    budget: Mapping[str, Any] | None = None
 
     def versioned(self) -> dict[str, Any]:
         """The fields a version stores (plain dicts and lists, copied)."""
@@ -79,6 +94,7 @@ class AutomationDefinition:
             "conditions": set_conditions(self.conditions),
             "actions": [dict(action) for action in self.actions],
             "dedup_days": self.dedup_days,
+            "budget": dict(self.budget) if self.budget else None,
         }
 
 
@@ -94,6 +110,7 @@ class AutomationChanges:
     conditions: Maybe[Mapping[str, Any]] = UNCHANGED
     actions: Maybe[Sequence[Mapping[str, Any]]] = UNCHANGED
     dedup_days: Maybe[int | None] = UNCHANGED
+    budget: Maybe[Mapping[str, Any] | None] = UNCHANGED
 
     def merged_into(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """`fields` (a version's) with this change applied."""
@@ -103,8 +120,8 @@ class AutomationChanges:
                 merged[name] = set_conditions({**merged[name], **value})
             elif name == "actions":
                 merged[name] = [dict(action) for action in value]
-            elif name == "trigger":
-                merged[name] = dict(value)
+            elif name in ("trigger", "budget"):
+                merged[name] = dict(value) if value is not None else None
             else:
                 merged[name] = value
         return merged
@@ -172,24 +189,69 @@ def _check_trigger(trigger: Mapping[str, Any]) -> None:
         raise ValidationFailed(errors)
 
 
-def _check_actions(actions: Sequence[Mapping[str, Any]]) -> None:
+def _is_days(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_DAYS
+
+
+def _check_action(position: int, action: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The field errors of one action (none: it is valid)."""
+    try:
+        kind = ActionType(str(action.get("type")))
+    except ValueError:
+        kinds = ", ".join(t.value for t in ActionType)
+        return {f"actions.{position}.type": [f"One of {kinds}."]}
+    at = f"actions.{position}"
+    parameters = dict(ACTION_PARAMETERS[kind])
+    errors = {
+        f"{at}.{name}": [f"Not used by {kind} actions."]
+        for name in sorted(set(action) - set(parameters) - {"type"})
+        if action[name] is not None
+    }
+    for name, required in parameters.items():
+        if required and action.get(name) is None:
+            errors[f"{at}.{name}"] = [f"Required for {kind} actions."]
+    if errors:
+        return errors
+    if kind == ActionType.GRANT_COUPON:
+        if not _is_uuid(action["reward_id"]):
+            errors[f"{at}.reward_id"] = ["A reward's id."]
+        if not _is_days(action["expires_in_days"]):
+            errors[f"{at}.expires_in_days"] = [f"An integer from 1 to {MAX_DAYS}."]
+    if kind == ActionType.GRANT_BENEFIT:
+        if not isinstance(action["code"], str) or not re.match(
+            BENEFIT_CODE_PATTERN, action["code"]
+        ):
+            errors[f"{at}.code"] = ["Lowercase letters, digits, _; 1-64."]
+        if not isinstance(action.get("params") or {}, Mapping):
+            errors[f"{at}.params"] = ["An object."]
+        if action.get("days") is not None and not _is_days(action["days"]):
+            errors[f"{at}.days"] = [f"An integer from 1 to {MAX_DAYS}."]
+    return errors
+
+
+def _check_actions(actions: Sequence[Mapping[str, Any]], budget: Mapping[str, Any] | None) -> None:
     if not actions:
         raise ValidationFailed({"actions": ["Name at least one action."]})
     types = [action.get("type") for action in actions]
     if len(set(types)) != len(types):
         raise ValidationFailed({"actions": ["Each action type at most once."]})
+    errors: dict[str, list[str]] = {}
     for position, action in enumerate(actions):
-        if action.get("type") not in {t.value for t in ActionType}:
-            raise ValidationFailed({f"actions.{position}.type": ["webhook or grant_points."]})
-        if action["type"] == ActionType.GRANT_POINTS and not action.get("rule_id"):
-            raise ValidationFailed({f"actions.{position}.rule_id": ["Required to grant points."]})
+        errors |= _check_action(position, action)
+    if errors:
+        raise ValidationFailed(errors)
+    if budget is not None and not BUDGETED_ACTIONS & set(types):
+        raise ValidationFailed(
+            {"budget": ["A budget caps grant_points and grant_coupon actions: name one."]}
+        )
 
 
 def check_definition(fields: Mapping[str, Any]) -> None:
     """Raise ValidationFailed unless `fields` (the stored shape) is a valid automation (the
     rule and segments it names are checked against the database by the service)."""
     _check_trigger(fields["trigger"])
-    _check_actions(fields["actions"])
+    check_budget(fields.get("budget"))
+    _check_actions(fields["actions"], fields.get("budget"))
     value = fields["conditions"].get("predicted_value") or {}
     low, high = value.get("min"), value.get("max")
     if low is not None and high is not None and high < low:

@@ -9,7 +9,12 @@ The unique key (automation, member, window start) is what makes a firing happen 
 second worker evaluating the same automation at the same moment finds the first's rows on
 the unique index (on PostgreSQL it waits for the first to commit, then inserts nothing), so
 only one of them acts; a worker killed mid-batch rolls back its firings and their actions
-together, and the next pass fires them again."""
+together, and the next pass fires them again.
+
+An automation's budget (what its grant_points and grant_coupon actions may give across all
+members per period) is counted in its usage row, locked by each batch before any member's
+balance (``rules.budgets``): two workers firing different members of one automation queue
+for it, so a period never gives more than the budget."""
 
 from __future__ import annotations
 
@@ -24,16 +29,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from loyalty.automations import bulk, triggers
-from loyalty.automations.models import ActionType, Automation, AutomationFiring, AutomationVersion
-from loyalty.automations.services import active_versions, evaluated, grant_actions
+from loyalty.automations.definitions import BUDGETED_ACTIONS
+from loyalty.automations.models import (
+    ActionType,
+    Automation,
+    AutomationFiring,
+    AutomationVersion,
+    Withheld,
+)
+from loyalty.automations.services import BUDGETS, active_versions, evaluated, grant_actions
 from loyalty.db import transaction, utcnow
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
 from loyalty.members.models import Member, MemberStatus
 from loyalty.program import config
+from loyalty.rewards import services as rewards
+from loyalty.rewards.exceptions import OutOfStock
+from loyalty.rewards.models import Reward
+from loyalty.rules import budgets, policy
 from loyalty.rules import earning as rules
-from loyalty.rules import policy
 from loyalty.settlement.services import settle_member
+from loyalty.tiers import benefits
 from loyalty.tiers import services as tiers
 from loyalty.tiers.models import Tier
 from loyalty.webhooks import outbox
@@ -43,10 +59,12 @@ BATCH = 1000
 
 @dataclass
 class FiringSummary:
-    """What a pass fired: firings per automation (public id), and points granted."""
+    """What a pass fired: firings per automation (public id), and what they granted."""
 
     fired: dict[uuid.UUID, int] = field(default_factory=dict)
     points_granted: int = 0
+    coupons_granted: int = 0
+    benefits_granted: int = 0
 
     @property
     def total(self) -> int:
@@ -100,72 +118,173 @@ def _fire(
         candidates = session.execute(triggers.candidates(spec, now)).all()
     fired = 0
     for start in range(0, len(candidates), batch_size):
-        rows = candidates[start : start + batch_size]
         with transaction(session):
-            # A member closed or suspended since the query is left out.
-            still_active = set(
-                session.scalars(
-                    sa.select(Member.id).where(
-                        Member.id.in_([row.member_id for row in rows]),
-                        Member.status == MemberStatus.ACTIVE.value,
-                    )
-                )
+            fired += fire_batch(
+                session,
+                automation,
+                version,
+                spec,
+                candidates[start : start + batch_size],
+                now,
+                summary,
             )
-            rows = [row for row in rows if row.member_id in still_active]
-            if not rows:
-                continue
-            by_member = {
-                row.member_id: triggers.details(spec.kind, spec.trigger, row, now) for row in rows
-            }
-            values = [
-                {
-                    "public_id": uuid.uuid4(),
-                    "automation_id": automation.id,
-                    "version": version.version,
-                    "member_id": row.member_id,
-                    "window_start": row.window_start,
-                    "fired_at": now,
-                    "details": by_member[row.member_id],
-                    "points_granted": 0,
-                }
-                for row in rows
-            ]
-            # Rows another worker inserted first (the same key) are skipped, and not acted on.
-            inserted = session.execute(
-                _insert(session)
-                .values(values)
-                .on_conflict_do_nothing(
-                    index_elements=["automation_id", "member_id", "window_start"]
-                )
-                .returning(AutomationFiring.public_id, AutomationFiring.member_id)
-            ).all()
-            firings = sorted((member_id, public_id) for public_id, member_id in inserted)
-            _act(session, automation, version, firings, by_member, now, summary)
-            fired += len(firings)
     return fired
+
+
+def fire_batch(
+    session: Session,
+    automation: Automation,
+    version: AutomationVersion,
+    spec: triggers.Evaluated,
+    rows: Sequence[Any],
+    now: dt.datetime,
+    summary: FiringSummary,
+) -> int:
+    """Fire `version` for the candidate rows (of ``triggers.candidates``) in the caller's
+    transaction: their firings, then the actions for the ones this call inserted. Returns
+    how many fired."""
+    # A member closed or suspended since the query is left out.
+    still_active = set(
+        session.scalars(
+            sa.select(Member.id).where(
+                Member.id.in_([row.member_id for row in rows]),
+                Member.status == MemberStatus.ACTIVE.value,
+            )
+        )
+    )
+    rows = [row for row in rows if row.member_id in still_active]
+    if not rows:
+        return 0
+    by_member = {row.member_id: triggers.details(spec.kind, spec.trigger, row, now) for row in rows}
+    values = [
+        {
+            "public_id": uuid.uuid4(),
+            "automation_id": automation.id,
+            "version": version.version,
+            "member_id": row.member_id,
+            "window_start": row.window_start,
+            "fired_at": now,
+            "details": by_member[row.member_id],
+            "points_granted": 0,
+        }
+        for row in rows
+    ]
+    # Rows another worker inserted first (the same key) are skipped, and not acted on.
+    inserted = session.execute(
+        _insert(session)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["automation_id", "member_id", "window_start"])
+        .returning(AutomationFiring.id, AutomationFiring.public_id, AutomationFiring.member_id)
+    ).all()
+    firings = sorted(
+        _Firing(member_id, public_id, row_id) for row_id, public_id, member_id in inserted
+    )
+    _act(session, automation, version, firings, by_member, now, summary)
+    return len(firings)
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class _Firing:
+    member_id: int
+    public_id: uuid.UUID
+    row_id: int
+
+
+@dataclass
+class _Granted:
+    """What one firing's grants gave the member, and which gave nothing and why."""
+
+    points: int = 0
+    coupon: rewards.Coupon | None = None
+    benefit: benefits.Benefit | None = None
+    withheld: list[dict[str, str]] = field(default_factory=list)
+
+    def withhold(self, action: ActionType, reason: Withheld) -> None:
+        self.withheld.append({"action": action.value, "reason": reason.value})
+
+
+class _Budget:
+    """The automation's budget row of the period, locked by the batch's transaction before
+    any member's balance (the order every batch takes them in), charged grant by grant."""
+
+    def __init__(
+        self,
+        session: Session,
+        automation: Automation,
+        version: AutomationVersion,
+        now: dt.datetime,
+    ) -> None:
+        self.session, self.automation, self.version, self.now = session, automation, version, now
+        self.budget = policy.Budget.from_fields(version.budget or {})
+        settings = config.current(session).settings
+        self.usage_id, self.view = budgets.lock_row(
+            session, BUDGETS, automation.id, self.budget, settings, now
+        )
+
+    @property
+    def left(self) -> int:
+        return self.view.remaining
+
+    def charge(self, points: int, *, short: bool = False) -> None:
+        """Count `points` given (`short`: less than meant, for want of budget); the grant
+        that uses the period up announces it, once."""
+        self.view, used_up = budgets.charge_row(
+            self.session, BUDGETS, self.usage_id, self.view, points, self.now, short=short
+        )
+        if used_up:
+            outbox.emit(self.session, "automation.budget_exhausted", self._exhausted(), self.now)
+
+    def _exhausted(self) -> dict[str, Any]:
+        return {
+            "automation": {
+                "id": str(self.automation.public_id),
+                "name": self.version.name,
+                "version": self.version.version,
+            },
+            "budget": rules.budget_fields(self.budget),
+            **budgets.period_fields(self.view),
+        }
 
 
 def _act(
     session: Session,
     automation: Automation,
     version: AutomationVersion,
-    firings: Sequence[tuple[int, uuid.UUID]],
+    firings: Sequence[_Firing],
     details: Mapping[int, dict[str, Any]],
     now: dt.datetime,
     summary: FiringSummary,
 ) -> None:
-    """The version's actions for the firings just inserted (member id, firing id), in
-    member order: grants first (so the webhook shows the balance after them), then one
+    """The version's actions for the firings just inserted, in member order: the grants
+    first (points, coupon, benefit, so the webhook shows the balance after them), then one
     automation.fired event each."""
-    actions = {action["type"] for action in version.actions}
-    granted: dict[int, int] = {}
+    actions = {ActionType(action["type"]): action for action in version.actions}
+    budget = (
+        _Budget(session, automation, version, now)
+        if version.budget and BUDGETED_ACTIONS & actions.keys()
+        else None
+    )
     grant = grant_actions(version.actions)
-    if grant is not None:
-        for member_id, firing_id in firings:
-            granted[member_id] = _grant(
-                session, automation, version, grant, member_id, firing_id, now
+    coupon = actions.get(ActionType.GRANT_COUPON)
+    benefit = actions.get(ActionType.GRANT_BENEFIT)
+    # Read once per batch: a reward closed mid-batch still grants to the batch's end.
+    reward = (
+        rewards.grantable_reward(session, uuid.UUID(coupon["reward_id"]), now) if coupon else None
+    )
+    granted: dict[int, _Granted] = {}
+    for each in firings:
+        outcome = granted[each.member_id] = _Granted()
+        if grant is not None:
+            outcome.points = _grant_points(
+                session, automation, version, grant, each, now, budget, outcome
             )
-            summary.points_granted += granted[member_id]
+            summary.points_granted += outcome.points
+        if coupon is not None:
+            outcome.coupon = _grant_coupon(session, coupon, reward, each, now, budget, outcome)
+            summary.coupons_granted += outcome.coupon is not None
+        if benefit is not None:
+            outcome.benefit = _grant_benefit(session, automation, version, benefit, each, now)
+            summary.benefits_granted += 1
     if ActionType.WEBHOOK not in actions:
         return
     members = {
@@ -181,7 +300,7 @@ def _act(
             )
             .join(MemberBalance, MemberBalance.member_id == Member.id)
             .outerjoin(Tier, Tier.id == Member.tier_id)
-            .where(Member.id.in_([member_id for member_id, _ in firings]))
+            .where(Member.id.in_([each.member_id for each in firings]))
         )
     }
     outbox.emit_many(
@@ -189,54 +308,146 @@ def _act(
         "automation.fired",
         (
             {
-                "firing_id": str(firing_id),
+                "firing_id": str(each.public_id),
                 "automation": {
                     "id": str(automation.public_id),
                     "name": version.name,
                     "version": version.version,
                 },
                 "member": {
-                    "member_id": members[member_id].external_id,
-                    "email": members[member_id].email,
-                    "name": members[member_id].name,
-                    "tier": members[member_id].tier,
-                    "available": int(members[member_id].available),
+                    "member_id": members[each.member_id].external_id,
+                    "email": members[each.member_id].email,
+                    "name": members[each.member_id].name,
+                    "tier": members[each.member_id].tier,
+                    "available": int(members[each.member_id].available),
                 },
-                "trigger": {"kind": version.trigger["kind"], **details[member_id]},
-                "points_granted": granted.get(member_id) if grant is not None else None,
+                "trigger": {"kind": version.trigger["kind"], **details[each.member_id]},
+                "points_granted": (
+                    granted[each.member_id].points if ActionType.GRANT_POINTS in actions else None
+                ),
+                "coupon": _coupon_fields(granted[each.member_id].coupon),
+                "benefit": _benefit_fields(granted[each.member_id].benefit),
+                "withheld": granted[each.member_id].withheld,
                 "fired_at": now.isoformat(),
             }
-            for member_id, firing_id in firings
+            for each in firings
         ),
         now,
     )
 
 
-def _grant(
+def _coupon_fields(coupon: rewards.Coupon | None) -> dict[str, Any] | None:
+    if coupon is None:
+        return None
+    return {
+        "id": str(coupon.public_id),
+        "reward_id": str(coupon.reward_public_id),
+        "reward": coupon.reward_name,
+        "code": coupon.code,
+        "expires_at": coupon.expires_at.isoformat(),
+    }
+
+
+def _benefit_fields(benefit: benefits.Benefit | None) -> dict[str, Any] | None:
+    if benefit is None:
+        return None
+    return {
+        "code": benefit.code,
+        "params": benefit.params,
+        "ends_at": benefit.ends_at.isoformat() if benefit.ends_at else None,
+    }
+
+
+def _grant_coupon(
+    session: Session,
+    action: Mapping[str, Any],
+    reward: Reward | None,
+    firing: _Firing,
+    now: dt.datetime,
+    budget: _Budget | None,
+    outcome: _Granted,
+) -> rewards.Coupon | None:
+    """The coupon the action gives the member, counted in the budget at the reward's cost
+    in points; None (and why, in `outcome`) when the reward is closed, the budget has less
+    left than its cost, or its stock or codes are gone."""
+    if reward is None:
+        outcome.withhold(ActionType.GRANT_COUPON, Withheld.REWARD_UNAVAILABLE)
+        return None
+    if budget is not None and budget.left < reward.cost_points:
+        budget.charge(0, short=True)
+        outcome.withhold(ActionType.GRANT_COUPON, Withheld.AUTOMATION_BUDGET)
+        return None
+    expires_at = now + dt.timedelta(days=action["expires_in_days"])
+    try:
+        coupon = rewards.grant_coupon(
+            session, reward, firing.member_id, firing.row_id, expires_at, now
+        )
+    except OutOfStock:
+        outcome.withhold(ActionType.GRANT_COUPON, Withheld.OUT_OF_STOCK)
+        return None
+    if budget is not None:
+        budget.charge(reward.cost_points)
+    return coupon
+
+
+def _grant_benefit(
+    session: Session,
+    automation: Automation,
+    version: AutomationVersion,
+    action: Mapping[str, Any],
+    firing: _Firing,
+    now: dt.datetime,
+) -> benefits.Benefit:
+    """The benefit the action gives the member from now, for its `days` (None: for good)."""
+    days = action.get("days")
+    command = benefits.GrantBenefit(
+        code=action["code"],
+        params=dict(action.get("params") or {}),
+        reason=f"Automation {version.name}"[:500],
+        starts_at=now,
+        ends_at=now + dt.timedelta(days=days) if days else None,
+    )
+    return benefits.grant_for_firing(
+        session, firing.member_id, firing.row_id, command, f"automation:{automation.public_id}", now
+    )
+
+
+def _grant_points(
     session: Session,
     automation: Automation,
     version: AutomationVersion,
     grant: Mapping[str, Any],
-    member_id: int,
-    firing_id: uuid.UUID,
+    firing: _Firing,
     now: dt.datetime,
+    budget: _Budget | None,
+    outcome: _Granted,
 ) -> int:
     """Award the grant through its bonus rule as an earn (explained in the history by the
-    rule's breakdown, within the rule's caps and budget) and return the points given: 0
-    when the rule is no longer active, or its caps or budget leave nothing."""
+    rule's breakdown, within the rule's caps and budget, and within what the automation's
+    budget has left) and return the points given: 0 (and why, in `outcome`) when the rule
+    is no longer active, or the budgets or caps leave nothing."""
     active = [
         rule
         for rule in rules.active_rules(session, ("bonus",))
         if rule.policy.rule_id == str(grant["rule_id"])
     ]
     if not active:
+        outcome.withhold(ActionType.GRANT_POINTS, Withheld.RULE_UNAVAILABLE)
         return 0
     rule = active[0]
-    balance = lock_balance(session, member_id)
-    settle_member(session, balance, now)
-    member = session.get(Member, member_id)
-    assert member is not None
     points = grant.get("points") or rule.policy.points
+    short = budget is not None and budget.left < points
+    if budget is not None:
+        points = min(points, budget.left)
+    if not points:
+        assert budget is not None
+        budget.charge(0, short=True)
+        outcome.withhold(ActionType.GRANT_POINTS, Withheld.AUTOMATION_BUDGET)
+        return 0
+    balance = lock_balance(session, firing.member_id)
+    settle_member(session, balance, now)
+    member = session.get(Member, firing.member_id)
+    assert member is not None
     context = policy.MemberContext(
         tier=tiers.member_tier_code(session, member),
         segments=rules.member_segments(session, member, [rule.policy]),
@@ -250,7 +461,10 @@ def _grant(
         now,
         reserve=True,
     )
+    if budget is not None:
+        budget.charge(earned, short=short)
     if not earned:
+        outcome.withhold(ActionType.GRANT_POINTS, Withheld.RULE_LIMIT)
         return 0
     about = {"automation_id": str(automation.public_id), "automation_version": version.version}
     rules.award(
@@ -260,18 +474,18 @@ def _grant(
         config.current(session).settings,
         (earned, breakdown),
         active,
-        source=f"automation:{firing_id}",
+        source=f"automation:{firing.public_id}",
         earned_at=now,
         now=now,
         pending=False,
         details=about,
-        payload={**about, "firing_id": str(firing_id)},
+        payload={**about, "firing_id": str(firing.public_id)},
         reserved=reserved,
     )
     tiers.review_member(session, member, now)
     session.execute(
         sa.update(AutomationFiring)
-        .where(AutomationFiring.public_id == firing_id)
+        .where(AutomationFiring.id == firing.row_id)
         .values(points_granted=earned)
     )
     return earned

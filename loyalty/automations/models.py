@@ -32,6 +32,18 @@ class TriggerKind(enum.StrEnum):
 class ActionType(enum.StrEnum):
     WEBHOOK = "webhook"
     GRANT_POINTS = "grant_points"
+    GRANT_COUPON = "grant_coupon"
+    GRANT_BENEFIT = "grant_benefit"
+
+
+class Withheld(enum.StrEnum):
+    """Why a firing's grant gave the member nothing (in automation.fired's `withheld`)."""
+
+    AUTOMATION_BUDGET = "automation_budget"  # the automation's budget has too little left
+    RULE_UNAVAILABLE = "rule_unavailable"  # grant_points: its rule is no longer active
+    RULE_LIMIT = "rule_limit"  # grant_points: the rule's conditions, caps or budget
+    REWARD_UNAVAILABLE = "reward_unavailable"  # grant_coupon: inactive, or outside its window
+    OUT_OF_STOCK = "out_of_stock"  # grant_coupon: no unit of stock or code left
 
 
 class Automation(Base):
@@ -65,8 +77,13 @@ class AutomationVersion(Base):
     trigger: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     # {"tiers": [...], "segments": [...], "predicted_value": {"min", "max"}, "metadata": {}}
     conditions: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    # [{"type": "webhook"}, {"type": "grant_points", "rule_id": "...", "points": N | null}]
+    # [{"type": "webhook"}, {"type": "grant_points", "rule_id": "...", "points": N | null},
+    #  {"type": "grant_coupon", "reward_id": "...", "expires_in_days": N},
+    #  {"type": "grant_benefit", "code": "...", "params": {}, "days": N | null}]
     actions: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    # What its grants may give across all members per period, in points (coupons at their
+    # reward's cost): {"period", "points"} or {"period", "amount"}, as a rule's budget.
+    budget: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     # At most one firing per member within this many days, whatever the dedup key (None: no
     # limit beyond the key).
     dedup_days: Mapped[int | None]
@@ -100,3 +117,23 @@ class AutomationFiring(Base):
     # The trigger's specifics (days inactive, points expiring and when, ...), as sent.
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     points_granted: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class AutomationBudgetUsage(Base):
+    """How many points one automation's grants gave in one budget period (coupons counted at
+    their reward's cost): the counter each batch of its firings updates under the row's lock,
+    in the batch's transaction (``rules.budgets`` keeps the rules' alike)."""
+
+    __tablename__ = "automation_budget_usage"
+    __table_args__ = (
+        sa.UniqueConstraint("automation_id", "period", "period_start"),
+        sa.CheckConstraint("used >= 0", name="used"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    automation_id: Mapped[int] = mapped_column(sa.ForeignKey("automations.id"))
+    period: Mapped[str] = mapped_column(sa.String(16))  # a policy.BudgetPeriod value
+    period_start: Mapped[dt.datetime]
+    used: Mapped[int] = mapped_column(sa.BigInteger)
+    # When the period's budget ran out (and automation.budget_exhausted was emitted).
+    exhausted_at: Mapped[dt.datetime | None]

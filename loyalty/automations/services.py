@@ -6,6 +6,7 @@ to change) and every service answers with frozen views built in its transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from loyalty.automations.exceptions import AutomationNotFound, RuleNotGrantable
 from loyalty.automations.models import (
     ActionType,
     Automation,
+    AutomationBudgetUsage,
     AutomationFiring,
     AutomationVersion,
     TriggerKind,
@@ -39,9 +41,12 @@ from loyalty.members.models import Member, MemberStatus
 from loyalty.members.segments import check_segment_keys
 from loyalty.program import config
 from loyalty.rewards.models import Reward
+from loyalty.rules import budgets, policy
 from loyalty.rules.models import EarningRule, RuleKind
 
 SEGMENTS_FIELD = "conditions.segments"
+# An automation's budget is counted like a rule's, in a usage row per automation and period.
+BUDGETS = budgets.Counter(AutomationBudgetUsage, "automation_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +61,21 @@ class AutomationVersionView:
     conditions: Mapping[str, Any]
     actions: tuple[Mapping[str, Any], ...]
     dedup_days: int | None
+    budget: Mapping[str, Any] | None
     created_at: dt.datetime
     actor: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class AutomationView:
-    """An automation at its current version."""
+    """An automation at its current version, with its budget's usage in the current period
+    (None without a budget)."""
 
     public_id: uuid.UUID
     active: bool
     created_at: dt.datetime
     current: AutomationVersionView
+    budget_usage: budgets.BudgetUsageView | None = None
 
 
 def _version_view(automation: Automation, version: AutomationVersion) -> AutomationVersionView:
@@ -80,6 +88,7 @@ def _version_view(automation: Automation, version: AutomationVersion) -> Automat
         conditions=dict(version.conditions),
         actions=tuple(dict(action) for action in version.actions),
         dedup_days=version.dedup_days,
+        budget=dict(version.budget) if version.budget else None,
         created_at=version.created_at,
         actor=version.actor,
     )
@@ -92,6 +101,27 @@ def _view(automation: Automation, current: AutomationVersion | None = None) -> A
         created_at=automation.created_at,
         current=_version_view(automation, current or automation.current),
     )
+
+
+def _with_usage(
+    session: Session, found: Sequence[tuple[Automation, AutomationView]], now: dt.datetime
+) -> list[AutomationView]:
+    """The views with their budgets' usage in the period `now` falls in (one query; the
+    usage of a period counts across versions)."""
+    by_row = {
+        automation.id: policy.Budget.from_fields(view.current.budget)
+        for automation, view in found
+        if view.current.budget
+    }
+    if not by_row:
+        return [view for _, view in found]
+    usage = budgets.usage(session, by_row, config.current(session).settings, now, BUDGETS)
+    return [
+        dataclasses.replace(view, budget_usage=usage[automation.id])
+        if automation.id in usage
+        else view
+        for automation, view in found
+    ]
 
 
 def _find(session: Session, automation_id: uuid.UUID, *, lock: bool = False) -> Automation:
@@ -107,8 +137,9 @@ def _find(session: Session, automation_id: uuid.UUID, *, lock: bool = False) -> 
 
 def _check_references(session: Session, fields: Mapping[str, Any]) -> None:
     """Raise UnknownSegment for a segment key (a condition's or the trigger's) that is no
-    live saved segment's, ValidationFailed for a trigger's reward_id that is no reward's,
-    and RuleNotGrantable for a grant through anything but an active bonus rule."""
+    live saved segment's, ValidationFailed for a trigger's reward_id that is no reward's or
+    a grant_coupon's that is no active reward's, and RuleNotGrantable for a grant through
+    anything but an active bonus rule."""
     check_segment_keys(session, fields["conditions"].get("segments") or (), SEGMENTS_FIELD)
     if fields["trigger"]["kind"] in SEGMENT_KINDS:
         check_segment_keys(session, [fields["trigger"]["segment"]], "trigger.segment")
@@ -118,6 +149,14 @@ def _check_references(session: Session, fields: Mapping[str, Any]) -> None:
     ):
         raise ValidationFailed({"trigger.reward_id": ["No reward with this id."]})
     for position, action in enumerate(fields["actions"]):
+        if action["type"] == ActionType.GRANT_COUPON and not session.scalar(
+            sa.select(
+                sa.exists().where(
+                    Reward.public_id == uuid.UUID(action["reward_id"]), Reward.active.is_(True)
+                )
+            )
+        ):
+            raise ValidationFailed({f"actions.{position}.reward_id": ["No active reward."]})
         if action["type"] != ActionType.GRANT_POINTS:
             continue
         try:
@@ -194,15 +233,22 @@ def create_automation(
         )
         session.add(automation)
         session.flush()
-        return _view(automation, _new_version(session, automation, fields, actor))
+        view = _view(automation, _new_version(session, automation, fields, actor))
+        return _with_usage(session, [(automation, view)], now)[0]
 
 
 def update_automation(
-    session: Session, automation_id: uuid.UUID, changes: AutomationChanges, actor: str | None
+    session: Session,
+    automation_id: uuid.UUID,
+    changes: AutomationChanges,
+    actor: str | None,
+    now: dt.datetime | None = None,
 ) -> AutomationView:
-    """Apply `changes` as a new version and return the automation at it. Firings keep
-    counting across versions (a new version does not fire again for whom it fired).
+    """Apply `changes` as a new version and return the automation at it (with its budget's
+    usage as of `now`). Firings keep counting across versions (a new version does not fire
+    again for whom it fired), and so does a budget's usage in its period.
     Raises AutomationNotFound, ValidationFailed, UnknownSegment, RuleNotGrantable."""
+    now = now or utcnow()
     with transaction(session):
         automation = _find(session, automation_id, lock=True)
         current = automation.current
@@ -211,25 +257,26 @@ def update_automation(
         _check_references(session, fields)
         automation.current_version += 1
         automation.active = fields["active"]
-        return _view(automation, _new_version(session, automation, fields, actor))
+        view = _view(automation, _new_version(session, automation, fields, actor))
+        return _with_usage(session, [(automation, view)], now)[0]
 
 
 def deactivate_automation(
     session: Session, automation_id: uuid.UUID, actor: str | None
 ) -> AutomationView:
-    """Stop the automation from firing (as a new version) and return it. Deactivating an
-    inactive automation changes nothing. Raises AutomationNotFound."""
+    """Stop the automation from firing (as a new version) and return it (with its budget's
+    usage now). Deactivating an inactive automation changes nothing. Raises
+    AutomationNotFound."""
     automation = _find(session, automation_id)
     if not automation.active:
-        return _view(automation)
+        return _with_usage(session, [(automation, _view(automation))], utcnow())[0]
     with transaction(session):
         automation = _find(session, automation_id, lock=True)
         fields = {name: getattr(automation.current, name) for name in VERSIONED_FIELDS}
         automation.current_version += 1
         automation.active = False
-        return _view(
-            automation, _new_version(session, automation, {**fields, "active": False}, actor)
-        )
+        version = _new_version(session, automation, {**fields, "active": False}, actor)
+        return _with_usage(session, [(automation, _view(automation, version))], utcnow())[0]
 
 
 def activate_automation(
@@ -241,20 +288,29 @@ def activate_automation(
     Raises AutomationNotFound, UnknownSegment, RuleNotGrantable."""
     automation = _find(session, automation_id)
     if automation.active:
-        return _view(automation)
+        return get_automation(session, automation_id)
     return update_automation(session, automation_id, AutomationChanges(active=True), actor)
 
 
-def get_automation(session: Session, automation_id: uuid.UUID) -> AutomationView:
-    """The automation at its current version. Raises AutomationNotFound."""
-    return _view(_find(session, automation_id))
+def get_automation(
+    session: Session, automation_id: uuid.UUID, now: dt.datetime | None = None
+) -> AutomationView:
+    """The automation at its current version, with its budget's usage as of `now`. Raises
+    AutomationNotFound."""
+    automation = _find(session, automation_id)
+    return _with_usage(session, [(automation, _view(automation))], now or utcnow())[0]
 
 
 def list_automations(
-    session: Session, *, active: bool | None, limit: int, after: int | None
+    session: Session,
+    *,
+    active: bool | None,
+    limit: int,
+    after: int | None,
+    now: dt.datetime | None = None,
 ) -> tuple[list[AutomationView], int | None]:
-    """Automations newest first, one page; returns (automations, position of the next page
-    or None)."""
+    """Automations newest first, one page, with their budgets' usage as of `now`; returns
+    (automations, position of the next page or None)."""
     stmt = sa.select(Automation).order_by(Automation.id.desc()).limit(limit + 1)
     if active is not None:
         stmt = stmt.where(Automation.active.is_(active))
@@ -262,7 +318,8 @@ def list_automations(
         stmt = stmt.where(Automation.id < after)
     found = list(session.execute(stmt).unique().scalars())
     next_position = found[limit - 1].id if len(found) > limit else None
-    return [_view(automation) for automation in found[:limit]], next_position
+    page = [(automation, _view(automation)) for automation in found[:limit]]
+    return _with_usage(session, page, now or utcnow()), next_position
 
 
 def list_versions(session: Session, automation_id: uuid.UUID) -> tuple[AutomationVersionView, ...]:

@@ -1,7 +1,8 @@
 """Console pages for automations: the list with how often each fired, the forms for a new
-automation and an automation's next version, and an automation's versions, latest firings,
-activation, deactivation and simulator. Every write goes through the API's schemas and
-services, under the signed-in key's name (so it is audited as through the API)."""
+automation and an automation's next version, and an automation's budget and its usage,
+versions, latest firings, activation, deactivation and simulator. Every write goes through
+the API's schemas and services, under the signed-in key's name (so it is audited as through
+the API)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError, ValidationFailed
 from loyalty.extensions import db
 from loyalty.pagination import cursor_to, position_of
+from loyalty.program.services import get_settings
 from loyalty.rules import services as rules
 from loyalty.rules.models import RuleKind
 from loyalty.schemas.automations import (
@@ -79,6 +81,7 @@ def automation_page(automation_id: uuid.UUID) -> tuple[str, int]:
         member_id=member_id or "",
         simulation=simulation,
         errors=errors,
+        currency=get_settings(session).currency,
     ), 422 if errors else 200
 
 

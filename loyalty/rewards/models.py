@@ -57,6 +57,9 @@ class RewardCode(Base):
 
 
 class RewardRedemption(Base):
+    """A reward a member holds, with its code: redeemed for points, or granted as a coupon
+    by an automation's firing (points 0, no ledger transaction, an expiry)."""
+
     __tablename__ = "reward_redemptions"
     __table_args__ = (
         sa.Index("ix_reward_redemptions_member_id_reward_id", "member_id", "reward_id"),
@@ -68,5 +71,12 @@ class RewardRedemption(Base):
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
     points: Mapped[int] = mapped_column(sa.BigInteger)
     code: Mapped[str] = mapped_column(sa.String(100))
-    transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
+    # The points' debit; None for a granted coupon, which moved no points.
+    transaction_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # A granted coupon's: when the shop stops honouring the code (None: never).
+    expires_at: Mapped[dt.datetime | None]
+    # The automation firing that granted the coupon: unique, so a firing grants one at most.
+    firing_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("automation_firings.id"), unique=True
+    )

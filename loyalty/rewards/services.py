@@ -4,6 +4,9 @@ Redeeming takes the member's lock, checks every condition, takes one unit of sto
 conditional UPDATE (stock = stock - 1 WHERE stock > 0: two members can never both take the
 last unit), takes a code, and debits the points, all in one transaction: a failed
 redemption charges nothing.
+
+An automation may also grant a reward as a coupon (``grant_coupon``): the same unit of
+stock and code, no points, an expiry, in the firing's transaction.
 """
 
 from __future__ import annotations
@@ -51,6 +54,20 @@ class RedeemedReward:
     points: int
     code: str
     created_at: dt.datetime
+    expires_at: dt.datetime | None = None  # a granted coupon's
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    """A reward granted as a coupon: its redemption's id, the reward, the code, when the
+    code stops being honoured, and what the reward costs in points (what a budget counts)."""
+
+    public_id: uuid.UUID
+    reward_public_id: uuid.UUID
+    reward_name: str
+    code: str
+    expires_at: dt.datetime
+    cost_points: int
 
 
 def _open(reward: Reward, now: dt.datetime) -> bool:
@@ -150,28 +167,18 @@ def redeem(
             now=now,
             reference=f"reward:{reward.public_id}",
         )
-        if reward.stock is not None:
-            taken = session.execute(
-                sa.update(Reward)
-                .where(Reward.id == reward.id, Reward.stock > 0)
-                .values(stock=Reward.stock - 1)
-                .execution_options(synchronize_session=False)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                raise OutOfStock(f"{reward.name} is out of stock.")
+        code, pooled = _claim_code(session, reward)
+        _take_unit(session, reward)
         session.flush()
         redemption = RewardRedemption(
             reward_id=reward.id,
             member_id=member.id,
             points=reward.cost_points,
-            code="",
+            code=code,
             transaction_id=txn.id,
             created_at=now,
         )
-        session.add(redemption)
-        session.flush()
-        redemption.code = _take_code(session, reward, redemption)
-        session.flush()
+        _hand_out(session, redemption, pooled)
         outbox.emit(
             session,
             "reward.redeemed",
@@ -195,9 +202,12 @@ def redeem(
     )
 
 
-def _take_code(session: Session, reward: Reward, redemption: RewardRedemption) -> str:
+def _claim_code(session: Session, reward: Reward) -> tuple[str, RewardCode | None]:
+    """A code for one unit of the reward: a generated one when it has no pool, else the
+    pool's next free code, locked (SKIP LOCKED: two redemptions never queue for one code)
+    for ``_hand_out`` to assign. Writes nothing. Raises OutOfStock when the pool is empty."""
     if codes_left(session, reward.id) is None:
-        return "LOY-" + secrets.token_hex(5).upper()
+        return "LOY-" + secrets.token_hex(5).upper(), None
     code = session.execute(
         sa.select(RewardCode)
         .where(RewardCode.reward_id == reward.id, RewardCode.redemption_id.is_(None))
@@ -207,8 +217,78 @@ def _take_code(session: Session, reward: Reward, redemption: RewardRedemption) -
     ).scalar_one_or_none()
     if code is None:
         raise OutOfStock(f"{reward.name} has no codes left.")
-    code.redemption_id = redemption.id
-    return code.code
+    return code.code, code
+
+
+def _take_unit(session: Session, reward: Reward) -> None:
+    """Take one unit of the reward's stock (if it keeps one) with a conditional UPDATE, so
+    the last unit goes once. Raises OutOfStock, having written nothing, when none is left."""
+    if reward.stock is None:
+        return
+    taken = session.execute(
+        sa.update(Reward)
+        .where(Reward.id == reward.id, Reward.stock > 0)
+        .values(stock=Reward.stock - 1)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise OutOfStock(f"{reward.name} is out of stock.")
+
+
+def _hand_out(session: Session, redemption: RewardRedemption, pooled: RewardCode | None) -> None:
+    """Record the redemption and mark its pooled code (if any) as handed out with it."""
+    session.add(redemption)
+    session.flush()
+    if pooled is not None:
+        pooled.redemption_id = redemption.id
+        session.flush()
+
+
+def grantable_reward(session: Session, reward_id: uuid.UUID, now: dt.datetime) -> Reward | None:
+    """The reward, if it exists and is open now (active, within its window): what an
+    automation may grant as a coupon."""
+    reward = session.execute(
+        sa.select(Reward).where(Reward.public_id == reward_id)
+    ).scalar_one_or_none()
+    return reward if reward is not None and _open(reward, now) else None
+
+
+def grant_coupon(
+    session: Session,
+    reward: Reward,
+    member_id: int,
+    firing_id: int,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+) -> Coupon:
+    """Give the member `reward` (open: see ``grantable_reward``) as a coupon for an
+    automation's firing (its row id), in the caller's transaction: a unit of stock and a
+    code like a redemption, but no points; the code is honoured until `expires_at`. The
+    member's tier, segments and per-member limit are not asked (the automation's conditions
+    chose the member), but the coupon counts as one of the member's redemptions of it.
+    Returns the coupon. Raises OutOfStock, having written nothing, when no unit or code is
+    left; IntegrityError if the firing granted one already (its key is unique)."""
+    code, pooled = _claim_code(session, reward)
+    _take_unit(session, reward)
+    redemption = RewardRedemption(
+        reward_id=reward.id,
+        member_id=member_id,
+        points=0,
+        code=code,
+        transaction_id=None,
+        created_at=now,
+        expires_at=expires_at,
+        firing_id=firing_id,
+    )
+    _hand_out(session, redemption, pooled)
+    return Coupon(
+        public_id=redemption.public_id,
+        reward_public_id=reward.public_id,
+        reward_name=reward.name,
+        code=code,
+        expires_at=expires_at,
+        cost_points=reward.cost_points,
+    )
 
 
 def member_redemptions(session: Session, member_id: int, limit: int = 50) -> list[RedeemedReward]:
@@ -230,6 +310,7 @@ def member_redemptions(session: Session, member_id: int, limit: int = 50) -> lis
             points=redemption.points,
             code=redemption.code,
             created_at=redemption.created_at,
+            expires_at=redemption.expires_at,
         )
         for redemption, reward_public_id, reward_name, external_id in rows
     ]

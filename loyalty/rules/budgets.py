@@ -1,5 +1,7 @@
 """Rule budgets: a rule's total across all members per period, counted in one usage row per
 (rule, period, period start) that every earn through the rule updates in its own transaction.
+The counter itself (claim, lock, charge, read) works on any such usage table (a ``Counter``):
+automations keep their budgets with it too.
 
 Concurrency: an earn that is about to award points through budgeted rules first locks their
 usage rows (``SELECT ... FOR UPDATE`` on PostgreSQL, in rule order so two earns never wait
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,6 +28,18 @@ from loyalty.db import insert_ignoring_conflicts
 from loyalty.program.models import ProgramSettings
 from loyalty.rules import policy
 from loyalty.rules.models import RuleAward, RuleBudgetUsage
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A usage table: one row per (owner, period, period start) with `used` and
+    `exhausted_at`, unique on those three, the owner in column `owner`."""
+
+    model: type[Any]
+    owner: str
+
+
+RULES = Counter(RuleBudgetUsage, "rule_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,30 +128,31 @@ def _view(
 
 
 def _usage_rows(
-    session: Session, keyed: Iterable[tuple[int, policy.Budget]], now: dt.datetime
+    session: Session,
+    counter: Counter,
+    keyed: Iterable[tuple[int, policy.Budget]],
+    now: dt.datetime,
 ) -> dict[tuple[int, str], tuple[int, dt.datetime | None]]:
-    """(rule row id, period) -> (used, exhausted_at) of the current period's rows that exist."""
+    """(owner row id, period) -> (used, exhausted_at) of the current period's rows that exist."""
+    model, owner = counter.model, getattr(counter.model, counter.owner)
     conditions = []
-    for rule_id, budget in keyed:
+    for owner_id, budget in keyed:
         start, _ = _period(budget, now)
         conditions.append(
             sa.and_(
-                RuleBudgetUsage.rule_id == rule_id,
-                RuleBudgetUsage.period == budget.period.value,
-                RuleBudgetUsage.period_start == start,
+                owner == owner_id,
+                model.period == budget.period.value,
+                model.period_start == start,
             )
         )
     if not conditions:
         return {}
     rows = session.execute(
-        sa.select(
-            RuleBudgetUsage.rule_id,
-            RuleBudgetUsage.period,
-            RuleBudgetUsage.used,
-            RuleBudgetUsage.exhausted_at,
-        ).where(sa.or_(*conditions))
+        sa.select(owner.label("owner"), model.period, model.used, model.exhausted_at).where(
+            sa.or_(*conditions)
+        )
     )
-    return {(row.rule_id, row.period): (row.used, row.exhausted_at) for row in rows}
+    return {(row.owner, row.period): (row.used, row.exhausted_at) for row in rows}
 
 
 def usage(
@@ -143,12 +160,16 @@ def usage(
     budgets: Mapping[int, policy.Budget],
     settings: ProgramSettings,
     now: dt.datetime,
+    counter: Counter = RULES,
 ) -> dict[int, BudgetUsageView]:
-    """Each budget (by rule row id) in the period `now` falls in, read without a lock."""
-    rows = _usage_rows(session, budgets.items(), now)
+    """Each budget (by its owner's row id: a rule's, unless `counter` says otherwise) in the
+    period `now` falls in, read without a lock."""
+    rows = _usage_rows(session, counter, budgets.items(), now)
     return {
-        rule_id: _view(budget, settings, now, *rows.get((rule_id, budget.period.value), (0, None)))
-        for rule_id, budget in budgets.items()
+        owner_id: _view(
+            budget, settings, now, *rows.get((owner_id, budget.period.value), (0, None))
+        )
+        for owner_id, budget in budgets.items()
     }
 
 
@@ -164,6 +185,31 @@ def remaining(
     return {rule.rule_id: views[rule.id].remaining for rule in rules}
 
 
+def lock_row(
+    session: Session,
+    counter: Counter,
+    owner_id: int,
+    budget: policy.Budget,
+    settings: ProgramSettings,
+    now: dt.datetime,
+) -> tuple[int, BudgetUsageView]:
+    """Lock the owner's usage row of the period `now` falls in (made at 0 if this is the
+    period's first use) and return (its id, the budget as read under the lock)."""
+    model, owner = counter.model, getattr(counter.model, counter.owner)
+    start, _ = _period(budget, now)
+    key = {counter.owner: owner_id, "period": budget.period.value, "period_start": start}
+    # ON CONFLICT DO NOTHING: a concurrent first use of the period waits for the other
+    # transaction's row instead of failing on the unique key.
+    claim = insert_ignoring_conflicts(session, model, [counter.owner, "period", "period_start"])
+    session.connection().execute(claim, {**key, "used": 0, "exhausted_at": None})
+    row = session.execute(
+        sa.select(model.id, model.used, model.exhausted_at)
+        .where(owner == owner_id, model.period == key["period"], model.period_start == start)
+        .with_for_update()
+    ).one()
+    return row.id, _view(budget, settings, now, row.used, row.exhausted_at)
+
+
 def lock(
     session: Session,
     rules: Sequence[BudgetedRule],
@@ -172,27 +218,10 @@ def lock(
 ) -> Reservation:
     """Lock the current period's usage row of each of `rules` (made at 0 if it is the
     period's first award), in rule order, and return them as read under the locks."""
-    claim = insert_ignoring_conflicts(
-        session, RuleBudgetUsage, ["rule_id", "period", "period_start"]
-    )
     locked: dict[str, LockedBudget] = {}
     for rule in sorted(rules, key=lambda r: r.id):
-        start, _ = _period(rule.budget, now)
-        key = {"rule_id": rule.id, "period": rule.budget.period.value, "period_start": start}
-        # ON CONFLICT DO NOTHING: a concurrent first award of the period waits for the other
-        # transaction's row instead of failing on the unique key.
-        session.connection().execute(claim, {**key, "used": 0, "exhausted_at": None})
-        row = session.execute(
-            sa.select(RuleBudgetUsage.id, RuleBudgetUsage.used, RuleBudgetUsage.exhausted_at)
-            .where(
-                RuleBudgetUsage.rule_id == rule.id,
-                RuleBudgetUsage.period == key["period"],
-                RuleBudgetUsage.period_start == start,
-            )
-            .with_for_update()
-        ).one()
-        view = _view(rule.budget, settings, now, row.used, row.exhausted_at)
-        locked[rule.rule_id] = LockedBudget(row.id, rule, view)
+        usage_id, view = lock_row(session, RULES, rule.id, rule.budget, settings, now)
+        locked[rule.rule_id] = LockedBudget(usage_id, rule, view)
     return Reservation(locked)
 
 
@@ -201,19 +230,53 @@ class BudgetOverspent(RuntimeError):
     (a bug, never a client's doing); the transaction rolls back."""
 
 
-_CHARGE = (
-    sa.update(RuleBudgetUsage.__table__)
-    .where(
-        RuleBudgetUsage.__table__.c.id == sa.bindparam("usage_id"),
-        RuleBudgetUsage.__table__.c.used + sa.bindparam("points") <= sa.bindparam("limit"),
+@functools.cache
+def _statements(table: sa.Table) -> tuple[sa.Update, sa.Update]:
+    """(charge, mark exhausted) for a usage table. Charging is conditional: it refuses to
+    take `used` past the limit even if a caller skipped the lock."""
+    charge = (
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("usage_id"),
+            table.c.used + sa.bindparam("points") <= sa.bindparam("limit"),
+        )
+        .values(used=table.c.used + sa.bindparam("points"))
     )
-    .values(used=RuleBudgetUsage.__table__.c.used + sa.bindparam("points"))
-)
-_EXHAUSTED = (
-    sa.update(RuleBudgetUsage.__table__)
-    .where(RuleBudgetUsage.__table__.c.id == sa.bindparam("usage_id"))
-    .values(exhausted_at=sa.bindparam("now"))
-)
+    exhausted = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("usage_id"))
+        .values(exhausted_at=sa.bindparam("now"))
+    )
+    return charge, exhausted
+
+
+def charge_row(
+    session: Session,
+    counter: Counter,
+    usage_id: int,
+    view: BudgetUsageView,
+    points: int,
+    now: dt.datetime,
+    *,
+    short: bool = False,
+) -> tuple[BudgetUsageView, bool]:
+    """Count `points` in a usage row this transaction locked (`view`: the row as it stands).
+    The period is used up when its usage reaches the limit, or when the caller was `short`
+    of budget for what it meant to give. Returns (the row after, whether this call used the
+    period up first: its exhausted webhook is then due). Raises BudgetOverspent if the
+    points exceed what the row has left."""
+    charge, exhausted = _statements(counter.model.__table__)
+    if points:
+        charged = session.connection().execute(
+            charge, {"usage_id": usage_id, "points": points, "limit": view.limit}
+        )
+        if charged.rowcount != 1:
+            raise BudgetOverspent(f"{counter.model.__tablename__} {usage_id}: over its budget")
+        view = dataclasses.replace(view, used=view.used + points)
+    if view.exhausted_at is not None or not (short or view.used >= view.limit):
+        return view, False
+    session.connection().execute(exhausted, {"usage_id": usage_id, "now": now})
+    return dataclasses.replace(view, exhausted_at=now), True
 
 
 def charge(
@@ -235,19 +298,25 @@ def charge(
         row = reservation.locked.get(contribution.rule_id)
         if row is None:
             continue
-        view = row.view
-        charged = session.connection().execute(
-            _CHARGE, {"usage_id": row.usage_id, "points": contribution.points, "limit": view.limit}
+        after, used_up = charge_row(
+            session, RULES, row.usage_id, row.view, contribution.points, now
         )
-        if charged.rowcount != 1:
-            raise BudgetOverspent(f"rule {contribution.rule_id}: over its budget")
         usage_ids[contribution.rule_id] = row.usage_id
-        used = view.used + contribution.points
-        if used >= view.limit and view.exhausted_at is None:
-            session.connection().execute(_EXHAUSTED, {"usage_id": row.usage_id, "now": now})
-            after = dataclasses.replace(view, used=used, exhausted_at=now)
+        if used_up:
             exhausted.append(Exhausted(row.rule, after))
     return usage_ids, exhausted
+
+
+def period_fields(usage: BudgetUsageView) -> dict[str, Any]:
+    """A budget period's part of an exhausted webhook: the period, its bounds, the limit and
+    the usage in points."""
+    return {
+        "period": usage.period.value,
+        "period_start": usage.starts_at.isoformat() if usage.starts_at else None,
+        "period_end": usage.ends_at.isoformat() if usage.ends_at else None,
+        "limit": usage.limit,
+        "used": usage.used,
+    }
 
 
 def contributing(

@@ -99,7 +99,9 @@ class RuleChanges:
         return frozenset(given(self))
 
 
-def _check_budget(budget: Mapping[str, Any] | None) -> None:
+def check_budget(budget: Mapping[str, Any] | None) -> None:
+    """Raise ValidationFailed unless `budget` (stored shape; None: no budget) is a budget:
+    a period and points or amount, a positive integer (a rule's or an automation's)."""
     if budget is None:
         return
     period = budget.get("period")
@@ -135,7 +137,7 @@ def check_definition(kind: RuleKind, fields: Mapping[str, Any]) -> None:
     per_member = fields["caps"].get("per_member")
     if per_member and per_member.get("period_days") is None:
         raise ValidationFailed({"caps.per_member.period_days": ["Required for a member cap."]})
-    _check_budget(fields.get("budget"))
+    check_budget(fields.get("budget"))
     starts, ends = fields.get("starts_at"), fields.get("ends_at")
     if starts and ends and ends <= starts:
         raise ValidationFailed({"ends_at": ["Must be after starts_at."]})

@@ -284,11 +284,7 @@ def budget_exhausted_payload(spent: budgets.Exhausted) -> dict[str, Any]:
         "name": rule.name,
         "version": rule.version,
         "budget": budget_fields(rule.budget),
-        "period": usage.period.value,
-        "period_start": usage.starts_at.isoformat() if usage.starts_at else None,
-        "period_end": usage.ends_at.isoformat() if usage.ends_at else None,
-        "limit": usage.limit,
-        "used": usage.used,
+        **budgets.period_fields(usage),
     }
 
 

@@ -12,7 +12,9 @@ from loyalty.automations.models import ActionType, TriggerKind
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.segments import SEGMENT_KEY_PATTERN
 from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime, page_schema
+from loyalty.schemas.rules import BudgetSchema, BudgetUsageSchema
 from loyalty.schemas.segments import IntRangeSchema, segment_keys
+from loyalty.schemas.tiers import BENEFIT_CODE
 
 DAYS = validate.Range(min=0, max=3650)
 
@@ -149,7 +151,9 @@ class ActionSchema(StrictSchema):
         validate=validate.OneOf([a.value for a in ActionType]),
         metadata={
             "description": "webhook: an automation.fired event; grant_points: points through "
-            "an active bonus earning rule."
+            "an active bonus earning rule; grant_coupon: an active reward as a coupon (no "
+            "points spent) that expires; grant_benefit: a benefit held for some days or for "
+            "good."
         },
     )
     rule_id = fields.UUID(
@@ -162,12 +166,42 @@ class ActionSchema(StrictSchema):
         validate=validate.Range(min=1, max=MAX_POINTS),
         metadata={"description": "grant_points: the points (default: the rule's own)."},
     )
+    reward_id = fields.UUID(
+        allow_none=True,
+        metadata={
+            "description": "grant_coupon: the active reward given; its stock and code pool "
+            "hold for coupons too, and a budget counts it at its cost in points."
+        },
+    )
+    expires_in_days = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=3650),
+        metadata={"description": "grant_coupon: the code is honoured this many days."},
+    )
+    code = fields.String(
+        allow_none=True,
+        validate=BENEFIT_CODE,
+        metadata={"description": "grant_benefit: the benefit's code.", "example": "free_shipping"},
+    )
+    params = fields.Dict(
+        keys=fields.String(),
+        allow_none=True,
+        metadata={"description": "grant_benefit: the benefit's parameters."},
+    )
+    days = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=3650),
+        metadata={"description": "grant_benefit: held this many days (default: for good)."},
+    )
 
     @ma.post_load
     def _stored(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         stored = {key: value for key, value in data.items() if value is not None}
-        if "rule_id" in stored:
-            stored["rule_id"] = str(stored["rule_id"])
+        for name in ("rule_id", "reward_id"):
+            if name in stored:
+                stored[name] = str(stored[name])
         return stored
 
     @ma.post_dump
@@ -196,6 +230,16 @@ class AutomationInSchema(StrictSchema):
         metadata={
             "description": "At most one firing per member within this many days, whatever "
             "the trigger's dedup key (null: the key alone)."
+        },
+    )
+    budget = fields.Nested(
+        BudgetSchema,
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "What its grant_points and grant_coupon actions may give across "
+            "all members per period, in points (a coupon at its reward's cost). Once used up "
+            "it still fires, without those grants, and sends automation.budget_exhausted."
         },
     )
 
@@ -230,6 +274,15 @@ class AutomationSchema(ma.Schema):
     conditions = fields.Nested(AutomationConditionsSchema, required=True)
     actions = fields.List(fields.Nested(ActionSchema), required=True)
     dedup_days = fields.Integer(required=True, allow_none=True)
+    budget = fields.Nested(BudgetSchema, required=True, allow_none=True)
+    budget_usage = fields.Nested(
+        BudgetUsageSchema,
+        allow_none=True,
+        metadata={
+            "description": "The budget's current period: its limit, usage and what is left "
+            "(null without a budget; not shown in the version history)."
+        },
+    )
     created_at = UTCDateTime(required=True)
     actor = fields.String(
         required=True,

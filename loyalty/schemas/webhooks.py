@@ -5,6 +5,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.automations.definitions import BUDGETED_ACTIONS
+from loyalty.automations.models import Withheld
 from loyalty.schemas.automations import TriggerDetailsSchema
 from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.rules import BudgetSchema
@@ -95,18 +97,12 @@ class DeliverySchema(ma.Schema):
 DeliveryPageSchema = page_schema(DeliverySchema, "DeliveryPage")
 
 
-class RuleBudgetExhaustedSchema(ma.Schema):
-    """The `data` of a `rule.budget_exhausted` event: sent once per rule and budget period,
-    by the award that used the period's budget up."""
+class BudgetPeriodSchema(ma.Schema):
+    """The budget and the period used up, as both exhausted events report them."""
 
     class Meta:
         ordered = True
 
-    rule_id = fields.UUID(required=True)
-    name = fields.String(required=True)
-    version = fields.Integer(
-        required=True, metadata={"description": "The rule version whose award used it up."}
-    )
     budget = fields.Nested(BudgetSchema, required=True)
     period = fields.String(required=True, metadata={"example": "day"})
     period_start = UTCDateTime(
@@ -114,7 +110,18 @@ class RuleBudgetExhaustedSchema(ma.Schema):
     )
     period_end = UTCDateTime(required=True, allow_none=True)
     limit = fields.Integer(required=True, metadata={"description": "The budget in points."})
-    used = fields.Integer(required=True, metadata={"description": "Points awarded this period."})
+    used = fields.Integer(required=True, metadata={"description": "Points given this period."})
+
+
+class RuleBudgetExhaustedSchema(BudgetPeriodSchema):
+    """The `data` of a `rule.budget_exhausted` event: sent once per rule and budget period,
+    by the award that used the period's budget up."""
+
+    rule_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    version = fields.Integer(
+        required=True, metadata={"description": "The rule version whose award used it up."}
+    )
 
 
 class FiredAutomationSchema(ma.Schema):
@@ -139,6 +146,48 @@ class FiredMemberSchema(ma.Schema):
     )
 
 
+class GrantedCouponSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True, metadata={"description": "The reward redemption's id."})
+    reward_id = fields.UUID(required=True)
+    reward = fields.String(required=True, metadata={"description": "The reward's name."})
+    code = fields.String(required=True, metadata={"description": "The coupon code."})
+    expires_at = UTCDateTime(required=True)
+
+
+class GrantedBenefitSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    code = fields.String(required=True, metadata={"example": "free_shipping"})
+    params = fields.Dict(required=True)
+    ends_at = UTCDateTime(
+        required=True, allow_none=True, metadata={"description": "null: held for good."}
+    )
+
+
+class WithheldGrantSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    action = fields.String(
+        required=True,
+        validate=validate.OneOf(sorted(a.value for a in BUDGETED_ACTIONS)),
+    )
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf([w.value for w in Withheld]),
+        metadata={
+            "description": "automation_budget: the automation's budget has too little left; "
+            "rule_unavailable: the grant's rule is no longer active; rule_limit: the rule's "
+            "conditions, caps or budget left nothing; reward_unavailable: the reward is "
+            "inactive or outside its window; out_of_stock: no unit or code of it is left."
+        },
+    )
+
+
 class AutomationFiredSchema(ma.Schema):
     """The `data` of an `automation.fired` event: once per automation, member and dedup key
     (see "Automations" in the README)."""
@@ -155,11 +204,44 @@ class AutomationFiredSchema(ma.Schema):
         allow_none=True,
         metadata={"description": "Points the grant_points action gave (null without one)."},
     )
+    coupon = fields.Nested(
+        GrantedCouponSchema,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The coupon the grant_coupon action gave (null without one, or "
+            "when it was withheld: see `withheld`)."
+        },
+    )
+    benefit = fields.Nested(
+        GrantedBenefitSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The benefit the grant_benefit action gave (null without one)."},
+    )
+    withheld = fields.List(
+        fields.Nested(WithheldGrantSchema),
+        required=True,
+        metadata={"description": "The grants that gave nothing, and why (empty: none)."},
+    )
     fired_at = UTCDateTime(required=True)
+
+
+class AutomationBudgetExhaustedSchema(BudgetPeriodSchema):
+    """The `data` of an `automation.budget_exhausted` event: sent once per automation and
+    budget period, by the firing whose grant used it up or found too little left for its
+    grant (the automation keeps firing, without its grants, until the next period)."""
+
+    automation = fields.Nested(
+        FiredAutomationSchema,
+        required=True,
+        metadata={"description": "The automation, at the version that used it up."},
+    )
 
 
 # Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
 EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "rule.budget_exhausted": RuleBudgetExhaustedSchema,
     "automation.fired": AutomationFiredSchema,
+    "automation.budget_exhausted": AutomationBudgetExhaustedSchema,
 }

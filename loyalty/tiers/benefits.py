@@ -83,3 +83,30 @@ def grant_benefit(
             session, actor, "benefit.grant", "member", external_id, None, audit.snapshot(grant)
         )
     return Benefit(grant.code, grant.params, "grant", grant.ends_at)
+
+
+def grant_for_firing(
+    session: Session,
+    member_id: int,
+    firing_id: int,
+    command: GrantBenefit,
+    actor: str,
+    now: dt.datetime,
+) -> Benefit:
+    """Give the member a benefit for an automation's firing (its row id), in the caller's
+    transaction; returns it. Not audited one by one: the firing is the record of why. Raises
+    IntegrityError if the firing granted one already (its key is unique)."""
+    grant = BenefitGrant(
+        member_id=member_id,
+        code=command.code,
+        params=dict(command.params),
+        reason=command.reason,
+        starts_at=command.starts_at or now,
+        ends_at=command.ends_at,
+        actor=actor,
+        created_at=now,
+        firing_id=firing_id,
+    )
+    session.add(grant)
+    session.flush()
+    return Benefit(grant.code, grant.params, "grant", grant.ends_at)

@@ -56,3 +56,7 @@ class BenefitGrant(Base):
     ends_at: Mapped[dt.datetime | None]
     actor: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The automation firing that granted it (None: an admin did): unique, one per firing.
+    firing_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("automation_firings.id"), unique=True
+    )

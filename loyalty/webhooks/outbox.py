@@ -28,6 +28,7 @@ EVENT_TYPES = (
     "reward.redeemed",
     "rule.budget_exhausted",
     "automation.fired",
+    "automation.budget_exhausted",
 )
 
 

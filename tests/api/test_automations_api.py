@@ -260,3 +260,124 @@ def test_simulate_for_an_unknown_member_is_404(client, admin):
         f"{URL}/{welcome['id']}/simulate", json={"member_id": "nobody"}, headers=admin
     )
     problem(response, 404, "not_found")
+
+
+# --- coupons, benefits, budgets ---------------------------------------------------------------
+
+
+def add_reward(client: Any, admin: dict[str, str], **fields: Any) -> dict[str, Any]:
+    body = {"name": "Mug", "kind": "product", "cost_points": 100, **fields}
+    return created(client.post("/v1/admin/rewards", json=body, headers=admin))
+
+
+def test_coupon_and_benefit_actions_and_a_budget_are_kept_and_shown(client, admin):
+    mug = add_reward(client, admin)
+    actions = [
+        {"type": "webhook"},
+        {"type": "grant_coupon", "reward_id": mug["id"], "expires_in_days": 30},
+        {"type": "grant_benefit", "code": "free_shipping", "params": {"min": 0}, "days": 7},
+    ]
+    budget = {"period": "month", "amount": 5000}
+
+    found = create(client, admin, {**WELCOME, "actions": actions, "budget": budget})
+
+    assert (found["actions"], found["budget"]) == (actions, budget)
+    usage = found["budget_usage"]
+    assert (usage["period"], usage["limit"], usage["used"], usage["remaining"]) == (
+        "month",
+        5000,
+        0,
+        5000,
+    )
+    assert ok(client.get(f"{URL}/{found['id']}", headers=admin)) == found
+    [version] = ok(client.get(f"{URL}/{found['id']}/versions", headers=admin))["items"]
+    assert version["budget"] == budget
+    assert "budget_usage" not in version
+
+
+def test_an_automation_without_a_budget_shows_no_usage(client, admin):
+    found = create(client, admin, WIN_BACK)
+
+    assert (found["budget"], found["budget_usage"]) == (None, None)
+
+
+def test_removing_the_budget_is_a_new_version_without_one(client, admin):
+    bonus = add_rule(client, admin, RuleFactory.build(bonus=True, conditions={}))
+    actions = [{"type": "grant_points", "rule_id": bonus["id"]}]
+    found = create(
+        client,
+        admin,
+        {**WELCOME, "actions": actions, "budget": {"period": "day", "points": 100}},
+    )
+
+    changed = ok(client.patch(f"{URL}/{found['id']}", json={"budget": None}, headers=admin))
+
+    assert (changed["version"], changed["budget"], changed["budget_usage"]) == (2, None, None)
+
+
+def test_budget_usage_counts_what_the_grants_gave(client, admin, checkout, app):
+    from loyalty.automations import firing
+    from loyalty.extensions import db
+
+    bonus = add_rule(client, admin, RuleFactory.build(bonus=True, points=60, conditions={}))
+    actions = [{"type": "grant_points", "rule_id": bonus["id"]}]
+    budget = {"period": "lifetime", "points": 100}
+    found = create(client, admin, {**WELCOME, "actions": actions, "budget": budget})
+    for external_id in ("c1", "c2", "c3"):
+        enroll(client, checkout, external_id)
+    with app.app_context():
+        assert firing.fire_due(db.session).points_granted == 100
+
+    usage = ok(client.get(f"{URL}/{found['id']}", headers=admin))["budget_usage"]
+
+    assert (usage["used"], usage["remaining"], usage["starts_at"]) == (100, 0, None)
+    assert usage["exhausted_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [
+        ({"type": "grant_coupon", "expires_in_days": 30}, "actions.0.reward_id"),
+        (
+            {"type": "grant_coupon", "reward_id": "00000000-0000-0000-0000-000000000000"},
+            "actions.0.expires_in_days",
+        ),
+        ({"type": "grant_benefit", "code": "Free shipping"}, "actions.0.code"),
+        ({"type": "grant_benefit", "code": "vip", "days": 0}, "actions.0.days"),
+        (
+            {"type": "grant_benefit", "code": "vip", "expires_in_days": 3},
+            "actions.0.expires_in_days",
+        ),
+    ],
+)
+def test_an_invalid_grant_is_422(client, admin, action, field):
+    response = client.post(URL, json={**WELCOME, "actions": [action]}, headers=admin)
+
+    assert field in problem(response, 422, "validation_error")["errors"]
+
+
+def test_a_coupon_of_an_unknown_or_inactive_reward_is_422(client, admin):
+    retired = add_reward(client, admin, active=False)
+    for reward_id in (retired["id"], "00000000-0000-0000-0000-000000000000"):
+        action = {"type": "grant_coupon", "reward_id": reward_id, "expires_in_days": 30}
+
+        response = client.post(URL, json={**WELCOME, "actions": [action]}, headers=admin)
+
+        assert "actions.0.reward_id" in problem(response, 422, "validation_error")["errors"]
+
+
+def test_a_budget_without_a_grant_it_counts_is_422(client, admin):
+    body = {**WELCOME, "budget": {"period": "day", "points": 100}}
+
+    response = client.post(URL, json=body, headers=admin)
+
+    assert "budget" in problem(response, 422, "validation_error")["errors"]
+
+
+def test_the_automation_webhooks_payloads_are_documented(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    fired = schemas["AutomationFiredEvent"]
+    exhausted = schemas["AutomationBudgetExhaustedEvent"]
+
+    assert {"coupon", "benefit", "withheld"} <= set(fired["required"])
+    assert {"automation", "budget", "period", "limit", "used"} <= set(exhausted["required"])

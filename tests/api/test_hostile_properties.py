@@ -291,6 +291,29 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             "trigger": {"kind": "cart_abandoned", "after_hours": 4},
             "actions": webhook,
         },
+        {
+            "name": "Coupon",
+            "trigger": {"kind": "enrolled", "delay_days": 7},
+            "actions": [
+                {"type": "grant_coupon", "reward_id": ids["reward_id"], "expires_in_days": 30},
+                *webhook,
+            ],
+            "budget": {"period": "month", "points": 5000},
+        },
+        {
+            "name": "Benefit",
+            "trigger": {"kind": "enrolled", "delay_days": 14},
+            "actions": [
+                {
+                    "type": "grant_benefit",
+                    "code": "free_shipping",
+                    "params": {"limit": 1},
+                    "days": 7,
+                },
+                {"type": "grant_points", "rule_id": ids["bonus_rule_id"]},
+            ],
+            "budget": {"period": "day", "amount": 1000},
+        },
     ]
     return {
         "POST /v1/members": [
