@@ -11,9 +11,11 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages
+from loyalty.automations import report
 from loyalty.automations import services as automations
 from loyalty.automations.services import Simulation
 from loyalty.console import blp, security
+from loyalty.console.reports import campaign_page
 from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
@@ -68,6 +70,14 @@ def automation_page(automation_id: uuid.UUID) -> tuple[str, int]:
         simulation=simulation,
         errors=errors,
     ), 422 if errors else 200
+
+
+@blp.get("/automations/<uuid:automation_id>/report")
+def automation_report(automation_id: uuid.UUID) -> tuple[str, int]:
+    return campaign_page(
+        lambda days: report.automation_report(db.session(), automation_id, days),
+        back=url_for("console.automation_page", automation_id=automation_id),
+    )
 
 
 @blp.post("/automations/<uuid:automation_id>/deactivate")
