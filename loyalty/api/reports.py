@@ -48,10 +48,9 @@ class ActivityReport(MethodView):
 
 
 # Both campaign reports' OpenAPI description, after their summary line.
-CAMPAIGN_REPORT_DESCRIPTION = """
-Per version (newest first) and in total: members reached, touches, points issued and their
-cost at the program's point value, orders and revenue attributed within `window_days` (1 to
-365, default 7) after each touch.
+CAMPAIGN_REPORT_DESCRIPTION = """Per version (newest first) and in total: members reached,
+touches, points issued and their cost at the program's point value, orders and revenue
+attributed within `window_days` (1 to 365, default 7) after each touch.
 
 **Attribution (last touch).** An order counts for a touch when the touched member placed it
 after the touch and at most `window_days` days (24 hours each; the end included) after it.
