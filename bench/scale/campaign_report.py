@@ -2,7 +2,7 @@
 with a million members, before and after migration 0023's indexes.
 
     .venv/bin/python bench/scale/campaign_report.py [--members 1000000] [--orders 3000000]
-        [--awards 300000] [--firings 300000] [--other-awards 2000000]
+        [--awards 300000] [--firings 300000] [--other-awards 2000000] [--small-awards 2000]
         [--admin-url postgresql://postgres@127.0.0.1:5432/test] [--keep]
 
 1. Creates `loyalty_campaigns_<pid>` next to --admin-url and migrates it to 0020 (before
@@ -10,9 +10,10 @@ with a million members, before and after migration 0023's indexes.
 2. Fills it in SQL (generate_series): --members members; --orders orders over the last year
    (a tenth partly refunded); one spend rule of two versions with --awards awards and one
    other rule with --other-awards (the noise the report must not read); one automation of
-   two versions with --firings firings; then ANALYZE.
+   two versions with --firings firings; a small bonus rule with --small-awards awards; then
+   VACUUM ANALYZE.
 3. Times each report (window 7 and 30 days; best of three, through loyalty's services),
-   migrates to head (0023), ANALYZEs and times them again, printing the plans' top lines.
+   migrates to head (0023), VACUUM ANALYZEs and times them again.
 4. Drops the database (unless --keep), also on failure.
 """
 
@@ -66,6 +67,16 @@ SELECT 1 + (hashint(i * 5) % :members), 2, 1, 10, 'order:x' || i,
     now() - (hashint(i * 13) % 31536000) * interval '1 second'
 FROM generate_series(1, :other_awards) AS i;
 
+INSERT INTO earning_rules (id, public_id, kind, current_version, active, created_at, updated_at)
+VALUES (3, gen_random_uuid(), 'bonus', 1, true, now(), now());
+INSERT INTO earning_rule_versions (rule_id, version, name, active, priority, config,
+    conditions, caps, created_at)
+VALUES (3, 1, 'Small', true, 10, '{}', '{}', '{}', now());
+INSERT INTO rule_awards (member_id, rule_id, rule_version, points, source, awarded_at)
+SELECT 1 + (hashint(i * 23) % :members), 3, 1, 10, 'event:s' || i,
+    now() - (hashint(i * 29) % 31536000) * interval '1 second'
+FROM generate_series(1, :small_awards) AS i;
+
 INSERT INTO automations (id, public_id, current_version, active, created_at, updated_at)
 VALUES (1, gen_random_uuid(), 2, true, now(), now());
 INSERT INTO automation_versions (automation_id, version, name, active, trigger, conditions,
@@ -115,6 +126,13 @@ def measure(url: str, label: str) -> None:
         session = db.session()
         rule_id = session.scalar(sa.text("SELECT public_id FROM earning_rules WHERE id = 1"))
         automation_id = session.scalar(sa.text("SELECT public_id FROM automations WHERE id = 1"))
+        small_id = session.scalar(sa.text("SELECT public_id FROM earning_rules WHERE id = 3"))
+        small = best_of(3, lambda: campaigns.rule_report(session, small_id, 7))
+        found = campaigns.rule_report(session, small_id, 7)
+        log(
+            f"{label} window 7: small rule report {small * 1000:.0f} ms "
+            f"({found.total.touches:,} touches, {found.total.orders_attributed:,} orders)"
+        )
         for days in (7, 30):
             rule = best_of(3, lambda days=days: campaigns.rule_report(session, rule_id, days))
             auto = best_of(3, lambda days=days: automation_report(session, automation_id, days))
@@ -138,6 +156,7 @@ def main() -> int:
     parser.add_argument("--awards", type=int, default=300_000)
     parser.add_argument("--other-awards", type=int, default=2_000_000)
     parser.add_argument("--firings", type=int, default=300_000)
+    parser.add_argument("--small-awards", type=int, default=2_000)
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -172,6 +191,7 @@ def main() -> int:
                         "awards": args.awards,
                         "other_awards": args.other_awards,
                         "firings": args.firings,
+                        "small_awards": args.small_awards,
                     },
                 )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
