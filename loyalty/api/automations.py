@@ -9,9 +9,11 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.api.reports import CAMPAIGN_REPORT_DESCRIPTION
 from loyalty.api.rules import budget_usage_body
 from loyalty.automations import services as automations
 from loyalty.automations.definitions import AutomationChanges, AutomationDefinition
+from loyalty.automations.report import automation_report
 from loyalty.automations.services import AutomationVersionView, AutomationView
 from loyalty.extensions import db
 from loyalty.pagination import cursor_to, position_of
@@ -24,6 +26,11 @@ from loyalty.schemas.automations import (
     AutomationUpdateSchema,
     AutomationVersionListSchema,
     SimulateAutomationSchema,
+)
+from loyalty.schemas.reports import (
+    CampaignReportQuerySchema,
+    CampaignReportSchema,
+    campaign_report_body,
 )
 
 blp = Blueprint(
@@ -163,3 +170,16 @@ class SimulateAutomation(MethodView):
             "window_start": found.window_start,
             "trigger": found.trigger,
         }
+
+
+@blp.route("/automations/<uuid:automation_id>/report")
+class AutomationReport(MethodView):
+    @requires("admin")
+    @blp.arguments(CampaignReportQuerySchema, location="query")
+    @blp.response(200, CampaignReportSchema)
+    @blp.alt_response(404, description="No such automation.")
+    @blp.doc(description=CAMPAIGN_REPORT_DESCRIPTION)
+    def get(self, query: dict[str, Any], automation_id: uuid.UUID) -> dict[str, Any]:
+        """Return on the automation: reach, cost, and orders and revenue attributed"""
+        report = automation_report(db.session(), automation_id, query["window_days"])
+        return campaign_report_body(report)

@@ -45,3 +45,20 @@ class ActivityReport(MethodView):
         `from` and `to` are dates, both included, at most 366 days apart.
         """
         return reports.activity(db.session(), query["from_"], query["to"])
+
+
+# Both campaign reports' OpenAPI description, after their summary line.
+CAMPAIGN_REPORT_DESCRIPTION = """Per version (newest first) and in total: members reached,
+touches, points issued and their cost at the program's point value, orders and revenue
+attributed within `window_days` (1 to 365, default 7) after each touch.
+
+**Attribution (last touch).** An order counts for a touch when the touched member placed it
+after the touch and at most `window_days` days (24 hours each; the end included) after it.
+Each order counts once per campaign, for the latest touch before it. For a rule, the order
+that earned an award is not that award's return (it caused it). Revenue is each order's total
+(lines less discount) less its refunds to date; a fully refunded order counts for nothing.
+This is correlation, not causal uplift.
+
+400 `malformed_url`; 422 `validation_error` for a `window_days` that is not a whole number
+from 1 to 365 (or an unknown parameter). Reads are not audited.
+"""

@@ -9,13 +9,20 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.api.reports import CAMPAIGN_REPORT_DESCRIPTION
 from loyalty.extensions import db
 from loyalty.orders import earning
 from loyalty.pagination import cursor_to, position_of
+from loyalty.reports import campaigns
 from loyalty.rules import services as rules
 from loyalty.rules.budgets import BudgetUsageView
 from loyalty.rules.definitions import RuleChanges, RuleDefinition
 from loyalty.rules.services import RuleVersionView, RuleView
+from loyalty.schemas.reports import (
+    CampaignReportQuerySchema,
+    CampaignReportSchema,
+    campaign_report_body,
+)
 from loyalty.schemas.rules import (
     CONFIG_KEYS,
     RuleInSchema,
@@ -188,3 +195,16 @@ class Simulate(MethodView):
             include_active=body["include_active"],
         )
         return {"points_to_earn": points, "breakdown": breakdown}
+
+
+@blp.route("/rules/<uuid:rule_id>/report")
+class RuleReport(MethodView):
+    @requires("admin")
+    @blp.arguments(CampaignReportQuerySchema, location="query")
+    @blp.response(200, CampaignReportSchema)
+    @blp.alt_response(404, description="No such rule.")
+    @blp.doc(description=CAMPAIGN_REPORT_DESCRIPTION)
+    def get(self, query: dict[str, Any], rule_id: uuid.UUID) -> dict[str, Any]:
+        """Return on the rule: reach, cost, and orders and revenue attributed"""
+        report = campaigns.rule_report(db.session(), rule_id, query["window_days"])
+        return campaign_report_body(report)

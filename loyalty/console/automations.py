@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages, refusal_messages
+from loyalty.automations import report
 from loyalty.automations import services as automations
 from loyalty.automations.services import AutomationView, Simulation
 from loyalty.console import automation_forms, blp, security
 from loyalty.console.automation_forms import AutomationForm
+from loyalty.console.reports import campaign_page
 from loyalty.db import utcnow
 from loyalty.errors import LoyaltyError, ValidationFailed
 from loyalty.extensions import db
@@ -83,6 +85,14 @@ def automation_page(automation_id: uuid.UUID) -> tuple[str, int]:
         errors=errors,
         currency=get_settings(session).currency,
     ), 422 if errors else 200
+
+
+@blp.get("/automations/<uuid:automation_id>/report")
+def automation_report(automation_id: uuid.UUID) -> tuple[str, int]:
+    return campaign_page(
+        lambda days: report.automation_report(db.session(), automation_id, days),
+        back=url_for("console.automation_page", automation_id=automation_id),
+    )
 
 
 @blp.post("/automations/<uuid:automation_id>/deactivate")

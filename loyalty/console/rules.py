@@ -12,9 +12,11 @@ from wtforms import Form
 
 from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.console import blp, forms, security
+from loyalty.console.reports import campaign_page
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 from loyalty.orders import earning
+from loyalty.reports import campaigns
 from loyalty.rules import services as rules
 from loyalty.rules.services import RuleView
 from loyalty.schemas.orders import LineSchema
@@ -82,6 +84,14 @@ def rule_new() -> Response | str | tuple[str, int]:
 def rule_page(rule_id: uuid.UUID) -> str:
     history = rules.rule_history(db.session(), rule_id)
     return render_template("console/rule.html", rule=history.rule, versions=history.versions)
+
+
+@blp.get("/rules/<uuid:rule_id>/report")
+def rule_report(rule_id: uuid.UUID) -> tuple[str, int]:
+    return campaign_page(
+        lambda days: campaigns.rule_report(db.session(), rule_id, days),
+        back=url_for("console.rule_page", rule_id=rule_id),
+    )
 
 
 @blp.route("/rules/<uuid:rule_id>/edit", methods=["GET", "POST"])
