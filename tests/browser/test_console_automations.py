@@ -113,6 +113,9 @@ def admin_with_bonus_rule(live_app: tuple[Flask, str]) -> dict[str, str]:
 
 
 def visible_parameters(page: Any) -> list[str]:
+    # A click that navigates returns once the page starts loading: the form's deferred
+    # script (which hides the other kinds' fields) runs before the load event.
+    page.wait_for_load_state("load")
     return sorted(
         field.get_attribute("id")
         for field in page.locator("#trigger .parameter input").all()
