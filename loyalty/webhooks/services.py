@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from loyalty import metrics
 from loyalty.db import transaction, utcnow
 from loyalty.errors import NotFound
-from loyalty.webhooks import targets
+from loyalty.webhooks import outbox, targets
 from loyalty.webhooks.models import (
     DeliveryStatus,
     OutboxEvent,
@@ -113,7 +113,7 @@ def dispatch(session: Session, now: dt.datetime | None = None, batch_size: int =
                 }
                 for event_id, event_type in sorted(rows)
                 for endpoint_id, event_types in endpoints
-                if "*" in event_types or event_type in event_types
+                if outbox.receives(event_types, event_type)
             ]
             if deliveries:
                 session.execute(sa.insert(WebhookDelivery.__table__), deliveries)

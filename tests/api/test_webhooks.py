@@ -714,6 +714,40 @@ def test_a_pass_fans_out_in_batches_one_delivery_per_subscribed_endpoint(
     assert sorted(per_endpoint) == [7, 7]
 
 
+@pytest.mark.postgresql_only
+def test_events_emitted_in_the_database_are_born_dispatched_to_their_subscribers(
+    app, client, admin, receiver
+):
+    """emit_selected (a refresh's segment changes, an automation's firings) fans out in
+    the same statement: the worker's dispatch finds nothing left to do."""
+    register(client, admin, receiver.url)
+    register(client, admin, receiver.url, ["member.enrolled"])
+    register(client, admin, receiver.url, ["points.earned"])
+    now = utcnow()
+    rows = sa.select(sa.func.concat("c", sa.func.generate_series(1, 5)).label("member_id"))
+
+    with app.app_context():
+        emitted = outbox.emit_selected(db.session, "member.enrolled", rows, now)
+        dispatched = webhooks.dispatch(db.session)
+        per_endpoint = (
+            db.session.execute(
+                sa.select(sa.func.count())
+                .select_from(WebhookDelivery)
+                .group_by(WebhookDelivery.endpoint_id)
+            )
+            .scalars()
+            .all()
+        )
+        events = db.session.execute(sa.select(OutboxEvent.dispatched_at, OutboxEvent.payload)).all()
+        run = webhooks.deliver_due(db.session, allow_local=True)
+
+    assert (emitted, dispatched) == (5, 0)
+    assert sorted(per_endpoint) == [5, 5]
+    assert {at for at, _ in events} == {now}
+    assert sorted(payload["member_id"] for _, payload in events) == [f"c{n}" for n in range(1, 6)]
+    assert (run.succeeded, run.failed_attempts) == (10, 0)
+
+
 @pytest.mark.committed  # threads, each on its own connection
 @pytest.mark.postgresql_only
 def test_two_workers_dispatching_at_once_fan_each_event_out_once(app, client, admin, receiver):
