@@ -10,6 +10,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from loyalty.extensions import db
+
 
 def _at_once(
     racers: int, work: Callable[[int], Any], context: Callable[[], AbstractContextManager[Any]]
@@ -50,3 +52,14 @@ def race_requests(app: Flask, racers: int, send: Callable[[FlaskClient], Any]) -
 def raised(results: list[Any]) -> list[BaseException]:
     """The exceptions among the racers' results."""
     return [result for result in results if isinstance(result, BaseException)]
+
+
+def waiting_on_locks(app: Flask) -> int:
+    """How many connections to the test database (PostgreSQL) are waiting for a lock."""
+    with app.app_context(), db.engine.connect() as connection:
+        return int(
+            connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar_one()
+        )

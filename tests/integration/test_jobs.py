@@ -50,7 +50,7 @@ from loyalty.tiers import services as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import program_changes
-from tests.concurrency import race, raised
+from tests.concurrency import race, raised, waiting_on_locks
 from tests.factories import ApiKeyFactory, RuleFactory, auth
 from tests.helpers import credit_earned, order_placed_at
 
@@ -638,15 +638,6 @@ def assert_each_lot_matured_exactly_once(app: Flask) -> None:
     assert {count for count in matured.values()} == {1}
     assert due_count(app, utcnow()) == 0
     assert sum(stored_balance(app, f"m{n:04d}")[0] for n in range(MANY)) == 10 * MANY
-
-
-def waiting_on_locks(app: Flask) -> int:
-    """How many connections to the test database are waiting for a lock."""
-    with app.app_context(), db.engine.connect() as connection:
-        return connection.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).scalar_one()
 
 
 @pytest.mark.committed  # threads or processes, each on its own connection
