@@ -1,0 +1,1 @@
+"""A/B experiments: deterministic arm assignment and the statistics of their results."""
