@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -652,10 +653,11 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
 
         client = self.app.test_client()
         for tier in DEMO_TIERS:
-            response = client.post("/v1/admin/tiers", json=tier, headers=self.admin)
+            body = {**dataclasses.asdict(tier), "benefits": list(tier.benefits)}
+            response = client.post("/v1/admin/tiers", json=body, headers=self.admin)
             if response.status_code != 201:
                 raise BenchError(f"POST /v1/admin/tiers: {response.status_code}")
-        log(f"tiers: {', '.join(t['code'] for t in DEMO_TIERS)}")
+        log(f"tiers: {', '.join(t.code for t in DEMO_TIERS)}")
         self.measure_reads(("card",), TIERS_LABEL)
 
     def fire_automations(self) -> None:
@@ -672,12 +674,11 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
 
         create("/v1/admin/rewards", SCALE_REWARD)
         bonus = create("/v1/admin/rules", SCALE_BONUS_RULE)
-        segments = {
-            row[0]
-            for row in self.connect().execute(
-                "SELECT key FROM saved_segments WHERE deleted_at IS NULL"
-            )
-        }
+        with self.connect() as conn:
+            segments = {
+                row[0]
+                for row in conn.execute("SELECT key FROM saved_segments WHERE deleted_at IS NULL")
+            }
         made = [
             {"actions": [{"type": "webhook"}], **body}
             for body in SCALE_AUTOMATIONS
