@@ -1,0 +1,35 @@
+from loyalty.errors import Conflict, NotFound
+
+
+class ExperimentNotFound(NotFound):
+    pass
+
+
+class ExperimentExists(Conflict):
+    """The key is another experiment's: keys are unique, as they are in the assignment hash."""
+
+    code = "experiment_exists"
+    title = "Experiment exists"
+
+
+class ExperimentArmsLocked(Conflict):
+    """The arms or weights of an experiment that has started cannot change: a changed weight
+    or order moves members between arms (see ``assignment``) and breaks the comparison."""
+
+    code = "experiment_arms_locked"
+    title = "Experiment arms locked"
+
+
+class ExperimentLocked(Conflict):
+    """An experiment that has started keeps its target, eligibility, window and margin: only
+    its name and hypothesis may still change."""
+
+    code = "experiment_locked"
+    title = "Experiment locked"
+
+
+class ExperimentStatusConflict(Conflict):
+    """A transition its status does not allow (start a non-draft, stop a non-running one)."""
+
+    code = "experiment_status_conflict"
+    title = "Experiment status conflict"

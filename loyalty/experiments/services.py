@@ -1,0 +1,319 @@
+"""Managing experiments: create a draft, change it, start it, stop it, read them; every change
+audited (target_type "experiment"). One transaction per use case, no Flask.
+
+Exposure recording, arms applied to rules and automations, and results come later (see the
+package's docstring). Writes take typed commands (``ExperimentDefinition``,
+``ExperimentChanges``) and every service answers with frozen views built in its transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalty.audit import services as audit
+from loyalty.db import transaction, utcnow
+from loyalty.experiments.definitions import (
+    DESCRIPTIVE_FIELDS,
+    ArmDefinition,
+    Eligibility,
+    ExperimentChanges,
+    ExperimentDefinition,
+    check_definition,
+)
+from loyalty.experiments.exceptions import (
+    ExperimentArmsLocked,
+    ExperimentExists,
+    ExperimentLocked,
+    ExperimentNotFound,
+    ExperimentStatusConflict,
+)
+from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentStatus
+from loyalty.members.segments import check_segment_keys
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentView:
+    """An experiment as stored: its definition, status and when it started and stopped."""
+
+    public_id: uuid.UUID
+    status: ExperimentStatus
+    definition: ExperimentDefinition
+    started_at: dt.datetime | None
+    stopped_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+def _definition(experiment: Experiment) -> ExperimentDefinition:
+    return ExperimentDefinition(
+        key=experiment.key,
+        name=experiment.name,
+        hypothesis=experiment.hypothesis,
+        target=dict(experiment.target),
+        arms=tuple(
+            ArmDefinition(
+                key=arm.key,
+                weight=arm.weight,
+                control=arm.control,
+                rule_ids=tuple(arm.rule_ids) if arm.rule_ids is not None else None,
+                applies=arm.applies,
+            )
+            for arm in experiment.arms
+        ),
+        eligibility=Eligibility(
+            segments=tuple(experiment.eligibility["segments"]),
+            tiers=tuple(experiment.eligibility["tiers"]),
+            new_members_only=experiment.eligibility["new_members_only"],
+        ),
+        starts_at=experiment.starts_at,
+        ends_at=experiment.ends_at,
+        margin=experiment.margin,
+    )
+
+
+def _view(experiment: Experiment) -> ExperimentView:
+    return ExperimentView(
+        public_id=experiment.public_id,
+        status=experiment.status,
+        definition=_definition(experiment),
+        started_at=experiment.started_at,
+        stopped_at=experiment.stopped_at,
+        created_at=experiment.created_at,
+    )
+
+
+def _snapshot(experiment: Experiment) -> dict[str, Any]:
+    """The experiment's columns and its arms, in order, for the audit log."""
+    return {
+        **audit.snapshot(experiment),
+        "arms": [arm.as_fields() for arm in _definition(experiment).arms],
+    }
+
+
+def _store(session: Session, experiment: Experiment, definition: ExperimentDefinition) -> None:
+    """Write the definition's fields (all but the key) and arms onto the experiment."""
+    if experiment.arms:
+        # The old arms go first: the unit of work inserts before it deletes, and a kept arm
+        # key would collide with the old row's under the (experiment, key) unique key.
+        experiment.arms.clear()
+        session.flush()
+    experiment.name = definition.name
+    experiment.hypothesis = definition.hypothesis
+    experiment.target = dict(definition.target)
+    experiment.eligibility = definition.eligibility.as_fields()
+    experiment.starts_at = definition.starts_at
+    experiment.ends_at = definition.ends_at
+    experiment.margin = definition.margin
+    experiment.arms = [
+        ExperimentArm(position=position, **arm.as_fields())
+        for position, arm in enumerate(definition.arms)
+    ]
+
+
+def _find(session: Session, experiment_id: uuid.UUID, *, lock: bool = False) -> Experiment:
+    stmt = sa.select(Experiment).where(Experiment.public_id == experiment_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    experiment = session.execute(stmt).scalar_one_or_none()
+    if experiment is None:
+        raise ExperimentNotFound(f"No experiment with id {experiment_id}.")
+    return experiment
+
+
+def create_experiment(
+    session: Session,
+    definition: ExperimentDefinition,
+    actor: str | None,
+    now: dt.datetime | None = None,
+) -> ExperimentView:
+    """Create the experiment as a draft and return it. Raises ValidationFailed for an invalid
+    definition, UnknownSegment for an eligibility segment that is no live saved segment's,
+    ExperimentExists when its key is another experiment's."""
+    check_definition(definition)
+    now = now or utcnow()
+    with transaction(session):
+        check_segment_keys(session, definition.eligibility.segments, "eligibility.segments")
+        if session.scalar(sa.select(sa.exists().where(Experiment.key == definition.key))):
+            raise ExperimentExists(f"An experiment with key {definition.key!r} exists.")
+        experiment = Experiment(
+            key=definition.key, status=ExperimentStatus.DRAFT, created_at=now, updated_at=now
+        )
+        _store(session, experiment, definition)
+        session.add(experiment)
+        try:
+            # In a savepoint: on PostgreSQL a failed statement would abort the transaction.
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as error:
+            # Two creates of one key at once: the check above saw neither.
+            raise ExperimentExists(f"An experiment with key {definition.key!r} exists.") from error
+        audit.record(
+            session,
+            actor,
+            "experiment.create",
+            "experiment",
+            experiment.public_id,
+            None,
+            _snapshot(experiment),
+            now,
+        )
+        return _view(experiment)
+
+
+def change_experiment(
+    session: Session,
+    experiment_id: uuid.UUID,
+    changes: ExperimentChanges,
+    actor: str | None,
+    now: dt.datetime | None = None,
+) -> ExperimentView:
+    """Apply `changes` and return the experiment. A draft may change anything but its key;
+    once started, only its name and hypothesis. Raises ExperimentNotFound, ValidationFailed,
+    UnknownSegment, ExperimentArmsLocked (arms or weights of a running or stopped
+    experiment), ExperimentLocked (any other field of one)."""
+    now = now or utcnow()
+    with transaction(session):
+        experiment = _find(session, experiment_id, lock=True)
+        before = _definition(experiment)
+        after = changes.applied_to(before)
+        if experiment.status != ExperimentStatus.DRAFT:
+            if after.arms != before.arms:
+                raise ExperimentArmsLocked(
+                    f"The experiment is {experiment.status.value}: its arms and weights "
+                    "cannot change, as that would move members between arms."
+                )
+            locked = sorted(
+                name
+                for name in changes.given() - DESCRIPTIVE_FIELDS
+                if getattr(after, name) != getattr(before, name)
+            )
+            if locked:
+                raise ExperimentLocked(
+                    f"The experiment is {experiment.status.value}: only its name and "
+                    f"hypothesis can change, not {', '.join(locked)}.",
+                    fields=locked,
+                )
+        check_definition(after)
+        if after == before:
+            return _view(experiment)
+        check_segment_keys(session, after.eligibility.segments, "eligibility.segments")
+        snapshot = _snapshot(experiment)
+        _store(session, experiment, after)
+        experiment.updated_at = now
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "experiment.update",
+            "experiment",
+            experiment.public_id,
+            snapshot,
+            _snapshot(experiment),
+            now,
+        )
+        return _view(experiment)
+
+
+def _transition(
+    session: Session,
+    experiment_id: uuid.UUID,
+    actor: str | None,
+    now: dt.datetime,
+    *,
+    source: ExperimentStatus,
+    target: ExperimentStatus,
+    action: str,
+) -> ExperimentView:
+    with transaction(session):
+        experiment = _find(session, experiment_id, lock=True)
+        if experiment.status != source:
+            raise ExperimentStatusConflict(
+                f"Only a {source.value} experiment can become {target.value}; "
+                f"this one is {experiment.status.value}.",
+                status_now=experiment.status.value,
+            )
+        snapshot = _snapshot(experiment)
+        if target == ExperimentStatus.RUNNING and experiment.ends_at <= now:
+            raise ExperimentStatusConflict(
+                "The experiment's window has ended: change its end before starting it.",
+                status_now=experiment.status.value,
+            )
+        experiment.status = target
+        if target == ExperimentStatus.RUNNING:
+            experiment.started_at = now
+        else:
+            experiment.stopped_at = now
+        experiment.updated_at = now
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            action,
+            "experiment",
+            experiment.public_id,
+            snapshot,
+            _snapshot(experiment),
+            now,
+        )
+        return _view(experiment)
+
+
+def start_experiment(
+    session: Session, experiment_id: uuid.UUID, actor: str | None, now: dt.datetime | None = None
+) -> ExperimentView:
+    """Start a draft (it becomes running; its arms are fixed from now on) and return it.
+    Members are exposed only within its window (starts_at to ends_at), so a draft may be
+    started ahead of its start. Raises ExperimentNotFound, ExperimentStatusConflict for an
+    experiment that is not a draft or whose window has ended."""
+    return _transition(
+        session,
+        experiment_id,
+        actor,
+        now or utcnow(),
+        source=ExperimentStatus.DRAFT,
+        target=ExperimentStatus.RUNNING,
+        action="experiment.start",
+    )
+
+
+def stop_experiment(
+    session: Session, experiment_id: uuid.UUID, actor: str | None, now: dt.datetime | None = None
+) -> ExperimentView:
+    """Stop a running experiment (it exposes no one from now on; its results stay) and
+    return it. Raises ExperimentNotFound, ExperimentStatusConflict for one that is not
+    running."""
+    return _transition(
+        session,
+        experiment_id,
+        actor,
+        now or utcnow(),
+        source=ExperimentStatus.RUNNING,
+        target=ExperimentStatus.STOPPED,
+        action="experiment.stop",
+    )
+
+
+def get_experiment(session: Session, experiment_id: uuid.UUID) -> ExperimentView:
+    """The experiment. Raises ExperimentNotFound."""
+    return _view(_find(session, experiment_id))
+
+
+def list_experiments(
+    session: Session, *, status: ExperimentStatus | None, limit: int, after: int | None
+) -> tuple[list[ExperimentView], int | None]:
+    """Experiments newest first, one page, of one status if given; returns (experiments,
+    position of the next page or None)."""
+    stmt = sa.select(Experiment).order_by(Experiment.id.desc()).limit(limit + 1)
+    if status is not None:
+        stmt = stmt.where(Experiment.status == status)
+    if after is not None:
+        stmt = stmt.where(Experiment.id < after)
+    found = list(session.execute(stmt).scalars())
+    next_position = found[limit - 1].id if len(found) > limit else None
+    return [_view(experiment) for experiment in found[:limit]], next_position
