@@ -3,7 +3,7 @@ to which arm (``experiment_assignments``).
 
 An assignment is recorded at a member's first exposure; its unique key (experiment, member)
 is what makes the first exposure win when two requests expose the same member at once: the
-second insert conflicts and keeps the first's arm, time and source. The arm itself is a pure
+second insert conflicts and the first one's arm, time and source stand. The arm itself is a pure
 function of the experiment's key and the member (``assignment``), so both would have agreed.
 """
 
