@@ -12,8 +12,9 @@ Decisions, kept as small as issue 15 needs:
   for an automation or a benefit, whether it applies to them at all (`applies`). Exactly one
   arm is the control; a control that gets nothing (no rule, or `applies` false) is a
   holdout, one that gets today's behaviour names it like any arm.
-- References (rule ids, automation id, benefit code) are checked for shape only here; that
-  they exist is for the layer that applies arms, which reads those features.
+- References (rule ids, automation id, benefit code, tier codes) are checked for shape only
+  here; that they exist is for the layer that applies arms, which reads those features. The
+  eligibility's segments are checked live by the service, as rules and rewards do.
 - The margin is a decimal string in [0, 1] (at most 4 places) and stays a string: it is
   only read, as a Decimal, to compute net value in the results, and SQLite has no decimal.
 """

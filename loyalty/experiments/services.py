@@ -147,11 +147,10 @@ def create_experiment(
         _store(session, experiment, definition)
         session.add(experiment)
         try:
-            # In a savepoint: on PostgreSQL a failed statement would abort the transaction.
-            with session.begin_nested():
-                session.flush()
+            session.flush()
         except IntegrityError as error:
-            # Two creates of one key at once: the check above saw neither.
+            # Two creates of one key at once: the check above saw neither, the unique key
+            # refuses the second (the transaction is rolled back as the error leaves it).
             raise ExperimentExists(f"An experiment with key {definition.key!r} exists.") from error
         audit.record(
             session,

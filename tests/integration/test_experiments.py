@@ -351,3 +351,19 @@ def test_two_first_exposures_at_once_record_one_assignment(app):
     with app.app_context():
         rows = db.session.scalars(sa.select(ExperimentAssignment)).all()
     assert len(rows) == 1
+
+
+@pytest.mark.committed
+@pytest.mark.postgresql_only
+def test_two_creates_of_one_key_at_once_make_one_experiment(app):
+    def create(racer: int) -> ExperimentView:
+        return services.create_experiment(
+            db.session, definition(name=f"Racer {racer}"), "admin", now=T0
+        )
+
+    results = race(app, 2, create)
+
+    assert [type(error) for error in raised(results)] == [ExperimentExists]
+    with app.app_context():
+        count = db.session.scalar(sa.select(sa.func.count()).select_from(Experiment))
+    assert count == 1
