@@ -12,7 +12,17 @@ class AuditQuerySchema(StrictSchema):
     target_type = fields.String(
         load_default=None,
         validate=validate.OneOf(
-            ["program", "rule", "automation", "tier", "reward", "member", "api_key", "webhook"]
+            [
+                "program",
+                "rule",
+                "automation",
+                "experiment",
+                "tier",
+                "reward",
+                "member",
+                "api_key",
+                "webhook",
+            ]
         ),
     )
     target_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
