@@ -23,6 +23,7 @@ from loyalty.rewards import services as rewards
 from loyalty.rewards.definitions import RewardChanges, update_reward
 from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.schemas.webhooks import EVENT_PAYLOAD_SCHEMAS
+from loyalty.webhooks import outbox
 from loyalty.webhooks.models import OutboxEvent
 from tests import helpers
 from tests.commands import program_changes
@@ -152,18 +153,18 @@ def test_a_pass_that_fails_after_granting_a_coupon_leaves_none_and_the_next_gran
     mug = reward(session, "Mug", 500, stock=1)
     automation(session, ENROLLED, actions=[WEBHOOK, coupon_action(mug.public_id)])
     members("c1")
-    real_emit_many = firing.outbox.emit_many
+    real_emit_many = outbox.emit_many
 
     def killed(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(firing.outbox, "emit_many", killed)
+    monkeypatch.setattr(outbox, "emit_many", killed)
     with pytest.raises(RuntimeError):
         run(session, T0)
     assert session.scalar(sa.select(sa.func.count()).select_from(RewardRedemption)) == 0
     assert session.scalar(sa.select(Reward.stock).where(Reward.public_id == mug.public_id)) == 1
 
-    monkeypatch.setattr(firing.outbox, "emit_many", real_emit_many)
+    monkeypatch.setattr(outbox, "emit_many", real_emit_many)
     assert run(session, T0) == 1
     assert fired(session)[0]["coupon"] is not None
 

@@ -22,6 +22,7 @@ from loyalty.orders import earning
 from loyalty.rules import services as rules
 from loyalty.rules.definitions import RuleChanges
 from loyalty.schemas.automations import AutomationInSchema
+from loyalty.webhooks import outbox
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import quote_command
 from tests.factories import MemberFactory, OrderFactory, RuleFactory, TierFactory
@@ -431,18 +432,18 @@ def test_a_batch_that_fails_midway_leaves_nothing_and_the_next_pass_fires_it(ses
         actions=[WEBHOOK, {"type": "grant_points", "rule_id": str(rule.public_id)}],
     )
     MemberFactory(external_id="c1", now=T0)
-    real_emit_many = firing.outbox.emit_many
+    real_emit_many = outbox.emit_many
 
     def killed(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(firing.outbox, "emit_many", killed)
+    monkeypatch.setattr(outbox, "emit_many", killed)
     with pytest.raises(RuntimeError):
         run(session, T0)
     assert session.scalar(sa.select(sa.func.count()).select_from(AutomationFiring)) == 0
     assert membership.card(session, "c1", now=T0).available == 0
 
-    monkeypatch.setattr(firing.outbox, "emit_many", real_emit_many)
+    monkeypatch.setattr(outbox, "emit_many", real_emit_many)
     assert run(session, T0) == 1
     assert membership.card(session, "c1", now=T0).available == 200
 
@@ -453,7 +454,7 @@ def test_a_webhook_pass_that_fails_after_writing_leaves_nothing(session, monkeyp
     automation(session, {"kind": "enrolled", "delay_days": 0})
     MemberFactory(external_id="c1", now=T0)
     MemberFactory(external_id="c2", now=T0)
-    real = {name: getattr(firing.outbox, name) for name in ("emit_many", "emit_selected")}
+    real = {name: getattr(outbox, name) for name in ("emit_many", "emit_selected")}
 
     def killed_after(name: str) -> Any:
         def emit(*args: Any, **kwargs: Any) -> int:
@@ -463,14 +464,14 @@ def test_a_webhook_pass_that_fails_after_writing_leaves_nothing(session, monkeyp
         return emit
 
     for name in real:
-        monkeypatch.setattr(firing.outbox, name, killed_after(name))
+        monkeypatch.setattr(outbox, name, killed_after(name))
     with pytest.raises(RuntimeError):
         run(session, T0)
     assert session.scalar(sa.select(sa.func.count()).select_from(AutomationFiring)) == 0
     assert fired(session) == []
 
     for name, emit in real.items():
-        monkeypatch.setattr(firing.outbox, name, emit)
+        monkeypatch.setattr(outbox, name, emit)
     assert run(session, T0) == 2
     assert sorted(fired_for(session)) == ["c1", "c2"]
 
