@@ -685,6 +685,15 @@ def emit_enrolments(app: Flask, count: int) -> None:
             outbox.emit(db.session, "member.enrolled", {"member_id": f"c{n}"})
 
 
+def deliveries_per(column: Any) -> list[int]:
+    """How many deliveries there are for each value of `column` (an endpoint, an event)."""
+    return list(
+        db.session.scalars(
+            sa.select(sa.func.count()).select_from(WebhookDelivery).group_by(column)
+        ).all()
+    )
+
+
 def test_a_pass_fans_out_in_batches_one_delivery_per_subscribed_endpoint(
     app, client, admin, receiver
 ):
@@ -696,15 +705,7 @@ def test_a_pass_fans_out_in_batches_one_delivery_per_subscribed_endpoint(
     with app.app_context():
         dispatched = webhooks.dispatch(db.session, batch_size=3)
         again = webhooks.dispatch(db.session, batch_size=3)
-        per_endpoint = (
-            db.session.execute(
-                sa.select(sa.func.count())
-                .select_from(WebhookDelivery)
-                .group_by(WebhookDelivery.endpoint_id)
-            )
-            .scalars()
-            .all()
-        )
+        per_endpoint = deliveries_per(WebhookDelivery.endpoint_id)
         undispatched = db.session.scalar(
             sa.select(sa.func.count()).where(OutboxEvent.dispatched_at.is_(None))
         )
@@ -729,15 +730,7 @@ def test_events_emitted_in_the_database_are_born_dispatched_to_their_subscribers
     with app.app_context():
         emitted = outbox.emit_selected(db.session, "member.enrolled", rows, now)
         dispatched = webhooks.dispatch(db.session)
-        per_endpoint = (
-            db.session.execute(
-                sa.select(sa.func.count())
-                .select_from(WebhookDelivery)
-                .group_by(WebhookDelivery.endpoint_id)
-            )
-            .scalars()
-            .all()
-        )
+        per_endpoint = deliveries_per(WebhookDelivery.endpoint_id)
         events = db.session.execute(sa.select(OutboxEvent.dispatched_at, OutboxEvent.payload)).all()
         run = webhooks.deliver_due(db.session, allow_local=True)
 
@@ -759,15 +752,7 @@ def test_two_workers_dispatching_at_once_fan_each_event_out_once(app, client, ad
     assert raised(results) == []
     assert sum(results) == 400
     with app.app_context():
-        per_event = (
-            db.session.execute(
-                sa.select(sa.func.count())
-                .select_from(WebhookDelivery)
-                .group_by(WebhookDelivery.event_id)
-            )
-            .scalars()
-            .all()
-        )
+        per_event = deliveries_per(WebhookDelivery.event_id)
     assert sorted(set(per_event)) == [1]
     assert len(per_event) == 400
 
