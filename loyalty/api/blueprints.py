@@ -1,6 +1,7 @@
 from loyalty.api import (
     audit,
     automations,
+    experiments,
     insight,
     members,
     orders,
@@ -22,6 +23,7 @@ BLUEPRINTS = (
     program.blp,
     rules.blp,
     automations.blp,
+    experiments.blp,
     segments.blp,
     audit.blp,
     reports.blp,

@@ -1,0 +1,163 @@
+"""Admin: A/B experiments on earning rules, automations and benefits: create a draft,
+change it, start and stop it. Every write is audited by the services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty.api.auth import current_caller, requires
+from loyalty.api.base import Blueprint
+from loyalty.experiments import services as experiments
+from loyalty.experiments.definitions import ExperimentChanges, ExperimentDefinition
+from loyalty.experiments.models import ExperimentStatus
+from loyalty.experiments.services import ExperimentView
+from loyalty.extensions import db
+from loyalty.pagination import cursor_to, position_of
+from loyalty.schemas.experiments import (
+    ExperimentInSchema,
+    ExperimentListQuerySchema,
+    ExperimentPageSchema,
+    ExperimentSchema,
+    update_schema,
+)
+
+blp = Blueprint(
+    "experiments",
+    __name__,
+    url_prefix="/v1/admin",
+    description="Admin: A/B experiments on earning rules, automations and benefits.",
+)
+
+WIN_BACK_EXAMPLE = {
+    "key": "win-back-bonus",
+    "name": "Win-back bonus",
+    "hypothesis": "A win-back bonus brings lapsed members back for more than it costs.",
+    "target": {"kind": "automation", "automation_id": "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"},
+    "arms": [
+        {"key": "holdout", "weight": 1, "control": True, "applies": False},
+        {"key": "bonus", "weight": 1, "applies": True},
+    ],
+    "starts_at": "2031-03-01T00:00:00Z",
+    "ends_at": "2031-03-29T00:00:00Z",
+    "margin": "0.35",
+}
+INVALID = (
+    "validation_error: an invalid definition, each message under its field's path "
+    '("arms.1.rule_ids"); unknown_segment: an `eligibility.segments` key that is no live '
+    "saved segment's."
+)
+NOT_FOUND = "not_found: no such experiment."
+STATUS_CONFLICT = "experiment_status_conflict: the experiment's status does not allow it."
+
+
+def experiment_body(view: ExperimentView) -> dict[str, Any]:
+    definition = view.definition
+    return {
+        "id": view.public_id,
+        "key": definition.key,
+        "name": definition.name,
+        "hypothesis": definition.hypothesis,
+        "status": view.status.value,
+        "target": definition.target,
+        "arms": [arm.as_fields() for arm in definition.arms],
+        "eligibility": definition.eligibility.as_fields(),
+        "starts_at": definition.starts_at,
+        "ends_at": definition.ends_at,
+        "margin": definition.margin,
+        "started_at": view.started_at,
+        "stopped_at": view.stopped_at,
+        "created_at": view.created_at,
+    }
+
+
+@blp.route("/experiments")
+class Experiments(MethodView):
+    @requires("admin")
+    @blp.arguments(ExperimentListQuerySchema, location="query")
+    @blp.response(200, ExperimentPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List experiments, newest first"""
+        status = query["status"]
+        found, next_position = experiments.list_experiments(
+            db.session(),
+            status=ExperimentStatus(status) if status is not None else None,
+            limit=query["limit"],
+            after=position_of(query["cursor"]),
+        )
+        return {
+            "items": [experiment_body(view) for view in found],
+            "next_cursor": cursor_to(next_position),
+        }
+
+    @requires("admin")
+    @blp.arguments(ExperimentInSchema, example=WIN_BACK_EXAMPLE)
+    @blp.response(201, ExperimentSchema)
+    @blp.alt_response(409, description="experiment_exists: the key is another experiment's.")
+    @blp.alt_response(422, description=INVALID)
+    def post(self, definition: ExperimentDefinition) -> dict[str, Any]:
+        """Create an experiment as a draft"""
+        return experiment_body(
+            experiments.create_experiment(db.session(), definition, current_caller().name)
+        )
+
+
+@blp.route("/experiments/<uuid:experiment_id>")
+class Experiment(MethodView):
+    @requires("admin")
+    @blp.response(200, ExperimentSchema)
+    @blp.alt_response(404, description=NOT_FOUND)
+    def get(self, experiment_id: uuid.UUID) -> dict[str, Any]:
+        """An experiment"""
+        return experiment_body(experiments.get_experiment(db.session(), experiment_id))
+
+    @requires("admin")
+    @blp.arguments(update_schema(), example={"name": "Win-back bonus, 28 days"})
+    @blp.response(200, ExperimentSchema)
+    @blp.alt_response(404, description=NOT_FOUND)
+    @blp.alt_response(
+        409,
+        description="experiment_arms_locked: the arms or weights of a running or stopped "
+        "experiment (a change would move members between arms); experiment_locked: its "
+        "target, eligibility, window or margin (only name and hypothesis change once started).",
+    )
+    @blp.alt_response(422, description=INVALID)
+    def patch(self, changes: ExperimentChanges, experiment_id: uuid.UUID) -> dict[str, Any]:
+        """Change an experiment: a draft anything but its key, a started one its name and
+        hypothesis"""
+        return experiment_body(
+            experiments.change_experiment(
+                db.session(), experiment_id, changes, current_caller().name
+            )
+        )
+
+
+@blp.route("/experiments/<uuid:experiment_id>/start")
+class StartExperiment(MethodView):
+    @requires("admin")
+    @blp.response(200, ExperimentSchema)
+    @blp.alt_response(404, description=NOT_FOUND)
+    @blp.alt_response(
+        409, description=f"{STATUS_CONFLICT} Only a draft starts, and not once its window ended."
+    )
+    def post(self, experiment_id: uuid.UUID) -> dict[str, Any]:
+        """Start a draft: its arms are fixed from now on; members are exposed within its
+        window"""
+        return experiment_body(
+            experiments.start_experiment(db.session(), experiment_id, current_caller().name)
+        )
+
+
+@blp.route("/experiments/<uuid:experiment_id>/stop")
+class StopExperiment(MethodView):
+    @requires("admin")
+    @blp.response(200, ExperimentSchema)
+    @blp.alt_response(404, description=NOT_FOUND)
+    @blp.alt_response(409, description=f"{STATUS_CONFLICT} Only a running experiment stops.")
+    def post(self, experiment_id: uuid.UUID) -> dict[str, Any]:
+        """Stop a running experiment: it exposes no one from now on; its results stay"""
+        return experiment_body(
+            experiments.stop_experiment(db.session(), experiment_id, current_caller().name)
+        )
