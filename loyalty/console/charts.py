@@ -137,3 +137,70 @@ def bar_chart(
                 )
             )
     return BarChart(WIDTH, HEIGHT, bars, top)
+
+
+# --- experiments ----------------------------------------------------------------------------
+
+INTERVAL_LEFT, INTERVAL_RIGHT, INTERVAL_TOP, INTERVAL_ROW = 120, 32, 16, 40
+AHEAD, BEHIND, UNSURE = "#2f6f4f", "#b5472d", "#8a93a5"
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    """One treated arm: its estimate against control and the interval, placed on the chart
+    (x positions None when the estimate is undefined)."""
+
+    label: str
+    y: float
+    value: float | None
+    low: float | None
+    high: float | None
+    x_value: float | None
+    x_low: float | None
+    x_high: float | None
+    colour: str
+
+
+@dataclass(frozen=True)
+class IntervalChart:
+    width: int
+    height: int
+    zero_x: float
+    axis_y: float
+    lowest: float
+    highest: float
+    rows: list[IntervalRow]
+
+
+def interval_chart(
+    estimates: Sequence[tuple[str, float | None, float | None, float | None]],
+) -> IntervalChart:
+    """One row per (label, estimate, low, high): the interval as a bar and the estimate as a
+    dot against a zero line, on one scale that always shows zero. A bar is green when the
+    whole interval is above zero, red when below, grey when it spans zero (no difference
+    shown)."""
+    defined = [
+        (value, low, high)
+        for _, value, low, high in estimates
+        if value is not None and low is not None and high is not None
+    ]
+    lowest = min([0.0, *(low for _, low, _ in defined)])
+    highest = max([0.0, *(high for _, _, high in defined)])
+    if lowest == highest:  # nothing but zeros: any scale shows them
+        highest = 1.0
+    span = highest - lowest
+    plot = WIDTH - INTERVAL_LEFT - INTERVAL_RIGHT
+
+    def x(value: float) -> float:
+        return round(INTERVAL_LEFT + (value - lowest) / span * plot, 1)
+
+    rows = []
+    for i, (label, value, low, high) in enumerate(estimates):
+        y = INTERVAL_TOP + INTERVAL_ROW * i + INTERVAL_ROW / 2
+        if value is None or low is None or high is None:
+            rows.append(IntervalRow(label, y, value, low, high, None, None, None, UNSURE))
+            continue
+        colour = AHEAD if low > 0 else BEHIND if high < 0 else UNSURE
+        rows.append(IntervalRow(label, y, value, low, high, x(value), x(low), x(high), colour))
+    axis_y = INTERVAL_TOP + INTERVAL_ROW * max(len(estimates), 1)
+    return IntervalChart(WIDTH, int(axis_y) + 28, x(0.0), axis_y, lowest, highest, rows)

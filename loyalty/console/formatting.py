@@ -35,3 +35,13 @@ def trigger(value: Mapping[str, Any]) -> str:
     """An automation's trigger as its kind and parameters: inactive (days 60)."""
     parameters = ", ".join(f"{name} {setting}" for name, setting in value.items() if name != "kind")
     return f"{value['kind']} ({parameters})" if parameters else str(value["kind"])
+
+
+def experiment_target(value: Mapping[str, Any]) -> str:
+    """An experiment's target in words: 2 earning rules, an automation, benefit free_shipping."""
+    if value["kind"] == "rules":
+        count = len(value["rule_ids"])
+        return f"{count} earning rule{'s' if count != 1 else ''}"
+    if value["kind"] == "automation":
+        return "an automation"
+    return f"benefit {value['code']}"

@@ -38,6 +38,7 @@ blp.add_app_template_filter(formatting.money, "money")
 blp.add_app_template_filter(formatting.moment, "moment")
 blp.add_app_template_filter(formatting.percent_bp, "percent_bp")
 blp.add_app_template_filter(formatting.trigger, "trigger")
+blp.add_app_template_filter(formatting.experiment_target, "experiment_target")
 
 
 @blp.errorhandler(HTTPException)

@@ -1,0 +1,91 @@
+"""Console pages for experiments: the list, and an experiment's definition, arms and what each
+arm gets, with buttons to start and stop it. Every write goes through the same services as
+the API, under the signed-in key's name (so it is audited as through the API)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import flash, redirect, render_template, url_for
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from loyalty.automations import services as automations
+from loyalty.console import blp, security
+from loyalty.errors import NotFound
+from loyalty.experiments import services as experiments
+from loyalty.experiments.definitions import ArmDefinition, TargetKind
+from loyalty.experiments.exceptions import ExperimentStatusConflict
+from loyalty.extensions import db
+from loyalty.rules import services as rules
+
+
+@blp.get("/experiments")
+def experiment_list() -> str:
+    found, _ = experiments.list_experiments(db.session(), status=None, limit=200, after=None)
+    return render_template("console/experiments.html", experiments=found)
+
+
+def _target_names(session: Session, target: Mapping[str, Any]) -> dict[str, str]:
+    """The names of the rules or automation a target names, by id; an id that names nothing
+    (references are checked by shape only, see definitions) is shown as it is."""
+    if target["kind"] == TargetKind.RULES:
+        ids = list(target["rule_ids"])
+        read: Any = rules.get_rule
+    elif target["kind"] == TargetKind.AUTOMATION:
+        ids = [target["automation_id"]]
+        read = automations.get_automation
+    else:
+        return {}
+    names = {}
+    for each in ids:
+        try:
+            names[each] = read(session, uuid.UUID(each)).current.name
+        except NotFound:
+            names[each] = each
+    return names
+
+
+def arm_gets(arm: ArmDefinition, target: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """What an arm's members get of the target, in words."""
+    if arm.rule_ids is not None:
+        return ", ".join(names.get(rule_id, rule_id) for rule_id in arm.rule_ids) or "no rule"
+    if not arm.applies:
+        return "nothing (holdout)"
+    if target["kind"] == TargetKind.AUTOMATION:
+        return f"the automation {names.get(target['automation_id'], target['automation_id'])}"
+    return f"the benefit {target['code']}"
+
+
+@blp.get("/experiments/<uuid:experiment_id>")
+def experiment_page(experiment_id: uuid.UUID) -> str:
+    session = db.session()
+    experiment = experiments.get_experiment(session, experiment_id)
+    target = experiment.definition.target
+    names = _target_names(session, target)
+    gets = {arm.key: arm_gets(arm, target, names) for arm in experiment.definition.arms}
+    return render_template("console/experiment.html", experiment=experiment, names=names, gets=gets)
+
+
+@blp.post("/experiments/<uuid:experiment_id>/start")
+def start_experiment(experiment_id: uuid.UUID) -> Response:
+    try:
+        experiments.start_experiment(db.session(), experiment_id, security.actor())
+    except ExperimentStatusConflict as error:
+        flash(f"Not started: {error.detail}", "error")
+    else:
+        flash("Started: its arms are fixed from now on.", "ok")
+    return redirect(url_for("console.experiment_page", experiment_id=experiment_id))
+
+
+@blp.post("/experiments/<uuid:experiment_id>/stop")
+def stop_experiment(experiment_id: uuid.UUID) -> Response:
+    try:
+        experiments.stop_experiment(db.session(), experiment_id, security.actor())
+    except ExperimentStatusConflict as error:
+        flash(f"Not stopped: {error.detail}", "error")
+    else:
+        flash("Stopped: it exposes no one more; its results stay.", "ok")
+    return redirect(url_for("console.experiment_page", experiment_id=experiment_id))

@@ -1,0 +1,183 @@
+"""The console's experiment pages through the Flask test client: the list, an experiment's
+definition and what each arm gets, starting and stopping it (audited under the signed-in
+key's name, as through the API), refusals flashed, CSRF and sign-in.
+
+No app context stays pushed across the client's requests (see test_console_security.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from loyalty.audit.models import AuditEntry
+from loyalty.db import utcnow
+from loyalty.experiments import services as experiments
+from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition
+from loyalty.experiments.models import ExperimentStatus
+from tests.console import csrf_token, sign_in
+from tests.factories import ApiKeyFactory, RuleFactory
+from tests.helpers import services
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture
+def admin(app: Flask) -> str:
+    """The raw admin key of "ops-admin"."""
+    with services(app):
+        key: str = ApiKeyFactory(name="ops-admin", scopes=("admin",))
+    return key
+
+
+@pytest.fixture
+def double_points(app: Flask) -> str:
+    """A draft experiment on two rules, "Base earning" and "Apparel x2": control gets the
+    first, "double" both."""
+    now = utcnow()
+    with services(app) as session:
+        base = str(RuleFactory(name="Base earning").public_id)
+        apparel = str(RuleFactory(name="Apparel x2").public_id)
+        definition = ExperimentDefinition(
+            key="double-points",
+            name="Double points on apparel",
+            hypothesis="Double points on apparel lift conversion for more than they cost.",
+            target={"kind": "rules", "rule_ids": [base, apparel]},
+            arms=(
+                ArmDefinition("control", 1, control=True, rule_ids=(base,)),
+                ArmDefinition("double", 1, rule_ids=(base, apparel)),
+            ),
+            starts_at=now - DAY,
+            ends_at=now + 27 * DAY,
+            margin="0.35",
+        )
+        return str(experiments.create_experiment(session, definition, "seed").public_id)
+
+
+def page_of(experiment_id: str) -> str:
+    return f"/admin/experiments/{experiment_id}"
+
+
+def status_of(app: Flask, experiment_id: str) -> ExperimentStatus:
+    with services(app) as session:
+        return experiments.get_experiment(session, uuid.UUID(experiment_id)).status
+
+
+def audited(app: Flask) -> list[tuple[str, str]]:
+    with services(app) as session:
+        entries = session.scalars(
+            sa.select(AuditEntry)
+            .where(AuditEntry.target_type == "experiment")
+            .order_by(AuditEntry.id)
+        )
+        return [(e.actor, e.action) for e in entries]
+
+
+def post(client: FlaskClient, experiment_id: str, action: str) -> Any:
+    token = csrf_token(client, page_of(experiment_id))
+    return client.post(f"{page_of(experiment_id)}/{action}", data={"csrf_token": token})
+
+
+def flashed(response: Any) -> str:
+    return html.unescape(response.text.split('<p class="flash', 1)[1].split("</p>", 1)[0])
+
+
+def test_the_list_shows_each_experiments_key_name_status_and_target(client, admin, double_points):
+    sign_in(client, admin)
+
+    page = client.get("/admin/experiments")
+
+    assert page.status_code == 200
+    row = page.text.split('<table id="experiments"', 1)[1]
+    assert f'href="{page_of(double_points)}"><code>double-points</code>' in row
+    assert "Double points on apparel" in row
+    assert '<span class="pill">draft</span>' in row
+    assert "2 earning rules" in row
+    assert 'href="/admin/experiments">Experiments</a>' in page.text
+
+
+def test_the_page_shows_the_definition_and_what_each_arm_gets(client, admin, double_points):
+    sign_in(client, admin)
+
+    page = client.get(page_of(double_points))
+
+    assert page.status_code == 200
+    assert "Double points on apparel lift conversion" in page.text
+    assert "2 earning rules: Base earning, Apparel x2" in page.text
+    arms = page.text.split('<table id="arms"', 1)[1]
+    assert '<td data-label="Gets">Base earning</td>' in arms
+    assert '<td data-label="Gets">Base earning, Apparel x2</td>' in arms
+    assert ">Start</button>" in page.text
+    assert ">Stop</button>" not in page.text
+
+
+def test_an_admin_starts_then_stops_an_experiment_and_both_are_audited(
+    app, client, admin, double_points
+):
+    sign_in(client, admin)
+
+    started = post(client, double_points, "start")
+    assert started.status_code == 302
+    assert status_of(app, double_points) == ExperimentStatus.RUNNING
+    shown = client.get(started.location)
+    assert "Started: its arms are fixed" in flashed(shown)
+    assert ">Stop</button>" in shown.text
+
+    stopped = post(client, double_points, "stop")
+    assert status_of(app, double_points) == ExperimentStatus.STOPPED
+    assert "Stopped" in flashed(client.get(stopped.location))
+    assert audited(app) == [
+        ("seed", "experiment.create"),
+        ("ops-admin", "experiment.start"),
+        ("ops-admin", "experiment.stop"),
+    ]
+
+
+def test_a_transition_the_status_refuses_is_flashed_and_changes_nothing(
+    app, client, admin, double_points
+):
+    sign_in(client, admin)
+
+    response = post(client, double_points, "stop")
+
+    assert "Not stopped: Only a running experiment can become stopped" in flashed(
+        client.get(response.location)
+    )
+    assert status_of(app, double_points) == ExperimentStatus.DRAFT
+    assert audited(app) == [("seed", "experiment.create")]
+
+
+def test_an_unknown_experiment_is_a_404_page(client, admin):
+    sign_in(client, admin)
+
+    assert client.get(page_of(str(uuid.uuid4()))).status_code == 404
+
+
+@pytest.mark.parametrize("sent", [None, "not-the-token"])
+def test_every_experiment_write_needs_the_csrf_token(app, client, admin, double_points, sent):
+    sign_in(client, admin)
+    data = {} if sent is None else {"csrf_token": sent}
+
+    for action in ("start", "stop"):
+        response = client.post(f"{page_of(double_points)}/{action}", data=data)
+        assert response.status_code == 400, action
+        assert "security token" in response.text
+    assert status_of(app, double_points) == ExperimentStatus.DRAFT
+
+
+def test_the_pages_need_a_signed_in_admin(app, client, double_points):
+    for response in (
+        client.get("/admin/experiments"),
+        client.get(page_of(double_points)),
+        client.post(f"{page_of(double_points)}/start"),
+    ):
+        assert response.status_code == 302
+        assert "/admin/login" in response.location
+    assert status_of(app, double_points) == ExperimentStatus.DRAFT
