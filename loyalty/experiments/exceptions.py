@@ -33,3 +33,11 @@ class ExperimentStatusConflict(Conflict):
 
     code = "experiment_status_conflict"
     title = "Experiment status conflict"
+
+
+class ExperimentTargetTaken(Conflict):
+    """Another running experiment tests the same rule, automation or benefit: a member in
+    both would be in two arms that disagree on what they get."""
+
+    code = "experiment_target_taken"
+    title = "Experiment target taken"

@@ -25,6 +25,7 @@ from loyalty.experiments.definitions import (
     Eligibility,
     ExperimentChanges,
     ExperimentDefinition,
+    TargetKind,
     check_definition,
 )
 from loyalty.experiments.exceptions import (
@@ -33,9 +34,11 @@ from loyalty.experiments.exceptions import (
     ExperimentLocked,
     ExperimentNotFound,
     ExperimentStatusConflict,
+    ExperimentTargetTaken,
 )
 from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentStatus
 from loyalty.members.segments import check_segment_keys
+from loyalty.program import config
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +246,11 @@ def _transition(
                 "The experiment's window has ended: change its end before starting it.",
                 status_now=experiment.status.value,
             )
+        if target == ExperimentStatus.RUNNING:
+            _check_target_free(session, experiment)
         experiment.status = target
+        # Live experiments are read per config version (``exposure``): a new one from now.
+        config.changed(session)
         if target == ExperimentStatus.RUNNING:
             experiment.started_at = now
         else:
@@ -263,13 +270,39 @@ def _transition(
         return _view(experiment)
 
 
+def _overlap(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    if one["kind"] != other["kind"]:
+        return False
+    if one["kind"] == TargetKind.RULES:
+        return bool(set(one["rule_ids"]) & set(other["rule_ids"]))
+    name = "automation_id" if one["kind"] == TargetKind.AUTOMATION else "code"
+    return bool(one[name] == other[name])
+
+
+def _check_target_free(session: Session, experiment: Experiment) -> None:
+    """Refuse to start an experiment whose target (a rule, the automation, the benefit)
+    another running experiment holds: a member would be in two arms that disagree."""
+    others = session.execute(
+        sa.select(Experiment.key, Experiment.target).where(
+            Experiment.status == ExperimentStatus.RUNNING, Experiment.id != experiment.id
+        )
+    ).all()
+    taken = sorted(key for key, target in others if _overlap(experiment.target, target))
+    if taken:
+        raise ExperimentTargetTaken(
+            f"The running experiment(s) {', '.join(taken)} already test this target.",
+            experiments=taken,
+        )
+
+
 def start_experiment(
     session: Session, experiment_id: uuid.UUID, actor: str | None, now: dt.datetime | None = None
 ) -> ExperimentView:
     """Start a draft (it becomes running; its arms are fixed from now on) and return it.
     Members are exposed only within its window (starts_at to ends_at), so a draft may be
     started ahead of its start. Raises ExperimentNotFound, ExperimentStatusConflict for an
-    experiment that is not a draft or whose window has ended."""
+    experiment that is not a draft or whose window has ended, ExperimentTargetTaken when a
+    running experiment tests the same rule, automation or benefit."""
     return _transition(
         session,
         experiment_id,
