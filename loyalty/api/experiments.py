@@ -140,7 +140,10 @@ class StartExperiment(MethodView):
     @blp.response(200, ExperimentSchema)
     @blp.alt_response(404, description=NOT_FOUND)
     @blp.alt_response(
-        409, description=f"{STATUS_CONFLICT} Only a draft starts, and not once its window ended."
+        409,
+        description=f"{STATUS_CONFLICT} Only a draft starts, and not once its window ended. "
+        "experiment_target_taken: a running experiment tests the same rule, automation or "
+        "benefit.",
     )
     def post(self, experiment_id: uuid.UUID) -> dict[str, Any]:
         """Start a draft: its arms are fixed from now on; members are exposed within its

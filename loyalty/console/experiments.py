@@ -17,7 +17,7 @@ from loyalty.console import blp, security
 from loyalty.errors import NotFound
 from loyalty.experiments import services as experiments
 from loyalty.experiments.definitions import ArmDefinition, TargetKind
-from loyalty.experiments.exceptions import ExperimentStatusConflict
+from loyalty.experiments.exceptions import ExperimentStatusConflict, ExperimentTargetTaken
 from loyalty.extensions import db
 from loyalty.rules import services as rules
 
@@ -73,7 +73,7 @@ def experiment_page(experiment_id: uuid.UUID) -> str:
 def start_experiment(experiment_id: uuid.UUID) -> Response:
     try:
         experiments.start_experiment(db.session(), experiment_id, security.actor())
-    except ExperimentStatusConflict as error:
+    except (ExperimentStatusConflict, ExperimentTargetTaken) as error:
         flash(f"Not started: {error.detail}", "error")
     else:
         flash("Started: its arms are fixed from now on.", "ok")

@@ -297,6 +297,24 @@ def test_an_experiment_whose_window_has_ended_does_not_start(client, admin):
     problem(response, 409, "experiment_status_conflict")
 
 
+def test_an_experiment_does_not_start_on_a_target_a_running_one_tests(client, admin):
+    running(client, admin, key="first")
+    second = create(
+        client,
+        admin,
+        key="second",
+        target={"kind": "rules", "rule_ids": [RULE_B]},
+        arms=[
+            {"key": "control", "weight": 1, "control": True, "rule_ids": []},
+            {"key": "b", "weight": 1, "rule_ids": [RULE_B]},
+        ],
+    )
+
+    response = client.post(f"{URL}/{second['id']}/start", headers=admin)
+
+    assert problem(response, 409, "experiment_target_taken")["experiments"] == ["first"]
+
+
 # Audit
 
 

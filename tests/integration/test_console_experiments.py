@@ -7,6 +7,7 @@ No app context stays pushed across the client's requests (see test_console_secur
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import uuid
@@ -152,6 +153,23 @@ def test_a_transition_the_status_refuses_is_flashed_and_changes_nothing(
     )
     assert status_of(app, double_points) == ExperimentStatus.DRAFT
     assert audited(app) == [("seed", "experiment.create")]
+
+
+def test_an_experiment_on_a_target_a_running_one_tests_is_not_started(
+    app, client, admin, double_points
+):
+    with services(app) as session:
+        draft = experiments.get_experiment(session, uuid.UUID(double_points)).definition
+        rival = experiments.create_experiment(
+            session, dataclasses.replace(draft, key="rival"), "seed"
+        )
+        experiments.start_experiment(session, rival.public_id, "seed")
+    sign_in(client, admin)
+
+    response = post(client, double_points, "start")
+
+    assert "Not started: The running experiment(s) rival" in flashed(client.get(response.location))
+    assert status_of(app, double_points) == ExperimentStatus.DRAFT
 
 
 def test_an_unknown_experiment_is_a_404_page(client, admin):
