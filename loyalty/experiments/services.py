@@ -34,13 +34,15 @@ from loyalty.experiments.exceptions import (
     ExperimentNotFound,
     ExperimentStatusConflict,
 )
-from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentStatus
+from loyalty.experiments.models import EndReason, Experiment, ExperimentArm, ExperimentStatus
 from loyalty.members.segments import check_segment_keys
+from loyalty.webhooks import outbox
 
 
 @dataclass(frozen=True, slots=True)
 class ExperimentView:
-    """An experiment as stored: its definition, status and when it started and stopped."""
+    """An experiment as stored: its definition, status, when it started and stopped, when
+    it was flagged for a sample-ratio mismatch, and the arm promoted after it (and when)."""
 
     public_id: uuid.UUID
     status: ExperimentStatus
@@ -48,6 +50,9 @@ class ExperimentView:
     started_at: dt.datetime | None
     stopped_at: dt.datetime | None
     created_at: dt.datetime
+    flagged_at: dt.datetime | None
+    promoted_arm: str | None
+    promoted_at: dt.datetime | None
 
 
 def _definition(experiment: Experiment) -> ExperimentDefinition:
@@ -85,6 +90,9 @@ def _view(experiment: Experiment) -> ExperimentView:
         started_at=experiment.started_at,
         stopped_at=experiment.stopped_at,
         created_at=experiment.created_at,
+        flagged_at=experiment.flagged_at,
+        promoted_arm=experiment.promoted_arm,
+        promoted_at=experiment.promoted_at,
     )
 
 
@@ -219,6 +227,15 @@ def change_experiment(
         return _view(experiment)
 
 
+def event(experiment: Experiment) -> dict[str, Any]:
+    """What every experiment.* webhook event says of the experiment."""
+    return {
+        "experiment_id": str(experiment.public_id),
+        "key": experiment.key,
+        "status": experiment.status.value,
+    }
+
+
 def _transition(
     session: Session,
     experiment_id: uuid.UUID,
@@ -228,6 +245,7 @@ def _transition(
     source: ExperimentStatus,
     target: ExperimentStatus,
     action: str,
+    reason: EndReason | None = None,
 ) -> ExperimentView:
     with transaction(session):
         experiment = _find(session, experiment_id, lock=True)
@@ -243,11 +261,25 @@ def _transition(
                 "The experiment's window has ended: change its end before starting it.",
                 status_now=experiment.status.value,
             )
+        if reason is EndReason.WINDOW_ENDED and experiment.ends_at > now:
+            raise ExperimentStatusConflict(
+                "The experiment's window has not ended yet.", status_now=experiment.status.value
+            )
         experiment.status = target
         if target == ExperimentStatus.RUNNING:
             experiment.started_at = now
+            outbox.emit(session, "experiment.started", event(experiment), now)
         else:
-            experiment.stopped_at = now
+            # Ended by its window: it stopped exposing anyone at its end, not when the job
+            # noticed, so its results cover exactly its window.
+            ended = reason is EndReason.WINDOW_ENDED
+            experiment.stopped_at = experiment.ends_at if ended else now
+            outbox.emit(
+                session,
+                "experiment.ended",
+                {**event(experiment), "reason": (reason or EndReason.STOPPED).value},
+                now,
+            )
         experiment.updated_at = now
         session.flush()
         audit.record(
@@ -295,6 +327,25 @@ def stop_experiment(
         source=ExperimentStatus.RUNNING,
         target=ExperimentStatus.STOPPED,
         action="experiment.stop",
+    )
+
+
+def end_experiment(
+    session: Session, experiment_id: uuid.UUID, now: dt.datetime | None = None
+) -> ExperimentView:
+    """Stop a running experiment whose window has ended, as of its end (its stopped_at is
+    its ends_at), audited as experiment.stop by "system", and return it. Raises
+    ExperimentNotFound, ExperimentStatusConflict for one that is not running or whose
+    window has not ended."""
+    return _transition(
+        session,
+        experiment_id,
+        None,
+        now or utcnow(),
+        source=ExperimentStatus.RUNNING,
+        target=ExperimentStatus.STOPPED,
+        action="experiment.stop",
+        reason=EndReason.WINDOW_ENDED,
     )
 
 
