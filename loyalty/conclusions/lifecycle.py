@@ -68,14 +68,15 @@ def flag_mismatches(session: Session, now: dt.datetime | None = None) -> int:
             .where(*watched)
             .order_by(Experiment.id, ExperimentArm.position)
         ).all()
-        counts: dict[int, int] = dict(
-            session.execute(
+        counts = {
+            arm_id: int(count)
+            for arm_id, count in session.execute(
                 sa.select(ExperimentAssignment.arm_id, sa.func.count())
                 .join(Experiment, Experiment.id == ExperimentAssignment.experiment_id)
                 .where(*watched)
                 .group_by(ExperimentAssignment.arm_id)
-            ).tuples()
-        )
+            )
+        }
     designs: dict[uuid.UUID, list[tuple[int, int]]] = defaultdict(list)
     for experiment_id, arm_id, weight in arms:
         designs[experiment_id].append((counts.get(arm_id, 0), weight))
