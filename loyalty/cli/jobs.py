@@ -17,6 +17,7 @@ jobs_cli = AppGroup("jobs", help="Background work.")
 
 def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     from loyalty.automations import firing as automations
+    from loyalty.conclusions import lifecycle as experiments
     from loyalty.insight import services as insight
     from loyalty.jobs import services as jobs
     from loyalty.webhooks import services as webhooks
@@ -31,6 +32,9 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     notified = jobs.notify_expiring(session, within_days=notice_days)
     birthdays = jobs.grant_birthdays(session)
     insight_daily = insight.refresh_if_due(session)
+    # Before automations: an experiment past its window exposes no one in this pass.
+    ended = experiments.end_due(session)
+    flagged = experiments.flag_mismatches(session)
     # After the refresh: automations narrow on its segments and predicted values.
     fired = automations.fire_due(session)
     dispatched = webhooks.dispatch(session)
@@ -44,7 +48,8 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         f"settled {summary.members_settled} members ({summary.transactions_written} "
         f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
         f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} "
-        f"failed, {fired.total} automations fired, insight {insight_daily.state}"
+        f"failed, {fired.total} automations fired, {ended} experiments ended, {flagged} "
+        f"experiments flagged, insight {insight_daily.state}"
     )
 
 
@@ -87,8 +92,9 @@ def jobs_run(
     metrics_bind: str | None,
 ) -> None:
     """Settle due members (maturing, expiry, timed-out holds, tier reviews), send expiry
-    notices and birthday events, refresh member insight once a day, fire the automations
-    that are due, and deliver webhooks.
+    notices and birthday events, refresh member insight once a day, end the experiments
+    whose window passed and flag those whose exposures do not fit their weights, fire the
+    automations that are due, and deliver webhooks.
     Safe to run on several machines."""
     if metrics_bind:
         host, _, port = metrics_bind.rpartition(":")

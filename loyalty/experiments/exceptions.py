@@ -1,4 +1,4 @@
-from loyalty.errors import Conflict, NotFound
+from loyalty.errors import BusinessRuleViolation, Conflict, NotFound
 
 
 class ExperimentNotFound(NotFound):
@@ -41,3 +41,18 @@ class ExperimentTargetTaken(Conflict):
 
     code = "experiment_target_taken"
     title = "Experiment target taken"
+
+
+class ExperimentPromoted(Conflict):
+    """An experiment promotes one arm, once: a second promotion would undo the first's
+    changes to the program with nothing to say which should stand."""
+
+    code = "experiment_promoted"
+    title = "Experiment promoted"
+
+
+class UnknownArm(BusinessRuleViolation):
+    """The arm key is not one of the experiment's arms."""
+
+    code = "unknown_arm"
+    title = "Unknown arm"

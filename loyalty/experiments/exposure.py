@@ -46,6 +46,12 @@ from loyalty.experiments.models import (
 from loyalty.members.segments import SavedSegment, SegmentMember, member_segment_keys
 from loyalty.program import config
 
+# Running, or stopped with no arm promoted: its target stays at the control's behaviour.
+LIVE = sa.or_(
+    Experiment.status == ExperimentStatus.RUNNING,
+    sa.and_(Experiment.status == ExperimentStatus.STOPPED, Experiment.promoted_arm.is_(None)),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class LiveArm:
@@ -108,9 +114,7 @@ class MemberFacts:
 
 def _load(connection: Connection) -> tuple[LiveExperiment, ...]:
     experiments = connection.execute(
-        sa.select(Experiment.__table__)
-        .where(Experiment.status == ExperimentStatus.RUNNING)
-        .order_by(Experiment.id)
+        sa.select(Experiment.__table__).where(LIVE).order_by(Experiment.id)
     ).all()
     if not experiments:
         return ()

@@ -26,6 +26,13 @@ class ExperimentStatus(enum.StrEnum):
     STOPPED = "stopped"
 
 
+class EndReason(enum.StrEnum):
+    """Why a running experiment stopped, as its experiment.ended event says."""
+
+    STOPPED = "stopped"  # by an admin
+    WINDOW_ENDED = "window_ended"  # its ends_at passed (the jobs end it)
+
+
 class ExposureSource(enum.StrEnum):
     """Where a member first met the experiment, where it mattered."""
 
@@ -55,6 +62,11 @@ class Experiment(Base):
     margin: Mapped[str] = mapped_column(sa.String(16))
     started_at: Mapped[dt.datetime | None]
     stopped_at: Mapped[dt.datetime | None]
+    # When its exposures were found not to fit its weights (a sample-ratio mismatch): once.
+    flagged_at: Mapped[dt.datetime | None]
+    # The arm (its key) whose treatment became everyone's after it stopped, and when.
+    promoted_arm: Mapped[str | None] = mapped_column(sa.String(32))
+    promoted_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

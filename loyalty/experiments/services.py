@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
+from loyalty.experiments import exposure
 from loyalty.experiments.definitions import (
     DESCRIPTIVE_FIELDS,
     ArmDefinition,
@@ -36,14 +37,16 @@ from loyalty.experiments.exceptions import (
     ExperimentStatusConflict,
     ExperimentTargetTaken,
 )
-from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentStatus
+from loyalty.experiments.models import EndReason, Experiment, ExperimentArm, ExperimentStatus
 from loyalty.members.segments import check_segment_keys
 from loyalty.program import config
+from loyalty.webhooks import outbox
 
 
 @dataclass(frozen=True, slots=True)
 class ExperimentView:
-    """An experiment as stored: its definition, status and when it started and stopped."""
+    """An experiment as stored: its definition, status, when it started and stopped, when
+    it was flagged for a sample-ratio mismatch, and the arm promoted after it (and when)."""
 
     public_id: uuid.UUID
     status: ExperimentStatus
@@ -51,6 +54,9 @@ class ExperimentView:
     started_at: dt.datetime | None
     stopped_at: dt.datetime | None
     created_at: dt.datetime
+    flagged_at: dt.datetime | None
+    promoted_arm: str | None
+    promoted_at: dt.datetime | None
 
 
 def _definition(experiment: Experiment) -> ExperimentDefinition:
@@ -88,6 +94,9 @@ def _view(experiment: Experiment) -> ExperimentView:
         started_at=experiment.started_at,
         stopped_at=experiment.stopped_at,
         created_at=experiment.created_at,
+        flagged_at=experiment.flagged_at,
+        promoted_arm=experiment.promoted_arm,
+        promoted_at=experiment.promoted_at,
     )
 
 
@@ -222,6 +231,15 @@ def change_experiment(
         return _view(experiment)
 
 
+def event(experiment: Experiment) -> dict[str, Any]:
+    """What every experiment.* webhook event says of the experiment."""
+    return {
+        "experiment_id": str(experiment.public_id),
+        "key": experiment.key,
+        "status": experiment.status.value,
+    }
+
+
 def _transition(
     session: Session,
     experiment_id: uuid.UUID,
@@ -231,6 +249,7 @@ def _transition(
     source: ExperimentStatus,
     target: ExperimentStatus,
     action: str,
+    reason: EndReason | None = None,
 ) -> ExperimentView:
     with transaction(session):
         experiment = _find(session, experiment_id, lock=True)
@@ -248,13 +267,27 @@ def _transition(
             )
         if target == ExperimentStatus.RUNNING:
             _check_target_free(session, experiment)
+        if reason is EndReason.WINDOW_ENDED and experiment.ends_at > now:
+            raise ExperimentStatusConflict(
+                "The experiment's window has not ended yet.", status_now=experiment.status.value
+            )
         experiment.status = target
         # Live experiments are read per config version (``exposure``): a new one from now.
         config.changed(session)
         if target == ExperimentStatus.RUNNING:
             experiment.started_at = now
+            outbox.emit(session, "experiment.started", event(experiment), now)
         else:
-            experiment.stopped_at = now
+            # Ended by its window: it stopped exposing anyone at its end, not when the job
+            # noticed, so its results cover exactly its window.
+            ended = reason is EndReason.WINDOW_ENDED
+            experiment.stopped_at = experiment.ends_at if ended else now
+            outbox.emit(
+                session,
+                "experiment.ended",
+                {**event(experiment), "reason": (reason or EndReason.STOPPED).value},
+                now,
+            )
         experiment.updated_at = now
         session.flush()
         audit.record(
@@ -281,16 +314,18 @@ def _overlap(one: dict[str, Any], other: dict[str, Any]) -> bool:
 
 def _check_target_free(session: Session, experiment: Experiment) -> None:
     """Refuse to start an experiment whose target (a rule, the automation, the benefit)
-    another running experiment holds: a member would be in two arms that disagree."""
+    another live experiment holds (running, or stopped with no arm promoted: see
+    ``exposure``): a member would be in two arms that disagree."""
     others = session.execute(
         sa.select(Experiment.key, Experiment.target).where(
-            Experiment.status == ExperimentStatus.RUNNING, Experiment.id != experiment.id
+            exposure.LIVE, Experiment.id != experiment.id
         )
     ).all()
     taken = sorted(key for key, target in others if _overlap(experiment.target, target))
     if taken:
         raise ExperimentTargetTaken(
-            f"The running experiment(s) {', '.join(taken)} already test this target.",
+            f"The experiment(s) {', '.join(taken)} already test this target (running, or "
+            "stopped with no arm promoted).",
             experiments=taken,
         )
 
@@ -328,6 +363,25 @@ def stop_experiment(
         source=ExperimentStatus.RUNNING,
         target=ExperimentStatus.STOPPED,
         action="experiment.stop",
+    )
+
+
+def end_experiment(
+    session: Session, experiment_id: uuid.UUID, now: dt.datetime | None = None
+) -> ExperimentView:
+    """Stop a running experiment whose window has ended, as of its end (its stopped_at is
+    its ends_at), audited as experiment.stop by "system", and return it. Raises
+    ExperimentNotFound, ExperimentStatusConflict for one that is not running or whose
+    window has not ended."""
+    return _transition(
+        session,
+        experiment_id,
+        None,
+        now or utcnow(),
+        source=ExperimentStatus.RUNNING,
+        target=ExperimentStatus.STOPPED,
+        action="experiment.stop",
+        reason=EndReason.WINDOW_ENDED,
     )
 
 

@@ -252,6 +252,18 @@ def deactivate_rule(
     return update_rule(session, rule_id, RuleChanges(active=False), actor, now)
 
 
+def activate_rule(
+    session: Session, rule_id: uuid.UUID, actor: str | None, now: dt.datetime | None = None
+) -> RuleView:
+    """Let an inactive rule earn again (as a new version, audited as an update, exactly as a
+    change of `active` through the API) and return it. Activating an active rule changes
+    nothing. Raises RuleNotFound."""
+    rule = _find(session, rule_id)
+    if rule.active:
+        return _one_with_usage(session, _view(rule), now)
+    return update_rule(session, rule_id, RuleChanges(active=True), actor, now)
+
+
 def get_rule(session: Session, rule_id: uuid.UUID, now: dt.datetime | None = None) -> RuleView:
     """The rule at its current version, with its budget's usage as of `now`. Raises
     RuleNotFound."""

@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 
 from loyalty.automations.definitions import BUDGETED_ACTIONS
 from loyalty.automations.models import Withheld
+from loyalty.experiments.models import EndReason, ExperimentStatus
 from loyalty.schemas.automations import TriggerDetailsSchema
 from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.rules import BudgetSchema
@@ -239,9 +240,68 @@ class AutomationBudgetExhaustedSchema(BudgetPeriodSchema):
     )
 
 
+class ExperimentEventSchema(ma.Schema):
+    """What every experiment event says of the experiment."""
+
+    class Meta:
+        ordered = True
+
+    experiment_id = fields.UUID(required=True)
+    key = fields.String(required=True, metadata={"example": "double-weekends"})
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf([s.value for s in ExperimentStatus]),
+        metadata={"description": "Its status once the event happened."},
+    )
+
+
+class ExperimentStartedSchema(ExperimentEventSchema):
+    """The `data` of an `experiment.started` event: an admin started the experiment (it
+    exposes members within its window from now on)."""
+
+
+class ExperimentEndedSchema(ExperimentEventSchema):
+    """The `data` of an `experiment.ended` event: the experiment stopped and exposes no one
+    any more; its results stay."""
+
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf([r.value for r in EndReason]),
+        metadata={
+            "description": "stopped: an admin stopped it; window_ended: its ends_at passed "
+            "(the jobs end it, as of its ends_at)."
+        },
+    )
+
+
+class ExperimentFlaggedSchema(ExperimentEventSchema):
+    """The `data` of an `experiment.flagged` event, sent once per experiment: the members
+    exposed per arm do not fit its weights (a sample-ratio mismatch: chi-square p < 0.001),
+    so its assignment or exposure recording is broken and no uplift of it can be trusted.
+    It keeps running: stopping it is the admins' call."""
+
+    observed = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Members exposed per arm key.", "example": {"a": 520}},
+    )
+    expected = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": "Members the weights expect per arm key, of the same total."},
+    )
+    p_value = fields.Float(required=True)
+    flagged_at = UTCDateTime(required=True)
+
+
 # Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
 EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "rule.budget_exhausted": RuleBudgetExhaustedSchema,
     "automation.fired": AutomationFiredSchema,
     "automation.budget_exhausted": AutomationBudgetExhaustedSchema,
+    "experiment.started": ExperimentStartedSchema,
+    "experiment.ended": ExperimentEndedSchema,
+    "experiment.flagged": ExperimentFlaggedSchema,
 }

@@ -31,6 +31,9 @@ EVENT_TYPES = (
     "rule.budget_exhausted",
     "automation.fired",
     "automation.budget_exhausted",
+    "experiment.started",
+    "experiment.ended",
+    "experiment.flagged",
 )
 
 

@@ -17,7 +17,12 @@ from loyalty.experiments import services
 from loyalty.experiments.assignment import assign_arm
 from loyalty.experiments.definitions import ArmDefinition, Eligibility, ExperimentDefinition
 from loyalty.experiments.exceptions import ExperimentTargetTaken
-from loyalty.experiments.models import ExperimentArm, ExperimentAssignment, ExposureSource
+from loyalty.experiments.models import (
+    Experiment,
+    ExperimentArm,
+    ExperimentAssignment,
+    ExposureSource,
+)
 from loyalty.experiments.services import ExperimentView
 from loyalty.extensions import db
 from loyalty.members.models import Member
@@ -179,8 +184,8 @@ def test_new_members_only_exposes_those_enrolled_since_its_start(session):
 def test_once_stopped_everyone_gets_the_control(session):
     enrol(*MEMBERS)
     single, _ = single_vs_double(session)
-    [running] = services.list_experiments(session, status=None, limit=10, after=None)[0]
-    services.stop_experiment(session, running.public_id, "admin", T0 + DAY)
+    running = session.scalars(sa.select(Experiment.public_id)).one()
+    services.stop_experiment(session, running, "admin", T0 + DAY)
 
     for external_id in MEMBERS:
         [contribution] = quoted(session, external_id, T0 + 2 * DAY).breakdown

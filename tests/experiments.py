@@ -1,0 +1,77 @@
+"""Experiments as the conclusions' tests set them up: created and started through their
+services, and members exposed by writing their assignment as exposure recording does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyalty.experiments import services
+from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition
+from loyalty.experiments.models import (
+    Experiment,
+    ExperimentArm,
+    ExperimentAssignment,
+    ExposureSource,
+)
+from loyalty.experiments.services import ExperimentView
+from loyalty.members.lookup import find_member
+
+T0 = dt.datetime(2031, 3, 1, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+AUTOMATION = "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
+HOLDOUT = (
+    ArmDefinition("holdout", 1, control=True, applies=False),
+    ArmDefinition("fires", 1, applies=True),
+)
+
+
+def definition(**fields: Any) -> ExperimentDefinition:
+    """An automation experiment over [T0, T0 + 28 days], a holdout against the automation,
+    unless `fields` say otherwise."""
+    values: dict[str, Any] = {
+        "key": "winback",
+        "name": "Win-back bonus",
+        "hypothesis": "A win-back bonus brings lapsed members back for more than it costs.",
+        "target": {"kind": "automation", "automation_id": AUTOMATION},
+        "arms": HOLDOUT,
+        "starts_at": T0,
+        "ends_at": T0 + 28 * DAY,
+        "margin": "0.35",
+    }
+    return ExperimentDefinition(**(values | fields))
+
+
+def running(session: Any, **fields: Any) -> ExperimentView:
+    """An experiment created the day before T0 and started at T0."""
+    created = services.create_experiment(session, definition(**fields), "admin", T0 - DAY)
+    return services.start_experiment(session, created.public_id, "admin", T0)
+
+
+def expose(
+    session: Any,
+    experiment: ExperimentView,
+    external_ids: Sequence[str],
+    arm: str,
+    at: dt.datetime,
+) -> None:
+    """Record the members' first exposure to the experiment, in `arm`, at `at`."""
+    experiment_pk, arm_pk = session.execute(
+        sa.select(Experiment.id, ExperimentArm.id)
+        .join(ExperimentArm, ExperimentArm.experiment_id == Experiment.id)
+        .where(Experiment.public_id == experiment.public_id, ExperimentArm.key == arm)
+    ).one()
+    for external_id in external_ids:
+        session.add(
+            ExperimentAssignment(
+                experiment_id=experiment_pk,
+                member_id=find_member(session, external_id).id,
+                arm_id=arm_pk,
+                first_exposed_at=at,
+                exposure_source=ExposureSource.ORDER,
+            )
+        )
+    session.flush()
