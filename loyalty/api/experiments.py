@@ -1,5 +1,6 @@
 """Admin: A/B experiments on earning rules, automations and benefits: create a draft,
-change it, start and stop it. Every write is audited by the services."""
+change it, start and stop it, read its results and promote an arm. Every write is audited
+by the services."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.conclusions.promotion import promote_arm
+from loyalty.conclusions.results import experiment_results
 from loyalty.experiments import services as experiments
 from loyalty.experiments.definitions import ExperimentChanges, ExperimentDefinition
 from loyalty.experiments.models import ExperimentStatus
@@ -20,7 +23,10 @@ from loyalty.schemas.experiments import (
     ExperimentInSchema,
     ExperimentListQuerySchema,
     ExperimentPageSchema,
+    ExperimentResultsSchema,
     ExperimentSchema,
+    PromoteSchema,
+    results_body,
     update_schema,
 )
 
@@ -50,6 +56,16 @@ INVALID = (
     "saved segment's."
 )
 NOT_FOUND = "not_found: no such experiment."
+RESULTS_DESCRIPTION = (
+    "Over the window (its starts_at to the earliest of its ends_at, its stop and now), per "
+    "member exposed from their first exposure: whether they ordered, their revenue net of "
+    "refunds and the cost of the points issued to them. Per arm: members exposed and "
+    "converted, the conversion rate and means per member; per treated arm against control: "
+    "absolute and relative conversion uplift and the uplift of revenue and net value per "
+    "member, each with its interval at `confidence` and the p-value of no difference "
+    "(`tests` names the method of each); and the sample-ratio check of exposures against "
+    "the weights. `results` is null, with `exposed`, until every arm has two members."
+)
 STATUS_CONFLICT = "experiment_status_conflict: the experiment's status does not allow it."
 
 
@@ -69,6 +85,9 @@ def experiment_body(view: ExperimentView) -> dict[str, Any]:
         "margin": definition.margin,
         "started_at": view.started_at,
         "stopped_at": view.stopped_at,
+        "flagged_at": view.flagged_at,
+        "promoted_arm": view.promoted_arm,
+        "promoted_at": view.promoted_at,
         "created_at": view.created_at,
     }
 
@@ -142,8 +161,8 @@ class StartExperiment(MethodView):
     @blp.alt_response(
         409,
         description=f"{STATUS_CONFLICT} Only a draft starts, and not once its window ended. "
-        "experiment_target_taken: a running experiment tests the same rule, automation or "
-        "benefit.",
+        "experiment_target_taken: a live experiment (running, or stopped with no arm promoted) "
+        "tests the same rule, automation or benefit.",
     )
     def post(self, experiment_id: uuid.UUID) -> dict[str, Any]:
         """Start a draft: its arms are fixed from now on; members are exposed within its
@@ -163,4 +182,38 @@ class StopExperiment(MethodView):
         """Stop a running experiment: it exposes no one from now on; its results stay"""
         return experiment_body(
             experiments.stop_experiment(db.session(), experiment_id, current_caller().name)
+        )
+
+
+@blp.route("/experiments/<uuid:experiment_id>/results")
+class ExperimentResults(MethodView):
+    @requires("admin")
+    @blp.response(200, ExperimentResultsSchema)
+    @blp.alt_response(404, description=NOT_FOUND)
+    @blp.doc(description=RESULTS_DESCRIPTION)
+    def get(self, experiment_id: uuid.UUID) -> dict[str, Any]:
+        """The experiment's results: per arm, and each treated arm against control"""
+        return results_body(experiment_results(db.session(), experiment_id))
+
+
+@blp.route("/experiments/<uuid:experiment_id>/promote")
+class PromoteArm(MethodView):
+    @requires("admin")
+    @blp.arguments(PromoteSchema, example={"arm": "bonus"})
+    @blp.response(200, ExperimentSchema)
+    @blp.alt_response(404, description=f"{NOT_FOUND} Or a rule or automation it targets.")
+    @blp.alt_response(
+        409,
+        description=f"{STATUS_CONFLICT} Only a stopped experiment promotes an arm. "
+        "experiment_promoted: it promoted one already.",
+    )
+    @blp.alt_response(
+        422,
+        description="unknown_arm: no arm of the experiment has that key; unknown_segment, "
+        "rule_not_grantable: the automation to activate is no longer valid.",
+    )
+    def post(self, body: dict[str, Any], experiment_id: uuid.UUID) -> dict[str, Any]:
+        """Promote an arm of a stopped experiment: its treatment becomes the program's"""
+        return experiment_body(
+            promote_arm(db.session(), experiment_id, body["arm"], current_caller().name)
         )

@@ -1,6 +1,8 @@
 """Console pages for experiments: the list, and an experiment's definition, arms and what each
-arm gets, with buttons to start and stop it. Every write goes through the same services as
-the API, under the signed-in key's name (so it is audited as through the API)."""
+arm gets, its results against control with an uplift chart per measure, the sample-ratio
+verdict, and buttons to start, stop and promote an arm. The results are the API's answer
+(``results_body``), so the page shows what the API says. Every write goes through the same
+services as the API, under the signed-in key's name (so it is audited as through the API)."""
 
 from __future__ import annotations
 
@@ -8,18 +10,28 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import flash, redirect, render_template, url_for
+import marshmallow as ma
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from loyalty.automations import services as automations
-from loyalty.console import blp, security
-from loyalty.errors import NotFound
+from loyalty.conclusions.promotion import promote_arm
+from loyalty.conclusions.results import experiment_results
+from loyalty.console import blp, charts, security
+from loyalty.errors import LoyaltyError, NotFound
 from loyalty.experiments import services as experiments
 from loyalty.experiments.definitions import ArmDefinition, TargetKind
 from loyalty.experiments.exceptions import ExperimentStatusConflict, ExperimentTargetTaken
 from loyalty.extensions import db
 from loyalty.rules import services as rules
+from loyalty.schemas.experiments import PromoteSchema, results_body
+
+# The measures charted, each drawn from the comparison's estimate of that name.
+CHARTED = (
+    ("conversion_uplift", "Conversion uplift"),
+    ("net_value_per_member_uplift", "Net value per member uplift"),
+)
 
 
 @blp.get("/experiments")
@@ -59,14 +71,47 @@ def arm_gets(arm: ArmDefinition, target: Mapping[str, Any], names: Mapping[str, 
     return f"the benefit {target['code']}"
 
 
+def uplift_charts(results: Mapping[str, Any] | None) -> dict[str, charts.IntervalChart]:
+    """Per charted measure, each treated arm's estimate and interval against control."""
+    if results is None:
+        return {}
+    treated = [arm for arm in results["arms"] if arm["comparison"] is not None]
+    return {
+        measure: charts.interval_chart(
+            [
+                (
+                    arm["key"],
+                    arm["comparison"][measure]["value"],
+                    arm["comparison"][measure]["low"],
+                    arm["comparison"][measure]["high"],
+                )
+                for arm in treated
+            ]
+        )
+        for measure, _ in CHARTED
+    }
+
+
 @blp.get("/experiments/<uuid:experiment_id>")
 def experiment_page(experiment_id: uuid.UUID) -> str:
     session = db.session()
-    experiment = experiments.get_experiment(session, experiment_id)
+    report = experiment_results(session, experiment_id)
+    experiment = report.experiment
+    body = results_body(report)
     target = experiment.definition.target
     names = _target_names(session, target)
     gets = {arm.key: arm_gets(arm, target, names) for arm in experiment.definition.arms}
-    return render_template("console/experiment.html", experiment=experiment, names=names, gets=gets)
+    results = body["results"]
+    return render_template(
+        "console/experiment.html",
+        experiment=experiment,
+        names=names,
+        gets=gets,
+        report=body,
+        results={arm["key"]: arm for arm in results["arms"]} if results else {},
+        charts=uplift_charts(results),
+        charted=CHARTED,
+    )
 
 
 @blp.post("/experiments/<uuid:experiment_id>/start")
@@ -88,4 +133,18 @@ def stop_experiment(experiment_id: uuid.UUID) -> Response:
         flash(f"Not stopped: {error.detail}", "error")
     else:
         flash("Stopped: it exposes no one more; its results stay.", "ok")
+    return redirect(url_for("console.experiment_page", experiment_id=experiment_id))
+
+
+@blp.post("/experiments/<uuid:experiment_id>/promote")
+def promote(experiment_id: uuid.UUID) -> Response:
+    try:
+        arm = PromoteSchema().load({"arm": request.form.get("arm", "")})["arm"]
+        promote_arm(db.session(), experiment_id, arm, security.actor())
+    except ma.ValidationError:
+        flash("Not promoted: choose an arm.", "error")
+    except LoyaltyError as error:  # not stopped, promoted already, its target gone since
+        flash(f"Not promoted: {error.detail}", "error")
+    else:
+        flash(f"Promoted {arm}: its treatment is the program's now.", "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))

@@ -45,3 +45,35 @@ def experiment_target(value: Mapping[str, Any]) -> str:
     if value["kind"] == "automation":
         return "an automation"
     return f"benefit {value['code']}"
+
+
+def rate(share: float | None) -> str:
+    """A share of members (0-1) as a percentage with one decimal: 0.1234 is 12.3%."""
+    return "—" if share is None else f"{share * 100:.1f}%"
+
+
+def rate_difference(difference: float | None) -> str:
+    """A difference of two rates (0-1) in percentage points, signed: 0.021 is +2.1 pp."""
+    return "—" if difference is None else f"{difference * 100:+.1f} pp"
+
+
+def relative(change: float | None) -> str:
+    """A relative change, signed: 0.25 is +25.0%."""
+    return "—" if change is None else f"{change * 100:+.1f}%"
+
+
+def money_mean(minor: float | None, currency: str, signed: bool = False) -> str:
+    """A mean (or a difference of means) of minor units, which is rarely whole: rounded to
+    the minor unit and written as money; `signed` shows a gain's plus."""
+    if minor is None:
+        return "—"
+    rounded = round(minor)
+    text = money(rounded, currency)
+    return f"+{text}" if signed and rounded > 0 else text
+
+
+def p_value(p: float | None) -> str:
+    """A p-value as a reader needs it: below 0.001 it is only that small."""
+    if p is None:
+        return "p —"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

@@ -39,6 +39,11 @@ blp.add_app_template_filter(formatting.moment, "moment")
 blp.add_app_template_filter(formatting.percent_bp, "percent_bp")
 blp.add_app_template_filter(formatting.trigger, "trigger")
 blp.add_app_template_filter(formatting.experiment_target, "experiment_target")
+blp.add_app_template_filter(formatting.rate, "rate")
+blp.add_app_template_filter(formatting.rate_difference, "rate_difference")
+blp.add_app_template_filter(formatting.relative, "relative")
+blp.add_app_template_filter(formatting.money_mean, "money_mean")
+blp.add_app_template_filter(formatting.p_value, "p_value")
 
 
 @blp.errorhandler(HTTPException)

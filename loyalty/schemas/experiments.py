@@ -8,11 +8,13 @@ messages name the same field paths ("arms.1.rule_ids").
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty.conclusions.results import ExperimentReport
 from loyalty.experiments.definitions import (
     ARM_KEY_MAX,
     BENEFIT_CODE_MAX,
@@ -28,6 +30,7 @@ from loyalty.experiments.definitions import (
     TargetKind,
 )
 from loyalty.experiments.models import ExperimentStatus
+from loyalty.experiments.statistics import Comparison, Estimate, ExperimentResults
 from loyalty.schemas.common import JSONBoolean, StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.segments import segment_keys
 
@@ -37,6 +40,8 @@ MAX_RULES = 50
 MAX_WEIGHT = 1_000_000
 HYPOTHESIS_MAX = 5000
 
+# Every interval's confidence: statistics.analyse's default, which experiment_results keeps.
+CONFIDENCE = 0.95
 # What each measure's interval and p-value come from (loyalty.experiments.statistics says why
 # these): a reader of the results must know what was computed, not guess it from the numbers.
 TESTS = {
@@ -277,11 +282,37 @@ class ExperimentSchema(ma.Schema):
     ends_at = UTCDateTime(required=True)
     margin = fields.String(required=True)
     started_at = UTCDateTime(required=True, allow_none=True)
-    stopped_at = UTCDateTime(required=True, allow_none=True)
+    stopped_at = UTCDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When it stopped: by an admin, or at its ends_at by the jobs."},
+    )
+    flagged_at = UTCDateTime(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "When its exposures were found not to fit its weights (a "
+            "sample-ratio mismatch, experiment.flagged): read no uplift of it."
+        },
+    )
+    promoted_arm = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The arm whose treatment became the program's, once stopped."},
+    )
+    promoted_at = UTCDateTime(required=True, allow_none=True)
     created_at = UTCDateTime(required=True)
 
 
 ExperimentPageSchema = page_schema(ExperimentSchema, "ExperimentPage")
+
+
+class PromoteSchema(StrictSchema):
+    arm = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=ARM_KEY_MAX),
+        metadata={"description": "The key of the arm to promote.", "example": "bonus"},
+    )
 
 
 class ExperimentListQuerySchema(StrictSchema):
@@ -290,3 +321,202 @@ class ExperimentListQuerySchema(StrictSchema):
     status = fields.String(
         load_default=None, validate=validate.OneOf([status.value for status in ExperimentStatus])
     )
+
+
+class EstimateSchema(ma.Schema):
+    """A treated-minus-control effect: null where it is undefined (no conversion in an arm
+    for a ratio; no variance in either arm for a mean)."""
+
+    class Meta:
+        ordered = True
+
+    value = fields.Float(required=True, allow_none=True)
+    low = fields.Float(required=True, allow_none=True, metadata={"description": "Interval."})
+    high = fields.Float(required=True, allow_none=True)
+    p_value = fields.Float(
+        required=True, allow_none=True, metadata={"description": "Of no difference, two-sided."}
+    )
+
+
+class ComparisonSchema(ma.Schema):
+    """A treated arm against control: differences in rate (0-1) or in minor units per
+    member, and the relative uplift of the rate (0.25: a quarter more)."""
+
+    class Meta:
+        ordered = True
+
+    conversion_uplift = fields.Nested(EstimateSchema, required=True)
+    conversion_relative_uplift = fields.Nested(EstimateSchema, required=True)
+    revenue_per_member_uplift = fields.Nested(EstimateSchema, required=True)
+    net_value_per_member_uplift = fields.Nested(EstimateSchema, required=True)
+
+
+class ArmResultSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    key = fields.String(required=True)
+    control = fields.Boolean(required=True)
+    weight = fields.Integer(required=True)
+    exposed = fields.Integer(required=True, metadata={"description": "Members exposed."})
+    converted = fields.Integer(required=True, metadata={"description": "Members who ordered."})
+    conversion_rate = fields.Float(required=True)
+    revenue_per_member = fields.Float(
+        required=True, metadata={"description": "Mean, minor units of `currency`."}
+    )
+    points_cost_per_member = fields.Float(
+        required=True, metadata={"description": "Mean, minor units, at the point value."}
+    )
+    net_value_per_member = fields.Float(
+        required=True, metadata={"description": "Mean revenue times the margin less points cost."}
+    )
+    comparison = fields.Nested(
+        ComparisonSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Against control (null for the control)."},
+    )
+
+
+class SampleRatioSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    observed = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Members exposed per arm."},
+    )
+    expected = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": "What the weights lead to expect of the same total."},
+    )
+    p_value = fields.Float(required=True, allow_none=True)
+    mismatch = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "p below 0.001: exposures do not fit the weights, assignment or "
+            "exposure recording is broken and no uplift can be trusted."
+        },
+    )
+
+
+class ResultsSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    control = fields.String(required=True, metadata={"description": "The control arm's key."})
+    arms = fields.List(fields.Nested(ArmResultSchema), required=True)
+    sample_ratio = fields.Nested(SampleRatioSchema, required=True)
+
+
+class ExperimentResultsSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    experiment_id = fields.UUID(required=True)
+    status = fields.String(required=True)
+    window_start = UTCDateTime(required=True, metadata={"description": "Its starts_at."})
+    window_end = UTCDateTime(
+        required=True, metadata={"description": "The earliest of its ends_at, its stop, now."}
+    )
+    currency = fields.String(required=True, metadata={"description": "The program's."})
+    margin = fields.String(required=True)
+    confidence = fields.Float(
+        required=True, metadata={"description": "Of every interval (two-sided)."}
+    )
+    tests = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": TESTS_DESCRIPTION},
+    )
+    exposed = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Members exposed per arm key."},
+    )
+    results = fields.Nested(
+        ResultsSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Null until every arm has at least two members exposed."},
+    )
+
+
+def finite(number: float) -> float | None:
+    """JSON has no nan or infinity: an undefined figure is null."""
+    return number if math.isfinite(number) else None
+
+
+def _estimate(estimate: Estimate) -> dict[str, float | None]:
+    return {
+        "value": finite(estimate.value),
+        "low": finite(estimate.low),
+        "high": finite(estimate.high),
+        "p_value": finite(estimate.p_value),
+    }
+
+
+def _comparison(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "conversion_uplift": _estimate(comparison.conversion_uplift),
+        "conversion_relative_uplift": _estimate(comparison.conversion_relative_uplift),
+        "revenue_per_member_uplift": _estimate(comparison.revenue_per_member_uplift),
+        "net_value_per_member_uplift": _estimate(comparison.net_value_per_member_uplift),
+    }
+
+
+def _results(definition: ExperimentDefinition, results: ExperimentResults) -> dict[str, Any]:
+    designed = {arm.key: arm for arm in definition.arms}
+    comparisons = {comparison.key: comparison for comparison in results.comparisons}
+    keys = [arm.key for arm in results.arms]
+    ratio = results.sample_ratio
+    return {
+        "control": results.control,
+        "arms": [
+            {
+                "key": arm.key,
+                "control": arm.key == results.control,
+                "weight": designed[arm.key].weight,
+                "exposed": arm.exposed,
+                "converted": arm.converted,
+                "conversion_rate": finite(arm.conversion_rate),
+                "revenue_per_member": finite(arm.revenue_per_member),
+                "points_cost_per_member": finite(arm.points_cost_per_member),
+                "net_value_per_member": finite(arm.net_value_per_member),
+                "comparison": _comparison(comparisons[arm.key]) if arm.key in comparisons else None,
+            }
+            for arm in results.arms
+        ],
+        "sample_ratio": {
+            "observed": dict(zip(keys, ratio.observed, strict=True)),
+            "expected": dict(zip(keys, ratio.expected, strict=True)),
+            "p_value": finite(ratio.p_value),
+            "mismatch": ratio.mismatch,
+        },
+    }
+
+
+def results_body(report: ExperimentReport) -> dict[str, Any]:
+    """An experiment's report as the API answers it (and the console reads it): every
+    figure finite or null."""
+    experiment = report.experiment
+    return {
+        "experiment_id": experiment.public_id,
+        "status": experiment.status.value,
+        "window_start": report.window_start,
+        "window_end": report.window_end,
+        "currency": report.currency,
+        "margin": experiment.definition.margin,
+        "confidence": CONFIDENCE,
+        "tests": TESTS,
+        "exposed": report.exposed,
+        "results": _results(experiment.definition, report.results)
+        if report.results is not None
+        else None,
+    }

@@ -1,5 +1,6 @@
 """/v1/admin/experiments: create a draft, list (paginated, by status), get, change, start,
-stop; every write audited; every refusal as problem+json with its code."""
+stop, results, promote an arm; every write audited; every refusal as problem+json with its
+code."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import uuid
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from loyalty.conclusions.results import experiment_results
 from loyalty.db import utcnow
-from tests.helpers import created, iso, ok, problem
+from loyalty.experiments import services as experiments
+from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition
+from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.statistics import Estimate
+from loyalty.schemas.experiments import TESTS
+from tests.experiments import expose
+from tests.factories import MemberFactory, OrderFactory, RuleFactory
+from tests.helpers import created, iso, ok, problem, services
 
 URL = "/v1/admin/experiments"
 RULE_A = "6f1c7a52-8d1e-4c35-9a8b-2f3e4d5c6b7a"
@@ -344,3 +354,224 @@ def test_every_write_is_audited_under_the_keys_name(client, admin):
         "running",
         "stopped",
     )
+
+
+# Results: an experiment whose window is in the past, members exposed as exposure recording
+# does and orders placed through the service, all at moments the test sets.
+
+T0 = NOW - 20 * DAY
+HOLDOUT = (
+    ArmDefinition("holdout", 1, control=True, applies=False),
+    ArmDefinition("fires", 1, applies=True),
+)
+
+
+def stopped_experiment(session: Any, **fields: Any) -> ExperimentView:
+    """A win-back automation against a holdout, run from T0 and stopped ten days in."""
+    definition = ExperimentDefinition(
+        **{
+            "key": "win-back",
+            "name": "Win-back bonus",
+            "hypothesis": "A win-back bonus brings lapsed members back for more than it costs.",
+            "target": {"kind": "automation", "automation_id": AUTOMATION},
+            "arms": HOLDOUT,
+            "starts_at": T0,
+            "ends_at": T0 + 28 * DAY,
+            "margin": "0.35",
+        }
+        | fields
+    )
+    draft = experiments.create_experiment(session, definition, "seed", T0 - DAY)
+    experiments.start_experiment(session, draft.public_id, "seed", T0)
+    return draft
+
+
+def exposed(app: Flask, arms: dict[str, list[str]], orders: dict[str, int]) -> str:
+    """The experiment above, `arms` exposed a day in, and `orders` of dollars by member two
+    days in; stopped at T0 + 10 days. Returns its id."""
+    with services(app) as session:
+        RuleFactory()
+        for members in arms.values():
+            for member in members:
+                MemberFactory(external_id=member, now=T0 - 30 * DAY)
+        experiment = stopped_experiment(session)
+        for arm, members in arms.items():
+            expose(session, experiment, members, arm, T0 + DAY)
+        for member, dollars in orders.items():
+            OrderFactory(order_id=f"{member}-o", member_id=member, worth=dollars, now=T0 + 2 * DAY)
+        experiments.stop_experiment(session, experiment.public_id, "seed", T0 + 10 * DAY)
+        return str(experiment.public_id)
+
+
+def as_json(estimate: Estimate) -> dict[str, float]:
+    return {
+        "value": pytest.approx(estimate.value),
+        "low": pytest.approx(estimate.low),
+        "high": pytest.approx(estimate.high),
+        "p_value": pytest.approx(estimate.p_value),
+    }
+
+
+def test_the_results_give_each_arms_figures_and_its_uplift_against_control(app, client, admin):
+    experiment_id = exposed(
+        app,
+        {"holdout": ["h1", "h2", "h3"], "fires": ["f1", "f2", "f3"]},
+        {"h1": 40, "f1": 10, "f2": 60},
+    )
+
+    found = ok(client.get(f"{URL}/{experiment_id}/results", headers=admin))
+
+    assert (found["experiment_id"], found["status"]) == (experiment_id, "stopped")
+    assert (found["window_start"], found["window_end"]) == (iso(T0), iso(T0 + 10 * DAY))
+    assert (found["currency"], found["margin"], found["confidence"]) == ("USD", "0.35", 0.95)
+    assert found["tests"] == TESTS
+    assert found["exposed"] == {"holdout": 3, "fires": 3}
+    results = found["results"]
+    assert results["control"] == "holdout"
+    holdout, fires = results["arms"]
+    assert holdout["comparison"] is None
+    assert (holdout["key"], holdout["control"], holdout["weight"]) == ("holdout", True, 1)
+    assert (holdout["exposed"], holdout["converted"]) == (3, 1)
+    assert holdout["conversion_rate"] == pytest.approx(1 / 3)
+    assert holdout["revenue_per_member"] == pytest.approx(4000 / 3)
+    assert (fires["key"], fires["control"], fires["converted"]) == ("fires", False, 2)
+    assert fires["revenue_per_member"] == pytest.approx(7000 / 3)
+    with services(app) as session:
+        report = experiment_results(session, uuid.UUID(experiment_id))
+    assert report.results is not None
+    figures = report.results.arms[1]
+    assert fires["points_cost_per_member"] == pytest.approx(figures.points_cost_per_member)
+    assert fires["net_value_per_member"] == pytest.approx(figures.net_value_per_member)
+    (comparison,) = report.results.comparisons
+    assert fires["comparison"] == {
+        "conversion_uplift": as_json(comparison.conversion_uplift),
+        "conversion_relative_uplift": as_json(comparison.conversion_relative_uplift),
+        "revenue_per_member_uplift": as_json(comparison.revenue_per_member_uplift),
+        "net_value_per_member_uplift": as_json(comparison.net_value_per_member_uplift),
+    }
+    uplift = fires["comparison"]["conversion_uplift"]
+    assert uplift["value"] == pytest.approx(1 / 3)
+    assert uplift["low"] < uplift["value"] < uplift["high"]
+    assert results["sample_ratio"] == {
+        "observed": {"holdout": 3, "fires": 3},
+        "expected": {"holdout": 3.0, "fires": 3.0},
+        "p_value": 1.0,
+        "mismatch": False,
+    }
+
+
+def test_a_figure_the_statistics_cannot_define_is_null(app, client, admin):
+    # No one in the holdout ordered: the ratio of rates divides by zero.
+    experiment_id = exposed(app, {"holdout": ["h1", "h2"], "fires": ["f1", "f2"]}, {"f1": 10})
+
+    found = ok(client.get(f"{URL}/{experiment_id}/results", headers=admin))
+
+    relative = found["results"]["arms"][1]["comparison"]["conversion_relative_uplift"]
+    assert (relative["value"], relative["low"], relative["high"]) == (None, None, None)
+    assert relative["p_value"] == pytest.approx(
+        found["results"]["arms"][1]["comparison"]["conversion_uplift"]["p_value"]
+    )
+
+
+def test_there_are_no_results_while_an_arm_has_fewer_than_two_members(app, client, admin):
+    experiment_id = exposed(app, {"holdout": ["h1", "h2"], "fires": ["f1"]}, {"f1": 10})
+
+    found = ok(client.get(f"{URL}/{experiment_id}/results", headers=admin))
+
+    assert found["exposed"] == {"holdout": 2, "fires": 1}
+    assert found["results"] is None
+
+
+def test_a_draft_has_no_one_exposed(client, admin):
+    draft = create(client, admin)
+
+    found = ok(client.get(f"{URL}/{draft['id']}/results", headers=admin))
+
+    assert (found["exposed"], found["results"]) == ({"control": 0, "double": 0}, None)
+
+
+def test_an_unknown_experiment_has_no_results_and_promotes_nothing(client, admin):
+    missing = f"{URL}/{uuid.uuid4()}"
+
+    problem(client.get(f"{missing}/results", headers=admin), 404, "not_found")
+    problem(
+        client.post(f"{missing}/promote", json={"arm": "double"}, headers=admin), 404, "not_found"
+    )
+
+
+# Promotion: a rules experiment, so promoting changes which of its rules are active.
+
+
+@pytest.fixture
+def rules_experiment(client: Any, admin: dict[str, str]) -> dict[str, Any]:
+    """A stopped experiment on two real rules: control gets the first, "double" both."""
+    first, second = (
+        created(client.post("/v1/admin/rules", json=RuleFactory.build(), headers=admin))["id"]
+        for _ in range(2)
+    )
+    arms = [
+        {"key": "control", "weight": 1, "control": True, "rule_ids": [first]},
+        {"key": "double", "weight": 1, "rule_ids": [first, second]},
+    ]
+    found = running(client, admin, target={"kind": "rules", "rule_ids": [first, second]}, arms=arms)
+    ok(client.post(f"{URL}/{found['id']}/stop", headers=admin))
+    return {"id": found["id"], "rules": (first, second)}
+
+
+def active(client: Any, admin: dict[str, str], rule_id: str) -> bool:
+    return bool(ok(client.get(f"/v1/admin/rules/{rule_id}", headers=admin))["active"])
+
+
+def test_promoting_an_arm_makes_its_rules_the_programs_and_is_audited(
+    client, admin, rules_experiment
+):
+    experiment_id = rules_experiment["id"]
+    first, second = rules_experiment["rules"]
+
+    promoted = ok(
+        client.post(f"{URL}/{experiment_id}/promote", json={"arm": "control"}, headers=admin)
+    )
+
+    assert (promoted["status"], promoted["promoted_arm"]) == ("stopped", "control")
+    assert promoted["promoted_at"] is not None
+    assert ok(client.get(f"{URL}/{experiment_id}", headers=admin)) == promoted
+    assert (active(client, admin, first), active(client, admin, second)) == (True, False)
+    entries = ok(
+        client.get(
+            "/v1/admin/audit-log",
+            query_string={"target_type": "experiment", "target_id": experiment_id},
+            headers=admin,
+        )
+    )["items"]
+    assert entries[0]["action"] == "experiment.promote"
+    assert (entries[0]["before"]["promoted_arm"], entries[0]["after"]["promoted_arm"]) == (
+        None,
+        "control",
+    )
+
+
+def test_an_experiment_promotes_one_arm_once(client, admin, rules_experiment):
+    promote = f"{URL}/{rules_experiment['id']}/promote"
+    ok(client.post(promote, json={"arm": "double"}, headers=admin))
+
+    again = client.post(promote, json={"arm": "control"}, headers=admin)
+
+    assert problem(again, 409, "experiment_promoted")["promoted_arm"] == "double"
+
+
+def test_only_a_stopped_experiment_promotes_an_arm(client, admin):
+    found = running(client, admin)
+
+    response = client.post(f"{URL}/{found['id']}/promote", json={"arm": "double"}, headers=admin)
+
+    assert problem(response, 409, "experiment_status_conflict")["status_now"] == "running"
+
+
+def test_promoting_an_arm_the_experiment_has_not_is_422(client, admin, rules_experiment):
+    promote = f"{URL}/{rules_experiment['id']}/promote"
+
+    unknown = client.post(promote, json={"arm": "triple"}, headers=admin)
+    missing = client.post(promote, json={}, headers=admin)
+
+    assert problem(unknown, 422, "unknown_arm")["errors"] == {"arm": ["One of control, double."]}
+    assert "arm" in problem(missing, 422, "validation_error")["errors"]

@@ -168,7 +168,9 @@ def test_an_experiment_on_a_target_a_running_one_tests_is_not_started(
 
     response = post(client, double_points, "start")
 
-    assert "Not started: The running experiment(s) rival" in flashed(client.get(response.location))
+    assert "Not started: The experiment(s) rival already test" in flashed(
+        client.get(response.location)
+    )
     assert status_of(app, double_points) == ExperimentStatus.DRAFT
 
 
