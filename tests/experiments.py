@@ -19,6 +19,7 @@ from loyalty.experiments.models import (
 )
 from loyalty.experiments.services import ExperimentView
 from loyalty.members.lookup import find_member
+from tests.factories import MemberFactory, OrderFactory
 
 T0 = dt.datetime(2031, 3, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -75,3 +76,32 @@ def expose(
             )
         )
     session.flush()
+
+
+def concluded(
+    session: Any,
+    arms: dict[str, Sequence[str]],
+    dollars: dict[str, int],
+    start: dt.datetime,
+    **fields: Any,
+) -> ExperimentView:
+    """The experiment of `definition` run from `start` (its window [start, start + 28
+    days]) and stopped ten days in: the members of `arms` (enrolled a month before) exposed
+    a day in, each member of `dollars` ordering one tee of that many dollars two days in.
+    For the API and the console, whose results are as of the real now: pass a `start` more
+    than ten days ago."""
+    for members in arms.values():
+        for member in members:
+            MemberFactory(external_id=member, now=start - 30 * DAY)
+    created = services.create_experiment(
+        session,
+        definition(starts_at=start, ends_at=start + 28 * DAY, **fields),
+        "admin",
+        start - DAY,
+    )
+    services.start_experiment(session, created.public_id, "admin", start)
+    for arm, members in arms.items():
+        expose(session, created, members, arm, start + DAY)
+    for member, worth in dollars.items():
+        OrderFactory(order_id=f"{member}-o", member_id=member, worth=worth, now=start + 2 * DAY)
+    return services.stop_experiment(session, created.public_id, "admin", start + 10 * DAY)

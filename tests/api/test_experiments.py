@@ -13,13 +13,10 @@ from flask import Flask
 
 from loyalty.conclusions.results import experiment_results
 from loyalty.db import utcnow
-from loyalty.experiments import services as experiments
-from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition
-from loyalty.experiments.services import ExperimentView
 from loyalty.experiments.statistics import Estimate
 from loyalty.schemas.experiments import TESTS
-from tests.experiments import expose
-from tests.factories import MemberFactory, OrderFactory, RuleFactory
+from tests.experiments import concluded
+from tests.factories import RuleFactory
 from tests.helpers import created, iso, ok, problem, services
 
 URL = "/v1/admin/experiments"
@@ -360,47 +357,14 @@ def test_every_write_is_audited_under_the_keys_name(client, admin):
 # does and orders placed through the service, all at moments the test sets.
 
 T0 = NOW - 20 * DAY
-HOLDOUT = (
-    ArmDefinition("holdout", 1, control=True, applies=False),
-    ArmDefinition("fires", 1, applies=True),
-)
 
 
-def stopped_experiment(session: Any, **fields: Any) -> ExperimentView:
-    """A win-back automation against a holdout, run from T0 and stopped ten days in."""
-    definition = ExperimentDefinition(
-        **{
-            "key": "win-back",
-            "name": "Win-back bonus",
-            "hypothesis": "A win-back bonus brings lapsed members back for more than it costs.",
-            "target": {"kind": "automation", "automation_id": AUTOMATION},
-            "arms": HOLDOUT,
-            "starts_at": T0,
-            "ends_at": T0 + 28 * DAY,
-            "margin": "0.35",
-        }
-        | fields
-    )
-    draft = experiments.create_experiment(session, definition, "seed", T0 - DAY)
-    experiments.start_experiment(session, draft.public_id, "seed", T0)
-    return draft
-
-
-def exposed(app: Flask, arms: dict[str, list[str]], orders: dict[str, int]) -> str:
-    """The experiment above, `arms` exposed a day in, and `orders` of dollars by member two
-    days in; stopped at T0 + 10 days. Returns its id."""
+def exposed(app: Flask, arms: dict[str, list[str]], dollars: dict[str, int]) -> str:
+    """A win-back automation against a holdout run from T0, stopped ten days in (see
+    ``concluded``); returns its id."""
     with services(app) as session:
         RuleFactory()
-        for members in arms.values():
-            for member in members:
-                MemberFactory(external_id=member, now=T0 - 30 * DAY)
-        experiment = stopped_experiment(session)
-        for arm, members in arms.items():
-            expose(session, experiment, members, arm, T0 + DAY)
-        for member, dollars in orders.items():
-            OrderFactory(order_id=f"{member}-o", member_id=member, worth=dollars, now=T0 + 2 * DAY)
-        experiments.stop_experiment(session, experiment.public_id, "seed", T0 + 10 * DAY)
-        return str(experiment.public_id)
+        return str(concluded(session, arms, dollars, T0).public_id)
 
 
 def as_json(estimate: Estimate) -> dict[str, float]:
