@@ -1,6 +1,7 @@
 """The console's experiment pages through the Flask test client: the list, an experiment's
-definition and what each arm gets, starting and stopping it (audited under the signed-in
-key's name, as through the API), refusals flashed, CSRF and sign-in.
+definition and what each arm gets, its results (figures, uplifts with their intervals, the
+charts, the sample-ratio verdict), starting, stopping and promoting it (audited under the
+signed-in key's name, as through the API), refusals flashed, CSRF and sign-in.
 
 No app context stays pushed across the client's requests (see test_console_security.py).
 """
@@ -23,7 +24,10 @@ from loyalty.db import utcnow
 from loyalty.experiments import services as experiments
 from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition
 from loyalty.experiments.models import ExperimentStatus
+from loyalty.experiments.statistics import SampleRatio
+from loyalty.experiments.verdicts import flag_experiment
 from tests.console import csrf_token, sign_in
+from tests.experiments import concluded
 from tests.factories import ApiKeyFactory, RuleFactory
 from tests.helpers import services
 
@@ -81,9 +85,9 @@ def audited(app: Flask) -> list[tuple[str, str]]:
         return [(e.actor, e.action) for e in entries]
 
 
-def post(client: FlaskClient, experiment_id: str, action: str) -> Any:
+def post(client: FlaskClient, experiment_id: str, action: str, **data: str) -> Any:
     token = csrf_token(client, page_of(experiment_id))
-    return client.post(f"{page_of(experiment_id)}/{action}", data={"csrf_token": token})
+    return client.post(f"{page_of(experiment_id)}/{action}", data={**data, "csrf_token": token})
 
 
 def flashed(response: Any) -> str:
@@ -174,6 +178,161 @@ def test_an_experiment_on_a_target_a_running_one_tests_is_not_started(
     assert status_of(app, double_points) == ExperimentStatus.DRAFT
 
 
+# Results
+
+
+START = utcnow() - 20 * DAY
+HOLDOUT = [f"h{n}" for n in range(6)]
+FIRES = [f"f{n}" for n in range(6)]
+
+
+@pytest.fixture
+def win_back(app: Flask) -> str:
+    """A stopped free-shipping experiment, six members an arm: two of the holdout ordered
+    20.00 each, four of those given free shipping 30.00 each."""
+    with services(app) as session:
+        RuleFactory()
+        experiment = concluded(
+            session,
+            {"holdout": HOLDOUT, "fires": FIRES},
+            {"h0": 20, "h1": 20, "f0": 30, "f1": 30, "f2": 30, "f3": 30},
+            START,
+            target={"kind": "benefit", "code": "free_shipping"},
+        )
+        return str(experiment.public_id)
+
+
+def cell(page: str, arm: str, label: str) -> str:
+    """The text of the arms table's cell `label` in the row of `arm`."""
+    row = page.split(f'<tr data-arm="{arm}">', 1)[1].split("</tr>", 1)[0]
+    found = row.split(f'data-label="{label}"', 1)[1].split(">", 1)[1].split("</td>", 1)[0]
+    return html.unescape(found.replace("<br>", " | "))
+
+
+def test_the_page_shows_each_arms_figures_and_its_uplifts_with_intervals(client, admin, win_back):
+    sign_in(client, admin)
+
+    page = client.get(page_of(win_back)).text
+
+    assert cell(page, "holdout", "Exposed") == "6"
+    assert cell(page, "holdout", "Conversion rate") == "33.3%"
+    assert cell(page, "holdout", "Revenue / member") == "$6.67"
+    assert cell(page, "fires", "Converted") == "4"
+    assert cell(page, "fires", "Conversion rate") == "66.7%"
+    assert cell(page, "fires", "Revenue / member") == "$20.00"
+    uplift = cell(page, "fires", "Conversion uplift")
+    assert uplift.startswith('<strong>+33.3 pp</strong> | <span class="muted interval">')
+    assert " to " in uplift
+    assert "p = 0.248" in uplift
+    assert cell(page, "fires", "Revenue / member uplift").startswith("<strong>+$13.33</strong>")
+    assert 'id="sample-ratio-fits"' in page
+    assert 'id="sample-ratio-mismatch"' not in page
+
+
+def test_each_charted_measure_draws_the_treated_arms_interval_against_zero(client, admin, win_back):
+    sign_in(client, admin)
+
+    page = client.get(page_of(win_back)).text
+
+    for measure in ("conversion_uplift-chart", "net_value_per_member_uplift-chart"):
+        chart = page.split(f'id="{measure}"', 1)[1].split("</svg>", 1)[0]
+        assert 'class="zero"' in chart
+        assert '<g class="arm" data-arm="fires" data-value=' in chart
+        assert chart.count('class="interval"') == 1
+        assert chart.count('class="estimate"') == 1
+
+
+def test_a_sample_ratio_mismatch_is_a_visible_warning(app, client, admin):
+    with services(app) as session:
+        RuleFactory()
+        experiment_id = str(
+            concluded(
+                session, {"holdout": HOLDOUT[:2], "fires": [f"f{n}" for n in range(40)]}, {}, START
+            ).public_id
+        )
+    sign_in(client, admin)
+
+    page = client.get(page_of(experiment_id)).text
+
+    warning = html.unescape(page.split('id="sample-ratio-mismatch"', 1)[1].split("</p>", 1)[0])
+    assert 'role="alert"' in page.split('id="sample-ratio-mismatch"', 1)[0][-60:]
+    assert "p < 0.001" in warning
+    assert "no uplift here can be trusted" in warning
+
+
+def test_no_results_are_shown_until_every_arm_has_two_members(app, client, admin):
+    with services(app) as session:
+        RuleFactory()
+        experiment_id = str(
+            concluded(session, {"holdout": HOLDOUT, "fires": FIRES[:1]}, {}, START).public_id
+        )
+    sign_in(client, admin)
+
+    page = client.get(page_of(experiment_id)).text
+
+    assert 'id="no-results"' in page
+    assert cell(page, "fires", "Exposed") == "1"
+    assert "Conversion uplift" not in page
+    assert "<svg" not in page
+
+
+def test_a_flagged_experiment_says_so_in_the_list_and_on_its_page(
+    app, client, admin, double_points
+):
+    with services(app) as session:
+        experiments.start_experiment(session, uuid.UUID(double_points), "seed")
+        ratio = SampleRatio((2, 40), (21.0, 21.0), 34.4, 4e-9, True)
+        assert flag_experiment(session, uuid.UUID(double_points), ratio, utcnow())
+    sign_in(client, admin)
+
+    listed = client.get("/admin/experiments").text
+    page = client.get(page_of(double_points)).text
+
+    assert '<td data-label="Flagged"><strong>sample-ratio mismatch</strong>' in listed
+    assert 'id="flagged"' in page
+
+
+# Promotion
+
+
+def test_a_stopped_experiment_promotes_the_arm_chosen_once(app, client, admin, win_back):
+    sign_in(client, admin)
+    assert 'id="promote"' in client.get(page_of(win_back)).text
+
+    promoted = post(client, win_back, "promote", arm="holdout")
+
+    page = client.get(promoted.location)
+    assert "Promoted holdout: its treatment is the program's now." in flashed(page)
+    assert 'id="promote"' not in page.text
+    assert "<code>holdout</code>" in page.text.split('id="promoted"', 1)[1]
+    with services(app) as session:
+        assert experiments.get_experiment(session, uuid.UUID(win_back)).promoted_arm == "holdout"
+    assert audited(app)[-1] == ("ops-admin", "experiment.promote")
+
+
+@pytest.mark.parametrize(
+    ("arm", "said"),
+    [("triple", "The experiment has no arm 'triple'."), ("", "choose an arm.")],
+)
+def test_a_promotion_refused_is_flashed_and_changes_nothing(
+    app, client, admin, win_back, arm, said
+):
+    sign_in(client, admin)
+
+    response = post(client, win_back, "promote", arm=arm)
+
+    assert f"Not promoted: {said}" in flashed(client.get(response.location))
+    with services(app) as session:
+        assert experiments.get_experiment(session, uuid.UUID(win_back)).promoted_arm is None
+
+
+def test_a_running_experiment_offers_no_promotion(client, admin, double_points):
+    sign_in(client, admin)
+    post(client, double_points, "start")
+
+    assert 'id="promote"' not in client.get(page_of(double_points)).text
+
+
 def test_an_unknown_experiment_is_a_404_page(client, admin):
     sign_in(client, admin)
 
@@ -185,7 +344,7 @@ def test_every_experiment_write_needs_the_csrf_token(app, client, admin, double_
     sign_in(client, admin)
     data = {} if sent is None else {"csrf_token": sent}
 
-    for action in ("start", "stop"):
+    for action in ("start", "stop", "promote"):
         response = client.post(f"{page_of(double_points)}/{action}", data=data)
         assert response.status_code == 400, action
         assert "security token" in response.text
