@@ -141,7 +141,7 @@ def bar_chart(
 
 # --- experiments ----------------------------------------------------------------------------
 
-INTERVAL_LEFT, INTERVAL_RIGHT, INTERVAL_TOP, INTERVAL_ROW = 120, 32, 16, 40
+INTERVAL_WIDTH, INTERVAL_LEFT, INTERVAL_RIGHT, INTERVAL_TOP, INTERVAL_ROW = 560, 120, 32, 16, 40
 AHEAD, BEHIND, UNSURE = "#2f6f4f", "#b5472d", "#8a93a5"
 
 
@@ -189,10 +189,12 @@ def interval_chart(
     if lowest == highest:  # nothing but zeros: any scale shows them
         highest = 1.0
     span = highest - lowest
-    plot = WIDTH - INTERVAL_LEFT - INTERVAL_RIGHT
+    # Inset, so a dot at either end of the scale is drawn whole.
+    inset = 8
+    plot = INTERVAL_WIDTH - INTERVAL_LEFT - INTERVAL_RIGHT - 2 * inset
 
     def x(value: float) -> float:
-        return round(INTERVAL_LEFT + (value - lowest) / span * plot, 1)
+        return round(INTERVAL_LEFT + inset + (value - lowest) / span * plot, 1)
 
     rows = []
     for i, (label, value, low, high) in enumerate(estimates):
@@ -203,4 +205,4 @@ def interval_chart(
         colour = AHEAD if low > 0 else BEHIND if high < 0 else UNSURE
         rows.append(IntervalRow(label, y, value, low, high, x(value), x(low), x(high), colour))
     axis_y = INTERVAL_TOP + INTERVAL_ROW * max(len(estimates), 1)
-    return IntervalChart(WIDTH, int(axis_y) + 28, x(0.0), axis_y, lowest, highest, rows)
+    return IntervalChart(INTERVAL_WIDTH, int(axis_y) + 28, x(0.0), axis_y, lowest, highest, rows)

@@ -202,9 +202,10 @@ def win_back(app: Flask) -> str:
         return str(experiment.public_id)
 
 
-def cell(page: str, arm: str, label: str) -> str:
-    """The text of the arms table's cell `label` in the row of `arm`."""
-    row = page.split(f'<tr data-arm="{arm}">', 1)[1].split("</tr>", 1)[0]
+def cell(page: str, arm: str, label: str, table: str = "arms") -> str:
+    """The text of the cell `label` in the row of `arm` of the table `table`."""
+    rows = page.split(f'<table id="{table}"', 1)[1].split("</table>", 1)[0]
+    row = rows.split(f'<tr data-arm="{arm}">', 1)[1].split("</tr>", 1)[0]
     found = row.split(f'data-label="{label}"', 1)[1].split(">", 1)[1].split("</td>", 1)[0]
     return html.unescape(found.replace("<br>", " | "))
 
@@ -220,11 +221,15 @@ def test_the_page_shows_each_arms_figures_and_its_uplifts_with_intervals(client,
     assert cell(page, "fires", "Converted") == "4"
     assert cell(page, "fires", "Conversion rate") == "66.7%"
     assert cell(page, "fires", "Revenue / member") == "$20.00"
-    uplift = cell(page, "fires", "Conversion uplift")
-    assert uplift.startswith('<strong>+33.3 pp</strong> | <span class="muted interval">')
+    assert '<tr data-arm="holdout">' not in page.split('<table id="uplifts"', 1)[1]
+    uplift = cell(page, "fires", "Conversion uplift", "uplifts")
+    assert uplift.startswith(
+        '<span class="estimate"><strong>+33.3 pp</strong> | <span class="muted">'
+    )
     assert " to " in uplift
     assert "p = 0.248" in uplift
-    assert cell(page, "fires", "Revenue / member uplift").startswith("<strong>+$13.33</strong>")
+    revenue = cell(page, "fires", "Revenue / member uplift", "uplifts")
+    assert revenue.startswith('<span class="estimate"><strong>+$13.33</strong>')
     assert 'id="sample-ratio-fits"' in page
     assert 'id="sample-ratio-mismatch"' not in page
 
@@ -272,7 +277,7 @@ def test_no_results_are_shown_until_every_arm_has_two_members(app, client, admin
 
     assert 'id="no-results"' in page
     assert cell(page, "fires", "Exposed") == "1"
-    assert "Conversion uplift" not in page
+    assert 'id="uplifts"' not in page
     assert "<svg" not in page
 
 
