@@ -111,12 +111,12 @@ def _members_shop(session: Session, starts_at: dt.datetime) -> int:
         line = CartLine(sku, "apparel", quantity=rng.randint(1, 3), unit_price=price)
         seen_at = starts_at + rng.uniform(0, LASTED_DAYS - 8) * DAY
         quote(session, QuoteCart(external_id, currency, (line,)), now=seen_at)
-        arm = session.scalar(
+        arm = session.execute(
             sa.select(ExperimentArm.key)
             .join(ExperimentAssignment, ExperimentAssignment.arm_id == ExperimentArm.id)
             .join(Member, Member.id == ExperimentAssignment.member_id)
             .where(Member.external_id == external_id)
-        )
+        ).scalar_one()
         if rng.random() >= ORDER_RATE[arm]:
             continue
         for visit in range(1 + int(rng.random() < 0.3)):
