@@ -15,6 +15,8 @@ from loyalty.automations import firing
 from loyalty.automations import services as automations
 from loyalty.cli.openapi import openapi_document
 from loyalty.cli.serve import gunicorn_args
+from loyalty.conclusions.results import experiment_results
+from loyalty.experiments.models import Experiment, ExperimentStatus
 from loyalty.extensions import db
 from loyalty.insight.models import InsightModel, MemberInsight, ModelStatus
 from tests.helpers import app_built
@@ -270,6 +272,23 @@ def test_demo_data_has_members_in_most_segments_and_a_fitted_model(app):
     assert len(segments) >= 9, segments
     assert model.status == ModelStatus.FITTED, model.detail
     assert "lifetime-value model fitted" in result.output
+
+
+def test_demo_data_has_a_finished_experiment_with_a_result(app):
+    result = run(app, "demo", "seed")
+
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        experiment = db.session.scalars(sa.select(Experiment)).one()
+        report = experiment_results(db.session, experiment.public_id)
+    assert (experiment.status, experiment.promoted_arm) == (ExperimentStatus.STOPPED, None)
+    assert experiment.stopped_at == experiment.ends_at  # ended by its window
+    assert report.results is not None
+    assert sum(report.exposed.values()) == 600
+    assert not report.results.sample_ratio.mismatch
+    [bonus] = report.results.comparisons
+    # The demo draws a real conversion uplift (34% against 22%): its interval shows it.
+    assert 0 < bonus.conversion_uplift.low < 0.12 < bonus.conversion_uplift.high
 
 
 def test_demo_data_keeps_every_ledger_invariant(app):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from loyalty.conclusions.promotion import promote_arm
 from loyalty.events.services import record_event
 from loyalty.experiments import services
 from loyalty.experiments.assignment import assign_arm
@@ -317,3 +318,18 @@ def test_two_quotes_at_once_record_one_first_exposure(app):
     assert raised(results) == []
     with app.app_context():
         assert list(exposures(db.session)) == ["c1"]
+
+
+def test_a_promoted_arm_is_what_everyone_gets(session):
+    enrol(*MEMBERS)
+    _, double = single_vs_double(session)
+    stopped = services.stop_experiment(
+        session, session.scalars(sa.select(Experiment.public_id)).one(), "admin", T0 + DAY
+    )
+
+    promote_arm(session, stopped.public_id, "double", "admin", T0 + 2 * DAY)
+
+    for external_id in MEMBERS:
+        [contribution] = quoted(session, external_id, T0 + 3 * DAY).breakdown
+        assert (contribution.rule_id, contribution.experiment) == (double, None)
+    assert exposures(session) == {}

@@ -1,6 +1,6 @@
 """Demo data: a few members with a history worth looking at, a crowd of shoppers with two
-years of orders (so the insight page has segments and a fitted model), and one API key per
-scope."""
+years of orders (so the insight page has segments and a fitted model), a finished experiment
+(``experiment``), and one API key per scope."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from loyalty.auth.services import create_key
 from loyalty.automations import services as automations
 from loyalty.automations.definitions import AutomationDefinition
 from loyalty.db import utcnow
+from loyalty.demo.experiment import seed_experiment
 from loyalty.imports import services as imports
 from loyalty.imports.orders import import_orders
 from loyalty.insight import services as insight
@@ -269,6 +270,7 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
             )
         yield f"member {external_id} enrolled with {len(earnings)} past orders"
     yield from _seed_shoppers(session, now)
+    yield from seed_experiment(session, now)
     yield from _seed_automations(session)
     summary = insight.refresh(session, as_of=now)
     yield (
