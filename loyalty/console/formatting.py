@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_precision
@@ -63,11 +63,12 @@ def relative(change: float | None) -> str:
 
 
 def money_mean(minor: float | None, currency: str, signed: bool = False) -> str:
-    """A mean (or a difference of means) of minor units, which is rarely whole: rounded to
-    the minor unit and written as money; `signed` shows a gain's plus."""
+    """A mean (or a difference of means) of minor units, which is rarely whole: rounded half
+    up to the minor unit, as the reports round, and written as money; `signed` shows a
+    gain's plus."""
     if minor is None:
         return "—"
-    rounded = round(minor)
+    rounded = int(Decimal(minor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     text = money(rounded, currency)
     return f"+{text}" if signed and rounded > 0 else text
 
