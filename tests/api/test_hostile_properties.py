@@ -65,6 +65,8 @@ IDS = (
     "segment_key",
     "automation_id",
     "bonus_rule_id",
+    "experiment_id",
+    "draft_experiment_id",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -315,7 +317,52 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             "budget": {"period": "day", "amount": 1000},
         },
     ]
+    # A draft changes anything but its key; the seeded experiment_id is a stopped one (whose
+    # arm "bonus" the document's example promotes).
+    draft = (("experiment_id", ids["draft_experiment_id"]),)
+    experiments = [
+        {
+            "name": "Double points",
+            "hypothesis": "Double points lift conversion for more than they cost.",
+            "target": {"kind": "rules", "rule_ids": [ids["rule_id"], ids["bonus_rule_id"]]},
+            "arms": [
+                {"key": "control", "weight": 1, "control": True, "rule_ids": [ids["rule_id"]]},
+                {"key": "double", "weight": 2, "rule_ids": [ids["rule_id"], ids["bonus_rule_id"]]},
+            ],
+            "eligibility": {"segments": segments, "tiers": ["silver"], "new_members_only": True},
+            **WHEN,
+            "margin": "0.35",
+        },
+        {
+            "name": "Free shipping",
+            "hypothesis": "Free shipping brings members back.",
+            "target": {"kind": "benefit", "code": "free_shipping"},
+            "arms": [
+                {"key": "holdout", "weight": 1, "control": True, "applies": False},
+                {"key": "shipping", "weight": 1, "control": False, "applies": True},
+            ],
+            **WHEN,
+            "margin": "1",
+        },
+        {
+            "name": "Win back",
+            "hypothesis": "The win-back automation brings members back.",
+            "target": {"kind": "automation", "automation_id": ids["automation_id"]},
+            "arms": [
+                {"key": "holdout", "weight": 1, "control": True, "applies": False},
+                {"key": "fires", "weight": 3, "applies": True},
+            ],
+            **WHEN,
+            "margin": "0",
+        },
+    ]
     return {
+        "POST /v1/admin/experiments": [
+            {**experiment, "key": f"experiment-{n}"} for n, experiment in enumerate(experiments)
+        ],
+        "PATCH /v1/admin/experiments/{experiment_id}": [
+            Base(experiment, draft) for experiment in experiments
+        ],
         "POST /v1/members": [
             {"external_id": "cust_2001", "referred_by": ids["member_id"], **MEMBER_CHANGES}
         ],
@@ -718,6 +765,22 @@ def world(app: Flask, client: FlaskClient) -> World:
         },
         admin,
     )
+    experiment = {
+        "name": "Free shipping",
+        "hypothesis": "Free shipping brings members back.",
+        "target": {"kind": "benefit", "code": "free_shipping"},
+        "arms": [
+            {"key": "holdout", "weight": 1, "control": True, "applies": False},
+            {"key": "bonus", "weight": 1, "applies": True},
+        ],
+        "starts_at": "2025-01-01T00:00:00Z",
+        "ends_at": "2099-01-01T00:00:00Z",
+        "margin": "0.35",
+    }
+    draft = post("/v1/admin/experiments", {**experiment, "key": "draft"}, admin)
+    stopped = post("/v1/admin/experiments", {**experiment, "key": "stopped"}, admin)
+    post(f"/v1/admin/experiments/{stopped['id']}/start", {}, admin)
+    post(f"/v1/admin/experiments/{stopped['id']}/stop", {}, admin)
     member = post("/v1/members", {"external_id": "cust_1001"}, checkout)["external_id"]
     post(
         f"/v1/admin/members/{member}/adjustments",
@@ -752,6 +815,8 @@ def world(app: Flask, client: FlaskClient) -> World:
             "segment_key": segment["key"],
             "automation_id": automation["id"],
             "bonus_rule_id": bonus_rule["id"],
+            "experiment_id": stopped["id"],
+            "draft_experiment_id": draft["id"],
         },
     )
 
