@@ -5,6 +5,7 @@ code."""
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import uuid
 from typing import Any
 
@@ -13,8 +14,9 @@ from flask import Flask
 
 from loyalty.conclusions.results import experiment_results
 from loyalty.db import utcnow
+from loyalty.experiments import statistics
 from loyalty.experiments.statistics import Estimate
-from loyalty.schemas.experiments import TESTS
+from loyalty.schemas.experiments import CONFIDENCE, TESTS
 from tests.experiments import concluded
 from tests.factories import RuleFactory
 from tests.helpers import created, iso, ok, problem, services
@@ -422,6 +424,12 @@ def test_the_results_give_each_arms_figures_and_its_uplift_against_control(app, 
         "p_value": 1.0,
         "mismatch": False,
     }
+
+
+def test_the_confidence_said_is_the_one_the_intervals_are_computed_at():
+    analyse = inspect.signature(statistics.analyse)
+
+    assert analyse.parameters["confidence"].default == CONFIDENCE
 
 
 def test_a_figure_the_statistics_cannot_define_is_null(app, client, admin):
