@@ -1,8 +1,9 @@
 """Managing experiments: create a draft, change it, start it, stop it, read them; every change
 audited (target_type "experiment"). One transaction per use case, no Flask.
 
-Exposure recording, arms applied to rules and automations, and results come later (see the
-package's docstring). Writes take typed commands (``ExperimentDefinition``,
+Starting and stopping send experiment.started and experiment.ended webhook events in the
+same transaction. Exposure recording and arms applied to rules and automations come later
+(see the package's docstring). Writes take typed commands (``ExperimentDefinition``,
 ``ExperimentChanges``) and every service answers with frozen views built in its transaction.
 """
 
