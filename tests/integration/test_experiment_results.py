@@ -122,16 +122,18 @@ def test_the_window_ends_when_the_experiment_stopped(session):
 
 
 def test_a_running_experiments_window_ends_now(session):
-    members("h1", "h2", "f1", "f2")
+    members("h1", "h2", "h3", "f1", "f2")
     view = running(session)
     expose(session, view, ["h1", "h2"], "holdout", T0)
     expose(session, view, ["f1", "f2"], "fires", T0)
+    expose(session, view, ["h3"], "holdout", T0 + 7 * DAY)
     order("f1-in", "f1", 10, T0 + 5 * DAY)
     order("f2-later", "f2", 90, T0 + 7 * DAY)
 
     report = experiment_results(session, view.public_id, now=T0 + 6 * DAY)
 
     assert report.window_end == T0 + 6 * DAY
+    assert report.exposed == {"holdout": 2, "fires": 2}
     assert report.results is not None
     assert report.results.arms[1].revenue_per_member == 500
 
