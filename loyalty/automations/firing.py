@@ -35,7 +35,10 @@ from loyalty.automations.models import (
 )
 from loyalty.automations.services import active_versions, evaluated
 from loyalty.db import transaction, utcnow
+from loyalty.experiments import exposure
+from loyalty.experiments.models import ExposureSource
 from loyalty.members.models import Member, MemberStatus
+from loyalty.tiers.services import program_tiers
 
 BATCH = 1000
 
@@ -71,11 +74,16 @@ def fire_due(
     return summary
 
 
-def _in_database(session: Session, version: AutomationVersion) -> bool:
+def _in_database(session: Session, automation: Automation, version: AutomationVersion) -> bool:
     """Whether the version fires in one statement (``bulk``): on PostgreSQL, when its only
-    action is the webhook; grants write each member's ledger, in batches below."""
+    action is the webhook and no experiment splits its members (their arms are hashed
+    here, in Python); grants write each member's ledger, in batches below."""
     only_webhook = [action["type"] for action in version.actions] == [ActionType.WEBHOOK]
-    return only_webhook and session.get_bind().dialect.name == "postgresql"
+    return (
+        only_webhook
+        and session.get_bind().dialect.name == "postgresql"
+        and exposure.automation_experiment(session, str(automation.public_id)) is None
+    )
 
 
 def _insert(session: Session) -> Any:
@@ -92,7 +100,7 @@ def _fire(
     summary: FiringSummary,
 ) -> int:
     spec = evaluated(session, automation, version)
-    if _in_database(session, version):
+    if _in_database(session, automation, version):
         with transaction(session):
             return bulk.fire_in_database(session, automation, version, spec, now)
     # The candidate query runs once (seconds over a million members); re-running it per
@@ -114,6 +122,33 @@ def _fire(
     return fired
 
 
+def _under_experiment(
+    session: Session,
+    automation: Automation,
+    members: Sequence[Any],
+    rows: Sequence[Any],
+    now: dt.datetime,
+) -> Sequence[Any]:
+    """The rows of the members the automation applies to under its live experiment, if it
+    has one (see ``loyalty.experiments.exposure``): this evaluation is the exposure of the
+    members it exposes, recorded whether their arm fires or not."""
+    experiment = exposure.automation_experiment(session, str(automation.public_id))
+    if experiment is None or not rows:
+        return rows
+    defined = program_tiers(session)
+    facts = []
+    for member in members:
+        tier = defined.of(member.tier_id)
+        facts.append(
+            exposure.MemberFacts(
+                member.id, member.external_id, member.enrolled_at, tier.code if tier else None
+            )
+        )
+    placements = exposure.place_many(session, experiment, facts, now)
+    exposure.record(session, list(placements.items()), ExposureSource.AUTOMATION, now)
+    return [row for row in rows if placements[row.member_id].arm.applies]
+
+
 def fire_batch(
     session: Session,
     automation: Automation,
@@ -127,15 +162,16 @@ def fire_batch(
     transaction: their firings, then the actions for the ones this call inserted. Returns
     how many fired."""
     # A member closed or suspended since the query is left out.
-    still_active = set(
-        session.scalars(
-            sa.select(Member.id).where(
-                Member.id.in_([row.member_id for row in rows]),
-                Member.status == MemberStatus.ACTIVE.value,
-            )
+    members = session.execute(
+        sa.select(Member.id, Member.external_id, Member.enrolled_at, Member.tier_id).where(
+            Member.id.in_([row.member_id for row in rows]),
+            Member.status == MemberStatus.ACTIVE.value,
         )
+    ).all()
+    still_active = {member.id for member in members}
+    rows = _under_experiment(
+        session, automation, members, [row for row in rows if row.member_id in still_active], now
     )
-    rows = [row for row in rows if row.member_id in still_active]
     if not rows:
         return 0
     by_member = {row.member_id: triggers.details(spec.kind, spec.trigger, row, now) for row in rows}

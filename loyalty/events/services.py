@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, ValidationFailed
 from loyalty.events.models import MemberEvent
+from loyalty.experiments.models import ExposureSource
 from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import MemberBalance
@@ -58,9 +59,16 @@ def _grant(
 ) -> MemberEvent:
     """Record the event and credit what the event rules give for it (available at once, caps
     and budgets respected); the caller holds the member's lock."""
-    active = rules.active_rules(session, ("event",))
+    tier = tiers.member_tier_code(session, member)
+    active = rules.experiment_rules(
+        session,
+        rules.active_rules(session, ("event",)),
+        rules.member_facts(member, tier),
+        now,
+        ExposureSource.EVENT,
+    )
     context = policy.MemberContext(
-        tier=tiers.member_tier_code(session, member),
+        tier=tier,
         segments=rules.member_segments(session, member, [rule.policy for rule in active]),
         remaining_caps=rules.remaining_caps(session, member.id, active, now),
     )

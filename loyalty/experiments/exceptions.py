@@ -35,6 +35,14 @@ class ExperimentStatusConflict(Conflict):
     title = "Experiment status conflict"
 
 
+class ExperimentTargetTaken(Conflict):
+    """Another running experiment tests the same rule, automation or benefit: a member in
+    both would be in two arms that disagree on what they get."""
+
+    code = "experiment_target_taken"
+    title = "Experiment target taken"
+
+
 class ExperimentPromoted(Conflict):
     """An experiment promotes one arm, once: a second promotion would undo the first's
     changes to the program with nothing to say which should stand."""

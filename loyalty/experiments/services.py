@@ -2,9 +2,9 @@
 audited (target_type "experiment"). One transaction per use case, no Flask.
 
 Starting and stopping send experiment.started and experiment.ended webhook events in the
-same transaction. Exposure recording and arms applied to rules and automations come later
-(see the package's docstring). Writes take typed commands (``ExperimentDefinition``,
-``ExperimentChanges``) and every service answers with frozen views built in its transaction.
+same transaction; who gets which arm is ``exposure``'s. Writes take typed commands
+(``ExperimentDefinition``, ``ExperimentChanges``) and every service answers with frozen views
+built in its transaction.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
+from loyalty.experiments import exposure
 from loyalty.experiments.definitions import (
     DESCRIPTIVE_FIELDS,
     ArmDefinition,
     Eligibility,
     ExperimentChanges,
     ExperimentDefinition,
+    TargetKind,
     check_definition,
 )
 from loyalty.experiments.exceptions import (
@@ -34,9 +36,11 @@ from loyalty.experiments.exceptions import (
     ExperimentLocked,
     ExperimentNotFound,
     ExperimentStatusConflict,
+    ExperimentTargetTaken,
 )
 from loyalty.experiments.models import EndReason, Experiment, ExperimentArm, ExperimentStatus
 from loyalty.members.segments import check_segment_keys
+from loyalty.program import config
 from loyalty.webhooks import outbox
 
 
@@ -262,11 +266,15 @@ def _transition(
                 "The experiment's window has ended: change its end before starting it.",
                 status_now=experiment.status.value,
             )
+        if target == ExperimentStatus.RUNNING:
+            _check_target_free(session, experiment)
         if reason is EndReason.WINDOW_ENDED and experiment.ends_at > now:
             raise ExperimentStatusConflict(
                 "The experiment's window has not ended yet.", status_now=experiment.status.value
             )
         experiment.status = target
+        # Live experiments are read per config version (``exposure``): a new one from now.
+        config.changed(session)
         if target == ExperimentStatus.RUNNING:
             experiment.started_at = now
             outbox.emit(session, "experiment.started", event(experiment), now)
@@ -296,13 +304,41 @@ def _transition(
         return _view(experiment)
 
 
+def _overlap(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    if one["kind"] != other["kind"]:
+        return False
+    if one["kind"] == TargetKind.RULES:
+        return bool(set(one["rule_ids"]) & set(other["rule_ids"]))
+    name = "automation_id" if one["kind"] == TargetKind.AUTOMATION else "code"
+    return bool(one[name] == other[name])
+
+
+def _check_target_free(session: Session, experiment: Experiment) -> None:
+    """Refuse to start an experiment whose target (a rule, the automation, the benefit)
+    another live experiment holds (running, or stopped with no arm promoted: see
+    ``exposure``): a member would be in two arms that disagree."""
+    others = session.execute(
+        sa.select(Experiment.key, Experiment.target).where(
+            exposure.LIVE, Experiment.id != experiment.id
+        )
+    ).all()
+    taken = sorted(key for key, target in others if _overlap(experiment.target, target))
+    if taken:
+        raise ExperimentTargetTaken(
+            f"The experiment(s) {', '.join(taken)} already test this target (running, or "
+            "stopped with no arm promoted).",
+            experiments=taken,
+        )
+
+
 def start_experiment(
     session: Session, experiment_id: uuid.UUID, actor: str | None, now: dt.datetime | None = None
 ) -> ExperimentView:
     """Start a draft (it becomes running; its arms are fixed from now on) and return it.
     Members are exposed only within its window (starts_at to ends_at), so a draft may be
     started ahead of its start. Raises ExperimentNotFound, ExperimentStatusConflict for an
-    experiment that is not a draft or whose window has ended."""
+    experiment that is not a draft or whose window has ended, ExperimentTargetTaken when a
+    running experiment tests the same rule, automation or benefit."""
     return _transition(
         session,
         experiment_id,

@@ -22,6 +22,7 @@ from loyalty.experiments.exceptions import (
 from loyalty.experiments.models import ExperimentStatus
 from loyalty.experiments.services import ExperimentView, _definition, _find, _snapshot, _view, event
 from loyalty.experiments.statistics import SampleRatio
+from loyalty.program import config
 from loyalty.webhooks import outbox
 
 
@@ -93,6 +94,8 @@ def promote(
         experiment.promoted_arm = arm.key
         experiment.promoted_at = now
         experiment.updated_at = now
+        # The experiment releases its target (no longer live: see ``exposure``).
+        config.changed(session)
         session.flush()
         audit.record(
             session,

@@ -17,19 +17,31 @@ from loyalty.members.lookup import find_member
 from loyalty.membership.services import MemberCard, card, history
 from loyalty.pagination import Page
 from loyalty.rewards.services import RedeemedReward, member_redemptions
+from loyalty.rules.earning import member_facts, tier_benefits
 from loyalty.settlement.services import settled_balance
 from loyalty.tiers.benefits import Benefit, member_benefits
-from loyalty.tiers.services import TierMove, tier_history
+from loyalty.tiers.services import TierMove, member_tier_code, tier_history
 
 
 def benefits(session: Session, external_id: str, now: dt.datetime | None = None) -> list[Benefit]:
-    """The benefits the member holds now, from their tier and their own grants. Raises
-    MemberNotFound."""
+    """The benefits the member holds now, from their tier (less what their arm of a live
+    experiment withholds) and their own grants. Raises MemberNotFound."""
     now = now or utcnow()
     member = find_member(session, external_id)
     # Settled first: a tier whose retention ran out is reviewed before its benefits count.
     settled_balance(session, member, now)
-    return member_benefits(session, member, now)
+    facts = member_facts(member, member_tier_code(session, member))
+    # What an experiment's arm withholds from the member's tier (grants stay their own).
+    withheld = {
+        code
+        for code, placement in tier_benefits(session, member, facts, now, None).items()
+        if not placement.arm.applies
+    }
+    return [
+        benefit
+        for benefit in member_benefits(session, member, now)
+        if benefit.source != "tier" or benefit.code not in withheld
+    ]
 
 
 def tier_changes(session: Session, external_id: str, limit: int = 50) -> list[TierMove]:

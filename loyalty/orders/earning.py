@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
+from loyalty.experiments.models import ExposureSource
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.members.lookup import find_member
@@ -29,8 +30,11 @@ from loyalty.rules.definitions import check_definition
 from loyalty.rules.earning import (
     ActiveRule,
     active_rules,
+    experiment_rules,
+    member_facts,
     member_segments,
     remaining_caps,
+    tier_benefits,
     tier_boost,
     within_budgets,
 )
@@ -97,14 +101,21 @@ def earn(
     *,
     reserve: bool = False,
 ) -> tuple[int, list[policy.Contribution], list[ActiveRule], Reservation]:
-    """What the cart earns under the active order rules (and the member's tier boost):
-    (points, breakdown, the rules, the budgets reserved). `reserve`: for an award, locking
-    the budgets the award will charge (see ``within_budgets``); a quote reserves nothing.
+    """What the cart earns under the active order rules (and the member's tier boost), as the
+    live experiments give them to the member (their exposures recorded, as an order's when
+    `reserve`, else a quote's): (points, breakdown, the rules, the budgets reserved).
+    `reserve`: for an award, locking the budgets the award will charge (see
+    ``within_budgets``); a quote reserves nothing.
     Raises ValidationFailed past MAX_POINTS."""
-    active = active_rules(session, ORDER_RULE_KINDS)
-    candidates = [rule.policy for rule in active] + tier_boost(session, member)
+    tier = tiers.member_tier_code(session, member)
+    facts = member_facts(member, tier)
+    # An award is the order; without one, the quote.
+    source = ExposureSource.ORDER if reserve else ExposureSource.QUOTE
+    active = experiment_rules(session, active_rules(session, ORDER_RULE_KINDS), facts, now, source)
+    boost = tier_boost(session, member, tier_benefits(session, member, facts, now, source))
+    candidates = [rule.policy for rule in active] + boost
     context = policy.MemberContext(
-        tier=tiers.member_tier_code(session, member),
+        tier=tier,
         segments=member_segments(session, member, candidates),
         first_order=first_order,
         remaining_caps=remaining_caps(session, member.id, active, now),

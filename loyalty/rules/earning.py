@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from loyalty.experiments import exposure
+from loyalty.experiments.models import ExposureSource
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
 from loyalty.ledger.postings import credit
 from loyalty.members.models import Member
@@ -200,12 +202,77 @@ def member_segments(
     return member_segment_keys(session, member.id)
 
 
-def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
-    """A tier's points_multiplier benefit as the multiplier rule it acts as (on every line)."""
+def member_facts(member: Member, tier_code: str | None) -> exposure.MemberFacts:
+    """What an experiment's eligibility reads of the member."""
+    return exposure.MemberFacts(member.id, member.external_id, member.enrolled_at, tier_code)
+
+
+def experiment_rules(
+    session: Session,
+    active: Sequence[ActiveRule],
+    member: exposure.MemberFacts,
+    now: dt.datetime,
+    source: ExposureSource,
+) -> list[ActiveRule]:
+    """The active rules the member gets under the live experiments (see
+    ``loyalty.experiments.exposure``): a rule an experiment targets applies only when the
+    member's arm (or, outside the experiment, the control) names it, and carries the
+    experiment and arm into the breakdown when the member is exposed. Records the exposures."""
+    placements = exposure.rules_placements(
+        session, frozenset(rule.policy.rule_id for rule in active), member, now, source
+    )
+    if not placements:
+        return list(active)
+    given = []
+    for rule in active:
+        placement = placements.get(rule.policy.rule_id)
+        if placement is None:
+            given.append(rule)
+        elif rule.policy.rule_id in (placement.arm.rule_ids or ()):
+            given.append(_labelled(rule, placement) if placement.exposed else rule)
+    return given
+
+
+def _labelled(rule: ActiveRule, placement: exposure.Placement) -> ActiveRule:
+    labelled = dataclasses.replace(
+        rule.policy, experiment=placement.experiment.key, arm=placement.arm.key
+    )
+    return dataclasses.replace(rule, policy=labelled)
+
+
+def tier_benefits(
+    session: Session,
+    member: Member,
+    facts: exposure.MemberFacts,
+    now: dt.datetime,
+    source: ExposureSource | None,
+) -> dict[str, exposure.Placement]:
+    """The placements deciding the member's tier benefits that live experiments target, by
+    benefit code (exposures recorded when `source` is given)."""
+    tier = tiers.program_tiers(session).of(member.tier_id)
+    if tier is None or not tier.benefits:
+        return {}
+    codes = frozenset(benefit["code"] for benefit in tier.benefits)
+    return exposure.benefit_placements(session, codes, facts, now, source)
+
+
+def tier_boost(
+    session: Session,
+    member: Member | None,
+    benefits: Mapping[str, exposure.Placement] | None = None,
+) -> list[policy.Rule]:
+    """A tier's points_multiplier benefit as the multiplier rule it acts as (on every line),
+    unless the member's arm of an experiment on that benefit withholds it (`benefits`, from
+    ``tier_benefits``)."""
     boost = tiers.tier_multiplier(session, member) if member is not None else None
     if boost is None:
         return []
     tier, factor = boost
+    placement = (benefits or {}).get(tiers.MULTIPLIER_BENEFIT)
+    if placement is not None and not placement.arm.applies:
+        return []
+    # Named in the breakdown only for a member the experiment exposed.
+    shown = placement if placement is not None and placement.exposed else None
     return [
         policy.Rule(
             rule_id=f"tier:{tier.code}",
@@ -215,6 +282,8 @@ def tier_boost(session: Session, member: Member | None) -> list[policy.Rule]:
             priority=0,
             conditions=policy.Conditions(),
             factor=policy.parse_factor(factor),
+            experiment=shown.experiment.key if shown else None,
+            arm=shown.arm.key if shown else None,
         )
     ]
 

@@ -76,6 +76,9 @@ class Rule:
     cap_per_order: int | None = None
     starts_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
+    # The experiment and arm that gave the member this rule (keys), when one did.
+    experiment: str | None = None
+    arm: str | None = None
 
     def active_at(self, when: dt.datetime) -> bool:
         return (self.starts_at is None or self.starts_at <= when) and (
@@ -92,6 +95,8 @@ class Contribution:
     points: int
     # Points the rule's budget withheld: it would have awarded points + budget_withheld.
     budget_withheld: int = 0
+    experiment: str | None = None
+    arm: str | None = None
 
     def as_dict(self) -> dict[str, str | int]:
         """As kept with an order or event (JSON), so its breakdown outlives rule changes."""
@@ -104,6 +109,9 @@ class Contribution:
         }
         if self.budget_withheld:
             kept["budget_withheld"] = self.budget_withheld
+        if self.experiment is not None and self.arm is not None:
+            kept["experiment"] = self.experiment
+            kept["arm"] = self.arm
         return kept
 
 
@@ -257,7 +265,16 @@ def granted_points(
 def _add(breakdown: list[Contribution], rule: Rule, points: int, withheld: int = 0) -> None:
     if points > 0:
         breakdown.append(
-            Contribution(rule.rule_id, rule.version, rule.name, rule.kind, points, withheld)
+            Contribution(
+                rule.rule_id,
+                rule.version,
+                rule.name,
+                rule.kind,
+                points,
+                withheld,
+                experiment=rule.experiment,
+                arm=rule.arm,
+            )
         )
 
 

@@ -123,10 +123,23 @@ class ContributionSchema(ma.Schema):
         }
     )
 
+    experiment = fields.String(
+        metadata={
+            "description": "Present when an experiment gave the member this rule: the "
+            "experiment's key (see the experiments API)."
+        }
+    )
+    arm = fields.String(
+        metadata={"description": "Present with `experiment`: the member's arm in it."}
+    )
+
     @ma.post_dump
-    def _withheld_only_when_clipped(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+    def _optional_only_when_set(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if not data.get("budget_withheld"):
             data.pop("budget_withheld", None)
+        for name in ("experiment", "arm"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 

@@ -204,12 +204,15 @@ def member_tier_code(session: Session, member: Member) -> str | None:
     return tier.code if tier else None
 
 
+MULTIPLIER_BENEFIT = "points_multiplier"
+
+
 def tier_multiplier(session: Session, member: Member) -> tuple[Tier, str] | None:
     """The member's tier and its points_multiplier factor, if the tier has one."""
     tier = program_tiers(session).of(member.tier_id)
     if tier is None:
         return None
     for benefit in tier.benefits:
-        if benefit["code"] == "points_multiplier" and (benefit.get("params") or {}).get("factor"):
+        if benefit["code"] == MULTIPLIER_BENEFIT and (benefit.get("params") or {}).get("factor"):
             return tier, str(benefit["params"]["factor"])
     return None
