@@ -9,8 +9,12 @@ of the points issued to them (points earned from any source less points reversed
 as member insight counts them, valued at the program's point value and rounded down as
 every report values points). An admin's adjustment or an imported opening balance is no cost
 of the experiment, so they are left out. A span starts at the member's first exposure,
-inclusive: the order that exposed them is part of what their arm got them. A member first
-exposed after the window's end (a report as of an earlier `now`) is not counted.
+inclusive: the order that exposed them is part of what their arm got them. Exposure is
+recorded at the time of the request, and an order may say it was placed earlier (its
+``placed_at``, which its points also take effect at): when an order exposed the member (an
+order recorded at that very time), their span starts when it was placed, so it is counted
+with its points. A member first exposed after the window's end (a report as of an earlier
+`now`) is not counted.
 
 Everything is aggregated per member by the database in one statement; Python only turns the
 rows into arrays.
@@ -32,7 +36,12 @@ from sqlalchemy.orm import Session
 
 from loyalty.db import transaction, utcnow
 from loyalty.experiments import statistics
-from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentAssignment
+from loyalty.experiments.models import (
+    Experiment,
+    ExperimentArm,
+    ExperimentAssignment,
+    ExposureSource,
+)
 from loyalty.experiments.services import ExperimentView, get_experiment
 from loyalty.ledger.models import Account, LedgerEntry, LedgerTransaction, TransactionKind
 from loyalty.orders.models import Order
@@ -106,10 +115,24 @@ def member_outcomes(
     inclusive), by arm key: a row per member of (orders placed, revenue, points issued).
     One statement: the orders and the points are each summed per member in a grouped
     subquery, then joined to the assignments."""
+    exposed_at = ExperimentAssignment.first_exposed_at
+    # The order whose request exposed the member was recorded (created_at) at the exposure's
+    # time, and may have been placed before it (see the module's docstring).
+    exposing_order = (
+        sa.select(sa.func.min(Order.placed_at))
+        .where(
+            Order.member_id == ExperimentAssignment.member_id,
+            Order.created_at == exposed_at,
+        )
+        .scalar_subquery()
+    )
+    by_order = sa.and_(
+        ExperimentAssignment.exposure_source == ExposureSource.ORDER, exposing_order < exposed_at
+    )
     assigned = (
         sa.select(
             ExperimentAssignment.member_id,
-            ExperimentAssignment.first_exposed_at,
+            sa.case((by_order, exposing_order), else_=exposed_at).label("span_start"),
             ExperimentArm.key.label("arm"),
         )
         .join(Experiment, Experiment.id == ExperimentAssignment.experiment_id)
@@ -133,7 +156,7 @@ def member_outcomes(
             Order,
             sa.and_(
                 Order.member_id == assigned.c.member_id,
-                Order.placed_at >= assigned.c.first_exposed_at,
+                Order.placed_at >= assigned.c.span_start,
                 Order.placed_at <= window_end,
             ),
         )
@@ -150,7 +173,7 @@ def member_outcomes(
         .where(
             LedgerEntry.account == Account.ISSUED.value,
             LedgerTransaction.kind.in_([TransactionKind.EARN.value, TransactionKind.REVERSE.value]),
-            LedgerTransaction.effective_at >= assigned.c.first_exposed_at,
+            LedgerTransaction.effective_at >= assigned.c.span_start,
             LedgerTransaction.effective_at <= window_end,
         )
         .group_by(assigned.c.member_id)
