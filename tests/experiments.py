@@ -58,8 +58,10 @@ def expose(
     external_ids: Sequence[str],
     arm: str,
     at: dt.datetime,
+    source: ExposureSource = ExposureSource.QUOTE,
 ) -> None:
-    """Record the members' first exposure to the experiment, in `arm`, at `at`."""
+    """Record the members' first exposure to the experiment, in `arm`, at `at` (by a quote
+    unless `source` says otherwise)."""
     experiment_pk, arm_pk = session.execute(
         sa.select(Experiment.id, ExperimentArm.id)
         .join(ExperimentArm, ExperimentArm.experiment_id == Experiment.id)
@@ -72,7 +74,7 @@ def expose(
                 member_id=find_member(session, external_id).id,
                 arm_id=arm_pk,
                 first_exposed_at=at,
-                exposure_source=ExposureSource.ORDER,
+                exposure_source=source,
             )
         )
     session.flush()

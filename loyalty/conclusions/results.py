@@ -7,9 +7,14 @@ their orders in the program's currency less what was refunded of them to date, a
 campaign reports count it; an order in another currency is not summed with it) and the cost
 of the points issued to them (points earned from any source less points reversed by refunds,
 as member insight counts them, valued at the program's point value and rounded down as
-every report values points). An opening balance imported is no cost of the experiment, so it
-is left out. A span starts at the member's first exposure, inclusive: the order that exposed
-them is part of what their arm got them.
+every report values points). An admin's adjustment or an imported opening balance is no cost
+of the experiment, so they are left out. A span starts at the member's first exposure,
+inclusive: the order that exposed them is part of what their arm got them. Exposure is
+recorded at the time of the request, and an order may say it was placed earlier (its
+``placed_at``, which its points also take effect at): when an order exposed the member (an
+order recorded at that very time), their span starts when it was placed, so it is counted
+with its points. A member first exposed after the window's end (a report as of an earlier
+`now`) is not counted.
 
 Everything is aggregated per member by the database in one statement; Python only turns the
 rows into arrays.
@@ -17,6 +22,7 @@ rows into arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections import defaultdict
@@ -25,11 +31,17 @@ from decimal import Decimal
 
 import numpy as np
 import sqlalchemy as sa
+from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from loyalty.db import transaction, utcnow
 from loyalty.experiments import statistics
-from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentAssignment
+from loyalty.experiments.models import (
+    Experiment,
+    ExperimentArm,
+    ExperimentAssignment,
+    ExposureSource,
+)
 from loyalty.experiments.services import ExperimentView, get_experiment
 from loyalty.ledger.models import Account, LedgerEntry, LedgerTransaction, TransactionKind
 from loyalty.orders.models import Order
@@ -42,19 +54,14 @@ MIN_EXPOSED = 2
 
 @dataclass(frozen=True, slots=True)
 class ExperimentReport:
+    """An experiment's results as of a moment, with what they cover."""
+
     experiment: ExperimentView
     window_start: dt.datetime  # the experiment's starts_at
     window_end: dt.datetime  # the earliest of ends_at, stopped_at, now
     currency: str  # the program's currency (program settings)
     exposed: dict[str, int]  # members exposed per arm key, every arm (0 if none)
     results: statistics.ExperimentResults | None  # None until every arm has >= 2 exposed
-
-
-@dataclass(frozen=True, slots=True)
-class MemberOutcome:
-    ordered: bool
-    revenue: int
-    points: int
 
 
 def experiment_results(
@@ -67,65 +74,73 @@ def experiment_results(
     with transaction(session):
         view = get_experiment(session, experiment_id)
         definition = view.definition
-        ends = [definition.ends_at, now]
-        if view.stopped_at is not None:
-            ends.append(view.stopped_at)
-        window_end = min(ends)
+        window_end = min([definition.ends_at, now] + ([view.stopped_at] if view.stopped_at else []))
         settings = get_settings(session)
-        outcomes = member_outcomes(session, experiment_id, window_end, settings.currency)
+        currency = settings.currency
+        value_points, value_amount = settings.point_value_points, settings.point_value_amount
+        outcomes = member_outcomes(session, experiment_id, window_end, currency)
     exposed = {arm.key: len(outcomes.get(arm.key, ())) for arm in definition.arms}
     report = ExperimentReport(
         experiment=view,
         window_start=definition.starts_at,
         window_end=window_end,
-        currency=settings.currency,
+        currency=currency,
         exposed=exposed,
         results=None,
     )
     if min(exposed.values()) < MIN_EXPOSED:
         return report
-    arms = []
-    for arm in definition.arms:
-        found = outcomes[arm.key]
-        points = np.array([outcome.points for outcome in found], dtype=np.int64)
-        arms.append(
-            statistics.ArmOutcomes(
-                key=arm.key,
-                weight=arm.weight,
-                ordered=np.array([outcome.ordered for outcome in found], dtype=np.bool_),
-                revenue=np.array([outcome.revenue for outcome in found], dtype=np.int64),
-                # Integer floor division: each member's points at the point value, rounded
-                # down as settings.points_value rounds them.
-                points_cost=points * settings.point_value_amount // settings.point_value_points,
-            )
+    arms = [
+        statistics.ArmOutcomes(
+            key=arm.key,
+            weight=arm.weight,
+            ordered=outcomes[arm.key][:, 0] > 0,
+            revenue=outcomes[arm.key][:, 1],
+            # Integer floor division: each member's points at the point value, rounded down
+            # as ProgramSettings.points_value rounds them.
+            points_cost=outcomes[arm.key][:, 2] * value_amount // value_points,
         )
+        for arm in definition.arms
+    ]
     control = next(arm.key for arm in definition.arms if arm.control)
-    results = statistics.analyse(arms, control, Decimal(definition.margin))
-    return ExperimentReport(
-        experiment=view,
-        window_start=report.window_start,
-        window_end=window_end,
-        currency=settings.currency,
-        exposed=exposed,
-        results=results,
+    return dataclasses.replace(
+        report, results=statistics.analyse(arms, control, Decimal(definition.margin))
     )
 
 
 def member_outcomes(
     session: Session, experiment_id: uuid.UUID, window_end: dt.datetime, currency: str
-) -> dict[str, list[MemberOutcome]]:
+) -> dict[str, NDArray[np.int64]]:
     """Each exposed member's outcome from their first exposure to `window_end` (both
-    inclusive), by arm key, in one statement: the orders and the points are each summed
-    per member in a grouped subquery, then joined to the assignments."""
+    inclusive), by arm key: a row per member of (orders placed, revenue, points issued).
+    One statement: the orders and the points are each summed per member in a grouped
+    subquery, then joined to the assignments."""
+    exposed_at = ExperimentAssignment.first_exposed_at
+    # The order whose request exposed the member was recorded (created_at) at the exposure's
+    # time, and may have been placed before it (see the module's docstring).
+    exposing_order = (
+        sa.select(sa.func.min(Order.placed_at))
+        .where(
+            Order.member_id == ExperimentAssignment.member_id,
+            Order.created_at == exposed_at,
+        )
+        .scalar_subquery()
+    )
+    by_order = sa.and_(
+        ExperimentAssignment.exposure_source == ExposureSource.ORDER, exposing_order < exposed_at
+    )
     assigned = (
         sa.select(
             ExperimentAssignment.member_id,
-            ExperimentAssignment.first_exposed_at,
+            sa.case((by_order, exposing_order), else_=exposed_at).label("span_start"),
             ExperimentArm.key.label("arm"),
         )
         .join(Experiment, Experiment.id == ExperimentAssignment.experiment_id)
         .join(ExperimentArm, ExperimentArm.id == ExperimentAssignment.arm_id)
-        .where(Experiment.public_id == experiment_id)
+        .where(
+            Experiment.public_id == experiment_id,
+            ExperimentAssignment.first_exposed_at <= window_end,
+        )
         .cte("assigned")
     )
     in_currency = Order.currency == currency
@@ -141,7 +156,7 @@ def member_outcomes(
             Order,
             sa.and_(
                 Order.member_id == assigned.c.member_id,
-                Order.placed_at >= assigned.c.first_exposed_at,
+                Order.placed_at >= assigned.c.span_start,
                 Order.placed_at <= window_end,
             ),
         )
@@ -158,7 +173,7 @@ def member_outcomes(
         .where(
             LedgerEntry.account == Account.ISSUED.value,
             LedgerTransaction.kind.in_([TransactionKind.EARN.value, TransactionKind.REVERSE.value]),
-            LedgerTransaction.effective_at >= assigned.c.first_exposed_at,
+            LedgerTransaction.effective_at >= assigned.c.span_start,
             LedgerTransaction.effective_at <= window_end,
         )
         .group_by(assigned.c.member_id)
@@ -175,7 +190,7 @@ def member_outcomes(
         .outerjoin(orders, orders.c.member_id == assigned.c.member_id)
         .outerjoin(points, points.c.member_id == assigned.c.member_id)
     )
-    found: dict[str, list[MemberOutcome]] = defaultdict(list)
+    by_arm: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for arm, placed, revenue, issued in rows:
-        found[arm].append(MemberOutcome(int(placed) > 0, int(revenue), int(issued)))
-    return found
+        by_arm[arm].append((int(placed), int(revenue), int(issued)))
+    return {arm: np.array(found, dtype=np.int64) for arm, found in by_arm.items()}

@@ -1,9 +1,10 @@
 """Managing experiments: create a draft, change it, start it, stop it, read them; every change
 audited (target_type "experiment"). One transaction per use case, no Flask.
 
-Exposure recording, arms applied to rules and automations, and results come later (see the
-package's docstring). Writes take typed commands (``ExperimentDefinition``,
-``ExperimentChanges``) and every service answers with frozen views built in its transaction.
+Starting and stopping send experiment.started and experiment.ended webhook events in the
+same transaction; who gets which arm is ``exposure``'s. Writes take typed commands
+(``ExperimentDefinition``, ``ExperimentChanges``) and every service answers with frozen views
+built in its transaction.
 """
 
 from __future__ import annotations

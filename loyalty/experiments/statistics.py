@@ -42,6 +42,7 @@ inputs are integers. Intervals are two-sided at `confidence` (95% by default).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,6 +54,9 @@ from scipy import stats
 from scipy.stats.contingency import relative_risk
 
 from loyalty.experiments.assignment import arm_problems
+
+# The start of scipy's warning for samples whose values are (nearly) all the same.
+PRECISION_LOSS = "Precision loss occurred in moment calculation"
 
 SRM_THRESHOLD = 0.001
 """Sample-ratio mismatch is flagged below this p-value (see the module docstring for why)."""
@@ -247,11 +251,17 @@ def mean_difference(
 ) -> Estimate:
     """Treated mean minus control mean, with Welch's t interval and p-value (two-sided).
 
-    Nan when both arms have no variance (every member the same value).
+    When both arms have no variance (every member of each the same value) the interval is
+    the difference itself, and the p-value nan for equal values, 0 for different ones.
     """
     treated = np.asarray(treated, dtype=np.float64)
     control = np.asarray(control, dtype=np.float64)
-    test = stats.ttest_ind(treated, control, equal_var=False)
+    with warnings.catch_warnings():
+        # The values are whole minor units: an arm whose members all have the same one has
+        # exactly no variance, which scipy's check for catastrophic cancellation mistakes
+        # for precision lost (a members' points cost when none of them ordered, say).
+        warnings.filterwarnings("ignore", PRECISION_LOSS, RuntimeWarning)
+        test = stats.ttest_ind(treated, control, equal_var=False)
     interval = test.confidence_interval(confidence)
     return Estimate(
         float(treated.mean() - control.mean()),

@@ -284,7 +284,10 @@ class ExperimentFlaggedSchema(ExperimentEventSchema):
         keys=fields.String(),
         values=fields.Integer(),
         required=True,
-        metadata={"description": "Members exposed per arm key.", "example": {"a": 520}},
+        metadata={
+            "description": "Members exposed per arm key.",
+            "example": {"holdout": 5210, "fires": 4790},
+        },
     )
     expected = fields.Dict(
         keys=fields.String(),

@@ -17,8 +17,10 @@ from loyalty.experiments import services
 from loyalty.experiments.definitions import ArmDefinition
 from loyalty.experiments.exceptions import ExperimentStatusConflict
 from loyalty.experiments.models import ExperimentStatus
+from loyalty.extensions import db
 from loyalty.schemas.webhooks import EVENT_PAYLOAD_SCHEMAS
 from loyalty.webhooks.models import OutboxEvent
+from tests.concurrency import race
 from tests.experiments import DAY, T0, definition, expose, running
 from tests.factories import MemberFactory
 
@@ -215,3 +217,35 @@ def test_jobs_run_ends_the_experiments_whose_window_passed_and_says_so(app, sess
     assert "1 experiments ended, 0 experiments flagged" in result.stdout
     ended = services.get_experiment(session, created.public_id)
     assert (ended.status, ended.stopped_at) == (ExperimentStatus.STOPPED, now - DAY)
+
+
+# --- two workers at once -----------------------------------------------------------------------
+
+
+@pytest.mark.committed
+@pytest.mark.postgresql_only
+def test_two_workers_end_an_experiment_once(app):
+    with app.app_context():
+        running(db.session)
+
+    results = race(app, 2, lambda _: lifecycle.end_due(db.session, T0 + 30 * DAY))
+
+    assert sorted(results) == [0, 1]
+    with app.app_context():
+        assert len(events(db.session, "experiment.ended")) == 1
+
+
+@pytest.mark.committed
+@pytest.mark.postgresql_only
+def test_two_workers_flag_an_experiment_once(app):
+    with app.app_context():
+        view = running(db.session)
+        expose(db.session, view, members(40, "h"), "holdout", T0)
+        expose(db.session, view, members(10, "f"), "fires", T0)
+        db.session.commit()
+
+    results = race(app, 2, lambda _: lifecycle.flag_mismatches(db.session, T0 + DAY))
+
+    assert sorted(results) == [0, 1]
+    with app.app_context():
+        assert len(events(db.session, "experiment.flagged")) == 1

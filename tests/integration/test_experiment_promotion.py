@@ -22,10 +22,12 @@ from loyalty.experiments.exceptions import (
     UnknownArm,
 )
 from loyalty.experiments.services import ExperimentView
+from loyalty.extensions import db
 from loyalty.rules import services as rules
 from loyalty.rules.exceptions import RuleNotFound
 from loyalty.schemas.automations import AutomationInSchema
 from loyalty.tiers import definitions as tiers
+from tests.concurrency import race, raised
 from tests.experiments import DAY, T0, running
 from tests.factories import RuleFactory, TierFactory
 
@@ -238,3 +240,28 @@ def test_an_arm_the_experiment_does_not_have_is_refused(session):
     assert refused.value.extra["errors"] == {"arm": ["One of holdout, fires."]}
     assert automations.get_automation(session, automation).active is True
     assert services.get_experiment(session, experiment.public_id).promoted_arm is None
+
+
+@pytest.mark.committed
+@pytest.mark.postgresql_only
+def test_two_promotions_at_once_promote_one_arm(app):
+    """The experiment's row lock makes the second wait for the first, then see its arm."""
+    with app.app_context():
+        experiment, automation = automation_experiment(db.session, active=True)
+
+    def promote(racer: int) -> ExperimentView:
+        arm = ("holdout", "fires")[racer]
+        return promote_arm(db.session, experiment.public_id, arm, "admin", PROMOTED_AT)
+
+    results = race(app, 2, promote)
+
+    assert [type(error) for error in raised(results)] == [ExperimentPromoted]
+    (winner,) = [result for result in results if isinstance(result, ExperimentView)]
+    with app.app_context():
+        assert automations.get_automation(db.session, automation).active is (
+            winner.promoted_arm == "fires"
+        )
+        promotions = db.session.scalars(
+            sa.select(AuditEntry).where(AuditEntry.action == "experiment.promote")
+        ).all()
+    assert len(promotions) == 1

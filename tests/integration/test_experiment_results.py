@@ -8,19 +8,26 @@ The program earns 1 point per 1.00 spent and 25 points per review, and values po
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections import Counter
 
 import pytest
 
 from loyalty.conclusions.results import experiment_results
 from loyalty.events.services import record_event
 from loyalty.experiments import services
+from loyalty.experiments.assignment import assign_arm
+from loyalty.experiments.definitions import ArmDefinition
 from loyalty.experiments.exceptions import ExperimentNotFound
+from loyalty.experiments.models import ExposureSource
 from loyalty.orders.refunds import refund_order
 from loyalty.program.services import update_settings
 from tests.commands import event_command, program_changes, refund_command
 from tests.experiments import DAY, T0, expose, running
 from tests.factories import MemberFactory, OrderFactory, RuleFactory
+
+HOUR = dt.timedelta(hours=1)
 
 
 @pytest.fixture(autouse=True)
@@ -122,18 +129,49 @@ def test_the_window_ends_when_the_experiment_stopped(session):
 
 
 def test_a_running_experiments_window_ends_now(session):
-    members("h1", "h2", "f1", "f2")
+    members("h1", "h2", "h3", "f1", "f2")
     view = running(session)
     expose(session, view, ["h1", "h2"], "holdout", T0)
     expose(session, view, ["f1", "f2"], "fires", T0)
+    expose(session, view, ["h3"], "holdout", T0 + 7 * DAY)
     order("f1-in", "f1", 10, T0 + 5 * DAY)
     order("f2-later", "f2", 90, T0 + 7 * DAY)
 
     report = experiment_results(session, view.public_id, now=T0 + 6 * DAY)
 
     assert report.window_end == T0 + 6 * DAY
+    assert report.exposed == {"holdout": 2, "fires": 2}
     assert report.results is not None
     assert report.results.arms[1].revenue_per_member == 500
+
+
+def test_an_order_that_exposed_the_member_counts_from_when_it_was_placed(session):
+    """Exposure is recorded when the order is (T0 + 2 days), the order says it was placed an
+    hour before; an order of the same member recorded earlier by another request does not
+    count."""
+    members("h1", "h2", "f1", "f2")
+    view = running(session)
+    expose(session, view, ["h1", "h2"], "holdout", T0)
+    expose(session, view, ["f2"], "fires", T0)
+    order("f1-earlier", "f1", 70, T0 + DAY)
+    exposed_at = T0 + 2 * DAY
+    OrderFactory(
+        order_id="f1-exposing",
+        member_id="f1",
+        worth=30,
+        placed_at=exposed_at - HOUR,
+        now=exposed_at,
+    )
+    expose(session, view, ["f1"], "fires", exposed_at, ExposureSource.ORDER)
+
+    report = experiment_results(session, view.public_id, now=T0 + 28 * DAY)
+
+    assert report.results is not None
+    fires = report.results.arms[1]
+    assert fires.converted == 1
+    assert fires.revenue_per_member == 3000 / 2
+    # 30 points, at 3 points = 0.02: 20.
+    assert fires.points_cost_per_member == 20 / 2
 
 
 def test_no_results_until_every_arm_has_two_members_exposed(session):
@@ -183,3 +221,32 @@ def test_a_known_uplift_is_inside_its_interval(session):
     assert uplift.p_value < 0.05
     # Everyone ordered in both arms: no difference in conversion to see.
     assert comparison.conversion_uplift.value == 0
+
+
+def test_results_of_members_exposed_by_their_orders(session):
+    """End to end: a bonus rule under test for the "double" arm, members exposed by their
+    orders through the real exposure recording, each arm found by the documented hash. Every
+    member's order of 10.00 earns 10 points, and 10 more in the double arm: points cost 6
+    against 13 (at 3 points = 0.02) for the same revenue."""
+    bonus = RuleFactory(name="Double")
+    rule_id = str(bonus.public_id)
+    arms = (
+        ArmDefinition("holdout", 1, control=True, rule_ids=()),
+        ArmDefinition("double", 1, rule_ids=(rule_id,)),
+    )
+    ids = [f"m{n:02d}" for n in range(12)]
+    members(*ids)
+    view = running(session, target={"kind": "rules", "rule_ids": [rule_id]}, arms=arms)
+    for external_id in ids:
+        order(f"{external_id}-o", external_id, 10, T0 + DAY)
+    expected = Counter(
+        assign_arm("winback", external_id, [("holdout", 1), ("double", 1)]) for external_id in ids
+    )
+
+    report = experiment_results(session, view.public_id, now=T0 + 28 * DAY)
+
+    assert report.exposed == {"holdout": expected["holdout"], "double": expected["double"]}
+    assert report.results is not None
+    holdout, double = report.results.arms
+    assert (holdout.revenue_per_member, double.revenue_per_member) == (1000, 1000)
+    assert (holdout.points_cost_per_member, double.points_cost_per_member) == (6, 13)

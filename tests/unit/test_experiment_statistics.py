@@ -24,6 +24,7 @@ from loyalty.experiments.statistics import (
     ArmOutcomes,
     analyse,
     conversion_uplift,
+    mean_difference,
     sample_ratio,
 )
 
@@ -179,6 +180,21 @@ def test_no_conversion_anywhere_gives_no_evidence_and_no_ratio():
     assert absolute.value == 0
     assert absolute.p_value == 1.0
     assert math.isnan(relative.value)
+
+
+def test_an_arm_whose_members_all_have_one_value_is_compared_without_a_warning():
+    """Pytest turns warnings into errors: scipy's precision-loss warning would fail this."""
+    estimate = mean_difference(np.array([1000, 1200, 900]), np.array([1000] * 5))
+
+    assert estimate.value == pytest.approx(33.33, abs=0.01)
+    assert estimate.low < 0 < estimate.high
+
+
+def test_two_arms_of_one_value_each_differ_by_exactly_that():
+    estimate = mean_difference(np.array([344] * 5), np.array([337] * 4))
+
+    assert (estimate.value, estimate.low, estimate.high) == (7, 7, 7)
+    assert estimate.p_value == 0
 
 
 @pytest.mark.parametrize(
