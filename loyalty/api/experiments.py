@@ -11,6 +11,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.conclusions import targets
 from loyalty.conclusions.promotion import promote_arm
 from loyalty.conclusions.results import experiment_results
 from loyalty.experiments import services as experiments
@@ -37,22 +38,25 @@ blp = Blueprint(
     description="Admin: A/B experiments on earning rules, automations and benefits.",
 )
 
-WIN_BACK_EXAMPLE = {
-    "key": "win-back-bonus",
-    "name": "Win-back bonus",
-    "hypothesis": "A win-back bonus brings lapsed members back for more than it costs.",
-    "target": {"kind": "automation", "automation_id": "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"},
+FREE_SHIPPING_EXAMPLE = {
+    "key": "free-shipping",
+    "name": "Free shipping for silver",
+    "hypothesis": "Silver members with free shipping order more often, enough to pay for it.",
+    "target": {"kind": "benefit", "code": "free_shipping"},
     "arms": [
         {"key": "holdout", "weight": 1, "control": True, "applies": False},
-        {"key": "bonus", "weight": 1, "applies": True},
+        {"key": "ships-free", "weight": 1, "applies": True},
     ],
+    "eligibility": {"tiers": ["silver"]},
     "starts_at": "2031-03-01T00:00:00Z",
     "ends_at": "2031-03-29T00:00:00Z",
     "margin": "0.35",
 }
 INVALID = (
     "validation_error: an invalid definition, each message under its field's path "
-    '("arms.1.rule_ids"); unknown_segment: an `eligibility.segments` key that is no live '
+    '("arms.1.rule_ids"), or a target the program does not have (`target.rule_ids`, '
+    "`target.automation_id`: no such rule or automation; `target.code`: no tier grants the "
+    "benefit); unknown_segment: an `eligibility.segments` key that is no live "
     "saved segment's."
 )
 NOT_FOUND = "not_found: no such experiment."
@@ -112,14 +116,14 @@ class Experiments(MethodView):
         }
 
     @requires("admin")
-    @blp.arguments(ExperimentInSchema, example=WIN_BACK_EXAMPLE)
+    @blp.arguments(ExperimentInSchema, example=FREE_SHIPPING_EXAMPLE)
     @blp.response(201, ExperimentSchema)
     @blp.alt_response(409, description="experiment_exists: the key is another experiment's.")
     @blp.alt_response(422, description=INVALID)
     def post(self, definition: ExperimentDefinition) -> dict[str, Any]:
         """Create an experiment as a draft"""
         return experiment_body(
-            experiments.create_experiment(db.session(), definition, current_caller().name)
+            targets.create_experiment(db.session(), definition, current_caller().name)
         )
 
 
@@ -147,9 +151,7 @@ class Experiment(MethodView):
         """Change an experiment: a draft anything but its key, a started one its name and
         hypothesis"""
         return experiment_body(
-            experiments.change_experiment(
-                db.session(), experiment_id, changes, current_caller().name
-            )
+            targets.change_experiment(db.session(), experiment_id, changes, current_caller().name)
         )
 
 
@@ -164,11 +166,17 @@ class StartExperiment(MethodView):
         "experiment_target_taken: a live experiment (running, or stopped with no arm promoted) "
         "tests the same rule, automation or benefit.",
     )
+    @blp.alt_response(
+        422,
+        description="validation_error: the target is gone, or its rules or automation are "
+        "inactive (the experiment decides who gets them: they must be active), each message "
+        "under its field's path (`target.rule_ids`, `target.automation_id`, `target.code`).",
+    )
     def post(self, experiment_id: uuid.UUID) -> dict[str, Any]:
         """Start a draft: its arms are fixed from now on; members are exposed within its
         window"""
         return experiment_body(
-            experiments.start_experiment(db.session(), experiment_id, current_caller().name)
+            targets.start_experiment(db.session(), experiment_id, current_caller().name)
         )
 
 

@@ -1,4 +1,4 @@
-"""What an experiment concludes (issue 15): its results from orders and the ledger
+"""What an experiment concludes: its results from orders and the ledger
 (``results``), ending experiments whose window passed and flagging a sample-ratio mismatch
 (``lifecycle``, run by the jobs), and promoting the winning arm into the program's rules,
 automations or tiers (``promotion``).

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from loyalty.automations import services as automations
+from loyalty.conclusions import targets
 from loyalty.conclusions.promotion import promote_arm
 from loyalty.conclusions.results import experiment_results
 from loyalty.console import blp, charts, security
@@ -117,7 +118,7 @@ def experiment_page(experiment_id: uuid.UUID) -> str:
 @blp.post("/experiments/<uuid:experiment_id>/start")
 def start_experiment(experiment_id: uuid.UUID) -> Response:
     try:
-        experiments.start_experiment(db.session(), experiment_id, security.actor())
+        targets.start_experiment(db.session(), experiment_id, security.actor())
     except (ExperimentStatusConflict, ExperimentTargetTaken) as error:
         flash(f"Not started: {error.detail}", "error")
     else:

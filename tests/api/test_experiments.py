@@ -10,16 +10,22 @@ import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
+from loyalty.automations import services as automations
+from loyalty.automations.models import Automation
 from loyalty.conclusions.results import experiment_results
 from loyalty.db import utcnow
 from loyalty.experiments import statistics
 from loyalty.experiments.statistics import Estimate
+from loyalty.rules.models import EarningRule
+from loyalty.schemas.automations import AutomationInSchema
 from loyalty.schemas.experiments import CONFIDENCE, TESTS
 from tests.experiments import concluded
 from tests.factories import RuleFactory
 from tests.helpers import created, iso, ok, problem, services
+from tests.integration.test_automations import WEBHOOK
 
 URL = "/v1/admin/experiments"
 RULE_A = "6f1c7a52-8d1e-4c35-9a8b-2f3e4d5c6b7a"
@@ -32,6 +38,37 @@ ARMS = [
     {"key": "control", "weight": 1, "control": True, "rule_ids": [RULE_A]},
     {"key": "double", "weight": 1, "rule_ids": [RULE_A, RULE_B]},
 ]
+
+
+@pytest.fixture(autouse=True)
+def targets(app: Flask) -> None:
+    """The program's rules A and B and the automation the experiments name, under the fixed
+    ids the expectations read (experiments refuse a target the program does not have)."""
+    with services(app) as session:
+        for public_id in (RULE_A, RULE_B):
+            rule = RuleFactory()
+            session.execute(
+                sa.update(EarningRule)
+                .where(EarningRule.public_id == rule.public_id)
+                .values(public_id=uuid.UUID(public_id))
+            )
+        welcome = automations.create_automation(
+            session,
+            AutomationInSchema().load(
+                {
+                    "name": "Win back",
+                    "trigger": {"kind": "enrolled", "delay_days": 0},
+                    "actions": [WEBHOOK],
+                }
+            ),
+            "test",
+        )
+        session.execute(
+            sa.update(Automation)
+            .where(Automation.public_id == welcome.public_id)
+            .values(public_id=uuid.UUID(AUTOMATION))
+        )
+        session.commit()
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -104,6 +141,72 @@ def test_an_automation_experiment_says_whether_it_applies_per_arm(client, admin)
         ("bonus", True, None),
     ]
     assert found["eligibility"] == {"segments": [], "tiers": ["gold"], "new_members_only": True}
+
+
+UNKNOWN = "3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a9f"
+
+
+@pytest.mark.parametrize(
+    ("target", "arms", "field"),
+    [
+        (
+            {"kind": "rules", "rule_ids": [RULE_A, UNKNOWN]},
+            [
+                {"key": "control", "weight": 1, "control": True, "rule_ids": [RULE_A]},
+                {"key": "new", "weight": 1, "rule_ids": [UNKNOWN]},
+            ],
+            "target.rule_ids",
+        ),
+        (
+            {"kind": "automation", "automation_id": UNKNOWN},
+            [
+                {"key": "holdout", "weight": 1, "control": True, "applies": False},
+                {"key": "fires", "weight": 1, "applies": True},
+            ],
+            "target.automation_id",
+        ),
+        (
+            {"kind": "benefit", "code": "free_shipping"},
+            [
+                {"key": "holdout", "weight": 1, "control": True, "applies": False},
+                {"key": "ships", "weight": 1, "applies": True},
+            ],
+            "target.code",
+        ),
+    ],
+)
+def test_a_target_the_program_does_not_have_is_422(client, admin, target, arms, field):
+    response = client.post(URL, json=body(target=target, arms=arms), headers=admin)
+
+    assert list(problem(response, 422, "validation_error")["errors"]) == [field]
+    assert ok(client.get(URL, headers=admin))["items"] == []
+
+
+def test_a_draft_cannot_change_to_a_target_the_program_does_not_have(client, admin):
+    draft = create(client, admin)
+    arms = [
+        {"key": "control", "weight": 1, "control": True, "rule_ids": []},
+        {"key": "new", "weight": 1, "rule_ids": [UNKNOWN]},
+    ]
+
+    response = client.patch(
+        f"{URL}/{draft['id']}",
+        json={"target": {"kind": "rules", "rule_ids": [UNKNOWN]}, "arms": arms},
+        headers=admin,
+    )
+
+    assert list(problem(response, 422, "validation_error")["errors"]) == ["target.rule_ids"]
+
+
+def test_an_experiment_on_an_inactive_rule_does_not_start(client, admin):
+    draft = create(client, admin)
+    ok(client.post(f"/v1/admin/rules/{RULE_B}/deactivate", headers=admin))
+
+    response = client.post(f"{URL}/{draft['id']}/start", headers=admin)
+
+    errors = problem(response, 422, "validation_error")["errors"]
+    assert errors == {"target.rule_ids": [f"Inactive rules: {RULE_B}; activate them."]}
+    assert ok(client.get(f"{URL}/{draft['id']}", headers=admin))["status"] == "draft"
 
 
 def test_a_definition_that_makes_no_sense_is_422_under_its_fields_path(client, admin):

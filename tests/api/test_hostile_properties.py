@@ -741,7 +741,9 @@ def world(app: Flask, client: FlaskClient) -> World:
         return response.json
 
     hook = post("/v1/admin/webhooks", {"url": "https://shop.example/", "event_types": ["*"]}, admin)
-    post("/v1/admin/tiers", {"code": "silver", "name": "Silver", "rank": 1, "threshold": 10}, admin)
+    # Its benefit is one an experiment may target.
+    silver = {"code": "silver", "name": "Silver", "rank": 1, "threshold": 10}
+    post("/v1/admin/tiers", {**silver, "benefits": [{"code": "free_shipping"}]}, admin)
     rule = post(
         "/v1/admin/rules",
         {"name": "1 point per dollar", "kind": "spend", "points": 1, "per_amount": 100},
