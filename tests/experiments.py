@@ -17,7 +17,7 @@ from loyalty.experiments.models import (
     ExperimentAssignment,
     ExposureSource,
 )
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.members.lookup import find_member
 from tests.factories import MemberFactory, OrderFactory
 

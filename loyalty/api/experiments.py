@@ -17,7 +17,7 @@ from loyalty.conclusions.results import experiment_results
 from loyalty.experiments import services as experiments
 from loyalty.experiments.definitions import ExperimentChanges, ExperimentDefinition
 from loyalty.experiments.models import ExperimentStatus
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.extensions import db
 from loyalty.pagination import cursor_to, position_of
 from loyalty.schemas.experiments import (

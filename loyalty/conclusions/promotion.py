@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from loyalty.automations import services as automations
 from loyalty.experiments import verdicts
 from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition, TargetKind
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.rules import services as rules
 from loyalty.tiers import definitions as tiers
 

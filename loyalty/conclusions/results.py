@@ -42,7 +42,8 @@ from loyalty.experiments.models import (
     ExperimentAssignment,
     ExposureSource,
 )
-from loyalty.experiments.services import ExperimentView, get_experiment
+from loyalty.experiments.services import get_experiment
+from loyalty.experiments.stored import ExperimentView
 from loyalty.ledger.models import Account, LedgerEntry, LedgerTransaction, TransactionKind
 from loyalty.orders.models import Order
 from loyalty.program.services import get_settings

@@ -32,7 +32,7 @@ from loyalty.experiments.definitions import (
     ExperimentDefinition,
     TargetKind,
 )
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.rules.models import EarningRule
 from loyalty.tiers.services import program_tiers
 

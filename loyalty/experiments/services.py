@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,8 +22,6 @@ from loyalty.db import transaction, utcnow
 from loyalty.experiments import exposure
 from loyalty.experiments.definitions import (
     DESCRIPTIVE_FIELDS,
-    ArmDefinition,
-    Eligibility,
     ExperimentChanges,
     ExperimentDefinition,
     TargetKind,
@@ -34,79 +31,21 @@ from loyalty.experiments.exceptions import (
     ExperimentArmsLocked,
     ExperimentExists,
     ExperimentLocked,
-    ExperimentNotFound,
     ExperimentStatusConflict,
     ExperimentTargetTaken,
 )
 from loyalty.experiments.models import EndReason, Experiment, ExperimentArm, ExperimentStatus
+from loyalty.experiments.stored import (
+    ExperimentView,
+    definition_of,
+    event_fields,
+    find,
+    snapshot,
+    view_of,
+)
 from loyalty.members.segments import check_segment_keys
 from loyalty.program import config
 from loyalty.webhooks import outbox
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentView:
-    """An experiment as stored: its definition, status, when it started and stopped, when
-    it was flagged for a sample-ratio mismatch, and the arm promoted after it (and when)."""
-
-    public_id: uuid.UUID
-    status: ExperimentStatus
-    definition: ExperimentDefinition
-    started_at: dt.datetime | None
-    stopped_at: dt.datetime | None
-    created_at: dt.datetime
-    flagged_at: dt.datetime | None
-    promoted_arm: str | None
-    promoted_at: dt.datetime | None
-
-
-def _definition(experiment: Experiment) -> ExperimentDefinition:
-    return ExperimentDefinition(
-        key=experiment.key,
-        name=experiment.name,
-        hypothesis=experiment.hypothesis,
-        target=dict(experiment.target),
-        arms=tuple(
-            ArmDefinition(
-                key=arm.key,
-                weight=arm.weight,
-                control=arm.control,
-                rule_ids=tuple(arm.rule_ids) if arm.rule_ids is not None else None,
-                applies=arm.applies,
-            )
-            for arm in experiment.arms
-        ),
-        eligibility=Eligibility(
-            segments=tuple(experiment.eligibility["segments"]),
-            tiers=tuple(experiment.eligibility["tiers"]),
-            new_members_only=experiment.eligibility["new_members_only"],
-        ),
-        starts_at=experiment.starts_at,
-        ends_at=experiment.ends_at,
-        margin=experiment.margin,
-    )
-
-
-def _view(experiment: Experiment) -> ExperimentView:
-    return ExperimentView(
-        public_id=experiment.public_id,
-        status=experiment.status,
-        definition=_definition(experiment),
-        started_at=experiment.started_at,
-        stopped_at=experiment.stopped_at,
-        created_at=experiment.created_at,
-        flagged_at=experiment.flagged_at,
-        promoted_arm=experiment.promoted_arm,
-        promoted_at=experiment.promoted_at,
-    )
-
-
-def _snapshot(experiment: Experiment) -> dict[str, Any]:
-    """The experiment's columns and its arms, in order, for the audit log."""
-    return {
-        **audit.snapshot(experiment),
-        "arms": [arm.as_fields() for arm in _definition(experiment).arms],
-    }
 
 
 def _store(session: Session, experiment: Experiment, definition: ExperimentDefinition) -> None:
@@ -127,16 +66,6 @@ def _store(session: Session, experiment: Experiment, definition: ExperimentDefin
         ExperimentArm(position=position, **arm.as_fields())
         for position, arm in enumerate(definition.arms)
     ]
-
-
-def _find(session: Session, experiment_id: uuid.UUID, *, lock: bool = False) -> Experiment:
-    stmt = sa.select(Experiment).where(Experiment.public_id == experiment_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    experiment = session.execute(stmt).scalar_one_or_none()
-    if experiment is None:
-        raise ExperimentNotFound(f"No experiment with id {experiment_id}.")
-    return experiment
 
 
 def create_experiment(
@@ -172,10 +101,10 @@ def create_experiment(
             "experiment",
             experiment.public_id,
             None,
-            _snapshot(experiment),
+            snapshot(experiment),
             now,
         )
-        return _view(experiment)
+        return view_of(experiment)
 
 
 def change_experiment(
@@ -191,8 +120,8 @@ def change_experiment(
     experiment), ExperimentLocked (any other field of one)."""
     now = now or utcnow()
     with transaction(session):
-        experiment = _find(session, experiment_id, lock=True)
-        before = _definition(experiment)
+        experiment = find(session, experiment_id, lock=True)
+        before = definition_of(experiment)
         after = changes.applied_to(before)
         if experiment.status != ExperimentStatus.DRAFT:
             if after.arms != before.arms:
@@ -213,9 +142,9 @@ def change_experiment(
                 )
         check_definition(after)
         if after == before:
-            return _view(experiment)
+            return view_of(experiment)
         check_segment_keys(session, after.eligibility.segments, "eligibility.segments")
-        snapshot = _snapshot(experiment)
+        before_snapshot = snapshot(experiment)
         _store(session, experiment, after)
         experiment.updated_at = now
         session.flush()
@@ -225,20 +154,11 @@ def change_experiment(
             "experiment.update",
             "experiment",
             experiment.public_id,
-            snapshot,
-            _snapshot(experiment),
+            before_snapshot,
+            snapshot(experiment),
             now,
         )
-        return _view(experiment)
-
-
-def event(experiment: Experiment) -> dict[str, Any]:
-    """What every experiment.* webhook event says of the experiment."""
-    return {
-        "experiment_id": str(experiment.public_id),
-        "key": experiment.key,
-        "status": experiment.status.value,
-    }
+        return view_of(experiment)
 
 
 def _transition(
@@ -253,14 +173,14 @@ def _transition(
     reason: EndReason | None = None,
 ) -> ExperimentView:
     with transaction(session):
-        experiment = _find(session, experiment_id, lock=True)
+        experiment = find(session, experiment_id, lock=True)
         if experiment.status != source:
             raise ExperimentStatusConflict(
                 f"Only a {source.value} experiment can become {target.value}; "
                 f"this one is {experiment.status.value}.",
                 status_now=experiment.status.value,
             )
-        snapshot = _snapshot(experiment)
+        before_snapshot = snapshot(experiment)
         if target == ExperimentStatus.RUNNING and experiment.ends_at <= now:
             raise ExperimentStatusConflict(
                 "The experiment's window has ended: change its end before starting it.",
@@ -277,7 +197,7 @@ def _transition(
         config.changed(session)
         if target == ExperimentStatus.RUNNING:
             experiment.started_at = now
-            outbox.emit(session, "experiment.started", event(experiment), now)
+            outbox.emit(session, "experiment.started", event_fields(experiment), now)
         else:
             # Ended by its window: it stopped exposing anyone at its end, not when the job
             # noticed, so its results cover exactly its window.
@@ -286,7 +206,7 @@ def _transition(
             outbox.emit(
                 session,
                 "experiment.ended",
-                {**event(experiment), "reason": (reason or EndReason.STOPPED).value},
+                {**event_fields(experiment), "reason": (reason or EndReason.STOPPED).value},
                 now,
             )
         experiment.updated_at = now
@@ -297,11 +217,11 @@ def _transition(
             action,
             "experiment",
             experiment.public_id,
-            snapshot,
-            _snapshot(experiment),
+            before_snapshot,
+            snapshot(experiment),
             now,
         )
-        return _view(experiment)
+        return view_of(experiment)
 
 
 def _overlap(one: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -388,7 +308,7 @@ def end_experiment(
 
 def get_experiment(session: Session, experiment_id: uuid.UUID) -> ExperimentView:
     """The experiment. Raises ExperimentNotFound."""
-    return _view(_find(session, experiment_id))
+    return view_of(find(session, experiment_id))
 
 
 def list_experiments(
@@ -403,4 +323,4 @@ def list_experiments(
         stmt = stmt.where(Experiment.id < after)
     found = list(session.execute(stmt).scalars())
     next_position = found[limit - 1].id if len(found) > limit else None
-    return [_view(experiment) for experiment in found[:limit]], next_position
+    return [view_of(experiment) for experiment in found[:limit]], next_position

@@ -20,8 +20,15 @@ from loyalty.experiments.exceptions import (
     UnknownArm,
 )
 from loyalty.experiments.models import ExperimentStatus
-from loyalty.experiments.services import ExperimentView, _definition, _find, _snapshot, _view, event
 from loyalty.experiments.statistics import SampleRatio
+from loyalty.experiments.stored import (
+    ExperimentView,
+    definition_of,
+    event_fields,
+    find,
+    snapshot,
+    view_of,
+)
 from loyalty.program import config
 from loyalty.webhooks import outbox
 
@@ -34,7 +41,7 @@ def flag_experiment(
     was flagged now: False for one already flagged or no longer running, so a flag is sent
     once however many workers look. Raises ExperimentNotFound."""
     with transaction(session):
-        experiment = _find(session, experiment_id, lock=True)
+        experiment = find(session, experiment_id, lock=True)
         if experiment.status != ExperimentStatus.RUNNING or experiment.flagged_at is not None:
             return False
         experiment.flagged_at = now
@@ -43,7 +50,7 @@ def flag_experiment(
             session,
             "experiment.flagged",
             {
-                **event(experiment),
+                **event_fields(experiment),
                 "observed": dict(zip(keys, ratio.observed, strict=True)),
                 "expected": dict(zip(keys, ratio.expected, strict=True)),
                 "p_value": ratio.p_value,
@@ -70,7 +77,7 @@ def promote(
     ExperimentPromoted (promoted before), UnknownArm, and whatever `apply` raises."""
     now = now or utcnow()
     with transaction(session):
-        experiment = _find(session, experiment_id, lock=True)
+        experiment = find(session, experiment_id, lock=True)
         if experiment.status != ExperimentStatus.STOPPED:
             raise ExperimentStatusConflict(
                 f"Only a stopped experiment can promote an arm; this one is "
@@ -82,14 +89,14 @@ def promote(
                 f"The experiment promoted its arm {experiment.promoted_arm!r} already.",
                 promoted_arm=experiment.promoted_arm,
             )
-        definition = _definition(experiment)
+        definition = definition_of(experiment)
         arm = next((arm for arm in definition.arms if arm.key == arm_key), None)
         if arm is None:
             raise UnknownArm(
                 f"The experiment has no arm {arm_key!r}.",
                 errors={"arm": [f"One of {', '.join(arm.key for arm in definition.arms)}."]},
             )
-        before = _snapshot(experiment)
+        before = snapshot(experiment)
         apply(definition, arm)
         experiment.promoted_arm = arm.key
         experiment.promoted_at = now
@@ -104,7 +111,7 @@ def promote(
             "experiment",
             experiment.public_id,
             before,
-            _snapshot(experiment),
+            snapshot(experiment),
             now,
         )
-        return _view(experiment)
+        return view_of(experiment)

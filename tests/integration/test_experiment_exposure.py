@@ -24,7 +24,7 @@ from loyalty.experiments.models import (
     ExperimentAssignment,
     ExposureSource,
 )
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.extensions import db
 from loyalty.members.models import Member
 from loyalty.membership import overview

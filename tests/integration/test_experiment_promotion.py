@@ -21,7 +21,7 @@ from loyalty.experiments.exceptions import (
     ExperimentStatusConflict,
     UnknownArm,
 )
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.extensions import db
 from loyalty.rules import services as rules
 from loyalty.rules.exceptions import RuleNotFound

@@ -36,7 +36,7 @@ from loyalty.experiments.models import (
     ExperimentStatus,
     ExposureSource,
 )
-from loyalty.experiments.services import ExperimentView
+from loyalty.experiments.stored import ExperimentView
 from loyalty.extensions import db
 from loyalty.members.segments import UnknownSegment
 from tests.concurrency import race, raised
