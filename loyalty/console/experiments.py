@@ -20,7 +20,7 @@ from loyalty.conclusions import targets
 from loyalty.conclusions.promotion import promote_arm
 from loyalty.conclusions.results import experiment_results
 from loyalty.console import blp, charts, security
-from loyalty.errors import LoyaltyError, NotFound
+from loyalty.errors import LoyaltyError, NotFound, ValidationFailed
 from loyalty.experiments import services as experiments
 from loyalty.experiments.definitions import ArmDefinition, TargetKind
 from loyalty.experiments.exceptions import ExperimentStatusConflict, ExperimentTargetTaken
@@ -121,6 +121,9 @@ def start_experiment(experiment_id: uuid.UUID) -> Response:
         targets.start_experiment(db.session(), experiment_id, security.actor())
     except (ExperimentStatusConflict, ExperimentTargetTaken) as error:
         flash(f"Not started: {error.detail}", "error")
+    except ValidationFailed as error:  # its target is gone or switched off since the draft
+        problems = " ".join(m for messages in error.extra["errors"].values() for m in messages)
+        flash(f"Not started: {error.detail} {problems}", "error")
     else:
         flash("Started: its arms are fixed from now on.", "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))

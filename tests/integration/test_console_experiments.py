@@ -26,6 +26,7 @@ from loyalty.experiments.definitions import ArmDefinition, ExperimentDefinition
 from loyalty.experiments.models import ExperimentStatus
 from loyalty.experiments.statistics import SampleRatio
 from loyalty.experiments.verdicts import flag_experiment
+from loyalty.rules import services as rules
 from tests.console import csrf_token, sign_in
 from tests.experiments import concluded
 from tests.factories import ApiKeyFactory, RuleFactory
@@ -175,6 +176,21 @@ def test_an_experiment_on_a_target_a_running_one_tests_is_not_started(
     assert "Not started: The experiment(s) rival already test" in flashed(
         client.get(response.location)
     )
+    assert status_of(app, double_points) == ExperimentStatus.DRAFT
+
+
+def test_an_experiment_whose_rule_was_switched_off_is_not_started(
+    app, client, admin, double_points
+):
+    with services(app) as session:
+        target = experiments.get_experiment(session, uuid.UUID(double_points)).definition.target
+        apparel = uuid.UUID(target["rule_ids"][1])
+        rules.deactivate_rule(session, apparel, "seed")
+    sign_in(client, admin)
+
+    response = post(client, double_points, "start")
+
+    assert f"Inactive rules: {apparel}; activate them." in flashed(client.get(response.location))
     assert status_of(app, double_points) == ExperimentStatus.DRAFT
 
 

@@ -5,7 +5,6 @@ assignments' unique key, which makes a member's first exposure the one that coun
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -20,7 +19,6 @@ from loyalty.experiments.definitions import (
     ArmDefinition,
     Eligibility,
     ExperimentChanges,
-    ExperimentDefinition,
 )
 from loyalty.experiments.exceptions import (
     ExperimentArmsLocked,
@@ -40,29 +38,8 @@ from loyalty.experiments.stored import ExperimentView
 from loyalty.extensions import db
 from loyalty.members.segments import UnknownSegment
 from tests.concurrency import race, raised
+from tests.experiments import DAY, HOLDOUT, T0, definition
 from tests.factories import MemberFactory
-
-T0 = dt.datetime(2031, 3, 1, tzinfo=dt.UTC)
-DAY = dt.timedelta(days=1)
-AUTOMATION = "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
-HOLDOUT = (
-    ArmDefinition("holdout", 1, control=True, applies=False),
-    ArmDefinition("fires", 1, applies=True),
-)
-
-
-def definition(**fields: Any) -> ExperimentDefinition:
-    values: dict[str, Any] = {
-        "key": "winback",
-        "name": "Win-back bonus",
-        "hypothesis": "A win-back bonus brings lapsed members back for more than it costs.",
-        "target": {"kind": "automation", "automation_id": AUTOMATION},
-        "arms": HOLDOUT,
-        "starts_at": T0,
-        "ends_at": T0 + 28 * DAY,
-        "margin": "0.35",
-    }
-    return ExperimentDefinition(**(values | fields))
 
 
 def draft(session: Any, **fields: Any) -> ExperimentView:
