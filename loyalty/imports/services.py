@@ -45,6 +45,7 @@ from loyalty.ledger.postings import Credit, credit_many
 from loyalty.members.models import Member, MemberStatus
 from loyalty.program.models import ProgramSettings
 from loyalty.program.services import get_settings
+from loyalty.tiers import services as tiers
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 BALANCE_REFERENCE = "import:balance"
@@ -104,7 +105,8 @@ def import_members(
 ) -> ImportResult:
     """Import members (columns: external_id, and optionally email, name, birthday, status).
     Members already enrolled are skipped, not changed. Imported members get no signup
-    points: they are not new to the shop. Raises ImportRejected (all-or-nothing only)."""
+    points: they are not new to the shop; they get the tier that needs no points, if any.
+    Raises ImportRejected (all-or-nothing only)."""
     valid, rejected = validate(stream, {"external_id"}, _member_row)
     if rejected and all_or_nothing:
         raise ImportRejected(rejected)
@@ -124,11 +126,15 @@ def import_members(
                 if row["external_id"] not in existing
             ]
             _insert_ignore(session, Member, new, "external_id")
-            created = session.execute(
-                sa.select(Member.id).where(
-                    Member.external_id.in_([row["external_id"] for row in new])
-                )
-            ).scalars()
+            created = list(
+                session.execute(
+                    sa.select(Member.id).where(
+                        Member.external_id.in_([row["external_id"] for row in new])
+                    )
+                ).scalars()
+            )
+            # As enrolment does: a tier that needs no points applies from the start.
+            tiers.enter_tier(session, created, now)
             _insert_ignore(
                 session,
                 MemberBalance,

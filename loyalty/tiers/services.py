@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -120,6 +121,39 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
         now,
     )
     return change
+
+
+def enter_tier(session: Session, member_ids: Sequence[int], now: dt.datetime) -> int:
+    """Give members who have no qualifying points yet (just imported) the tier that needs
+    none, if the program has one, each change recorded in their tier history, in bulk.
+    No tier.changed event: an import is not something the member did (it gives no signup
+    points either), and a million events would flood the shop's endpoint. Returns how many
+    members it placed."""
+    defined = program_tiers(session).all
+    decision = policy.review([view(t) for t in defined], None, None, 0, now)
+    if decision.tier is None or not member_ids:
+        return 0
+    entry = next(t for t in defined if t.code == decision.tier.code)
+    session.execute(
+        sa.update(Member)
+        .where(Member.id.in_(member_ids))
+        .values(tier_id=entry.id, tier_retained_until=decision.retained_until)
+    )
+    session.execute(
+        sa.insert(TierChange),
+        [
+            {
+                "member_id": member_id,
+                "from_tier": None,
+                "to_tier": entry.code,
+                "reason": decision.reason,
+                "qualifying_points": 0,
+                "changed_at": now,
+            }
+            for member_id in member_ids
+        ],
+    )
+    return len(member_ids)
 
 
 def _review_again_by(session: Session, member: Member, when: dt.datetime | None) -> None:

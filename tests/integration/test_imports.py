@@ -34,7 +34,8 @@ from loyalty.members import lookup
 from loyalty.members.models import Member
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
-from tests.factories import ApiKeyFactory, auth
+from loyalty.tiers.services import tier_history
+from tests.factories import ApiKeyFactory, TierFactory, auth
 
 # After every test the whole ledger must verify.
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
@@ -174,6 +175,39 @@ def test_imported_members_get_no_signup_points(app, client, tmp_path):
             )
             == 0
         )
+
+
+def tier_of(external_id: str) -> str | None:
+    tier = members.card(db.session, external_id).progress.tier
+    return tier.code if tier else None
+
+
+def test_imported_members_get_the_tier_that_needs_no_points_as_enrolled_ones_do(app, tmp_path):
+    with app.app_context():
+        TierFactory(code="member", name="Member", rank=1, threshold=0)
+        TierFactory(code="silver", name="Silver", rank=2, threshold=100)
+    enroll(app, "new_customer")
+    path = write_csv(tmp_path, "members.csv", "external_id", "moved_over", "also_moved")
+
+    import_members(app, path)
+
+    with app.app_context():
+        for external_id in ("new_customer", "moved_over", "also_moved"):
+            member = lookup.find_member(db.session, external_id)
+            assert tier_of(external_id) == "member"
+            [move] = tier_history(db.session, member.id, limit=10)
+            assert (move.from_tier, move.to_tier, move.reason) == (None, "member", "qualified")
+
+
+def test_without_a_tier_that_needs_no_points_imported_members_have_none(app, tmp_path):
+    with app.app_context():
+        TierFactory(code="silver", name="Silver", rank=1, threshold=100)
+    path = write_csv(tmp_path, "members.csv", "external_id", "moved_over")
+
+    import_members(app, path)
+
+    with app.app_context():
+        assert tier_of("moved_over") is None
 
 
 def test_each_bad_member_row_is_rejected_with_its_reason(app, tmp_path):
