@@ -232,6 +232,12 @@ def _seed_rules(session: Session) -> Iterator[str]:
         yield f"rule {definition['name']!r} created"
 
 
+def _birthday_today(now: dt.datetime) -> dt.date:
+    # 29 February is celebrated on the 28th in other years (see jobs.grant_birthdays).
+    day = 28 if (now.month, now.day) == (2, 29) else now.day
+    return dt.date(1990, now.month, day)
+
+
 def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
     """Create the demo earning rules, tiers and rewards, enroll the demo members (once:
     re-seeding leaves their history alone) with orders in the past so the card shows
@@ -249,6 +255,8 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
                 email=email,
                 # Alan was referred by Ada: his first order credits her referral points.
                 referred_by="cust_1001" if external_id == "cust_1003" else None,
+                # Ada's birthday is today: the first `jobs run` pays her tier's birthday gift.
+                birthday=_birthday_today(now) if external_id == "cust_1001" else None,
             ),
             # Members since the day before their first order, which earns like the rest.
             now=now - dt.timedelta(days=max(days for days, *_ in earnings) + 1),

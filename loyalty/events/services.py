@@ -57,15 +57,16 @@ def _grant(
     request_hash: str,
     now: dt.datetime,
 ) -> MemberEvent:
-    """Record the event and credit what the event rules give for it (available at once, caps
-    and budgets respected); the caller holds the member's lock."""
+    """Record the event and credit what the event rules (and, on a birthday, the tier's
+    birthday gift) give for it (available at once, caps and budgets respected); the caller
+    holds the member's lock."""
     tier = tiers.member_tier_code(session, member)
+    facts = rules.member_facts(member, tier)
     active = rules.experiment_rules(
-        session,
-        rules.active_rules(session, ("event",)),
-        rules.member_facts(member, tier),
-        now,
-        ExposureSource.EVENT,
+        session, rules.active_rules(session, ("event",)), facts, now, ExposureSource.EVENT
+    )
+    candidates = [rule.policy for rule in active] + rules.tier_gift(
+        session, member, facts, event_type, now
     )
     context = policy.MemberContext(
         tier=tier,
@@ -76,9 +77,7 @@ def _grant(
         session,
         active,
         context,
-        lambda ctx: policy.event_points(
-            [rule.policy for rule in active], event_type, ctx, occurred_at
-        ),
+        lambda ctx: policy.event_points(candidates, event_type, ctx, occurred_at),
         now,
         reserve=True,
     )

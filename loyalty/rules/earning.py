@@ -288,6 +288,44 @@ def tier_boost(
     ]
 
 
+def tier_gift(
+    session: Session,
+    member: Member,
+    facts: exposure.MemberFacts,
+    event_type: str,
+    now: dt.datetime,
+) -> list[policy.Rule]:
+    """A tier's birthday_gift benefit ({"points": N}) as the event rule it acts as on the
+    member's birthday event, unless their arm of an experiment on it withholds it (the
+    birthday is where that benefit matters: the exposure is recorded then)."""
+    if event_type != tiers.BIRTHDAY_EVENT:
+        return []
+    tier = tiers.program_tiers(session).of(member.tier_id)
+    gift = tiers.birthday_gift(tier) if tier is not None else None
+    if tier is None or gift is None:
+        return []
+    placement = tier_benefits(session, member, facts, now, ExposureSource.EVENT).get(
+        tiers.BIRTHDAY_GIFT
+    )
+    if placement is not None and not placement.arm.applies:
+        return []
+    shown = placement if placement is not None and placement.exposed else None
+    return [
+        policy.Rule(
+            rule_id=f"tier:{tier.code}:{tiers.BIRTHDAY_GIFT}",
+            version=0,
+            name=f"{tier.name} tier birthday gift",
+            kind="event",
+            priority=0,
+            conditions=policy.Conditions(),
+            points=gift,
+            event_type=tiers.BIRTHDAY_EVENT,
+            experiment=shown.experiment.key if shown else None,
+            arm=shown.arm.key if shown else None,
+        )
+    ]
+
+
 def award(
     session: Session,
     member: Member,

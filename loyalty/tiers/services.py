@@ -239,6 +239,18 @@ def member_tier_code(session: Session, member: Member) -> str | None:
 
 
 MULTIPLIER_BENEFIT = "points_multiplier"
+BIRTHDAY_GIFT = "birthday_gift"
+# The event the jobs record on a member's birthday (loyalty.jobs), when the gift is paid.
+BIRTHDAY_EVENT = "birthday"
+
+
+def birthday_gift(tier: Tier) -> int | None:
+    """The points of the tier's birthday_gift benefit ({"points": N}), if it has one."""
+    for benefit in tier.benefits:
+        points = (benefit.get("params") or {}).get("points")
+        if benefit["code"] == BIRTHDAY_GIFT and type(points) is int and points > 0:
+            return points
+    return None
 
 
 def tier_multiplier(session: Session, member: Member) -> tuple[Tier, str] | None:

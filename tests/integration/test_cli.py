@@ -19,6 +19,8 @@ from loyalty.conclusions.results import experiment_results
 from loyalty.experiments.models import Experiment, ExperimentStatus
 from loyalty.extensions import db
 from loyalty.insight.models import InsightModel, MemberInsight, ModelStatus
+from loyalty.jobs import services as jobs
+from loyalty.membership import services as membership
 from tests.helpers import app_built
 
 KEY_LINE = re.compile(r"^lk_[A-Za-z0-9_-]{20,}$")
@@ -289,6 +291,18 @@ def test_demo_data_has_a_finished_experiment_with_a_result(app):
     [bonus] = report.results.comparisons
     # The demo draws a real conversion uplift (34% against 22%): its interval shows it.
     assert 0 < bonus.conversion_uplift.low < 0.12 < bonus.conversion_uplift.high
+
+
+def test_the_demo_pays_the_birthday_gift_its_tiers_advertise(app):
+    run(app, "demo", "seed")
+
+    with app.app_context():
+        before = membership.card(db.session, "cust_1001")
+        assert jobs.grant_birthdays(db.session) == 1
+        after = membership.card(db.session, "cust_1001")
+    assert before.progress.tier is not None
+    gift = {"bronze": 100, "silver": 250, "gold": 500}[before.progress.tier.code]
+    assert after.available == before.available + gift
 
 
 def test_demo_data_keeps_every_ledger_invariant(app):

@@ -51,7 +51,7 @@ from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent
 from tests.commands import program_changes
 from tests.concurrency import race, raised, waiting_on_locks
-from tests.factories import ApiKeyFactory, RuleFactory, auth
+from tests.factories import FREE_SHIPPING, ApiKeyFactory, RuleFactory, TierFactory, auth
 from tests.helpers import credit_earned, order_placed_at
 
 # After every test the whole ledger must verify.
@@ -511,6 +511,37 @@ def test_a_birthday_is_recorded_and_credits_the_birthday_rule(app, birthday_rule
     assert birthday_events(app) == ["birthday:c1:2027"]
     assert stored_balance(app, "c1") == (100, 0, 0)
     assert stored_balance(app, "c2") == (0, 0, 0)
+
+
+def test_a_tiers_birthday_gift_is_paid_on_the_birthday_with_the_birthday_rule(app, birthday_rule):
+    with app.app_context():
+        gift = {"code": "birthday_gift", "params": {"points": 250}}
+        TierFactory(code="member", name="Member", rank=1, threshold=0, benefits=[gift])
+        TierFactory(code="silver", name="Silver", rank=2, threshold=100)
+    enroll(app, "c1", birthday=dt.date(1990, 3, 15))
+
+    birthdays(app, at("2027-03-15T09:00:00+00:00"))
+
+    assert stored_balance(app, "c1") == (350, 0, 0)
+    with app.app_context():
+        event = db.session.scalars(
+            sa.select(MemberEvent).where(MemberEvent.type == "birthday")
+        ).one()
+    assert [(c["rule_id"], c["name"], c["points"]) for c in event.breakdown] == [
+        ("tier:member:birthday_gift", "Member tier birthday gift", 250),
+        (event.breakdown[1]["rule_id"], "Birthday", 100),
+    ]
+
+
+def test_a_tier_without_a_birthday_gift_gives_nothing_on_the_birthday(app):
+    with app.app_context():
+        TierFactory(code="member", name="Member", rank=1, threshold=0, benefits=[FREE_SHIPPING])
+    enroll(app, "c1", birthday=dt.date(1990, 3, 15))
+
+    birthdays(app, at("2027-03-15T09:00:00+00:00"))
+
+    assert birthday_events(app) == ["birthday:c1:2027"]
+    assert stored_balance(app, "c1") == (0, 0, 0)
 
 
 def test_a_birthday_is_recorded_once_however_often_the_job_runs_that_day(app, birthday_rule):
