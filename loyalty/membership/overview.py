@@ -55,6 +55,7 @@ class HoldSummary:
     points: int
     status: RedemptionStatus
     created_at: dt.datetime
+    order_id: str | None  # the order it paid for (see Redemption.order_ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,13 @@ def overview(session: Session, external_id: str, cursor: str | None) -> MemberOv
     member_card = card(session, external_id)
     member_id = find_member(session, external_id).id
     holds = session.execute(
-        sa.select(Redemption.public_id, Redemption.points, Redemption.status, Redemption.created_at)
+        sa.select(
+            Redemption.public_id,
+            Redemption.points,
+            Redemption.status,
+            Redemption.created_at,
+            Redemption.order_ref,
+        )
         .where(Redemption.member_id == member_id)
         .order_by(Redemption.id.desc())
         .limit(50)
@@ -84,7 +91,9 @@ def overview(session: Session, external_id: str, cursor: str | None) -> MemberOv
         history=history(session, external_id, 25, cursor),
         tier_history=tier_history(session, member_id, 50),
         holds=[
-            HoldSummary(h.public_id, h.points, RedemptionStatus(h.status), h.created_at)
+            HoldSummary(
+                h.public_id, h.points, RedemptionStatus(h.status), h.created_at, h.order_ref
+            )
             for h in holds
         ],
         reward_redemptions=member_redemptions(session, member_id),

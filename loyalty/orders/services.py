@@ -143,6 +143,7 @@ def _use_redemption(
     redemption_public_id: uuid.UUID,
     member: Member,
     balance: MemberBalance,
+    order_id: str,
     total: int,
     now: dt.datetime,
 ) -> Redemption:
@@ -165,6 +166,9 @@ def _use_redemption(
         # Placing the order is the payment succeeding: capture the hold with it.
         redemptions.capture_locked(session, redemption, balance, now)
     redemptions.refuse_unless_usable(redemption)
+    # The redemption names the order it paid for from now on (the hold's own reference, if
+    # any, was the shop's guess at it).
+    redemption.order_ref = order_id
     return redemption
 
 
@@ -292,6 +296,7 @@ def place_order(
                 command.redemption_public_id,
                 member,
                 balance,
+                command.order_id,
                 subtotal - discount,
                 now,
             )

@@ -293,7 +293,14 @@ class RedemptionSchema(ma.Schema):
     )
     points = fields.Integer(required=True)
     value = fields.Nested(MoneySchema, required=True)
-    order_id = fields.String(required=True, allow_none=True)
+    order_id = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The order the redemption paid for, once an order named it; "
+            "until then the reference the hold was given, if any."
+        },
+    )
     expires_at = UTCDateTime(required=True)
     created_at = UTCDateTime(required=True)
     captured_at = UTCDateTime(required=True, allow_none=True)

@@ -198,7 +198,7 @@ def test_order_naming_a_held_redemption_captures_it_and_links_it(client, checkou
     assert response.json["redemption_id"] == held["redemption_id"]
     assert response.json["points_redeemed"] == 500
     redemption = client.get(f"/v1/redemptions/{held['redemption_id']}", headers=checkout).json
-    assert redemption["status"] == "captured"
+    assert (redemption["status"], redemption["order_id"]) == ("captured", response.json["order_id"])
     assert balance(client, checkout) == {"available": 500, "pending": 57, "held": 0}
 
 
@@ -211,6 +211,8 @@ def test_order_naming_a_captured_redemption_links_it(client, checkout, rule, fun
         held["redemption_id"],
         57,
     )
+    redemption = client.get(f"/v1/redemptions/{held['redemption_id']}", headers=checkout).json
+    assert redemption["order_id"] == response.json["order_id"]
     assert (
         refund(client, checkout, {"refund_id": "r1", "amount": 6200}).json["points_restored"] == 500
     )

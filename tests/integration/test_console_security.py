@@ -36,7 +36,14 @@ from loyalty.rules import services as rules
 from loyalty.schemas.automations import AutomationInSchema
 from loyalty.schemas.orders import MAX_AMOUNT
 from tests.console import csrf_token, sign_in
-from tests.factories import ApiKeyFactory, MemberFactory, auth
+from tests.factories import (
+    ApiKeyFactory,
+    HoldFactory,
+    MemberFactory,
+    OrderFactory,
+    RuleFactory,
+    auth,
+)
 from tests.helpers import services
 
 COOKIE = "loyalty_console"
@@ -610,3 +617,17 @@ def test_a_nul_in_the_sign_in_form_is_a_400_page(app, client):
     response = client.post("/admin/login", data={"api_key": "lk_\x00", "csrf_token": token})
 
     assert response.status_code == 400
+
+
+def test_a_members_page_shows_the_order_each_redemption_paid_for(app, client, admin):
+    with services(app) as session:
+        RuleFactory()
+        held = HoldFactory(member_id="cust_42", points=100)
+        OrderFactory(order_id="o-7", member_id="cust_42", redemption_id=str(held.public_id))
+        session.commit()
+    sign_in(client, admin)
+
+    page = client.get("/admin/members/cust_42")
+
+    holds = page.text.split("<h2>Holds</h2>")[1].split("</section>")[0]
+    assert "<td>captured</td><td>o-7</td>" in holds
