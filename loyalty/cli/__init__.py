@@ -55,3 +55,9 @@ def _create_app(*_: Any) -> Flask:
 )
 def main() -> None:
     """loyalty: membership and loyalty points service."""
+
+
+# FlaskGroup adds --app, --env-file and --debug, which choose and configure the app: loyalty's
+# app is fixed (create_app, configured by the environment: see the README's Configuration),
+# so they would only be noise in `loyalty --help`, or a way to serve with the debugger.
+main.params = [param for param in main.params if param.name not in {"app", "env_file", "debug"}]

@@ -13,6 +13,7 @@ from flask import Flask
 
 from loyalty.automations import firing
 from loyalty.automations import services as automations
+from loyalty.cli import main
 from loyalty.cli.openapi import openapi_document
 from loyalty.cli.serve import gunicorn_args
 from loyalty.conclusions.results import experiment_results
@@ -207,6 +208,16 @@ def test_ledger_verify_fails_on_a_balance_that_disagrees_with_its_entries(app, s
     assert result.exit_code == 1
     assert "BREACH" in result.stderr
     assert "breach" in result.stdout
+
+
+def test_help_shows_only_options_that_apply(app):
+    result = app.test_cli_runner().invoke(main, ["--help"])
+
+    assert result.exit_code == 0, result.output
+    options = result.output.split("Options:")[1].split("Commands:")[0]
+    assert options.split() == ["--help", "Show", "this", "message", "and", "exit."]
+    for group in ("db", "demo", "jobs", "keys", "ledger", "serve"):
+        assert f"  {group} " in result.output
 
 
 # --- demo -------------------------------------------------------------------------------------
