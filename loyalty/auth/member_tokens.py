@@ -35,7 +35,9 @@ TOKEN_PREFIX = "lmt_"  # noqa: S105 - a prefix to tell tokens from keys, no secr
 # bounds what a leaked one can do; a minute at least leaves time to use it.
 MIN_TTL = dt.timedelta(minutes=1)
 MAX_TTL = dt.timedelta(hours=1)
-DEFAULT_TTL = dt.timedelta(minutes=15)
+# An ended token's row is kept this long, for whoever asks why an app was signed out, then
+# purged by the jobs: every signed-in app mints one every few minutes.
+KEPT_AFTER_EXPIRY = dt.timedelta(days=1)
 
 
 class TokenNotFound(NotFound):
@@ -132,6 +134,27 @@ def revoke_all(session: Session, external_id: str, now: dt.datetime | None = Non
             .values(revoked_at=now)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge_ended(session: Session, now: dt.datetime | None = None, batch_size: int = 1000) -> int:
+    """Delete the tokens that expired over KEPT_AFTER_EXPIRY before `now` (a revoked token
+    expires within MAX_TTL of its revocation all the same), `batch_size` rows per
+    transaction, so no long transaction holds the table; return how many. Several workers
+    may purge at once: a row another deleted first is not counted twice. Raises nothing."""
+    now = now or utcnow()
+    purged = 0
+    while True:
+        with transaction(session):
+            batch = (
+                sa.select(MemberToken.id)
+                .where(MemberToken.expires_at < now - KEPT_AFTER_EXPIRY)
+                .limit(batch_size)
+            )
+            result = session.execute(sa.delete(MemberToken).where(MemberToken.id.in_(batch)))
+            deleted = int(result.rowcount)  # type: ignore[attr-defined]
+        purged += deleted
+        if deleted < batch_size:
+            return purged
 
 
 # Built once, as for API keys (loyalty.auth.services): it runs on every request of the app.

@@ -42,10 +42,12 @@ def upgrade() -> None:
     with op.batch_alter_table("member_tokens", schema=None) as batch_op:
         batch_op.create_index("ix_member_tokens_member_id", ["member_id"], unique=False)
         batch_op.create_index("ix_member_tokens_api_key_id", ["api_key_id"], unique=False)
+        batch_op.create_index("ix_member_tokens_expires_at", ["expires_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("member_tokens", schema=None) as batch_op:
+        batch_op.drop_index("ix_member_tokens_expires_at")
         batch_op.drop_index("ix_member_tokens_api_key_id")
         batch_op.drop_index("ix_member_tokens_member_id")
     op.drop_table("member_tokens")
