@@ -231,6 +231,13 @@ def test_a_retry_with_a_fresh_token_replays_the_redemption(client, admin, funded
     assert calls[1].headers["Idempotent-Replayed"] == "true"
 
 
+def test_head_admits_a_token_like_get(client, member, c2, mint):
+    token = mint("c1")
+
+    assert client.head("/v1/members/c1", headers=token).status_code == 200
+    assert client.head("/v1/members/c2", headers=token).status_code == 403
+
+
 def test_a_token_is_refused_for_another_member(client, member, c2, mint):
     token = mint("c1")
 

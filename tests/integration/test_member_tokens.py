@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from loyalty.auth import member_tokens
 from loyalty.auth.models import ApiKey, MemberToken
-from loyalty.auth.services import Caller
+from loyalty.auth.services import Caller, create_key
+from loyalty.errors import ValidationFailed
 from tests.factories import ApiKeyFactory, MemberFactory, auth
 from tests.helpers import app_built, created, ok, problem, services, when
 
@@ -92,3 +93,10 @@ def test_a_revocation_takes_effect_at_once_in_every_worker(app: Flask):
 
         assert revoked.status_code == 204
         problem(second.get("/v1/members/c1", headers=auth(token["token"])), 401, "unauthorized")
+
+
+def test_no_api_key_can_hold_the_member_scope(session):
+    with pytest.raises(ValidationFailed) as refused:
+        create_key(session, "sneaky", ["member"])
+
+    assert refused.value.extra["errors"] == {"scopes": ["Choose from checkout, app, admin."]}
