@@ -28,6 +28,13 @@ Environment variables:
   ``6000/minute`` (the checkout default), ``3000/minute`` (app), ``1200/minute`` (admin).
 - ``LOYALTY_RATE_LIMIT_UNAUTHENTICATED``: requests without a valid key (401s) per client
   address before they are answered 429 (default ``60/minute``).
+- ``LOYALTY_RATE_LIMIT_MEMBER``: requests per member token, each token its own budget apart
+  from its key's (default ``120/minute``).
+- ``LOYALTY_MEMBER_TOKEN_TTL_SECONDS``: how long a member token lives unless its minting asks
+  otherwise (default 900; 60 to 3600, or the app does not start).
+- ``LOYALTY_CORS_ORIGINS``: the customer app's origins, comma-separated (such as
+  ``https://app.example.com``), whose pages may call the member-facing routes from a browser
+  (default: none; a wildcard or anything but an origin stops the start).
 - ``PROMETHEUS_MULTIPROC_DIR``: where gunicorn workers keep their metrics so /metrics adds
   them up (gunicorn.conf.py sets one up).
 """

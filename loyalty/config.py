@@ -69,8 +69,25 @@ RATE_LIMIT_DEFAULTS = {
     "checkout": "6000/minute",
     "app": "3000/minute",
     "admin": "1200/minute",
+    # per member token: one customer's app, a few requests a screen
+    "member": "120/minute",
     "unauthenticated": "60/minute",
 }
+
+
+def member_token_ttl() -> int:
+    """LOYALTY_MEMBER_TOKEN_TTL_SECONDS: how long a member token lives unless its minting
+    asks for less or more, within the bounds of loyalty.auth.member_tokens (1 minute to 1
+    hour; checked when the app starts)."""
+    return _positive("LOYALTY_MEMBER_TOKEN_TTL_SECONDS", 900)
+
+
+def cors_origins() -> list[str]:
+    """LOYALTY_CORS_ORIGINS: the customer app's origins (comma-separated, such as
+    ``https://app.example.com``) whose pages may call the member-facing routes from a
+    browser; none by default."""
+    raw = os.environ.get("LOYALTY_CORS_ORIGINS", "")
+    return [origin.strip() for origin in raw.split(",") if origin.strip()]
 
 
 def rate_limits() -> dict[str, str]:
@@ -110,6 +127,8 @@ def from_environment() -> dict[str, Any]:
         # Webhooks to plain http and local addresses: development and tests only.
         "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
         "RATE_LIMITS": rate_limits(),
+        "MEMBER_TOKEN_TTL_SECONDS": member_token_ttl(),
+        "CORS_ORIGINS": cors_origins(),
         # memory:// counts in each worker process (the demo); production shares Redis.
         "RATE_LIMIT_STORAGE": os.environ.get("LOYALTY_RATE_LIMIT_STORAGE") or "memory://",
         "RATE_LIMIT_KEY_PREFIX": "loyalty",

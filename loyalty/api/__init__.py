@@ -22,8 +22,8 @@ PROBLEM_REF = "#/components/schemas/Problem"
 
 
 class ConventionsPlugin(BasePlugin):
-    """Documents what every /v1 operation shares: bearer auth, 400/401/403, the rate limit's
-    429, Idempotency-Key."""
+    """Documents what every /v1 operation shares: bearer auth (and member tokens where an
+    operation admits them), 400/401/403, the rate limit's 429, Idempotency-Key."""
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
@@ -31,6 +31,8 @@ class ConventionsPlugin(BasePlugin):
         if not path or not path.startswith("/v1") or operations is None:
             return
         for method, operation in operations.items():
+            if "member" in operation.get("x-scopes", ()):
+                operation.setdefault("security", [{"bearerAuth": []}, {"memberToken": []}])
             operation.setdefault("security", [{"bearerAuth": []}])
             responses = operation.setdefault("responses", {})
             responses.setdefault("401", "UNAUTHORIZED")
@@ -74,7 +76,7 @@ api = Api(spec_kwargs={"extra_plugins": [ConventionsPlugin()]})
 
 
 def init_app(app: Flask) -> None:
-    from loyalty.api import auth, errors, limits, transaction
+    from loyalty.api import auth, cors, errors, limits, member_tokens, transaction
     from loyalty.api.base import OrderIdConverter, SegmentConverter, refuse_undecodable_url
     from loyalty.api.blueprints import BLUEPRINTS
 
@@ -87,6 +89,20 @@ def init_app(app: Flask) -> None:
             "type": "http",
             "scheme": "bearer",
             "description": "An API key made by `loyalty keys create`.",
+        },
+    )
+    api.spec.components.security_scheme(
+        "memberToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "lmt_...",
+            "description": (
+                "A short-lived token for one member, minted by the shop's backend with "
+                "`POST /v1/members/{external_id}/tokens`, for the customer app: the operations "
+                "that list it admit it for that member only (scope `member`); every other "
+                "operation refuses it (403 `member_token_not_allowed`)."
+            ),
         },
     )
     api.spec.components.parameter(
@@ -127,6 +143,9 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     # before authentication: a URL that cannot be read names nothing to authorize
     app.before_request(refuse_undecodable_url)
+    # before authentication too: a browser's preflight carries no Authorization header
+    cors.init_app(app)
+    member_tokens.init_app(app)
     auth.init_app(app)
     # After authentication (the limit is the key's) and before the request's transaction
     # (a refused request claims no Idempotency-Key and writes nothing).

@@ -3,6 +3,7 @@ from loyalty.api import (
     automations,
     experiments,
     insight,
+    member_tokens,
     members,
     orders,
     program,
@@ -17,6 +18,7 @@ from loyalty.api import (
 BLUEPRINTS = (
     members.blp,
     members.admin_blp,
+    member_tokens.blp,
     orders.blp,
     tiers.blp,
     rewards.blp,

@@ -2,7 +2,8 @@
 
 Every authenticated /v1 request counts against its API key's limit: one budget per key over
 all routes, sized by the key's scopes (the most generous of them, so a key that is both `app`
-and `checkout` gets the larger of the two). The check runs once the key is known and before
+and `checkout` gets the larger of the two). A member token has a budget of its own, by the
+`member` limit, apart from its key's. The check runs once the key is known and before
 the request's transaction opens, so a refused request claims no Idempotency-Key and writes
 nothing. Requests without a valid key are limited per client address instead, and only their
 401s count: past that limit a bad key gets 429 instead of another 401, and an authenticated
@@ -63,6 +64,7 @@ SETTINGS = {
     Scope.CHECKOUT.value: "LOYALTY_RATE_LIMIT_CHECKOUT",
     Scope.APP.value: "LOYALTY_RATE_LIMIT_APP",
     Scope.ADMIN.value: "LOYALTY_RATE_LIMIT_ADMIN",
+    Scope.MEMBER.value: "LOYALTY_RATE_LIMIT_MEMBER",
     UNAUTHENTICATED: "LOYALTY_RATE_LIMIT_UNAUTHENTICATED",
 }
 # A limiter waiting on its store holds up the request it guards: Redis gets short connect and
@@ -204,10 +206,15 @@ def _check_key() -> Response | None:
         return None  # not an authenticated /v1 request: health, metrics, docs, the console
     limiter = _limiter()
     item = limiter.limits.for_scopes(caller.scopes)
-    identity = ("key", str(caller.key_id))
+    if caller.token_id is not None:
+        # Each member token has its own budget: one customer's app must not spend the
+        # budget of the key that minted it, which serves all of the shop's customers.
+        identity, who = ("token", str(caller.token_id)), "This member token"
+    else:
+        identity, who = ("key", str(caller.key_id)), "This API key"
     if limiter.hit(item, *identity):
         return None
-    return _too_many(item, limiter.reset_at(item, *identity), "This API key")
+    return _too_many(item, limiter.reset_at(item, *identity), who)
 
 
 def handle_unauthorized(error: Unauthorized) -> Response:

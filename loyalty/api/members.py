@@ -88,7 +88,7 @@ class Members(MethodView):
 
 @blp.route("/members/<string:external_id>")
 class MemberCard(MethodView):
-    @requires("checkout", "app")
+    @requires("checkout", "app", "member")
     @blp.response(200, MemberCardSchema)
     @blp.alt_response(404, description="No such member.")
     def get(self, external_id: str) -> dict[str, Any]:
@@ -98,7 +98,7 @@ class MemberCard(MethodView):
 
 @blp.route("/members/<string:external_id>/transactions")
 class MemberTransactions(MethodView):
-    @requires("checkout", "app")
+    @requires("checkout", "app", "member")
     @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, TransactionPageSchema)
     @blp.alt_response(404, description="No such member.")

@@ -128,7 +128,7 @@ class DeactivateReward(MethodView):
 
 @blp.route("/rewards")
 class Catalog(MethodView):
-    @requires("app")
+    @requires("app", "member", member_query="member_id")
     @blp.arguments(CatalogQuerySchema, location="query")
     @blp.response(200, CatalogSchema)
     @blp.alt_response(404, description="No such member.")
@@ -160,7 +160,7 @@ def redemption_body(redemption: RedeemedReward) -> dict[str, Any]:
 
 @blp.route("/members/<string:external_id>/reward-redemptions")
 class RewardRedemptions(MethodView):
-    @requires("app")
+    @requires("app", "member")
     @blp.arguments(RewardRedeemInSchema)
     @blp.response(201, RewardRedemptionSchema)
     @blp.alt_response(404, description="No such member or reward.")

@@ -110,7 +110,7 @@ def benefit_body(benefit: Benefit) -> dict[str, Any]:
 
 @blp.route("/members/<string:external_id>/benefits")
 class MemberBenefits(MethodView):
-    @requires("app", "checkout")
+    @requires("app", "checkout", "member")
     @blp.response(200, BenefitListSchema)
     @blp.alt_response(404, description="No such member.")
     def get(self, external_id: str) -> dict[str, Any]:

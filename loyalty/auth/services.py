@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.audit import services as audit
-from loyalty.auth.models import ApiKey, Scope
+from loyalty.auth.models import KEY_SCOPES, ApiKey, Scope
 from loyalty.db import transaction, utcnow
 from loyalty.errors import Conflict, NotFound, ValidationFailed
 from loyalty.program import config
 
 KEY_PREFIX = "lk_"
-_SCOPES = {scope.value: scope for scope in Scope}
+_SCOPES = {scope.value: scope for scope in KEY_SCOPES}
 
 
 class KeyNameTaken(Conflict):
@@ -73,7 +73,9 @@ def create_key(
     if not name.strip() or len(name) > 100:
         raise ValidationFailed({"name": ["Must be 1 to 100 characters."]})
     if unknown or not scope_list:
-        raise ValidationFailed({"scopes": [f"Choose from {', '.join(s.value for s in Scope)}."]})
+        raise ValidationFailed(
+            {"scopes": [f"Choose from {', '.join(s.value for s in KEY_SCOPES)}."]}
+        )
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     with transaction(session):
         if session.scalar(sa.select(ApiKey.id).where(ApiKey.name == name)) is not None:
@@ -108,9 +110,14 @@ def revoke_key(session: Session, name: str, actor: str | None = "cli") -> KeyVie
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    key_id: int
+    """Who is calling: an API key, or a member token (which speaks for its key's shop, for
+    one member only)."""
+
+    key_id: int  # a member token's is the key that minted it: its Idempotency-Keys are the key's
     name: str
     scopes: frozenset[Scope]
+    member_external_id: str | None = None  # a member token's member
+    token_id: int | None = None  # a member token's row, which its rate limit counts by
 
     def may(self, allowed: Iterable[str]) -> bool:
         """Whether the key has one of the `allowed` scopes (admin may do everything)."""

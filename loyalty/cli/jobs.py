@@ -16,6 +16,7 @@ jobs_cli = AppGroup("jobs", help="Background work.")
 
 
 def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
+    from loyalty.auth import member_tokens
     from loyalty.automations import firing as automations
     from loyalty.conclusions import lifecycle as experiments
     from loyalty.insight import services as insight
@@ -37,6 +38,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     flagged = experiments.flag_mismatches(session)
     # After the refresh: automations narrow on its segments and predicted values.
     fired = automations.fire_due(session)
+    purged = member_tokens.purge_ended(session)
     dispatched = webhooks.dispatch(session)
     delivered = webhooks.deliver_due(
         session,
@@ -49,7 +51,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
         f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} "
         f"failed, {fired.total} automations fired, {ended} experiments ended, {flagged} "
-        f"experiments flagged, insight {insight_daily.state}"
+        f"experiments flagged, {purged} member tokens purged, insight {insight_daily.state}"
     )
 
 
@@ -94,7 +96,8 @@ def jobs_run(
     """Settle due members (maturing, expiry, timed-out holds, tier reviews), send expiry
     notices and birthday events, refresh member insight once a day, end the experiments
     whose window passed and flag those whose exposures do not fit their weights, fire the
-    automations that are due, and deliver webhooks.
+    automations that are due, purge member tokens ended over a day ago, and deliver
+    webhooks.
     Safe to run on several machines."""
     if metrics_bind:
         host, _, port = metrics_bind.rpartition(":")

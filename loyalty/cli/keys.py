@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from loyalty.auth.models import Scope
+from loyalty.auth.models import KEY_SCOPES
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 
@@ -19,7 +19,7 @@ keys_cli = AppGroup("keys", help="API keys.")
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice([scope.value for scope in Scope]),
+    type=click.Choice([scope.value for scope in KEY_SCOPES]),
 )
 def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create an API key; the key is printed once, alone on the last line."""

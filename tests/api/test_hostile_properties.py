@@ -67,6 +67,7 @@ IDS = (
     "bonus_rule_id",
     "experiment_id",
     "draft_experiment_id",
+    "token_id",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -795,6 +796,7 @@ def world(app: Flask, client: FlaskClient) -> World:
         checkout,
     )
     hold = post("/v1/redemptions", {"member_id": member, "points": 500}, checkout)
+    token = post(f"/v1/members/{member}/tokens", {}, keys["app"])
     with app.app_context():
         webhooks.dispatch(db.session)
     deliveries = client.get(f"/v1/admin/webhooks/{hook['id']}/deliveries", headers=admin).json
@@ -819,6 +821,7 @@ def world(app: Flask, client: FlaskClient) -> World:
             "bonus_rule_id": bonus_rule["id"],
             "experiment_id": stopped["id"],
             "draft_experiment_id": draft["id"],
+            "token_id": token["id"],
         },
     )
 

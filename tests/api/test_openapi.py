@@ -82,15 +82,17 @@ def test_every_operation_documents_the_rate_limits_429_with_retry_after(spec):
 
 
 def test_every_operation_needs_the_bearer_key(spec):
+    """An API key, or on the operations whose scopes name `member`, a member token."""
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     for method, path, operation in v1_operations(spec):
-        assert operation["security"] == [{"bearerAuth": []}], f"{method} {path}"
+        member = [{"memberToken": []}] if "member" in operation["x-scopes"] else []
+        assert operation["security"] == [{"bearerAuth": []}, *member], f"{method} {path}"
 
 
 def test_every_operation_names_its_scopes(spec):
     for method, path, operation in v1_operations(spec):
         assert "admin" in operation["x-scopes"], f"{method} {path}"
-        assert set(operation["x-scopes"]) <= {"checkout", "app", "admin"}
+        assert set(operation["x-scopes"]) <= {"checkout", "app", "admin", "member"}
 
 
 def test_every_post_documents_the_idempotency_key_header(spec):

@@ -140,6 +140,23 @@ def test_another_key_is_still_served(client, limit, headers_for, clock):
     assert card(client, second) == 404
 
 
+def test_each_member_token_has_its_own_budget_apart_from_its_keys(
+    client, limit, app_key, member, clock
+):
+    limit(member="2/minute", app="3/minute")
+    minted = [
+        created(client.post("/v1/members/c1/tokens", json={}, headers=app_key)) for _ in range(2)
+    ]
+    first, second = (auth(body["token"]) for body in minted)
+    assert [card(client, first) for _ in range(2)] == [200, 200]
+
+    body = refused(client, first)
+
+    assert body["detail"].startswith("This member token went over its rate limit of 2 per")
+    assert card(client, second) == 200
+    assert card(client, app_key) == 200  # the key spent 2 of its 3 on minting
+
+
 def test_a_refused_request_does_no_work_and_claims_no_idempotency_key(
     client, limit, checkout, admin, clock
 ):
@@ -187,6 +204,7 @@ def test_the_defaults_per_scope_and_their_settings(monkeypatch):
         "checkout": "6000/minute",
         "app": "3000/minute",
         "admin": "1200/minute",
+        "member": "120/minute",
         "unauthenticated": "60/minute",
     }
 
