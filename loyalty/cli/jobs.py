@@ -19,6 +19,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     from loyalty.auth import member_tokens
     from loyalty.automations import firing as automations
     from loyalty.conclusions import lifecycle as experiments
+    from loyalty.grants import services as bulk_grants
     from loyalty.insight import services as insight
     from loyalty.jobs import services as jobs
     from loyalty.webhooks import services as webhooks
@@ -39,6 +40,8 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     # After the refresh: automations narrow on its segments and predicted values.
     fired = automations.fire_due(session)
     purged = member_tokens.purge_ended(session)
+    # Before dispatch: the points.adjusted events of its grants go out in this pass.
+    bulk = bulk_grants.run_due(session, batch_size=batch_size)
     dispatched = webhooks.dispatch(session)
     delivered = webhooks.deliver_due(
         session,
@@ -51,7 +54,8 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
         f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} "
         f"failed, {fired.total} automations fired, {ended} experiments ended, {flagged} "
-        f"experiments flagged, {purged} member tokens purged, insight {insight_daily.state}"
+        f"experiments flagged, {purged} member tokens purged, {bulk.granted} bulk grants "
+        f"({bulk.refused} refused), insight {insight_daily.state}"
     )
 
 

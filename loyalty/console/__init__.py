@@ -27,4 +27,4 @@ blp = Blueprint(
     static_url_path="/static",
 )
 
-from loyalty.console import automations, experiments, insight, rules, views  # noqa: E402, F401 - register the routes on blp
+from loyalty.console import automations, experiments, grants, insight, rules, views  # noqa: E402, F401 - register the routes on blp

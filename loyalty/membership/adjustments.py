@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,12 +12,12 @@ from loyalty.audit import services as audit
 from loyalty.db import transaction, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.exceptions import MemberInactive
-from loyalty.ledger.models import Account, TransactionKind
+from loyalty.ledger.models import Account, LedgerTransaction, TransactionKind
 from loyalty.ledger.postings import credit, lock_balance
 from loyalty.ledger.queries import Movement, movement
 from loyalty.ledger.spending import debit
 from loyalty.members.lookup import find_member
-from loyalty.members.models import MemberStatus
+from loyalty.members.models import Member, MemberStatus
 from loyalty.program import config
 from loyalty.settlement.services import settle_member
 from loyalty.webhooks import outbox
@@ -40,52 +41,76 @@ def adjust(
     if points == 0:
         raise ValidationFailed({"points": ["Must not be zero."]})
     with transaction(session):
-        member = find_member(session, external_id)
-        settings = config.current(session).settings
-        balance = lock_balance(session, member.id)
-        # Read under the lock: a status change that just committed is seen.
-        session.refresh(member)
-        if member.status == MemberStatus.CLOSED:
-            raise MemberInactive(f"Member {external_id!r} is closed.")
-        settle_member(session, balance, now)
-        fields: dict[str, Any] = {"reason": reason, "actor": actor, "reference": "adjustment"}
-        if points > 0:
-            txn, _ = credit(
-                session,
-                balance,
-                settings,
-                points,
-                kind=TransactionKind.ADJUST,
-                source=Account.ADJUSTED,
-                now=now,
-                pending=False,
-                **fields,
-            )
-        else:
-            txn, _ = debit(
-                session,
-                balance,
-                settings,
-                -points,
-                kind=TransactionKind.ADJUST,
-                destination=Account.ADJUSTED,
-                now=now,
-                **fields,
-            )
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            "points.adjust",
-            "member",
-            external_id,
-            None,
-            {"points": points, "reason": reason, "transaction": str(txn.public_id)},
-        )
-        outbox.emit(
-            session,
-            "points.adjusted",
-            {"member_id": external_id, "points": points, "reason": reason},
-            now,
-        )
+        txn = adjust_member(session, find_member(session, external_id), points, reason, actor, now)
     return movement(txn)
+
+
+def adjust_member(
+    session: Session,
+    member: Member,
+    points: int,
+    reason: str,
+    actor: str | None,
+    now: dt.datetime,
+    *,
+    about: Mapping[str, Any] | None = None,
+) -> LedgerTransaction:
+    """``adjust`` for a member already read, in the caller's transaction: the one place an
+    admin's grant or removal of points is written, audited and announced (`about` adds to
+    the audit entry, e.g. the bulk grant that made it). Returns the transaction. Raises
+    MemberInactive for a closed member (nothing written) and InsufficientPoints.
+    """
+    external_id = member.external_id
+    settings = config.current(session).settings
+    balance = lock_balance(session, member.id)
+    # Read under the lock: a status change that just committed is seen.
+    session.refresh(member)
+    if member.status == MemberStatus.CLOSED:
+        raise MemberInactive(f"Member {external_id!r} is closed.")
+    settle_member(session, balance, now)
+    fields: dict[str, Any] = {"reason": reason, "actor": actor, "reference": "adjustment"}
+    if points > 0:
+        txn, _ = credit(
+            session,
+            balance,
+            settings,
+            points,
+            kind=TransactionKind.ADJUST,
+            source=Account.ADJUSTED,
+            now=now,
+            pending=False,
+            **fields,
+        )
+    else:
+        txn, _ = debit(
+            session,
+            balance,
+            settings,
+            -points,
+            kind=TransactionKind.ADJUST,
+            destination=Account.ADJUSTED,
+            now=now,
+            **fields,
+        )
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "points.adjust",
+        "member",
+        external_id,
+        None,
+        {
+            "points": points,
+            "reason": reason,
+            "transaction": str(txn.public_id),
+            **(about or {}),
+        },
+    )
+    outbox.emit(
+        session,
+        "points.adjusted",
+        {"member_id": external_id, "points": points, "reason": reason},
+        now,
+    )
+    return txn

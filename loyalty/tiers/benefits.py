@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,22 +67,41 @@ def grant_benefit(
     """Give the member a benefit outside their tier; returns it. Raises MemberNotFound."""
     now = now or utcnow()
     with transaction(session):
-        member = find_member(session, external_id)
-        grant = BenefitGrant(
-            member_id=member.id,
-            code=command.code,
-            params=command.params,
-            reason=command.reason,
-            starts_at=command.starts_at or now,
-            ends_at=command.ends_at,
-            actor=actor,
-            created_at=now,
-        )
-        session.add(grant)
-        session.flush()
-        audit.record(
-            session, actor, "benefit.grant", "member", external_id, None, audit.snapshot(grant)
-        )
+        return grant_to_member(session, find_member(session, external_id), command, actor, now)
+
+
+def grant_to_member(
+    session: Session,
+    member: Member,
+    command: GrantBenefit,
+    actor: str | None,
+    now: dt.datetime,
+    *,
+    about: Mapping[str, Any] | None = None,
+) -> Benefit:
+    """``grant_benefit`` for a member already read, in the caller's transaction, audited
+    (`about` adds to the audit entry, e.g. the bulk grant that made it); returns it."""
+    grant = BenefitGrant(
+        member_id=member.id,
+        code=command.code,
+        params=command.params,
+        reason=command.reason,
+        starts_at=command.starts_at or now,
+        ends_at=command.ends_at,
+        actor=actor,
+        created_at=now,
+    )
+    session.add(grant)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "benefit.grant",
+        "member",
+        member.external_id,
+        None,
+        {**audit.snapshot(grant), **(about or {})},
+    )
     return Benefit(grant.code, grant.params, "grant", grant.ends_at)
 
 

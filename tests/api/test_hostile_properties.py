@@ -68,6 +68,7 @@ IDS = (
     "experiment_id",
     "draft_experiment_id",
     "token_id",
+    "job_id",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -388,6 +389,14 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
         ],
         "POST /v1/admin/automations": automations,
         "PATCH /v1/admin/automations/{automation_id}": automations,
+        "POST /v1/admin/bulk-grants": [
+            {
+                "reason": "VIP week",
+                "benefit": {"code": "free_shipping", "params": {"min": 1}, "days": 7},
+                "segment": ids["segment_key"],
+            },
+            {"reason": "Apology", "points": 10, "csv": f"external_id\n{ids['member_id']}\n"},
+        ],
         "POST /v1/admin/segments": [SEGMENT],
         "PATCH /v1/admin/segments/{segment_key}": [
             {key: value for key, value in SEGMENT.items() if key != "key"}
@@ -797,6 +806,9 @@ def world(app: Flask, client: FlaskClient) -> World:
     )
     hold = post("/v1/redemptions", {"member_id": member, "points": 500}, checkout)
     token = post(f"/v1/members/{member}/tokens", {}, keys["app"])
+    job = post(
+        "/v1/admin/bulk-grants", {"reason": "Hi", "points": 1, "member_ids": [member]}, admin
+    )
     with app.app_context():
         webhooks.dispatch(db.session)
     deliveries = client.get(f"/v1/admin/webhooks/{hook['id']}/deliveries", headers=admin).json
@@ -822,6 +834,7 @@ def world(app: Flask, client: FlaskClient) -> World:
             "experiment_id": stopped["id"],
             "draft_experiment_id": draft["id"],
             "token_id": token["id"],
+            "job_id": job["id"],
         },
     )
 

@@ -15,6 +15,8 @@ from loyalty import demo
 from loyalty.automations.models import Automation
 from loyalty.experiments.models import Experiment
 from loyalty.extensions import db
+from loyalty.grants import services as grants
+from loyalty.grants.models import BulkGrant
 from loyalty.rules.models import EarningRule
 from loyalty.webhooks import endpoints
 from loyalty.webhooks.models import WebhookEndpoint
@@ -37,6 +39,7 @@ def path_values() -> dict[str, str]:
         "automation_id": str(session.scalars(sa.select(Automation.public_id).limit(1)).one()),
         "experiment_id": str(session.scalars(sa.select(Experiment.public_id).limit(1)).one()),
         "webhook_id": str(session.scalars(sa.select(WebhookEndpoint.public_id).limit(1)).one()),
+        "job_id": str(session.scalars(sa.select(BulkGrant.public_id).limit(1)).one()),
     }
 
 
@@ -64,6 +67,11 @@ def seeded(live_app: tuple[Flask, str]) -> dict[str, Any]:
             endpoints.NewWebhook(url="https://shop.example/hooks", event_types=("*",)),
             "seed",
         )
+        # A bulk grant, run: its page shows the report's widest lines.
+        ids = ("cust_1001", "cust_1002", "a-customer-id-nobody-has-enrolled-yet")
+        apology = grants.NewBulkGrant(reason="Sorry for the outage", points=100, member_ids=ids)
+        grants.create_job(db.session(), apology, "seed")
+        grants.run_due(db.session())
         db.session.commit()
         admin: str = ApiKeyFactory(name="ops-admin", scopes=("admin",))
         return {"admin": admin, "pages": pages(app, path_values())}

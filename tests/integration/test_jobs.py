@@ -64,7 +64,8 @@ SUMMARY = re.compile(
     r"^settled (\d+) members \((\d+) transactions\), (\d+) expiry notices, (\d+) birthdays, "
     r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed, "
     r"(\d+) automations fired, (\d+) experiments ended, (\d+) experiments flagged, "
-    r"(\d+) member tokens purged, insight (refreshed|up to date|refreshing elsewhere)$"
+    r"(\d+) member tokens purged, (\d+) bulk grants \((\d+) refused\), "
+    r"insight (refreshed|up to date|refreshing elsewhere)$"
 )
 
 

@@ -1,0 +1,140 @@
+"""Two workers running one bulk grant at once grant each member once: batches of a job
+queue on its row, and each finds only what is still pending. A worker killed (SIGKILL)
+mid-batch leaves the batches it committed, whole, and nothing of the batch it was in; the
+next run grants the rest, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from loyalty.db import utcnow
+from loyalty.extensions import db
+from loyalty.grants import services as grants
+from loyalty.grants.models import BulkGrantTarget, JobState, Outcome
+from loyalty.grants.services import NewBulkGrant
+from loyalty.ledger.models import MemberBalance
+from loyalty.members.models import Member
+from loyalty.webhooks.models import OutboxEvent
+from tests.concurrency import race, raised, waiting_on_locks
+from tests.factories import MemberFactory
+
+pytestmark = [pytest.mark.committed, pytest.mark.postgresql_only]
+
+T0 = dt.datetime(2031, 3, 12, 12, tzinfo=dt.UTC)
+# The bulk grants step of `jobs run`, in a process of its own, in batches of argv[1].
+WORKER = """
+import sys
+from loyalty import create_app
+from loyalty.extensions import db
+from loyalty.grants import services as grants
+with create_app().app_context():
+    print(grants.run_due(db.session(), batch_size=int(sys.argv[1])).granted)
+"""
+
+
+def queue(app, members: int, now: dt.datetime) -> None:
+    """Members m000.. and a job giving each of them 10 points."""
+    with app.app_context():
+        ids = tuple(f"m{n:03d}" for n in range(members))
+        for external_id in ids:
+            MemberFactory(external_id=external_id, now=now)
+        grants.create_job(
+            db.session, NewBulkGrant(reason="Thanks", points=10, member_ids=ids), "ann", now
+        )
+
+
+def granted(app) -> list[str]:
+    """The members granted, having checked that each has exactly its 10 points, its one
+    granted target and its one points.adjusted event, and that no one else has any."""
+    with app.app_context():
+        targets = (
+            db.session.execute(
+                sa.select(BulkGrantTarget.external_id).where(
+                    BulkGrantTarget.outcome == Outcome.GRANTED
+                )
+            )
+            .scalars()
+            .all()
+        )
+        events = db.session.scalars(
+            sa.select(OutboxEvent.payload).where(OutboxEvent.type == "points.adjusted")
+        ).all()
+        balances = dict(
+            db.session.execute(
+                sa.select(Member.external_id, MemberBalance.available).join(
+                    MemberBalance, MemberBalance.member_id == Member.id
+                )
+            ).all()
+        )
+    done = sorted(targets)
+    assert sorted(event["member_id"] for event in events) == done
+    assert {m for m, available in balances.items() if available} == set(done)
+    assert {balances[m] for m in done} <= {10}
+    return done
+
+
+def test_two_workers_on_one_job_grant_every_member_once(app):
+    queue(app, 60, T0)
+
+    results = race(app, 2, lambda _: grants.run_due(db.session, now=T0, batch_size=7))
+
+    assert raised(results) == []
+    assert sum(summary.granted for summary in results) == 60
+    assert granted(app) == [f"m{n:03d}" for n in range(60)]
+    with app.app_context():
+        [job], _ = grants.list_jobs(db.session, limit=10)
+    assert (job.state, job.done, job.granted, job.points_granted) == (JobState.DONE, 60, 60, 600)
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(app, migrated_app):
+    """Batches of 5 in the job's order: the test holds m011's balance row, so the worker
+    commits m000-m009 and waits inside the batch of m010-m014 (m010 granted, not committed)
+    until it is killed."""
+    now = utcnow()
+    queue(app, 20, now - dt.timedelta(hours=1))
+    env = {**os.environ, "DATABASE_URL": migrated_app.config["SQLALCHEMY_DATABASE_URI"]}
+    env["LOYALTY_LOG_LEVEL"] = "WARNING"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+    with app.app_context(), db.engine.connect() as gate:
+        gate.execute(
+            sa.select(MemberBalance.member_id)
+            .join(Member, Member.id == MemberBalance.member_id)
+            .where(Member.external_id == "m011")
+            .with_for_update(of=MemberBalance)
+        )
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", WORKER, "5"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while waiting_on_locks(app) < 1 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)
+        waited = waiting_on_locks(app)
+        os.kill(worker.pid, signal.SIGKILL)
+        _, stderr = worker.communicate(timeout=30)
+        gate.rollback()
+
+    assert waited == 1, stderr
+    assert worker.returncode == -signal.SIGKILL
+    assert granted(app) == [f"m{n:03d}" for n in range(10)]
+    with app.app_context():
+        [job], _ = grants.list_jobs(db.session, limit=10)
+    assert (job.state, job.done, job.granted) == (JobState.RUNNING, 10, 10)
+
+    with app.app_context():
+        again = grants.run_due(db.session, batch_size=5)
+
+    assert again.granted == 10
+    assert granted(app) == [f"m{n:03d}" for n in range(20)]
