@@ -187,7 +187,7 @@ class RewardRedemptions(MethodView):
         return redemption_body(redemption)
 
 
-@blp.route("/members/<string:external_id>/reward-redemptions/<uuid:redemption_id>/cancel")
+@blp.route("/members/<string:external_id>/reward-redemptions/<uuid:reward_redemption_id>/cancel")
 class CancelRewardRedemption(MethodView):
     @requires("app")
     @blp.response(200, RewardCodeSchema)
@@ -198,7 +198,7 @@ class CancelRewardRedemption(MethodView):
         "reward_code_expired: the code expired.",
     )
     @blp.alt_response(422, description="member_inactive.")
-    def post(self, external_id: str, redemption_id: uuid.UUID) -> dict[str, Any]:
+    def post(self, external_id: str, reward_redemption_id: uuid.UUID) -> dict[str, Any]:
         """Cancel a reward redemption whose code is unused
 
         The points go back into the lots they were spent from (with their own expiry dates)
@@ -206,7 +206,7 @@ class CancelRewardRedemption(MethodView):
         back to its pool; audited. Cancelling again returns the same answer.
         """
         return code_body(
-            codes.cancel(db.session(), external_id, redemption_id, current_caller().name)
+            codes.cancel(db.session(), external_id, reward_redemption_id, current_caller().name)
         )
 
 
@@ -246,9 +246,7 @@ def code_body(code: RewardCodeView) -> dict[str, Any]:
 @blp.route("/reward-codes/validate")
 class ValidateRewardCode(MethodView):
     @requires("checkout")
-    @blp.arguments(
-        RewardCodeCheckSchema, example={"code": "LOY-1A2B3C4D5E", "member_id": "cust_1001"}
-    )
+    @blp.arguments(RewardCodeCheckSchema)
     @blp.response(200, RewardCodeSchema)
     @blp.alt_response(404, description="No such code.")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -263,10 +261,7 @@ class ValidateRewardCode(MethodView):
 @blp.route("/reward-codes/consume")
 class ConsumeRewardCode(MethodView):
     @requires("checkout")
-    @blp.arguments(
-        RewardCodeConsumeSchema,
-        example={"code": "LOY-1A2B3C4D5E", "member_id": "cust_1001", "order_id": "o-1001"},
-    )
+    @blp.arguments(RewardCodeConsumeSchema)
     @blp.response(200, RewardCodeSchema)
     @blp.alt_response(404, description="No such code.")
     @blp.alt_response(
