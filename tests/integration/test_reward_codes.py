@@ -1,6 +1,7 @@
 """A coupon an automation granted is a reward redemption of 0 points: the checkout
 validates and consumes its code like any other, until the automation's expiry, and
-cancelling it gives back its unit of stock without a ledger transaction (no points moved)."""
+cancelling it gives back its unit of stock without a ledger transaction (no points moved).
+The console's member page shows each redemption's code state."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from loyalty.rewards.exceptions import RewardCodeExpired
 from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.rewards.policy import CodeState
 from loyalty.webhooks.models import OutboxEvent
+from tests import helpers
+from tests.console import sign_in
+from tests.factories import ApiKeyFactory
 from tests.integration.test_automation_actions import ENROLLED, coupon_action, members
 from tests.integration.test_automation_triggers import reward
 from tests.integration.test_automations import DAY, T0, WEBHOOK, automation, run
@@ -63,3 +67,23 @@ def test_cancelling_a_granted_coupon_gives_back_its_unit_and_moves_no_points(ses
         sa.select(OutboxEvent.payload).where(OutboxEvent.type == "reward.redemption_cancelled")
     )
     assert payload["points_restored"] == 0
+
+
+def test_the_console_shows_each_redemptions_code_state_and_expiry(app, client):
+    with helpers.services(app) as session:
+        key = ApiKeyFactory(name="ops-admin", scopes=("admin",))
+        mug = reward(session, "Mug", 500)
+        automation(session, ENROLLED, actions=[coupon_action(mug.public_id, days=7)])
+        members("c1")
+        run(session, T0)
+        code = session.scalars(sa.select(RewardRedemption.code)).one()
+        codes.consume(session, code, "c1", now=T0 + DAY)
+    sign_in(client, key)
+
+    page = client.get("/admin/members/c1").text
+
+    expires = (T0 + 7 * DAY).strftime("%Y-%m-%d")
+    assert (
+        f'<td data-label="Code"><code>{code}</code></td><td data-label="Points" class="num">0</td>'
+        f'<td data-label="Status">used</td><td data-label="Expires">{expires}</td>'
+    ) in page
