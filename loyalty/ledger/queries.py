@@ -80,7 +80,7 @@ class Movement:
     actor: str | None
     details: dict[str, Any]
     entries: tuple[Entry, ...]
-    order_id: str | None  # the shop's order it was earned on
+    order_id: str | None  # the shop's order it was earned on, or refunded from
     event_id: str | None  # the shop's event it was earned for
     # Each rule (id, version, name, kind, points; experiment and arm when an experiment
     # gave it) behind earned points, as kept when they were earned; empty for the rest.
@@ -106,7 +106,8 @@ def movement(txn: LedgerTransaction) -> Movement:
         actor=txn.actor,
         details=details,
         entries=tuple(Entry(Account(e.account), e.amount) for e in txn.entries),
-        order_id=_origin(txn.reference, "order:"),
+        # A refund's reversal and restore name their order in details (since issue 16).
+        order_id=_origin(txn.reference, "order:") or details.get("order_id"),
         event_id=_origin(txn.reference, "event:"),
         breakdown=tuple(details.get("breakdown", ())),
     )

@@ -239,3 +239,24 @@ def test_the_lots_of_an_unknown_member_are_404(client, checkout):
 def test_a_lots_cursor_we_never_made_is_422(client, checkout, member, cursor):
     response = client.get(f"/v1/members/c1/lots?cursor={cursor}", headers=checkout)
     assert "cursor" in problem(response, 422, "validation_error")["errors"]
+
+
+def test_a_refunds_reversal_and_restore_name_the_order(client, checkout, funded, rule):
+    held = created(
+        client.post("/v1/redemptions", json={"member_id": "c1", "points": 200}, headers=checkout)
+    )
+    ok(client.post(f"/v1/redemptions/{held['redemption_id']}/capture", headers=checkout))
+    created(order(client, checkout, "o-1", redemption_id=held["redemption_id"]))
+    created(
+        client.post(
+            "/v1/orders/o-1/refunds", json={"refund_id": "r-1", "amount": 1000}, headers=checkout
+        )
+    )
+
+    refunded = {
+        i["kind"]: i["order_id"]
+        for i in history(client, checkout)["items"]
+        if i["reference"] == "refund:r-1"
+    }
+
+    assert refunded == {"reverse": "o-1", "restore": "o-1"}
