@@ -82,8 +82,8 @@ _PREFERENCE = {
 
 
 def _holders(session: Session, code: str) -> list[tuple[RewardRedemption, Reward, str]]:
-    """Every redemption with this code, with its reward and its member's external id: the
-    member's live one first, then used, then cancelled, newest first within each."""
+    """Every redemption with this code, with its reward and its member's external id: live
+    ones first, then used, then cancelled, newest first within each."""
     rows = session.execute(
         sa.select(RewardRedemption, Reward, Member.external_id)
         .join(Reward, Reward.id == RewardRedemption.reward_id)
