@@ -217,6 +217,12 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
         {"reward_id": reward["id"]},
         app_key,
     )
+    job = created(
+        client,
+        "/v1/admin/bulk-grants",
+        {"reason": "Sorry", "points": 10, "member_ids": [member_id]},
+        admin,
+    )
     experiment = created(
         client,
         "/v1/admin/experiments",
@@ -257,6 +263,7 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
             "experiment_id": experiment["id"],
             "token_id": token["id"],
             "reward_redemption_id": coffee["id"],
+            "job_id": job["id"],
         },
     )
     yield seeded
