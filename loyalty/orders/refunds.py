@@ -174,6 +174,7 @@ def refund_order(
                 reversed_points,
                 now,
                 reference=reference,
+                details={"order_id": order.order_id},
                 qualifying=-reversed_points,
                 qualifying_at=order.placed_at,
             )
@@ -191,6 +192,7 @@ def refund_order(
                 now=now,
                 pending=False,
                 reference=reference,
+                details={"order_id": order.order_id},
             )
             if order.redemption_id:
                 redemption = session.get(Redemption, order.redemption_id)

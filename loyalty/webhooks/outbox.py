@@ -28,6 +28,8 @@ EVENT_TYPES = (
     "tier.changed",
     "redemption.captured",
     "reward.redeemed",
+    "reward.code_used",
+    "reward.redemption_cancelled",
     "rule.budget_exhausted",
     "automation.fired",
     "automation.budget_exhausted",
