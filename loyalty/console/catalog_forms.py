@@ -35,6 +35,7 @@ from loyalty.console.automation_forms import attributes_text, parse_attributes
 from loyalty.console.forms import schema_choices, schema_rules
 from loyalty.errors import LoyaltyError
 from loyalty.rewards.definitions import RewardView
+from loyalty.rewards.policy import format_percent
 from loyalty.schemas.rewards import RewardInSchema
 from loyalty.schemas.tiers import BenefitDefinitionSchema, TierInSchema
 from loyalty.tiers.definitions import DefinedTier
@@ -256,6 +257,12 @@ class RewardForm(FlaskForm):
     value_amount = IntegerField(
         "Value in cents (fixed_discount)", validators=schema_rules(RewardInSchema, "value_amount")
     )
+    # As typed: the schema reads "12.5" and 15 alike, and says what it refuses.
+    percent_off = StringField("Percent off (percent_discount), e.g. 15 or 12.5", filters=[_strip])
+    valid_days = IntegerField(
+        "Days a redeemed code is honoured (empty: no expiry)",
+        validators=schema_rules(RewardInSchema, "valid_days"),
+    )
     stock = IntegerField(
         "Stock (empty: unlimited)", validators=schema_rules(RewardInSchema, "stock")
     )
@@ -292,6 +299,8 @@ class RewardForm(FlaskForm):
             "kind": self.kind.data,
             "cost_points": self.cost_points.data,
             "value_amount": self.value_amount.data,
+            "percent_off": self.percent_off.data or None,
+            "valid_days": self.valid_days.data,
             "stock": self.stock.data,
             "min_tier": self.min_tier.data or None,
             "segments": _codes(self.segments.data),
@@ -338,6 +347,10 @@ class RewardForm(FlaskForm):
                 "kind": reward.kind.value,
                 "cost_points": reward.cost_points,
                 "value_amount": reward.value_amount,
+                "percent_off": None
+                if reward.percent_off_bps is None
+                else format_percent(reward.percent_off_bps),
+                "valid_days": reward.valid_days,
                 "stock": reward.stock,
                 "min_tier": reward.min_tier or "",
                 "segments": ", ".join(reward.segments),

@@ -53,6 +53,8 @@ COUPON_FORM = {
     "kind": "coupon",
     "cost_points": "400",
     "value_amount": "",
+    "percent_off": "",
+    "valid_days": "",
     "stock": "3",
     "min_tier": "silver",
     "segments": "",
@@ -345,6 +347,8 @@ def test_the_reward_form_refuses_what_the_api_refuses(app, signed_in, changes, n
         # the schema's checks across fields
         ({"ends_at": "2026-12-01T09:00"}, "ends_at", "Must be after starts_at."),
         ({"kind": "fixed_discount"}, "value_amount", "Required for fixed_discount rewards."),
+        ({"kind": "percent_discount"}, "percent_off", "Required for percent_discount rewards."),
+        ({"percent_off": "12.555"}, "percent_off", "at most two decimal places"),
         # each code's bound, naming the code
         (
             {"codes": "SHOE-1\n" + "X" * 101},
@@ -354,6 +358,11 @@ def test_the_reward_form_refuses_what_the_api_refuses(app, signed_in, changes, n
         # the service's: what only the database knows
         ({"min_tier": "gold"}, "min_tier", "No tier with code 'gold'."),
         ({"segments": "vips"}, "segments", "vips"),
+        (
+            {"kind": "percent_discount", "percent_off": "10", "value_amount": "500"},
+            "percent_off",
+            "A reward is worth an amount or a percentage, not both.",
+        ),
     ],
 )
 def test_a_reward_refused_past_the_form_is_shown_next_to_its_field(
@@ -366,6 +375,23 @@ def test_a_reward_refused_past_the_form_is_shown_next_to_its_field(
     assert response.status_code == 422
     assert message in field_error(response, name)
     assert reward_list(app) == []
+
+
+def test_a_percent_off_reward_with_codes_that_expire(app, signed_in):
+    form = {**COUPON_FORM, "kind": "percent_discount", "percent_off": "12.5", "valid_days": "30"}
+
+    response = post(signed_in, "/admin/rewards/new", form, "/admin/rewards/new")
+
+    assert response.status_code == 302, response.text
+    [reward] = reward_list(app)
+    assert (reward.kind, reward.percent_off_bps, reward.valid_days) == (
+        "percent_discount",
+        1250,
+        30,
+    )
+    page = signed_in.get(f"/admin/rewards/{reward.public_id}/edit").text
+    assert re.search(r'<input [^>]*name="percent_off"[^>]*value="12.5">', page)
+    assert re.search(r'<input [^>]*name="valid_days"[^>]*value="30">', page)
 
 
 @pytest.fixture
