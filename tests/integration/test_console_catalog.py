@@ -29,9 +29,11 @@ from loyalty.tiers import definitions as tiers
 from loyalty.tiers.exceptions import TierNotFound
 from loyalty.tiers.models import Tier
 from loyalty.webhooks import endpoints as webhooks
+from loyalty.webhooks import outbox
 from loyalty.webhooks.endpoints import NewWebhook
-from loyalty.webhooks.models import WebhookEndpoint
+from loyalty.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from loyalty.webhooks.outbox import EVENT_TYPES
+from loyalty.webhooks.services import dispatch
 from tests.console import csrf_token, sign_in
 from tests.factories import ApiKeyFactory, MemberFactory, TierFactory
 from tests.helpers import services
@@ -255,6 +257,18 @@ def test_an_admin_changes_a_tiers_threshold_and_benefits_and_it_is_audited(app, 
     assert changed.benefits == ({"code": "points_multiplier", "params": {"factor": "2.5"}},)
     assert ("ops-admin", "tier.update", "platinum") in audited(app, "tier")
     assert audit_after(app, "tier.update")["threshold"] == 2500
+
+
+def test_a_tiers_code_changes_as_through_the_api(app, signed_in):
+    path = "/admin/tiers/silver/edit"
+    form = {"code": "bronze", "name": "Bronze", "rank": "1", "threshold": "100"}
+
+    response = post(signed_in, path, {**form, "retention_months": "12"}, path)
+
+    assert response.status_code == 302, response.text
+    assert [(t.code, t.name) for t in tiers_now(app)] == [("bronze", "Bronze")]
+    assert ("ops-admin", "tier.update", "silver") in audited(app, "tier")
+    assert signed_in.get("/admin/tiers/bronze/edit").status_code == 200
 
 
 def test_a_tier_nobody_is_in_is_deleted_and_it_is_audited(app, signed_in):
@@ -547,6 +561,26 @@ def test_an_admin_deletes_a_webhook_and_it_is_audited(app, signed_in):
     assert "https://shop.example/hooks" not in signed_in.get("/admin/webhooks").text
     assert ("ops-admin", "webhook.delete", str(webhook_id)) in audited(app, "webhook")
     assert signed_in.get(page).status_code == 404
+
+
+def test_an_admin_redelivers_a_failed_delivery_and_it_is_audited(app, signed_in):
+    new = NewWebhook(url="https://shop.example/hooks", event_types=("tier.changed",))
+    with services(app) as session:
+        webhook_id = webhooks.create_endpoint(session, new, "seed").endpoint.public_id
+        outbox.emit(session, "tier.changed", {"member_id": "cust_1"})
+        session.commit()
+        assert dispatch(session) == 1
+        session.execute(sa.update(WebhookDelivery).values(status=DeliveryStatus.FAILED))
+        session.commit()
+        delivery_id = session.scalars(sa.select(WebhookDelivery.public_id)).one()
+    page = f"/admin/webhooks/{webhook_id}"
+    assert "<td>failed</td>" in signed_in.get(page).text
+
+    response = post(signed_in, f"{page}/deliveries/{delivery_id}/redeliver", {}, page)
+
+    assert response.status_code == 302
+    assert "<td>pending</td>" in signed_in.get(page).text
+    assert ("ops-admin", "webhook.redeliver", str(webhook_id)) in audited(app, "webhook")
 
 
 # Every write needs the form's CSRF token
