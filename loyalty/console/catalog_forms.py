@@ -46,8 +46,8 @@ from loyalty.webhooks.outbox import EVENT_TYPES
 SPARE_BENEFITS = 2
 ALL_EVENTS = "*"
 # A browser's datetime-local input sends minutes, or seconds when the value it was given had
-# them; the first format is how a reward's window is shown, to the second, so saving a
-# reward unchanged never moves its window.
+# them. A reward's window is shown with its seconds (the first format), so saving a reward
+# unchanged never moves its window.
 MOMENT_FORMATS = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
 
 

@@ -39,7 +39,8 @@ def tier_new() -> Response | str | tuple[str, int]:
             flash(f"Tier {tier.name!r} created.", "ok")
             return redirect(url_for("console.tier_list"))
     else:
-        form = TierForm(formdata=None, data={"retention_months": 12})
+        retention = TierInSchema().fields["retention_months"].load_default
+        form = TierForm(formdata=None, data={"retention_months": retention})
     return render_template(
         "console/tier_form.html", form=form, errors=errors, tier=None
     ), 422 if errors else 200
