@@ -1,5 +1,6 @@
-"""The console's tier and reward forms in a real headless Chromium: an admin creates a tier
-with a benefit, then a reward only that tier may redeem, each audited under their key."""
+"""The console's catalog forms in a real headless Chromium: an admin creates a tier with a
+benefit, then a reward only that tier may redeem, each audited under their key; and
+registers a webhook on a phone, its secret shown once on a page that fits the screen."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from loyalty.audit.models import AuditEntry
 from loyalty.extensions import db
 from loyalty.rewards import definitions as rewards
 from loyalty.tiers import definitions as tiers
+from loyalty.webhooks import endpoints as webhooks
+from loyalty.webhooks.models import WebhookEndpoint
 from tests.browser.conftest import shot, sign_in
 from tests.factories import ApiKeyFactory
 
@@ -73,3 +76,30 @@ def test_an_admin_creates_a_tier_with_a_benefit_and_a_reward_for_it(live_app, ad
             sa.select(AuditEntry.action).where(AuditEntry.actor == "ops-admin")
         ).all()
         assert {"tier.create", "reward.create"} <= set(actions)
+
+
+def test_an_admin_registers_a_webhook_on_a_phone_and_sees_its_secret_once(
+    live_app, admin, browser_page
+):
+    app, base = live_app
+    page = browser_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, base, admin)
+
+    page.goto(f"{base}/admin/webhooks/new")
+    page.fill("#url", "https://shop.example/hooks/a-rather-long-path/for-the-loyalty-events")
+    page.check("input[value='tier.changed']")
+    page.get_by_role("button", name="Register").click()
+
+    secret = page.locator("#secret").inner_text()
+    with app.app_context():
+        [endpoint] = webhooks.list_endpoints(db.session())
+        stored = db.session.scalars(sa.select(WebhookEndpoint.secret)).one()
+    assert secret == stored
+    assert endpoint.event_types == ("tier.changed",)
+    assert not page.evaluate(
+        "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+    )
+    shot(page, "webhook-created-phone")
+    page.get_by_role("link", name="Its deliveries").click()
+    assert secret not in page.content()
