@@ -63,7 +63,7 @@ def test_an_admin_creates_a_tier_with_a_benefit_and_a_reward_for_it(live_app, ad
 
     assert page.locator(".flash.ok").inner_text() == "Reward 'Free socks' created."
     cells = page.locator("tbody tr").first.locator("td").all_inner_texts()
-    assert cells[:5] == ["Free socks", "product", "300", "25", "gold"]
+    assert cells[:6] == ["Free socks", "product", "300", "—", "25", "gold"]
     with app.app_context():
         session = db.session()
         assert tiers.find_tier(session, "gold").benefits == (

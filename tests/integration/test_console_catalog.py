@@ -403,6 +403,7 @@ def test_a_percent_off_reward_with_codes_that_expire(app, signed_in):
         1250,
         30,
     )
+    assert '<td class="num">12.50%</td>' in signed_in.get("/admin/rewards").text
     page = signed_in.get(f"/admin/rewards/{reward.public_id}/edit").text
     assert re.search(r'<input [^>]*name="percent_off"[^>]*value="12.5">', page)
     assert re.search(r'<input [^>]*name="valid_days"[^>]*value="30">', page)
