@@ -10,6 +10,7 @@ knows. ``placed`` puts every refusal of either next to the field it names.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -31,7 +32,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 
 from loyalty.api.errors import flatten_messages, refusal_messages
-from loyalty.console.automation_forms import attributes_text, parse_attributes
+from loyalty.console.automation_forms import attributes_text
 from loyalty.console.forms import schema_choices, schema_rules
 from loyalty.errors import LoyaltyError
 from loyalty.rewards.definitions import RewardView
@@ -141,6 +142,35 @@ def submit(
         return None, form.place(refusal_messages(error))
 
 
+def _param_value(text: str) -> Any:
+    """A benefit parameter's value as typed: JSON as what it says (250, true, ["tee"],
+    "quoted text"), but a decimal as its text ("1.5", as a factor is written: never a
+    float), and anything else as the text itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return text if isinstance(value, float) else value
+
+
+def parse_params(text: str) -> tuple[dict[str, Any], list[str]]:
+    """A benefit's `key = value` lines as its parameters, and a message per unreadable line.
+    ``attributes_text`` writes them so, each reading back as it was (a list stays a list)."""
+    found: dict[str, Any] = {}
+    problems = []
+    # Lines end at LF (a browser sends CR LF): not at every break splitlines knows, which
+    # could be inside a value.
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not key.strip():
+            problems.append(f"Line {number}: write key = value.")
+            continue
+        found[key.strip()] = _param_value(value.strip())
+    return found, problems
+
+
 class BenefitRow(Form):
     """One benefit of a tier: its code and its parameters (a row with no code is none)."""
 
@@ -177,7 +207,7 @@ class TierForm(FlaskForm):
             if not row.code.data and (row.params.data or "").strip():
                 row.code.errors = [*row.code.errors, "Name the benefit these parameters are for."]
                 valid = False
-            _, problems = parse_attributes(row.params.data or "")
+            _, problems = parse_params(row.params.data or "")
             if problems:
                 row.params.errors = [*row.params.errors, *problems]
                 valid = False
@@ -192,7 +222,7 @@ class TierForm(FlaskForm):
         benefits = []
         for number in self.benefit_rows():
             row = self.benefits[number]
-            params, _ = parse_attributes(row.params.data or "")
+            params, _ = parse_params(row.params.data or "")
             benefits.append({"code": row.code.data, "params": params})
         return {
             "code": self.code.data,

@@ -234,6 +234,22 @@ def test_the_edit_form_shows_the_tier_with_its_benefits_and_spare_rows(app, sign
     assert 'name="benefits-4-code"' not in page.text
 
 
+def test_a_tier_saved_unchanged_keeps_every_benefit_parameter_as_it_was(app, signed_in):
+    params = {"skus": ["tee", "mug"], "note": "true", "points": 250, "factor": "1.5", "gift": None}
+    with services(app):
+        TierFactory(gold=True, benefits=[{"code": "bundle", "params": params}])
+    path = "/admin/tiers/gold/edit"
+    page = signed_in.get(path).text
+    shown = html.unescape(page.split('name="benefits-0-params">', 1)[1].split("</textarea>")[0])
+    form = {"code": "gold", "name": "Gold", "rank": "2", "threshold": "500"}
+    form.update({"retention_months": "6", "benefits-0-code": "bundle", "benefits-0-params": shown})
+
+    response = post(signed_in, path, form, path)
+
+    assert response.status_code == 302, response.text
+    assert tier(app, "gold").benefits == ({"code": "bundle", "params": params},)
+
+
 def test_an_admin_changes_a_tiers_threshold_and_benefits_and_it_is_audited(app, signed_in):
     with services(app):
         TierFactory(platinum=True)
