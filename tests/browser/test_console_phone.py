@@ -17,7 +17,9 @@ from loyalty.experiments.models import Experiment
 from loyalty.extensions import db
 from loyalty.grants import services as grants
 from loyalty.grants.models import BulkGrant
+from loyalty.rewards.models import Reward
 from loyalty.rules.models import EarningRule
+from loyalty.tiers.models import Tier
 from loyalty.webhooks import endpoints
 from loyalty.webhooks.models import WebhookEndpoint
 from tests.browser.conftest import shot, sign_in
@@ -40,6 +42,10 @@ def path_values() -> dict[str, str]:
         "experiment_id": str(session.scalars(sa.select(Experiment.public_id).limit(1)).one()),
         "webhook_id": str(session.scalars(sa.select(WebhookEndpoint.public_id).limit(1)).one()),
         "job_id": str(session.scalars(sa.select(BulkGrant.public_id).limit(1)).one()),
+        "tier_code": session.scalars(
+            sa.select(Tier.code).order_by(Tier.rank.desc()).limit(1)
+        ).one(),
+        "reward_id": str(session.scalars(sa.select(Reward.public_id).limit(1)).one()),
     }
 
 
