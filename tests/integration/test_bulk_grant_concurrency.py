@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -138,3 +139,35 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(app, migrated_ap
 
     assert again.granted == 10
     assert granted(app) == [f"m{n:03d}" for n in range(20)]
+
+
+def test_two_creates_under_one_grant_id_at_once_make_one_job(app, monkeypatch):
+    """Both find no job under the grant_id (each waits at a barrier after looking) and
+    insert; the second insert waits on the unique grant_id until the first commits, then
+    fails in its savepoint and answers with the first's job."""
+    with app.app_context():
+        MemberFactory(external_id="m000", now=T0)
+    command = NewBulkGrant(reason="Thanks", points=10, member_ids=("m000",), grant_id="g-1")
+    looked = threading.Barrier(2, timeout=30)
+    first_looks: list[object] = []
+    look = grants._existing
+
+    def look_then_wait(*args):
+        found = look(*args)
+        # Only the two first looks wait: the loser's second look, after its failed insert,
+        # reads the winner's job.
+        if len(first_looks) < 2:
+            first_looks.append(found)
+            looked.wait()
+        return found
+
+    monkeypatch.setattr(grants, "_existing", look_then_wait)
+
+    results = race(app, 2, lambda _: grants.create_job(db.session, command, "ann", T0))
+
+    assert raised(results) == []
+    assert sorted(created for _, created in results) == [False, True]
+    assert results[0][0] == results[1][0]
+    with app.app_context():
+        jobs, _ = grants.list_jobs(db.session, limit=10)
+    assert [job.id for job in jobs] == [results[0][0].id]
