@@ -74,7 +74,7 @@ class NewBulkGrant:
         fields = {
             "reason": self.reason,
             "points": self.points,
-            "benefit": None if self.benefit is None else vars_of(self.benefit),
+            "benefit": None if self.benefit is None else _benefit_fields(self.benefit),
             "member_ids": list(self.member_ids),
             "segment": self.segment,
             "budget_points": self.budget_points,
@@ -82,7 +82,7 @@ class NewBulkGrant:
         return body_fingerprint(fields)
 
 
-def vars_of(benefit: BenefitToGrant) -> dict[str, Any]:
+def _benefit_fields(benefit: BenefitToGrant) -> dict[str, Any]:
     return {"code": benefit.code, "params": benefit.params, "days": benefit.days}
 
 
@@ -204,7 +204,7 @@ def create_job(
             state=JobState.QUEUED,
             kind=GrantKind.POINTS if command.points is not None else GrantKind.BENEFIT,
             points=command.points,
-            benefit=None if command.benefit is None else vars_of(command.benefit),
+            benefit=None if command.benefit is None else _benefit_fields(command.benefit),
             reason=command.reason,
             segment_key=command.segment,
             budget_points=command.budget_points,
