@@ -52,6 +52,8 @@ class TransactionKind(enum.StrEnum):
     RESTORE = "restore"
     REDEEM = "redeem"
     IMPORT = "import"
+    # A closed member's points, given up to the program.
+    FORFEIT = "forfeit"
 
 
 class LotState(enum.StrEnum):

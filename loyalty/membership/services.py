@@ -13,6 +13,7 @@ from loyalty.audit import services as audit
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
+from loyalty.ledger.closing import Forfeiture, forfeit_all
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
 from loyalty.ledger.queries import ExpiringPoints, Movement, expiring_lots, transactions_page
@@ -21,7 +22,7 @@ from loyalty.members.lookup import find_member, member_by_external_id
 from loyalty.members.models import Member, MemberStatus
 from loyalty.pagination import Page
 from loyalty.program import config
-from loyalty.settlement.services import settled_balance, settled_snapshot
+from loyalty.settlement.services import settle_member, settled_balance, settled_snapshot
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
@@ -165,16 +166,21 @@ ALLOWED_TRANSITIONS = {
 
 
 def update_member(
-    session: Session, external_id: str, changes: MemberChanges, actor: str | None = None
+    session: Session,
+    external_id: str,
+    changes: MemberChanges,
+    actor: str | None = None,
+    now: dt.datetime | None = None,
 ) -> MemberCard:
     """Change a member's status or profile fields and return their card.
 
-    A closed membership is final. Raises MemberNotFound, or MemberClosed for any change to a
-    closed member.
+    Closing forfeits every point (``close_accounts``). A closed membership is final. Raises
+    MemberNotFound, or MemberClosed for any change to a closed member.
     """
+    now = now or utcnow()
     with transaction(session):
         member = find_member(session, external_id)
-        lock_balance(session, member.id)
+        balance = lock_balance(session, member.id)
         session.refresh(member)
         before = audit.snapshot(member)
         current = MemberStatus(member.status)
@@ -186,6 +192,8 @@ def update_member(
             if status not in ALLOWED_TRANSITIONS[current]:
                 raise MemberClosed(f"Cannot change status from {current} to {status}.")
             member.status = status.value
+            if status == MemberStatus.CLOSED:
+                close_accounts(session, member, balance, now)
         if "metadata" in profile:
             member.metadata_ = profile.pop("metadata")
         for name, value in profile.items():
@@ -194,8 +202,33 @@ def update_member(
         audit.record(
             session, actor, "member.update", "member", external_id, before, audit.snapshot(member)
         )
-        outbox.emit(session, "member.updated", {"member_id": external_id, "status": member.status})
-        return card(session, external_id)
+        outbox.emit(
+            session, "member.updated", {"member_id": external_id, "status": member.status}, now
+        )
+        return card(session, external_id, now)
+
+
+def close_accounts(
+    session: Session, member: Member, balance: MemberBalance, now: dt.datetime
+) -> Forfeiture:
+    """Settle the member (locked by the caller) as of `now`, then release their holds and
+    forfeit their points, announcing a forfeit with ``points.forfeited``. Returns what was
+    forfeited."""
+    settle_member(session, balance, now)
+    done = forfeit_all(session, balance, now)
+    if done.transaction is not None:
+        outbox.emit(
+            session,
+            "points.forfeited",
+            {
+                "member_id": member.external_id,
+                "available": done.available,
+                "pending": done.pending,
+                "released_holds": [str(hold.public_id) for hold in done.released_holds],
+            },
+            now,
+        )
+    return done
 
 
 def history(session: Session, external_id: str, limit: int, cursor: str | None) -> Page[Movement]:

@@ -25,6 +25,7 @@ EVENT_TYPES = (
     "points.expiring",
     "points.expired",
     "points.reversed",
+    "points.forfeited",
     "tier.changed",
     "redemption.captured",
     "reward.redeemed",
