@@ -5,6 +5,7 @@ from loyalty.api import (
     insight,
     members,
     orders,
+    privacy,
     program,
     reports,
     rewards,
@@ -17,6 +18,7 @@ from loyalty.api import (
 BLUEPRINTS = (
     members.blp,
     members.admin_blp,
+    privacy.blp,
     orders.blp,
     tiers.blp,
     rewards.blp,

@@ -37,6 +37,14 @@ class Member(Base):
     # The member keeps their tier at least until then (its retention since they last qualified).
     tier_retained_until: Mapped[dt.datetime | None]
     enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Marketing consent per channel, with when it was last given or withdrawn (None: never
+    # asked). Without it a member gets no marketing (see the README's "Privacy").
+    marketing_email: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    marketing_email_changed_at: Mapped[dt.datetime | None]
+    marketing_sms: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    marketing_sms_changed_at: Mapped[dt.datetime | None]
+    # When the member's personal data was erased (their external_id is then a pseudonym).
+    erased_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property

@@ -19,6 +19,7 @@ from loyalty.webhooks.models import DeliveryStatus, OutboxEvent, WebhookDelivery
 EVENT_TYPES = (
     "member.enrolled",
     "member.updated",
+    "member.erased",
     "member.segment_changed",
     "points.earned",
     "points.adjusted",
