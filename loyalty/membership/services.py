@@ -37,6 +37,9 @@ class EnrollMember:
     birthday: dt.date | None = None
     referred_by: str | None = None  # the referrer's external id
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Marketing consent the shop collected at signup (None: not asked).
+    marketing_email: bool | None = None
+    marketing_sms: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,41 @@ class MemberChanges:
     name: Maybe[str | None] = UNCHANGED
     birthday: Maybe[dt.date | None] = UNCHANGED
     metadata: Maybe[dict[str, Any]] = UNCHANGED
+    marketing_email: Maybe[bool] = UNCHANGED
+    marketing_sms: Maybe[bool] = UNCHANGED
+
+
+CONSENT_CHANNELS = ("marketing_email", "marketing_sms")
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """Consent on one marketing channel, and when it was last given or withdrawn (None:
+    never asked)."""
+
+    granted: bool
+    changed_at: dt.datetime | None
+
+
+def consent_of(member: Member) -> dict[str, Consent]:
+    """The member's consent, channel by channel."""
+    return {
+        channel: Consent(getattr(member, channel), getattr(member, f"{channel}_changed_at"))
+        for channel in CONSENT_CHANNELS
+    }
+
+
+def consent_flags(member: Member) -> dict[str, bool]:
+    """The member's consent as webhook payloads carry it: whether the shop may send them
+    marketing on each channel."""
+    return {channel: bool(getattr(member, channel)) for channel in CONSENT_CHANNELS}
+
+
+def _record_consent(member: Member, channel: str, granted: bool, now: dt.datetime) -> None:
+    # Stating the same answer again keeps the time it was given: that is when it changed.
+    if getattr(member, channel) != granted or getattr(member, f"{channel}_changed_at") is None:
+        setattr(member, channel, granted)
+        setattr(member, f"{channel}_changed_at", now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +97,7 @@ class MemberCard:
     birthday: dt.date | None
     metadata: dict[str, Any]
     enrolled_at: dt.datetime
+    consent: dict[str, Consent]
     available: int
     pending: int
     held: int
@@ -95,6 +134,10 @@ def enroll(
                 metadata_=command.metadata,
                 enrolled_at=now,
             )
+            for channel in CONSENT_CHANNELS:
+                granted = getattr(command, channel)
+                if granted is not None:
+                    _record_consent(member, channel, granted, now)
             session.add(member)
             session.flush()
             balance = MemberBalance(member_id=member.id)
@@ -103,7 +146,12 @@ def enroll(
             outbox.emit(
                 session,
                 "member.enrolled",
-                {"member_id": member.external_id, "email": member.email, "name": member.name},
+                {
+                    "member_id": member.external_id,
+                    "email": member.email,
+                    "name": member.name,
+                    "consent": consent_flags(member),
+                },
                 now,
             )
             events.grant_signup(session, member, balance, now)
@@ -150,6 +198,7 @@ def _card_of(
         birthday=member.birthday,
         metadata=dict(member.metadata_ or {}),
         enrolled_at=member.enrolled_at,
+        consent=consent_of(member),
         available=balance.available,
         pending=balance.pending,
         held=balance.held,
@@ -196,6 +245,9 @@ def update_member(
                 close_accounts(session, member, balance, now)
         if "metadata" in profile:
             member.metadata_ = profile.pop("metadata")
+        for channel in CONSENT_CHANNELS:
+            if channel in profile:
+                _record_consent(member, channel, profile.pop(channel), now)
         for name, value in profile.items():
             setattr(member, name, value)
         session.flush()
@@ -203,7 +255,14 @@ def update_member(
             session, actor, "member.update", "member", external_id, before, audit.snapshot(member)
         )
         outbox.emit(
-            session, "member.updated", {"member_id": external_id, "status": member.status}, now
+            session,
+            "member.updated",
+            {
+                "member_id": external_id,
+                "status": member.status,
+                "consent": consent_flags(member),
+            },
+            now,
         )
         return card(session, external_id, now)
 

@@ -18,6 +18,7 @@ from loyalty.ledger.models import LedgerTransaction, PointLot, Redemption
 from loyalty.ledger.queries import movement
 from loyalty.members.lookup import external_id_of, find_member
 from loyalty.members.models import Member
+from loyalty.membership.services import Consent, consent_of
 from loyalty.orders.models import Order, QuotedCart, Refund
 from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.settlement.services import settled_balance
@@ -32,7 +33,7 @@ class MemberExport:
 
     exported_at: dt.datetime
     profile: Record
-    consent: Record
+    consent: dict[str, Consent]
     balance: Record
     lots: tuple[Record, ...]
     transactions: tuple[Record, ...]
@@ -45,20 +46,6 @@ class MemberExport:
     tier_history: tuple[Record, ...]
     experiment_assignments: tuple[Record, ...]
     automation_firings: tuple[Record, ...]
-
-
-def consent_of(member: Member) -> Record:
-    """The member's marketing consent, channel by channel, with when each last changed."""
-    return {
-        "marketing_email": {
-            "granted": member.marketing_email,
-            "changed_at": member.marketing_email_changed_at,
-        },
-        "marketing_sms": {
-            "granted": member.marketing_sms,
-            "changed_at": member.marketing_sms_changed_at,
-        },
-    }
 
 
 def export(

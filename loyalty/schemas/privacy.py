@@ -9,25 +9,12 @@ from loyalty.ledger.models import LotState, RedemptionStatus
 from loyalty.members.models import MemberStatus
 from loyalty.schemas.common import UTCDateTime
 from loyalty.schemas.ledger import TransactionSchema
+from loyalty.schemas.members import ConsentSchema
 
 
 class _Ordered(ma.Schema):
     class Meta:
         ordered = True
-
-
-class ChannelConsentSchema(_Ordered):
-    granted = fields.Boolean(required=True)
-    changed_at = UTCDateTime(
-        required=True,
-        allow_none=True,
-        metadata={"description": "When it was last given or withdrawn; null: never asked."},
-    )
-
-
-class ConsentSchema(_Ordered):
-    marketing_email = fields.Nested(ChannelConsentSchema, required=True)
-    marketing_sms = fields.Nested(ChannelConsentSchema, required=True)
 
 
 class ExportProfileSchema(_Ordered):

@@ -214,6 +214,7 @@ MEMBER_CHANGES = {
     "name": "Lin",
     "birthday": "1990-05-01",
     "metadata": {"source": "web", "visits": 3, "vip": True, "note": None},
+    "consent": {"marketing_email": True, "marketing_sms": False},
 }
 PROGRAM = {
     "currency": "USD",
