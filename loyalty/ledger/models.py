@@ -54,6 +54,8 @@ class TransactionKind(enum.StrEnum):
     IMPORT = "import"
     # A closed member's points, given up to the program.
     FORFEIT = "forfeit"
+    # A duplicate's points moving to the member it was merged into (a pair, one each).
+    MERGE = "merge"
 
 
 class LotState(enum.StrEnum):

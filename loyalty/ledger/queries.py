@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.ledger.models import Account, LedgerTransaction, LotState, PointLot, TransactionKind
+from loyalty.members.lookup import with_merged
 from loyalty.pagination import Page, decode_cursor, encode_cursor
 
 
@@ -98,11 +99,11 @@ def movement(txn: LedgerTransaction) -> Movement:
 def transactions_page(
     session: Session, member_id: int, limit: int, cursor: str | None
 ) -> Page[Movement]:
-    """The member's transactions, newest first, one page at a time. Raises ValidationFailed
-    for a bad cursor."""
+    """The member's transactions and those of the duplicates merged into them, newest first,
+    one page at a time. Raises ValidationFailed for a bad cursor."""
     stmt = (
         sa.select(LedgerTransaction)
-        .where(LedgerTransaction.member_id == member_id)
+        .where(LedgerTransaction.member_id.in_(with_merged(member_id)))
         .order_by(LedgerTransaction.id.desc())
         .limit(limit + 1)
     )

@@ -45,6 +45,8 @@ class Member(Base):
     marketing_sms_changed_at: Mapped[dt.datetime | None]
     # When the member's personal data was erased (their external_id is then a pseudonym).
     erased_at: Mapped[dt.datetime | None]
+    # A duplicate merged into another member: closed, its points and history with them.
+    merged_into_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property

@@ -16,7 +16,7 @@ from loyalty.events.models import MemberEvent
 from loyalty.experiments.models import Experiment, ExperimentArm, ExperimentAssignment
 from loyalty.ledger.models import LedgerTransaction, PointLot, Redemption
 from loyalty.ledger.queries import movement
-from loyalty.members.lookup import external_id_of, find_member
+from loyalty.members.lookup import external_id_of, find_member, with_merged
 from loyalty.members.models import Member
 from loyalty.membership.services import Consent, consent_of
 from loyalty.orders.models import Order, QuotedCart, Refund
@@ -123,7 +123,7 @@ def _lots(session: Session, member_id: int) -> tuple[Record, ...]:
 def _transactions(session: Session, member_id: int) -> tuple[Record, ...]:
     found = session.execute(
         sa.select(LedgerTransaction)
-        .where(LedgerTransaction.member_id == member_id)
+        .where(LedgerTransaction.member_id.in_(with_merged(member_id)))
         .order_by(LedgerTransaction.id)
     ).scalars()
     return tuple(

@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from loyalty.ledger.models import LotState, RedemptionStatus
 from loyalty.members.models import MemberStatus
-from loyalty.schemas.common import UTCDateTime
+from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
 from loyalty.schemas.ledger import TransactionSchema
 from loyalty.schemas.members import ConsentSchema
 
@@ -177,3 +177,11 @@ class ErasureSchema(_Ordered):
         metadata={"description": "The pseudonym that now stands for the member."},
     )
     erased_at = UTCDateTime(required=True)
+
+
+class MergeSchema(StrictSchema):
+    into = fields.String(
+        required=True,
+        validate=EXTERNAL_ID,
+        metadata={"description": "external_id of the member who stays.", "example": "cust_1002"},
+    )

@@ -20,6 +20,7 @@ EVENT_TYPES = (
     "member.enrolled",
     "member.updated",
     "member.erased",
+    "member.merged",
     "member.segment_changed",
     "points.earned",
     "points.adjusted",

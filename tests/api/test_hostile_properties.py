@@ -783,6 +783,8 @@ def world(app: Flask, client: FlaskClient) -> World:
     post(f"/v1/admin/experiments/{stopped['id']}/start", {}, admin)
     post(f"/v1/admin/experiments/{stopped['id']}/stop", {}, admin)
     member = post("/v1/members", {"external_id": "cust_1001"}, checkout)["external_id"]
+    # The survivor the merge's example merges the member into.
+    post("/v1/members", {"external_id": "cust_1002"}, checkout)
     post(
         f"/v1/admin/members/{member}/adjustments",
         {"points": 50_000, "reason": "Opening balance"},
