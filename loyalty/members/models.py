@@ -13,6 +13,10 @@ from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 
 
+# The channels a member consents to marketing on: a column each, and one for when it changed.
+CONSENT_CHANNELS = ("marketing_email", "marketing_sms")
+
+
 class MemberStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"

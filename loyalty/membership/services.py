@@ -19,7 +19,7 @@ from loyalty.ledger.postings import lock_balance
 from loyalty.ledger.queries import ExpiringPoints, Movement, expiring_lots, transactions_page
 from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
 from loyalty.members.lookup import find_member, member_by_external_id
-from loyalty.members.models import Member, MemberStatus
+from loyalty.members.models import CONSENT_CHANNELS, Member, MemberStatus
 from loyalty.pagination import Page
 from loyalty.program import config
 from loyalty.settlement.services import settle_member, settled_balance, settled_snapshot
@@ -51,9 +51,6 @@ class MemberChanges:
     metadata: Maybe[dict[str, Any]] = UNCHANGED
     marketing_email: Maybe[bool] = UNCHANGED
     marketing_sms: Maybe[bool] = UNCHANGED
-
-
-CONSENT_CHANNELS = ("marketing_email", "marketing_sms")
 
 
 @dataclass(frozen=True, slots=True)

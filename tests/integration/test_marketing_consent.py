@@ -4,9 +4,14 @@ program's and are given either way."""
 
 from __future__ import annotations
 
+import io
+
+import pytest
 import sqlalchemy as sa
 
 from loyalty.automations.models import AutomationFiring
+from loyalty.imports import services as imports
+from loyalty.imports.rows import ImportRejected
 from loyalty.membership import services as membership
 from loyalty.membership.services import MemberChanges
 from tests.factories import MemberFactory
@@ -55,3 +60,29 @@ def test_grants_are_given_without_consent_but_the_webhook_is_withheld(session):
     assert fired_for(session) == ["yes"]
     assert membership.card(session, "no", now=T0).available == 200
     assert membership.card(session, "yes", now=T0).available == 200
+
+
+def test_imported_members_bring_the_consent_the_shop_collected(session):
+    rows = "external_id,marketing_email,marketing_sms\na,true,\nb,false,true\nc,,\n"
+
+    imports.import_members(session, io.StringIO(rows))
+
+    consent = {
+        external_id: {
+            channel: (given.granted, given.changed_at is not None)
+            for channel, given in membership.card(session, external_id).consent.items()
+        }
+        for external_id in ("a", "b", "c")
+    }
+    assert consent == {
+        "a": {"marketing_email": (True, True), "marketing_sms": (False, False)},
+        "b": {"marketing_email": (False, True), "marketing_sms": (True, True)},
+        "c": {"marketing_email": (False, False), "marketing_sms": (False, False)},
+    }
+
+
+def test_an_import_refuses_consent_that_is_not_true_or_false(session):
+    with pytest.raises(ImportRejected) as refused:
+        imports.import_members(session, io.StringIO("external_id,marketing_email\na,yes\n"))
+
+    assert "marketing_email: true, false or empty" in repr(refused.value.rejected)
