@@ -43,6 +43,7 @@ def card_body(card: members.MemberCard) -> dict[str, Any]:
         "birthday": card.birthday,
         "metadata_": card.metadata,
         "enrolled_at": card.enrolled_at,
+        "consent": card.consent,
         "tier": progress.tier,
         "tier_progress": {
             "qualifying_points": progress.qualifying_points,

@@ -27,6 +27,7 @@ CARD_FIELDS = {
     "birthday",
     "metadata",
     "enrolled_at",
+    "consent",
     "tier",
     "tier_progress",
     "balance",
