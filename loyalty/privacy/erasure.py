@@ -26,6 +26,7 @@ from loyalty.audit import services as audit
 from loyalty.audit.models import AuditEntry
 from loyalty.db import transaction, utcnow
 from loyalty.events.models import MemberEvent
+from loyalty.grants.models import BulkGrantTarget
 from loyalty.idempotency.models import IdempotencyRecord
 from loyalty.ledger.postings import lock_balance
 from loyalty.members.exceptions import MemberNotFound
@@ -96,6 +97,12 @@ def erase(
         _pseudonymise_events(session, member.id, original, pseudonym)
         _pseudonymise_audit_log(session, original, pseudonym)
         _pseudonymise_outbox(session, original, pseudonym)
+        # A bulk grant's report names the members it was given: by the pseudonym from now.
+        session.execute(
+            sa.update(BulkGrantTarget)
+            .where(BulkGrantTarget.external_id == original)
+            .values(external_id=pseudonym)
+        )
         _forget_replays(session, original)
         audit.record(
             session,

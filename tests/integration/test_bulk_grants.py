@@ -18,6 +18,7 @@ from loyalty.grants.services import BenefitToGrant, NewBulkGrant
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
 from loyalty.members.models import MemberStatus
 from loyalty.members.segments import SavedSegment, SegmentMember
+from loyalty.privacy import erasure
 from loyalty.tiers.models import BenefitGrant
 from loyalty.webhooks.models import OutboxEvent
 from tests.factories import MemberFactory
@@ -204,3 +205,12 @@ def test_a_job_that_fails_is_marked_failed_and_the_pass_goes_on(session, members
     )
     assert lines(session, broken) == [("m0", Outcome.PENDING, None, 0)]
     assert grants.get_job(session, fine.id).state == JobState.DONE
+
+
+def test_an_erased_member_is_named_by_their_pseudonym_in_reports(session, members):
+    job, _ = grants.create_job(session, points_to("m0", "m1"), "ann", T0)
+    grants.run_due(session, T1)
+
+    erased = erasure.erase(session, "m0", "secret-key", "ann", T1)
+
+    assert [line[0] for line in lines(session, job)] == [erased.pseudonym, "m1"]
