@@ -15,7 +15,12 @@ from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from loyalty.membership.services import history
 from loyalty.schemas.common import PageQuerySchema
-from loyalty.schemas.ledger import AdjustmentSchema, TransactionPageSchema, TransactionSchema
+from loyalty.schemas.ledger import (
+    AdjustmentSchema,
+    LotPageSchema,
+    TransactionPageSchema,
+    TransactionSchema,
+)
 from loyalty.schemas.members import (
     EnrollSchema,
     MemberCardSchema,
@@ -67,6 +72,9 @@ def transaction_body(movement: Movement) -> dict[str, Any]:
         "created_at": movement.created_at,
         "reference": movement.reference,
         "reason": movement.reason,
+        "order_id": movement.order_id,
+        "event_id": movement.event_id,
+        "breakdown": list(movement.breakdown),
         "entries": movement.entries,
     }
 
@@ -109,10 +117,48 @@ class MemberTransactions(MethodView):
     @blp.alt_response(404, description="No such member.")
     @blp.alt_response(422, description="Bad limit or cursor.")
     def get(self, query: dict[str, Any], external_id: str) -> dict[str, Any]:
-        """The member's points history, newest first"""
+        """The member's points history, latest to take effect first
+
+        Ordered by `effective_at` (when each movement took effect: an order's `placed_at`, a
+        lot's expiry), not by when it was recorded. Each earning names its order or event
+        and the rules (with versions, and experiment and arm when present) behind it.
+        """
         page = history(db.session(), external_id, query["limit"], query["cursor"])
         return {
             "items": [transaction_body(txn) for txn in page.items],
+            "next_cursor": page.next_cursor,
+        }
+
+
+@blp.route("/members/<string:external_id>/lots")
+class MemberLots(MethodView):
+    @requires("checkout", "app")
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, LotPageSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(422, description="Bad limit or cursor.")
+    def get(self, query: dict[str, Any], external_id: str) -> dict[str, Any]:
+        """The member's points by lot: what is left, when it is spendable, when it expires
+
+        Every lot with points left, pending or available, soonest-expiring first (those that
+        never expire last), however far off; spending takes from them in this order.
+        """
+        page = members.lots(db.session(), external_id, query["limit"], query["cursor"])
+        return {
+            "items": [
+                {
+                    "points": lot.points,
+                    "remaining": lot.remaining,
+                    "state": lot.state,
+                    "credited_by": lot.credited_by,
+                    "earned_at": lot.earned_at,
+                    "available_at": lot.available_at,
+                    "expires_at": lot.expires_at,
+                    "order_id": lot.order_id,
+                    "event_id": lot.event_id,
+                }
+                for lot in page.items
+            ],
             "next_cursor": page.next_cursor,
         }
 

@@ -10,14 +10,19 @@ from flask.views import MethodView
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
 from loyalty.extensions import db
-from loyalty.rewards import definitions
+from loyalty.rewards import codes, definitions
 from loyalty.rewards import services as rewards
+from loyalty.rewards.codes import RewardCodeView
 from loyalty.rewards.definitions import RewardChanges, RewardDefinition, RewardView
+from loyalty.rewards.policy import RewardValue, format_percent
 from loyalty.rewards.services import RedeemedReward
 from loyalty.schemas.rewards import (
     AdminRewardQuerySchema,
     CatalogQuerySchema,
     CatalogSchema,
+    RewardCodeCheckSchema,
+    RewardCodeConsumeSchema,
+    RewardCodeSchema,
     RewardInSchema,
     RewardListSchema,
     RewardRedeemInSchema,
@@ -39,6 +44,10 @@ def reward_body(reward: RewardView) -> dict[str, Any]:
         "value": {"amount": reward.value_amount, "currency": reward.currency}
         if reward.value_amount
         else None,
+        "percent_off": format_percent(reward.percent_off_bps)
+        if reward.percent_off_bps is not None
+        else None,
+        "valid_days": reward.valid_days,
         "stock": reward.stock,
         "min_tier": reward.min_tier,
         "segments": list(reward.segments),
@@ -155,6 +164,7 @@ def redemption_body(redemption: RedeemedReward) -> dict[str, Any]:
         "points": redemption.points,
         "code": redemption.code,
         "created_at": redemption.created_at,
+        "expires_at": redemption.expires_at,
     }
 
 
@@ -175,3 +185,97 @@ class RewardRedemptions(MethodView):
         """
         redemption = rewards.redeem(db.session(), external_id, body["reward_id"])
         return redemption_body(redemption)
+
+
+@blp.route("/members/<string:external_id>/reward-redemptions/<uuid:reward_redemption_id>/cancel")
+class CancelRewardRedemption(MethodView):
+    @requires("app")
+    @blp.response(200, RewardCodeSchema)
+    @blp.alt_response(404, description="No such member, or no such redemption of theirs.")
+    @blp.alt_response(
+        409,
+        description="reward_code_used: the code was used (a used code cannot be cancelled); "
+        "reward_code_expired: the code expired.",
+    )
+    @blp.alt_response(422, description="member_inactive.")
+    def post(self, external_id: str, reward_redemption_id: uuid.UUID) -> dict[str, Any]:
+        """Cancel a reward redemption whose code is unused
+
+        The points go back into the lots they were spent from (with their own expiry dates)
+        in one ledger transaction, the unit of stock back to the reward and a pooled code
+        back to its pool; audited. Cancelling again returns the same answer.
+        """
+        return code_body(
+            codes.cancel(db.session(), external_id, reward_redemption_id, current_caller().name)
+        )
+
+
+def value_body(value: RewardValue | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {
+        "type": value.type,
+        "amount": value.amount,
+        "currency": value.currency,
+        "percent": format_percent(value.percent_off_bps)
+        if value.percent_off_bps is not None
+        else None,
+    }
+
+
+def code_body(code: RewardCodeView) -> dict[str, Any]:
+    return {
+        "code": code.code,
+        "usable": code.usable,
+        "status": code.status,
+        "member_id": code.external_id,
+        "redemption_id": code.redemption_public_id,
+        "reward_id": code.reward_public_id,
+        "reward": code.reward_name,
+        "kind": code.reward_kind,
+        "value": value_body(code.value),
+        "points": code.points,
+        "created_at": code.created_at,
+        "expires_at": code.expires_at,
+        "used_at": code.used_at,
+        "used_order_id": code.used_order_id,
+        "cancelled_at": code.cancelled_at,
+    }
+
+
+@blp.route("/reward-codes/validate")
+class ValidateRewardCode(MethodView):
+    @requires("checkout")
+    @blp.arguments(RewardCodeCheckSchema)
+    @blp.response(200, RewardCodeSchema)
+    @blp.alt_response(404, description="No such code.")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Check a reward code: whose it is, what it is worth, whether it can be used
+
+        No side effects. Send the member at the checkout as `member_id`: `usable` is then
+        true only for their own active code.
+        """
+        return code_body(codes.validate(db.session(), body["code"], body["member_id"]))
+
+
+@blp.route("/reward-codes/consume")
+class ConsumeRewardCode(MethodView):
+    @requires("checkout")
+    @blp.arguments(RewardCodeConsumeSchema)
+    @blp.response(200, RewardCodeSchema)
+    @blp.alt_response(404, description="No such code.")
+    @blp.alt_response(
+        409,
+        description="reward_code_used (with `used_order_id`), reward_code_expired, "
+        "reward_code_cancelled.",
+    )
+    @blp.alt_response(422, description="reward_code_member_mismatch: another member's code.")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Use a member's reward code, once, before it expires
+
+        Of two consumes at once exactly one succeeds. A retry with the same Idempotency-Key,
+        or for the same `order_id`, returns the first answer.
+        """
+        return code_body(
+            codes.consume(db.session(), body["code"], body["member_id"], body["order_id"])
+        )

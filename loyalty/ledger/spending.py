@@ -7,6 +7,7 @@ The callers are inside ``transaction()`` holding the member's lock.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,6 +108,48 @@ def debit(
     return txn, taken
 
 
+def give_back(
+    session: Session,
+    balance: MemberBalance,
+    points: int,
+    taken: Sequence[tuple[int, int]],
+    *,
+    kind: TransactionKind,
+    source: Account,
+    now: dt.datetime,
+    **txn_fields: Any,
+) -> LedgerTransaction:
+    """Move `points` from `source` back to available and into the lots they were taken
+    from, as (lot id, points), with their own expiry dates (a debt, if the member has one
+    meanwhile, is repaid first). A lot that expired meanwhile becomes available again, so
+    the next settle expires its points through the ledger."""
+    restorable = policy.lot_remaining_after_credit(balance.available, points)
+    txn = post(
+        session,
+        balance,
+        kind,
+        [(source, -points), (Account.AVAILABLE, points)],
+        effective_at=now,
+        **txn_fields,
+    )
+    lots = {
+        lot.id: lot
+        for lot in session.execute(
+            sa.select(PointLot).where(PointLot.id.in_([lot_id for lot_id, _ in taken]))
+        ).scalars()
+    }
+    for lot_id, allocated in taken:
+        lot = lots[lot_id]
+        give = min(allocated, restorable)
+        restorable -= give
+        lot.remaining += give
+        if give and lot.state == LotState.EXPIRED:
+            lot.state = LotState.AVAILABLE
+        if give:
+            note_due(balance, lot.expires_at)
+    return txn
+
+
 def return_held(
     session: Session,
     balance: MemberBalance,
@@ -115,32 +158,18 @@ def return_held(
     kind: TransactionKind,
     status: RedemptionStatus,
 ) -> LedgerTransaction:
-    """Move a hold's points back to available and into the lots they were taken from (a
-    debt, if the member has one meanwhile, is repaid first)."""
-    restorable = policy.lot_remaining_after_credit(balance.available, redemption.points)
-    txn = post(
+    """Move a hold's points back to available and into the lots they were taken from (see
+    ``give_back``)."""
+    txn = give_back(
         session,
         balance,
-        kind,
-        [(Account.HELD, -redemption.points), (Account.AVAILABLE, redemption.points)],
-        effective_at=now,
+        redemption.points,
+        [(allocation.lot_id, allocation.points) for allocation in redemption.allocations],
+        kind=kind,
+        source=Account.HELD,
+        now=now,
         reference=f"redemption:{redemption.public_id}",
     )
-    lot_ids = [allocation.lot_id for allocation in redemption.allocations]
-    lots = {
-        lot.id: lot
-        for lot in session.execute(sa.select(PointLot).where(PointLot.id.in_(lot_ids))).scalars()
-    }
-    for allocation in redemption.allocations:
-        lot = lots[allocation.lot_id]
-        give = min(allocation.points, restorable)
-        restorable -= give
-        lot.remaining += give
-        if give and lot.state == LotState.EXPIRED:
-            # Back to available so the next settle expires it, through the ledger.
-            lot.state = LotState.AVAILABLE
-        if give:
-            note_due(balance, lot.expires_at)
     redemption.status = status
     redemption.released_at = now
     return txn

@@ -15,7 +15,14 @@ from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
-from loyalty.ledger.queries import ExpiringPoints, Movement, expiring_lots, transactions_page
+from loyalty.ledger.queries import (
+    ExpiringPoints,
+    LotView,
+    Movement,
+    expiring_lots,
+    live_lots_page,
+    transactions_page,
+)
 from loyalty.members.exceptions import MemberClosed
 from loyalty.members.lookup import find_member, member_by_external_id
 from loyalty.members.models import Member, MemberStatus
@@ -214,3 +221,12 @@ def history(session: Session, external_id: str, limit: int, cursor: str | None) 
     member = find_member(session, external_id)
     settled_balance(session, member)
     return transactions_page(session, member.id, limit, cursor)
+
+
+def lots(session: Session, external_id: str, limit: int, cursor: str | None) -> Page[LotView]:
+    """The member's live lots as of now (settled first: due points matured, expired points
+    gone), soonest-expiring first, one page at a time. Raises MemberNotFound, or
+    ValidationFailed for a bad cursor."""
+    member = find_member(session, external_id)
+    settled_balance(session, member)
+    return live_lots_page(session, member.id, limit, cursor)

@@ -175,6 +175,7 @@ def refund_order(
                 reversed_points,
                 now,
                 reference=reference,
+                details={"order_id": order.order_id},
                 qualifying=-reversed_points,
                 qualifying_at=order.placed_at,
             )
@@ -192,6 +193,7 @@ def refund_order(
                 now=now,
                 pending=False,
                 reference=reference,
+                details={"order_id": order.order_id},
             )
             if order.redemption_id:
                 redemption = session.get(Redemption, order.redemption_id)

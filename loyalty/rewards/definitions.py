@@ -27,6 +27,8 @@ class RewardDefinition:
     cost_points: int
     description: str | None = None
     value_amount: int | None = None
+    percent_off_bps: int | None = None
+    valid_days: int | None = None
     stock: int | None = None
     min_tier: str | None = None  # a tier's code
     segments: tuple[str, ...] = ()  # saved segment keys (none: anyone)
@@ -44,6 +46,8 @@ class RewardChanges:
     kind: Maybe[RewardKind] = UNCHANGED
     cost_points: Maybe[int] = UNCHANGED
     value_amount: Maybe[int | None] = UNCHANGED
+    percent_off_bps: Maybe[int | None] = UNCHANGED
+    valid_days: Maybe[int | None] = UNCHANGED
     stock: Maybe[int | None] = UNCHANGED
     min_tier: Maybe[str | None] = UNCHANGED
     segments: Maybe[tuple[str, ...]] = UNCHANGED
@@ -64,6 +68,8 @@ class RewardView:
     kind: RewardKind
     cost_points: int
     value_amount: int | None
+    percent_off_bps: int | None
+    valid_days: int | None
     currency: str
     stock: int | None
     min_tier: str | None
@@ -83,6 +89,8 @@ def view(session: Session, reward: Reward) -> RewardView:
         kind=RewardKind(reward.kind),
         cost_points=reward.cost_points,
         value_amount=reward.value_amount,
+        percent_off_bps=reward.percent_off_bps,
+        valid_days=reward.valid_days,
         currency=get_settings(session).currency,
         stock=reward.stock,
         min_tier=_lowest_tier_code(session, reward.min_tier_rank),
@@ -126,7 +134,8 @@ def create_reward(
     session: Session, definition: RewardDefinition, actor: str | None = None
 ) -> RewardView:
     """Add a reward to the catalog, with an optional pool of coupon codes. Raises
-    ValidationFailed for an unknown `min_tier`, UnknownSegment (a ValidationFailed) for a
+    ValidationFailed for an unknown `min_tier` or both an amount and a percentage,
+    UnknownSegment (a ValidationFailed) for a
     `segments` key that is no live saved segment's."""
     with transaction(session):
         check_segment_keys(session, definition.segments, "segments")
@@ -136,6 +145,8 @@ def create_reward(
             kind=RewardKind(definition.kind).value,
             cost_points=definition.cost_points,
             value_amount=definition.value_amount,
+            percent_off_bps=definition.percent_off_bps,
+            valid_days=definition.valid_days,
             stock=definition.stock,
             min_tier_rank=_tier_rank(session, definition.min_tier),
             segments=list(definition.segments) or None,
@@ -144,6 +155,7 @@ def create_reward(
             ends_at=definition.ends_at,
             active=definition.active,
         )
+        _check_value(reward)
         session.add(reward)
         session.flush()
         _add_codes(session, reward, definition.codes)
@@ -157,6 +169,18 @@ def create_reward(
             audit.snapshot(reward),
         )
         return view(session, reward)
+
+
+def _check_value(reward: Reward) -> None:
+    """Raises ValidationFailed unless the reward's code carries one value at most, and a
+    percent_discount a percentage (checked on the whole reward: a change may name one
+    field of the pair)."""
+    if reward.value_amount is not None and reward.percent_off_bps is not None:
+        raise ValidationFailed(
+            {"percent_off": ["A reward is worth an amount or a percentage, not both."]}
+        )
+    if reward.kind == RewardKind.PERCENT_DISCOUNT and reward.percent_off_bps is None:
+        raise ValidationFailed({"percent_off": ["Required for percent_discount rewards."]})
 
 
 def _add_codes(session: Session, reward: Reward, codes: tuple[str, ...]) -> None:
@@ -191,7 +215,8 @@ def update_reward(
     session: Session, public_id: uuid.UUID, changes: RewardChanges, actor: str | None = None
 ) -> RewardView:
     """Change a reward; `codes` adds codes to its pool. Raises RewardNotFound,
-    ValidationFailed (an unknown `min_tier`), UnknownSegment (a ValidationFailed: a
+    ValidationFailed (an unknown `min_tier`, both an amount and a percentage, a
+    percent_discount without a percentage), UnknownSegment (a ValidationFailed: a
     `segments` key that is no live saved segment's)."""
     with transaction(session):
         reward = find(session, public_id)
@@ -206,6 +231,7 @@ def update_reward(
         _add_codes(session, reward, fields.pop("codes", ()))
         for name, value in fields.items():
             setattr(reward, name, value)
+        _check_value(reward)
         session.flush()
         action = "reward.deactivate" if before["active"] and not reward.active else "reward.update"
         audit.record(session, actor, action, "reward", public_id, before, audit.snapshot(reward))

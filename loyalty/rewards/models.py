@@ -14,6 +14,16 @@ class RewardKind(enum.StrEnum):
     COUPON = "coupon"  # a code from a loaded pool, or generated when there is no pool
     PRODUCT = "product"
     FIXED_DISCOUNT = "fixed_discount"
+    PERCENT_DISCOUNT = "percent_discount"
+
+
+class RewardRedemptionStatus(enum.StrEnum):
+    """Where a redemption's code stands. Expiry is not a status: a code past its
+    `expires_at` is expired at that moment, whether or not anything has run since."""
+
+    ACTIVE = "active"
+    USED = "used"  # consumed by the checkout, once
+    CANCELLED = "cancelled"  # its points and unit of stock given back
 
 
 class Reward(Base):
@@ -28,6 +38,10 @@ class Reward(Base):
     cost_points: Mapped[int] = mapped_column(sa.BigInteger)
     # fixed_discount: its value in minor units of the program currency.
     value_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # A percent-off value in hundredths of a percent (1250 = 12.5%): exact, never a float.
+    percent_off_bps: Mapped[int | None]
+    # Days a redemption's code is honoured from when it is redeemed (NULL: no expiry).
+    valid_days: Mapped[int | None]
     # NULL: unlimited. Decremented atomically, so it is never oversold.
     stock: Mapped[int | None] = mapped_column(sa.BigInteger)
     min_tier_rank: Mapped[int | None]
@@ -63,6 +77,8 @@ class RewardRedemption(Base):
     __tablename__ = "reward_redemptions"
     __table_args__ = (
         sa.Index("ix_reward_redemptions_member_id_reward_id", "member_id", "reward_id"),
+        # The checkout looks codes up by their text.
+        sa.Index("ix_reward_redemptions_code", "code"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -74,9 +90,39 @@ class RewardRedemption(Base):
     # The points' debit; None for a granted coupon, which moved no points.
     transaction_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_transactions.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    # A granted coupon's: when the shop stops honouring the code (None: never).
+    # When the shop stops honouring the code (None: never): a granted coupon's from its
+    # automation, a redeemed reward's from the reward's valid_days.
     expires_at: Mapped[dt.datetime | None]
+    status: Mapped[RewardRedemptionStatus] = mapped_column(
+        StrEnumType(RewardRedemptionStatus),
+        default=RewardRedemptionStatus.ACTIVE,
+        server_default=RewardRedemptionStatus.ACTIVE.value,
+    )
+    used_at: Mapped[dt.datetime | None]
+    # The shop's order the code was used on, when the checkout named one: a retry of the
+    # same consume for the same order gets the same answer.
+    used_order_id: Mapped[str | None] = mapped_column(sa.String(128))
+    cancelled_at: Mapped[dt.datetime | None]
+    # The ledger transaction that gave the points back (None: no points to give back).
+    restore_transaction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id")
+    )
     # The automation firing that granted the coupon: unique, so a firing grants one at most.
     firing_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("automation_firings.id"), unique=True
     )
+
+
+class RewardAllocation(Base):
+    """Which lots a reward redemption took its points from, so a cancellation puts them
+    back where they were, with their own expiry dates (not a fresh lot that would outlive
+    them)."""
+
+    __tablename__ = "reward_allocations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    reward_redemption_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("reward_redemptions.id"), index=True
+    )
+    lot_id: Mapped[int] = mapped_column(sa.ForeignKey("point_lots.id"))
+    points: Mapped[int] = mapped_column(sa.BigInteger)

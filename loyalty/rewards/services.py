@@ -7,6 +7,9 @@ redemption charges nothing.
 
 An automation may also grant a reward as a coupon (``grant_coupon``): the same unit of
 stock and code, no points, an expiry, in the firing's transaction.
+
+What the checkout does with a code (validate, consume) and cancelling a redemption are in
+``loyalty.rewards.codes``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from loyalty.members.segments import in_any_segment
 from loyalty.program.services import get_settings
 from loyalty.rewards.definitions import RewardView, codes_left, find, tier_name_for_rank, view
 from loyalty.rewards.exceptions import OutOfStock, RewardUnavailable
-from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
+from loyalty.rewards.models import (
+    Reward,
+    RewardAllocation,
+    RewardCode,
+    RewardRedemption,
+    RewardRedemptionStatus,
+)
+from loyalty.rewards.policy import CodeState, code_expiry, code_state
 from loyalty.settlement.services import settle_member, settled_balance
 from loyalty.tiers.models import Tier
 from loyalty.webhooks import outbox
@@ -54,7 +64,8 @@ class RedeemedReward:
     points: int
     code: str
     created_at: dt.datetime
-    expires_at: dt.datetime | None = None  # a granted coupon's
+    expires_at: dt.datetime | None
+    status: CodeState
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +90,14 @@ def _open(reward: Reward, now: dt.datetime) -> bool:
 
 
 def _redeemed_count(session: Session, member_id: int, reward_id: int) -> int:
+    """The member's redemptions of the reward that count against its per-member limit:
+    all but the cancelled, whose unit came back."""
     return int(
         session.scalar(
             sa.select(sa.func.count(RewardRedemption.id)).where(
-                RewardRedemption.member_id == member_id, RewardRedemption.reward_id == reward_id
+                RewardRedemption.member_id == member_id,
+                RewardRedemption.reward_id == reward_id,
+                RewardRedemption.status != RewardRedemptionStatus.CANCELLED.value,
             )
         )
         or 0
@@ -157,7 +172,7 @@ def redeem(
             raise OutOfStock(f"{reward.name} is out of stock.")
         if reason is not None and not reason.endswith("more points needed"):
             raise RewardUnavailable(f"Cannot redeem {reward.name}: {reason}.", reason=reason)
-        txn, _ = debit(
+        txn, taken = debit(
             session,
             balance,
             settings,
@@ -177,8 +192,13 @@ def redeem(
             code=code,
             transaction_id=txn.id,
             created_at=now,
+            expires_at=code_expiry(reward.valid_days, now),
         )
         _hand_out(session, redemption, pooled)
+        session.add_all(
+            RewardAllocation(reward_redemption_id=redemption.id, lot_id=lot_id, points=points)
+            for lot_id, points in taken
+        )
         outbox.emit(
             session,
             "reward.redeemed",
@@ -199,6 +219,8 @@ def redeem(
         points=redemption.points,
         code=redemption.code,
         created_at=redemption.created_at,
+        expires_at=redemption.expires_at,
+        status=CodeState.ACTIVE,
     )
 
 
@@ -291,8 +313,11 @@ def grant_coupon(
     )
 
 
-def member_redemptions(session: Session, member_id: int, limit: int = 50) -> list[RedeemedReward]:
-    """The member's reward redemptions, newest first."""
+def member_redemptions(
+    session: Session, member_id: int, limit: int = 50, now: dt.datetime | None = None
+) -> list[RedeemedReward]:
+    """The member's reward redemptions, newest first, each with its code's state at `now`."""
+    now = now or utcnow()
     rows = session.execute(
         sa.select(RewardRedemption, Reward.public_id, Reward.name, Member.external_id)
         .join(Reward, Reward.id == RewardRedemption.reward_id)
@@ -311,6 +336,7 @@ def member_redemptions(session: Session, member_id: int, limit: int = 50) -> lis
             code=redemption.code,
             created_at=redemption.created_at,
             expires_at=redemption.expires_at,
+            status=code_state(redemption.status, redemption.expires_at, now),
         )
         for redemption, reward_public_id, reward_name, external_id in rows
     ]

@@ -300,6 +300,40 @@ class ExperimentFlaggedSchema(ExperimentEventSchema):
     flagged_at = UTCDateTime(required=True)
 
 
+class RewardCodeEventSchema(ma.Schema):
+    """What every reward code event says of the redemption."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.UUID(required=True, metadata={"description": "The reward redemption's id."})
+    member_id = fields.String(required=True, metadata={"description": "The external id."})
+    reward_id = fields.UUID(required=True)
+    reward = fields.String(required=True, metadata={"description": "The reward's name."})
+    code = fields.String(required=True)
+
+
+class RewardCodeUsedSchema(RewardCodeEventSchema):
+    """The `data` of a `reward.code_used` event: the checkout consumed the code (once)."""
+
+    order_id = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The shop's order the checkout named (null: none)."},
+    )
+    used_at = UTCDateTime(required=True)
+
+
+class RewardRedemptionCancelledSchema(RewardCodeEventSchema):
+    """The `data` of a `reward.redemption_cancelled` event: the redemption was cancelled
+    before its code was used; its points, unit of stock and pooled code came back."""
+
+    points_restored = fields.Integer(
+        required=True, metadata={"description": "0 for a coupon an automation granted."}
+    )
+    cancelled_at = UTCDateTime(required=True)
+
+
 class ReferralEventSchema(ma.Schema):
     """What every referral event says of the referral."""
 
@@ -350,6 +384,8 @@ class ReferralCancelledSchema(ReferralEventSchema):
 # Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
 EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "rule.budget_exhausted": RuleBudgetExhaustedSchema,
+    "reward.code_used": RewardCodeUsedSchema,
+    "reward.redemption_cancelled": RewardRedemptionCancelledSchema,
     "automation.fired": AutomationFiredSchema,
     "automation.budget_exhausted": AutomationBudgetExhaustedSchema,
     "experiment.started": ExperimentStartedSchema,

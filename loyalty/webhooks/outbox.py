@@ -28,6 +28,8 @@ EVENT_TYPES = (
     "tier.changed",
     "redemption.captured",
     "reward.redeemed",
+    "reward.code_used",
+    "reward.redemption_cancelled",
     "referral.linked",
     "referral.rewarded",
     "referral.cancelled",

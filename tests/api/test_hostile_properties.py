@@ -68,6 +68,8 @@ IDS = (
     "experiment_id",
     "draft_experiment_id",
     "token_id",
+    "reward_code",
+    "reward_redemption_id",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -183,6 +185,13 @@ REWARD = {
     "active": True,
 }
 COUPON = {"name": "Coffee", "kind": "coupon", "cost_points": 100, "codes": ["CAFE-1", "CAFE-2"]}
+PERCENT_OFF = {
+    "name": "12.5% off",
+    "kind": "percent_discount",
+    "cost_points": 300,
+    "percent_off": "12.5",
+    "valid_days": 30,
+}
 TIER = {
     "code": "gold",
     "name": "Gold",
@@ -372,8 +381,8 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             {"code": "free_shipping", "params": {"limit": 3}, "reason": "VIP", **WHEN}
         ],
         "PATCH /v1/admin/program": [PROGRAM],
-        "POST /v1/admin/rewards": [reward, COUPON],
-        "PATCH /v1/admin/rewards/{reward_id}": [reward, {"codes": ["CAFE-3"]}],
+        "POST /v1/admin/rewards": [reward, COUPON, PERCENT_OFF],
+        "PATCH /v1/admin/rewards/{reward_id}": [reward, {"codes": ["CAFE-3"]}, PERCENT_OFF],
         "POST /v1/admin/rules": [rule, MULTIPLIER, EVENT_RULE],
         "PATCH /v1/admin/rules/{rule_id}": [
             Base(without_kind(rule)),
@@ -407,6 +416,12 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             }
         ],
         "POST /v1/members/{external_id}/reward-redemptions": [{"reward_id": ids["reward_id"]}],
+        "POST /v1/reward-codes/validate": [
+            {"code": ids["reward_code"], "member_id": ids["member_id"]}
+        ],
+        "POST /v1/reward-codes/consume": [
+            {"code": ids["reward_code"], "member_id": ids["member_id"], "order_id": "ord_2"}
+        ],
         "POST /v1/orders": [
             {
                 **cart,
@@ -797,6 +812,9 @@ def world(app: Flask, client: FlaskClient) -> World:
     )
     hold = post("/v1/redemptions", {"member_id": member, "points": 500}, checkout)
     token = post(f"/v1/members/{member}/tokens", {}, keys["app"])
+    coffee = post(
+        f"/v1/members/{member}/reward-redemptions", {"reward_id": reward["id"]}, keys["app"]
+    )
     with app.app_context():
         webhooks.dispatch(db.session)
     deliveries = client.get(f"/v1/admin/webhooks/{hook['id']}/deliveries", headers=admin).json
@@ -822,6 +840,8 @@ def world(app: Flask, client: FlaskClient) -> World:
             "experiment_id": stopped["id"],
             "draft_experiment_id": draft["id"],
             "token_id": token["id"],
+            "reward_code": coffee["code"],
+            "reward_redemption_id": coffee["id"],
         },
     )
 

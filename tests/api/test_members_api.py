@@ -283,6 +283,9 @@ def test_the_history_lists_transactions_newest_first_with_balanced_entries(
             "created_at",
             "reference",
             "reason",
+            "order_id",
+            "event_id",
+            "breakdown",
             "entries",
         }
         assert sum(entry["amount"] for entry in item["entries"]) == 0

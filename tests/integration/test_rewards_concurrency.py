@@ -1,6 +1,7 @@
 """Rewards under real traffic: many members redeeming the last units of a reward, or the last
-codes of a coupon pool, at the same instant, and one member tapping "redeem" many times
-against a per-member limit.
+codes of a coupon pool, at the same instant, one member tapping "redeem" many times
+against a per-member limit, and one code consumed by several checkouts, or consumed and
+cancelled, at once.
 
 Each racer runs in its own thread with its own app context (so its own session and
 connection), and all of them are released together by a barrier. These need PostgreSQL's
@@ -21,12 +22,15 @@ from loyalty.ledger import verify as ledger_verify
 from loyalty.ledger.models import LedgerTransaction, MemberBalance, TransactionKind
 from loyalty.members.models import Member
 from loyalty.membership import adjustments
+from loyalty.rewards import codes as reward_codes
 from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards import services as rewards
+from loyalty.rewards.codes import RewardCodeView
 from loyalty.rewards.definitions import RewardDefinition
-from loyalty.rewards.exceptions import RewardUnavailable
+from loyalty.rewards.exceptions import RewardCodeCancelled, RewardCodeUsed, RewardUnavailable
 from loyalty.rewards.models import Reward, RewardCode, RewardRedemption
 from loyalty.rewards.services import RedeemedReward
+from loyalty.webhooks.models import OutboxEvent
 from tests.concurrency import race
 from tests.factories import MemberFactory
 
@@ -164,4 +168,83 @@ def test_one_member_redeeming_many_times_at_once_gets_a_limit_of_one_reward_once
     assert all("limit reached" in str(loser) for loser in losers)
     assert balances(session) == {external_id: POINTS_EACH * 10 - COST}
     assert redeem_transactions(session) == 1
+    assert_ledger_verifies(session)
+
+
+def one_redemption(session: Session) -> RedeemedReward:
+    """Member m00's redemption of a 300-point reward with one unit left."""
+    (external_id,) = enrol_with_points(session, 1, POINTS_EACH)
+    reward = reward_definitions.create_reward(
+        session,
+        RewardDefinition(
+            **{
+                "name": "5.00 off",
+                "kind": "fixed_discount",
+                "cost_points": COST,
+                "value_amount": 500,
+                "stock": 1,
+            }
+        ),
+    )
+    redemption = rewards.redeem(session, external_id, reward.public_id)
+    session.close()
+    return redemption
+
+
+def restore_transactions(session: Session) -> int:
+    return session.scalar(
+        sa.select(sa.func.count(LedgerTransaction.id)).where(
+            LedgerTransaction.kind == TransactionKind.RESTORE.value
+        )
+    )
+
+
+def test_checkouts_consuming_one_code_at_once_exactly_one_wins(app, session):
+    code = one_redemption(session).code
+
+    results = race(
+        app, 8, lambda n: reward_codes.consume(db.session, code, "m00", order_id=f"o{n}")
+    )
+
+    winners = [r for r in results if isinstance(r, RewardCodeView)]
+    assert len(winners) == 1
+    assert Counter(type(r).__name__ for r in results if r not in winners) == {"RewardCodeUsed": 7}
+    assert all(
+        isinstance(r, RewardCodeUsed) and r.status == 409 for r in results if r not in winners
+    )
+    session.expire_all()
+    used = session.scalars(sa.select(RewardRedemption)).one()
+    assert (used.status, used.used_order_id) == ("used", winners[0].used_order_id)
+    announced = sa.select(sa.func.count(OutboxEvent.id)).where(
+        OutboxEvent.type == "reward.code_used"
+    )
+    assert session.scalar(announced) == 1
+
+
+def test_a_code_consumed_and_cancelled_at_once_is_one_or_the_other(app, session):
+    redemption = one_redemption(session)
+
+    def consume_or_cancel(n: int) -> Any:
+        if n % 2:
+            return reward_codes.consume(db.session, redemption.code, "m00")
+        return reward_codes.cancel(db.session, "m00", redemption.public_id)
+
+    results = race(app, 6, consume_or_cancel)
+
+    outcomes = Counter(
+        r.status.value if isinstance(r, RewardCodeView) else type(r).__name__ for r in results
+    )
+    session.expire_all()
+    stored = session.scalars(sa.select(RewardRedemption)).one()
+    if stored.status == "used":
+        # The consume won: the other consumes were told so, and so were the cancels.
+        assert outcomes == {"used": 1, "RewardCodeUsed": 5}
+        assert balances(session) == {"m00": POINTS_EACH - COST}
+        assert (session.scalar(sa.select(Reward.stock)), restore_transactions(session)) == (0, 0)
+    else:
+        # A cancel won: the other cancels answer the same, the consumes are refused.
+        assert outcomes == {"cancelled": 3, "RewardCodeCancelled": 3}
+        assert all(isinstance(r, RewardCodeCancelled) for r in results[1::2])
+        assert balances(session) == {"m00": POINTS_EACH}
+        assert (session.scalar(sa.select(Reward.stock)), restore_transactions(session)) == (1, 1)
     assert_ledger_verifies(session)
