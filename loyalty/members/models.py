@@ -31,7 +31,12 @@ class Member(Base):
     birthday: Mapped[dt.date | None]
     referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"))
     # What friends enrol with (see loyalty.referrals); random, never derived from the ids.
-    referral_code: Mapped[str] = mapped_column(sa.String(32), unique=True, default=new_code)
+    # Never NULL (the default gives every new member one, the migration gave every earlier
+    # member one), though the column allows it: SQLite makes a column NOT NULL only by copying
+    # the table, which every other table refers to.
+    referral_code: Mapped[str] = mapped_column(
+        sa.String(32), nullable=True, unique=True, index=True, default=new_code
+    )
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON, default=dict)
     status: Mapped[MemberStatus] = mapped_column(
         StrEnumType(MemberStatus), default=MemberStatus.ACTIVE

@@ -114,12 +114,10 @@ def _record_earlier_referrals(connection: sa.Connection) -> None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("referral_code", sa.String(length=32), nullable=True))
+    # Left nullable: see Member.referral_code.
+    op.add_column("members", sa.Column("referral_code", sa.String(length=32), nullable=True))
     _give_every_member_a_code(op.get_bind())
-    with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.alter_column("referral_code", existing_type=sa.String(length=32), nullable=False)
-        batch_op.create_unique_constraint(op.f("uq_members_referral_code"), ["referral_code"])
+    op.create_index(op.f("ix_members_referral_code"), "members", ["referral_code"], unique=True)
 
     with op.batch_alter_table("program_settings", schema=None) as batch_op:
         batch_op.add_column(
@@ -186,6 +184,6 @@ def downgrade() -> None:
         batch_op.drop_column("referral_max_per_period")
         batch_op.drop_column("referral_friend_points")
         batch_op.drop_column("referral_referrer_points")
+    op.drop_index(op.f("ix_members_referral_code"), table_name="members")
     with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("uq_members_referral_code"), type_="unique")
         batch_op.drop_column("referral_code")
