@@ -13,8 +13,9 @@ from werkzeug.test import TestResponse
 
 from loyalty.extensions import db
 from loyalty.referrals.models import Referral
-from tests.factories import OrderFactory
-from tests.helpers import created, ok, problem
+from tests.console import sign_in
+from tests.factories import ApiKeyFactory, OrderFactory
+from tests.helpers import created, ok, problem, services
 
 REFERRALS = {"referrer_points": 500, "friend_points": 250, "max_per_period": 1, "period_days": 30}
 
@@ -116,3 +117,13 @@ def test_the_friends_first_order_is_answered_as_usual(client, checkout, host_cod
     )
 
     assert response.status_code == 201
+
+
+def test_the_console_member_page_shows_the_referral_code(app, client, host_code):
+    with services(app):
+        key = ApiKeyFactory(name="ops", scopes=("admin",))
+    sign_in(client, key)
+
+    page = client.get("/admin/members/host")
+
+    assert f'<code id="referral-code">{host_code}</code>' in page.text
