@@ -27,4 +27,13 @@ blp = Blueprint(
     static_url_path="/static",
 )
 
-from loyalty.console import automations, experiments, insight, rules, views  # noqa: E402, F401 - register the routes on blp
+from loyalty.console import (  # noqa: E402, F401 - register the routes on blp
+    automations,
+    experiments,
+    insight,
+    rewards,
+    rules,
+    tiers,
+    views,
+    webhooks,
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
 
 import marshmallow as ma
@@ -25,10 +24,7 @@ from loyalty.membership import services as members
 from loyalty.pagination import cursor_to, position_of
 from loyalty.program import services as program
 from loyalty.reports import services as reports
-from loyalty.rewards import definitions as reward_definitions
 from loyalty.schemas.program import ProgramSchema, settings_changes, settings_to_dict
-from loyalty.tiers import definitions as tier_definitions
-from loyalty.webhooks import endpoints as webhooks
 
 blp.before_app_request(security.refuse_nul)
 blp.before_request(security.guard)
@@ -165,17 +161,6 @@ def change_status(external_id: str) -> Response:
     return redirect(url_for("console.member_page", external_id=external_id))
 
 
-@blp.get("/tiers")
-def tier_list() -> str:
-    return render_template("console/tiers.html", tiers=tier_definitions.list_tiers(db.session()))
-
-
-@blp.get("/rewards")
-def reward_list() -> str:
-    found = reward_definitions.list_rewards(db.session())
-    return render_template("console/rewards.html", rewards=found)
-
-
 @blp.route("/program", methods=["GET", "POST"])
 def program_page() -> Response | str | tuple[str, int]:
     session = db.session()
@@ -209,24 +194,6 @@ def _program_field_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
         "expiry.policy": "expiry_policy",
     }
     return {renamed.get(k, k.replace(".", "_")): v for k, v in errors.items()}
-
-
-@blp.get("/webhooks")
-def webhook_list() -> str:
-    return render_template("console/webhooks.html", endpoints=webhooks.list_endpoints(db.session()))
-
-
-@blp.get("/webhooks/<uuid:webhook_id>")
-def webhook_page(webhook_id: uuid.UUID) -> str:
-    log = webhooks.delivery_log(db.session(), webhook_id, 100, None)
-    return render_template("console/webhook.html", endpoint=log.endpoint, deliveries=log.deliveries)
-
-
-@blp.post("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")
-def redeliver(webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> Response:
-    webhooks.redeliver(db.session(), webhook_id, delivery_id, security.actor())
-    flash("Queued to be sent again by the worker.", "ok")
-    return redirect(url_for("console.webhook_page", webhook_id=webhook_id))
 
 
 @blp.get("/audit")

@@ -1,11 +1,12 @@
 """Schemathesis against our own contract: every operation in openapi/openapi.json, fuzzed.
 
 For each operation, on SQLite and on PostgreSQL, the database is seeded with a member who
-has points, an order and a hold, a rule, a tier, a reward (redeemed once) and a webhook with
-a delivery. Then schemathesis sends the document's examples, its coverage cases (boundaries,
-missing and wrongly typed values, other methods, other content types) and a bounded number
-of random valid and invalid requests, each with a key of one of the scopes the operation
-allows. Every other valid case is pointed at the seeded resources (path parameters, the
+has points, an order and a hold, a member token, a rule, a tier, a reward (redeemed once), a
+draft experiment and a webhook with a delivery. Then schemathesis sends the document's
+examples, its coverage cases (boundaries, missing and wrongly typed values, other methods,
+other content types) and a bounded number of random valid and invalid requests, each with a
+key of one of the scopes the operation allows (a member token's valid cases all name its
+member). Every other valid case is pointed at the seeded resources (path parameters, the
 member, reward and hold named in a body or query, the program's currency), so requests hit
 real rows as well as missing ones.
 
@@ -79,16 +80,17 @@ class Seeded:
     valid_cases: Iterator[int] = field(default_factory=itertools.count)
     statuses: Counter[int] = field(default_factory=Counter)
 
-    def headers(self, case: schemathesis.Case, turn: int) -> dict[str, str]:
+    def scope(self, case: schemathesis.Case, turn: int) -> str:
         """Each scope the operation allows in turn."""
         scopes = case.operation.definition.raw["x-scopes"]
-        return self.keys[scopes[turn % len(scopes)]]
+        return str(scopes[turn % len(scopes)])
 
-    def aim(self, case: schemathesis.Case) -> None:
-        """Point every other valid case at the seeded resources and the program's currency."""
+    def aim(self, case: schemathesis.Case, *, always: bool = False) -> None:
+        """Point every other valid case (`always`: every one) at the seeded resources and the
+        program's currency."""
         if case.meta is None or not case.meta.generation.mode.is_positive:
             return
-        if next(self.valid_cases) % 2:
+        if next(self.valid_cases) % 2 and not always:
             return
         for name in case.path_parameters or {}:
             case.path_parameters[name] = self.ids[name]
@@ -98,6 +100,16 @@ class Seeded:
                     case.body[name] = self.ids[name]
         if case.query and "member_id" in case.query:
             case.query["member_id"] = self.ids["member_id"]
+
+
+def names_member_in_query(case: schemathesis.Case, member_id: str) -> None:
+    """A valid case of an operation that takes the member in its query names the token's
+    member there (a member token never stands for another member, nor for none)."""
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return
+    parameters = case.operation.definition.raw.get("parameters", [])
+    if any(p.get("in") == "query" and p.get("name") == "member_id" for p in parameters):
+        case.query = {**(case.query or {}), "member_id": member_id}
 
 
 def fresh_idempotency_key(case: schemathesis.Case, turn: int) -> None:
@@ -137,7 +149,14 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
         {"url": "https://shop.example/hooks", "event_types": ["*"]},
         admin,
     )
-    tier = {"code": "gold", "name": "Gold", "rank": 1, "threshold": 100_000}
+    # Its benefit is the one the document's experiment example tests.
+    tier = {
+        "code": "gold",
+        "name": "Gold",
+        "rank": 1,
+        "threshold": 100_000,
+        "benefits": [{"code": "free_shipping"}],
+    }
     created(client, "/v1/admin/tiers", tier, admin)
     segment = created(
         client,
@@ -170,6 +189,10 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
     # The document's examples name cust_1001, so they reach this member too.
     member = created(client, "/v1/members", {"external_id": "cust_1001"}, checkout)
     member_id = member["external_id"]
+    # The member-facing operations also take a member token (for this member: the cases
+    # are aimed at it).
+    token = created(client, f"/v1/members/{member_id}/tokens", {}, app_key)
+    keys["member"] = {"Authorization": f"Bearer {token['token']}"}
     created(
         client,
         f"/v1/admin/members/{member_id}/adjustments",
@@ -188,11 +211,29 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
         checkout,
     )
     hold = created(client, "/v1/redemptions", {"member_id": member_id, "points": 500}, checkout)
-    created(
+    coffee = created(
         client,
         f"/v1/members/{member_id}/reward-redemptions",
         {"reward_id": reward["id"]},
         app_key,
+    )
+    experiment = created(
+        client,
+        "/v1/admin/experiments",
+        {
+            "key": "free-shipping",
+            "name": "Free shipping",
+            "hypothesis": "Free shipping brings members back.",
+            "target": {"kind": "benefit", "code": "free_shipping"},
+            "arms": [
+                {"key": "holdout", "weight": 1, "control": True, "applies": False},
+                {"key": "ships-free", "weight": 1, "applies": True},
+            ],
+            "starts_at": "2031-03-01T00:00:00Z",
+            "ends_at": "2031-03-29T00:00:00Z",
+            "margin": "0.35",
+        },
+        admin,
     )
     with app.app_context():
         webhooks.dispatch(db.session)
@@ -213,6 +254,9 @@ def seeded(app: Flask, client: FlaskClient) -> Iterator[Seeded]:
             "delivery_id": deliveries["items"][0]["id"],
             "segment_key": segment["key"],
             "automation_id": automation["id"],
+            "experiment_id": experiment["id"],
+            "token_id": token["id"],
+            "reward_redemption_id": coffee["id"],
         },
     )
     yield seeded
@@ -237,12 +281,17 @@ def test_every_operation_keeps_its_contract(case: schemathesis.Case, seeded: See
     # This database's app answers the cases and the checks' own probes (no key, a bad key).
     case.operation.schema.app = seeded.app
     turn = next(seeded.cases)
-    seeded.aim(case)
+    scope = seeded.scope(case, turn)
+    # A member token admits its own member only: another one is refused (403), rightly, so
+    # its valid cases all name the seeded member the token is for.
+    seeded.aim(case, always=scope == "member")
+    if scope == "member":
+        names_member_in_query(case, seeded.ids["member_id"])
     fresh_idempotency_key(case, turn)
     send_objects_as_requests_does(case)
 
     response = case.call_and_validate(
-        app=seeded.app, headers=seeded.headers(case, turn), additional_checks=[status_is_listed]
+        app=seeded.app, headers=seeded.keys[scope], additional_checks=[status_is_listed]
     )
 
     seeded.statuses[response.status_code] += 1

@@ -15,7 +15,9 @@ from loyalty import demo
 from loyalty.automations.models import Automation
 from loyalty.experiments.models import Experiment
 from loyalty.extensions import db
+from loyalty.rewards.models import Reward
 from loyalty.rules.models import EarningRule
+from loyalty.tiers.models import Tier
 from loyalty.webhooks import endpoints
 from loyalty.webhooks.models import WebhookEndpoint
 from tests.browser.conftest import shot, sign_in
@@ -37,6 +39,10 @@ def path_values() -> dict[str, str]:
         "automation_id": str(session.scalars(sa.select(Automation.public_id).limit(1)).one()),
         "experiment_id": str(session.scalars(sa.select(Experiment.public_id).limit(1)).one()),
         "webhook_id": str(session.scalars(sa.select(WebhookEndpoint.public_id).limit(1)).one()),
+        "tier_code": session.scalars(
+            sa.select(Tier.code).order_by(Tier.rank.desc()).limit(1)
+        ).one(),
+        "reward_id": str(session.scalars(sa.select(Reward.public_id).limit(1)).one()),
     }
 
 

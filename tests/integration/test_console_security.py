@@ -490,9 +490,14 @@ def test_every_console_response_signed_out_carries_the_security_headers(app, cli
         "/admin/automations/new",
         "/admin/automations/00000000-0000-4000-8000-000000000000/edit",  # 404
         "/admin/tiers",
+        "/admin/tiers/new",
+        "/admin/tiers/nobody/edit",  # the console's 404 page
         "/admin/rewards",
+        "/admin/rewards/new",
+        "/admin/rewards/00000000-0000-4000-8000-000000000000/edit",  # 404
         "/admin/program",
         "/admin/webhooks",
+        "/admin/webhooks/new",
         "/admin/audit",
     ],
 )
