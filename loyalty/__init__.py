@@ -6,9 +6,10 @@ Environment variables:
   ``./instance/loyalty.db``. ``postgresql://...`` URLs use psycopg 3.
 - ``LOYALTY_DB_POOL_SIZE`` / ``LOYALTY_DB_MAX_OVERFLOW``: PostgreSQL connection pool per
   process (default 5 / 5).
-- ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie (default: a key made
-  once in ./instance/secret_key). ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure
-  flag, for a console reached over plain http on another host than localhost.
+- ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie and keys the pseudonyms
+  of erased members (default: a key made once in ./instance/secret_key).
+  ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure flag, for a console reached over
+  plain http on another host than localhost.
 - ``LOYALTY_CONSOLE_IDLE_MINUTES`` / ``LOYALTY_CONSOLE_MAX_HOURS``: a console session ends
   after this many minutes without a request (default 30), and this many hours after signing
   in whatever the activity (default 8). Sessions are kept on the server: signing out, a

@@ -45,6 +45,8 @@ class MemberFactory(factory.Factory):
     external_id = factory.Sequence(lambda n: f"cust_{n:05d}")
     email = factory.LazyAttribute(lambda o: f"{o.external_id}@example.com")
     name = factory.Faker("name")
+    # Consented to email marketing, so automations' webhooks reach them unless a test says.
+    consent = factory.LazyFunction(lambda: {"marketing_email": True})
     now = None  # create() only: when the member enrolled (orders placed before earn nothing)
 
     class Params:

@@ -44,6 +44,7 @@ def card_body(card: members.MemberCard) -> dict[str, Any]:
         "metadata_": card.metadata,
         "enrolled_at": card.enrolled_at,
         "referral_code": card.referral_code,
+        "consent": card.consent,
         "tier": progress.tier,
         "tier_progress": {
             "qualifying_points": progress.qualifying_points,

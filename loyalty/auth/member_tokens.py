@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.audit import services as audit
 from loyalty.auth.models import ApiKey, MemberToken, Scope
 from loyalty.auth.services import Caller, hash_key
 from loyalty.db import transaction, utcnow
@@ -118,9 +119,16 @@ def revoke(
             token.revoked_at = now
 
 
-def revoke_all(session: Session, external_id: str, now: dt.datetime | None = None) -> int:
+def revoke_all(
+    session: Session,
+    external_id: str,
+    now: dt.datetime | None = None,
+    *,
+    admin: str | None = None,
+) -> int:
     """Revoke every live token of the member (signing them out of every device); return how
-    many were live. Raises MemberNotFound."""
+    many were live. An `admin` doing it (the console) is audited as member_tokens.revoke;
+    the shop's backend signing its app out is not. Raises MemberNotFound."""
     now = now or utcnow()
     with transaction(session):
         member = find_member(session, external_id)
@@ -133,7 +141,47 @@ def revoke_all(session: Session, external_id: str, now: dt.datetime | None = Non
             )
             .values(revoked_at=now)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        revoked = int(result.rowcount)  # type: ignore[attr-defined]
+        if admin is not None:
+            audit.record(
+                session,
+                admin,
+                "member_tokens.revoke",
+                "member",
+                external_id,
+                None,
+                {"revoked": revoked},
+                now,
+            )
+        return revoked
+
+
+@dataclass(frozen=True, slots=True)
+class LiveToken:
+    """A token that admits its member now, as an admin sees it (never the secret)."""
+
+    public_id: uuid.UUID
+    minted_by: str  # the API key's name
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def live_tokens(session: Session, member_id: int, now: dt.datetime) -> list[LiveToken]:
+    """The member's tokens that are neither expired nor revoked, newest first."""
+    rows = session.execute(
+        sa.select(
+            MemberToken.public_id, ApiKey.name, MemberToken.created_at, MemberToken.expires_at
+        )
+        .join(ApiKey, ApiKey.id == MemberToken.api_key_id)
+        .where(
+            MemberToken.member_id == member_id,
+            MemberToken.revoked_at.is_(None),
+            MemberToken.expires_at > now,
+            ApiKey.revoked_at.is_(None),
+        )
+        .order_by(MemberToken.id.desc())
+    )
+    return [LiveToken(*row) for row in rows]
 
 
 def purge_ended(session: Session, now: dt.datetime | None = None, batch_size: int = 1000) -> int:

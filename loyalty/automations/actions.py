@@ -125,7 +125,8 @@ def act(
 ) -> Tally:
     """The version's actions for the firings just inserted, in member order: the grants
     first (points, coupon, benefit, so the webhook shows the balance after them), then one
-    automation.fired event each."""
+    automation.fired event each for the members who consented to marketing on a channel
+    (the grants are the program's, given either way; the webhook is the shop's message)."""
     actions = {ActionType(action["type"]): action for action in version.actions}
     budget = (
         _Budget(session, automation, version, now)
@@ -164,6 +165,8 @@ def act(
                 Member.external_id,
                 Member.email,
                 Member.name,
+                Member.marketing_email,
+                Member.marketing_sms,
                 Tier.code.label("tier"),
                 MemberBalance.available,
             )
@@ -184,11 +187,15 @@ def act(
                     "version": version.version,
                 },
                 "member": {
-                    "member_id": members[each.member_id].external_id,
-                    "email": members[each.member_id].email,
-                    "name": members[each.member_id].name,
-                    "tier": members[each.member_id].tier,
-                    "available": int(members[each.member_id].available),
+                    "member_id": member.external_id,
+                    "email": member.email,
+                    "name": member.name,
+                    "tier": member.tier,
+                    "available": int(member.available),
+                    "consent": {
+                        "marketing_email": bool(member.marketing_email),
+                        "marketing_sms": bool(member.marketing_sms),
+                    },
                 },
                 "trigger": {"kind": version.trigger["kind"], **details[each.member_id]},
                 "points_granted": (
@@ -200,6 +207,8 @@ def act(
                 "fired_at": now.isoformat(),
             }
             for each in firings
+            # The webhook is the marketing: only for members who consented on a channel.
+            if (member := members[each.member_id]).marketing_email or member.marketing_sms
         ),
         now,
     )

@@ -164,7 +164,8 @@ def fire_in_database(
     """Fire the automation (webhook actions only) for every candidate at `now` in one
     statement: its firings, and an automation.fired event for each one this statement
     inserted (a key another worker inserted first is skipped, and not announced). The
-    caller commits. Returns how many fired."""
+    candidates consented to marketing (``Evaluated.marketing_only``). The caller commits.
+    Returns how many fired."""
     due = triggers.candidates(spec, now).subquery("candidates")
     details = details_json(spec.kind, spec.trigger, due, now)
     table = AutomationFiring.__table__
@@ -214,6 +215,9 @@ def fire_in_database(
                 name=Member.name,
                 tier=Tier.code,
                 available=_integer(MemberBalance.available),
+                consent=_object(
+                    marketing_email=Member.marketing_email, marketing_sms=Member.marketing_sms
+                ),
             ).label("member"),
             trigger.label("trigger"),
             sa.null().label("points_granted"),

@@ -344,6 +344,7 @@ def evaluated(
         dedup_days=version.dedup_days,
         created_at=automation.created_at,
         tier_window_months=config.current(session).settings.tier_window_months,
+        marketing_only=[action["type"] for action in version.actions] == [ActionType.WEBHOOK],
     )
 
 
@@ -385,6 +386,12 @@ def simulate(
         return answer(False, "automation_inactive", "The automation is not active.")
     if member.status != MemberStatus.ACTIVE:
         return answer(False, "member_inactive", f"The member is {member.status}.")
+    if spec.marketing_only and not (member.marketing_email or member.marketing_sms):
+        return answer(
+            False,
+            "no_marketing_consent",
+            "Its only action is the webhook, and the member consented to no marketing.",
+        )
     due = triggers.due_select(spec, now)
     row = session.execute(sa.select(due).where(due.c.member_id == member.id)).first()
     if row is None:

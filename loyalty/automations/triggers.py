@@ -48,6 +48,9 @@ class Evaluated:
     created_at: dt.datetime
     # The program's rolling window of qualifying points (tier_at_risk counts over it).
     tier_window_months: int = 12
+    # Its only action is the webhook, the shop's marketing message: members who consented
+    # to marketing on no channel are not candidates (they are once they consent).
+    marketing_only: bool = False
 
     @property
     def kind(self) -> TriggerKind:
@@ -418,7 +421,8 @@ def fired_within(automation_id: int, due: sa.Subquery, days: int, now: dt.dateti
 
 def candidates(automation: Evaluated, now: dt.datetime) -> sa.Select[Any]:
     """One SELECT of every member the automation should fire for now: due, active, meeting
-    every condition, not fired with this key nor within the dedup window; ordered by member
+    every condition, consenting to marketing if the automation is nothing else, not fired
+    with this key nor within the dedup window; ordered by member
     (every worker claims in one order, so their inserts never deadlock)."""
     due = due_select(automation, now)
     stmt = (
@@ -428,6 +432,8 @@ def candidates(automation: Evaluated, now: dt.datetime) -> sa.Select[Any]:
         .where(*(clause for _, clause in condition_clauses(automation.conditions, Member.id)))
         .where(~fired_with_key(automation.automation_id, due))
     )
+    if automation.marketing_only:
+        stmt = stmt.where(sa.or_(Member.marketing_email, Member.marketing_sms))
     if automation.dedup_days:
         stmt = stmt.where(~fired_within(automation.automation_id, due, automation.dedup_days, now))
     return stmt.order_by(due.c.member_id)

@@ -80,7 +80,8 @@ REPORT_OPTION = click.option(
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @REPORT_OPTION
 def import_members(path: Path, report: Path | None) -> None:
-    """Import members from CSV: external_id[,email,name,birthday,status]."""
+    """Import members from CSV: external_id[,email,name,birthday,status,marketing_email,
+    marketing_sms] (consent: true, false or empty)."""
     _run_import("members", path, report)
 
 

@@ -268,6 +268,7 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
                 else None,
                 # Ada's birthday is today: the first `jobs run` pays her tier's birthday gift.
                 birthday=_birthday_today(now) if external_id == "cust_1001" else None,
+                marketing_email=True,
             ),
             # Members since the day before their first order, which earns like the rest.
             now=now - dt.timedelta(days=max(days for days, *_ in earnings) + 1),
@@ -339,11 +340,12 @@ def _seed_shoppers(session: Session, now: dt.datetime) -> Iterator[str]:
     people = io.StringIO()
     history = io.StringIO()
     people_out, orders_out = csv.writer(people), csv.writer(history)
-    people_out.writerow(["external_id"])
+    people_out.writerow(["external_id", "marketing_email"])
     orders_out.writerow(["external_id", "order_id", "placed_at", "amount", "currency"])
     for n in range(1, SHOPPERS + 1):
         external_id = f"shopper_{n:04d}"
-        people_out.writerow([external_id])
+        # Four in five signed up for the newsletter: automations' messages reach them.
+        people_out.writerow([external_id, "true" if n % 5 else ""])
         orders_out.writerows(_shopper_orders(rng, external_id, currency, now))
     people.seek(0)
     history.seek(0)

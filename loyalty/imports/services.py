@@ -42,7 +42,7 @@ from loyalty.ledger.models import (
 )
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.ledger.postings import Credit, credit_many
-from loyalty.members.models import Member, MemberStatus
+from loyalty.members.models import CONSENT_CHANNELS, Member, MemberStatus
 from loyalty.program.models import ProgramSettings
 from loyalty.program.services import get_settings
 from loyalty.tiers import services as tiers
@@ -71,7 +71,26 @@ def _member_row(row: dict[str, str]) -> dict[str, Any]:
         "name": text_field(row, "name", 200),
         "birthday": birthday,
         "status": status,
+        **{channel: _consent_field(row, channel) for channel in CONSENT_CHANNELS},
     }
+
+
+def _consent_field(row: dict[str, str], name: str) -> bool | None:
+    """true or false; empty or absent: never asked."""
+    value = (row.get(name) or "").strip()
+    if value not in ("", "true", "false"):
+        raise ValueError(f"{name}: true, false or empty")
+    return None if not value else value == "true"
+
+
+def _with_consent_times(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    # Consent the shop collected before counts from the import: its own time is unknown.
+    fields = dict(row)
+    for channel in CONSENT_CHANNELS:
+        granted = fields.pop(channel)
+        fields[channel] = bool(granted)
+        fields[f"{channel}_changed_at"] = None if granted is None else now
+    return fields
 
 
 def _balance_row(row: dict[str, str], now: dt.datetime) -> dict[str, Any]:
@@ -103,7 +122,8 @@ def import_members(
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Import members (columns: external_id, and optionally email, name, birthday, status).
+    """Import members (columns: external_id, and optionally email, name, birthday, status,
+    marketing_email, marketing_sms).
     Members already enrolled are skipped, not changed. Imported members get no signup
     points: they are not new to the shop; they get the tier that needs no points, if any.
     Raises ImportRejected (all-or-nothing only)."""
@@ -121,7 +141,12 @@ def import_members(
                 ).scalars()
             )
             new = [
-                {**row, "metadata": {}, "enrolled_at": now, "updated_at": now}
+                {
+                    **_with_consent_times(row, now),
+                    "metadata": {},
+                    "enrolled_at": now,
+                    "updated_at": now,
+                }
                 for row in batch
                 if row["external_id"] not in existing
             ]

@@ -52,6 +52,10 @@ class TransactionKind(enum.StrEnum):
     RESTORE = "restore"
     REDEEM = "redeem"
     IMPORT = "import"
+    # A closed member's points, given up to the program.
+    FORFEIT = "forfeit"
+    # A duplicate's points moving to the member it was merged into (a pair, one each).
+    MERGE = "merge"
 
 
 class LotState(enum.StrEnum):

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.models import Account, LedgerTransaction, LotState, PointLot, TransactionKind
+from loyalty.members.lookup import with_merged
 from loyalty.pagination import Page
 
 
@@ -140,12 +141,12 @@ def _history_position(cursor: str) -> tuple[dt.datetime, int]:
 def transactions_page(
     session: Session, member_id: int, limit: int, cursor: str | None
 ) -> Page[Movement]:
-    """The member's transactions, latest to take effect first (an order imported with last
-    year's date sits a year down, not on top), one page at a time. Raises ValidationFailed
-    for a bad cursor."""
+    """The member's transactions and those of the duplicates merged into them, latest to
+    take effect first (an order imported with last year's date sits a year down, not on top),
+    one page at a time. Raises ValidationFailed for a bad cursor."""
     stmt = (
         sa.select(LedgerTransaction)
-        .where(LedgerTransaction.member_id == member_id)
+        .where(LedgerTransaction.member_id.in_(with_merged(member_id)))
         .order_by(LedgerTransaction.effective_at.desc(), LedgerTransaction.id.desc())
         .limit(limit + 1)
     )

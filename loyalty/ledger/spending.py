@@ -69,6 +69,22 @@ def _take_from_lots(
     return taken
 
 
+def trim_lots(session: Session, balance: MemberBalance) -> None:
+    """Take from the member's available lots, soonest-expiring first, whatever they hold
+    beyond the available balance (none while in debt): after points and lots from another
+    member joined theirs, a debt on either side is repaid by the other's lots."""
+    session.flush()
+    held = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(PointLot.remaining), 0)).where(
+            PointLot.member_id == balance.member_id,
+            PointLot.state == LotState.AVAILABLE.value,
+        )
+    )
+    excess = int(held or 0) - max(balance.available, 0)
+    if excess > 0:
+        _take_from_lots(session, balance.member_id, excess)
+
+
 def debit(
     session: Session,
     balance: MemberBalance,

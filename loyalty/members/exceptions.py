@@ -13,3 +13,8 @@ class ReferrerNotFound(BusinessRuleViolation):
 class MemberClosed(Conflict):
     code = "member_closed"
     title = "Member is closed"
+
+
+class MergeIntoItself(BusinessRuleViolation):
+    code = "merge_into_itself"
+    title = "A member cannot be merged into itself"

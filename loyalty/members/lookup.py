@@ -48,3 +48,11 @@ def external_id_of(session: Session, member_id: int) -> str:
             return ""
         known[member_id] = found
     return known[member_id]
+
+
+def with_merged(member_id: int) -> sa.Select[int]:
+    """The ids of the member and of the duplicates merged into them: whose transactions
+    make up the member's history and qualifying points."""
+    return sa.select(Member.id).where(
+        sa.or_(Member.id == member_id, Member.merged_into_id == member_id)
+    )

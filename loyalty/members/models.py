@@ -14,6 +14,10 @@ from loyalty.members.referral_codes import new_code
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 
 
+# The channels a member consents to marketing on: a column each, and one for when it changed.
+CONSENT_CHANNELS = ("marketing_email", "marketing_sms")
+
+
 class MemberStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
@@ -45,6 +49,16 @@ class Member(Base):
     # The member keeps their tier at least until then (its retention since they last qualified).
     tier_retained_until: Mapped[dt.datetime | None]
     enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Marketing consent per channel, with when it was last given or withdrawn (None: never
+    # asked). Without it a member gets no marketing (see the README's "Privacy").
+    marketing_email: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    marketing_email_changed_at: Mapped[dt.datetime | None]
+    marketing_sms: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    marketing_sms_changed_at: Mapped[dt.datetime | None]
+    # When the member's personal data was erased (their external_id is then a pseudonym).
+    erased_at: Mapped[dt.datetime | None]
+    # A duplicate merged into another member: closed, its points and history with them.
+    merged_into_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property

@@ -13,6 +13,7 @@ from loyalty.audit import services as audit
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
+from loyalty.ledger.closing import Forfeiture, forfeit_all
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
 from loyalty.ledger.queries import (
@@ -25,11 +26,11 @@ from loyalty.ledger.queries import (
 )
 from loyalty.members.exceptions import MemberClosed
 from loyalty.members.lookup import find_member, member_by_external_id
-from loyalty.members.models import Member, MemberStatus
+from loyalty.members.models import CONSENT_CHANNELS, Member, MemberStatus
 from loyalty.pagination import Page
 from loyalty.program import config
 from loyalty.referrals import services as referrals
-from loyalty.settlement.services import settled_balance, settled_snapshot
+from loyalty.settlement.services import settle_member, settled_balance, settled_snapshot
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
 
@@ -45,6 +46,9 @@ class EnrollMember:
     referral_code: str | None = None  # the referrer's code
     referred_by: str | None = None  # the referrer's external id (deprecated: use the code)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Marketing consent the shop collected at signup (None: not asked).
+    marketing_email: bool | None = None
+    marketing_sms: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,38 @@ class MemberChanges:
     name: Maybe[str | None] = UNCHANGED
     birthday: Maybe[dt.date | None] = UNCHANGED
     metadata: Maybe[dict[str, Any]] = UNCHANGED
+    marketing_email: Maybe[bool] = UNCHANGED
+    marketing_sms: Maybe[bool] = UNCHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """Consent on one marketing channel, and when it was last given or withdrawn (None:
+    never asked)."""
+
+    granted: bool
+    changed_at: dt.datetime | None
+
+
+def consent_of(member: Member) -> dict[str, Consent]:
+    """The member's consent, channel by channel."""
+    return {
+        channel: Consent(getattr(member, channel), getattr(member, f"{channel}_changed_at"))
+        for channel in CONSENT_CHANNELS
+    }
+
+
+def consent_flags(member: Member) -> dict[str, bool]:
+    """The member's consent as webhook payloads carry it: whether the shop may send them
+    marketing on each channel."""
+    return {channel: bool(getattr(member, channel)) for channel in CONSENT_CHANNELS}
+
+
+def _record_consent(member: Member, channel: str, granted: bool, now: dt.datetime) -> None:
+    # Stating the same answer again keeps the time it was given: that is when it changed.
+    if getattr(member, channel) != granted or getattr(member, f"{channel}_changed_at") is None:
+        setattr(member, channel, granted)
+        setattr(member, f"{channel}_changed_at", now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +104,7 @@ class MemberCard:
     metadata: dict[str, Any]
     enrolled_at: dt.datetime
     referral_code: str
+    consent: dict[str, Consent]
     available: int
     pending: int
     held: int
@@ -108,6 +145,10 @@ def enroll(
                 metadata_=command.metadata,
                 enrolled_at=now,
             )
+            for channel in CONSENT_CHANNELS:
+                granted = getattr(command, channel)
+                if granted is not None:
+                    _record_consent(member, channel, granted, now)
             session.add(member)
             session.flush()
             balance = MemberBalance(member_id=member.id)
@@ -116,7 +157,12 @@ def enroll(
             outbox.emit(
                 session,
                 "member.enrolled",
-                {"member_id": member.external_id, "email": member.email, "name": member.name},
+                {
+                    "member_id": member.external_id,
+                    "email": member.email,
+                    "name": member.name,
+                    "consent": consent_flags(member),
+                },
                 now,
             )
             events.grant_signup(session, member, balance, now)
@@ -166,6 +212,7 @@ def _card_of(
         metadata=dict(member.metadata_ or {}),
         enrolled_at=member.enrolled_at,
         referral_code=member.referral_code,
+        consent=consent_of(member),
         available=balance.available,
         pending=balance.pending,
         held=balance.held,
@@ -182,16 +229,21 @@ ALLOWED_TRANSITIONS = {
 
 
 def update_member(
-    session: Session, external_id: str, changes: MemberChanges, actor: str | None = None
+    session: Session,
+    external_id: str,
+    changes: MemberChanges,
+    actor: str | None = None,
+    now: dt.datetime | None = None,
 ) -> MemberCard:
     """Change a member's status or profile fields and return their card.
 
-    A closed membership is final. Raises MemberNotFound, or MemberClosed for any change to a
-    closed member.
+    Closing forfeits every point (``close_accounts``). A closed membership is final. Raises
+    MemberNotFound, or MemberClosed for any change to a closed member.
     """
+    now = now or utcnow()
     with transaction(session):
         member = find_member(session, external_id)
-        lock_balance(session, member.id)
+        balance = lock_balance(session, member.id)
         session.refresh(member)
         before = audit.snapshot(member)
         current = MemberStatus(member.status)
@@ -203,16 +255,53 @@ def update_member(
             if status not in ALLOWED_TRANSITIONS[current]:
                 raise MemberClosed(f"Cannot change status from {current} to {status}.")
             member.status = status.value
+            if status == MemberStatus.CLOSED:
+                close_accounts(session, member, balance, now)
         if "metadata" in profile:
             member.metadata_ = profile.pop("metadata")
+        for channel in CONSENT_CHANNELS:
+            if channel in profile:
+                _record_consent(member, channel, profile.pop(channel), now)
         for name, value in profile.items():
             setattr(member, name, value)
         session.flush()
         audit.record(
             session, actor, "member.update", "member", external_id, before, audit.snapshot(member)
         )
-        outbox.emit(session, "member.updated", {"member_id": external_id, "status": member.status})
-        return card(session, external_id)
+        outbox.emit(
+            session,
+            "member.updated",
+            {
+                "member_id": external_id,
+                "status": member.status,
+                "consent": consent_flags(member),
+            },
+            now,
+        )
+        return card(session, external_id, now)
+
+
+def close_accounts(
+    session: Session, member: Member, balance: MemberBalance, now: dt.datetime
+) -> Forfeiture:
+    """Settle the member (locked by the caller) as of `now`, then release their holds and
+    forfeit their points, announcing a forfeit with ``points.forfeited``. Returns what was
+    forfeited."""
+    settle_member(session, balance, now)
+    done = forfeit_all(session, balance, now)
+    if done.transaction is not None:
+        outbox.emit(
+            session,
+            "points.forfeited",
+            {
+                "member_id": member.external_id,
+                "available": done.available,
+                "pending": done.pending,
+                "released_holds": [str(hold.public_id) for hold in done.released_holds],
+            },
+            now,
+        )
+    return done
 
 
 def history(session: Session, external_id: str, limit: int, cursor: str | None) -> Page[Movement]:

@@ -441,6 +441,7 @@ class AutomationSimulationSchema(ma.Schema):
                 "due",
                 "automation_inactive",
                 "member_inactive",
+                "no_marketing_consent",
                 "not_due",
                 "condition_failed",
                 "already_fired",

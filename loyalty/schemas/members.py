@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 from loyalty.members.models import MemberStatus
 from loyalty.members.referral_codes import PATTERN
 from loyalty.membership.services import EnrollMember, MemberChanges
-from loyalty.schemas.common import EXTERNAL_ID, StrictSchema, UTCDateTime
+from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime
 from loyalty.schemas.tiers import TierProgressSchema, TierRefSchema
 
 
@@ -28,6 +28,26 @@ def _small_metadata(value: dict[str, Any]) -> None:
             raise ma.ValidationError("Values are strings, integers, booleans or null.")
         if isinstance(item, str) and len(item) > 500:
             raise ma.ValidationError("String values are at most 500 characters.")
+
+
+class ConsentInSchema(StrictSchema):
+    marketing_email = JSONBoolean(
+        metadata={"description": "May the shop send the member marketing by email."}
+    )
+    marketing_sms = JSONBoolean(
+        metadata={"description": "May the shop send the member marketing by SMS."}
+    )
+
+
+def _consent(data: dict[str, Any]) -> dict[str, Any]:
+    """The body's `consent` object as the command's channel fields."""
+    channels = data.pop("consent", {})
+    return {**data, **channels}
+
+
+CONSENT_DESCRIPTION = (
+    "Marketing consent per channel; a channel left out is unchanged (never asked: false)."
+)
 
 
 class EnrollSchema(StrictSchema):
@@ -64,6 +84,7 @@ class EnrollSchema(StrictSchema):
         validate=_small_metadata,
         metadata={"description": "Free-form string/integer/boolean attributes."},
     )
+    consent = fields.Nested(ConsentInSchema, metadata={"description": CONSENT_DESCRIPTION})
 
     @ma.validates_schema
     def _one_referrer(self, data: dict[str, Any], **_: Any) -> None:
@@ -72,7 +93,7 @@ class EnrollSchema(StrictSchema):
 
     @ma.post_load
     def _command(self, data: dict[str, Any], **_: Any) -> EnrollMember:
-        return EnrollMember(**data)
+        return EnrollMember(**_consent(data))
 
 
 class MemberUpdateSchema(StrictSchema):
@@ -81,6 +102,7 @@ class MemberUpdateSchema(StrictSchema):
     name = fields.String(allow_none=True, validate=validate.Length(max=200))
     birthday = fields.Date(allow_none=True, validate=_not_in_future)
     metadata = fields.Dict(keys=fields.String(), validate=_small_metadata)
+    consent = fields.Nested(ConsentInSchema, metadata={"description": CONSENT_DESCRIPTION})
 
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
@@ -91,7 +113,7 @@ class MemberUpdateSchema(StrictSchema):
     def _command(self, data: dict[str, Any], **_: Any) -> MemberChanges:
         if "status" in data:
             data["status"] = MemberStatus(data["status"])
-        return MemberChanges(**data)
+        return MemberChanges(**_consent(data))
 
 
 class ExpiringLotSchema(ma.Schema):
@@ -131,6 +153,26 @@ class MemberSchema(ma.Schema):
     enrolled_at = UTCDateTime(required=True)
 
 
+class ChannelConsentSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    granted = fields.Boolean(required=True)
+    changed_at = UTCDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When it was last given or withdrawn; null: never asked."},
+    )
+
+
+class ConsentSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    marketing_email = fields.Nested(ChannelConsentSchema, required=True)
+    marketing_sms = fields.Nested(ChannelConsentSchema, required=True)
+
+
 class MemberCardSchema(MemberSchema):
     referral_code = fields.String(
         required=True,
@@ -140,6 +182,7 @@ class MemberCardSchema(MemberSchema):
             "example": "K7QX2M9A",
         },
     )
+    consent = fields.Nested(ConsentSchema, required=True)
     tier = fields.Nested(TierRefSchema, required=True, allow_none=True)
     tier_progress = fields.Nested(TierProgressSchema, required=True)
     balance = fields.Nested(BalanceSchema, required=True)

@@ -141,7 +141,7 @@ class TierChangeSchema(ma.Schema):
     from_tier = fields.String(required=True, allow_none=True)
     to_tier = fields.String(required=True, allow_none=True)
     reason = fields.String(
-        required=True, metadata={"description": "qualified or retention_expired"}
+        required=True, metadata={"description": "qualified, retention_expired or merged"}
     )
     qualifying_points = fields.Integer(required=True)
     changed_at = UTCDateTime(required=True)

@@ -135,6 +135,16 @@ class FiredAutomationSchema(ma.Schema):
     version = fields.Integer(required=True, metadata={"description": "The version that fired."})
 
 
+class MarketingConsentSchema(ma.Schema):
+    """Whether the shop may send the member marketing, channel by channel."""
+
+    class Meta:
+        ordered = True
+
+    marketing_email = fields.Boolean(required=True)
+    marketing_sms = fields.Boolean(required=True)
+
+
 class FiredMemberSchema(ma.Schema):
     class Meta:
         ordered = True
@@ -145,6 +155,11 @@ class FiredMemberSchema(ma.Schema):
     tier = fields.String(required=True, allow_none=True, metadata={"description": "Tier code."})
     available = fields.Integer(
         required=True, metadata={"description": "Available points, after any grant."}
+    )
+    consent = fields.Nested(
+        MarketingConsentSchema,
+        required=True,
+        metadata={"description": "Send the message only on a channel marked true."},
     )
 
 
@@ -334,6 +349,36 @@ class RewardRedemptionCancelledSchema(RewardCodeEventSchema):
     cancelled_at = UTCDateTime(required=True)
 
 
+class PointsForfeitedSchema(ma.Schema):
+    """The `data` of a `points.forfeited` event: a member was closed (or erased) and gave up
+    every point in one ledger transaction."""
+
+    class Meta:
+        ordered = True
+
+    member_id = fields.String(required=True, metadata={"description": "The external id."})
+    available = fields.Integer(
+        required=True, metadata={"description": "Available points forfeited (negative: a debt)."}
+    )
+    pending = fields.Integer(required=True, metadata={"description": "Pending points forfeited."})
+    released_holds = fields.List(
+        fields.UUID(),
+        required=True,
+        metadata={"description": "Redemption holds released first, their points forfeited too."},
+    )
+
+
+class MemberErasedSchema(ma.Schema):
+    """The `data` of a `member.erased` event: the member's personal data is gone; the
+    pseudonym stands for them in every later event and read."""
+
+    class Meta:
+        ordered = True
+
+    member_id = fields.String(required=True, metadata={"description": "The pseudonym."})
+    erased_at = UTCDateTime(required=True)
+
+
 class ReferralEventSchema(ma.Schema):
     """What every referral event says of the referral."""
 
@@ -384,6 +429,8 @@ class ReferralCancelledSchema(ReferralEventSchema):
 # Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
 EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "rule.budget_exhausted": RuleBudgetExhaustedSchema,
+    "points.forfeited": PointsForfeitedSchema,
+    "member.erased": MemberErasedSchema,
     "reward.code_used": RewardCodeUsedSchema,
     "reward.redemption_cancelled": RewardRedemptionCancelledSchema,
     "automation.fired": AutomationFiredSchema,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.ledger.models import LedgerTransaction, MemberBalance
 from loyalty.ledger.policy import add_months
+from loyalty.members.lookup import with_merged
 from loyalty.members.models import Member
 from loyalty.program import config
 from loyalty.tiers import policy
@@ -46,11 +47,12 @@ def view(tier: Tier) -> policy.TierView:
 def qualifying_earnings(
     session: Session, member_id: int, now: dt.datetime, window_months: int
 ) -> list[tuple[dt.datetime, int]]:
-    """The member's qualifying movements inside the rolling window: (when, points)."""
+    """The member's qualifying movements inside the rolling window, with those of the
+    duplicates merged into them: (when, points)."""
     since = add_months(now, -window_months)
     rows = session.execute(
         sa.select(LedgerTransaction.qualifying_at, LedgerTransaction.qualifying).where(
-            LedgerTransaction.member_id == member_id,
+            LedgerTransaction.member_id.in_(with_merged(member_id)),
             LedgerTransaction.qualifying_at > since,
             LedgerTransaction.qualifying != 0,
         )
@@ -60,11 +62,12 @@ def qualifying_earnings(
 
 def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int:
     """Points earned from orders and events over the program's rolling window, less what
-    refunds reversed (adjustments and restored points do not qualify)."""
+    refunds reversed (adjustments and restored points do not qualify), with those of the
+    duplicates merged into the member."""
     since = add_months(now, -config.current(session).settings.tier_window_months)
     total = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0)).where(
-            LedgerTransaction.member_id == member_id,
+            LedgerTransaction.member_id.in_(with_merged(member_id)),
             LedgerTransaction.qualifying_at > since,
             LedgerTransaction.qualifying != 0,
         )

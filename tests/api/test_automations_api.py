@@ -17,6 +17,8 @@ WIN_BACK = {
     "trigger": {"kind": "inactive", "days": 60},
     "actions": [{"type": "webhook"}],
 }
+# Its webhook is marketing: it reaches members who consented to it.
+EMAIL_CONSENT = {"marketing_email": True}
 WELCOME = {
     "name": "Welcome",
     "trigger": {"kind": "enrolled", "delay_days": 0},
@@ -199,7 +201,7 @@ def simulate(client: Any, admin: dict[str, str], automation: dict[str, Any], mem
 
 def test_simulate_says_it_would_fire_for_a_member_it_is_due_for(client, admin, checkout):
     welcome = create(client, admin, WELCOME)
-    enroll(client, checkout, "c1")
+    enroll(client, checkout, "c1", consent=EMAIL_CONSENT)
 
     answer = simulate(client, admin, welcome, "c1")
 
@@ -210,7 +212,7 @@ def test_simulate_says_it_would_fire_for_a_member_it_is_due_for(client, admin, c
 
 def test_simulate_says_when_the_trigger_is_not_due(client, admin, checkout):
     win_back = create(client, admin, WIN_BACK)
-    enroll(client, checkout, "c1")
+    enroll(client, checkout, "c1", consent=EMAIL_CONSENT)
 
     answer = simulate(client, admin, win_back, "c1")
 
@@ -219,7 +221,7 @@ def test_simulate_says_when_the_trigger_is_not_due(client, admin, checkout):
 
 def test_simulate_names_the_condition_that_failed(client, admin, checkout):
     welcome = create(client, admin, {**WELCOME, "conditions": {"metadata": {"vip": True}}})
-    enroll(client, checkout, "c1")
+    enroll(client, checkout, "c1", consent=EMAIL_CONSENT)
 
     answer = simulate(client, admin, welcome, "c1")
 
@@ -228,15 +230,26 @@ def test_simulate_names_the_condition_that_failed(client, admin, checkout):
 
 def test_simulate_says_a_suspended_member_never_fires(client, admin, checkout):
     welcome = create(client, admin, WELCOME)
-    enroll(client, checkout, "c1")
+    enroll(client, checkout, "c1", consent=EMAIL_CONSENT)
     ok(client.patch("/v1/admin/members/c1", json={"status": "suspended"}, headers=admin))
 
     assert simulate(client, admin, welcome, "c1")["reason"] == "member_inactive"
 
 
+def test_simulate_says_a_webhook_only_automation_skips_a_member_without_consent(
+    client, admin, checkout
+):
+    welcome = create(client, admin, WELCOME)
+    enroll(client, checkout, "c1", consent={"marketing_email": False, "marketing_sms": False})
+
+    answer = simulate(client, admin, welcome, "c1")
+
+    assert (answer["would_fire"], answer["reason"]) == (False, "no_marketing_consent")
+
+
 def test_simulate_says_an_inactive_automation_never_fires(client, admin, checkout):
     welcome = create(client, admin, WELCOME)
-    enroll(client, checkout, "c1")
+    enroll(client, checkout, "c1", consent=EMAIL_CONSENT)
     client.post(f"{URL}/{welcome['id']}/deactivate", headers=admin)
 
     assert simulate(client, admin, welcome, "c1")["reason"] == "automation_inactive"
@@ -247,7 +260,7 @@ def test_simulate_says_it_already_fired(client, admin, checkout, app):
     from loyalty.extensions import db
 
     welcome = create(client, admin, WELCOME)
-    enroll(client, checkout, "c1")
+    enroll(client, checkout, "c1", consent={"marketing_email": True})
     with app.app_context():
         assert firing.fire_due(db.session).total == 1
 

@@ -225,6 +225,7 @@ MEMBER_CHANGES = {
     "name": "Lin",
     "birthday": "1990-05-01",
     "metadata": {"source": "web", "visits": 3, "vip": True, "note": None},
+    "consent": {"marketing_email": True, "marketing_sms": False},
 }
 PROGRAM = {
     "currency": "USD",
@@ -809,6 +810,8 @@ def world(app: Flask, client: FlaskClient) -> World:
     post(f"/v1/admin/experiments/{stopped['id']}/stop", {}, admin)
     card = post("/v1/members", {"external_id": "cust_1001"}, checkout)
     member = card["external_id"]
+    # The survivor the merge's example merges the member into.
+    post("/v1/members", {"external_id": "cust_1002"}, checkout)
     post(
         f"/v1/admin/members/{member}/adjustments",
         {"points": 50_000, "reason": "Opening balance"},

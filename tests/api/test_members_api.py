@@ -28,6 +28,7 @@ CARD_FIELDS = {
     "metadata",
     "referral_code",
     "enrolled_at",
+    "consent",
     "tier",
     "tier_progress",
     "balance",

@@ -82,6 +82,7 @@ def test_an_enrolled_trigger_fires_once_its_delay_has_passed(session):
         "name": "Ada",
         "tier": None,
         "available": 0,
+        "consent": {"marketing_email": True, "marketing_sms": False},
     }
     assert payload["trigger"] == {
         "kind": "enrolled",

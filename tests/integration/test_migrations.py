@@ -81,7 +81,7 @@ def test_the_referrals_migration_gives_earlier_members_codes_and_their_referrals
     now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     with throwaway_app.app_context():
         with db.engine.begin() as connection:
-            command.upgrade(alembic_config(connection), "0027")
+            command.upgrade(alembic_config(connection), "0028")
             members = sa.Table("members", sa.MetaData(), autoload_with=connection)
             for external_id, referred_by_id in (("host", None), ("friend", 1)):
                 connection.execute(

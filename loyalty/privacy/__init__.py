@@ -1,0 +1,1 @@
+"""What the program holds about a member: exporting it all, and erasing the personal part."""
