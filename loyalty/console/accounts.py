@@ -1,11 +1,12 @@
 """The member page's account actions: export everything held about the member (a JSON
-download), erase their personal data, merge them into another member, and sign their app out
-of every device. Each goes through the same service as the admin API, audited under the
-signed-in key's name."""
+download), erase their personal data, merge them into another member, sign their app out of
+every device, and cancel a reward redemption whose code is unused. Each goes through the same
+service as the admin API, audited under the signed-in key's name."""
 
 from __future__ import annotations
 
 import json
+import uuid
 
 from flask import current_app, flash, redirect, url_for
 from werkzeug.wrappers import Response
@@ -17,6 +18,7 @@ from loyalty.extensions import db
 from loyalty.membership.merging import merge
 from loyalty.privacy import erasure
 from loyalty.privacy.export import export
+from loyalty.rewards import codes
 from loyalty.schemas.privacy import MemberExportSchema
 
 
@@ -62,5 +64,14 @@ def revoke_tokens(external_id: str) -> Response:
     _flash_outcome(
         lambda: member_tokens.revoke_all(db.session(), external_id, admin=security.actor()),
         "Signed out of every device: the app's tokens for this member are revoked.",
+    )
+    return redirect(url_for("console.member_page", external_id=external_id))
+
+
+@blp.post("/members/<external_id>/reward-redemptions/<uuid:redemption_id>/cancel")
+def cancel_reward_redemption(external_id: str, redemption_id: uuid.UUID) -> Response:
+    _flash_outcome(
+        lambda: codes.cancel(db.session(), external_id, redemption_id, security.actor()),
+        "Cancelled: the points, the unit of stock and a pooled code came back.",
     )
     return redirect(url_for("console.member_page", external_id=external_id))

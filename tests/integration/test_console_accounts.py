@@ -20,6 +20,10 @@ from loyalty.auth import member_tokens
 from loyalty.auth.models import ApiKey
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
+from loyalty.rewards import definitions as reward_definitions
+from loyalty.rewards import services as rewards
+from loyalty.rewards.definitions import RewardDefinition
+from loyalty.rewards.models import RewardKind
 from tests.console import csrf_token, sign_in
 from tests.factories import ApiKeyFactory, MemberFactory
 from tests.helpers import services
@@ -119,3 +123,28 @@ def test_erasing_needs_the_members_id_typed_again(app, client, admin):
     page = client.get(erased.location).text
     assert "cust_42" not in page
     assert "Erase personal data" not in page  # closed: nothing more to erase or merge
+
+
+def test_an_unused_reward_code_is_cancelled_from_the_page_and_its_points_come_back(
+    app, client, admin
+):
+    with services(app) as session:
+        reward = reward_definitions.create_reward(
+            session,
+            RewardDefinition(name="Mug", kind=RewardKind.PRODUCT, cost_points=100, stock=5),
+            "seed",
+        )
+        redeemed = rewards.redeem(session, "cust_42", reward.public_id)
+    sign_in(client, admin)
+    assert ">Cancel</button>" in client.get(PAGE).text
+
+    response = post(client, f"{PAGE}/reward-redemptions/{redeemed.public_id}/cancel")
+
+    assert "Cancelled" in flashed(client, response)
+    with services(app) as session:
+        assert members.card(session, "cust_42").available == 300
+    with services(app) as session:
+        entry = session.scalars(
+            sa.select(AuditEntry).where(AuditEntry.target_id == str(redeemed.public_id))
+        ).one()
+    assert (entry.actor, entry.action) == ("ops-admin", "reward_redemption.cancel")
