@@ -43,6 +43,7 @@ def card_body(card: members.MemberCard) -> dict[str, Any]:
         "birthday": card.birthday,
         "metadata_": card.metadata,
         "enrolled_at": card.enrolled_at,
+        "referral_code": card.referral_code,
         "consent": card.consent,
         "tier": progress.tier,
         "tier_progress": {
@@ -89,7 +90,11 @@ class Members(MethodView):
         """Enroll a member
 
         Idempotent on `external_id`: enrolling the same customer again returns the existing
-        member with 200. A `referred_by` naming nobody is a 422 `referrer_not_found`.
+        member with 200. A friend enrolling with a member's `referral_code` is linked to
+        them (`referred_by`, the referrer's external_id, is deprecated but works the same);
+        a code nobody has is a 422 `referral_code_not_found`, a `referred_by` naming nobody
+        a 422 `referrer_not_found`, a referrer with the friend's own external_id or email a
+        422 `self_referral`.
         """
         card, created = members.enroll(db.session(), command)
         return card_body(card), 201 if created else 200

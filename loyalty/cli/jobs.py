@@ -22,6 +22,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     from loyalty.grants import services as bulk_grants
     from loyalty.insight import services as insight
     from loyalty.jobs import services as jobs
+    from loyalty.referrals import services as referrals
     from loyalty.webhooks import services as webhooks
 
     started = time.perf_counter()
@@ -33,6 +34,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         summary = jobs.settle_due(session, batch_size=batch_size)
     notified = jobs.notify_expiring(session, within_days=notice_days)
     birthdays = jobs.grant_birthdays(session)
+    referred = referrals.reward_due(session, batch_size=batch_size)
     insight_daily = insight.refresh_if_due(session)
     # Before automations: an experiment past its window exposes no one in this pass.
     ended = experiments.end_due(session)
@@ -51,8 +53,9 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
     metrics.JOB_PASSES.observe(time.perf_counter() - started)
     return (
         f"settled {summary.members_settled} members ({summary.transactions_written} "
-        f"transactions), {notified} expiry notices, {birthdays} birthdays, {dispatched} events "
-        f"dispatched, {delivered.succeeded} webhooks delivered, {delivered.failed_attempts} "
+        f"transactions), {notified} expiry notices, {birthdays} birthdays, {referred} "
+        f"referrals rewarded, {dispatched} events dispatched, {delivered.succeeded} "
+        f"webhooks delivered, {delivered.failed_attempts} "
         f"failed, {fired.total} automations fired, {ended} experiments ended, {flagged} "
         f"experiments flagged, {purged} member tokens purged, {bulk.granted} bulk grants "
         f"({bulk.refused} refused), insight {insight_daily.state}"

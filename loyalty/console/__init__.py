@@ -28,6 +28,7 @@ blp = Blueprint(
 )
 
 from loyalty.console import (  # noqa: E402, F401 - register the routes on blp
+    accounts,
     automations,
     experiments,
     grants,

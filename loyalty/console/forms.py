@@ -35,6 +35,7 @@ from wtforms.validators import (
 
 from loyalty.schemas.ledger import AdjustmentSchema
 from loyalty.schemas.members import MemberUpdateSchema
+from loyalty.schemas.privacy import MergeSchema
 from loyalty.schemas.program import ExpirySchema, PointValueSchema, ProgramSchema
 from loyalty.schemas.rules import (
     BudgetSchema,
@@ -118,6 +119,20 @@ class StatusForm(FlaskForm):
         choices=schema_choices(MemberUpdateSchema, "status"),
         validators=schema_rules(MemberUpdateSchema, "status", required=True),
     )
+
+
+class MergeForm(FlaskForm):
+    into = StringField(
+        "Merge this member into (their customer id)",
+        filters=[_strip],
+        validators=schema_rules(MergeSchema, "into", required=True),
+    )
+
+
+class EraseForm(FlaskForm):
+    """Erasing is final: the admin types the member's id again to confirm."""
+
+    confirm = StringField("Type the member's id to confirm", filters=[_strip])
 
 
 class ProgramForm(FlaskForm):

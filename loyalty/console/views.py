@@ -104,6 +104,8 @@ def member_page(external_id: str) -> str:
         labels=insight.SEGMENT_LABELS,
         adjust_form=forms.AdjustForm(formdata=None),
         status_form=forms.StatusForm(formdata=None, status=found.card.status),
+        merge_form=forms.MergeForm(formdata=None),
+        erase_form=forms.EraseForm(formdata=None),
     )
 
 

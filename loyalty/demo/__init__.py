@@ -26,7 +26,7 @@ from loyalty.members.lookup import member_by_external_id
 from loyalty.membership import services as members
 from loyalty.orders import services as orders
 from loyalty.orders.earning import CartLine
-from loyalty.program.services import get_settings
+from loyalty.program.services import SettingsChanges, get_settings, update_settings
 from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards.definitions import RewardDefinition
 from loyalty.rewards.models import RewardKind
@@ -91,13 +91,14 @@ DEMO_RULES: list[dict[str, Any]] = [
         "config": {"points": 50, "event_type": "review"},
         "caps": {"per_member": {"count": 3, "period_days": 30}},
     },
-    {
-        "name": "Referral",
-        "kind": "event",
-        "priority": 10,
-        "config": {"points": 500, "event_type": "referral"},
-    },
 ]
+# Referrals pay by the program's settings, once the friend's first order is past its window.
+DEMO_REFERRALS = SettingsChanges(
+    referral_referrer_points=500,
+    referral_friend_points=250,
+    referral_max_per_period=10,
+    referral_period_days=30,
+)
 
 
 DEMO_TIERS = [
@@ -230,6 +231,13 @@ def _seed_rules(session: Session) -> Iterator[str]:
         }
         rules.create_rule(session, RuleDefinition.from_fields(fields), actor="demo")
         yield f"rule {definition['name']!r} created"
+    update_settings(session, DEMO_REFERRALS, actor="demo")
+    yield "referrals: 500 points for the referrer, 250 for the friend"
+
+
+def _code_of(session: Session, external_id: str) -> str | None:
+    member = member_by_external_id(session, external_id)
+    return member.referral_code if member else None
 
 
 def _birthday_today(now: dt.datetime) -> dt.date:
@@ -253,8 +261,11 @@ def seed(session: Session, now: dt.datetime | None = None) -> Iterator[str]:
                 external_id=external_id,
                 name=name,
                 email=email,
-                # Alan was referred by Ada: his first order credits her referral points.
-                referred_by="cust_1001" if external_id == "cust_1003" else None,
+                # Alan enrolled with Ada's code: both are rewarded once his first order (a
+                # day old) is past the return window; `loyalty jobs run` then pays it.
+                referral_code=_code_of(session, "cust_1001")
+                if external_id == "cust_1003"
+                else None,
                 # Ada's birthday is today: the first `jobs run` pays her tier's birthday gift.
                 birthday=_birthday_today(now) if external_id == "cust_1001" else None,
                 marketing_email=True,

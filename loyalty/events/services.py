@@ -1,5 +1,5 @@
-"""Events earn points through `event` rules: signup (on enrolment), referral (when the
-referred member's first order is placed), review, birthday, or any custom type."""
+"""Events earn points through `event` rules: signup (on enrolment), referral (when a
+referral is rewarded: see loyalty.referrals), review, birthday, or any custom type."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
-# Recorded by loyalty itself (enrolment, a referred member's first order), never by callers,
+# Recorded by loyalty itself (enrolment, a referral's reward), never by callers,
 # so their points cannot be claimed twice.
 SYSTEM_EVENT_TYPES = frozenset({"signup", "referral"})
 
@@ -229,8 +229,9 @@ def grant_signup(
 def grant_referral(
     session: Session, referred: Member, referrer_balance: MemberBalance, now: dt.datetime
 ) -> None:
-    """Credit the referrer once the member they referred places a first order. The caller
-    holds both members' locks."""
+    """Record the referrer's referral event (points if a `referral` event rule exists) when
+    the referral of the member they referred is rewarded. The caller holds both members'
+    locks."""
     referrer = session.get(Member, referrer_balance.member_id)
     if referrer is None or not referrer.is_active:
         return

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
+from loyalty.members.referral_codes import new_code
 
 # The shop's customer ids travel in URLs: no slashes, spaces or other surprises.
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
@@ -33,6 +34,13 @@ class Member(Base):
     name: Mapped[str | None] = mapped_column(sa.String(200))
     birthday: Mapped[dt.date | None]
     referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"))
+    # What friends enrol with (see loyalty.referrals); random, never derived from the ids.
+    # Never NULL (the default gives every new member one, the migration gave every earlier
+    # member one), though the column allows it: SQLite makes a column NOT NULL only by copying
+    # the table, which every other table refers to.
+    referral_code: Mapped[str] = mapped_column(
+        sa.String(32), nullable=True, unique=True, index=True, default=new_code
+    )
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON, default=dict)
     status: Mapped[MemberStatus] = mapped_column(
         StrEnumType(MemberStatus), default=MemberStatus.ACTIVE

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.auth.member_tokens import LiveToken, live_tokens
 from loyalty.db import utcnow
 from loyalty.ledger.models import Redemption, RedemptionStatus
-from loyalty.ledger.queries import Movement
+from loyalty.ledger.queries import LotView, Movement, live_lots_page
 from loyalty.members.lookup import find_member
 from loyalty.membership.services import MemberCard, card, history
 from loyalty.pagination import Page
@@ -67,11 +68,14 @@ class MemberOverview:
     tier_history: list[TierMove]
     holds: list[HoldSummary]
     reward_redemptions: list[RedeemedReward]
+    lots: list[LotView]  # the live lots, soonest-expiring first (the first 50)
+    tokens: list[LiveToken]  # the customer app's live member tokens
 
 
 def overview(session: Session, external_id: str, cursor: str | None) -> MemberOverview:
-    """The member's card, a page of history (from `cursor`), tier changes, holds and reward
-    redemptions. Raises MemberNotFound, ValidationFailed for a bad cursor."""
+    """The member's card, a page of history (from `cursor`), tier changes, holds, reward
+    redemptions, live lots and app tokens. Raises MemberNotFound, ValidationFailed for a bad
+    cursor."""
     member_card = card(session, external_id)
     member_id = find_member(session, external_id).id
     holds = session.execute(
@@ -97,4 +101,6 @@ def overview(session: Session, external_id: str, cursor: str | None) -> MemberOv
             for h in holds
         ],
         reward_redemptions=member_redemptions(session, member_id),
+        lots=live_lots_page(session, member_id, 50, None).items,
+        tokens=live_tokens(session, member_id, utcnow()),
     )

@@ -24,11 +24,12 @@ from loyalty.ledger.queries import (
     live_lots_page,
     transactions_page,
 )
-from loyalty.members.exceptions import MemberClosed, ReferrerNotFound
+from loyalty.members.exceptions import MemberClosed
 from loyalty.members.lookup import find_member, member_by_external_id
 from loyalty.members.models import CONSENT_CHANNELS, Member, MemberStatus
 from loyalty.pagination import Page
 from loyalty.program import config
+from loyalty.referrals import services as referrals
 from loyalty.settlement.services import settle_member, settled_balance, settled_snapshot
 from loyalty.tiers import services as tiers
 from loyalty.webhooks import outbox
@@ -42,7 +43,8 @@ class EnrollMember:
     email: str | None = None
     name: str | None = None
     birthday: dt.date | None = None
-    referred_by: str | None = None  # the referrer's external id
+    referral_code: str | None = None  # the referrer's code
+    referred_by: str | None = None  # the referrer's external id (deprecated: use the code)
     metadata: dict[str, Any] = field(default_factory=dict)
     # Marketing consent the shop collected at signup (None: not asked).
     marketing_email: bool | None = None
@@ -101,6 +103,7 @@ class MemberCard:
     birthday: dt.date | None
     metadata: dict[str, Any]
     enrolled_at: dt.datetime
+    referral_code: str
     consent: dict[str, Consent]
     available: int
     pending: int
@@ -116,17 +119,21 @@ def enroll(
 
     Returns (their card, created). The balance row is created with the member, so there is
     always a row to lock before the first points move; a signup event rule, if any, credits
-    its points in the same transaction. Raises ReferrerNotFound when `referred_by` names
-    nobody.
+    its points in the same transaction, and a friend who names a referrer (by
+    `referral_code`, or by `referred_by`) is linked to them. Raises ReferralCodeNotFound or
+    ReferrerNotFound when they name nobody, SelfReferral when the referrer is the friend
+    themselves.
     """
     now = now or utcnow()
     if member_by_external_id(session, command.external_id) is not None:
         return card(session, command.external_id, now), False
-    referrer = None
-    if command.referred_by:
-        referrer = member_by_external_id(session, command.referred_by)
-        if referrer is None:
-            raise ReferrerNotFound(f"No member with external_id {command.referred_by!r}.")
+    referrer = referrals.find_referrer(
+        session,
+        external_id=command.external_id,
+        email=command.email,
+        referral_code=command.referral_code,
+        referred_by=command.referred_by,
+    )
     try:
         with transaction(session, savepoint=True):
             member = Member(
@@ -134,7 +141,7 @@ def enroll(
                 email=command.email,
                 name=command.name,
                 birthday=command.birthday,
-                referred_by_id=referrer.id if referrer else None,
+                referred_by_id=referrer.member.id if referrer else None,
                 metadata_=command.metadata,
                 enrolled_at=now,
             )
@@ -159,6 +166,8 @@ def enroll(
                 now,
             )
             events.grant_signup(session, member, balance, now)
+            if referrer is not None:
+                referrals.link(session, referrer, member, now)
             # A tier with no threshold (an entry tier) applies from enrolment.
             tiers.review_member(session, member, now)
             session.flush()
@@ -202,6 +211,7 @@ def _card_of(
         birthday=member.birthday,
         metadata=dict(member.metadata_ or {}),
         enrolled_at=member.enrolled_at,
+        referral_code=member.referral_code,
         consent=consent_of(member),
         available=balance.available,
         pending=balance.pending,

@@ -30,6 +30,7 @@ from loyalty.orders.exceptions import (
 from loyalty.orders.models import Order, Refund
 from loyalty.orders.services import order_by_id
 from loyalty.program import config
+from loyalty.referrals import services as referrals
 from loyalty.rules import budgets, policy
 from loyalty.settlement.services import settle_member
 from loyalty.tiers import services as tiers
@@ -215,6 +216,9 @@ def refund_order(
         if member is not None:
             # Keeps the tier until its retention runs out, however much was reversed.
             tiers.review_member(session, member, now)
+        # A refund inside the return window of a referred member's first order cancels the
+        # referral's reward before it is paid.
+        referrals.order_refunded(session, order.order_id, now)
         order.refunded_amount = after
         order.points_reversed += reversed_points
         order.points_restored += restored_points

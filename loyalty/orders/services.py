@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from loyalty.db import insert_ignoring_conflicts, transaction, utcnow
 from loyalty.errors import ValidationFailed
-from loyalty.events import services as events
 from loyalty.idempotency.services import body_fingerprint
 from loyalty.ledger.exceptions import MemberInactive
 from loyalty.ledger.models import (
@@ -44,6 +43,7 @@ from loyalty.redemptions.exceptions import (
     RedemptionInUse,
     RedemptionMemberMismatch,
 )
+from loyalty.referrals import services as referrals
 from loyalty.rules import policy
 from loyalty.rules.budgets import NOTHING_RESERVED
 from loyalty.rules.earning import award
@@ -224,8 +224,8 @@ def place_order(
     An order placed in the past earns as of `placed_at` (its lot matures and expires from
     then, settled at once up to now); one placed before the member's enrolment (more than
     ENROLMENT_GRACE before) is history and earns nothing, unless the command asks
-    (`earn_points`). An order that earns nothing
-    grants no referral either.
+    (`earn_points`). A referred member's first order starts their referral's return
+    window (an order that earns nothing does not).
 
     Raises OrderConflict for an order_id reused with a different body, MemberNotFound,
     MemberInactive, CurrencyMismatch, ValidationFailed, and the redemption errors when
@@ -348,7 +348,9 @@ def place_order(
         # Crossing a threshold upgrades in the same transaction as the earning.
         tiers.review_member(session, member, now)
         if first and earns and referrer_balance is not None:
-            events.grant_referral(session, member, referrer_balance, now)
+            referrals.first_order_placed(
+                session, member, balance, referrer_balance, command.order_id, placed_at, now
+            )
         placed = Order(id=claimed, **{**order, **earned})
         return recorded(session, placed, redemption.public_id if redemption else None), True
 

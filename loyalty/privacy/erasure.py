@@ -177,8 +177,14 @@ def _pseudonymise_audit_log(session: Session, original: str, pseudonym: str) -> 
 def _pseudonymise_outbox(session: Session, original: str, pseudonym: str) -> None:
     # Events not yet sent are sent with the pseudonym; those sent stay in the log without
     # the person. A scan of the outbox: erasures are rare, a JSON index is not worth it.
+    # Referral events name the referrer beside the friend.
     events = session.execute(
-        sa.select(OutboxEvent).where(OutboxEvent.payload["member_id"].as_string() == original)
+        sa.select(OutboxEvent).where(
+            sa.or_(
+                OutboxEvent.payload["member_id"].as_string() == original,
+                OutboxEvent.payload["referrer_id"].as_string() == original,
+            )
+        )
     ).scalars()
     for event in events:
         event.payload = _scrubbed(event.payload, original, pseudonym)

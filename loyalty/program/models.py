@@ -25,6 +25,15 @@ class ProgramSettings(Base):
         sa.CheckConstraint("pending_days >= 0", name="pending_days"),
         sa.CheckConstraint("hold_ttl_seconds > 0", name="hold_ttl"),
         sa.CheckConstraint(
+            "referral_referrer_points >= 0 AND referral_friend_points >= 0",
+            name="referral_points",
+        ),
+        sa.CheckConstraint(
+            "(referral_max_per_period IS NULL OR referral_max_per_period >= 0)"
+            " AND referral_period_days > 0",
+            name="referral_limit",
+        ),
+        sa.CheckConstraint(
             "max_redemption_percent >= 0 AND max_redemption_percent <= 100",
             name="max_redemption_percent",
         ),
@@ -41,6 +50,13 @@ class ProgramSettings(Base):
     max_redemption_percent: Mapped[int]
     min_redemption_points: Mapped[int]
     tier_window_months: Mapped[int]
+    # Referral rewards, paid once the friend's first order is past its return window (0: none).
+    referral_referrer_points: Mapped[int] = mapped_column(default=0, server_default="0")
+    referral_friend_points: Mapped[int] = mapped_column(default=0, server_default="0")
+    # At most this many rewardable referrals per referrer in any referral_period_days (None:
+    # no limit).
+    referral_max_per_period: Mapped[int | None]
+    referral_period_days: Mapped[int] = mapped_column(default=30, server_default="30")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Bumped by every change to the settings, a tier or a rule (see loyalty.program.config).
     config_version: Mapped[int] = mapped_column(sa.BigInteger, default=1, server_default="1")

@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
     "max_redemption_percent": 50,
     "min_redemption_points": 100,
     "tier_window_months": 12,
+    "referral_referrer_points": 0,
+    "referral_friend_points": 0,
+    "referral_max_per_period": None,
+    "referral_period_days": 30,
 }
 
 
@@ -43,6 +47,10 @@ class SettingsView:
     max_redemption_percent: int
     min_redemption_points: int
     tier_window_months: int
+    referral_referrer_points: int
+    referral_friend_points: int
+    referral_max_per_period: int | None
+    referral_period_days: int
     updated_at: dt.datetime
 
 
@@ -60,6 +68,10 @@ class SettingsChanges:
     max_redemption_percent: Maybe[int] = UNCHANGED
     min_redemption_points: Maybe[int] = UNCHANGED
     tier_window_months: Maybe[int] = UNCHANGED
+    referral_referrer_points: Maybe[int] = UNCHANGED
+    referral_friend_points: Maybe[int] = UNCHANGED
+    referral_max_per_period: Maybe[int | None] = UNCHANGED
+    referral_period_days: Maybe[int] = UNCHANGED
 
 
 def _view(settings: ProgramSettings) -> SettingsView:
@@ -74,6 +86,10 @@ def _view(settings: ProgramSettings) -> SettingsView:
         max_redemption_percent=settings.max_redemption_percent,
         min_redemption_points=settings.min_redemption_points,
         tier_window_months=settings.tier_window_months,
+        referral_referrer_points=settings.referral_referrer_points,
+        referral_friend_points=settings.referral_friend_points,
+        referral_max_per_period=settings.referral_max_per_period,
+        referral_period_days=settings.referral_period_days,
         updated_at=settings.updated_at,
     )
 

@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from loyalty.members.models import MemberStatus
+from loyalty.members.referral_codes import PATTERN
 from loyalty.membership.services import EnrollMember, MemberChanges
 from loyalty.schemas.common import EXTERNAL_ID, JSONBoolean, StrictSchema, UTCDateTime
 from loyalty.schemas.tiers import TierProgressSchema, TierRefSchema
@@ -58,11 +59,24 @@ class EnrollSchema(StrictSchema):
     email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=320))
     name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     birthday = fields.Date(load_default=None, allow_none=True, validate=_not_in_future)
+    referral_code = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(PATTERN, error="A referral code: 4 to 32 letters or digits."),
+        metadata={
+            "description": "The referral code of the member who referred this one (any case).",
+            "example": "K7QX2M9A",
+        },
+    )
     referred_by = fields.String(
         load_default=None,
         allow_none=True,
         validate=EXTERNAL_ID,
-        metadata={"description": "external_id of the member who referred this one."},
+        metadata={
+            "description": "Deprecated: use referral_code. external_id of the member who "
+            "referred this one (linked and rewarded the same way).",
+            "deprecated": True,
+        },
     )
     metadata = fields.Dict(
         keys=fields.String(),
@@ -71,6 +85,11 @@ class EnrollSchema(StrictSchema):
         metadata={"description": "Free-form string/integer/boolean attributes."},
     )
     consent = fields.Nested(ConsentInSchema, metadata={"description": CONSENT_DESCRIPTION})
+
+    @ma.validates_schema
+    def _one_referrer(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("referral_code") and data.get("referred_by"):
+            raise ma.ValidationError("Name the referrer once: referral_code or referred_by.")
 
     @ma.post_load
     def _command(self, data: dict[str, Any], **_: Any) -> EnrollMember:
@@ -155,6 +174,14 @@ class ConsentSchema(ma.Schema):
 
 
 class MemberCardSchema(MemberSchema):
+    referral_code = fields.String(
+        required=True,
+        metadata={
+            "description": "The member's own code for friends to enrol with "
+            "(`referral_code` in POST /members).",
+            "example": "K7QX2M9A",
+        },
+    )
     consent = fields.Nested(ConsentSchema, required=True)
     tier = fields.Nested(TierRefSchema, required=True, allow_none=True)
     tier_progress = fields.Nested(TierProgressSchema, required=True)

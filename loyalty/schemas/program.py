@@ -38,6 +38,40 @@ class ExpirySchema(StrictSchema):
             raise ma.ValidationError("Required for this policy.", "months")
 
 
+class ReferralSettingsSchema(StrictSchema):
+    class Meta:
+        ordered = True
+
+    referrer_points = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_POINTS),
+        metadata={"description": "Points for the member whose code was used; 0: none."},
+    )
+    friend_points = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_POINTS),
+        metadata={"description": "Points for the friend who enrolled with it; 0: none."},
+    )
+    max_per_period = fields.Integer(
+        required=True,
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=0, max=1_000_000),
+        metadata={
+            "description": "Most referrals a member may have rewarded per period, counted "
+            "when friends enrol (later ones are linked as over_limit); null: no limit."
+        },
+    )
+    period_days = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=3660),
+        metadata={"description": "The rolling period the limit counts over."},
+    )
+
+
 def _int(low: int, high: int, description: str, **kwargs: Any) -> fields.Integer:
     return fields.Integer(
         strict=True,
@@ -59,6 +93,13 @@ class ProgramSchema(StrictSchema):
     max_redemption_percent = _int(0, 100, "Share of an order payable in points.")
     min_redemption_points = _int(0, MAX_POINTS, "Fewest points a redemption may use.")
     tier_window_months = _int(1, 120, "Rolling window over which tier points count.")
+    referral = fields.Nested(
+        ReferralSettingsSchema,
+        metadata={
+            "description": "Referral rewards, paid once the friend's first order is past the "
+            "return window (a PATCH replaces the object whole)."
+        },
+    )
 
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], partial: bool = False, **_: Any) -> None:
@@ -88,6 +129,12 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
         "max_redemption_percent": settings.max_redemption_percent,
         "min_redemption_points": settings.min_redemption_points,
         "tier_window_months": settings.tier_window_months,
+        "referral": {
+            "referrer_points": settings.referral_referrer_points,
+            "friend_points": settings.referral_friend_points,
+            "max_per_period": settings.referral_max_per_period,
+            "period_days": settings.referral_period_days,
+        },
         "updated_at": settings.updated_at,
     }
 
@@ -102,11 +149,14 @@ def settings_changes(data: dict[str, Any]) -> SettingsChanges:
 
 def changes_to_columns(data: dict[str, Any]) -> dict[str, Any]:
     """A validated PATCH body as the settings columns it changes (plain values)."""
-    columns = {k: v for k, v in data.items() if k not in ("point_value", "expiry")}
+    columns = {k: v for k, v in data.items() if k not in ("point_value", "expiry", "referral")}
     if "point_value" in data:
         columns["point_value_points"] = data["point_value"]["points"]
         columns["point_value_amount"] = data["point_value"]["amount"]
     if "expiry" in data:
         columns["expiry_policy"] = data["expiry"]["policy"]
         columns["expiry_months"] = data["expiry"].get("months")
+    if "referral" in data:
+        for name, value in data["referral"].items():
+            columns[f"referral_{name}"] = value
     return columns

@@ -8,6 +8,7 @@ from marshmallow import fields, validate
 from loyalty.automations.definitions import BUDGETED_ACTIONS
 from loyalty.automations.models import Withheld
 from loyalty.experiments.models import EndReason, ExperimentStatus
+from loyalty.referrals.models import ReferralStatus
 from loyalty.schemas.automations import TriggerDetailsSchema
 from loyalty.schemas.common import StrictSchema, UTCDateTime, page_schema
 from loyalty.schemas.rules import BudgetSchema
@@ -378,6 +379,53 @@ class MemberErasedSchema(ma.Schema):
     erased_at = UTCDateTime(required=True)
 
 
+class ReferralEventSchema(ma.Schema):
+    """What every referral event says of the referral."""
+
+    class Meta:
+        ordered = True
+
+    referral_id = fields.UUID(required=True)
+    referrer_id = fields.String(
+        required=True, metadata={"description": "The referrer's external_id."}
+    )
+    member_id = fields.String(
+        required=True, metadata={"description": "The friend's (the referred member's) external_id."}
+    )
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf([s.value for s in ReferralStatus]),
+        metadata={"description": "The referral's status once the event happened."},
+    )
+    linked_at = UTCDateTime(required=True)
+
+
+class ReferralLinkedSchema(ReferralEventSchema):
+    """The `data` of a `referral.linked` event: a friend enrolled naming a referrer. Status
+    `linked` waits for the friend's first order; `over_limit` (the referrer reached the
+    program's limit for the period) is never rewarded."""
+
+
+class ReferralRewardedSchema(ReferralEventSchema):
+    """The `data` of a `referral.rewarded` event: the friend's first order passed its return
+    window unrefunded, and both sides were credited (an inactive member, or a setting of 0,
+    gets 0)."""
+
+    order_id = fields.String(required=True, metadata={"description": "The friend's first order."})
+    referrer_points = fields.Integer(required=True)
+    friend_points = fields.Integer(required=True)
+    rewarded_at = UTCDateTime(required=True)
+
+
+class ReferralCancelledSchema(ReferralEventSchema):
+    """The `data` of a `referral.cancelled` event: the friend's first order was refunded
+    inside its return window, so neither side is rewarded."""
+
+    order_id = fields.String(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(["refunded"]))
+    cancelled_at = UTCDateTime(required=True)
+
+
 # Each event's `data`, documented in the OpenAPI document's components (as <Name>Event).
 EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "rule.budget_exhausted": RuleBudgetExhaustedSchema,
@@ -390,4 +438,7 @@ EVENT_PAYLOAD_SCHEMAS: dict[str, type[ma.Schema]] = {
     "experiment.started": ExperimentStartedSchema,
     "experiment.ended": ExperimentEndedSchema,
     "experiment.flagged": ExperimentFlaggedSchema,
+    "referral.linked": ReferralLinkedSchema,
+    "referral.rewarded": ReferralRewardedSchema,
+    "referral.cancelled": ReferralCancelledSchema,
 }

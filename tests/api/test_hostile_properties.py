@@ -71,6 +71,7 @@ IDS = (
     "reward_code",
     "reward_redemption_id",
     "job_id",
+    "referral_code",
 )
 FREE_KEY = "hostile_key"  # the key a hostile value gets in a free-form map (metadata, params)
 EXAMPLES = settings(
@@ -236,6 +237,12 @@ PROGRAM = {
     "max_redemption_percent": 50,
     "min_redemption_points": 100,
     "tier_window_months": 12,
+    "referral": {
+        "referrer_points": 500,
+        "friend_points": 250,
+        "max_per_period": 10,
+        "period_days": 30,
+    },
 }
 
 
@@ -376,7 +383,8 @@ def table(ids: dict[str, str]) -> dict[str, list[dict[str, Any] | Base]]:
             Base(experiment, draft) for experiment in experiments
         ],
         "POST /v1/members": [
-            {"external_id": "cust_2001", "referred_by": ids["member_id"], **MEMBER_CHANGES}
+            {"external_id": "cust_2001", "referred_by": ids["member_id"], **MEMBER_CHANGES},
+            {"external_id": "cust_2002", "referral_code": ids["referral_code"], **MEMBER_CHANGES},
         ],
         "PATCH /v1/admin/members/{external_id}": [{"status": "active", **MEMBER_CHANGES}],
         "POST /v1/admin/members/{external_id}/benefits": [
@@ -809,7 +817,8 @@ def world(app: Flask, client: FlaskClient) -> World:
     stopped = post("/v1/admin/experiments", {**experiment, "key": "stopped"}, admin)
     post(f"/v1/admin/experiments/{stopped['id']}/start", {}, admin)
     post(f"/v1/admin/experiments/{stopped['id']}/stop", {}, admin)
-    member = post("/v1/members", {"external_id": "cust_1001"}, checkout)["external_id"]
+    card = post("/v1/members", {"external_id": "cust_1001"}, checkout)
+    member = card["external_id"]
     # The survivor the merge's example merges the member into.
     post("/v1/members", {"external_id": "cust_1002"}, checkout)
     post(
@@ -858,6 +867,7 @@ def world(app: Flask, client: FlaskClient) -> World:
             "reward_code": coffee["code"],
             "reward_redemption_id": coffee["id"],
             "job_id": job["id"],
+            "referral_code": card["referral_code"],
         },
     )
 

@@ -148,6 +148,8 @@ def test_event_attributes_are_forgotten_and_event_ids_carry_the_pseudonym(
 
 def test_the_referral_the_referrer_earned_names_the_pseudonym(client, admin, checkout, rule):
     add_rule(client, admin, RuleFactory.build(referral=True))
+    # No return window: the friend's first order rewards the referral at once.
+    client.patch("/v1/admin/program", json={"pending_days": 0}, headers=admin)
     enroll(client, checkout, "host")
     enroll(client, checkout, "friend", referred_by="host")
     order(client, checkout, member_id="friend")
@@ -187,3 +189,16 @@ def test_racing_erasures_of_one_member_erase_once(app, client, admin, checkout):
     assert len({response.json["member_id"] for response in responses}) == 1
     log = ok(client.get("/v1/admin/audit-log", headers=admin))["items"]
     assert [entry["action"] for entry in log].count("member.erase") == 1
+
+
+def test_referral_webhooks_name_an_erased_referrer_by_the_pseudonym(client, admin, checkout, app):
+    enroll(client, checkout, "host")
+    enroll(client, checkout, "friend", referred_by="host")
+
+    pseudonym = ok(erase(client, admin, "host"))["member_id"]
+
+    with app.app_context():
+        payloads = db.session.scalars(
+            sa.select(OutboxEvent.payload).where(OutboxEvent.type == "referral.linked")
+        ).all()
+    assert [payload["referrer_id"] for payload in payloads] == [pseudonym]

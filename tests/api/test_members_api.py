@@ -26,6 +26,7 @@ CARD_FIELDS = {
     "name",
     "birthday",
     "metadata",
+    "referral_code",
     "enrolled_at",
     "consent",
     "tier",

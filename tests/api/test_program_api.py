@@ -17,6 +17,7 @@ from loyalty.members import lookup
 from tests.helpers import credit_earned
 
 PROGRAM = "/v1/admin/program"
+REFERRAL = {"referrer_points": 500, "friend_points": 250, "max_per_period": 3, "period_days": 30}
 DEFAULTS = {
     "currency": "USD",
     "point_value": {"points": 100, "amount": 100},
@@ -26,6 +27,12 @@ DEFAULTS = {
     "max_redemption_percent": 50,
     "min_redemption_points": 100,
     "tier_window_months": 12,
+    "referral": {
+        "referrer_points": 0,
+        "friend_points": 0,
+        "max_per_period": None,
+        "period_days": 30,
+    },
 }
 
 
@@ -78,6 +85,12 @@ def test_every_setting_can_be_changed(client, admin):
         "max_redemption_percent": 100,
         "min_redemption_points": 0,
         "tier_window_months": 24,
+        "referral": {
+            "referrer_points": 500,
+            "friend_points": 250,
+            "max_per_period": 10,
+            "period_days": 7,
+        },
     }
 
     assert patch(client, admin, changes).status_code == 200
@@ -116,6 +129,18 @@ def test_every_setting_can_be_changed(client, admin):
         ({"expiry": {"policy": "fixed", "months": 121}}, "expiry.months"),
         ({"expiry": {"policy": "sometimes", "months": 12}}, "expiry.policy"),
         ({"expiry": {"months": 12}}, "expiry.policy"),
+        (
+            {"referral": {"referrer_points": 500, "max_per_period": None, "period_days": 30}},
+            "referral.friend_points",
+        ),
+        (
+            {"referral": {**REFERRAL, "referrer_points": -1}},
+            "referral.referrer_points",
+        ),
+        ({"referral": {**REFERRAL, "friend_points": 1.5}}, "referral.friend_points"),
+        ({"referral": {**REFERRAL, "max_per_period": -1}}, "referral.max_per_period"),
+        ({"referral": {**REFERRAL, "period_days": 0}}, "referral.period_days"),
+        ({"referral": {**REFERRAL, "period_days": None}}, "referral.period_days"),
         ({"updated_at": "2030-01-01T00:00:00+00:00"}, "updated_at"),
         ({"colour": "blue"}, "colour"),
     ],

@@ -28,8 +28,8 @@ from tests.factories import ApiKeyFactory
 pytestmark = pytest.mark.committed
 
 PHONE = {"width": 390, "height": 844}
-# Not pages: the stylesheet and scripts, and the members' CSV download.
-NOT_PAGES = {"console.static", "console.member_export"}
+# Not pages: the stylesheet and scripts, the members' CSV and a member's JSON downloads.
+NOT_PAGES = {"console.static", "console.member_export", "console.export_member"}
 
 
 def path_values() -> dict[str, str]:

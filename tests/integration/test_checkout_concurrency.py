@@ -25,6 +25,7 @@ from loyalty.membership import adjustments
 from loyalty.orders import refunds
 from loyalty.orders import services as orders
 from loyalty.orders.models import Order, Refund
+from loyalty.program import services as program
 from loyalty.redemptions import services as redemptions
 from loyalty.redemptions.exceptions import AlreadyCaptured, AlreadyReleased
 from tests.commands import event_command, order_command, refund_command
@@ -215,6 +216,8 @@ def test_concurrent_first_orders_of_a_referred_member_credit_the_referrer_once(
     session, app, spend_rule
 ):
     event_rule(session, "referral", 500)
+    # No return window: the first order rewards the referral at once.
+    program.update_settings(session, program.SettingsChanges(pending_days=0))
     MemberFactory(external_id="host")
     MemberFactory(external_id="friend", referred_by="host")
     session.close()
@@ -229,7 +232,7 @@ def test_concurrent_first_orders_of_a_referred_member_credit_the_referrer_once(
 
     assert results == [True] * 6
     assert points(session, "host") == {"available": 500, "pending": 0, "held": 0}
-    assert points(session, "friend")["pending"] == 6 * 62
+    assert points(session, "friend")["available"] == 6 * 62
     assert_ledger_verifies(session)
 
 

@@ -62,7 +62,7 @@ MINUTE = dt.timedelta(minutes=1)
 LOYALTY = Path(sys.executable).with_name("loyalty")
 SUMMARY = re.compile(
     r"^settled (\d+) members \((\d+) transactions\), (\d+) expiry notices, (\d+) birthdays, "
-    r"(\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed, "
+    r"(\d+) referrals rewarded, (\d+) events dispatched, (\d+) webhooks delivered, (\d+) failed, "
     r"(\d+) automations fired, (\d+) experiments ended, (\d+) experiments flagged, "
     r"(\d+) member tokens purged, (\d+) bulk grants \((\d+) refused\), "
     r"insight (refreshed|up to date|refreshing elsewhere)$"
@@ -632,7 +632,7 @@ def test_jobs_run_prints_a_one_line_summary_when_not_on_a_terminal(app):
     found = SUMMARY.match(line)
     assert found, line
     assert found.groups()[:4] == ("2", "2", "0", "0")
-    assert found.group(5) == "2"  # the two member.enrolled events
+    assert found.group(6) == "2"  # the two member.enrolled events
     assert stored_balance(app, "c1") == (10, 0, 0)
 
 

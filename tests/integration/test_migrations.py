@@ -3,6 +3,7 @@ describe, leave nothing pending, and go down to nothing and up again cleanly."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +73,34 @@ def test_migrations_go_down_to_base_and_up_again(throwaway_app):
             assert model_differences(connection) == []
         assert db.session.get(ProgramSettings, 1) is not None
         db.session.remove()
+
+
+def test_the_referrals_migration_gives_earlier_members_codes_and_their_referrals(
+    throwaway_app,
+):
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    with throwaway_app.app_context():
+        with db.engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0028")
+            members = sa.Table("members", sa.MetaData(), autoload_with=connection)
+            for external_id, referred_by_id in (("host", None), ("friend", 1)):
+                connection.execute(
+                    members.insert().values(
+                        external_id=external_id,
+                        referred_by_id=referred_by_id,
+                        metadata={},
+                        status="active",
+                        enrolled_at=now,
+                        updated_at=now,
+                    )
+                )
+            command.upgrade(alembic_config(connection), "head")
+        with db.engine.connect() as connection:
+            codes = connection.execute(sa.text("SELECT referral_code FROM members")).scalars()
+            referrals = connection.execute(
+                sa.text("SELECT referrer_id, referred_id, status, order_id FROM referrals")
+            ).all()
+        db.session.remove()
+
+    assert len(set(codes)) == 2
+    assert [tuple(row) for row in referrals] == [(1, 2, "linked", None)]
