@@ -135,6 +135,9 @@ def _transactions(session: Session, member_id: int) -> tuple[Record, ...]:
             "created_at": moved.created_at,
             "reference": moved.reference,
             "reason": moved.reason,
+            "order_id": moved.order_id,
+            "event_id": moved.event_id,
+            "breakdown": list(moved.breakdown),
             "entries": [
                 {"account": entry.account, "amount": entry.amount} for entry in moved.entries
             ],

@@ -90,6 +90,10 @@ def test_the_export_holds_balances_lots_and_every_transaction(client, admin, che
         ("earn", 62),
     ]
     assert all(sum(e["amount"] for e in txn["entries"]) == 0 for txn in document["transactions"])
+    # Each transaction as the history explains it: the order behind an earn, and its rules.
+    earn = document["transactions"][1]
+    assert earn["order_id"] is not None
+    assert [(c["points"], c["kind"]) for c in earn["breakdown"]] == [(62, "spend")]
 
 
 def test_the_export_holds_orders_with_their_refunds_and_holds(client, admin, checkout, rule, ada):
