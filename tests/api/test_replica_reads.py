@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from loyalty import config
-from loyalty.api.replica import WRITTEN, attach, detach, is_marked
+from loyalty.api.replica import EXTENSION, WRITTEN, attach, detach, is_marked
 from loyalty.automations import services as automations
 from loyalty.extensions import db
 from loyalty.ledger.models import MemberBalance
@@ -32,17 +33,22 @@ from loyalty.logs import JsonFormatter
 from loyalty.replica import (
     DOWN_RETRY_SECONDS,
     PROBE_INTERVAL_SECONDS,
+    Fallback,
     ReplicaHealth,
     ReplicaRouter,
+    Target,
+    postgres_probe,
+    primary_written,
     replica_engine,
+    same_database_probe,
 )
 from loyalty.schemas.automations import AutomationInSchema
 from tests.api.test_insight_api import AS_OF as INSIGHT_AS_OF
 from tests.api.test_insight_api import DAY
 from tests.api.test_insight_api import build as build_insight
 from tests.console import csrf_token, sign_in
-from tests.factories import ApiKeyFactory, MemberFactory, RuleFactory
-from tests.helpers import created, ok, problem, services
+from tests.factories import ApiKeyFactory, MemberFactory, RuleFactory, auth
+from tests.helpers import app_built, created, ok, problem, services
 
 pytestmark = pytest.mark.committed  # the replica reads what the primary committed
 
@@ -405,3 +411,56 @@ def test_reports_answer_from_a_read_only_replica_with_members_due(
     )
 
     assert status == 200
+
+
+# --- the app's own replica, from its configuration ---------------------------------------------
+
+
+def test_an_app_configured_with_a_replica_probes_it_and_reads_from_it(
+    app: Flask, log_lines: io.StringIO
+) -> None:
+    url = database_of(app)
+    with app_built(
+        url,
+        REPLICA_DATABASE_URI=url,
+        REPLICA_ENGINE_OPTIONS=config.replica_engine_options(url),
+        REPLICA_MAX_LAG_SECONDS=5.0,
+    ) as configured:
+        with services(configured):
+            key: str = ApiKeyFactory(scopes=("admin",))
+        ok(configured.test_client().get(AUDIT_LOG, headers=auth(key)))
+        router = configured.extensions[EXTENSION]
+        router.engine.dispose()
+
+    assert served_by(log_lines) == [(AUDIT_LOG, "replica")]
+    # This "replica" is the primary itself, so never behind it.
+    assert counted("loyalty_replica_lag_seconds") == 0.0
+
+
+@pytest.mark.postgresql_only  # the probe's queries are PostgreSQL's
+def test_the_postgresql_probe_reads_the_replicas_position(app: Flask, replica: Replica) -> None:
+    with app.app_context():
+        probe = postgres_probe(replica.engine, lambda: db.engine)
+        health = probe()
+        assert health is not None
+        after = primary_written(db.engine)
+
+    assert health.lag_seconds == 0.0
+    assert after is not None
+    assert 0 < health.replayed <= after
+
+
+def test_a_replica_that_refuses_connections_is_down(app: Flask) -> None:
+    url = unreachable_url(app)
+    engine = replica_engine(url, config.replica_engine_options(url))
+    with app.app_context():
+        probe = (
+            postgres_probe(engine, lambda: db.engine)
+            if "postgresql" in url
+            else same_database_probe(engine)
+        )
+        router = ReplicaRouter(engine, probe, 5.0)
+        assert router.choose() == (Target.PRIMARY, Fallback.DOWN)
+    engine.dispose()
+
+    assert math.isnan(counted("loyalty_replica_lag_seconds"))
