@@ -229,6 +229,37 @@ def test_a_replica_lost_during_a_request_fails_it_with_503_and_the_next_reads_th
     assert [db_ for _, db_ in served_by(log_lines)] == ["replica", "primary"]
 
 
+@pytest.mark.postgresql_only  # a server process to terminate
+def test_a_replica_connection_cut_mid_request_fails_it_with_503_and_the_next_reads_the_primary(
+    app: Flask,
+    client: FlaskClient,
+    admin: dict[str, str],
+    replica: Replica,
+    log_lines: io.StringIO,
+) -> None:
+    """The replica's server process ends (a restart, a failover) between the request's first
+    statement on it and the next."""
+    with app.app_context():
+        primary = db.engine
+
+    def cut(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "audit_log" in statement:
+            pid = connection.connection.dbapi_connection.info.backend_pid
+            with primary.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+
+    event.listen(replica.engine, "before_cursor_execute", cut)
+    try:
+        failed = client.get(AUDIT_LOG, headers=admin)
+    finally:
+        event.remove(replica.engine, "before_cursor_execute", cut)
+    after = client.get(AUDIT_LOG, headers=admin)
+
+    problem(failed, 503, "service_unavailable")
+    ok(after)
+    assert [db_ for _, db_ in served_by(log_lines)] == ["replica", "primary"]
+
+
 # --- the console reads its own writes -------------------------------------------------------
 
 
