@@ -108,7 +108,8 @@ def test_a_cross_member_scan_is_named_for_its_table():
             {"m": 1},
         ),
         (
-            "SELECT * FROM redemption_allocations WHERE %(r)s = redemption_allocations.redemption_id",
+            "SELECT * FROM redemption_allocations"
+            " WHERE %(r)s = redemption_allocations.redemption_id",
             {"r": 1},
         ),
         (
