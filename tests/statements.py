@@ -48,6 +48,7 @@ class Verdict:
     sql: str
     violations: list[str] = field(default_factory=list)
     pins: list[Pin] = field(default_factory=list)
+    tables: set[str] = field(default_factory=set)  # every table the statement names
 
 
 def check(
@@ -116,6 +117,7 @@ class _Statement:
             if alias in self.aliases and table.name not in REFERENCE:
                 self._violate(f"{table.name}: named twice as {alias}; alias one of them")
             self.aliases[alias] = table.name
+            verdict.tables.add(table.name)
         self.pinned: set[str] = set()  # aliases pinned to one member (or one row)
 
     def run(self) -> None:

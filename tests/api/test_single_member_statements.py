@@ -2,7 +2,7 @@
 reference tables: the property that lets the database be sharded by member (docs/scaling.md).
 
 Each hot path runs over HTTP for member c1, in a world where c2 has points, orders and holds
-too, with tiers, an event rule and a budgeted rule in play. Every statement the driver
+too, with tiers, an event rule, a budgeted rule and an experiment in play. Every statement the driver
 receives is captured with its parameters and checked (tests/statements.py) against the tables'
 classification (tests/sharding.py); each member, parent key or routed key a statement is
 pinned by is then looked up, and must be c1's.
@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from loyalty.db import utcnow
 from loyalty.extensions import db
-from tests.api.checkout_calls import CART, add_rule, give
+from tests.api.checkout_calls import CART, DAY, add_rule, give
 from tests.factories import RuleFactory
-from tests.helpers import created
+from tests.helpers import created, iso, ok
 from tests.sharding import DISTRIBUTED
 from tests.statements import Pin, check
 
@@ -28,6 +29,30 @@ pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 REVIEW = RuleFactory.build(
     name="Reviews", kind="event", points=10, per_amount=None, event_type="review"
 )
+# Tiers, rules and experiments are read from each process's copy of the configuration, so
+# their tables appear only when it changes.
+EXERCISED = {
+    "api_keys",
+    "program_settings",
+    "members",
+    "member_balances",
+    "ledger_transactions",
+    "ledger_entries",
+    "point_lots",
+    "redemptions",
+    "redemption_allocations",
+    "orders",
+    "refunds",
+    "quoted_carts",
+    "member_events",
+    "rule_awards",
+    "tier_changes",
+    "experiment_assignments",
+    "referrals",
+    "outbox_events",
+    "idempotency_keys",
+    "rule_budget_usage",
+}
 BUDGETED = RuleFactory.build(name="Launch", budget={"period": "month", "points": 1_000_000})
 
 
@@ -62,9 +87,26 @@ def captured(app) -> Iterator[list[tuple[str, Any]]]:
 
 @pytest.fixture
 def world(client, admin, checkout, program) -> None:
-    """c1 and c2 with points; c2 with an order and a hold of its own."""
-    add_rule(client, admin, REVIEW)
+    """c1 and c2 with points; c2 with an order and a hold of its own; an experiment running
+    on the review rule, so events expose their member."""
+    review = add_rule(client, admin, REVIEW)
     add_rule(client, admin, BUDGETED)
+    now = utcnow()
+    experiment = {
+        "key": "reviews",
+        "name": "Reviews",
+        "hypothesis": "Points for reviews bring more reviews than they cost.",
+        "target": {"kind": "rules", "rule_ids": [review["id"]]},
+        "arms": [
+            {"key": "control", "weight": 1, "control": True, "rule_ids": []},
+            {"key": "points", "weight": 1, "rule_ids": [review["id"]]},
+        ],
+        "starts_at": iso(now - DAY),
+        "ends_at": iso(now + 27 * DAY),
+        "margin": "0.35",
+    }
+    draft = created(client.post("/v1/admin/experiments", json=experiment, headers=admin))
+    ok(client.post(f"/v1/admin/experiments/{draft['id']}/start", headers=admin))
     for member in ("c1", "c2"):
         created(client.post("/v1/members", json={"external_id": member}, headers=checkout))
         give(client, admin, member, 5000)
@@ -139,7 +181,7 @@ def test_every_hot_path_statement_touches_one_members_rows(
     app, client, checkout, captured, dialect
 ):
     keys = unique_keys()
-    problems, members, ran = [], set(), []
+    problems, members, ran, touched = [], set(), [], set()
     for name, response in hot_paths(client, checkout):
         assert response.status_code in (200, 201), (name, response.json)
         ran.append((name, list(captured)))
@@ -150,6 +192,7 @@ def test_every_hot_path_statement_touches_one_members_rows(
             pinned = 0
             for sql, parameters in statements:
                 verdict = check(sql, parameters, dialect, keys)
+                touched.update(verdict.tables)
                 problems += [f"{name}: {v}\n    {sql}" for v in verdict.violations]
                 for pin in verdict.pins:
                     member = member_of(pin)
@@ -161,4 +204,6 @@ def test_every_hot_path_statement_touches_one_members_rows(
             # A retry is answered from its Idempotency-Key's stored answer: no member's rows.
             assert pinned or name == "order retried", f"{name}: nothing pinned: captured?"
     assert not problems, "\n".join(problems)
+    # The world keeps every table of a checkout in play, so each is checked.
+    assert touched >= EXERCISED, EXERCISED - touched
     assert members == {c1}
