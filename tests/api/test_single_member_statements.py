@@ -2,10 +2,10 @@
 reference tables: the property that lets the database be sharded by member (docs/scaling.md).
 
 Each hot path runs over HTTP for member c1, in a world where c2 has points, orders and holds
-too, with tiers, an event rule, a budgeted rule and an experiment in play. Every statement the driver
-receives is captured with its parameters and checked (tests/statements.py) against the tables'
-classification (tests/sharding.py); each member, parent key or routed key a statement is
-pinned by is then looked up, and must be c1's.
+too, with tiers, an event rule, a budgeted rule and an experiment in play. Every statement
+the driver receives is captured with its parameters and checked (tests/statements.py)
+against the tables' classification (tests/sharding.py); each member, parent key or routed
+key a statement is pinned by is then looked up, and must be c1's.
 """
 
 from __future__ import annotations
