@@ -316,8 +316,10 @@ class _Statement:
         (alias,) = aliases
         if alias in self.pinned:
             return False
+        name = self.aliases[alias]
+        column = DISTRIBUTED[name].column or "id"
         self.pinned.add(alias)
-        self.verdict.pins.append(Pin(self.aliases[alias], "group", "id", next(iter(seen.values()))))
+        self.verdict.pins.append(Pin(name, "group", column, next(iter(seen.values()))))
         return True
 
     def _pin_group_subquery(self, column: exp.Column, query: exp.Expression) -> bool:
