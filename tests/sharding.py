@@ -101,9 +101,9 @@ DISTRIBUTED: dict[str, Distributed] = {
     "member_tokens": Distributed(
         routed={"token_hash": "the customer app signs in with it: " + DIRECTORY}
     ),
-    "reward_redemptions": Distributed(
-        routed={"code": "the checkout consumes a code by its text: " + DIRECTORY}
-    ),
+    # Codes are looked up by their text (validate, consume), which is not unique across
+    # rewards: not a routed key (docs/scaling.md), and not among the checked hot paths.
+    "reward_redemptions": Distributed(),
     "reward_allocations": Distributed(
         column=None, parent=("reward_redemption_id", "reward_redemptions")
     ),

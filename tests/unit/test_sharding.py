@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import loyalty.api.blueprints  # noqa: F401  (imports every model, so the metadata is whole)
 from loyalty.extensions import db
@@ -153,6 +154,21 @@ def test_each_distributed_tables_columns_exist():
         assert named <= columns, name
         if spec.parent is not None:
             assert spec.parent[1] in DISTRIBUTED
+
+
+def test_a_routed_key_names_one_row():
+    for name, spec in DISTRIBUTED.items():
+        table = db.metadata.tables[name]
+        unique = {c.name for c in table.columns if c.unique or c.primary_key}
+        unique |= {
+            next(iter(i.columns)).name for i in table.indexes if i.unique and len(i.columns) == 1
+        }
+        unique |= {
+            next(iter(c.columns)).name
+            for c in table.constraints
+            if isinstance(c, sa.UniqueConstraint) and len(c.columns) == 1
+        }
+        assert set(spec.routed) <= unique, name
 
 
 def test_the_document_lists_every_table_under_its_class():
