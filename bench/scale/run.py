@@ -491,10 +491,13 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
             SELECT c.conrelid::regclass::text, quote_ident(c.conname), c.contype,
                    pg_get_constraintdef(c.oid)
             FROM pg_constraint c
-            WHERE c.conrelid = ANY(%s::regclass[]) AND c.contype IN ('u', 'f')
-            ORDER BY c.contype DESC, c.conrelid::regclass::text, c.conname
+            WHERE (c.conrelid = ANY(%s::regclass[]) AND c.contype IN ('u', 'f'))
+               -- a table not loaded whose foreign key needs a loaded table's unique index
+               -- (referrals -> orders.order_id)
+               OR (c.confrelid = ANY(%s::regclass[]) AND c.contype = 'f')
+            ORDER BY c.contype, c.conrelid::regclass::text, c.conname
             """,
-            (LOADED_TABLES,),
+            (LOADED_TABLES, LOADED_TABLES),
         ).fetchall()
         indexes = conn.execute(
             """
@@ -507,7 +510,7 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
             """,
             (LOADED_TABLES,),
         ).fetchall()
-        # contype DESC: foreign keys ('f') go first, then unique constraints ('u').
+        # Foreign keys ("f") go first, then the unique constraints ("u") they may need.
         for table, name, _, _ in constraints:
             conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
         for name, _ in indexes:

@@ -31,18 +31,6 @@ class RunSummary:
     batches: int = 0
 
 
-def _claim_batch(session: Session, now: dt.datetime, size: int) -> list[MemberBalance]:
-    stmt = (
-        sa.select(MemberBalance)
-        .where(MemberBalance.next_due_at <= now)
-        .order_by(MemberBalance.next_due_at)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
-    return list(session.execute(stmt).scalars())
-
-
 def due_count(session: Session, now: dt.datetime | None = None) -> int:
     """How many members are due for settling now (for a progress bar)."""
     now = now or utcnow()
@@ -70,11 +58,8 @@ def settle_due(
     summary = RunSummary()
     while True:
         with transaction(session):
-            batch = _claim_batch(session, now, batch_size)
-            for balance in batch:
-                summary.transactions_written += len(
-                    settlement.settle_member(session, balance, now).transactions
-                )
+            batch = settlement.settle_due_batch(session, now, batch_size)
+            summary.transactions_written += sum(len(done.transactions) for done in batch)
         if not batch:
             return summary
         summary.batches += 1
