@@ -59,7 +59,7 @@ def settle_due(
     while True:
         with transaction(session):
             batch = settlement.settle_due_batch(session, now, batch_size)
-            summary.transactions_written += sum(len(done.transactions) for done in batch)
+            summary.transactions_written += sum(done.posted for done in batch)
         if not batch:
             return summary
         summary.batches += 1

@@ -12,13 +12,15 @@ and calls nothing above the ledger.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.db import utcnow
 from loyalty.ledger import settlement_plan as plans
 from loyalty.ledger.models import (
     Account,
@@ -30,8 +32,8 @@ from loyalty.ledger.models import (
     RedemptionStatus,
     TransactionKind,
 )
-from loyalty.ledger.postings import Posting, post_many
-from loyalty.ledger.settlement import Settlement, earliest, soonest_due
+from loyalty.ledger.postings import Posting, append_many
+from loyalty.ledger.settlement import earliest, soonest_due
 from loyalty.members.models import Member
 
 _BALANCES = MemberBalance.__table__
@@ -45,6 +47,20 @@ _BALANCE_COLUMNS = (
     _BALANCES.c.held,
     _BALANCES.c.next_due_at,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What settling one member of a batch did, as of `now` (``settlement.Settlement``
+    without the transactions' copies, which nothing reads back here)."""
+
+    member_id: int
+    posted: int = 0
+    matured: int = 0
+    expired: int = 0
+    released_holds: int = 0
+    # The member's tier retention ran out: their tier is due for review.
+    tier_review_due: bool = False
 
 
 def claim_due(session: Session, now: dt.datetime, size: int) -> list[MemberBalance]:
@@ -177,6 +193,8 @@ def _timed_out_holds(
     return by_member
 
 
+# One UPDATE per table for the batch. On PostgreSQL the new values go as column arrays,
+# unnested by the server; elsewhere (SQLite) one executemany.
 _UPDATE_LOT = (
     sa.update(_LOTS)
     .where(_LOTS.c.id == sa.bindparam("lot_id"))
@@ -185,6 +203,11 @@ _UPDATE_LOT = (
         remaining=sa.bindparam("new_remaining", type_=_LOTS.c.remaining.type),
     )
 )
+_UNNEST_LOTS = """
+UPDATE point_lots SET state = u.state, remaining = u.remaining
+FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS u(id, state, remaining)
+WHERE point_lots.id = u.id
+"""
 _EXPIRE_HOLD = (
     sa.update(_HOLDS)
     .where(_HOLDS.c.id == sa.bindparam("hold_id"))
@@ -203,15 +226,22 @@ _UPDATE_BALANCE = (
         next_due_at=sa.bindparam("new_next_due_at", type_=_BALANCES.c.next_due_at.type),
     )
 )
+_UNNEST_BALANCES = """
+UPDATE member_balances SET available = u.available, pending = u.pending, held = u.held,
+    next_due_at = u.next_due_at, updated_at = %s
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[])
+    AS u(member_id, available, pending, held, next_due_at)
+WHERE member_balances.member_id = u.member_id
+"""
 
 
 def settle_many(
     session: Session, balances: Sequence[MemberBalance], now: dt.datetime
-) -> list[Settlement]:
+) -> list[Settled]:
     """Settle every member of `balances` (claimed by ``claim_due``, their rows locked by
-    the caller) as of `now`, exactly as ``settlement.settle`` settles each. Returns one
-    settlement per member; for those whose ``tier_review_due``, the caller reviews the tier
-    and then calls ``settlement.reschedule``."""
+    the caller) as of `now`, exactly as ``settlement.settle`` settles each. Returns what was
+    done per member; for those whose ``tier_review_due``, the caller reviews the tier and
+    then calls ``settlement.reschedule``."""
     if not balances:
         return []
     by_id = {balance.member_id: balance for balance in balances}
@@ -227,15 +257,19 @@ def settle_many(
         for plan in planned
         for posting in plan.postings
     ]
-    written = post_many(session, postings) if postings else []
+    if postings:
+        append_many(session, postings)
+    unnest = session.get_bind().dialect.name == "postgresql"
     connection = session.connection()
-    changed = [
-        {"lot_id": lot.id, "new_state": lot.state, "new_remaining": lot.remaining}
-        for plan in planned
-        for lot in plan.changed_lots
-    ]
-    if changed:
-        connection.execute(_UPDATE_LOT, changed)
+    changed = [lot for plan in planned for lot in plan.changed_lots]
+    if changed and unnest:
+        arrays = ([lot.id for lot in changed], [lot.state for lot in changed])
+        connection.exec_driver_sql(_UNNEST_LOTS, (*arrays, [lot.remaining for lot in changed]))
+    elif changed:
+        connection.execute(
+            _UPDATE_LOT,
+            [{"lot_id": x.id, "new_state": x.state, "new_remaining": x.remaining} for x in changed],
+        )
     released = [
         {"hold_id": hold.id, "ended_at": hold.expires_at}
         for plan in planned
@@ -245,32 +279,33 @@ def settle_many(
         connection.execute(_EXPIRE_HOLD, released)
     review_due = _reviews_due(session, list(by_id), now)
     next_due = _next_due_many(session, list(by_id), now)
-    connection.execute(
-        _UPDATE_BALANCE,
-        [
-            {
-                "balance_id": balance.member_id,
-                "new_available": balance.available,
-                "new_pending": balance.pending,
-                "new_held": balance.held,
-                "new_next_due_at": next_due.get(balance.member_id),
-            }
-            for balance in balances
-        ],
-    )
-    transactions = defaultdict(list)
-    for txn in written:
-        transactions[txn.member_id].append(txn)
+    if unnest:
+        columns = ("member_id", "available", "pending", "held")
+        arrays = tuple([getattr(b, column) for b in balances] for column in columns)
+        dues = [next_due.get(b.member_id) for b in balances]
+        connection.exec_driver_sql(_UNNEST_BALANCES, (utcnow(), *arrays, dues))
+    else:
+        connection.execute(
+            _UPDATE_BALANCE,
+            [
+                {
+                    "balance_id": b.member_id,
+                    "new_available": b.available,
+                    "new_pending": b.pending,
+                    "new_held": b.held,
+                    "new_next_due_at": next_due.get(b.member_id),
+                }
+                for b in balances
+            ],
+        )
+    posted = Counter(posting.balance.member_id for posting in postings)
     return [
-        Settlement(
+        Settled(
             member_id=plan.member_id,
-            transactions=tuple(transactions[plan.member_id]),
+            posted=posted[plan.member_id],
             matured=plan.matured,
             expired=plan.expired,
-            released_holds=tuple(
-                Redemption(id=hold.id, status=RedemptionStatus.EXPIRED, released_at=hold.expires_at)
-                for hold in plan.released
-            ),
+            released_holds=len(plan.released),
             tier_review_due=plan.member_id in review_due,
         )
         for plan in planned

@@ -80,6 +80,20 @@ def post_many(session: Session, postings: Sequence[Posting]) -> list[LedgerTrans
     their entries, which are not in the session: read them, never add them to one. Raises
     ValueError for a transaction whose legs do not balance.
     """
+    return _append(session, postings, copies=True)
+
+
+def append_many(session: Session, postings: Sequence[Posting]) -> int:
+    """``post_many`` for a writer that reads nothing back (a batch settlement: building the
+    read-only copies of thousands of transactions and entries cost more than writing them).
+    Returns how many transactions were written; raises as ``post_many``."""
+    _append(session, postings, copies=False)
+    return len(postings)
+
+
+def _append(
+    session: Session, postings: Sequence[Posting], *, copies: bool
+) -> list[LedgerTransaction]:
     if session.new:
         session.flush()  # a member may be new in this transaction: insert it first
     created_at = utcnow()
@@ -108,32 +122,34 @@ def post_many(session: Session, postings: Sequence[Posting]) -> list[LedgerTrans
                 ),
             }
         )
-    if len(rows) > 1 and session.get_bind().dialect.name == "postgresql":
-        transactions = _insert_unnested(session, rows)
+    unnested = len(rows) > 1 and session.get_bind().dialect.name == "postgresql"
+    if unnested:
+        _insert_unnested(session, rows)
+        transactions = [LedgerTransaction(**row) for row in rows] if copies else []
     else:
         transactions = insert_copies(session, LedgerTransaction, rows)
+        for row, txn in zip(rows, transactions, strict=True):
+            row["id"] = txn.id
     entries_of = [
         [
             {
-                "transaction_id": txn.id,
-                "member_id": txn.member_id,
+                "transaction_id": row["id"],
+                "member_id": row["member_id"],
                 "account": account.value,
                 "amount": amount,
             }
             for account, amount in legs
         ]
-        for txn, legs in zip(transactions, legs_of, strict=True)
+        for row, legs in zip(rows, legs_of, strict=True)
     ]
     all_entries = [e for entries in entries_of for e in entries]
-    if len(rows) > 1 and session.get_bind().dialect.name == "postgresql":
+    if unnested:
         columns = ("transaction_id", "member_id", "account", "amount")
         arrays = tuple([entry[column] for entry in all_entries] for column in columns)
         session.connection().exec_driver_sql(_UNNEST_ENTRIES, arrays)
     else:
         session.connection().execute(_INSERT_ENTRIES, all_entries)
-    for posting, txn, legs, entries in zip(
-        postings, transactions, legs_of, entries_of, strict=True
-    ):
+    for posting, legs in zip(postings, legs_of, strict=True):
         balance = posting.balance
         for account, amount in legs:
             if account in MEMBER_ACCOUNTS:
@@ -142,8 +158,9 @@ def post_many(session: Session, postings: Sequence[Posting]) -> list[LedgerTrans
         metrics.count_points(
             session, posting.kind.value, sum(amount for _, amount in legs if amount > 0)
         )
+    for txn, entries in zip(transactions, entries_of, strict=False):
         # Set as loaded, not as a change: the copies are read, never flushed, and the
-        # collection's events cost more than the INSERTs (a batch settlement writes 500).
+        # collection's events cost more than the INSERTs.
         set_committed_value(txn, "entries", [LedgerEntry(**entry) for entry in entries])
     return transactions
 
@@ -179,7 +196,8 @@ _NEXT_TRANSACTION_IDS = (
 )
 
 
-def _insert_unnested(session: Session, rows: list[dict[str, Any]]) -> list[LedgerTransaction]:
+def _insert_unnested(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` (their ids set here, in order) on PostgreSQL."""
     # The server reads these as timestamptz without the column type's check: refuse naive
     # times here as UTCDateTime does, so no local time slips into the ledger.
     if any(row[c] is not None and row[c].tzinfo is None for row in rows for c in _TIMES):
@@ -195,7 +213,6 @@ def _insert_unnested(session: Session, rows: list[dict[str, Any]]) -> list[Ledge
         for column in _TRANSACTION_COLUMNS
     )
     connection.exec_driver_sql(_UNNEST_TRANSACTIONS, arrays)
-    return [LedgerTransaction(**row) for row in rows]
 
 
 def post(

@@ -45,12 +45,14 @@ def settle_member(session: Session, balance: MemberBalance, now: dt.datetime) ->
     return done
 
 
-def settle_due_batch(session: Session, now: dt.datetime, size: int) -> list[Settlement]:
+def settle_due_batch(
+    session: Session, now: dt.datetime, size: int
+) -> list[batch_settlement.Settled]:
     """Claim up to `size` members due by `now` that no other worker holds, settle them
     together (``ledger.batch_settlement``) and react as ``settle_member`` does: a
     ``points.expired`` webhook per member whose points expired, a tier review (member by
-    member: few are due at once) where the retention ran out. Returns the settlements; an
-    empty list when nobody is due."""
+    member: few are due at once) where the retention ran out. Returns what was done per
+    member; an empty list when nobody is due."""
     done = batch_settlement.settle_many(
         session, batch_settlement.claim_due(session, now, size), now
     )
