@@ -263,8 +263,8 @@ def settle_many(
     connection = session.connection()
     changed = [lot for plan in planned for lot in plan.changed_lots]
     if changed and unnest:
-        arrays = ([lot.id for lot in changed], [lot.state for lot in changed])
-        connection.exec_driver_sql(_UNNEST_LOTS, (*arrays, [lot.remaining for lot in changed]))
+        lot_arrays = ([x.id for x in changed], [x.state for x in changed], [x.remaining for x in changed])
+        connection.exec_driver_sql(_UNNEST_LOTS, lot_arrays)
     elif changed:
         connection.execute(
             _UPDATE_LOT,
