@@ -263,8 +263,8 @@ def settle_many(
     connection = session.connection()
     changed = [lot for plan in planned for lot in plan.changed_lots]
     if changed and unnest:
-        lot_arrays = ([x.id for x in changed], [x.state for x in changed], [x.remaining for x in changed])
-        connection.exec_driver_sql(_UNNEST_LOTS, lot_arrays)
+        ids, states = [x.id for x in changed], [x.state for x in changed]
+        connection.exec_driver_sql(_UNNEST_LOTS, (ids, states, [x.remaining for x in changed]))
     elif changed:
         connection.execute(
             _UPDATE_LOT,
