@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.ledger import batch_settlement
+from loyalty.ledger.models import MemberBalance
 from loyalty.members.models import Member
 from loyalty.tiers import services as tiers
 
@@ -51,8 +52,13 @@ def tier_moves(session: Session, now: dt.datetime) -> Counter[str]:
     """How the members per tier (code, "none" for none) would change if the tier reviews
     due by `now` (retentions that ran out) were made; decides, records nothing."""
     moves: Counter[str] = Counter()
+    # A retention that ran out makes the member due (``next_due_at``): found by that index,
+    # not by a scan of every member.
     due = session.scalars(
-        sa.select(Member).where(Member.tier_retained_until <= now).order_by(Member.id)
+        sa.select(Member)
+        .join(MemberBalance, MemberBalance.member_id == Member.id)
+        .where(MemberBalance.next_due_at <= now, Member.tier_retained_until <= now)
+        .order_by(Member.id)
     ).all()
     for member in due:
         before = tiers.member_tier_code(session, member)
