@@ -22,7 +22,12 @@ class LiabilityReport(MethodView):
     @requires("admin")
     @blp.response(200, LiabilitySchema)
     def get(self) -> dict[str, Any]:
-        """Points outstanding (available, pending, held) and their money value"""
+        """Points outstanding (available, pending, held) and their money value
+
+        As of the request, whether or not the jobs worker has settled every member: points
+        that matured, expired or came back from timed-out holds by now count where they
+        belong. The report reads only; it never settles.
+        """
         report = reports.liability(db.session())
         return {
             "available": report.available,
@@ -45,7 +50,9 @@ class ActivityReport(MethodView):
         """Points earned, redeemed, restored, expired, adjusted, reversed and new members per
         day (UTC), and members per tier now
 
-        `from` and `to` are dates, both included, at most 366 days apart.
+        `from` and `to` are dates, both included, at most 366 days apart. As of the request,
+        whether or not the jobs worker has caught up: points that expired by now count on
+        their day, and tier reviews due count as made. The report reads only.
         """
         return reports.activity(db.session(), query["from_"], query["to"])
 
