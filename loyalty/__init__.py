@@ -6,6 +6,12 @@ Environment variables:
   ``./instance/loyalty.db``. ``postgresql://...`` URLs use psycopg 3.
 - ``LOYALTY_DB_POOL_SIZE`` / ``LOYALTY_DB_MAX_OVERFLOW``: PostgreSQL connection pool per
   process (default 5 / 5).
+- ``LOYALTY_REPLICA_DATABASE_URL``: a PostgreSQL streaming replica for the reads that may
+  lag (reports, insight, member lists, the audit log; loyalty.api.replica). Default: none,
+  every read on the primary. Refused beside an SQLite primary.
+  ``LOYALTY_REPLICA_POOL_SIZE`` / ``LOYALTY_REPLICA_MAX_OVERFLOW``: its pool per process
+  (default 5 / 5). ``LOYALTY_REPLICA_MAX_LAG_SECONDS``: a replica further behind is not read
+  from (default 5).
 - ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie and keys the pseudonyms
   of erased members (default: a key made once in ./instance/secret_key).
   ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure flag, for a console reached over
@@ -73,13 +79,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         configure_engine(db.engine)
 
     from loyalty import api
-    from loyalty.api import health, observability
+    from loyalty.api import health, observability, replica
 
     # Experiments have no API yet (issue 15 adds it later), so nothing else imports their
     # models: imported here so the metadata, and so the migrations' check, knows their tables.
     from loyalty.experiments import models as _experiment_models  # noqa: F401
 
     observability.init_app(app)
+    replica.init_app(app)
     app.register_blueprint(health.blp)
     api.init_app(app)
 

@@ -51,6 +51,54 @@ def engine_options(url: str) -> dict[str, Any]:
     }
 
 
+# Short: a replica that does not answer must cost a request little before reads fall back.
+# libpq's minimum.
+REPLICA_CONNECT_TIMEOUT_SECONDS = 2
+
+
+def replica_url(raw: str | None, primary: str) -> str | None:
+    """LOYALTY_REPLICA_DATABASE_URL, normalized as DATABASE_URL is; None when unset (no
+    replica: every read on the primary). Raises ValueError unless both it and the primary
+    are PostgreSQL: SQLite has no replicas."""
+    if not raw:
+        return None
+    url = database_url(raw)
+    if not (url.startswith("postgresql") and primary.startswith("postgresql")):
+        raise ValueError(
+            "LOYALTY_REPLICA_DATABASE_URL needs PostgreSQL, for the replica and for the primary "
+            "(DATABASE_URL): SQLite has no replicas. Unset it to read everything from the "
+            "primary."
+        )
+    return url
+
+
+def replica_engine_options(url: str) -> dict[str, Any]:
+    """The primary's engine options, with the replica's own pool and a short connect timeout."""
+    options = engine_options(url)
+    options["pool_size"] = int(os.environ.get("LOYALTY_REPLICA_POOL_SIZE", "5"))
+    options["max_overflow"] = int(os.environ.get("LOYALTY_REPLICA_MAX_OVERFLOW", "5"))
+    options["connect_args"] = {
+        **options["connect_args"],
+        "connect_timeout": REPLICA_CONNECT_TIMEOUT_SECONDS,
+    }
+    return options
+
+
+def replica_max_lag() -> float:
+    """LOYALTY_REPLICA_MAX_LAG_SECONDS: a replica further behind than this many seconds is
+    not read from (default 5)."""
+    raw = os.environ.get("LOYALTY_REPLICA_MAX_LAG_SECONDS") or "5"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(
+            f"LOYALTY_REPLICA_MAX_LAG_SECONDS must be a number of seconds, 0 or more, not {raw!r}."
+        )
+    return value
+
+
 def secret_key() -> str:
     """LOYALTY_SECRET_KEY, or one made once and kept in ./instance so every worker on this
     machine signs console sessions alike."""
@@ -116,6 +164,7 @@ def rate_limits() -> dict[str, str]:
 
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
+    replica = replica_url(os.environ.get("LOYALTY_REPLICA_DATABASE_URL"), url)
     return {
         "SECRET_KEY": secret_key(),
         "SESSION_COOKIE_NAME": "loyalty_console",
@@ -136,6 +185,10 @@ def from_environment() -> dict[str, Any]:
         "WTF_CSRF_TIME_LIMIT": None,
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
+        # Reads that may lag (loyalty.api.replica); None: everything on the primary.
+        "REPLICA_DATABASE_URI": replica,
+        "REPLICA_ENGINE_OPTIONS": replica_engine_options(replica) if replica else {},
+        "REPLICA_MAX_LAG_SECONDS": replica_max_lag(),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         # Reverse proxies in front (deploy/'s nginx is one): their X-Forwarded-For and
         # X-Forwarded-Proto are believed, anyone else's are not.

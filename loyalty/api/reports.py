@@ -8,6 +8,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.extensions import db
 from loyalty.reports import services as reports
 from loyalty.schemas.reports import ActivityQuerySchema, ActivitySchema, LiabilitySchema
@@ -17,6 +18,7 @@ blp = Blueprint("reports", __name__, url_prefix="/v1/admin/reports", description
 
 @blp.route("/liability")
 class LiabilityReport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.response(200, LiabilitySchema)
     def get(self) -> dict[str, Any]:
@@ -35,6 +37,7 @@ class LiabilityReport(MethodView):
 
 @blp.route("/activity")
 class ActivityReport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(ActivityQuerySchema, location="query")
     @blp.response(200, ActivitySchema)

@@ -16,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import UnprocessableEntity
 
 from loyalty.api.errors import flatten_messages, refusal_messages
+from loyalty.api.replica import reads_from_replica
 from loyalty.console import blp, charts
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
@@ -34,6 +35,7 @@ SEGMENT_LABELS = {s.value: LABELS[s] for s in Segment}
 
 
 @blp.get("/insight")
+@reads_from_replica
 def insight_page() -> str | tuple[str, int]:
     session = db.session()
     try:
@@ -130,6 +132,7 @@ def _query_string(args: MultiDict[str, str]) -> str:
 
 
 @blp.get("/members")
+@reads_from_replica
 def member_search() -> str | tuple[str, int]:
     session = db.session()
     currency = get_settings(session).currency
@@ -167,6 +170,7 @@ def member_search() -> str | tuple[str, int]:
 
 
 @blp.get("/members.csv")
+@reads_from_replica
 def member_export() -> Response:
     currency = get_settings(db.session()).currency
     query, errors = _filter_query(request.args, MemberFilterSchema(), currency)
