@@ -36,7 +36,7 @@ def engine_options(url: str) -> dict[str, Any]:
         # transaction may be on another server session, where that name does not exist
         # (PgBouncer 1.18 does not track prepared statements). And PgBouncer refuses the
         # `options` startup parameter: loyalty.db sets the time zone after connecting
-        # instead (see configure_engine).
+        # instead (see loyalty.db.in_utc).
         connect_args["prepare_threshold"] = None
     else:
         # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
