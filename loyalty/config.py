@@ -162,6 +162,15 @@ def rate_limits() -> dict[str, str]:
     }
 
 
+def webhook_lease_seconds() -> int:
+    """LOYALTY_WEBHOOK_LEASE_SECONDS: how long a worker's claim on a batch of deliveries
+    lasts; a worker that dies mid-batch leaves the rest to others after it (default 60)."""
+    value = _positive("LOYALTY_WEBHOOK_LEASE_SECONDS", 60)
+    if value <= 10:
+        raise ValueError("LOYALTY_WEBHOOK_LEASE_SECONDS must be over 10 (a delivery's timeout).")
+    return value
+
+
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
     replica = replica_url(os.environ.get("LOYALTY_REPLICA_DATABASE_URL"), url)
@@ -195,6 +204,8 @@ def from_environment() -> dict[str, Any]:
         "PROXIES": int(os.environ.get("LOYALTY_PROXIES", "0")),
         # Webhooks to plain http and local addresses: development and tests only.
         "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
+        # Longer than a delivery's 10 s timeout, so no other worker sends it meanwhile.
+        "WEBHOOK_LEASE_SECONDS": webhook_lease_seconds(),
         "RATE_LIMITS": rate_limits(),
         "MEMBER_TOKEN_TTL_SECONDS": member_token_ttl(),
         "CORS_ORIGINS": cors_origins(),

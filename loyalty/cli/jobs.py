@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 
@@ -49,6 +50,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         session,
         allow_local=current_app.config["WEBHOOKS_ALLOW_LOCAL"],
         budget_seconds=webhook_budget,
+        lease=dt.timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"]),
     )
     metrics.JOB_PASSES.observe(time.perf_counter() - started)
     return (
