@@ -143,9 +143,7 @@ class DeliveryRun:
     failed_attempts: int = 0
 
 
-def _claim(
-    session: Session, now: dt.datetime, batch_size: int, lease: dt.timedelta
-) -> list[int]:
+def _claim(session: Session, now: dt.datetime, batch_size: int, lease: dt.timedelta) -> list[int]:
     with transaction(session):
         due = list(
             session.execute(

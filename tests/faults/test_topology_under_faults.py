@@ -239,9 +239,9 @@ def check_nothing_lost_or_doubled(cluster: Cluster, shop: Checkout) -> None:
     assert column("SELECT public_id::text FROM redemptions") == Counter(held)
     assert column("SELECT status FROM redemptions") == {"captured": len(held)}
     earned = column(
-        "SELECT reference FROM ledger_transactions WHERE kind = 'earn' AND reference LIKE 'ord-%'"
+        "SELECT reference FROM ledger_transactions WHERE kind = 'earn' AND reference LIKE 'order:%'"
     )
-    assert earned == Counter(shop.orders.keys())
+    assert earned == Counter(f"order:{order_id}" for order_id in shop.orders)
 
 
 def fallbacks(cluster: Cluster) -> dict[str, float]:
