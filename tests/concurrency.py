@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from loyalty.extensions import db
+from loyalty.ledger.models import MemberBalance
+from loyalty.members.models import Member
 
 
 def _at_once(
@@ -63,3 +71,36 @@ def waiting_on_locks(app: Flask) -> int:
                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ).scalar_one()
         )
+
+
+def kill_worker_waiting_on(
+    app: Flask, database_url: str, script: str, args: list[str], external_id: str
+) -> tuple[int, int, str]:
+    """Run `script` (Python, with `args`) in a process of its own on `database_url` while
+    this test holds `external_id`'s balance row locked; SIGKILL it once it waits on that lock
+    (mid-batch: what it did before is committed, what it did in the batch is not). Returns
+    its exit code, how many connections waited on a lock when it was killed, its stderr."""
+    env = {**os.environ, "DATABASE_URL": database_url, "LOYALTY_LOG_LEVEL": "WARNING"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with app.app_context(), db.engine.connect() as gate:
+        gate.execute(
+            sa.select(MemberBalance.member_id)
+            .join(Member, Member.id == MemberBalance.member_id)
+            .where(Member.external_id == external_id)
+            .with_for_update(of=MemberBalance)
+        )
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", script, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while waiting_on_locks(app) < 1 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)
+        waited = waiting_on_locks(app)
+        os.kill(worker.pid, signal.SIGKILL)
+        _, stderr = worker.communicate(timeout=30)
+        gate.rollback()
+    return worker.returncode, waited, stderr

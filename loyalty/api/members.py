@@ -14,6 +14,7 @@ from loyalty.ledger.queries import Movement
 from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from loyalty.membership.services import history
+from loyalty.referrals.listing import referrals_made
 from loyalty.schemas.common import PageQuerySchema
 from loyalty.schemas.ledger import (
     AdjustmentSchema,
@@ -26,6 +27,7 @@ from loyalty.schemas.members import (
     MemberCardSchema,
     MemberUpdateSchema,
 )
+from loyalty.schemas.referrals import ReferralPageSchema
 
 blp = Blueprint("members", __name__, url_prefix="/v1", description="Members and their points.")
 admin_blp = Blueprint(
@@ -127,6 +129,38 @@ class MemberTransactions(MethodView):
         page = history(db.session(), external_id, query["limit"], query["cursor"])
         return {
             "items": [transaction_body(txn) for txn in page.items],
+            "next_cursor": page.next_cursor,
+        }
+
+
+@blp.route("/members/<string:external_id>/referrals")
+class MemberReferrals(MethodView):
+    @requires("checkout", "app", "member")
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, ReferralPageSchema)
+    @blp.alt_response(404, description="No such member.")
+    @blp.alt_response(422, description="Bad limit or cursor.")
+    def get(self, query: dict[str, Any], external_id: str) -> dict[str, Any]:
+        """The friends who enrolled with the member's referral code, newest first
+
+        Each with its status and the points it earned the member; the friends themselves are
+        not named (a member token may read this).
+        """
+        page = referrals_made(db.session(), external_id, query["limit"], query["cursor"])
+        return {
+            "items": [
+                {
+                    "id": referral.id,
+                    "status": referral.status.value,
+                    "code": referral.code,
+                    "linked_at": referral.linked_at,
+                    "qualifies_at": referral.qualifies_at,
+                    "rewarded_at": referral.rewarded_at,
+                    "cancelled_at": referral.cancelled_at,
+                    "referrer_points": referral.referrer_points,
+                }
+                for referral in page.items
+            ],
             "next_cursor": page.next_cursor,
         }
 

@@ -36,7 +36,12 @@ from wtforms.validators import (
 from loyalty.schemas.ledger import AdjustmentSchema
 from loyalty.schemas.members import MemberUpdateSchema
 from loyalty.schemas.privacy import MergeSchema
-from loyalty.schemas.program import ExpirySchema, PointValueSchema, ProgramSchema
+from loyalty.schemas.program import (
+    ExpirySchema,
+    PointValueSchema,
+    ProgramSchema,
+    ReferralSettingsSchema,
+)
 from loyalty.schemas.rules import (
     BudgetSchema,
     CapsSchema,
@@ -176,6 +181,23 @@ class ProgramForm(FlaskForm):
         "Tier window (months)",
         validators=schema_rules(ProgramSchema, "tier_window_months", required=True),
     )
+    referral_referrer_points = IntegerField(
+        "Referral: points for the referrer",
+        validators=schema_rules(ReferralSettingsSchema, "referrer_points"),
+    )
+    referral_friend_points = IntegerField(
+        "Referral: points for the friend",
+        validators=schema_rules(ReferralSettingsSchema, "friend_points"),
+    )
+    # Blank: no limit (the API's null).
+    referral_max_per_period = IntegerField(
+        "Referral: most rewarded per referrer and period (blank: no limit)",
+        validators=schema_rules(ReferralSettingsSchema, "max_per_period", required=False),
+    )
+    referral_period_days = IntegerField(
+        "Referral: limit period (days)",
+        validators=schema_rules(ReferralSettingsSchema, "period_days"),
+    )
 
     def body(self) -> dict[str, Any]:
         """The settings as the API's PATCH /admin/program body."""
@@ -191,6 +213,12 @@ class ProgramForm(FlaskForm):
             "max_redemption_percent": self.max_redemption_percent.data,
             "min_redemption_points": self.min_redemption_points.data,
             "tier_window_months": self.tier_window_months.data,
+            "referral": {
+                "referrer_points": self.referral_referrer_points.data,
+                "friend_points": self.referral_friend_points.data,
+                "max_per_period": self.referral_max_per_period.data,
+                "period_days": self.referral_period_days.data,
+            },
         }
 
     @staticmethod
@@ -202,6 +230,7 @@ class ProgramForm(FlaskForm):
             "point_value_amount": settings["point_value"]["amount"],
             "expiry_policy": settings["expiry"]["policy"],
             "expiry_months": settings["expiry"]["months"],
+            **{f"referral_{name}": value for name, value in settings["referral"].items()},
         }
 
 

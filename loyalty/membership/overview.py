@@ -17,6 +17,7 @@ from loyalty.ledger.queries import LotView, Movement, live_lots_page
 from loyalty.members.lookup import find_member
 from loyalty.membership.services import MemberCard, card, history
 from loyalty.pagination import Page
+from loyalty.referrals.listing import ReferralView, referral_of, referrals_made
 from loyalty.rewards.services import RedeemedReward, member_redemptions
 from loyalty.rules.earning import member_facts, tier_benefits
 from loyalty.settlement.services import settled_balance
@@ -70,12 +71,14 @@ class MemberOverview:
     reward_redemptions: list[RedeemedReward]
     lots: list[LotView]  # the live lots, soonest-expiring first (the first 50)
     tokens: list[LiveToken]  # the customer app's live member tokens
+    referred_by: ReferralView | None  # the referral this member enrolled on
+    referrals: list[ReferralView]  # the friends who enrolled on theirs (the latest 50)
 
 
 def overview(session: Session, external_id: str, cursor: str | None) -> MemberOverview:
     """The member's card, a page of history (from `cursor`), tier changes, holds, reward
-    redemptions, live lots and app tokens. Raises MemberNotFound, ValidationFailed for a bad
-    cursor."""
+    redemptions, live lots, app tokens and referrals. Raises MemberNotFound, ValidationFailed
+    for a bad cursor."""
     member_card = card(session, external_id)
     member_id = find_member(session, external_id).id
     holds = session.execute(
@@ -103,4 +106,6 @@ def overview(session: Session, external_id: str, cursor: str | None) -> MemberOv
         reward_redemptions=member_redemptions(session, member_id),
         lots=live_lots_page(session, member_id, 50, None).items,
         tokens=live_tokens(session, member_id, utcnow()),
+        referred_by=referral_of(session, member_id),
+        referrals=referrals_made(session, external_id, 50, None).items,
     )

@@ -268,22 +268,30 @@ def tier_boost(
     if boost is None:
         return []
     tier, factor = boost
-    placement = (benefits or {}).get(tiers.MULTIPLIER_BENEFIT)
+    return _benefit_rule(
+        (benefits or {}).get(tiers.MULTIPLIER_BENEFIT),
+        rule_id=f"tier:{tier.code}",
+        name=f"{tier.name} tier x{factor}",
+        kind="multiplier",
+        factor=policy.parse_factor(factor),
+    )
+
+
+def _benefit_rule(placement: exposure.Placement | None, **rule: Any) -> list[policy.Rule]:
+    """A tier benefit as the rule it acts as, unless the member's arm of an experiment on the
+    benefit withholds it (`placement`); the experiment and arm are named in the breakdown only
+    for a member the experiment exposed."""
     if placement is not None and not placement.arm.applies:
         return []
-    # Named in the breakdown only for a member the experiment exposed.
     shown = placement if placement is not None and placement.exposed else None
     return [
         policy.Rule(
-            rule_id=f"tier:{tier.code}",
             version=0,
-            name=f"{tier.name} tier x{factor}",
-            kind="multiplier",
             priority=0,
             conditions=policy.Conditions(),
-            factor=policy.parse_factor(factor),
             experiment=shown.experiment.key if shown else None,
             arm=shown.arm.key if shown else None,
+            **rule,
         )
     ]
 
@@ -307,23 +315,14 @@ def tier_gift(
     placement = tier_benefits(session, member, facts, now, ExposureSource.EVENT).get(
         tiers.BIRTHDAY_GIFT
     )
-    if placement is not None and not placement.arm.applies:
-        return []
-    shown = placement if placement is not None and placement.exposed else None
-    return [
-        policy.Rule(
-            rule_id=f"tier:{tier.code}:{tiers.BIRTHDAY_GIFT}",
-            version=0,
-            name=f"{tier.name} tier birthday gift",
-            kind="event",
-            priority=0,
-            conditions=policy.Conditions(),
-            points=gift,
-            event_type=tiers.BIRTHDAY_EVENT,
-            experiment=shown.experiment.key if shown else None,
-            arm=shown.arm.key if shown else None,
-        )
-    ]
+    return _benefit_rule(
+        placement,
+        rule_id=f"tier:{tier.code}:{tiers.BIRTHDAY_GIFT}",
+        name=f"{tier.name} tier birthday gift",
+        kind="event",
+        points=gift,
+        event_type=tiers.BIRTHDAY_EVENT,
+    )
 
 
 def award(

@@ -36,6 +36,7 @@ MEMBER_OPERATIONS = {
     ("GET", "/v1/members/<string:external_id>"),
     ("GET", "/v1/members/<string:external_id>/transactions"),
     ("GET", "/v1/members/<string:external_id>/benefits"),
+    ("GET", "/v1/members/<string:external_id>/referrals"),
     ("GET", "/v1/rewards"),
     ("POST", "/v1/members/<string:external_id>/reward-redemptions"),
 }

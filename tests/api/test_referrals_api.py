@@ -20,6 +20,10 @@ from tests.helpers import created, ok, problem, services
 REFERRALS = {"referrer_points": 500, "friend_points": 250, "max_per_period": 1, "period_days": 30}
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def enrol(client: FlaskClient, headers: dict[str, str], **fields: Any) -> TestResponse:
     return client.post("/v1/members", json=fields, headers=headers)
 
@@ -127,3 +131,58 @@ def test_the_console_member_page_shows_the_referral_code(app, client, host_code)
     page = client.get("/admin/members/host")
 
     assert f'<code id="referral-code">{host_code}</code>' in page.text
+
+
+def test_a_member_lists_the_friends_they_referred_newest_first(
+    client, admin, checkout, host_code, app_key
+):
+    ok(client.patch("/v1/admin/program", json={"referral": REFERRALS}, headers=admin))
+    created(enrol(client, checkout, external_id="first", referral_code=host_code))
+    created(enrol(client, checkout, external_id="second", referral_code=host_code))
+    token = created(client.post("/v1/members/host/tokens", json={}, headers=app_key))["token"]
+
+    first = ok(client.get("/v1/members/host/referrals?limit=1", headers=bearer(token)))
+    rest = ok(
+        client.get(
+            f"/v1/members/host/referrals?cursor={first['next_cursor']}", headers=bearer(token)
+        )
+    )
+
+    assert [r["status"] for r in first["items"] + rest["items"]] == ["over_limit", "linked"]
+    assert rest["next_cursor"] is None
+    assert all(r["code"] == host_code and r["referrer_points"] == 0 for r in rest["items"])
+    # The friends are not named to the member.
+    answers = str(first) + str(rest)
+    assert "first" not in answers
+    assert "second" not in answers
+
+
+def test_another_members_token_cannot_list_their_referrals(client, checkout, host_code, app_key):
+    created(enrol(client, checkout, external_id="friend", referral_code=host_code))
+    token = created(client.post("/v1/members/friend/tokens", json={}, headers=app_key))["token"]
+
+    problem(
+        client.get("/v1/members/host/referrals", headers=bearer(token)),
+        403,
+        "token_member_mismatch",
+    )
+    assert ok(client.get("/v1/members/friend/referrals", headers=bearer(token)))["items"] == []
+
+
+def test_the_referrals_of_an_unknown_member_are_a_404(client, checkout):
+    problem(client.get("/v1/members/nobody/referrals", headers=checkout), 404, "not_found")
+
+
+def test_the_console_member_pages_show_both_sides_of_a_referral(app, client, checkout, host_code):
+    created(enrol(client, checkout, external_id="friend", referral_code=host_code))
+    with services(app):
+        key = ApiKeyFactory(name="ops", scopes=("admin",))
+    sign_in(client, key)
+
+    host = client.get("/admin/members/host").text
+    friend = client.get("/admin/members/friend").text
+
+    assert 'href="/admin/members/friend">friend</a>' in host
+    assert "Not referred by anyone." in host
+    assert 'Enrolled on the referral of <a href="/admin/members/host">host</a>' in friend
+    assert f"(code <code>{host_code}</code>): linked" in friend

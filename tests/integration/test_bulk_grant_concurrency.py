@@ -6,12 +6,8 @@ next run grants the rest, once."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -24,7 +20,7 @@ from loyalty.grants.services import NewBulkGrant
 from loyalty.ledger.models import MemberBalance
 from loyalty.members.models import Member
 from loyalty.webhooks.models import OutboxEvent
-from tests.concurrency import race, raised, waiting_on_locks
+from tests.concurrency import kill_worker_waiting_on, race, raised
 from tests.factories import MemberFactory
 
 pytestmark = [pytest.mark.committed, pytest.mark.postgresql_only]
@@ -101,34 +97,12 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(app, migrated_ap
     until it is killed."""
     now = utcnow()
     queue(app, 20, now - dt.timedelta(hours=1))
-    env = {**os.environ, "DATABASE_URL": migrated_app.config["SQLALCHEMY_DATABASE_URI"]}
-    env["LOYALTY_LOG_LEVEL"] = "WARNING"
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-
-    with app.app_context(), db.engine.connect() as gate:
-        gate.execute(
-            sa.select(MemberBalance.member_id)
-            .join(Member, Member.id == MemberBalance.member_id)
-            .where(Member.external_id == "m011")
-            .with_for_update(of=MemberBalance)
-        )
-        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            [sys.executable, "-c", WORKER, "5"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while waiting_on_locks(app) < 1 and time.monotonic() < deadline and worker.poll() is None:
-            time.sleep(0.05)
-        waited = waiting_on_locks(app)
-        os.kill(worker.pid, signal.SIGKILL)
-        _, stderr = worker.communicate(timeout=30)
-        gate.rollback()
+    code, waited, stderr = kill_worker_waiting_on(
+        app, migrated_app.config["SQLALCHEMY_DATABASE_URI"], WORKER, ["5"], "m011"
+    )
 
     assert waited == 1, stderr
-    assert worker.returncode == -signal.SIGKILL
+    assert code == -signal.SIGKILL
     assert granted(app) == [f"m{n:03d}" for n in range(10)]
     with app.app_context():
         [job], _ = grants.list_jobs(db.session, limit=10)
