@@ -73,8 +73,11 @@ def replica_url(raw: str | None, primary: str) -> str | None:
 
 
 def replica_engine_options(url: str) -> dict[str, Any]:
-    """The primary's engine options, with the replica's own pool and a short connect timeout."""
+    """The primary's engine options, with the replica's own pool and a short connect timeout
+    (SQLite, the test suite's stand-in, keeps the primary's)."""
     options = engine_options(url)
+    if url.startswith("sqlite"):
+        return options
     options["pool_size"] = int(os.environ.get("LOYALTY_REPLICA_POOL_SIZE", "5"))
     options["max_overflow"] = int(os.environ.get("LOYALTY_REPLICA_MAX_OVERFLOW", "5"))
     options["connect_args"] = {

@@ -58,7 +58,9 @@ def init_app(app: Flask) -> None:
             else same_database_probe(engine)
         )
         attach(app, ReplicaRouter(engine, probe, app.config["REPLICA_MAX_LAG_SECONDS"]))
-    app.teardown_request(_end_replica_reads)
+    # The replica is not left at the end of the request, whose streamed body (a CSV) is read
+    # after its teardown has run: Flask pushes the contexts again to stream it.
+    app.before_request(_start_on_the_primary)
 
 
 def attach(app: Flask, router: ReplicaRouter) -> None:
@@ -98,7 +100,6 @@ def _route() -> None:
     if fallback is not None:
         metrics.REPLICA_FALLBACKS.labels(fallback.value).inc()
     if router is not None and target is Target.REPLICA:
-        # Until the request ends (a streamed CSV reads after the view has returned).
         db.session().info[READ_BIND] = router.engine
 
 
@@ -110,13 +111,14 @@ def _written() -> int | None:
     return written if isinstance(written, int) else None
 
 
-def _end_replica_reads(_error: BaseException | None) -> None:
+def _start_on_the_primary() -> None:
+    """Before anything reads: a session that outlived its request (one app context around
+    several, as in tests; Flask-SQLAlchemy removes it with the app context otherwise) leaves
+    the replica to this request's views."""
     g.pop("db_target", None)
-    if not db.session.registry.has():
+    if not db.session.registry.has() or READ_BIND not in db.session().info:
         return
-    routed = db.session().info.pop(READ_BIND, None)
-    if routed is None:
-        return
+    del db.session().info[READ_BIND]
     try:
         db.session().rollback()  # the replica's read-only transaction: nothing to keep
     except DBAPIError as error:
