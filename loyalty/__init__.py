@@ -23,6 +23,11 @@ Environment variables:
 - ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
 - ``LOYALTY_WEBHOOKS_ALLOW_LOCAL=1``: lets webhooks go to plain http and to local and private
   addresses (development and tests; by default a webhook must be https to a public address).
+- ``LOYALTY_WEBHOOK_LEASE_SECONDS``: how long a jobs worker's claim on a batch of webhook
+  deliveries lasts (default 60, over 10): a worker killed mid-batch leaves the rest to the
+  others once it runs out.
+- ``LOYALTY_DB_PGBOUNCER=1``: DATABASE_URL (and the replica's) is a PgBouncer in transaction
+  pooling mode: no server-side prepared statements, the time zone set after connecting.
 - ``LOYALTY_PROXIES``: how many reverse proxies stand in front (default 0; 1 behind the nginx
   of deploy/). The client's address and scheme are then read from the X-Forwarded-For and
   X-Forwarded-Proto headers those proxies set, and from no one else's.

@@ -21,17 +21,33 @@ def database_url(raw: str | None) -> str:
     return raw
 
 
+def behind_pgbouncer() -> bool:
+    """LOYALTY_DB_PGBOUNCER=1: the database URL is a PgBouncer in transaction pooling mode,
+    where consecutive transactions of one connection may run on different server sessions."""
+    return os.environ.get("LOYALTY_DB_PGBOUNCER") == "1"
+
+
 def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if behind_pgbouncer():
+        # psycopg prepares a statement on the server after its 5th run; the next
+        # transaction may be on another server session, where that name does not exist
+        # (PgBouncer 1.18 does not track prepared statements). And PgBouncer refuses the
+        # `options` startup parameter: loyalty.db sets the time zone after connecting
+        # instead (see loyalty.db.in_utc).
+        connect_args["prepare_threshold"] = None
+    else:
+        # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
+        connect_args["options"] = "-c timezone=UTC"
     return {
         "pool_size": int(os.environ.get("LOYALTY_DB_POOL_SIZE", "5")),
         "max_overflow": int(os.environ.get("LOYALTY_DB_MAX_OVERFLOW", "5")),
         # No ping on every checkout (a round trip per request): loyalty.db pings a
         # connection only after it sat idle (see ping_idle_connections).
         "pool_recycle": 1800,
-        # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
-        "connect_args": {"connect_timeout": 5, "options": "-c timezone=UTC"},
+        "connect_args": connect_args,
     }
 
 
@@ -149,6 +165,15 @@ def rate_limits() -> dict[str, str]:
     }
 
 
+def webhook_lease_seconds() -> int:
+    """LOYALTY_WEBHOOK_LEASE_SECONDS: how long a worker's claim on a batch of deliveries
+    lasts; a worker that dies mid-batch leaves the rest to others after it (default 60)."""
+    value = _positive("LOYALTY_WEBHOOK_LEASE_SECONDS", 60)
+    if value <= 10:
+        raise ValueError("LOYALTY_WEBHOOK_LEASE_SECONDS must be over 10 (a delivery's timeout).")
+    return value
+
+
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
     replica = replica_url(os.environ.get("LOYALTY_REPLICA_DATABASE_URL"), url)
@@ -182,6 +207,8 @@ def from_environment() -> dict[str, Any]:
         "PROXIES": int(os.environ.get("LOYALTY_PROXIES", "0")),
         # Webhooks to plain http and local addresses: development and tests only.
         "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
+        # Longer than a delivery's 10 s timeout, so no other worker sends it meanwhile.
+        "WEBHOOK_LEASE_SECONDS": webhook_lease_seconds(),
         "RATE_LIMITS": rate_limits(),
         "MEMBER_TOKEN_TTL_SECONDS": member_token_ttl(),
         "CORS_ORIGINS": cors_origins(),

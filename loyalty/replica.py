@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 
 from loyalty import metrics
-from loyalty.db import ping_idle_connections
+from loyalty.db import in_utc, ping_idle_connections
 
 PROBE_INTERVAL_SECONDS = 1.0
 # A replica that refused or timed out is not tried for this long: a request in each process
@@ -217,6 +217,7 @@ def replica_engine(url: str, options: dict[str, Any]) -> Engine:
     engine = sa.create_engine(url, **options)
     if engine.dialect.name == "postgresql":
         ping_idle_connections(engine)
+        in_utc(engine)
 
         @event.listens_for(engine, "begin")
         def _read_only(connection: Any) -> None:
