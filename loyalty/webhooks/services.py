@@ -162,10 +162,34 @@ def _claim(session: Session, now: dt.datetime, batch_size: int, lease: dt.timede
         return [delivery.id for delivery in due]
 
 
-def _prepare(session: Session, delivery_id: int) -> tuple[str, bytes, dict[str, str]] | None:
-    """What to send for a claimed delivery: (url, body, headers), read in a short transaction."""
+def _still_ours(
+    session: Session, delivery_id: int, claimed_until: dt.datetime, lease: dt.timedelta
+) -> WebhookDelivery | None:
+    """The claimed delivery, locked, its claim renewed for another `lease` from now; None when
+    it is not ours to send any more: another worker took it over after our lease ran out (a
+    batch slower than the lease), or it was sent meanwhile. Without this check, a worker
+    still going through a batch and the worker that took its rest over would both send."""
+    delivery = session.get(
+        WebhookDelivery, delivery_id, with_for_update=True, populate_existing=True
+    )
+    if (
+        delivery is None
+        or delivery.status != DeliveryStatus.PENDING
+        or delivery.next_attempt_at != claimed_until
+    ):
+        return None
+    delivery.next_attempt_at = max(claimed_until, utcnow() + lease)
+    return delivery
+
+
+def _prepare(
+    session: Session, delivery_id: int, claimed_until: dt.datetime, lease: dt.timedelta
+) -> tuple[str, bytes, dict[str, str]] | None:
+    """What to send for a delivery claimed until `claimed_until`: (url, body, headers), read
+    in a short transaction; None when it is no longer ours (``_still_ours``) or its endpoint
+    or event is gone."""
     with transaction(session):
-        delivery = session.get(WebhookDelivery, delivery_id)
+        delivery = _still_ours(session, delivery_id, claimed_until, lease)
         endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
         event = session.get(OutboxEvent, delivery.event_id) if delivery else None
         if delivery is None or endpoint is None or event is None:
@@ -253,7 +277,7 @@ def deliver_due(
         fresh = [delivery_id for delivery_id in claimed if delivery_id not in attempted]
         for delivery_id in fresh:
             attempted.add(delivery_id)
-            succeeded = _attempt(session, delivery_id, allow_local)
+            succeeded = _attempt(session, delivery_id, now + lease, lease, allow_local)
             if succeeded is not None:
                 run.succeeded += succeeded
                 run.failed_attempts += not succeeded
@@ -262,10 +286,20 @@ def deliver_due(
     return run
 
 
-def _attempt(session: Session, delivery_id: int, allow_local: bool) -> bool | None:
-    """Send one claimed delivery and record the attempt: whether it succeeded, or None when
-    the delivery, its endpoint or its event is gone."""
-    prepared = _prepare(session, delivery_id)
+def _attempt(
+    session: Session,
+    delivery_id: int,
+    claimed_until: dt.datetime,
+    lease: dt.timedelta,
+    allow_local: bool,
+) -> bool | None:
+    """Send one delivery claimed until `claimed_until` and record the attempt: whether it
+    succeeded, or None when it is no longer ours or its endpoint or event is gone.
+
+    Between the send and its record a worker may die or lose the database: that delivery is
+    sent again once the claim runs out (at least once; receivers drop repeats by webhook-id).
+    That is the only way one is sent twice."""
+    prepared = _prepare(session, delivery_id, claimed_until, lease)
     if prepared is None:
         return None
     url, body, headers = prepared

@@ -757,6 +757,36 @@ def test_two_workers_dispatching_at_once_fan_each_event_out_once(app, client, ad
     assert len(per_event) == 400
 
 
+def test_a_worker_slower_than_its_lease_does_not_send_what_another_took_over(
+    app, client, admin, receiver, monkeypatch
+):
+    """Worker A's first send takes longer than its lease: worker B claims the whole batch
+    meanwhile and sends it. The delivery A had in flight reaches the receiver twice (at least
+    once: A could not know B would take it), and A sends none of the rest."""
+    register(client, admin, receiver.url)
+    emit_enrolments(app, 5)
+    send = webhooks.targets.post
+    lease = dt.timedelta(seconds=60)
+
+    def first_send_outlives_the_lease(*args, **kwargs):
+        monkeypatch.setattr(webhooks.targets, "post", send)
+        later = utcnow() + lease + dt.timedelta(seconds=1)
+        taken_over.append(webhooks.deliver_due(db.session, now=later, allow_local=True))
+        return send(*args, **kwargs)
+
+    taken_over: list[webhooks.DeliveryRun] = []
+    monkeypatch.setattr(webhooks.targets, "post", first_send_outlives_the_lease)
+    with app.app_context():
+        webhooks.dispatch(db.session)
+        worker_a = webhooks.deliver_due(db.session, lease=lease, allow_local=True)
+
+    [worker_b] = taken_over
+    assert (worker_b.succeeded, worker_a.succeeded) == (5, 1)
+    sent = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(set(sent)) == 5
+    assert sorted(sent.count(event) for event in set(sent)) == [1, 1, 1, 1, 2]
+
+
 class TickingClock:
     """A monotonic clock that moves one second each time it is read."""
 
