@@ -33,6 +33,7 @@ from loyalty.console import (  # noqa: E402, F401 - register the routes on blp
     experiments,
     grants,
     insight,
+    language,
     rewards,
     rules,
     tiers,

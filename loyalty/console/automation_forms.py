@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import marshmallow as ma
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, IntegerField, SelectField, StringField, TextAreaField
 
@@ -122,7 +124,7 @@ def parse_attributes(text: str) -> tuple[dict[str, Any], list[str]]:
             continue
         key, equals, value = line.partition("=")
         if not equals or not key.strip():
-            problems.append(f"Line {number}: write key = value.")
+            problems.append(gettext("Line %(number)s: write key = value.", number=number))
             continue
         found[key.strip()] = _attribute_value(value.strip())
     return found, problems
@@ -146,22 +148,26 @@ def _raw(form_field: Field) -> str:
 
 
 class AutomationForm(FlaskForm):
-    name = StringField("Name")
-    kind = SelectField("Kind", choices=schema_choices(TriggerSchema, "kind"), validate_choice=False)
+    name = StringField(_l("Name"))
+    kind = SelectField(
+        _l("Kind"),
+        choices=schema_choices(TriggerSchema, "kind"),
+        validate_choice=False,
+    )
     # The trigger's parameters: one field each, added below from TRIGGER_PARAMETERS.
-    tiers = StringField("Tiers (codes, comma separated; empty: any)")
-    segments = StringField("Saved segments (keys, comma separated; empty: any)")
-    predicted_value_min = IntegerField("Predicted value from (minor units)")
-    predicted_value_max = IntegerField("Predicted value up to (minor units)")
+    tiers = StringField(_l("Tiers (codes, comma separated; empty: any)"))
+    segments = StringField(_l("Saved segments (keys, comma separated; empty: any)"))
+    predicted_value_min = IntegerField(_l("Predicted value from (minor units)"))
+    predicted_value_max = IntegerField(_l("Predicted value up to (minor units)"))
     metadata = TextAreaField(
         'Member attributes, one key = value a line (true, false, 12 as such; "12" as text)'
     )
-    webhook = BooleanField("Send an automation.fired webhook")
-    grant = BooleanField("Grant points")
-    grant_rule_id = SelectField("Through the bonus rule", choices=[], validate_choice=False)
-    grant_points = IntegerField("Points (empty: the rule's own)")
-    dedup_days = IntegerField("At most once per member within (days; empty: no such limit)")
-    active = BooleanField("Active")
+    webhook = BooleanField(_l("Send an automation.fired webhook"))
+    grant = BooleanField(_l("Grant points"))
+    grant_rule_id = SelectField(_l("Through the bonus rule"), choices=[], validate_choice=False)
+    grant_points = IntegerField(_l("Points (empty: the rule's own)"))
+    dedup_days = IntegerField(_l("At most once per member within (days; empty: no such limit)"))
+    active = BooleanField(_l("Active"))
 
     def parameter_fields(self) -> list[tuple[TriggerParameter, Field]]:
         return [(each, self[each.field_name]) for each in TRIGGER_PARAMETERS]

@@ -12,6 +12,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -120,12 +121,12 @@ def start_experiment(experiment_id: uuid.UUID) -> Response:
     try:
         targets.start_experiment(db.session(), experiment_id, security.actor())
     except (ExperimentStatusConflict, ExperimentTargetTaken) as error:
-        flash(f"Not started: {error.detail}", "error")
+        flash(gettext("Not started:") + f" {error.detail}", "error")
     except ValidationFailed as error:  # its target is gone or switched off since the draft
         problems = " ".join(m for messages in error.extra["errors"].values() for m in messages)
-        flash(f"Not started: {error.detail} {problems}", "error")
+        flash(gettext("Not started:") + f" {error.detail} {problems}", "error")
     else:
-        flash("Started: its arms are fixed from now on.", "ok")
+        flash(gettext("Started: its arms are fixed from now on."), "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))
 
 
@@ -134,9 +135,9 @@ def stop_experiment(experiment_id: uuid.UUID) -> Response:
     try:
         experiments.stop_experiment(db.session(), experiment_id, security.actor())
     except ExperimentStatusConflict as error:
-        flash(f"Not stopped: {error.detail}", "error")
+        flash(gettext("Not stopped:") + f" {error.detail}", "error")
     else:
-        flash("Stopped: it exposes no one more; its results stay.", "ok")
+        flash(gettext("Stopped: it exposes no one more; its results stay."), "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))
 
 
@@ -146,9 +147,9 @@ def promote(experiment_id: uuid.UUID) -> Response:
         arm = PromoteSchema().load({"arm": request.form.get("arm", "")})["arm"]
         promote_arm(db.session(), experiment_id, arm, security.actor())
     except ma.ValidationError:
-        flash("Not promoted: choose an arm.", "error")
+        flash(gettext("Not promoted: choose an arm."), "error")
     except LoyaltyError as error:  # not stopped, promoted already, its target gone since
-        flash(f"Not promoted: {error.detail}", "error")
+        flash(gettext("Not promoted:") + f" {error.detail}", "error")
     else:
-        flash(f"Promoted {arm}: its treatment is the program's now.", "ok")
+        flash(gettext("Promoted %(arm)s: its treatment is the program's now.", arm=arm), "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))

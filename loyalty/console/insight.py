@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import marshmallow as ma
 from babel.numbers import get_currency_precision
 from flask import Response, render_template, request, stream_with_context, url_for
+from flask_babel import gettext
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import UnprocessableEntity
 
@@ -76,7 +77,7 @@ def _evaluation(split: str) -> tuple[evaluation.ModelEvaluation | None, str | No
     try:
         day = dt.date.fromisoformat(split)
     except ValueError:
-        return None, f"Split: {split!r} is not a date (YYYY-MM-DD)."
+        return None, gettext("Split: %(split)s is not a date (YYYY-MM-DD).", split=repr(split))
     moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     try:
         return evaluation.evaluate_at(db.session(), moment), None
@@ -105,7 +106,9 @@ def _filter_query(
             try:
                 given[key] = _minor_units(given[key], currency)
             except ValueError:
-                errors[key] = [f"An amount in {currency}, such as 250 or 249.99."]
+                errors[key] = [
+                    gettext("An amount in %(currency)s, such as 250 or 249.99.", currency=currency)
+                ]
     try:
         loaded = schema.load(given)
     except ma.ValidationError as error:
