@@ -12,7 +12,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -31,8 +31,8 @@ from loyalty.schemas.experiments import PromoteSchema, results_body
 
 # The measures charted, each drawn from the comparison's estimate of that name.
 CHARTED = (
-    ("conversion_uplift", "Conversion uplift"),
-    ("net_value_per_member_uplift", "Net value per member uplift"),
+    ("conversion_uplift", lazy_gettext("Conversion uplift")),
+    ("net_value_per_member_uplift", lazy_gettext("Net value per member uplift")),
 )
 
 
@@ -65,12 +65,15 @@ def _target_names(session: Session, target: Mapping[str, Any]) -> dict[str, str]
 def arm_gets(arm: ArmDefinition, target: Mapping[str, Any], names: Mapping[str, str]) -> str:
     """What an arm's members get of the target, in words."""
     if arm.rule_ids is not None:
-        return ", ".join(names.get(rule_id, rule_id) for rule_id in arm.rule_ids) or "no rule"
+        return ", ".join(names.get(rule_id, rule_id) for rule_id in arm.rule_ids) or gettext(
+            "no rule"
+        )
     if not arm.applies:
-        return "nothing (holdout)"
+        return gettext("nothing (holdout)")
     if target["kind"] == TargetKind.AUTOMATION:
-        return f"the automation {names.get(target['automation_id'], target['automation_id'])}"
-    return f"the benefit {target['code']}"
+        automation = target["automation_id"]
+        return gettext("the automation %(name)s", name=names.get(automation, automation))
+    return gettext("the benefit %(code)s", code=target["code"])
 
 
 def uplift_charts(results: Mapping[str, Any] | None) -> dict[str, charts.IntervalChart]:
