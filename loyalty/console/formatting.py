@@ -65,6 +65,11 @@ def number(value: int | float | Decimal | None) -> str:
     return "—" if value is None else format_decimal(value, locale=locale())
 
 
+def decimal1(value: float | None) -> str:
+    """A figure with one decimal and the locale's grouping: 1,234.5."""
+    return "—" if value is None else format_decimal(value, "#,##0.0", locale=locale())
+
+
 def points(value: int) -> str:
     """A number of points in words: 1,234 points, 1,234 积分."""
     return ngettext("%(count)s point", "%(count)s points", value, count=number(value))
