@@ -420,7 +420,7 @@ class WebhookForm(FlaskForm):
     url = StringField(_l("URL (https://)"), filters=[_strip])
     event_types = CheckboxesField(
         _l("Events to send"),
-        choices=[SelectChoice(ALL_EVENTS, "all events, present and future"), *EVENT_TYPES],
+        choices=[SelectChoice(ALL_EVENTS, _l("all events, present and future")), *EVENT_TYPES],
         validate_choice=False,
     )
     description = StringField(_l("Description (optional)"), filters=[_strip])

@@ -69,11 +69,11 @@ def arm_gets(arm: ArmDefinition, target: Mapping[str, Any], names: Mapping[str, 
             "no rule"
         )
     if not arm.applies:
-        return gettext("nothing (holdout)")
+        return str(gettext("nothing (holdout)"))
     if target["kind"] == TargetKind.AUTOMATION:
         automation = target["automation_id"]
-        return gettext("the automation %(name)s", name=names.get(automation, automation))
-    return gettext("the benefit %(code)s", code=target["code"])
+        return str(gettext("the automation %(name)s", name=names.get(automation, automation)))
+    return str(gettext("the benefit %(code)s", code=target["code"]))
 
 
 def uplift_charts(results: Mapping[str, Any] | None) -> dict[str, charts.IntervalChart]:

@@ -72,7 +72,7 @@ def decimal1(value: float | None) -> str:
 
 def points(value: int) -> str:
     """A number of points in words: 1,234 points, 1,234 积分."""
-    return ngettext("%(count)s point", "%(count)s points", value, count=number(value))
+    return str(ngettext("%(count)s point", "%(count)s points", value, count=number(value)))
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -99,10 +99,10 @@ def experiment_target(value: Mapping[str, Any]) -> str:
     """An experiment's target in words: 2 earning rules, an automation, benefit free_shipping."""
     if value["kind"] == "rules":
         count = len(value["rule_ids"])
-        return ngettext("%(num)s earning rule", "%(num)s earning rules", count)
+        return str(ngettext("%(num)s earning rule", "%(num)s earning rules", count))
     if value["kind"] == "automation":
-        return gettext("an automation")
-    return gettext("benefit %(code)s", code=value["code"])
+        return str(gettext("an automation"))
+    return str(gettext("benefit %(code)s", code=value["code"]))
 
 
 def rate(share: float | None) -> str:

@@ -218,5 +218,5 @@ def member_insight(external_id: str) -> tuple[queries.MemberInsightView | None, 
     """The member's insight for their page, or why there is none yet."""
     try:
         return queries.member_insight(db.session(), external_id), None
-    except InsightNotRefreshed as missing:
-        return None, str(missing)
+    except InsightNotRefreshed:
+        return None, gettext("No insight refresh has run yet.")

@@ -71,4 +71,4 @@ def choose_language(code: str) -> Response:
             samesite="Lax",
             secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
         )
-    return response  # type: ignore[return-value]
+    return response

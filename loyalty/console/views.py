@@ -147,9 +147,10 @@ def adjust(external_id: str) -> Response:
     else:
         points: int = form.points.data
         reason: str = form.reason.data
+        signed = f"{points:+d}"
         _flash_outcome(
             lambda: adjustments.adjust(db.session(), external_id, points, reason, security.actor()),
-            gettext("Adjusted by %(points)s points.", points=f"{points:+d}"),
+            gettext("Adjusted by %(points)s points.", points=signed),
         )
     return redirect(url_for("console.member_page", external_id=external_id))
 
