@@ -51,6 +51,9 @@ from loyalty.schemas.rules import (
     SimulateSchema,
 )
 
+# Marshmallow's own "required" message, in the reader's language (a schema's message of its
+# own is the API's, and stays as it is).
+REQUIRED = _l("Missing data for required field.")
 # (name, the form field's name) of each condition typed as comma-separated codes.
 LIST_CONDITIONS = ("skus", "categories", "tiers")
 
@@ -69,9 +72,10 @@ def schema_rules(schema: type[ma.Schema], name: str, *, required: bool | None = 
     """
     field = _field(schema, name)
     required = field.required if required is None else required
-    rules: list[Any] = (
-        [InputRequired(message=field.error_messages["required"])] if required else [Optional()]
-    )
+    message = field.error_messages["required"]
+    if message == ma.fields.Field.default_error_messages["required"]:
+        message = REQUIRED
+    rules: list[Any] = [InputRequired(message=message)] if required else [Optional()]
     for rule in field.validators:
         if isinstance(rule, validate.Range):
             if not (rule.min_inclusive and rule.max_inclusive):
