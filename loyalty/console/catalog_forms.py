@@ -89,7 +89,7 @@ def field_errors(form: Iterable[Any]) -> dict[str, list[str]]:
             for entry in field:
                 found.update(field_errors(entry.form))
         elif field.errors:
-            found[field.name] = list(field.errors)
+            found[field.name] = [str(message) for message in field.errors]
     return found
 
 

@@ -354,4 +354,5 @@ class SimulateForm(FlaskForm):
 
 def form_errors(form: Form) -> dict[str, list[str]]:
     """The form's errors by field name (a prefixed form's names keep their prefix)."""
-    return {form[name].name: list(messages) for name, messages in form.errors.items()}
+    # str(): a message may be lazy (translated when read), and the pages join them.
+    return {form[name].name: [str(m) for m in messages] for name, messages in form.errors.items()}

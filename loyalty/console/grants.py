@@ -91,7 +91,7 @@ def bulk_grant_create() -> Response | tuple[str, int]:
     form = _form()
     errors: dict[str, list[str]] = {}
     if not form.validate():
-        errors = {name: list(messages) for name, messages in form.errors.items()}
+        errors = {name: [str(m) for m in messages] for name, messages in form.errors.items()}
     else:
         try:
             command = BulkGrantInSchema().load(_body(form))

@@ -136,7 +136,7 @@ def _refusal_lines(error: LoyaltyError) -> list[str]:
 def _flash_form_errors(form: FlaskForm) -> None:
     for field_name, messages in form.errors.items():
         label = form[field_name].label.text if field_name in form else field_name
-        flash(f"{label}: {' '.join(messages)}", "error")
+        flash(f"{label}: {' '.join(str(message) for message in messages)}", "error")
 
 
 @blp.post("/members/<external_id>/adjust")

@@ -293,3 +293,18 @@ def test_a_flash_message_is_in_the_readers_language(app, client, seeded_member):
     )
 
     assert "已调整 -120 积分。" in client.get("/admin/members/cust_42", headers=ZH).text
+
+
+def test_a_forms_refusal_is_in_the_readers_language(app, client, seeded_member):
+    signed_in(app, client)
+    token = csrf_token(client, "/admin/members/cust_42")
+
+    client.post(
+        "/admin/members/cust_42/adjust",
+        data={"points": "abc", "reason": "", "csrf_token": token},
+        headers=ZH,
+    )
+
+    page = client.get("/admin/members/cust_42", headers=ZH).text
+    assert "原因: 缺少必填字段。" in page  # the label and marshmallow's message
+    assert "不是有效的整数。" in page  # WTForms' own message, from its catalog
