@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, redirect, request, url_for
+from flask import current_app, has_request_context, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from loyalty.console import blp
@@ -31,7 +31,10 @@ def _from_tag(tag: str) -> str | None:
 
 def select() -> str:
     """Flask-Babel's locale selector: the cookie, then Accept-Language in the browser's order
-    of preference, then English (the test client and API callers send none)."""
+    of preference, then English (the test client and API callers send none; outside a
+    request, a command's, there is no reader)."""
+    if not has_request_context():
+        return DEFAULT
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen

@@ -12,7 +12,7 @@ from flask import Flask
 from flask_babel import Babel, force_locale
 
 import loyalty.console
-from loyalty.console import formatting
+from loyalty.console import formatting, language
 
 TRANSLATIONS = Path(loyalty.console.__file__).parent / "translations"
 MOMENT = dt.datetime(2026, 3, 8, 14, 5, 9, tzinfo=dt.UTC)
@@ -118,3 +118,11 @@ def test_an_experiments_target_is_named_in_the_locale(request_in):
 def test_outside_a_request_the_figures_are_english():
     assert formatting.money(123456, "USD") == "$1,234.56"
     assert formatting.day(dt.date(2026, 3, 8)) == "2026-03-08"
+
+
+def test_in_an_app_but_outside_a_request_the_figures_are_english():
+    app = Flask(__name__)
+    Babel(app, locale_selector=language.select, default_translation_directories=str(TRANSLATIONS))
+    with app.app_context():
+        assert formatting.points(1234) == "1,234 points"
+        assert formatting.money(123400, "CNY") == "CN¥1,234.00"
