@@ -19,6 +19,8 @@ Per operation (one transaction each, like loyalty):
            its entries, mark the redemption captured, update the balance, commit.
 - refund:  read the order, lock, insert the refund, the transaction and its entries, update
            the order and the balance, commit.
+- event:   lock the balance row, insert the event, the transaction and its entries, update
+           the balance, commit (10 points a review, the event rule run.py gives loyalty).
 
 No authentication (the Authorization header is ignored) and no idempotency: the load
 generator sends unique ids. On SQLite the engine behaves as loyalty's does (WAL, BEGIN
@@ -41,6 +43,7 @@ TS = sa.DateTime(timezone=True)
 POINT_VALUE = (100, 100)  # 100 points are worth 100 minor units, as loyalty's default
 EARN_PER = 100  # 1 point per 100 minor units spent: the spend rule run.py gives loyalty
 HOLD_TTL = dt.timedelta(hours=1)
+EVENT_POINTS = 10  # a review: the event rule run.py gives loyalty
 
 metadata = sa.MetaData()
 members = sa.Table(
@@ -118,6 +121,20 @@ refunds = sa.Table(
     sa.Column("lines", sa.JSON),
     sa.Column("points_reversed", sa.BigInteger),
     sa.Column("points_restored", sa.BigInteger),
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("created_at", TS),
+)
+member_events = sa.Table(
+    "member_events",
+    metadata,
+    sa.Column("id", BigIntPK, primary_key=True),
+    sa.Column("event_id", sa.String(200)),
+    sa.Column("member_id", BigIntPK),
+    sa.Column("type", sa.String(64)),
+    sa.Column("occurred_at", TS),
+    sa.Column("attributes", sa.JSON),
+    sa.Column("points_earned", sa.BigInteger),
+    sa.Column("breakdown", sa.JSON),
     sa.Column("request_hash", sa.String(64)),
     sa.Column("created_at", TS),
 )
@@ -505,3 +522,42 @@ def capture(redemption_id: uuid.UUID) -> Any:
         elif r["status"] != "captured":
             return problem(409, "already_released", "The hold was released.")
     return _redemption_body(r, None)
+
+
+@app.post("/v1/events")
+def record_event() -> Any:
+    body = request.get_json()
+    when = now()
+    with engine.begin() as conn:
+        row = _member_with_balance(conn, body["member_id"], lock=True)
+        if row is None:
+            return problem(404, "member_not_found", "No such member.")
+        conn.execute(
+            sa.insert(member_events).values(
+                event_id=body["event_id"],
+                member_id=row.id,
+                type=body["type"],
+                occurred_at=when,
+                attributes=body.get("attributes") or {},
+                points_earned=EVENT_POINTS,
+                breakdown=[],
+                request_hash="",
+                created_at=when,
+            )
+        )
+        _post(
+            conn,
+            row.id,
+            "earn",
+            [("issued", -EVENT_POINTS), ("available", EVENT_POINTS)],
+            f"event:{body['event_id']}",
+            when,
+        )
+    return {
+        "event_id": body["event_id"],
+        "member_id": row.external_id,
+        "type": body["type"],
+        "occurred_at": when.isoformat(),
+        "points_earned": EVENT_POINTS,
+        "breakdown": [],
+    }, 201

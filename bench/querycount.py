@@ -3,12 +3,12 @@ optionally a cProfile (CPU time) of one operation: where loyalty's time goes, wi
 noise of a load test.
 
     .venv/bin/python bench/querycount.py [--database postgresql|sqlite] [--requests 50]
-                                         [--profile card|quote|order|hold|capture|refund]
+                                         [--profile card|quote|order|hold|capture|refund|event]
 
 Sets up a throwaway database exactly as bench/run.py does (migrate, import members and
-balances, keys, return window 0, one spend rule), then sends each operation's requests
-through Flask's test client in this process (the same headers and bodies as the wrk
-scripts) and counts what reaches the database. The database is dropped at the end.
+balances, keys, return window 0, a spend rule and an event rule), then sends each
+operation's requests through Flask's test client in this process (the same headers and
+bodies as the wrk scripts) and counts what reaches the database. The database is dropped at the end.
 """
 
 # A command-line tool: it prints; its random member picks are no secrets.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench_run  # bench/run.py, beside this file
 
-OPS = ["card", "quote", "order", "hold", "capture", "refund"]
+OPS = ["card", "quote", "order", "hold", "capture", "refund", "event"]
 LINES = [
     {"sku": "tee-black-m", "category": "apparel", "quantity": 2, "unit_price": 2500},
     {"sku": "mug-white", "category": "home", "quantity": 2, "unit_price": 1200},
@@ -87,14 +87,11 @@ def report(bench: bench_run.Bench, options: argparse.Namespace) -> None:
         ).status_code
         == 200
     )
-    assert (
-        client.post(
-            "/v1/admin/rules",
-            json={"name": "Base earning", "kind": "spend", "points": 1, "per_amount": 100},
-            headers=admin,
-        ).status_code
-        == 201
-    )
+    for rule in (
+        {"name": "Base earning", "kind": "spend", "points": 1, "per_amount": 100},
+        {"name": "Reviews", "kind": "event", "points": 10, "event_type": "review"},
+    ):
+        assert client.post("/v1/admin/rules", json=rule, headers=admin).status_code == 201
 
     statements: Counter[str] = Counter()
     commits = [0]
@@ -150,6 +147,10 @@ def report(bench: bench_run.Bench, options: argparse.Namespace) -> None:
             return client.post(
                 f"/v1/redemptions/{rid}/capture", headers={**key, **idem(f"cap-{rid}")}
             )
+        if op == "event":
+            event_id = f"q-evt-{uuid.uuid4().hex[:12]}"
+            body = {"event_id": event_id, "member_id": member(), "type": "review"}
+            return client.post("/v1/events", json=body, headers={**key, **idem(event_id)})
         refund_id = f"q-ref-{uuid.uuid4().hex[:12]}"
         body = {"refund_id": refund_id, "lines": [{"sku": LINES[i % 3]["sku"], "quantity": 1}]}
         return client.post(

@@ -46,9 +46,9 @@ GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 
 # Run order: writes first (refunds need this run's orders, captures its holds), reads last,
 # so the cards and quotes read members who have some history.
-RUN_ORDER = ["order", "refund", "hold", "capture", "card", "quote"]
-SHOW_ORDER = ["card", "quote", "order", "hold", "capture", "refund"]
-WRITES = {"order", "refund", "hold", "capture"}
+RUN_ORDER = ["order", "refund", "event", "hold", "capture", "card", "quote"]
+SHOW_ORDER = ["card", "quote", "order", "hold", "capture", "refund", "event"]
+WRITES = {"order", "refund", "event", "hold", "capture"}
 # Issue 6: loyalty's throughput as a share of the bare app's, and p99 for every operation.
 RATIO_TARGETS = {"card": 0.8, "order": 0.5, "hold": 0.5, "capture": 0.5}
 P99_TARGET_MS = 50.0
@@ -97,6 +97,12 @@ class Result:
     # CPU seconds the rest of the machine used meanwhile (other programs, PostgreSQL's own
     # background processes): a run that shares the CPUs with something else is not valid.
     other_cpu: float = 0.0
+    # From pg_stat_database over the run: transactions committed or rolled back, and the
+    # seconds backends spent inside transactions (active plus idle in transaction), which is
+    # how long a transaction-pooling PgBouncer keeps a server connection per request.
+    xacts: int = 0
+    in_xact: float = 0.0
+    backends: int = 0  # server connections open to the database at the end of the run
 
     @property
     def other_share(self) -> float:
@@ -185,7 +191,7 @@ class Bench:
         # production).
         for scope in ("CHECKOUT", "ADMIN"):
             env.setdefault(f"LOYALTY_RATE_LIMIT_{scope}", "100000000/minute")
-        env.update(DATABASE_URL=self.database_url, **extra)
+        env.update({"DATABASE_URL": self.database_url, **extra})
         env.pop("GUNICORN_CMD_ARGS", None)
         return env
 
@@ -244,6 +250,10 @@ class Bench:
         port = free_port()
         metrics_dir = self.workdir / f"metrics-{name}"
         metrics_dir.mkdir()
+        # Each app's connections carry its name, so each run counts its own (backends()).
+        database_url = self.database_url
+        if self.database_name:
+            database_url += f"?application_name=bench-{name}"
         log_path = self.workdir / f"{name}.log"
         command = [
             sys.executable,
@@ -262,7 +272,7 @@ class Bench:
             process = subprocess.Popen(
                 command,
                 cwd=ROOT,
-                env=self.env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
+                env=self.env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), DATABASE_URL=database_url),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so teardown gets every worker
@@ -319,11 +329,16 @@ class Bench:
                 "/v1/admin/rules",
                 {"name": "Base earning", "kind": "spend", "points": 1, "per_amount": 100},
             ),
+            (
+                "POST",
+                "/v1/admin/rules",
+                {"name": "Reviews", "kind": "event", "points": 10, "event_type": "review"},
+            ),
         ):
             status, answer = http(method, loyalty.url + path, body, admin)
             if status not in (200, 201):
                 raise BenchError(f"{method} {path}: {status} {answer}")
-        log("program: pending_days 0, hold TTL 1 h; rule: 1 point per 100 spent")
+        log("program: pending_days 0, hold TTL 1 h; rules: 1 point per 100 spent, 10 a review")
 
     # -- load --------------------------------------------------------------------------
 
@@ -362,12 +377,14 @@ class Bench:
         ]
         env = dict(os.environ, LUA_PATH=f"{BENCH}/?.lua;;")
         server = self.servers[app]
+        stats_before = self.database_stats()
         app_before, db_before = group_cpu(server.process.pid), self.database_cpu()
         machine_before, wrk_before = machine_busy(), children_cpu()
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         machine, wrk_cpu = machine_busy() - machine_before, children_cpu() - wrk_before
         app_cpu = group_cpu(server.process.pid) - app_before
         db_cpu = cpu_delta(db_before, self.database_cpu())
+        stats = [b - a for a, b in zip(stats_before, self.database_stats(), strict=True)]
         line = next(
             (x for x in done.stdout.splitlines() if x.startswith("BENCH_RESULT ")),
             None,
@@ -391,7 +408,38 @@ class Bench:
             app_cpu=app_cpu,
             db_cpu=db_cpu,
             other_cpu=max(0.0, machine - app_cpu - db_cpu - wrk_cpu),
+            xacts=int(stats[0]),
+            in_xact=stats[1],
+            backends=self.backends(app),
         )
+
+    def database_stats(self) -> tuple[float, float]:
+        """(transactions, seconds inside transactions) of the benchmark database so far.
+
+        Backends report these when they go idle, at most once a second: wait that long so
+        the figures include the run that just ended (the wait is outside the measured time).
+        """
+        if not self.database_name:
+            return 0.0, 0.0
+        time.sleep(1.2)
+        row = self.query(
+            "SELECT xact_commit + xact_rollback, active_time + idle_in_transaction_time"
+            " FROM pg_stat_database WHERE datname = :name",
+            name=self.database_name,
+        )[0]
+        return float(row[0]), float(row[1]) / 1000
+
+    def backends(self, app: str) -> int:
+        """Server connections `app`'s workers hold open (their pools) after a run."""
+        if not self.database_name:
+            return 0
+        rows = self.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = :name"
+            " AND application_name = :app",
+            name=self.database_name,
+            app=f"bench-{app}",
+        )
+        return int(rows[0][0])
 
     def database_cpu(self) -> dict[int, float]:
         """CPU seconds so far of each PostgreSQL backend serving the benchmark database."""
@@ -486,7 +534,9 @@ class Bench:
             f"loyalty vs bare Flask+SQLAlchemy ceiling: {self.args.database}, "
             f"{self.args.connections} connections, {self.args.workers} sync workers each, "
             f"{self.args.duration:g}s per operation, {self.args.members} members, "
-            f"Idempotency-Key on {self.args.idempotency}; latencies in ms",
+            f"Idempotency-Key on {self.args.idempotency}; latencies in ms; load average "
+            + "/".join(f"{x:.2f}" for x in os.getloadavg())
+            + f" (1/5/15 min) at the end on {os.cpu_count()} CPUs",
             header,
             "-" * len(header),
         ]
@@ -536,6 +586,25 @@ class Bench:
                 f"{(bare_app / ours_app if ours_app else 0):9.2f} | "
                 f"{ours.other_share:5.0%} {bare.other_share:5.0%}"
             )
+        if self.database_name:
+            lines += [
+                "",
+                "PostgreSQL per request (pg_stat_database): transactions, and ms a server",
+                "connection spent inside a transaction (what a transaction-pooling PgBouncer",
+                "holds it for); conns: connections its workers held open after the run",
+                f"{'operation':10} | {'loyalty xacts':>13} {'in-xact ms':>10} {'conns':>5} | "
+                f"{'bare xacts':>10} {'in-xact ms':>10} {'conns':>5}",
+            ]
+            for op in SHOW_ORDER:
+                ours, bare = self.results.get((op, "loyalty")), self.results.get((op, "bare"))
+                if ours is None or bare is None:
+                    continue
+                lines.append(
+                    f"{op:10} | {ours.xacts / max(ours.requests, 1):13.2f} "
+                    f"{ours.cpu_ms(ours.in_xact):10.2f} {ours.backends:5d} | "
+                    f"{bare.xacts / max(bare.requests, 1):10.2f} "
+                    f"{bare.cpu_ms(bare.in_xact):10.2f} {bare.backends:5d}"
+                )
         lines.append("")
         for (op, app), result in sorted(self.results.items()):
             for status, body in sorted(result.samples.items()):

@@ -6,6 +6,12 @@ Environment variables:
   ``./instance/loyalty.db``. ``postgresql://...`` URLs use psycopg 3.
 - ``LOYALTY_DB_POOL_SIZE`` / ``LOYALTY_DB_MAX_OVERFLOW``: PostgreSQL connection pool per
   process (default 5 / 5).
+- ``LOYALTY_REPLICA_DATABASE_URL``: a PostgreSQL streaming replica for the reads that may
+  lag (reports, insight, member lists, the audit log; loyalty.api.replica). Default: none,
+  every read on the primary. Refused beside an SQLite primary.
+  ``LOYALTY_REPLICA_POOL_SIZE`` / ``LOYALTY_REPLICA_MAX_OVERFLOW``: its pool per process
+  (default 5 / 5). ``LOYALTY_REPLICA_MAX_LAG_SECONDS``: a replica further behind is not read
+  from (default 5).
 - ``LOYALTY_SECRET_KEY``: signs the admin console's session cookie and keys the pseudonyms
   of erased members (default: a key made once in ./instance/secret_key).
   ``LOYALTY_INSECURE_COOKIES=1`` drops the cookie's Secure flag, for a console reached over
@@ -17,6 +23,11 @@ Environment variables:
 - ``LOYALTY_LOG_LEVEL``: log level (default INFO). Logs are JSON lines on stderr.
 - ``LOYALTY_WEBHOOKS_ALLOW_LOCAL=1``: lets webhooks go to plain http and to local and private
   addresses (development and tests; by default a webhook must be https to a public address).
+- ``LOYALTY_WEBHOOK_LEASE_SECONDS``: how long a jobs worker's claim on a batch of webhook
+  deliveries lasts (default 60, over 10): a worker killed mid-batch leaves the rest to the
+  others once it runs out.
+- ``LOYALTY_DB_PGBOUNCER=1``: DATABASE_URL (and the replica's) is a PgBouncer in transaction
+  pooling mode: no server-side prepared statements, the time zone set after connecting.
 - ``LOYALTY_PROXIES``: how many reverse proxies stand in front (default 0; 1 behind the nginx
   of deploy/). The client's address and scheme are then read from the X-Forwarded-For and
   X-Forwarded-Proto headers those proxies set, and from no one else's.
@@ -73,13 +84,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         configure_engine(db.engine)
 
     from loyalty import api
-    from loyalty.api import health, observability
+    from loyalty.api import health, observability, replica
 
     # Experiments have no API yet (issue 15 adds it later), so nothing else imports their
     # models: imported here so the metadata, and so the migrations' check, knows their tables.
     from loyalty.experiments import models as _experiment_models  # noqa: F401
 
     observability.init_app(app)
+    replica.init_app(app)
     app.register_blueprint(health.blp)
     api.init_app(app)
 

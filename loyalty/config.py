@@ -21,18 +21,85 @@ def database_url(raw: str | None) -> str:
     return raw
 
 
+def behind_pgbouncer() -> bool:
+    """LOYALTY_DB_PGBOUNCER=1: the database URL is a PgBouncer in transaction pooling mode,
+    where consecutive transactions of one connection may run on different server sessions."""
+    return os.environ.get("LOYALTY_DB_PGBOUNCER") == "1"
+
+
 def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if behind_pgbouncer():
+        # psycopg prepares a statement on the server after its 5th run; the next
+        # transaction may be on another server session, where that name does not exist
+        # (PgBouncer 1.18 does not track prepared statements). And PgBouncer refuses the
+        # `options` startup parameter: loyalty.db sets the time zone after connecting
+        # instead (see loyalty.db.in_utc).
+        connect_args["prepare_threshold"] = None
+    else:
+        # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
+        connect_args["options"] = "-c timezone=UTC"
     return {
         "pool_size": int(os.environ.get("LOYALTY_DB_POOL_SIZE", "5")),
         "max_overflow": int(os.environ.get("LOYALTY_DB_MAX_OVERFLOW", "5")),
         # No ping on every checkout (a round trip per request): loyalty.db pings a
         # connection only after it sat idle (see ping_idle_connections).
         "pool_recycle": 1800,
-        # Sessions in UTC, so date() of a timestamp is the UTC day on every server.
-        "connect_args": {"connect_timeout": 5, "options": "-c timezone=UTC"},
+        "connect_args": connect_args,
     }
+
+
+# Short: a replica that does not answer must cost a request little before reads fall back.
+# libpq's minimum.
+REPLICA_CONNECT_TIMEOUT_SECONDS = 2
+
+
+def replica_url(raw: str | None, primary: str) -> str | None:
+    """LOYALTY_REPLICA_DATABASE_URL, normalized as DATABASE_URL is; None when unset (no
+    replica: every read on the primary). Raises ValueError unless both it and the primary
+    are PostgreSQL: SQLite has no replicas."""
+    if not raw:
+        return None
+    url = database_url(raw)
+    if not (url.startswith("postgresql") and primary.startswith("postgresql")):
+        raise ValueError(
+            "LOYALTY_REPLICA_DATABASE_URL needs PostgreSQL, for the replica and for the primary "
+            "(DATABASE_URL): SQLite has no replicas. Unset it to read everything from the "
+            "primary."
+        )
+    return url
+
+
+def replica_engine_options(url: str) -> dict[str, Any]:
+    """The primary's engine options, with the replica's own pool and a short connect timeout
+    (SQLite, the test suite's stand-in, keeps the primary's)."""
+    options = engine_options(url)
+    if url.startswith("sqlite"):
+        return options
+    options["pool_size"] = int(os.environ.get("LOYALTY_REPLICA_POOL_SIZE", "5"))
+    options["max_overflow"] = int(os.environ.get("LOYALTY_REPLICA_MAX_OVERFLOW", "5"))
+    options["connect_args"] = {
+        **options["connect_args"],
+        "connect_timeout": REPLICA_CONNECT_TIMEOUT_SECONDS,
+    }
+    return options
+
+
+def replica_max_lag() -> float:
+    """LOYALTY_REPLICA_MAX_LAG_SECONDS: a replica further behind than this many seconds is
+    not read from (default 5)."""
+    raw = os.environ.get("LOYALTY_REPLICA_MAX_LAG_SECONDS") or "5"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(
+            f"LOYALTY_REPLICA_MAX_LAG_SECONDS must be a number of seconds, 0 or more, not {raw!r}."
+        )
+    return value
 
 
 def secret_key() -> str:
@@ -98,8 +165,18 @@ def rate_limits() -> dict[str, str]:
     }
 
 
+def webhook_lease_seconds() -> int:
+    """LOYALTY_WEBHOOK_LEASE_SECONDS: how long a worker's claim on a batch of deliveries
+    lasts; a worker that dies mid-batch leaves the rest to others after it (default 60)."""
+    value = _positive("LOYALTY_WEBHOOK_LEASE_SECONDS", 60)
+    if value <= 10:
+        raise ValueError("LOYALTY_WEBHOOK_LEASE_SECONDS must be over 10 (a delivery's timeout).")
+    return value
+
+
 def from_environment() -> dict[str, Any]:
     url = database_url(os.environ.get("DATABASE_URL"))
+    replica = replica_url(os.environ.get("LOYALTY_REPLICA_DATABASE_URL"), url)
     return {
         "SECRET_KEY": secret_key(),
         "SESSION_COOKIE_NAME": "loyalty_console",
@@ -120,12 +197,18 @@ def from_environment() -> dict[str, Any]:
         "WTF_CSRF_TIME_LIMIT": None,
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(url),
+        # Reads that may lag (loyalty.api.replica); None: everything on the primary.
+        "REPLICA_DATABASE_URI": replica,
+        "REPLICA_ENGINE_OPTIONS": replica_engine_options(replica) if replica else {},
+        "REPLICA_MAX_LAG_SECONDS": replica_max_lag(),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         # Reverse proxies in front (deploy/'s nginx is one): their X-Forwarded-For and
         # X-Forwarded-Proto are believed, anyone else's are not.
         "PROXIES": int(os.environ.get("LOYALTY_PROXIES", "0")),
         # Webhooks to plain http and local addresses: development and tests only.
         "WEBHOOKS_ALLOW_LOCAL": os.environ.get("LOYALTY_WEBHOOKS_ALLOW_LOCAL") == "1",
+        # Longer than a delivery's 10 s timeout, so no other worker sends it meanwhile.
+        "WEBHOOK_LEASE_SECONDS": webhook_lease_seconds(),
         "RATE_LIMITS": rate_limits(),
         "MEMBER_TOKEN_TTL_SECONDS": member_token_ttl(),
         "CORS_ORIGINS": cors_origins(),

@@ -125,9 +125,25 @@ def ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError("stale pooled connection") from error
 
 
+def in_utc(engine: Engine) -> None:
+    """Make every PostgreSQL session UTC, so date() of a timestamp is the UTC day on every
+    server. A direct connection asks for it at startup (``options``, see loyalty.config);
+    through PgBouncer, which refuses that startup parameter, a new connection sets it once.
+    That SET outlives its transaction, yet is safe under transaction pooling: TimeZone is one
+    of the parameters PgBouncer tracks per client and sets again on whichever server session
+    the client's next transaction runs on."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection.info.parameter_status("TimeZone") == "UTC":
+            return
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
+
+
 def configure_engine(engine: Engine) -> None:
-    """Ping idle PostgreSQL connections (above); make SQLite behave like a database that
-    can take concurrent writers.
+    """Ping idle PostgreSQL connections and keep them in UTC (above); make SQLite behave like
+    a database that can take concurrent writers.
 
     pysqlite's own transaction handling starts transactions late and lazily, so two writers
     both read, then one fails at its first write with "database is locked". We emit
@@ -136,6 +152,7 @@ def configure_engine(engine: Engine) -> None:
     """
     if engine.dialect.name != "sqlite":
         ping_idle_connections(engine)
+        in_utc(engine)
         return
 
     @event.listens_for(engine, "connect")

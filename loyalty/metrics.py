@@ -14,6 +14,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -53,6 +54,24 @@ WEBHOOKS = Counter(
 RATE_LIMIT_STORAGE_ERRORS = Counter(
     "loyalty_rate_limit_storage_errors_total",
     "Failed calls to the rate limit store (the limiter then counts in each process's memory).",
+)
+
+# Reads that may lag (the views marked reads_from_replica, loyalty.api.replica): one per request.
+DB_READS = Counter(
+    "loyalty_db_reads_total",
+    "Requests to views that may read from the replica, by the server that served them.",
+    ["target"],
+)
+REPLICA_FALLBACKS = Counter(
+    "loyalty_replica_fallbacks_total",
+    "Reads that may lag sent to the primary: the replica down, lagging, or behind the "
+    "console session's latest write.",
+    ["reason"],
+)
+REPLICA_LAG = Gauge(
+    "loyalty_replica_lag_seconds",
+    "The replica's lag at the latest probe (NaN while it cannot be reached).",
+    multiprocess_mode="livemostrecent",
 )
 
 

@@ -8,6 +8,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.audit import services as audit
 from loyalty.audit.services import AuditRecord
 from loyalty.extensions import db
@@ -31,6 +32,7 @@ def entry_body(entry: AuditRecord) -> dict[str, Any]:
 
 @blp.route("/audit-log")
 class AuditLog(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(AuditQuerySchema, location="query")
     @blp.response(200, AuditPageSchema)

@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.api.reports import CAMPAIGN_REPORT_DESCRIPTION
 from loyalty.api.rules import budget_usage_body
 from loyalty.automations import services as automations
@@ -174,6 +175,7 @@ class SimulateAutomation(MethodView):
 
 @blp.route("/automations/<uuid:automation_id>/report")
 class AutomationReport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(CampaignReportQuerySchema, location="query")
     @blp.response(200, CampaignReportSchema)

@@ -11,6 +11,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.extensions import db
 from loyalty.insight import evaluation, export, queries
 from loyalty.insight.summary import summary
@@ -45,6 +46,7 @@ def member_row_body(row: queries.MemberRow) -> dict[str, Any]:
 
 @blp.route("/members")
 class AdminMembers(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(MemberListQuerySchema, location="query")
     @blp.response(200, MemberListPageSchema)
@@ -76,6 +78,7 @@ CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
 
 @blp.route("/members.csv")
 class AdminMembersExport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(MemberFilterSchema, location="query")
     @blp.response(200, content_type="text/csv")
@@ -97,6 +100,7 @@ class AdminMembersExport(MethodView):
 
 @blp.route("/members/<string:external_id>/insight")
 class AdminMemberInsight(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.response(200, MemberInsightSchema)
     @blp.alt_response(404, description="No such member.")
@@ -116,6 +120,7 @@ class AdminMemberInsight(MethodView):
 
 @blp.route("/insight")
 class InsightSummary(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.response(200, InsightSummarySchema)
     @blp.alt_response(409, description=NOT_REFRESHED)
@@ -136,6 +141,7 @@ class InsightSummary(MethodView):
 
 @blp.route("/insight/evaluation")
 class InsightEvaluation(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(EvaluationQuerySchema, location="query")
     @blp.response(200, EvaluationSchema)

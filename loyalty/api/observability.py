@@ -42,6 +42,8 @@ def _finish(response: Response) -> Response:
             "status": response.status_code,
             "duration_ms": round(elapsed * 1000, 2),
             "api_key": g.caller.name if "caller" in g else None,
+            # A view marked reads_from_replica: which server served it (loyalty.api.replica).
+            **({"db": g.db_target.value} if "db_target" in g else {}),
         },
     )
     return response

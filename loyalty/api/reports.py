@@ -8,6 +8,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.extensions import db
 from loyalty.reports import services as reports
 from loyalty.schemas.reports import ActivityQuerySchema, ActivitySchema, LiabilitySchema
@@ -17,10 +18,16 @@ blp = Blueprint("reports", __name__, url_prefix="/v1/admin/reports", description
 
 @blp.route("/liability")
 class LiabilityReport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.response(200, LiabilitySchema)
     def get(self) -> dict[str, Any]:
-        """Points outstanding (available, pending, held) and their money value"""
+        """Points outstanding (available, pending, held) and their money value
+
+        As of the request, whether or not the jobs worker has settled every member: points
+        that matured, expired or came back from timed-out holds by now count where they
+        belong. The report reads only; it never settles.
+        """
         report = reports.liability(db.session())
         return {
             "available": report.available,
@@ -35,6 +42,7 @@ class LiabilityReport(MethodView):
 
 @blp.route("/activity")
 class ActivityReport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(ActivityQuerySchema, location="query")
     @blp.response(200, ActivitySchema)
@@ -42,7 +50,9 @@ class ActivityReport(MethodView):
         """Points earned, redeemed, restored, expired, adjusted, reversed and new members per
         day (UTC), and members per tier now
 
-        `from` and `to` are dates, both included, at most 366 days apart.
+        `from` and `to` are dates, both included, at most 366 days apart. As of the request,
+        whether or not the jobs worker has caught up: points that expired by now count on
+        their day, and tier reviews due count as made. The report reads only.
         """
         return reports.activity(db.session(), query["from_"], query["to"])
 

@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.api.reports import CAMPAIGN_REPORT_DESCRIPTION
 from loyalty.extensions import db
 from loyalty.orders import earning
@@ -199,6 +200,7 @@ class Simulate(MethodView):
 
 @blp.route("/rules/<uuid:rule_id>/report")
 class RuleReport(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(CampaignReportQuerySchema, location="query")
     @blp.response(200, CampaignReportSchema)

@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from loyalty.api.auth import current_caller, requires
 from loyalty.api.base import Blueprint
+from loyalty.api.replica import reads_from_replica
 from loyalty.extensions import db
 from loyalty.insight import saved_segments as segments
 from loyalty.insight.saved_segments import SegmentChanges, SegmentDefinition, SegmentView
@@ -30,6 +31,7 @@ def segment_body(segment: SegmentView) -> dict[str, Any]:
 
 @blp.route("/segments")
 class Segments(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, SegmentPageSchema)
@@ -69,6 +71,7 @@ class Segments(MethodView):
 
 @blp.route("/segments/<string:segment_key>")
 class Segment(MethodView):
+    @reads_from_replica
     @requires("admin")
     @blp.response(200, SegmentSchema)
     @blp.alt_response(404, description="No such segment.")

@@ -4,7 +4,6 @@ specifics. Nothing here loops over members; `firing` inserts what these find."""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import uuid
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from loyalty.insight.models import MemberInsight
 from loyalty.insight.segment_filter import metadata_condition
 from loyalty.ledger.models import LedgerTransaction, LotState, MemberBalance, PointLot
 from loyalty.ledger.policy import add_months
+from loyalty.members import birthdays
 from loyalty.members.models import Member, MemberStatus
 from loyalty.members.segments import SavedSegment, SegmentChange, SegmentMember
 from loyalty.orders.models import Order, QuotedCart
@@ -103,22 +103,14 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
             .subquery("due")
         )
     if kind == TriggerKind.BIRTHDAY:
-        today = now.date()
-        days = [(today.month, today.day)]
-        if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
-            days.append((2, 29))
-        month, day = sa.extract("month", Member.birthday), sa.extract("day", Member.birthday)
-        midnight = dt.datetime.combine(today, dt.time(), dt.UTC)
+        today, midnight = birthdays.program_day(now)
         return (
             sa.select(
                 Member.id.label("member_id"),
                 sa.literal(midnight, UTCDateTime()).label("window_start"),
                 Member.birthday.label("birthday"),
             )
-            .where(
-                Member.birthday.is_not(None),
-                sa.or_(*(sa.and_(month == m, day == d) for m, d in days)),
-            )
+            .where(birthdays.born_on(today))
             .subquery("due")
         )
     if kind == TriggerKind.SEGMENT_ENTERED:

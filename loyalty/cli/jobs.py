@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -49,6 +51,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
         session,
         allow_local=current_app.config["WEBHOOKS_ALLOW_LOCAL"],
         budget_seconds=webhook_budget,
+        lease=dt.timedelta(seconds=current_app.config["WEBHOOK_LEASE_SECONDS"]),
     )
     metrics.JOB_PASSES.observe(time.perf_counter() - started)
     return (
@@ -112,7 +115,16 @@ def jobs_run(
             raise click.BadParameter("expected HOST:PORT", param_hint="--metrics-bind")
         metrics.serve(host.strip("[]") or "127.0.0.1", int(port))
     while True:
-        click.echo(_one_pass(batch_size, notice_days, webhook_budget))
+        try:
+            click.echo(_one_pass(batch_size, notice_days, webhook_budget))
+        except sa.exc.OperationalError as error:
+            if loop_seconds is None:
+                raise
+            # The database went away mid-pass (a restart, a failover, PgBouncer restarting).
+            # Every finished batch is committed and the next pass resumes where this one
+            # stopped, so a looping worker waits for its next pass instead of dying.
+            db.session.remove()
+            click.echo(f"pass interrupted, database unavailable: {error.orig!r}", err=True)
         if loop_seconds is None:
             return
         time.sleep(loop_seconds)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages, refusal_messages
+from loyalty.api.replica import reads_from_replica
 from loyalty.automations import report
 from loyalty.automations import services as automations
 from loyalty.automations.services import AutomationView, Simulation
@@ -89,6 +90,7 @@ def automation_page(automation_id: uuid.UUID) -> tuple[str, int]:
 
 
 @blp.get("/automations/<uuid:automation_id>/report")
+@reads_from_replica
 def automation_report(automation_id: uuid.UUID) -> tuple[str, int]:
     return campaign_page(
         lambda days: report.automation_report(db.session(), automation_id, days),

@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import UnprocessableEntity
 
 from loyalty.api.errors import flatten_messages, refusal_messages
+from loyalty.api.replica import reads_from_replica
 from loyalty.console import blp, charts
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
@@ -64,6 +65,7 @@ SEGMENT_LABELS = {s.value: label for s, label in LABELS.items()}
 
 
 @blp.get("/insight")
+@reads_from_replica
 def insight_page() -> str | tuple[str, int]:
     session = db.session()
     try:
@@ -163,6 +165,7 @@ def _query_string(args: MultiDict[str, str]) -> str:
 
 
 @blp.get("/members")
+@reads_from_replica
 def member_search() -> str | tuple[str, int]:
     session = db.session()
     currency = get_settings(session).currency
@@ -200,6 +203,7 @@ def member_search() -> str | tuple[str, int]:
 
 
 @blp.get("/members.csv")
+@reads_from_replica
 def member_export() -> Response:
     currency = get_settings(db.session()).currency
     query, errors = _filter_query(request.args, MemberFilterSchema(), currency)

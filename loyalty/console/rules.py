@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from wtforms import Form
 
 from loyalty.api.errors import flatten_messages, refusal_messages
+from loyalty.api.replica import reads_from_replica
 from loyalty.console import blp, forms, security
 from loyalty.console.reports import campaign_page
 from loyalty.errors import LoyaltyError
@@ -91,6 +92,7 @@ def rule_page(rule_id: uuid.UUID) -> str:
 
 
 @blp.get("/rules/<uuid:rule_id>/report")
+@reads_from_replica
 def rule_report(rule_id: uuid.UUID) -> tuple[str, int]:
     return campaign_page(
         lambda days: campaigns.rule_report(db.session(), rule_id, days),

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from loyalty.api.errors import flatten_messages, refusal_messages
+from loyalty.api.replica import reads_from_replica, remember_console_write
 from loyalty.audit import services as audit
 from loyalty.console import blp, charts, formatting, forms, insight, security
 from loyalty.db import utcnow
@@ -30,6 +31,7 @@ from loyalty.schemas.program import ProgramSchema, settings_changes, settings_to
 blp.before_app_request(security.refuse_nul)
 blp.before_request(security.guard)
 blp.after_app_request(security.secure_headers)
+blp.after_request(remember_console_write)
 blp.context_processor(security.template_globals)
 blp.add_app_template_filter(formatting.money, "money")
 blp.add_app_template_filter(formatting.moment, "moment")
@@ -86,6 +88,7 @@ def logout() -> Response:
 
 
 @blp.get("/")
+@reads_from_replica
 def dashboard() -> str:
     session = db.session()
     today = utcnow().date()
@@ -206,6 +209,7 @@ def _program_field_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 @blp.get("/audit")
+@reads_from_replica
 def audit_log() -> str:
     target_type = request.args.get("target_type") or None
     target_id = request.args.get("target_id") or None

@@ -7,7 +7,6 @@ Several workers may run at once: on PostgreSQL each claims members with
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from loyalty import metrics
 from loyalty.db import in_claimed_batches, transaction, utcnow
 from loyalty.events import services as events
 from loyalty.ledger.models import LotState, MemberBalance, PointLot
+from loyalty.members import birthdays
 from loyalty.members.models import Member, MemberStatus
 from loyalty.settlement import services as settlement
 from loyalty.webhooks import outbox
@@ -29,18 +29,6 @@ class RunSummary:
     members_settled: int = 0
     transactions_written: int = 0
     batches: int = 0
-
-
-def _claim_batch(session: Session, now: dt.datetime, size: int) -> list[MemberBalance]:
-    stmt = (
-        sa.select(MemberBalance)
-        .where(MemberBalance.next_due_at <= now)
-        .order_by(MemberBalance.next_due_at)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    )
-    return list(session.execute(stmt).scalars())
 
 
 def due_count(session: Session, now: dt.datetime | None = None) -> int:
@@ -70,11 +58,8 @@ def settle_due(
     summary = RunSummary()
     while True:
         with transaction(session):
-            batch = _claim_batch(session, now, batch_size)
-            for balance in batch:
-                summary.transactions_written += len(
-                    settlement.settle_member(session, balance, now).transactions
-                )
+            batch = settlement.settle_due_batch(session, now, batch_size)
+            summary.transactions_written += sum(done.posted for done in batch)
         if not batch:
             return summary
         summary.batches += 1
@@ -147,21 +132,14 @@ def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:
     birthdays on Feb 28 in other years); exactly once per member and year. Returns how many
     events were recorded."""
     now = now or utcnow()
-    today = now.date()
-    days = [(today.month, today.day)]
-    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
-        days.append((2, 29))
-    candidates = [
-        external_id
-        for external_id, birthday in session.execute(
-            sa.select(Member.external_id, Member.birthday).where(
-                Member.birthday.is_not(None), Member.status == MemberStatus.ACTIVE.value
-            )
+    today, midnight = birthdays.program_day(now)
+    candidates = session.scalars(
+        sa.select(Member.external_id).where(
+            birthdays.born_on(today), Member.status == MemberStatus.ACTIVE.value
         )
-        if birthday is not None and (birthday.month, birthday.day) in days
-    ]
-    # The same body on every run today, so a rerun is a replay, not a conflict.
-    midnight = dt.datetime.combine(today, dt.time(), dt.UTC)
+    ).all()
+    # The same body on every run today (dated at the day's start), so a rerun is a replay,
+    # not a conflict.
     recorded = 0
     for external_id in candidates:
         _, created = events.record_event(

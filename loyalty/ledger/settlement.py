@@ -7,6 +7,7 @@ Settling reports what it did (``Settlement``); the use case that settles reacts 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,8 +162,10 @@ def _expire_holds(
     ]
 
 
-def _soonest_due_statement() -> sa.Select[Any]:
-    member_id: sa.BindParameter[int] = sa.bindparam("member_id")
+def soonest_due(member_id: Any, settled_at: Any) -> list[Any]:
+    """The four times the member `member_id` (a column or a parameter) may next fall due
+    after being settled at `settled_at`, as scalar subqueries: its first lot to mature, its
+    first live lot to expire, its first hold to time out, its tier retention's end."""
     live = PointLot.state.in_([LotState.PENDING.value, LotState.AVAILABLE.value])
     maturing = sa.select(sa.func.min(PointLot.available_at)).where(
         PointLot.member_id == member_id, PointLot.state == LotState.PENDING.value
@@ -176,22 +179,22 @@ def _soonest_due_statement() -> sa.Select[Any]:
     # A retention ending by `settled_at` was just reviewed (a tier kept 0 months): due again
     # then, the member would be claimed by `jobs run` over and over.
     tier_review = sa.select(Member.tier_retained_until).where(
-        Member.id == member_id, Member.tier_retained_until > sa.bindparam("settled_at")
+        Member.id == member_id, Member.tier_retained_until > settled_at
     )
-    subqueries: list[Any] = [
-        query.scalar_subquery() for query in (maturing, expiring, hold_ends, tier_review)
-    ]
-    return sa.select(*subqueries)
+    return [query.scalar_subquery() for query in (maturing, expiring, hold_ends, tier_review)]
+
+
+def earliest(candidates: Sequence[dt.datetime | None]) -> dt.datetime | None:
+    """The soonest of `soonest_due`'s times, or None when nothing is ever due."""
+    # Aggregates bypass the column type on some drivers, so normalize to aware UTC here.
+    times = [when if when.tzinfo else when.replace(tzinfo=dt.UTC) for when in candidates if when]
+    return min(times, default=None)
 
 
 # One round trip for the four candidates (settling a member runs it).
-_SOONEST_DUE = _soonest_due_statement()
+_SOONEST_DUE = sa.select(*soonest_due(sa.bindparam("member_id"), sa.bindparam("settled_at")))
 
 
 def _next_due(session: Session, member_id: int, settled_at: dt.datetime) -> dt.datetime | None:
     row = session.execute(_SOONEST_DUE, {"member_id": member_id, "settled_at": settled_at}).one()
-    candidates: list[dt.datetime] = [when for when in row if when is not None]
-    if not candidates:
-        return None
-    # Aggregates bypass the column type on some drivers, so normalize to aware UTC here.
-    return min(when if when.tzinfo else when.replace(tzinfo=dt.UTC) for when in candidates)
+    return earliest(list(row))

@@ -218,7 +218,7 @@ def refund_order(
             tiers.review_member(session, member, now)
         # A refund inside the return window of a referred member's first order cancels the
         # referral's reward before it is paid.
-        referrals.order_refunded(session, order.order_id, now)
+        referrals.order_refunded(session, order.member_id, order.order_id, now)
         order.refunded_amount = after
         order.points_reversed += reversed_points
         order.points_restored += restored_points

@@ -22,7 +22,7 @@ from loyalty.ledger.models import Account, MemberBalance, TransactionKind
 from loyalty.ledger.postings import credit, lock_balance
 from loyalty.members import referral_codes as codes
 from loyalty.members.exceptions import ReferrerNotFound
-from loyalty.members.lookup import external_id_of, member_by_external_id
+from loyalty.members.lookup import external_id_of, member_by_external_id, with_merged
 from loyalty.members.models import Member
 from loyalty.program import config
 from loyalty.program.models import ProgramSettings
@@ -156,14 +156,16 @@ def first_order_placed(
         _reward(session, referral, friend, friend_balance, referrer_balance, settings, now)
 
 
-def order_refunded(session: Session, order_id: str, now: dt.datetime) -> None:
-    """An order was refunded (the caller holds its member's lock): if it is a referral's
-    qualifying order and its return window is still open, the referral is cancelled and
-    nothing is paid. A refund after the window leaves the reward alone, whether or not the
-    jobs have paid it yet."""
+def order_refunded(session: Session, member_id: int, order_id: str, now: dt.datetime) -> None:
+    """An order of member `member_id` was refunded (the caller holds their lock): if it is a
+    referral's qualifying order and its return window is still open, the referral is
+    cancelled and nothing is paid. A refund after the window leaves the reward alone, whether
+    or not the jobs have paid it yet."""
+    # The friend is the order's member, or a duplicate merged into them (the order moved):
+    # naming them keeps the lookup on the member's rows (docs/scaling.md).
     referral = session.execute(
         sa.select(Referral)
-        .where(Referral.order_id == order_id)
+        .where(Referral.referred_id.in_(with_merged(member_id)), Referral.order_id == order_id)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if referral is None or referral.status != ReferralStatus.QUALIFYING:

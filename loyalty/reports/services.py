@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty.db import utcnow
 from loyalty.errors import ValidationFailed
-from loyalty.jobs import services as jobs
 from loyalty.ledger.models import (
     Account,
     LedgerEntry,
@@ -20,6 +20,7 @@ from loyalty.ledger.models import (
 )
 from loyalty.members.models import Member
 from loyalty.program.services import get_settings
+from loyalty.reports.unsettled import tier_moves, unsettled
 from loyalty.tiers.models import Tier
 
 PROGRAM_ACCOUNTS = (Account.ISSUED, Account.REDEEMED, Account.EXPIRED, Account.ADJUSTED)
@@ -44,11 +45,14 @@ def liability(session: Session, now: dt.datetime | None = None) -> Liability:
 
     The outstanding total comes from the program accounts (issued, adjusted, redeemed,
     expired, aggregated over the ledger); `consistent` says it equals the sum of every
-    member's balance. Members due by `now` are settled first, as any read does, so points
-    that expired are not owed whether or not the job has run.
+    member's balance. It answers as of `now` (default: the present) whether or not
+    ``jobs run`` has caught up: what settling the members due by then would post (points
+    matured, expired, holds timed out) is added in, without writing (``unsettled``), so
+    points that expired are not owed.
     """
-    jobs.settle_due(session, now=now)
+    now = now or utcnow()
     settings = get_settings(session)
+    due = unsettled(session, now).accounts
     sums: dict[Account, int] = dict(
         session.execute(
             sa.select(LedgerEntry.account, sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
@@ -56,16 +60,20 @@ def liability(session: Session, now: dt.datetime | None = None) -> Liability:
             .group_by(LedgerEntry.account)
         ).all()
     )
-    program = {a.value: int(sums.get(a, 0)) for a in PROGRAM_ACCOUNTS}
+    program = {a.value: int(sums.get(a, 0)) + due[a.value] for a in PROGRAM_ACCOUNTS}
     available, pending, held = (
-        int(v or 0)
-        for v in session.execute(
-            sa.select(
-                sa.func.sum(MemberBalance.available),
-                sa.func.sum(MemberBalance.pending),
-                sa.func.sum(MemberBalance.held),
-            )
-        ).one()
+        int(v or 0) + due[account]
+        for v, account in zip(
+            session.execute(
+                sa.select(
+                    sa.func.sum(MemberBalance.available),
+                    sa.func.sum(MemberBalance.pending),
+                    sa.func.sum(MemberBalance.held),
+                )
+            ).one(),
+            ("available", "pending", "held"),
+            strict=True,
+        )
     )
     outstanding = -sum(program.values())
     return Liability(
@@ -105,15 +113,16 @@ def activity(
     """Points earned, redeemed, restored, expired, adjusted and reversed per day (UTC) from
     `first` to `last` inclusive, new members per day, and members per tier now.
 
-    Members due by `now` are settled first, so expiries count on their day (and tiers are
-    current) whether or not the job has run. Raises ValidationFailed for a reversed range or
-    one longer than a year.
+    As of `now` (default: the present) whether or not ``jobs run`` has caught up: expiries
+    that settling would post count on their day, and tier reviews due count as made, both
+    worked out without writing (``unsettled``). Raises ValidationFailed for a reversed range
+    or one longer than a year.
     """
     if last < first:
         raise ValidationFailed({"to": ["Must not be before from."]})
     if (last - first).days >= MAX_DAYS:
         raise ValidationFailed({"to": [f"At most {MAX_DAYS} days per report."]})
-    jobs.settle_due(session, now=now)
+    now = now or utcnow()
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
     days = {
@@ -149,6 +158,9 @@ def activity(
             target.expired += amount
         elif account == Account.ADJUSTED:
             target.adjusted += -amount
+    for when, expired in unsettled(session, now).expired_on.items():
+        if when in days:
+            days[when].expired += expired
 
     enrolled = sa.func.date(Member.enrolled_at).label("day")
     for when, count in session.execute(
@@ -168,7 +180,11 @@ def activity(
         .group_by(Tier.code)
     ):
         by_tier[code or "none"] = int(count)
-    return Activity(days=list(days.values()), members_by_tier=dict(by_tier))
+    for code, moved in tier_moves(session, now).items():
+        by_tier[code] += moved
+    return Activity(
+        days=list(days.values()), members_by_tier={c: n for c, n in by_tier.items() if n}
+    )
 
 
 def _as_date(value: dt.date | str) -> dt.date:

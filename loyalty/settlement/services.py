@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from loyalty.db import transaction, utcnow
+from loyalty.ledger import batch_settlement
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
 from loyalty.ledger.settlement import Settlement, reschedule, settle
@@ -41,6 +42,35 @@ def settle_member(session: Session, balance: MemberBalance, now: dt.datetime) ->
     if done.tier_review_due:
         tiers.review_member(session, member, now)
         reschedule(session, balance, now)
+    return done
+
+
+def settle_due_batch(
+    session: Session, now: dt.datetime, size: int
+) -> list[batch_settlement.Settled]:
+    """Claim up to `size` members due by `now` that no other worker holds, settle them
+    together (``ledger.batch_settlement``) and react as ``settle_member`` does: a
+    ``points.expired`` webhook per member whose points expired, a tier review (member by
+    member: few are due at once) where the retention ran out. Returns what was done per
+    member; an empty list when nobody is due."""
+    done = batch_settlement.settle_many(
+        session, batch_settlement.claim_due(session, now, size), now
+    )
+    expired = {settled.member_id: settled.expired for settled in done if settled.expired}
+    if expired:
+        externals = session.execute(
+            sa.select(Member.id, Member.external_id).where(Member.id.in_(list(expired)))
+        ).all()
+        payloads = [{"member_id": external, "points": expired[id_]} for id_, external in externals]
+        outbox.emit_many(session, "points.expired", payloads, now)
+    for settled in done:
+        if settled.tier_review_due:
+            member = session.get(Member, settled.member_id)
+            balance = session.get(MemberBalance, settled.member_id)
+            if member is None or balance is None:
+                raise RuntimeError(f"balance {settled.member_id} has no member")
+            tiers.review_member(session, member, now)
+            reschedule(session, balance, now)
     return done
 
 

@@ -75,10 +75,17 @@ def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int
     return int(total or 0)
 
 
-def review_member(session: Session, member: Member, now: dt.datetime) -> TierChange | None:
-    """Move the member to the tier their qualifying points earn them now, keeping their tier
-    until its retention runs out. The caller holds the member's lock. Returns the change
-    recorded, if any."""
+@dataclass(frozen=True, slots=True)
+class _Review:
+    tiers: list[Tier]
+    current: Tier | None
+    points: int
+    decision: policy.Decision
+
+
+def _decide(session: Session, member: Member, now: dt.datetime) -> _Review | None:
+    """Where the member stands at `now`; None when the program has no tiers and the member
+    none either."""
     program = config.current(session)
     defined = program_tiers(session, program)
     tiers = defined.all
@@ -96,6 +103,28 @@ def review_member(session: Session, member: Member, now: dt.datetime) -> TierCha
         now,
         (earnings, window_months),
     )
+    return _Review(list(tiers), current, points, decision)
+
+
+def tier_after_review(session: Session, member: Member, now: dt.datetime) -> str | None:
+    """The code of the tier reviewing the member at `now` would leave them in (None for
+    none), without reviewing: for reads that answer as of `now` before the review ran."""
+    review = _decide(session, member, now)
+    if review is None or review.decision.tier is None:
+        return None
+    return review.decision.tier.code
+
+
+def review_member(session: Session, member: Member, now: dt.datetime) -> TierChange | None:
+    """Move the member to the tier their qualifying points earn them now, keeping their tier
+    until its retention runs out. The caller holds the member's lock. Returns the change
+    recorded, if any."""
+    review = _decide(session, member, now)
+    if review is None:
+        return None
+    tiers, current, points, decision = (
+        review.tiers, review.current, review.points, review.decision
+    )  # fmt: skip
     member.tier_retained_until = decision.retained_until
     _review_again_by(session, member, decision.retained_until)
     if decision.reason is None:

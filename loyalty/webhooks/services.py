@@ -143,7 +143,7 @@ class DeliveryRun:
     failed_attempts: int = 0
 
 
-def _claim(session: Session, now: dt.datetime, batch_size: int) -> list[int]:
+def _claim(session: Session, now: dt.datetime, batch_size: int, lease: dt.timedelta) -> list[int]:
     with transaction(session):
         due = list(
             session.execute(
@@ -158,7 +158,7 @@ def _claim(session: Session, now: dt.datetime, batch_size: int) -> list[int]:
             ).scalars()
         )
         for delivery in due:
-            delivery.next_attempt_at = now + LEASE
+            delivery.next_attempt_at = now + lease
         return [delivery.id for delivery in due]
 
 
@@ -231,6 +231,7 @@ def deliver_due(
     *,
     allow_local: bool = False,
     budget_seconds: float | None = None,
+    lease: dt.timedelta = LEASE,
     clock: Callable[[], float] = time.monotonic,
 ) -> DeliveryRun:
     """Send every delivery due by `now`, batch after batch, until none is left or
@@ -239,13 +240,14 @@ def deliver_due(
     refuses addresses webhooks may not reach unless `allow_local`; each is recorded and a
     failure is retried later with exponential backoff, giving up after MAX_ATTEMPTS. No
     transaction stays open while a receiver answers (on SQLite that would hold the
-    database's write lock)."""
+    database's write lock). A batch's deliveries are claimed for `lease`: a worker that dies
+    mid-batch leaves the rest to another worker once it has run out."""
     now = now or utcnow()
     deadline = None if budget_seconds is None else clock() + budget_seconds
     run = DeliveryRun()
     attempted: set[int] = set()
     while deadline is None or clock() < deadline:
-        claimed = _claim(session, now, batch_size)
+        claimed = _claim(session, now, batch_size, lease)
         # A failed attempt is due again only after `now` unless `now` lies ahead of the real
         # time (tests): it is tried once per pass, not in a loop.
         fresh = [delivery_id for delivery_id in claimed if delivery_id not in attempted]

@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -32,6 +33,7 @@ from loyalty.rewards import definitions as reward_definitions
 from loyalty.rewards import services as rewards
 from loyalty.rewards.definitions import RewardDefinition
 from tests.commands import refund_command
+from tests.database import emptied_tables
 from tests.helpers import ok, order_placed_at
 
 # After every test the whole ledger must verify.
@@ -342,3 +344,63 @@ def test_points_that_expired_count_on_their_day_even_before_the_job_ran(
     report = activity(client, admin, days[0], days[-1])
 
     assert [day["expired"] for day in report["days"]] == [0, 70] + [0] * 9
+
+
+# --- as of now, while the job is behind -----------------------------------------------------
+
+
+@pytest.fixture
+def a_backlog(app, client, admin, checkout, spend_rule, days) -> None:
+    """Nothing read or settled since, so everything below is due and unsettled:
+    c1's order of 20 days ago matured 6 days ago; c2's 70 points given a year and 3 days ago
+    expired 3 days ago; c3's hold of an hour ago timed out; c4 reached silver with an order 3
+    months ago, which counts for 1 month, kept 1 month after: its review is due."""
+    tier = {"code": "silver", "name": "Silver", "rank": 1, "threshold": 100}
+    response = client.post("/v1/admin/tiers", json={**tier, "retention_months": 1}, headers=admin)
+    assert response.status_code == 201
+    response = client.patch("/v1/admin/program", json={"tier_window_months": 1}, headers=admin)
+    assert response.status_code == 200, response.json
+    enroll(client, checkout, "c1", "c2", "c3", "c4")
+    now = utcnow()
+    order_placed_at(app, "o1", "c1", 80, now - 20 * DAY, earn_points=True)
+    adjust(app, "c2", 70, add_months(noon(days[-4]), -12))
+    adjust(app, "c3", 500, now - 2 * DAY)
+    hold(app, "c3", 200, now - dt.timedelta(hours=1))
+    order_placed_at(app, "o4", "c4", 150, add_months(now, -3), earn_points=True)
+
+
+def reports(client: FlaskClient, admin: dict[str, str], days: list[dt.date]) -> dict[str, Any]:
+    return {"liability": liability(client, admin), "activity": activity(client, admin, *days)}
+
+
+def test_reports_with_a_backlog_equal_the_reports_after_the_job_ran(
+    app, client, admin, days, a_backlog
+):
+    before = reports(client, admin, [days[0], days[-1]])
+    with app.app_context():
+        summary = jobs.settle_due(db.session)
+
+    after = reports(client, admin, [days[0], days[-1]])
+
+    assert summary.members_settled == 4
+    assert before == after
+    assert (after["liability"]["available"], after["liability"]["pending"]) == (80 + 500 + 150, 0)
+    assert after["liability"]["held"] == 0
+    assert [day["expired"] for day in after["activity"]["days"]] == [0] * 7 + [70, 0, 0, 0]
+    assert after["activity"]["members_by_tier"] == {"none": 4}
+
+
+def stored_rows(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    with app.app_context():
+        return {
+            table.name: sorted(map(tuple, db.session.execute(sa.select(table))), key=repr)
+            for table in emptied_tables()
+        }
+
+
+def test_a_report_writes_nothing_even_with_a_backlog(app, client, admin, days, a_backlog):
+    before = stored_rows(app)
+
+    reports(client, admin, [days[0], days[-1]])
+
+    assert stored_rows(app) == before

@@ -347,3 +347,48 @@ def test_serve_binds_where_loyalty_bind_says_unless_told_otherwise(monkeypatch):
 
     assert "--bind" not in plain
     assert port_only[port_only.index("--bind") + 1] == "0.0.0.0:8080"
+
+
+class _Stopped(Exception):
+    """Ends a worker's loop in the tests below."""
+
+
+def _database_gone() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+
+def test_a_looping_worker_outlives_a_pass_the_database_interrupted(app, monkeypatch):
+    passes = iter([_database_gone(), "settled 1 members"])
+
+    def one_pass(*_args):
+        outcome = next(passes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise _Stopped
+
+    monkeypatch.setattr("loyalty.cli.jobs._one_pass", one_pass)
+    monkeypatch.setattr("loyalty.cli.jobs.time.sleep", sleep)
+    result = run(app, "jobs", "run", "--loop", "3")
+
+    assert isinstance(result.exception, _Stopped)
+    assert "pass interrupted, database unavailable" in result.stderr
+    assert "settled 1 members" in result.stdout
+    assert sleeps == [3, 3]
+
+
+def test_a_single_pass_the_database_interrupted_fails(app, monkeypatch):
+    def one_pass(*_args):
+        raise _database_gone()
+
+    monkeypatch.setattr("loyalty.cli.jobs._one_pass", one_pass)
+    result = run(app, "jobs", "run")
+
+    assert isinstance(result.exception, sa.exc.OperationalError)
+    assert result.exit_code != 0

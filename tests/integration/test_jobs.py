@@ -337,16 +337,17 @@ def test_running_twice_changes_nothing_the_second_time(app, ten_due_members):
 
 
 def test_an_interrupted_run_keeps_the_batches_it_finished(app, ten_due_members, monkeypatch):
-    real_settle = settlement.settle_member
+    real_settle = settlement.settle_due_batch
     calls = []
 
     def crash_on_the_second_batch(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
+        settled = real_settle(*args, **kwargs)  # written, then lost with the transaction
         if len(calls) == 2:
             raise RuntimeError("worker killed")
-        return real_settle(*args, **kwargs)
+        return settled
 
-    monkeypatch.setattr(settlement, "settle_member", crash_on_the_second_batch)
+    monkeypatch.setattr(settlement, "settle_due_batch", crash_on_the_second_batch)
     with pytest.raises(RuntimeError, match="worker killed"):
         settle(app, ten_due_members, batch_size=1)
 
@@ -355,19 +356,20 @@ def test_an_interrupted_run_keeps_the_batches_it_finished(app, ten_due_members, 
 
 
 def test_the_next_run_resumes_with_what_was_left(app, ten_due_members, monkeypatch):
-    real_settle = settlement.settle_member
+    real_settle = settlement.settle_due_batch
     calls = []
 
     def crash_on_the_fourth_batch(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
+        settled = real_settle(*args, **kwargs)  # written, then lost with the transaction
         if len(calls) == 4:
             raise RuntimeError("worker killed")
-        return real_settle(*args, **kwargs)
+        return settled
 
-    monkeypatch.setattr(settlement, "settle_member", crash_on_the_fourth_batch)
+    monkeypatch.setattr(settlement, "settle_due_batch", crash_on_the_fourth_batch)
     with pytest.raises(RuntimeError):
         settle(app, ten_due_members, batch_size=1)
-    monkeypatch.setattr(settlement, "settle_member", real_settle)
+    monkeypatch.setattr(settlement, "settle_due_batch", real_settle)
 
     resumed = settle(app, ten_due_members, batch_size=1)
 
