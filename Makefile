@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo serve test lint format openapi clean
+.PHONY: install demo serve test lint format openapi translations clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ format: install
 
 openapi: install
 	$(BIN)/loyalty openapi export
+
+## The console's languages: extract its strings into messages.pot, merge them into each
+## language's messages.po (translate what is new or fuzzy there), compile the committed .mo
+TRANSLATIONS := loyalty/console/translations
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+		--project loyalty -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis .import_linter_cache .coverage .coverage.* htmlcov

@@ -62,7 +62,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from loyalty import config
 from loyalty.db import configure_engine
-from loyalty.extensions import csrf, db
+from loyalty.extensions import babel, csrf, db
 from loyalty.logs import configure_logging
 
 
@@ -96,7 +96,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
 
     from loyalty.console import blp as console
+    from loyalty.console import language
 
+    babel.init_app(
+        app,
+        default_locale=language.DEFAULT,
+        default_translation_directories="console/translations",
+        locale_selector=language.select,
+    )
     app.register_blueprint(console)
 
     from loyalty.cli import register_commands

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from flask_babel import Babel
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
 from flask_wtf.csrf import CSRFProtect
@@ -39,3 +40,5 @@ db = SQLAlchemy(
 )
 # Checks nothing by itself (WTF_CSRF_CHECK_DEFAULT is off): the console calls csrf.protect().
 csrf = CSRFProtect()
+# The console's language and formats (its locale selector: loyalty.console.language).
+babel = Babel()

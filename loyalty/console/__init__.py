@@ -14,6 +14,10 @@ Security Policy (scripts only from the console's own files, never inline) and th
 anti-framing, nosniff and referrer headers, pages Cache-Control: no-store; a NUL in a path,
 query or form is a 400 page. Writes go through the same services as the API,
 under the key's name, so they land in the audit log alike.
+
+Pages speak English or Simplified Chinese (language.py: the header's switch, then
+Accept-Language), every string through Flask-Babel's gettext with the catalogs in
+translations/; figures and dates are written for the reader's locale (formatting.py).
 """
 
 from flask import Blueprint
@@ -33,6 +37,7 @@ from loyalty.console import (  # noqa: E402, F401 - register the routes on blp
     experiments,
     grants,
     insight,
+    language,
     rewards,
     rules,
     tiers,

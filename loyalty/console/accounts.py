@@ -9,6 +9,7 @@ import json
 import uuid
 
 from flask import current_app, flash, redirect, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from loyalty.auth import member_tokens
@@ -36,12 +37,18 @@ def export_member(external_id: str) -> Response:
 def erase_member(external_id: str) -> Response:
     form = forms.EraseForm()
     if not form.validate() or form.confirm.data != external_id:
-        flash("Not erased: type the member's id to confirm.", "error")
+        flash(gettext("Not erased: type the member's id to confirm."), "error")
         return redirect(url_for("console.member_page", external_id=external_id))
     done = erasure.erase(
         db.session(), external_id, current_app.config["SECRET_KEY"], security.actor()
     )
-    flash(f"Erased: the member is now {done.pseudonym}; their points were forfeited.", "ok")
+    flash(
+        gettext(
+            "Erased: the member is now %(pseudonym)s; their points were forfeited.",
+            pseudonym=done.pseudonym,
+        ),
+        "ok",
+    )
     return redirect(url_for("console.member_page", external_id=done.pseudonym))
 
 
@@ -54,7 +61,9 @@ def merge_member(external_id: str) -> Response:
     into: str = form.into.data
     _flash_outcome(
         lambda: merge(db.session(), external_id, into, security.actor()),
-        f"Merged into {into}: points, lots, holds, orders and events moved there.",
+        gettext(
+            "Merged into %(into)s: points, lots, holds, orders and events moved there.", into=into
+        ),
     )
     return redirect(url_for("console.member_page", external_id=external_id))
 
@@ -63,7 +72,7 @@ def merge_member(external_id: str) -> Response:
 def revoke_tokens(external_id: str) -> Response:
     _flash_outcome(
         lambda: member_tokens.revoke_all(db.session(), external_id, admin=security.actor()),
-        "Signed out of every device: the app's tokens for this member are revoked.",
+        gettext("Signed out of every device: the app's tokens for this member are revoked."),
     )
     return redirect(url_for("console.member_page", external_id=external_id))
 
@@ -72,6 +81,6 @@ def revoke_tokens(external_id: str) -> Response:
 def cancel_reward_redemption(external_id: str, redemption_id: uuid.UUID) -> Response:
     _flash_outcome(
         lambda: codes.cancel(db.session(), external_id, redemption_id, security.actor()),
-        "Cancelled: the points, the unit of stock and a pooled code came back.",
+        gettext("Cancelled: the points, the unit of stock and a pooled code came back."),
     )
     return redirect(url_for("console.member_page", external_id=external_id))

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import marshmallow as ma
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, IntegerField, SelectField, StringField, TextAreaField
 
@@ -49,7 +52,47 @@ class TriggerParameter:
     field_name: str  # in the form
     kinds: tuple[str, ...]
     integer: bool
-    hint: str
+    hint: str | LazyString
+
+
+# Each parameter's hint in the reader's language. The English is the schema's description
+# (the API's documentation); a test keeps the two equal.
+HINTS = {
+    "delay_days": _l("enrolled: days after enrolment (0: at the next jobs run)."),
+    "days": _l("inactive: days without a purchase."),
+    "within_days": _l(
+        "points_expiring: available points expire within this many days; tier_at_risk: the "
+        "tier's retention review is within this many days."
+    ),
+    "factor": _l(
+        "repurchase_due: due once the member's mean gap between purchase "
+        'days times this has passed since the last (default "1").'
+    ),
+    "default_gap_days": _l(
+        "repurchase_due: the gap for members with fewer than min_purchase_days purchase days."
+    ),
+    "min_purchase_days": _l("repurchase_due: purchase days needed for an own gap (default 3)."),
+    "segment": _l(
+        "segment_entered, segment_left: a live saved segment's key (unknown_segment otherwise)."
+    ),
+    "reward_id": _l("reward_affordable: only this reward (default: any active one)."),
+    "after_hours": _l(
+        "cart_abandoned: hours since the cart's last quote without an order naming it (1 to 720)."
+    ),
+}
+
+# Each parameter's label in the reader's language: its name in words (delay_days: Delay days).
+LABELS = {
+    "delay_days": _l("Delay days"),
+    "days": _l("Days"),
+    "within_days": _l("Within days"),
+    "factor": _l("Factor"),
+    "default_gap_days": _l("Default gap days"),
+    "min_purchase_days": _l("Min purchase days"),
+    "segment": _l("Segment"),
+    "reward_id": _l("Reward id"),
+    "after_hours": _l("After hours"),
+}
 
 
 def _parameters() -> tuple[TriggerParameter, ...]:
@@ -65,7 +108,7 @@ def _parameters() -> tuple[TriggerParameter, ...]:
                 field_name=PARAMETER_PREFIX + name,
                 kinds=kinds,
                 integer=isinstance(schema_field, ma.fields.Integer),
-                hint=description or f"For {', '.join(kinds)}.",
+                hint=HINTS.get(name) or description or f"For {', '.join(kinds)}.",
             )
         )
     return tuple(found)
@@ -122,7 +165,7 @@ def parse_attributes(text: str) -> tuple[dict[str, Any], list[str]]:
             continue
         key, equals, value = line.partition("=")
         if not equals or not key.strip():
-            problems.append(f"Line {number}: write key = value.")
+            problems.append(gettext("Line %(number)s: write key = value.", number=number))
             continue
         found[key.strip()] = _attribute_value(value.strip())
     return found, problems
@@ -146,22 +189,26 @@ def _raw(form_field: Field) -> str:
 
 
 class AutomationForm(FlaskForm):
-    name = StringField("Name")
-    kind = SelectField("Kind", choices=schema_choices(TriggerSchema, "kind"), validate_choice=False)
+    name = StringField(_l("Name"))
+    kind = SelectField(
+        _l("Kind"),
+        choices=schema_choices(TriggerSchema, "kind"),
+        validate_choice=False,
+    )
     # The trigger's parameters: one field each, added below from TRIGGER_PARAMETERS.
-    tiers = StringField("Tiers (codes, comma separated; empty: any)")
-    segments = StringField("Saved segments (keys, comma separated; empty: any)")
-    predicted_value_min = IntegerField("Predicted value from (minor units)")
-    predicted_value_max = IntegerField("Predicted value up to (minor units)")
+    tiers = StringField(_l("Tiers (codes, comma separated; empty: any)"))
+    segments = StringField(_l("Saved segments (keys, comma separated; empty: any)"))
+    predicted_value_min = IntegerField(_l("Predicted value from (minor units)"))
+    predicted_value_max = IntegerField(_l("Predicted value up to (minor units)"))
     metadata = TextAreaField(
         'Member attributes, one key = value a line (true, false, 12 as such; "12" as text)'
     )
-    webhook = BooleanField("Send an automation.fired webhook")
-    grant = BooleanField("Grant points")
-    grant_rule_id = SelectField("Through the bonus rule", choices=[], validate_choice=False)
-    grant_points = IntegerField("Points (empty: the rule's own)")
-    dedup_days = IntegerField("At most once per member within (days; empty: no such limit)")
-    active = BooleanField("Active")
+    webhook = BooleanField(_l("Send an automation.fired webhook"))
+    grant = BooleanField(_l("Grant points"))
+    grant_rule_id = SelectField(_l("Through the bonus rule"), choices=[], validate_choice=False)
+    grant_points = IntegerField(_l("Points (empty: the rule's own)"))
+    dedup_days = IntegerField(_l("At most once per member within (days; empty: no such limit)"))
+    active = BooleanField(_l("Active"))
 
     def parameter_fields(self) -> list[tuple[TriggerParameter, Field]]:
         return [(each, self[each.field_name]) for each in TRIGGER_PARAMETERS]
@@ -256,7 +303,7 @@ for _parameter in TRIGGER_PARAMETERS:
         AutomationForm,
         _parameter.field_name,
         (IntegerField if _parameter.integer else StringField)(
-            _parameter.name.replace("_", " ").capitalize()
+            LABELS.get(_parameter.name) or _parameter.name.replace("_", " ").capitalize()
         ),
     )
 

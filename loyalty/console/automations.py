@@ -13,6 +13,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -100,7 +101,13 @@ def automation_report(automation_id: uuid.UUID) -> tuple[str, int]:
 @blp.post("/automations/<uuid:automation_id>/deactivate")
 def deactivate_automation(automation_id: uuid.UUID) -> Response:
     automation = automations.deactivate_automation(db.session(), automation_id, security.actor())
-    flash(f"Inactive as of version {automation.current.version}: it fires no more.", "ok")
+    flash(
+        gettext(
+            "Inactive as of version %(version)s: it fires no more.",
+            version=automation.current.version,
+        ),
+        "ok",
+    )
     return redirect(url_for("console.automation_page", automation_id=automation_id))
 
 
@@ -110,9 +117,15 @@ def activate_automation(automation_id: uuid.UUID) -> Response:
         automation = automations.activate_automation(db.session(), automation_id, security.actor())
     except ValidationFailed as error:  # its rule or a segment has gone since
         lines = [f"{name}: {' '.join(m)}" for name, m in refusal_messages(error).items()]
-        flash(f"Not activated: {error.detail} {' '.join(lines)}", "error")
+        flash(gettext("Not activated:") + f" {error.detail} {' '.join(lines)}", "error")
     else:
-        flash(f"Active as of version {automation.current.version}: it fires again.", "ok")
+        flash(
+            gettext(
+                "Active as of version %(version)s: it fires again.",
+                version=automation.current.version,
+            ),
+            "ok",
+        )
     return redirect(url_for("console.automation_page", automation_id=automation_id))
 
 
@@ -163,7 +176,13 @@ def automation_new() -> Response | tuple[str, int]:
             lambda definition: automations.create_automation(session, definition, security.actor()),
         )
         if automation is not None:
-            flash(f"Automation {automation.current.name!r} created (version 1).", "ok")
+            flash(
+                gettext(
+                    "Automation %(name)s created (version 1).",
+                    name=repr(automation.current.name),
+                ),
+                "ok",
+            )
             return redirect(url_for("console.automation_page", automation_id=automation.public_id))
     else:
         form = AutomationForm(
@@ -199,7 +218,7 @@ def automation_edit(automation_id: uuid.UUID) -> Response | tuple[str, int]:
             kept,
         )
         if changed is not None:
-            flash(f"Saved as version {changed.current.version}.", "ok")
+            flash(gettext("Saved as version %(version)s.", version=changed.current.version), "ok")
             return redirect(url_for("console.automation_page", automation_id=automation_id))
         # Refused: the form again, over the automation as it still is.
         automation = automations.get_automation(session, automation_id)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import marshmallow as ma
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -87,7 +89,7 @@ def field_errors(form: Iterable[Any]) -> dict[str, list[str]]:
             for entry in field:
                 found.update(field_errors(entry.form))
         elif field.errors:
-            found[field.name] = list(field.errors)
+            found[field.name] = [str(message) for message in field.errors]
     return found
 
 
@@ -165,7 +167,7 @@ def parse_params(text: str) -> tuple[dict[str, Any], list[str]]:
             continue
         key, equals, value = line.partition("=")
         if not equals or not key.strip():
-            problems.append(f"Line {number}: write key = value.")
+            problems.append(gettext("Line %(number)s: write key = value.", number=number))
             continue
         found[key.strip()] = _param_value(value.strip())
     return found, problems
@@ -175,28 +177,29 @@ class BenefitRow(Form):
     """One benefit of a tier: its code and its parameters (a row with no code is none)."""
 
     code = StringField(
-        "Benefit code",
+        _l("Benefit code"),
         filters=[_strip],
         validators=schema_rules(BenefitDefinitionSchema, "code", required=False),
     )
-    params = TextAreaField("Parameters, one key = value a line (factor = 1.5, points = 250)")
+    params = TextAreaField(_l("Parameters, one key = value a line (factor = 1.5, points = 250)"))
 
 
 class TierForm(FlaskForm):
     code = StringField(
-        "Code (rules name the tier by it)",
+        _l("Code (rules name the tier by it)"),
         filters=[_strip],
         validators=schema_rules(TierInSchema, "code"),
     )
-    name = StringField("Name", filters=[_strip], validators=schema_rules(TierInSchema, "name"))
+    name = StringField(_l("Name"), filters=[_strip], validators=schema_rules(TierInSchema, "name"))
     rank = IntegerField(
-        "Rank (higher is better; unique)", validators=schema_rules(TierInSchema, "rank")
+        _l("Rank (higher is better; unique)"), validators=schema_rules(TierInSchema, "rank")
     )
     threshold = IntegerField(
-        "Qualifying points over the tier window", validators=schema_rules(TierInSchema, "threshold")
+        _l("Qualifying points over the tier window"),
+        validators=schema_rules(TierInSchema, "threshold"),
     )
     retention_months = IntegerField(
-        "Kept at least this many months after last qualifying",
+        _l("Kept at least this many months after last qualifying"),
         validators=schema_rules(TierInSchema, "retention_months", required=True),
     )
     benefits = FieldList(FormField(BenefitRow), min_entries=SPARE_BENEFITS)
@@ -205,7 +208,10 @@ class TierForm(FlaskForm):
         valid: bool = super().validate(extra_validators)
         for row in self.benefits:
             if not row.code.data and (row.params.data or "").strip():
-                row.code.errors = [*row.code.errors, "Name the benefit these parameters are for."]
+                row.code.errors = [
+                    *row.code.errors,
+                    gettext("Name the benefit these parameters are for."),
+                ]
                 valid = False
             _, problems = parse_params(row.params.data or "")
             if problems:
@@ -272,53 +278,61 @@ class TierForm(FlaskForm):
 
 
 class RewardForm(FlaskForm):
-    name = StringField("Name", filters=[_strip], validators=schema_rules(RewardInSchema, "name"))
+    name = StringField(
+        _l("Name"),
+        filters=[_strip],
+        validators=schema_rules(RewardInSchema, "name"),
+    )
     description = TextAreaField(
-        "Description", filters=[_strip], validators=schema_rules(RewardInSchema, "description")
+        _l("Description"), filters=[_strip], validators=schema_rules(RewardInSchema, "description")
     )
     kind = SelectField(
-        "Kind",
+        _l("Kind"),
         choices=schema_choices(RewardInSchema, "kind"),
         validators=schema_rules(RewardInSchema, "kind"),
     )
     cost_points = IntegerField(
-        "Cost in points", validators=schema_rules(RewardInSchema, "cost_points")
+        _l("Cost in points"), validators=schema_rules(RewardInSchema, "cost_points")
     )
     value_amount = IntegerField(
-        "Value in cents (fixed_discount)", validators=schema_rules(RewardInSchema, "value_amount")
+        _l("Value in cents (fixed_discount)"),
+        validators=schema_rules(RewardInSchema, "value_amount"),
     )
     # As typed: the schema reads "12.5" and 15 alike, and says what it refuses.
-    percent_off = StringField("Percent off (percent_discount), e.g. 15 or 12.5", filters=[_strip])
+    percent_off = StringField(
+        _l("Percent off (percent_discount), e.g. 15 or 12.5"),
+        filters=[_strip],
+    )
     valid_days = IntegerField(
-        "Days a redeemed code is honoured (empty: no expiry)",
+        _l("Days a redeemed code is honoured (empty: no expiry)"),
         validators=schema_rules(RewardInSchema, "valid_days"),
     )
     stock = IntegerField(
-        "Stock (empty: unlimited)", validators=schema_rules(RewardInSchema, "stock")
+        _l("Stock (empty: unlimited)"), validators=schema_rules(RewardInSchema, "stock")
     )
     # The tiers are the database's: the service refuses a code that is no tier's.
-    min_tier = SelectField("Lowest tier that may redeem it", validate_choice=False)
+    min_tier = SelectField(_l("Lowest tier that may redeem it"), validate_choice=False)
     segments = StringField(
-        "Saved segments the member must be in one of, comma separated (empty: anyone)"
+        _l("Saved segments the member must be in one of, comma separated (empty: anyone)")
     )
     per_member_limit = IntegerField(
-        "Redemptions per member (empty: no limit)",
+        _l("Redemptions per member (empty: no limit)"),
         validators=schema_rules(RewardInSchema, "per_member_limit"),
     )
     starts_at = DateTimeLocalField(
-        "Open from (UTC; empty: now)",
+        _l("Open from (UTC; empty: now)"),
         format=MOMENT_FORMATS,
         tz=dt.UTC,
         validators=schema_rules(RewardInSchema, "starts_at"),
     )
     ends_at = DateTimeLocalField(
-        "Open until (UTC; empty: no end)",
+        _l("Open until (UTC; empty: no end)"),
         format=MOMENT_FORMATS,
         tz=dt.UTC,
         validators=schema_rules(RewardInSchema, "ends_at"),
     )
-    codes = TextAreaField("Coupon codes to hand out, one a line (none: codes are generated)")
-    active = BooleanField("Active")
+    codes = TextAreaField(_l("Coupon codes to hand out, one a line (none: codes are generated)"))
+    active = BooleanField(_l("Active"))
 
     def body(self) -> dict[str, Any]:
         """The reward as the API's reward body: every field (an empty one is null), and the
@@ -403,13 +417,13 @@ class WebhookForm(FlaskForm):
     """No rules of its own: WebhookInSchema loads what it gathered (the schema's URL check
     has no WTForms counterpart), then the service checks where the URL points."""
 
-    url = StringField("URL (https://)", filters=[_strip])
+    url = StringField(_l("URL (https://)"), filters=[_strip])
     event_types = CheckboxesField(
-        "Events to send",
-        choices=[SelectChoice(ALL_EVENTS, "all events, present and future"), *EVENT_TYPES],
+        _l("Events to send"),
+        choices=[SelectChoice(ALL_EVENTS, _l("all events, present and future")), *EVENT_TYPES],
         validate_choice=False,
     )
-    description = StringField("Description (optional)", filters=[_strip])
+    description = StringField(_l("Description (optional)"), filters=[_strip])
 
     def body(self) -> dict[str, Any]:
         """The endpoint as the API's webhook body (an empty URL is not sent: missing)."""

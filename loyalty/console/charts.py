@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from flask_babel import lazy_gettext
 
 from loyalty.reports.services import Day
 
 WIDTH, HEIGHT, PAD = 720, 220, 32
 SERIES = (("earned", "#2f6f4f"), ("redeemed", "#1f5fa8"), ("expired", "#b5472d"))
+SERIES_NAMES = {
+    "earned": lazy_gettext("earned"),
+    "redeemed": lazy_gettext("redeemed"),
+    "expired": lazy_gettext("expired"),
+}
 
 
 @dataclass(frozen=True)
 class Chart:
     width: int
     height: int
-    lines: list[tuple[str, str, str]]  # (name, colour, SVG points)
+    lines: list[tuple[str, str, str]]  # (name in the reader's language, colour, SVG points)
     max_value: int
-    first: str
-    last: str
+    first: dt.date | None
+    last: dt.date | None
 
 
 def activity_chart(days: Sequence[Day]) -> Chart:
@@ -32,14 +40,14 @@ def activity_chart(days: Sequence[Day]) -> Chart:
             f"{PAD + i * step:.1f},{HEIGHT - PAD - getattr(day, name) * scale:.1f}"
             for i, day in enumerate(days)
         )
-        lines.append((name, colour, points))
+        lines.append((str(SERIES_NAMES[name]), colour, points))
     return Chart(
         WIDTH,
         HEIGHT,
         lines,
         top,
-        days[0].date.isoformat() if days else "",
-        days[-1].date.isoformat() if days else "",
+        days[0].date if days else None,
+        days[-1].date if days else None,
     )
 
 

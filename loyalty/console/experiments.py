@@ -12,6 +12,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -30,8 +31,8 @@ from loyalty.schemas.experiments import PromoteSchema, results_body
 
 # The measures charted, each drawn from the comparison's estimate of that name.
 CHARTED = (
-    ("conversion_uplift", "Conversion uplift"),
-    ("net_value_per_member_uplift", "Net value per member uplift"),
+    ("conversion_uplift", lazy_gettext("Conversion uplift")),
+    ("net_value_per_member_uplift", lazy_gettext("Net value per member uplift")),
 )
 
 
@@ -64,12 +65,15 @@ def _target_names(session: Session, target: Mapping[str, Any]) -> dict[str, str]
 def arm_gets(arm: ArmDefinition, target: Mapping[str, Any], names: Mapping[str, str]) -> str:
     """What an arm's members get of the target, in words."""
     if arm.rule_ids is not None:
-        return ", ".join(names.get(rule_id, rule_id) for rule_id in arm.rule_ids) or "no rule"
+        return ", ".join(names.get(rule_id, rule_id) for rule_id in arm.rule_ids) or gettext(
+            "no rule"
+        )
     if not arm.applies:
-        return "nothing (holdout)"
+        return str(gettext("nothing (holdout)"))
     if target["kind"] == TargetKind.AUTOMATION:
-        return f"the automation {names.get(target['automation_id'], target['automation_id'])}"
-    return f"the benefit {target['code']}"
+        automation = target["automation_id"]
+        return str(gettext("the automation %(name)s", name=names.get(automation, automation)))
+    return str(gettext("the benefit %(code)s", code=target["code"]))
 
 
 def uplift_charts(results: Mapping[str, Any] | None) -> dict[str, charts.IntervalChart]:
@@ -120,12 +124,12 @@ def start_experiment(experiment_id: uuid.UUID) -> Response:
     try:
         targets.start_experiment(db.session(), experiment_id, security.actor())
     except (ExperimentStatusConflict, ExperimentTargetTaken) as error:
-        flash(f"Not started: {error.detail}", "error")
+        flash(gettext("Not started:") + f" {error.detail}", "error")
     except ValidationFailed as error:  # its target is gone or switched off since the draft
         problems = " ".join(m for messages in error.extra["errors"].values() for m in messages)
-        flash(f"Not started: {error.detail} {problems}", "error")
+        flash(gettext("Not started:") + f" {error.detail} {problems}", "error")
     else:
-        flash("Started: its arms are fixed from now on.", "ok")
+        flash(gettext("Started: its arms are fixed from now on."), "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))
 
 
@@ -134,9 +138,9 @@ def stop_experiment(experiment_id: uuid.UUID) -> Response:
     try:
         experiments.stop_experiment(db.session(), experiment_id, security.actor())
     except ExperimentStatusConflict as error:
-        flash(f"Not stopped: {error.detail}", "error")
+        flash(gettext("Not stopped:") + f" {error.detail}", "error")
     else:
-        flash("Stopped: it exposes no one more; its results stay.", "ok")
+        flash(gettext("Stopped: it exposes no one more; its results stay."), "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))
 
 
@@ -146,9 +150,9 @@ def promote(experiment_id: uuid.UUID) -> Response:
         arm = PromoteSchema().load({"arm": request.form.get("arm", "")})["arm"]
         promote_arm(db.session(), experiment_id, arm, security.actor())
     except ma.ValidationError:
-        flash("Not promoted: choose an arm.", "error")
+        flash(gettext("Not promoted: choose an arm."), "error")
     except LoyaltyError as error:  # not stopped, promoted already, its target gone since
-        flash(f"Not promoted: {error.detail}", "error")
+        flash(gettext("Not promoted:") + f" {error.detail}", "error")
     else:
-        flash(f"Promoted {arm}: its treatment is the program's now.", "ok")
+        flash(gettext("Promoted %(arm)s: its treatment is the program's now.", arm=arm), "ok")
     return redirect(url_for("console.experiment_page", experiment_id=experiment_id))

@@ -1,5 +1,6 @@
-"""How the console writes figures: money in its currency's own digits, moments in UTC, shares
-given in basis points as percentages."""
+"""How the console writes figures, in the reader's locale (Babel's data): money in its
+currency's own digits and symbol, counts with the locale's grouping, moments and days in the
+locale's words, shares given in basis points as percentages."""
 
 from __future__ import annotations
 
@@ -8,9 +9,70 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from babel.numbers import format_currency, get_currency_precision
+from babel import Locale
+from babel.dates import format_date, format_time
+from babel.numbers import format_currency, format_decimal, get_currency_precision
+from flask_babel import get_locale, gettext, ngettext
 
-LOCALE = "en_US"
+# The one place the console turns a stored (UTC) moment into the reader's clock: a program
+# time zone, when there is one, replaces this.
+ZONE = dt.UTC
+
+
+def locale() -> Locale:
+    """The request's locale (loyalty.console.language); English outside a request."""
+    return get_locale() or Locale.parse("en_US")
+
+
+def _date_format(where: Locale) -> str:
+    # English keeps the ISO dates the console has always shown; another language gets its
+    # locale's own medium date (2026年3月8日).
+    return "yyyy-MM-dd" if where.language == "en" else "medium"
+
+
+def local(value: dt.datetime) -> dt.datetime:
+    """A stored moment on the console's clock."""
+    return value.astimezone(ZONE)
+
+
+def day(value: dt.date | dt.datetime | None) -> str:
+    """A date (of a moment: its day on the console's clock) in the locale: 2026-03-08, or
+    2026年3月8日 in Chinese."""
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        value = local(value).date()
+    where = locale()
+    return format_date(value, _date_format(where), locale=where)
+
+
+def clock(value: dt.datetime | None, seconds: bool = False) -> str:
+    """A moment's time of day on the console's clock, 24-hour: 14:05 (14:05:09)."""
+    if value is None:
+        return "—"
+    return format_time(local(value), "HH:mm:ss" if seconds else "HH:mm", locale=locale())
+
+
+def moment(value: dt.datetime | None, seconds: bool = False) -> str:
+    """A moment as its day, time and zone: 2026-03-08 14:05 UTC, 2026年3月8日 14:05 UTC."""
+    if value is None:
+        return "—"
+    return f"{day(value)} {clock(value, seconds)} {local(value).tzname()}"
+
+
+def number(value: int | float | Decimal | None) -> str:
+    """A count with the locale's grouping: 1,234,567."""
+    return "—" if value is None else format_decimal(value, locale=locale())
+
+
+def decimal1(value: float | None) -> str:
+    """A figure with one decimal and the locale's grouping: 1,234.5."""
+    return "—" if value is None else format_decimal(value, "#,##0.0", locale=locale())
+
+
+def points(value: int) -> str:
+    """A number of points in words: 1,234 points, 1,234 积分."""
+    return str(ngettext("%(count)s point", "%(count)s points", value, count=number(value)))
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -19,11 +81,7 @@ def money(minor: int | None, currency: str) -> str:
     if minor is None:
         return "—"
     major = Decimal(int(minor)).scaleb(-get_currency_precision(currency))
-    return format_currency(major, currency, locale=LOCALE)
-
-
-def moment(value: dt.datetime | None) -> str:
-    return "—" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return format_currency(major, currency, locale=locale())
 
 
 def percent_bp(basis_points: int) -> str:
@@ -41,10 +99,10 @@ def experiment_target(value: Mapping[str, Any]) -> str:
     """An experiment's target in words: 2 earning rules, an automation, benefit free_shipping."""
     if value["kind"] == "rules":
         count = len(value["rule_ids"])
-        return f"{count} earning rule{'s' if count != 1 else ''}"
+        return str(ngettext("%(num)s earning rule", "%(num)s earning rules", count))
     if value["kind"] == "automation":
-        return "an automation"
-    return f"benefit {value['code']}"
+        return str(gettext("an automation"))
+    return str(gettext("benefit %(code)s", code=value["code"]))
 
 
 def rate(share: float | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from marshmallow import validate
 from wtforms import (
@@ -50,6 +51,9 @@ from loyalty.schemas.rules import (
     SimulateSchema,
 )
 
+# Marshmallow's own "required" message, in the reader's language (a schema's message of its
+# own is the API's, and stays as it is).
+REQUIRED = _l("Missing data for required field.")
 # (name, the form field's name) of each condition typed as comma-separated codes.
 LIST_CONDITIONS = ("skus", "categories", "tiers")
 
@@ -68,9 +72,10 @@ def schema_rules(schema: type[ma.Schema], name: str, *, required: bool | None = 
     """
     field = _field(schema, name)
     required = field.required if required is None else required
-    rules: list[Any] = (
-        [InputRequired(message=field.error_messages["required"])] if required else [Optional()]
-    )
+    message = field.error_messages["required"]
+    if message == ma.fields.Field.default_error_messages["required"]:
+        message = REQUIRED
+    rules: list[Any] = [InputRequired(message=message)] if required else [Optional()]
     for rule in field.validators:
         if isinstance(rule, validate.Range):
             if not (rule.min_inclusive and rule.max_inclusive):
@@ -102,25 +107,25 @@ def _strip(value: Any) -> Any:
 
 
 class LoginForm(FlaskForm):
-    api_key = PasswordField("Admin API key", filters=[_strip], validators=[InputRequired()])
+    api_key = PasswordField(_l("Admin API key"), filters=[_strip], validators=[InputRequired()])
 
 
 class AdjustForm(FlaskForm):
     points = IntegerField(
-        "Points (negative to remove)",
+        _l("Points (negative to remove)"),
         validators=[
             *schema_rules(AdjustmentSchema, "points"),
-            NoneOf([0], message="Must not be zero."),
+            NoneOf([0], message=_l("Must not be zero.")),
         ],
     )
     reason = StringField(
-        "Reason", filters=[_strip], validators=schema_rules(AdjustmentSchema, "reason")
+        _l("Reason"), filters=[_strip], validators=schema_rules(AdjustmentSchema, "reason")
     )
 
 
 class StatusForm(FlaskForm):
     status = SelectField(
-        "Status",
+        _l("Status"),
         choices=schema_choices(MemberUpdateSchema, "status"),
         validators=schema_rules(MemberUpdateSchema, "status", required=True),
     )
@@ -128,7 +133,7 @@ class StatusForm(FlaskForm):
 
 class MergeForm(FlaskForm):
     into = StringField(
-        "Merge this member into (their customer id)",
+        _l("Merge this member into (their customer id)"),
         filters=[_strip],
         validators=schema_rules(MergeSchema, "into", required=True),
     )
@@ -137,65 +142,68 @@ class MergeForm(FlaskForm):
 class EraseForm(FlaskForm):
     """Erasing is final: the admin types the member's id again to confirm."""
 
-    confirm = StringField("Type the member's id to confirm", filters=[_strip])
+    confirm = StringField(_l("Type the member's id to confirm"), filters=[_strip])
 
 
 class ProgramForm(FlaskForm):
     """Every program setting at once, as the console's program page edits them."""
 
     currency = StringField(
-        "Currency (ISO 4217)",
+        _l("Currency (ISO 4217)"),
         filters=[_strip],
         validators=schema_rules(ProgramSchema, "currency", required=True),
     )
     point_value_points = IntegerField(
-        "Points ...", validators=schema_rules(PointValueSchema, "points")
+        _l("Points ..."), validators=schema_rules(PointValueSchema, "points")
     )
     point_value_amount = IntegerField(
-        "... are worth (cents)", validators=schema_rules(PointValueSchema, "amount")
+        _l("... are worth (cents)"), validators=schema_rules(PointValueSchema, "amount")
     )
     pending_days = IntegerField(
-        "Return window (days)",
+        _l("Return window (days)"),
         validators=schema_rules(ProgramSchema, "pending_days", required=True),
     )
     expiry_policy = SelectField(
-        "Expiry policy",
+        _l("Expiry policy"),
         choices=schema_choices(ExpirySchema, "policy"),
         validators=schema_rules(ExpirySchema, "policy"),
     )
     # Optional here: the schema requires it unless the policy is never.
-    expiry_months = IntegerField("Expiry (months)", validators=schema_rules(ExpirySchema, "months"))
+    expiry_months = IntegerField(
+        _l("Expiry (months)"),
+        validators=schema_rules(ExpirySchema, "months"),
+    )
     hold_ttl_seconds = IntegerField(
-        "Hold lifetime (seconds)",
+        _l("Hold lifetime (seconds)"),
         validators=schema_rules(ProgramSchema, "hold_ttl_seconds", required=True),
     )
     max_redemption_percent = IntegerField(
-        "Share of an order payable in points (%)",
+        _l("Share of an order payable in points (%)"),
         validators=schema_rules(ProgramSchema, "max_redemption_percent", required=True),
     )
     min_redemption_points = IntegerField(
-        "Minimum redemption (points)",
+        _l("Minimum redemption (points)"),
         validators=schema_rules(ProgramSchema, "min_redemption_points", required=True),
     )
     tier_window_months = IntegerField(
-        "Tier window (months)",
+        _l("Tier window (months)"),
         validators=schema_rules(ProgramSchema, "tier_window_months", required=True),
     )
     referral_referrer_points = IntegerField(
-        "Referral: points for the referrer",
+        _l("Referral: points for the referrer"),
         validators=schema_rules(ReferralSettingsSchema, "referrer_points"),
     )
     referral_friend_points = IntegerField(
-        "Referral: points for the friend",
+        _l("Referral: points for the friend"),
         validators=schema_rules(ReferralSettingsSchema, "friend_points"),
     )
     # Blank: no limit (the API's null).
     referral_max_per_period = IntegerField(
-        "Referral: most rewarded per referrer and period (blank: no limit)",
+        _l("Referral: most rewarded per referrer and period (blank: no limit)"),
         validators=schema_rules(ReferralSettingsSchema, "max_per_period", required=False),
     )
     referral_period_days = IntegerField(
-        "Referral: limit period (days)",
+        _l("Referral: limit period (days)"),
         validators=schema_rules(ReferralSettingsSchema, "period_days"),
     )
 
@@ -238,50 +246,52 @@ class RuleFields(Form):
     """An earning rule's fields; the rule form's, and the simulator's draft (prefixed)."""
 
     kind = SelectField(
-        "Kind",
+        _l("Kind"),
         choices=schema_choices(RuleInSchema, "kind"),
         validators=schema_rules(RuleInSchema, "kind"),
     )
-    name = StringField("Name", filters=[_strip], validators=schema_rules(RuleInSchema, "name"))
+    name = StringField(_l("Name"), filters=[_strip], validators=schema_rules(RuleInSchema, "name"))
     priority = IntegerField(
-        "Priority (lower runs first)", validators=schema_rules(RuleInSchema, "priority")
+        _l("Priority (lower runs first)"), validators=schema_rules(RuleInSchema, "priority")
     )
     points = IntegerField(
-        "Points (spend: per amount; bonus, event: fixed)",
+        _l("Points (spend: per amount; bonus, event: fixed)"),
         validators=schema_rules(RuleInSchema, "points"),
     )
     per_amount = IntegerField(
-        "Per amount in cents (spend)", validators=schema_rules(RuleInSchema, "per_amount")
+        _l("Per amount in cents (spend)"), validators=schema_rules(RuleInSchema, "per_amount")
     )
     factor = StringField(
-        "Factor, e.g. 1.5 (multiplier)",
+        _l("Factor, e.g. 1.5 (multiplier)"),
         filters=[_strip],
         validators=schema_rules(RuleInSchema, "factor"),
     )
     event_type = StringField(
-        "Event type (event)", filters=[_strip], validators=schema_rules(RuleInSchema, "event_type")
+        _l("Event type (event)"),
+        filters=[_strip],
+        validators=schema_rules(RuleInSchema, "event_type"),
     )
     # Each code's bounds and how many there may be: the schema checks them once split.
-    categories = StringField("Categories, comma separated", validators=[Optional()])
-    skus = StringField("SKUs, comma separated", validators=[Optional()])
-    tiers = StringField("Tiers, comma separated", validators=[Optional()])
+    categories = StringField(_l("Categories, comma separated"), validators=[Optional()])
+    skus = StringField(_l("SKUs, comma separated"), validators=[Optional()])
+    tiers = StringField(_l("Tiers, comma separated"), validators=[Optional()])
     min_amount = IntegerField(
-        "Minimum order amount in cents", validators=schema_rules(ConditionsSchema, "min_amount")
+        _l("Minimum order amount in cents"), validators=schema_rules(ConditionsSchema, "min_amount")
     )
     cap_per_order = IntegerField(
-        "Cap per order (points)", validators=schema_rules(CapsSchema, "per_order")
+        _l("Cap per order (points)"), validators=schema_rules(CapsSchema, "per_order")
     )
-    first_order = BooleanField("First order only")
+    first_order = BooleanField(_l("First order only"))
     budget_period = SelectField(
-        "Budget across all members",
-        choices=[SelectChoice("", "none"), *schema_choices(BudgetSchema, "period")],
+        _l("Budget across all members"),
+        choices=[SelectChoice("", _l("none")), *schema_choices(BudgetSchema, "period")],
         default="",
     )
     budget_points = IntegerField(
-        "Budget in points per period", validators=schema_rules(BudgetSchema, "points")
+        _l("Budget in points per period"), validators=schema_rules(BudgetSchema, "points")
     )
     budget_amount = IntegerField(
-        "or budget in cents per period (at the point value)",
+        _l("or budget in cents per period (at the point value)"),
         validators=schema_rules(BudgetSchema, "amount"),
     )
 
@@ -314,7 +324,7 @@ class RuleFields(Form):
 
 
 class RuleForm(FlaskForm, RuleFields):
-    active = BooleanField("Active")
+    active = BooleanField(_l("Active"))
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "active": bool(self.active.data)}
@@ -332,14 +342,17 @@ class RuleEditForm(RuleForm):
 
 class SimulateForm(FlaskForm):
     member_id = StringField(
-        "Member (optional)", filters=[_strip], validators=schema_rules(SimulateSchema, "member_id")
+        _l("Member (optional)"),
+        filters=[_strip],
+        validators=schema_rules(SimulateSchema, "member_id"),
     )
     cart = TextAreaField(
-        "Cart: one line per item, sku, category, quantity, unit price in cents",
+        _l("Cart: one line per item, sku, category, quantity, unit price in cents"),
         default="tee-black-m, apparel, 2, 2500",
     )
 
 
 def form_errors(form: Form) -> dict[str, list[str]]:
     """The form's errors by field name (a prefixed form's names keep their prefix)."""
-    return {form[name].name: list(messages) for name, messages in form.errors.items()}
+    # str(): a message may be lazy (translated when read), and the pages join them.
+    return {form[name].name: [str(m) for m in messages] for name, messages in form.errors.items()}

@@ -9,6 +9,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import redirect, render_template, url_for
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import IntegerField, SelectField, StringField, TextAreaField
@@ -37,19 +38,19 @@ FIELDS = {
 
 
 class BulkGrantForm(FlaskForm):
-    reason = StringField("Reason")
-    member_ids = TextAreaField("Member ids (one a line, or a CSV file's text)")
+    reason = StringField(_l("Reason"))
+    member_ids = TextAreaField(_l("Member ids (one a line, or a CSV file's text)"))
     segment = SelectField(
-        "or a saved segment",
+        _l("or a saved segment"),
         choices=[SelectChoice("", "—")],
         # The API's schema and service check the key; a segment deleted since the page was
         # read is refused by name, not as "not a valid choice".
         validate_choice=False,
     )
-    points = IntegerField("Points each", validators=[Optional()])
-    benefit_code = StringField("or a benefit code", validators=[Optional()])
-    benefit_days = IntegerField("held for days (empty: for good)", validators=[Optional()])
-    budget = IntegerField("Budget in points (empty: none)", validators=[Optional()])
+    points = IntegerField(_l("Points each"), validators=[Optional()])
+    benefit_code = StringField(_l("or a benefit code"), validators=[Optional()])
+    benefit_days = IntegerField(_l("held for days (empty: for good)"), validators=[Optional()])
+    budget = IntegerField(_l("Budget in points (empty: none)"), validators=[Optional()])
 
 
 def _form() -> BulkGrantForm:
@@ -90,7 +91,7 @@ def bulk_grant_create() -> Response | tuple[str, int]:
     form = _form()
     errors: dict[str, list[str]] = {}
     if not form.validate():
-        errors = {name: list(messages) for name, messages in form.errors.items()}
+        errors = {name: [str(m) for m in messages] for name, messages in form.errors.items()}
     else:
         try:
             command = BulkGrantInSchema().load(_body(form))

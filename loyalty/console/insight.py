@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import marshmallow as ma
 from babel.numbers import get_currency_precision
 from flask import Response, render_template, request, stream_with_context, url_for
+from flask_babel import gettext, lazy_gettext
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import UnprocessableEntity
 
@@ -22,7 +23,7 @@ from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 from loyalty.insight import evaluation, export, queries, summary
 from loyalty.insight.exceptions import InsightNotRefreshed
-from loyalty.insight.segments import LABELS, MEANING, SCORES, Segment
+from loyalty.insight.segments import SCORES, Segment
 from loyalty.members.models import MemberStatus
 from loyalty.pagination import cursor_to, position_of
 from loyalty.program.services import get_settings
@@ -31,7 +32,36 @@ from loyalty.tiers import definitions as tier_definitions
 
 ACCENT, SECOND = "#2f6f4f", "#1f5fa8"
 PAGE_SIZE = 50
-SEGMENT_LABELS = {s.value: LABELS[s] for s in Segment}
+_S = Segment
+# Each segment's name and meaning in the reader's language. The English is that of
+# loyalty.insight.segments (the API's and the command line's); a test keeps the two equal.
+LABELS = {
+    _S.CHAMPIONS: lazy_gettext("Champions"),
+    _S.LOYAL: lazy_gettext("Loyal"),
+    _S.POTENTIAL_LOYALISTS: lazy_gettext("Potential loyalists"),
+    _S.NEW: lazy_gettext("New"),
+    _S.PROMISING: lazy_gettext("Promising"),
+    _S.NEED_ATTENTION: lazy_gettext("Need attention"),
+    _S.ABOUT_TO_SLEEP: lazy_gettext("About to sleep"),
+    _S.AT_RISK: lazy_gettext("At risk"),
+    _S.CANNOT_LOSE_THEM: lazy_gettext("Cannot lose them"),
+    _S.HIBERNATING: lazy_gettext("Hibernating"),
+    _S.LOST: lazy_gettext("Lost"),
+}
+MEANING = {
+    _S.CHAMPIONS: lazy_gettext("bought recently, often and the most"),
+    _S.LOYAL: lazy_gettext("buy often and spend well; not necessarily the very latest"),
+    _S.POTENTIAL_LOYALISTS: lazy_gettext("recent, with a few purchases: could become loyal"),
+    _S.NEW: lazy_gettext("bought very recently, once or little"),
+    _S.PROMISING: lazy_gettext("bought recently, once or little"),
+    _S.NEED_ATTENTION: lazy_gettext("middling on every score: slipping without a nudge"),
+    _S.ABOUT_TO_SLEEP: lazy_gettext("not recent, little bought"),
+    _S.AT_RISK: lazy_gettext("used to buy a fair amount, but not for a long time"),
+    _S.CANNOT_LOSE_THEM: lazy_gettext("among the best buyers once, gone quiet"),
+    _S.HIBERNATING: lazy_gettext("long gone quiet, little bought"),
+    _S.LOST: lazy_gettext("the longest gone, little bought"),
+}
+SEGMENT_LABELS = {s.value: label for s, label in LABELS.items()}
 
 
 @blp.get("/insight")
@@ -49,15 +79,16 @@ def insight_page() -> str | tuple[str, int]:
         "console/insight.html",
         summary=found,
         meaning=MEANING,
+        labels=SEGMENT_LABELS,
         members_map=charts.heat_map(
-            [(c.recency_score, c.fm_score, LABELS[c.segment], c.members) for c in grid]
+            [(c.recency_score, c.fm_score, str(LABELS[c.segment]), c.members) for c in grid]
         ),
         revenue_map=charts.heat_map(
-            [(c.recency_score, c.fm_score, LABELS[c.segment], c.revenue) for c in grid]
+            [(c.recency_score, c.fm_score, str(LABELS[c.segment]), c.revenue) for c in grid]
         ),
         value_chart=charts.bar_chart(
             [(str(d.decile), [d.total]) for d in found.predicted_value],
-            [("predicted value", ACCENT)],
+            [(gettext("predicted value"), ACCENT)],
         ),
         split=split,
         default_split=(found.refresh.as_of - dt.timedelta(days=182)).date().isoformat(),
@@ -66,7 +97,7 @@ def insight_page() -> str | tuple[str, int]:
         if evaluated is None
         else charts.bar_chart(
             [(b.frequency, [b.predicted, b.actual]) for b in evaluated.by_frequency],
-            [("predicted", ACCENT), ("actual", SECOND)],
+            [(gettext("predicted"), ACCENT), (gettext("actual"), SECOND)],
         ),
         refusal=refusal,
     ), 422 if refusal else 200
@@ -78,7 +109,7 @@ def _evaluation(split: str) -> tuple[evaluation.ModelEvaluation | None, str | No
     try:
         day = dt.date.fromisoformat(split)
     except ValueError:
-        return None, f"Split: {split!r} is not a date (YYYY-MM-DD)."
+        return None, gettext("Split: %(split)s is not a date (YYYY-MM-DD).", split=repr(split))
     moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     try:
         return evaluation.evaluate_at(db.session(), moment), None
@@ -107,7 +138,9 @@ def _filter_query(
             try:
                 given[key] = _minor_units(given[key], currency)
             except ValueError:
-                errors[key] = [f"An amount in {currency}, such as 250 or 249.99."]
+                errors[key] = [
+                    gettext("An amount in %(currency)s, such as 250 or 249.99.", currency=currency)
+                ]
     try:
         loaded = schema.load(given)
     except ma.ValidationError as error:
@@ -189,5 +222,5 @@ def member_insight(external_id: str) -> tuple[queries.MemberInsightView | None, 
     """The member's insight for their page, or why there is none yet."""
     try:
         return queries.member_insight(db.session(), external_id), None
-    except InsightNotRefreshed as missing:
-        return None, str(missing)
+    except InsightNotRefreshed:
+        return None, gettext("No insight refresh has run yet.")

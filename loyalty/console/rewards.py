@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from loyalty.console import blp, security
@@ -42,7 +43,7 @@ def reward_new() -> Response | str | tuple[str, int]:
             ),
         )
         if reward is not None:
-            flash(f"Reward {reward.name!r} created.", "ok")
+            flash(gettext("Reward %(name)s created.", name=repr(reward.name)), "ok")
             return redirect(url_for("console.reward_list"))
     else:
         form = RewardForm(formdata=None, data={"kind": "coupon", "active": True})
@@ -68,7 +69,7 @@ def reward_edit(reward_id: uuid.UUID) -> Response | str | tuple[str, int]:
             ),
         )
         if changed is not None:
-            flash(f"Reward {changed.name!r} saved.", "ok")
+            flash(gettext("Reward %(name)s saved.", name=repr(changed.name)), "ok")
             return redirect(url_for("console.reward_list"))
     else:
         form = RewardForm.of(reward)

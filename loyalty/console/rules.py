@@ -7,6 +7,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 from wtforms import Form
 
@@ -71,7 +72,10 @@ def rule_new() -> Response | str | tuple[str, int]:
             except LoyaltyError as error:
                 errors = _rule_field_errors(refusal_messages(error), form)
             else:
-                flash(f"Rule {rule.current.name!r} created (version 1).", "ok")
+                flash(
+                    gettext("Rule %(name)s created (version 1).", name=repr(rule.current.name)),
+                    "ok",
+                )
                 return redirect(url_for("console.rule_page", rule_id=rule.public_id))
     else:
         form = forms.RuleForm(
@@ -113,7 +117,7 @@ def rule_edit(rule_id: uuid.UUID) -> Response | str | tuple[str, int]:
             except LoyaltyError as error:
                 errors = _rule_field_errors(refusal_messages(error), form)
             else:
-                flash("Saved as a new version.", "ok")
+                flash(gettext("Saved as a new version."), "ok")
                 return redirect(url_for("console.rule_page", rule_id=rule_id))
         # Refused: the form again, over the rule as it still is.
         rule = rules.get_rule(session, rule_id)
@@ -203,13 +207,20 @@ def _cart_lines(text: str) -> tuple[list[dict[str, Any]], list[str]]:
                 "unit_price": int(parts[3]),
             }
         except ValueError:  # not four parts, not whole numbers, or too many digits to read
-            problems.append(f"Line {number}: write sku, category, quantity, unit price in cents.")
+            problems.append(
+                gettext(
+                    "Line %(number)s: write sku, category, quantity, unit price in cents.",
+                    number=number,
+                )
+            )
             continue
         try:
             lines.append(LineSchema().load(line))
         except ma.ValidationError as error:
             for name, messages in flatten_messages(error.messages).items():
-                problems.append(f"Line {number}: {name}: {' '.join(messages)}")
+                problems.append(
+                    gettext("Line %(number)s:", number=number) + f" {name}: {' '.join(messages)}"
+                )
     if not lines and not problems:
-        problems.append("Add at least one cart line.")
+        problems.append(gettext("Add at least one cart line."))
     return lines, problems

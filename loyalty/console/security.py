@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from flask import Response, current_app, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from werkzeug.exceptions import BadRequest
 
 from loyalty.auth import sessions
@@ -13,7 +14,7 @@ from loyalty.auth.models import Scope
 from loyalty.auth.services import Caller, authenticate
 from loyalty.extensions import csrf, db
 
-OPEN_ENDPOINTS = {"console.login", "console.static"}
+OPEN_ENDPOINTS = {"console.login", "console.static", "console.choose_language"}
 # The cookie (signed by Flask) holds the session's token and Flask-WTF's CSRF secret; the
 # session itself, and who signed in, live on the server.
 TOKEN = "session_token"  # noqa: S105 - the name of the cookie's entry, not a secret
@@ -103,7 +104,9 @@ def refuse_nul() -> tuple[str, int] | None:
     if not is_console_path():
         return None
     if "\x00" in request.path or _has_nul(request.args) or _has_nul(request.form):
-        error = BadRequest("The request contains a NUL character (\\u0000), which is not allowed.")
+        error = BadRequest(
+            gettext("The request contains a NUL character (\\u0000), which is not allowed.")
+        )
         return render_template("console/error.html", error=error), 400
     return None
 

@@ -6,6 +6,7 @@ the API."""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from loyalty.console import blp, security
@@ -36,7 +37,7 @@ def tier_new() -> Response | str | tuple[str, int]:
             ),
         )
         if tier is not None:
-            flash(f"Tier {tier.name!r} created.", "ok")
+            flash(gettext("Tier %(name)s created.", name=repr(tier.name)), "ok")
             return redirect(url_for("console.tier_list"))
     else:
         retention = TierInSchema().fields["retention_months"].load_default
@@ -60,7 +61,7 @@ def tier_edit(tier_code: str) -> Response | str | tuple[str, int]:
             ),
         )
         if changed is not None:
-            flash(f"Tier {changed.name!r} saved.", "ok")
+            flash(gettext("Tier %(name)s saved.", name=repr(changed.name)), "ok")
             return redirect(url_for("console.tier_list"))
     else:
         form = TierForm.of(tier)
@@ -74,7 +75,7 @@ def tier_delete(tier_code: str) -> Response:
     try:
         definitions.delete_tier(db.session(), tier_code, security.actor())
     except LoyaltyError as error:  # members are in it, or it is gone already
-        flash(f"Not deleted: {error.detail}", "error")
+        flash(gettext("Not deleted:") + f" {error.detail}", "error")
     else:
-        flash(f"Tier {tier_code!r} deleted.", "ok")
+        flash(gettext("Tier %(code)s deleted.", code=repr(tier_code)), "ok")
     return redirect(url_for("console.tier_list"))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -34,6 +35,11 @@ blp.after_request(remember_console_write)
 blp.context_processor(security.template_globals)
 blp.add_app_template_filter(formatting.money, "money")
 blp.add_app_template_filter(formatting.moment, "moment")
+blp.add_app_template_filter(formatting.day, "day")
+blp.add_app_template_filter(formatting.clock, "clock")
+blp.add_app_template_filter(formatting.number, "number")
+blp.add_app_template_filter(formatting.decimal1, "decimal1")
+blp.add_app_template_filter(formatting.points, "points")
 blp.add_app_template_filter(formatting.percent_bp, "percent_bp")
 blp.add_app_template_filter(formatting.trigger, "trigger")
 blp.add_app_template_filter(formatting.experiment_target, "experiment_target")
@@ -51,7 +57,7 @@ def http_error(error: HTTPException) -> tuple[str, int]:
 
 @blp.errorhandler(CSRFError)
 def csrf_error(error: CSRFError) -> tuple[str, int]:
-    error.description = "The form's security token is missing or stale; reload the page."
+    error.description = gettext("The form's security token is missing or stale; reload the page.")
     return render_template("console/error.html", error=error), 400
 
 
@@ -133,7 +139,7 @@ def _refusal_lines(error: LoyaltyError) -> list[str]:
 def _flash_form_errors(form: FlaskForm) -> None:
     for field_name, messages in form.errors.items():
         label = form[field_name].label.text if field_name in form else field_name
-        flash(f"{label}: {' '.join(messages)}", "error")
+        flash(f"{label}: {' '.join(str(message) for message in messages)}", "error")
 
 
 @blp.post("/members/<external_id>/adjust")
@@ -144,9 +150,10 @@ def adjust(external_id: str) -> Response:
     else:
         points: int = form.points.data
         reason: str = form.reason.data
+        signed = f"{points:+d}"
         _flash_outcome(
             lambda: adjustments.adjust(db.session(), external_id, points, reason, security.actor()),
-            f"Adjusted by {points:+d} points.",
+            gettext("Adjusted by %(points)s points.", points=signed),
         )
     return redirect(url_for("console.member_page", external_id=external_id))
 
@@ -161,7 +168,7 @@ def change_status(external_id: str) -> Response:
         changes = members.MemberChanges(status=status)
         _flash_outcome(
             lambda: members.update_member(db.session(), external_id, changes, security.actor()),
-            f"Status is now {status.value}.",
+            gettext("Status is now %(status)s.", status=status.value),
         )
     return redirect(url_for("console.member_page", external_id=external_id))
 
@@ -183,7 +190,7 @@ def program_page() -> Response | str | tuple[str, int]:
             except LoyaltyError as error:
                 errors = _program_field_errors(refusal_messages(error))
             else:
-                flash("Program settings saved.", "ok")
+                flash(gettext("Program settings saved."), "ok")
                 return redirect(url_for("console.program_page"))
     else:
         settings = settings_to_dict(program.settings_view(session))

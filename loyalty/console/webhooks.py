@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from loyalty.console import blp, security
@@ -57,7 +58,7 @@ def webhook_page(webhook_id: uuid.UUID) -> str:
 @blp.post("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")
 def redeliver(webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> Response:
     webhooks.redeliver(db.session(), webhook_id, delivery_id, security.actor())
-    flash("Queued to be sent again by the worker.", "ok")
+    flash(gettext("Queued to be sent again by the worker."), "ok")
     return redirect(url_for("console.webhook_page", webhook_id=webhook_id))
 
 
@@ -66,7 +67,7 @@ def webhook_delete(webhook_id: uuid.UUID) -> Response:
     try:
         webhooks.delete_endpoint(db.session(), webhook_id, security.actor())
     except LoyaltyError as error:  # deleted already
-        flash(f"Not deleted: {error.detail}", "error")
+        flash(gettext("Not deleted:") + f" {error.detail}", "error")
     else:
-        flash("Deleted: nothing more is sent to it; its delivery log is kept.", "ok")
+        flash(gettext("Deleted: nothing more is sent to it; its delivery log is kept."), "ok")
     return redirect(url_for("console.webhook_list"))

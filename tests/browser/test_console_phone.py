@@ -28,8 +28,14 @@ from tests.factories import ApiKeyFactory
 pytestmark = pytest.mark.committed
 
 PHONE = {"width": 390, "height": 844}
-# Not pages: the stylesheet and scripts, the members' CSV and a member's JSON downloads.
-NOT_PAGES = {"console.static", "console.member_export", "console.export_member"}
+# Not pages: the stylesheet and scripts, the members' CSV and a member's JSON downloads, the
+# language switch (a redirect back to the page it was chosen on).
+NOT_PAGES = {
+    "console.static",
+    "console.member_export",
+    "console.export_member",
+    "console.choose_language",
+}
 
 
 def path_values() -> dict[str, str]:
