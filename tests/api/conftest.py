@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from loyalty.logs import JsonFormatter
 from tests.api.checkout_calls import add_rule, give
 from tests.factories import ApiKeyFactory, RuleFactory, TierFactory, auth
 from tests.helpers import created
@@ -73,3 +76,18 @@ def program(client: FlaskClient, admin: dict[str, str], spend_rule: dict[str, An
         created(
             client.post("/v1/admin/tiers", json=TierFactory.build(**{trait: True}), headers=admin)
         )
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What the request logger writes, through the JSON formatter, one line per record."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("loyalty.request")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -13,11 +13,10 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, g
+from flask import g
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,21 +51,6 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 def enroll(client: FlaskClient, checkout: dict[str, str], external_id: str = "c1") -> None:
     response = client.post("/v1/members", json={"external_id": external_id}, headers=checkout)
     assert response.status_code == 201, response.json
-
-
-@pytest.fixture
-def log_lines(app: Flask) -> Iterator[io.StringIO]:
-    """What the request logger writes, through the JSON formatter, one line per record."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("loyalty.request")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def records(stream: io.StringIO) -> list[dict[str, Any]]:

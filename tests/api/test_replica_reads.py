@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from loyalty.api.replica import EXTENSION, WRITTEN, attach, detach, is_marked
 from loyalty.automations import services as automations
 from loyalty.extensions import db
 from loyalty.ledger.models import MemberBalance
-from loyalty.logs import JsonFormatter
 from loyalty.replica import (
     DOWN_RETRY_SECONDS,
     PROBE_INTERVAL_SECONDS,
@@ -101,20 +99,6 @@ def replica(app: Flask) -> Iterator[Replica]:
         detach(app)
         event.remove(primary, "before_cursor_execute", on_primary)
         engine.dispose()
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("loyalty.request")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def served_by(stream: io.StringIO) -> list[tuple[str, str | None]]:

@@ -70,6 +70,36 @@ class Answer:
         return f"<{self.status} {self.content_type} {self.raw[:300]!r}>"
 
 
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15,
+) -> Answer:
+    """One HTTP request on a fresh connection; a reset, refusal or timeout is an Answer
+    without a status, never an exception."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    try:
+        connection.request(
+            method, path, body=None if body is None else json.dumps(body), headers=sent
+        )
+        response = connection.getresponse()
+        raw = response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return Answer(None, error=repr(error))
+    finally:
+        connection.close()
+    return Answer(
+        response.status,
+        response.headers.get("Content-Type", ""),
+        raw,
+        replayed=response.headers.get("Idempotent-Replayed") == "true",
+    )
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -84,26 +114,7 @@ class Server:
         headers: dict[str, str] | None = None,
         timeout: float = 15,
     ) -> Answer:
-        """One HTTP request on a fresh connection; a reset, refusal or timeout is an Answer
-        without a status, never an exception."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        try:
-            connection.request(
-                method, path, body=None if body is None else json.dumps(body), headers=sent
-            )
-            response = connection.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException) as error:
-            return Answer(None, error=repr(error))
-        finally:
-            connection.close()
-        return Answer(
-            response.status,
-            response.headers.get("Content-Type", ""),
-            raw,
-            replayed=response.headers.get("Idempotent-Replayed") == "true",
-        )
+        return call(self.port, method, path, body, headers, timeout)
 
     def workers(self) -> list[int]:
         """The master's children: its workers, as they are right now."""

@@ -5,7 +5,6 @@ and a client that calls it through nginx as a shop's checkout would.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.faults import BIN, ROOT, Answer
+from tests.faults import BIN, ROOT, Answer, call
 from tests.helpers import free_port
 
 CLUSTER = ROOT / "deploy" / "cluster"
@@ -160,30 +159,6 @@ def started_cluster(**settings: str) -> Iterator[Cluster]:
     finally:
         subprocess.run([str(CLUSTER), "destroy"], env=env, timeout=180, check=False)  # noqa: S603
         shutil.rmtree(runtime, ignore_errors=True)
-
-
-def call(
-    port: int,
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 15,
-) -> Answer:
-    """One request on a fresh connection; no answer is an Answer without a status."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    sent = {"Content-Type": "application/json", **(headers or {})}
-    try:
-        connection.request(
-            method, path, body=None if body is None else json.dumps(body), headers=sent
-        )
-        response = connection.getresponse()
-        raw = response.read()
-    except (OSError, http.client.HTTPException) as error:
-        return Answer(None, error=repr(error))
-    finally:
-        connection.close()
-    return Answer(response.status, response.headers.get("Content-Type", ""), raw)
 
 
 def is_final(answer: Answer) -> bool:
