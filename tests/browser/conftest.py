@@ -12,11 +12,14 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
@@ -41,12 +44,32 @@ def _require_chromium() -> None:
     pytest.skip(message)
 
 
+def _buffered(app: WSGIApplication) -> WSGIApplication:
+    """Answer from memory, the app's response closed before a byte goes out.
+
+    A browser that navigates away mid-answer resets the connection; werkzeug's server then
+    never closes the response, and the static file it was streaming is left for the garbage
+    collector, which warns about it in whichever later test it happens to run.
+    """
+
+    def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        answer = app(environ, start_response)
+        try:
+            return [b"".join(answer)]
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+
+    return wsgi
+
+
 @pytest.fixture
 def live_app(app: Flask, dialect: str) -> Iterator[tuple[Flask, str]]:
     if dialect != "sqlite":
         pytest.skip("the console is exercised once, on SQLite; its services run on both")
     _require_chromium()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, _buffered(app.wsgi_app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -55,6 +78,7 @@ def live_app(app: Flask, dialect: str) -> Iterator[tuple[Flask, str]]:
         yield app, f"http://localhost:{server.server_port}"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
