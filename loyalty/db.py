@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, registry, scoped_session
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, registry, scoped_session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -36,6 +36,19 @@ BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def among(
+    session: Session, column: sa.ColumnElement[int] | QueryableAttribute[int], ids: Sequence[int]
+) -> sa.ColumnElement[bool]:
+    """``column IN ids`` for a batch of ids. On PostgreSQL one array parameter (``= ANY``):
+    an IN list is a placeholder per id, so each batch's statement is new text that the
+    driver parses again, at several milliseconds for 500 ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(
+            sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.BigInteger))
+        )
+    return column.in_(ids)
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):

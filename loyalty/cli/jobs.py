@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import sys
 import time
 
@@ -109,6 +110,10 @@ def jobs_run(
     automations that are due, purge member tokens ended over a day ago, and deliver
     webhooks.
     Safe to run on several machines."""
+    # Everything loaded so far (the app, its modules, the ORM's mappings) lives as long as
+    # the worker: taken out of the garbage collector's reach, a full collection no longer
+    # walks it, and a settling pass spent a sixth of its time in those collections.
+    gc.freeze()
     if metrics_bind:
         host, _, port = metrics_bind.rpartition(":")
         if not port.isdigit():

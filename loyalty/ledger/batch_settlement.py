@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from loyalty.db import utcnow
+from loyalty.db import among, utcnow
 from loyalty.ledger import settlement_plan as plans
 from loyalty.ledger.models import (
     Account,
@@ -112,7 +112,7 @@ def plan_many(
     lots: dict[int, dict[int, plans.Lot]] = defaultdict(dict)
     due = session.connection().execute(
         sa.select(*_LOT_COLUMNS).where(
-            _LOTS.c.member_id.in_(ids),
+            among(session, _LOTS.c.member_id, ids),
             sa.or_(
                 sa.and_(_LOTS.c.state == LotState.PENDING.value, _LOTS.c.available_at <= now),
                 sa.and_(
@@ -161,7 +161,7 @@ def _timed_out_holds(
         .join(allocation, allocation.c.redemption_id == _HOLDS.c.id)
         .join(_LOTS, _LOTS.c.id == allocation.c.lot_id)
         .where(
-            _HOLDS.c.member_id.in_(member_ids),
+            among(session, _HOLDS.c.member_id, member_ids),
             _HOLDS.c.status == RedemptionStatus.HELD.value,
             _HOLDS.c.expires_at <= now,
         )
@@ -199,7 +199,7 @@ _UPDATE_LOT = (
 )
 _UNNEST_LOTS = """
 UPDATE point_lots SET state = u.state, remaining = u.remaining
-FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS u(id, state, remaining)
+FROM unnest(%b::bigint[], %b::text[], %b::bigint[]) AS u(id, state, remaining)
 WHERE point_lots.id = u.id
 """
 _EXPIRE_HOLD = (
@@ -222,8 +222,8 @@ _UPDATE_BALANCE = (
 )
 _UNNEST_BALANCES = """
 UPDATE member_balances SET available = u.available, pending = u.pending, held = u.held,
-    next_due_at = u.next_due_at, updated_at = %s
-FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[])
+    next_due_at = u.next_due_at, updated_at = %b
+FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[])
     AS u(member_id, available, pending, held, next_due_at)
 WHERE member_balances.member_id = u.member_id
 """
@@ -311,7 +311,9 @@ def _reviews_due(session: Session, member_ids: list[int], now: dt.datetime) -> s
     return set(
         session.connection()
         .execute(
-            sa.select(Member.id).where(Member.id.in_(member_ids), Member.tier_retained_until <= now)
+            sa.select(Member.id).where(
+                among(session, Member.id, member_ids), Member.tier_retained_until <= now
+            )
         )
         .scalars()
     )
@@ -325,7 +327,7 @@ def _next_due_many(
     at = sa.literal(settled_at, Member.tier_retained_until.type)
     rows = session.connection().execute(
         sa.select(_BALANCES.c.member_id, *soonest_due(_BALANCES.c.member_id, at)).where(
-            _BALANCES.c.member_id.in_(member_ids)
+            among(session, _BALANCES.c.member_id, member_ids)
         )
     )
     return {row[0]: earliest(list(row[1:])) for row in rows}

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
+from loyalty.ids import time_ordered_uuid
 
 
 class Account(enum.StrEnum):
@@ -80,7 +81,6 @@ class MemberBalance(Base):
 class LedgerTransaction(Base):
     __tablename__ = "ledger_transactions"
     __table_args__ = (
-        sa.Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
         sa.Index("ix_ledger_transactions_member_id_effective_at", "member_id", "effective_at"),
         # The activity report reads a range of days across all members.
         sa.Index("ix_ledger_transactions_effective_at", "effective_at"),
@@ -97,7 +97,7 @@ class LedgerTransaction(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=time_ordered_uuid)
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
     kind: Mapped[TransactionKind] = mapped_column(StrEnumType(TransactionKind))
     # When the movement took effect (a lot's expiry time, say), which may precede created_at.

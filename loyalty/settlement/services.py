@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from loyalty.db import transaction, utcnow
+from loyalty.db import among, transaction, utcnow
 from loyalty.ledger import batch_settlement
 from loyalty.ledger.models import MemberBalance
 from loyalty.ledger.postings import lock_balance
@@ -59,7 +59,7 @@ def settle_due_batch(
     expired = {settled.member_id: settled.expired for settled in done if settled.expired}
     if expired:
         externals = session.execute(
-            sa.select(Member.id, Member.external_id).where(Member.id.in_(list(expired)))
+            sa.select(Member.id, Member.external_id).where(among(session, Member.id, list(expired)))
         ).all()
         payloads = [{"member_id": external, "points": expired[id_]} for id_, external in externals]
         outbox.emit_many(session, "points.expired", payloads, now)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.db import Base, BigIntPK, StrEnumType, utcnow
+from loyalty.ids import time_ordered_uuid
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -39,7 +40,7 @@ class OutboxEvent(Base):
     __table_args__ = (sa.Index("ix_outbox_events_dispatched_at_id", "dispatched_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    public_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=time_ordered_uuid)
     type: Mapped[str] = mapped_column(sa.String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
