@@ -18,7 +18,7 @@ from loyalty.extensions import db
 jobs_cli = AppGroup("jobs", help="Background work.")
 
 
-def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
+def _one_pass(batch_size: int, notice_days: int, webhook_budget: float, settle_workers: int) -> str:
     from loyalty.auth import member_tokens
     from loyalty.automations import firing as automations
     from loyalty.conclusions import lifecycle as experiments
@@ -30,11 +30,15 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
 
     started = time.perf_counter()
     session = db.session()
+    # SQLite has one writer at a time: threads would only wait for each other.
+    workers = settle_workers if session.get_bind().dialect.name == "postgresql" else 1
     if sys.stdout.isatty():
         with click.progressbar(length=jobs.due_count(session), label="settling members") as bar:
-            summary = jobs.settle_due(session, batch_size=batch_size, progress=bar.update)
+            summary = jobs.settle_due(
+                session, batch_size=batch_size, progress=bar.update, workers=workers
+            )
     else:
-        summary = jobs.settle_due(session, batch_size=batch_size)
+        summary = jobs.settle_due(session, batch_size=batch_size, workers=workers)
     notified = jobs.notify_expiring(session, within_days=notice_days)
     birthdays = jobs.grant_birthdays(session)
     referred = referrals.reward_due(session, batch_size=batch_size)
@@ -69,6 +73,14 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
 @jobs_cli.command("run")
 @click.option("--batch-size", default=500, show_default=True)
 @click.option(
+    "--settle-workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Threads settling due members at once, each on its own database connection "
+    "(PostgreSQL; one on SQLite).",
+)
+@click.option(
     "--notice-days",
     default=14,
     show_default=True,
@@ -99,6 +111,7 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float) -> str:
 )
 def jobs_run(
     batch_size: int,
+    settle_workers: int,
     notice_days: int,
     loop_seconds: float | None,
     webhook_budget: float,
@@ -121,7 +134,7 @@ def jobs_run(
         metrics.serve(host.strip("[]") or "127.0.0.1", int(port))
     while True:
         try:
-            click.echo(_one_pass(batch_size, notice_days, webhook_budget))
+            click.echo(_one_pass(batch_size, notice_days, webhook_budget, settle_workers))
         except sa.exc.OperationalError as error:
             if loop_seconds is None:
                 raise

@@ -8,7 +8,9 @@ Several workers may run at once: on PostgreSQL each claims members with
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -47,14 +49,48 @@ def settle_due(
     now: dt.datetime | None = None,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> RunSummary:
     """Settle (mature lots, expire lots, release timed-out holds) every member due by `now`.
 
     Each batch is one transaction, so an interrupted run keeps what it finished and the
-    next run resumes with what is left; running it again changes nothing. Returns what it
-    did; `progress` is told the number of members settled after each batch.
+    next run resumes with what is left; running it again changes nothing. With `workers`
+    above one, that many threads settle at once, each on a session and connection of its
+    own (PostgreSQL only: they share the members through ``FOR UPDATE SKIP LOCKED``); while
+    one thread's batch is in the database, another's is planned in Python, so a worker
+    keeps two cores busy. Returns what was done; `progress` is told the number of members
+    settled after each batch.
     """
     now = now or utcnow()
+    if workers <= 1:
+        return _settle_batches(session, now, batch_size, progress)
+    engine = session.get_bind()
+    reporting = threading.Lock()
+
+    def report(settled: int) -> None:
+        if progress:
+            with reporting:
+                progress(settled)
+
+    def settle_in_thread(_: int) -> RunSummary:
+        with Session(engine) as own:
+            return _settle_batches(own, now, batch_size, report)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="settle") as pool:
+        summaries = list(pool.map(settle_in_thread, range(workers)))
+    return RunSummary(
+        members_settled=sum(s.members_settled for s in summaries),
+        transactions_written=sum(s.transactions_written for s in summaries),
+        batches=sum(s.batches for s in summaries),
+    )
+
+
+def _settle_batches(
+    session: Session,
+    now: dt.datetime,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> RunSummary:
     summary = RunSummary()
     while True:
         with transaction(session):

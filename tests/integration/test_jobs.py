@@ -729,6 +729,20 @@ def test_two_workers_racing_share_the_members_and_settle_each_once(app, many_due
     assert_each_lot_matured_exactly_once(app)
 
 
+@pytest.mark.committed  # threads, each on its own connection
+@pytest.mark.postgresql_only
+def test_settling_in_threads_settles_each_member_once(app, many_due_members):
+    moment = utcnow()
+
+    with app.app_context():
+        summary = jobs.settle_due(db.session, now=moment, batch_size=2, workers=3)
+
+    assert summary.members_settled == MANY
+    assert summary.transactions_written == MANY
+    assert summary.batches >= MANY // 2
+    assert_each_lot_matured_exactly_once(app)
+
+
 def test_jobs_run_refuses_a_metrics_bind_without_a_port(app):
     result = app.test_cli_runner().invoke(args=["jobs", "run", "--metrics-bind", "localhost"])
 
