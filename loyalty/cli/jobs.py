@@ -30,15 +30,13 @@ def _one_pass(batch_size: int, notice_days: int, webhook_budget: float, settle_w
 
     started = time.perf_counter()
     session = db.session()
-    # SQLite has one writer at a time: threads would only wait for each other.
-    workers = settle_workers if session.get_bind().dialect.name == "postgresql" else 1
     if sys.stdout.isatty():
         with click.progressbar(length=jobs.due_count(session), label="settling members") as bar:
             summary = jobs.settle_due(
-                session, batch_size=batch_size, progress=bar.update, workers=workers
+                session, batch_size=batch_size, progress=bar.update, workers=settle_workers
             )
     else:
-        summary = jobs.settle_due(session, batch_size=batch_size, workers=workers)
+        summary = jobs.settle_due(session, batch_size=batch_size, workers=settle_workers)
     notified = jobs.notify_expiring(session, within_days=notice_days)
     birthdays = jobs.grant_birthdays(session)
     referred = referrals.reward_due(session, batch_size=batch_size)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from loyalty import metrics
@@ -56,15 +57,17 @@ def settle_due(
     Each batch is one transaction, so an interrupted run keeps what it finished and the
     next run resumes with what is left; running it again changes nothing. With `workers`
     above one, that many threads settle at once, each on a session and connection of its
-    own (PostgreSQL only: they share the members through ``FOR UPDATE SKIP LOCKED``); while
+    own (on PostgreSQL, sharing the members through ``FOR UPDATE SKIP LOCKED``); while
     one thread's batch is in the database, another's is planned in Python, so a worker
     keeps two cores busy. Returns what was done; `progress` is told the number of members
     settled after each batch.
     """
     now = now or utcnow()
-    if workers <= 1:
-        return _settle_batches(session, now, batch_size, progress)
     engine = session.get_bind()
+    # Threads need connections of their own: not on SQLite (one writer at a time), nor for
+    # a session joined to its caller's connection and transaction.
+    if workers <= 1 or not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+        return _settle_batches(session, now, batch_size, progress)
     reporting = threading.Lock()
 
     def report(settled: int) -> None:

@@ -63,10 +63,23 @@ class Settled:
     tier_review_due: bool = False
 
 
-def claim_due(session: Session, now: dt.datetime, size: int) -> list[MemberBalance]:
+@dataclass(slots=True)
+class DueBalance:
+    """A balance row as a batch reads it: a plain copy, not in the session (an ORM object
+    per member cost a tenth of a batch's time), whose columns ``settle_many`` moves and
+    then writes in one UPDATE."""
+
+    member_id: int
+    available: int
+    pending: int
+    held: int
+    next_due_at: dt.datetime | None
+
+
+def claim_due(session: Session, now: dt.datetime, size: int) -> list[DueBalance]:
     """Lock up to `size` balance rows of members due by `now`, soonest due first, skipping
-    rows another worker holds (``FOR UPDATE SKIP LOCKED``). Returns read-only copies (not
-    in the session) for ``settle_many``."""
+    rows another worker holds (``FOR UPDATE SKIP LOCKED``). Returns copies for
+    ``settle_many``."""
     rows = session.connection().execute(
         sa.select(*_BALANCE_COLUMNS)
         .where(_BALANCES.c.next_due_at <= now)
@@ -74,17 +87,17 @@ def claim_due(session: Session, now: dt.datetime, size: int) -> list[MemberBalan
         .limit(size)
         .with_for_update(skip_locked=True)
     )
-    return [MemberBalance(**row._mapping) for row in rows]
+    return [DueBalance(*row) for row in rows]
 
 
-def due_balances(session: Session, now: dt.datetime, size: int) -> Iterator[list[MemberBalance]]:
+def due_balances(session: Session, now: dt.datetime, size: int) -> Iterator[list[DueBalance]]:
     """Every member due by `now`, `size` at a time, without locking (for reads that add up
     what settling would do): read-only copies. One read by the ``next_due_at`` index, so
     a report with nobody due costs one index probe."""
     rows = session.connection().execute(
         sa.select(*_BALANCE_COLUMNS).where(_BALANCES.c.next_due_at <= now)
     )
-    balances = [MemberBalance(**row._mapping) for row in rows]
+    balances = [DueBalance(*row) for row in rows]
     for start in range(0, len(balances), size):
         yield balances[start : start + size]
 
@@ -104,7 +117,7 @@ _LOT_COLUMNS = (
 
 
 def plan_many(
-    session: Session, balances: Sequence[MemberBalance], now: dt.datetime
+    session: Session, balances: Sequence[DueBalance], now: dt.datetime
 ) -> list[plans.Plan]:
     """What settling each of `balances` as of `now` would post (``settlement_plan``), read
     in three queries for the batch; writes nothing. Returns one plan per balance, in order."""
@@ -230,7 +243,7 @@ WHERE member_balances.member_id = u.member_id
 
 
 def settle_many(
-    session: Session, balances: Sequence[MemberBalance], now: dt.datetime
+    session: Session, balances: Sequence[DueBalance], now: dt.datetime
 ) -> list[Settled]:
     """Settle every member of `balances` (claimed by ``claim_due``, their rows locked by
     the caller) as of `now`, exactly as ``settlement.settle`` settles each. Returns what was

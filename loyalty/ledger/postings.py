@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -54,11 +54,21 @@ def lock_balance(session: Session, member_id: int) -> MemberBalance:
 _INSERT_ENTRIES = LedgerEntry.__table__.insert()
 
 
+class Balance(Protocol):
+    """What a posting moves: a member's locked balance row, as the ORM loaded it
+    (``MemberBalance``) or as a batch read it (``batch_settlement.DueBalance``)."""
+
+    member_id: int
+    available: int
+    pending: int
+    held: int
+
+
 @dataclass(frozen=True, slots=True)
 class Posting:
     """One balanced transaction to append, moving the balance (locked) it names."""
 
-    balance: MemberBalance
+    balance: Balance
     kind: TransactionKind
     legs: Sequence[tuple[Account, int]]
     effective_at: dt.datetime
