@@ -686,7 +686,8 @@ def test_two_job_processes_at_once_settle_each_member_once(app, migrated_app, ma
         "LOYALTY_LOG_LEVEL": "WARNING",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [str(LOYALTY), "jobs", "run", "--batch-size", "5"]
+    # One settling thread each: the gate counts one waiting claim per process.
+    command = [str(LOYALTY), "jobs", "run", "--batch-size", "5", "--settle-workers", "1"]
     with app.app_context(), db.engine.connect() as gate:
         gate.exec_driver_sql("LOCK TABLE member_balances IN ACCESS EXCLUSIVE MODE")
         workers = [
