@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from loyalty.auth.services import create_key
 from loyalty.automations import services as automations
 from loyalty.db import utcnow
+from loyalty.demo import program
 from loyalty.demo.chinese import CHINESE
 from loyalty.demo.english import ENGLISH
 from loyalty.demo.experiment import seed_experiment
@@ -61,7 +62,7 @@ def _seed_automations(session: Session, locale: DemoLocale) -> Iterator[str]:
     if automations.list_automations(session, active=None, limit=1, after=None)[0]:
         yield "automations already present"
         return
-    for definition in locale.automations:
+    for definition in program.automations(locale.names):
         automations.create_automation(session, definition, actor="demo")
         yield f"automation {definition.name!r} created"
 
@@ -70,7 +71,7 @@ def _seed_rules(session: Session, locale: DemoLocale) -> Iterator[str]:
     if rules.list_rules(session, active=None, kind=None, limit=1, after=None)[0]:
         yield "earning rules already present"
         return
-    for definition in locale.rules:
+    for definition in program.earning_rules(locale.names):
         fields = {
             "active": True,
             "starts_at": None,
@@ -81,11 +82,8 @@ def _seed_rules(session: Session, locale: DemoLocale) -> Iterator[str]:
         }
         rules.create_rule(session, RuleDefinition.from_fields(fields), actor="demo")
         yield f"rule {definition['name']!r} created"
-    update_settings(session, locale.referrals, actor="demo")
-    yield (
-        f"referrals: {locale.referrals.referral_referrer_points} points for the referrer, "
-        f"{locale.referrals.referral_friend_points} for the friend"
-    )
+    update_settings(session, program.REFERRALS, actor="demo")
+    yield "referrals: 500 points for the referrer, 250 for the friend"
 
 
 def _seed_program(session: Session, locale: DemoLocale) -> Iterator[str]:

@@ -3,9 +3,7 @@ stationery, apparel and homeware in renminbi (CNY, in fen), one point per yuan."
 
 from __future__ import annotations
 
-from loyalty.automations.definitions import AutomationDefinition
-from loyalty.demo.locale import DemoExperiment, DemoLocale, DemoMember, PastOrder
-from loyalty.program.services import SettingsChanges
+from loyalty.demo.locale import DemoExperiment, DemoLocale, DemoMember, DemoNames, PastOrder
 from loyalty.rewards.definitions import RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.tiers.definitions import TierDefinition
@@ -40,47 +38,16 @@ MEMBERS = (
     ),
 )
 
-RULES = (
-    {
-        "name": "每消费1元积1分",
-        "kind": "spend",
-        "priority": 10,
-        "config": {"points": 1, "per_amount": 100},
-    },
-    {
-        "name": "服饰类商品双倍积分",
-        "kind": "multiplier",
-        "priority": 20,
-        "config": {"factor": "2"},
-        "conditions": {"categories": ["apparel"]},
-    },
-    {
-        "name": "首单奖励",
-        "kind": "bonus",
-        "priority": 30,
-        "config": {"points": 300},
-        "conditions": {"first_order": True},
-    },
-    {
-        "name": "注册有礼",
-        "kind": "event",
-        "priority": 10,
-        "config": {"points": 200, "event_type": "signup"},
-    },
-    {
-        "name": "商品评价奖励",
-        "kind": "event",
-        "priority": 10,
-        "config": {"points": 50, "event_type": "review"},
-        "caps": {"per_member": {"count": 3, "period_days": 30}},
-    },
-)
-
-REFERRALS = SettingsChanges(
-    referral_referrer_points=1000,
-    referral_friend_points=500,
-    referral_max_per_period=10,
-    referral_period_days=30,
+NAMES = DemoNames(
+    spend_rule="每消费1元积1分",
+    apparel_rule="服饰类商品双倍积分",
+    first_order_rule="首单奖励",
+    signup_rule="注册有礼",
+    review_rule="商品评价奖励",
+    welcome_automation="新会员欢迎",
+    win_back_automation="90天未消费召回",
+    buy_again_automation="回购提醒",
+    expiring_automation="积分30天内到期提醒",
 )
 
 # A benefit's `name` is what the shop's app shows for it; the checkout acts on its code.
@@ -150,30 +117,6 @@ REWARDS = (
     ),
 )
 
-AUTOMATIONS = (
-    AutomationDefinition(
-        name="新会员欢迎",
-        trigger={"kind": "enrolled", "delay_days": 0},
-        actions=[{"type": "webhook"}],
-    ),
-    AutomationDefinition(
-        name="90天未消费召回",
-        trigger={"kind": "inactive", "days": 90},
-        actions=[{"type": "webhook"}],
-    ),
-    AutomationDefinition(
-        name="回购提醒",
-        trigger={"kind": "repurchase_due", "default_gap_days": 45, "factor": "1.5"},
-        actions=[{"type": "webhook"}],
-        dedup_days=30,
-    ),
-    AutomationDefinition(
-        name="积分30天内到期提醒",
-        trigger={"kind": "points_expiring", "within_days": 30},
-        actions=[{"type": "webhook"}],
-    ),
-)
-
 EXPERIMENT = DemoExperiment(
     rule_name="满300元奖励300积分",
     name="大额订单奖励",
@@ -187,11 +130,9 @@ CHINESE = DemoLocale(
     currency="CNY",
     time_zone="Asia/Shanghai",
     members=MEMBERS,
-    rules=RULES,
-    referrals=REFERRALS,
+    names=NAMES,
     tiers=TIERS,
     rewards=REWARDS,
-    automations=AUTOMATIONS,
     shopper_order_sizes=(8800, 16800, 32800),
     experiment=EXPERIMENT,
 )

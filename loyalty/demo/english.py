@@ -3,9 +3,7 @@ the program's currency (USD unless changed)."""
 
 from __future__ import annotations
 
-from loyalty.automations.definitions import AutomationDefinition
-from loyalty.demo.locale import DemoExperiment, DemoLocale, DemoMember, PastOrder
-from loyalty.program.services import SettingsChanges
+from loyalty.demo.locale import DemoExperiment, DemoLocale, DemoMember, DemoNames, PastOrder
 from loyalty.rewards.definitions import RewardDefinition
 from loyalty.rewards.models import RewardKind
 from loyalty.tiers.definitions import TierDefinition
@@ -40,48 +38,16 @@ MEMBERS = (
     ),
 )
 
-RULES = (
-    {
-        "name": "1 point per dollar",
-        "kind": "spend",
-        "priority": 10,
-        "config": {"points": 1, "per_amount": 100},
-    },
-    {
-        "name": "Double points on apparel",
-        "kind": "multiplier",
-        "priority": 20,
-        "config": {"factor": "2"},
-        "conditions": {"categories": ["apparel"]},
-    },
-    {
-        "name": "First order bonus",
-        "kind": "bonus",
-        "priority": 30,
-        "config": {"points": 200},
-        "conditions": {"first_order": True},
-    },
-    {
-        "name": "Welcome",
-        "kind": "event",
-        "priority": 10,
-        "config": {"points": 100, "event_type": "signup"},
-    },
-    {
-        "name": "Product review",
-        "kind": "event",
-        "priority": 10,
-        "config": {"points": 50, "event_type": "review"},
-        "caps": {"per_member": {"count": 3, "period_days": 30}},
-    },
-)
-
-# Referrals pay by the program's settings, once the friend's first order is past its window.
-REFERRALS = SettingsChanges(
-    referral_referrer_points=500,
-    referral_friend_points=250,
-    referral_max_per_period=10,
-    referral_period_days=30,
+NAMES = DemoNames(
+    spend_rule="1 point per dollar",
+    apparel_rule="Double points on apparel",
+    first_order_rule="First order bonus",
+    signup_rule="Welcome",
+    review_rule="Product review",
+    welcome_automation="Welcome",
+    win_back_automation="Win back after 90 quiet days",
+    buy_again_automation="Time to buy again",
+    expiring_automation="Points expire within 30 days",
 )
 
 TIERS = (
@@ -146,31 +112,6 @@ REWARDS = (
     ),
 )
 
-# Moments the shop's email tool hears about (`automation.fired` webhooks) once `loyalty jobs
-# run` passes: the shoppers' history has lapsed buyers, regulars due to buy again and points
-# about to expire; the welcome greets whoever enrols from now on.
-AUTOMATIONS = (
-    AutomationDefinition(
-        name="Welcome", trigger={"kind": "enrolled", "delay_days": 0}, actions=[{"type": "webhook"}]
-    ),
-    AutomationDefinition(
-        name="Win back after 90 quiet days",
-        trigger={"kind": "inactive", "days": 90},
-        actions=[{"type": "webhook"}],
-    ),
-    AutomationDefinition(
-        name="Time to buy again",
-        trigger={"kind": "repurchase_due", "default_gap_days": 45, "factor": "1.5"},
-        actions=[{"type": "webhook"}],
-        dedup_days=30,
-    ),
-    AutomationDefinition(
-        name="Points expire within 30 days",
-        trigger={"kind": "points_expiring", "within_days": 30},
-        actions=[{"type": "webhook"}],
-    ),
-)
-
 EXPERIMENT = DemoExperiment(
     rule_name="Big basket bonus",
     name="Big basket bonus",
@@ -185,11 +126,9 @@ ENGLISH = DemoLocale(
     currency=None,
     time_zone=None,
     members=MEMBERS,
-    rules=RULES,
-    referrals=REFERRALS,
+    names=NAMES,
     tiers=TIERS,
     rewards=REWARDS,
-    automations=AUTOMATIONS,
     shopper_order_sizes=(2500, 4500, 9000),
     experiment=EXPERIMENT,
 )

@@ -1,14 +1,12 @@
 """What a demo locale decides: its currency and time zone, and the names, texts and amounts the
-seed writes. One procedure (``loyalty.demo.seed``) seeds every locale, so a locale is data
-only: ``english`` and ``chinese`` hold one each."""
+seed writes (the design of the earning rules and automations is every locale's: ``program``).
+One procedure (``loyalty.demo.seed``) seeds every locale, so a locale is data only:
+``english`` and ``chinese`` hold one each."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from loyalty.automations.definitions import AutomationDefinition
-from loyalty.program.services import SettingsChanges
 from loyalty.rewards.definitions import RewardDefinition
 from loyalty.tiers.definitions import TierDefinition
 
@@ -37,6 +35,21 @@ class DemoMember:
 
 
 @dataclass(frozen=True, slots=True)
+class DemoNames:
+    """What the earning rules and automations are called (their design: ``program``)."""
+
+    spend_rule: str
+    apparel_rule: str
+    first_order_rule: str
+    signup_rule: str
+    review_rule: str
+    welcome_automation: str
+    win_back_automation: str
+    buy_again_automation: str
+    expiring_automation: str
+
+
+@dataclass(frozen=True, slots=True)
 class DemoExperiment:
     """The finished experiment's texts and amounts (loyalty/demo/experiment.py)."""
 
@@ -58,12 +71,9 @@ class DemoLocale:
     # it. None: the program's own.
     time_zone: str | None
     members: tuple[DemoMember, ...]
-    # Earning rules in the stored shape (RuleDefinition.from_fields)
-    rules: tuple[dict[str, Any], ...]
-    referrals: SettingsChanges
+    names: DemoNames
     tiers: tuple[TierDefinition, ...]
     rewards: tuple[RewardDefinition, ...]
-    automations: tuple[AutomationDefinition, ...]
     # Typical order sizes (minor units) the imported shoppers' own sizes are drawn around
     shopper_order_sizes: tuple[int, int, int]
     experiment: DemoExperiment
