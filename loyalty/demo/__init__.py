@@ -87,8 +87,8 @@ def _seed_rules(session: Session, locale: DemoLocale) -> Iterator[str]:
 
 
 def _seed_program(session: Session, locale: DemoLocale) -> Iterator[str]:
-    """The locale's currency, set only while nothing priced in the old one exists: orders,
-    rules' amounts and rewards' values would otherwise mix two currencies."""
+    """The locale's currency, set only while nothing is priced in the program's: members'
+    orders and rewards' values would otherwise be in two currencies."""
     if locale.currency is not None and get_settings(session).currency != locale.currency:
         has_members = session.scalar(sa.select(Member.id).limit(1)) is not None
         if has_members or reward_definitions.list_rewards(session):
