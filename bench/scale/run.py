@@ -654,7 +654,7 @@ class Scale(bench_run.Bench):  # type: ignore[misc]
     def measure_tiers(self) -> None:
         """The card again once the program has the demo's three tiers: tier progress then
         sums the member's qualifying points over the rolling window."""
-        from loyalty.demo import DEMO_TIERS
+        from loyalty.demo.english import TIERS as DEMO_TIERS
 
         client = self.app.test_client()
         for tier in DEMO_TIERS:
