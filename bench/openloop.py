@@ -8,8 +8,9 @@ end of its answer, so a request that waited for a connection, or behind a stalle
 counts the wait. wrk2 does the same, but is not packaged for Debian.
 
 One asyncio process (on uvloop, from the dev extras, when installed: about 200 us of CPU a
-request against asyncio's 350-500, each on a new connection), HTTP/1.1 with keep-alive (gthread and gevent workers keep the
-connection; sync workers close it after each answer and a new one is opened). At most
+request against asyncio's 350-500, each on a new connection), HTTP/1.1 with keep-alive
+(gthread and gevent workers keep the connection; sync workers close it after each answer
+and a new one is opened). At most
 `max_in_flight` requests are open at once; a due request waits for a slot, and that wait is
 part of its latency. When the schedule ends the generator waits up to `timeout` seconds for
 what is still open; requests unanswered by then are counted as `unanswered` and their
@@ -340,8 +341,9 @@ if __name__ == "__main__":  # pragma: no cover - a manual check of the generator
 
     url, op, rate_arg, seconds_arg = sys.argv[1:5]
     t0 = time.monotonic()
-    r = open_loop(url, Requests(op, "bench", "", (1, 100), "x", False), float(rate_arg),
-                  float(seconds_arg))
+    r = open_loop(
+        url, Requests(op, "bench", "", (1, 100), "x", False), float(rate_arg), float(seconds_arg)
+    )
     print(  # noqa: T201
         f"{op} at {r.rate:.0f}/s: answered {r.answered_rate:.0f}/s, p50 {r.percentile(50):.1f}"
         f" p99 {r.percentile(99):.1f} p99.9 {r.percentile(99.9):.1f} ms, send lag p99"
@@ -354,9 +356,11 @@ def open_loop_report(
     results: dict[tuple[str, str, float], OpenLoopResult],
     shares: list[float],
     targets: dict[str, float],
+    capacity: dict[str, float],
 ) -> list[str]:
     """The open-loop table: per operation and rate, both apps' p50/p99/p99.9 and loyalty's
-    verdict against the p99 target at the first (lowest) rate."""
+    verdict against the p99 target at the lowest rate; `capacity` is loyalty's closed-loop
+    req/s per operation (a rate above it can only queue up)."""
     target_share = min(shares)
     header = (
         f"{'operation':10} {'rate':>4} {'req/s':>6} | {'loyalty p50':>11} {'p99':>7} "
@@ -378,6 +382,8 @@ def open_loop_report(
             if ours is None or bare is None:
                 continue
             verdict = []
+            if ours.rate > capacity.get(op, float("inf")):
+                verdict.append(f"above loyalty's closed-loop {capacity[op]:.0f} req/s")
             target = targets.get(op)
             if share == target_share and target is not None:
                 p99 = ours.percentile(99)

@@ -690,7 +690,10 @@ class Bench:
                     f"{bare.cpu_ms(bare.in_xact):10.2f} {bare.backends:5d}"
                 )
         if self.open_results:
-            lines += open_loop_report(self.open_results, self.args.rates, OPEN_LOOP_TARGETS)
+            capacity = {op: r.rps for (op, app), r in self.results.items() if app == "loyalty"}
+            lines += open_loop_report(
+                self.open_results, self.args.rates, OPEN_LOOP_TARGETS, capacity
+            )
             ok = ok and not any(r.problems for r in self.open_results.values())
         lines += self.memory_report()
         lines.append("")
@@ -735,7 +738,8 @@ class Bench:
             seen = self.worker_memory.get(app, {})
             replaced = len(set(seen) - set(live))
             lines.append(
-                f"{app:8} " + " ".join(f"{kb / 1024:6.1f}" for _, kb in sorted(live.items()))
+                f"{app:8} "
+                + " ".join(f"{kb / 1024:6.1f}" for _, kb in sorted(live.items()))
                 + f"  | replaced {replaced}"
             )
         return lines
