@@ -616,7 +616,7 @@ class Bench:
         lines = [
             "",
             f"loyalty vs bare Flask+SQLAlchemy ceiling: {self.args.database}, "
-            f"{self.args.connections} connections, {self.args.workers} sync workers each, "
+            f"{self.args.connections} connections, {self.args.workers} {self.workers_label} each, "
             f"{self.args.duration:g}s per operation, {self.args.members} members, "
             f"Idempotency-Key on {self.args.idempotency}; latencies in ms; load average "
             + "/".join(f"{x:.2f}" for x in os.getloadavg())
@@ -726,6 +726,12 @@ class Bench:
                 )
             )
         return ok
+
+    @property
+    def workers_label(self) -> str:
+        if self.args.worker_class == "gthread":
+            return f"gthread workers of {self.args.worker_threads} threads"
+        return f"{self.args.worker_class} workers"
 
     def memory_report(self) -> list[str]:
         lines = [
