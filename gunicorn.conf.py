@@ -1,7 +1,9 @@
 """gunicorn settings for `loyalty serve` (and `gunicorn -c gunicorn.conf.py wsgi:app`).
 
 Sync workers: each request holds one worker and one database connection, which measured
-steadier than threads on this kind of 2-core machine. Override any value with
+steadier than threads on this kind of 2-core machine; gthread and gevent did not win clearly
+and hold four to five times the database connections (bench/README.md, "Memory and the
+worker model"). Override any value with
 GUNICORN_CMD_ARGS, e.g. GUNICORN_CMD_ARGS="--workers 8".
 """
 
