@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openloop import OpenLoopResult, Requests, open_loop, open_loop_report
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 BIN = Path(sys.executable).parent
@@ -52,6 +54,8 @@ WRITES = {"order", "refund", "event", "hold", "capture"}
 # Issue 6: loyalty's throughput as a share of the bare app's, and p99 for every operation.
 RATIO_TARGETS = {"card": 0.8, "order": 0.5, "hold": 0.5, "capture": 0.5}
 P99_TARGET_MS = 50.0
+# Issue 18: p99 in ms with requests arriving at 50% of the bare app's maximum.
+OPEN_LOOP_TARGETS = {"card": 25.0, "quote": 25.0, **{op: 50.0 for op in WRITES}}
 # Beyond this share of the CPUs used by other programs during a run, its figures are suspect
 # (a quiet machine shows a few percent: kernel networking, PostgreSQL's WAL writer).
 BUSY_SHARE = 0.10
@@ -146,6 +150,10 @@ class Bench:
     run_tag: str = field(default_factory=lambda: "b" + uuid.uuid4().hex[:6])
     engine: Any = None
     top_ups: int = 0
+    # (op, app, share of the bare app's closed-loop maximum) -> the open-loop run
+    open_results: dict[tuple[str, str, float], OpenLoopResult] = field(default_factory=dict)
+    # app -> {worker pid: resident kB last seen}; a pid that disappears was recycled
+    worker_memory: dict[str, dict[int, int]] = field(default_factory=dict)
 
     # -- the database ------------------------------------------------------------------
 
@@ -263,6 +271,10 @@ class Bench:
             str(GUNICORN_CONF),
             "--workers",
             str(self.args.workers),
+            "--worker-class",
+            self.args.worker_class,
+            "--threads",
+            str(self.args.worker_threads),
             "--bind",
             f"127.0.0.1:{port}",
             *extra,
@@ -320,7 +332,10 @@ class Bench:
         loyalty, bare = self.servers["loyalty"], self.servers["bare"]
         self.wait_ready(loyalty, "/readyz")
         self.wait_ready(bare, "/healthz")
-        log(f"serving loyalty on {loyalty.url}, bare on {bare.url} ({self.args.workers} workers)")
+        log(
+            f"serving loyalty on {loyalty.url}, bare on {bare.url} ({self.args.workers} "
+            f"{self.args.worker_class} workers)"
+        )
         admin = {"Authorization": f"Bearer {self.admin_key}"}
         for method, path, body in (
             ("PATCH", "/v1/admin/program", {"pending_days": 0, "hold_ttl_seconds": 3600}),
@@ -507,8 +522,13 @@ class Bench:
                     raise BenchError(f"warm-up {op} on {app}: {'; '.join(result.problems)}")
         log("warmed up")
 
+    def note_memory(self) -> None:
+        for app, server in self.servers.items():
+            seen = self.worker_memory.setdefault(app, {})
+            seen.update(worker_rss(server.process.pid))
+
     def measure(self) -> None:
-        for op in RUN_ORDER:
+        for op in self.args.ops:
             for app in APPS:
                 pool = self.ensure_pool(op, app) if op in ("refund", "capture") else None
                 if pool is not None:
@@ -520,6 +540,70 @@ class Bench:
                     f"p99 {result.p99:6.1f} ms"
                     + ("  PROBLEMS: " + "; ".join(result.problems) if result.problems else "")
                 )
+                self.note_memory()
+
+    def measure_open_loop(self) -> None:
+        """Each operation at each share of the bare app's closed-loop maximum, on both apps,
+        requests arriving at a constant rate (bench/openloop.py)."""
+        for op in self.args.ops:
+            bare_max = self.results[(op, "bare")].rps
+            for app in APPS:
+                for share in self.args.rates:
+                    pool: list[str] = []
+                    if op in ("refund", "capture"):
+                        needed = int(share * bare_max * self.args.duration) + 10
+                        pool = self.open_pool(op, app, needed)
+                    idem = self.args.idempotency == "writes" and op in WRITES
+                    idem = idem or (self.args.idempotency == "hold" and op == "hold")
+                    requests = Requests(
+                        op,
+                        "127.0.0.1",
+                        self.checkout_key,
+                        members_range(self.members_of(app)),
+                        self.tag(app, f"o{int(share * 100)}"),
+                        idem,
+                        pool,
+                    )
+                    result = open_loop(
+                        self.servers[app].url, requests, share * bare_max, self.args.duration
+                    )
+                    self.open_results[(op, app, share)] = result
+                    log(
+                        f"{op:8} {app:8} open loop {share:.0%} of {bare_max:.0f}: "
+                        f"{result.answered_rate:7.1f} req/s  p50 {result.percentile(50):6.1f} "
+                        f"p99 {result.percentile(99):7.1f} p99.9 {result.percentile(99.9):7.1f} "
+                        f"ms  send lag p99 {result.send_lag_p99:.1f} ms  load {result.load:.2f}"
+                        + ("  PROBLEMS: " + "; ".join(result.problems) if result.problems else "")
+                    )
+                    self.note_memory()
+
+    def open_pool(self, op: str, app: str, needed: int) -> list[str]:
+        """Ids no request has touched yet (open holds, orders without a refund), topped up
+        (untimed, with wrk) until there are `needed` of them; an order takes six refunds."""
+        feeder = "hold" if op == "capture" else "order"
+        per_id = 1 if op == "capture" else 6
+        for attempt in range(4):
+            if op == "capture":
+                ids = [x for x in self.pool(op, app).read_text().splitlines() if x]
+            else:
+                rows = self.query(
+                    "SELECT o.order_id FROM orders o WHERE o.order_id LIKE :like AND NOT EXISTS"
+                    " (SELECT 1 FROM refunds r WHERE r.order_pk = o.id) ORDER BY o.id",
+                    like=self.tag(app) + "%",
+                )
+                ids = [row[0] for row in rows]
+            missing = needed / per_id - len(ids)
+            if missing <= 0 or attempt == 3:
+                return ids
+            fed = self.results.get((feeder, app))
+            rate = fed.rps if fed and fed.rps else 100.0
+            seconds = min(max(1.0, 2 * missing / rate), 6 * self.args.duration)
+            log(f"  topping up the {op} pool of {app}: {len(ids)} ids, {feeder} {seconds:.0f}s")
+            self.top_ups += 1
+            extra = self.wrk(feeder, app, seconds, self.tag(app, f"u{self.top_ups}"))
+            if extra.problems:
+                raise BenchError(f"{feeder} top-up on {app}: {'; '.join(extra.problems)}")
+        return ids
 
     # -- report ------------------------------------------------------------------------
 
@@ -532,7 +616,7 @@ class Bench:
         lines = [
             "",
             f"loyalty vs bare Flask+SQLAlchemy ceiling: {self.args.database}, "
-            f"{self.args.connections} connections, {self.args.workers} sync workers each, "
+            f"{self.args.connections} connections, {self.args.workers} {self.workers_label} each, "
             f"{self.args.duration:g}s per operation, {self.args.members} members, "
             f"Idempotency-Key on {self.args.idempotency}; latencies in ms; load average "
             + "/".join(f"{x:.2f}" for x in os.getloadavg())
@@ -605,6 +689,13 @@ class Bench:
                     f"{bare.xacts / max(bare.requests, 1):10.2f} "
                     f"{bare.cpu_ms(bare.in_xact):10.2f} {bare.backends:5d}"
                 )
+        if self.open_results:
+            capacity = {op: r.rps for (op, app), r in self.results.items() if app == "loyalty"}
+            lines += open_loop_report(
+                self.open_results, self.args.rates, OPEN_LOOP_TARGETS, capacity
+            )
+            ok = ok and not any(r.problems for r in self.open_results.values())
+        lines += self.memory_report()
         lines.append("")
         for (op, app), result in sorted(self.results.items()):
             for status, body in sorted(result.samples.items()):
@@ -635,6 +726,29 @@ class Bench:
                 )
             )
         return ok
+
+    @property
+    def workers_label(self) -> str:
+        if self.args.worker_class == "gthread":
+            return f"gthread workers of {self.args.worker_threads} threads"
+        return f"{self.args.worker_class} workers"
+
+    def memory_report(self) -> list[str]:
+        lines = [
+            "",
+            f"resident memory per worker at the end (MB), {self.args.worker_class} workers; "
+            f"workers replaced during the run; load average {os.getloadavg()[0]:.2f}",
+        ]
+        for app, server in self.servers.items():
+            live = worker_rss(server.process.pid)
+            seen = self.worker_memory.get(app, {})
+            replaced = len(set(seen) - set(live))
+            lines.append(
+                f"{app:8} "
+                + " ".join(f"{kb / 1024:6.1f}" for _, kb in sorted(live.items()))
+                + f"  | replaced {replaced}"
+            )
+        return lines
 
     def teardown(self) -> None:
         try:
@@ -705,6 +819,26 @@ def group_cpu(leader: int) -> float:
     return total
 
 
+def worker_rss(leader: int) -> dict[int, int]:
+    """Resident kB (VmRSS) of each process of a gunicorn group but its master."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == leader:
+            continue
+        if process_cpu(int(entry.name))[2] != leader:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found[int(entry.name)] = int(line.split()[1])
+    return found
+
+
+def members_range(spec: str) -> tuple[int, int]:
+    low, high = spec.split("-")
+    return int(low), int(high)
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU used between two snapshots (a backend that went away in between is left out)."""
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
@@ -747,6 +881,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="a short run for CI (< 60 s)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers per app")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--worker-class", choices=["sync", "gthread", "gevent"], default="sync")
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=1,
+        help="gunicorn --threads (gthread: threads per worker; gevent: ignored)",
+    )
+    parser.add_argument(
+        "--ops", default=",".join(RUN_ORDER), help="operations to run, comma separated"
+    )
+    parser.add_argument(
+        "--open-loop",
+        action="store_true",
+        help="then run each operation at a constant arrival rate (bench/openloop.py)",
+    )
+    parser.add_argument(
+        "--rates",
+        default="0.5,0.8",
+        help="open loop: arrival rates as shares of the bare app's closed-loop maximum",
+    )
     parser.add_argument("--members", type=int, default=None, help="members seeded (half per app)")
     parser.add_argument("--opening-points", type=int, default=1_000_000)
     parser.add_argument(
@@ -771,6 +925,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = 2.0 if args.smoke else 20.0
     if args.members is None:
         args.members = 200 if args.smoke else 2000
+    args.ops = [op for op in RUN_ORDER if op in args.ops.split(",")]
+    args.rates = [float(x) for x in args.rates.split(",")]
     if args.members < 2:
         parser.error("--members: at least 2 (half for each app)")
     return args
@@ -795,6 +951,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.configure()
         bench.warm_up()
         bench.measure()
+        if args.open_loop:
+            bench.measure_open_loop()
         ok = bench.report()
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
