@@ -7,6 +7,7 @@ worker model"). Override any value with
 GUNICORN_CMD_ARGS, e.g. GUNICORN_CMD_ARGS="--workers 8".
 """
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -64,6 +65,13 @@ def on_exit(server):
 
 def post_fork(server, worker):
     worker.recycler = Recycler.from_environment(RECYCLE_DIR / "last-departure")
+
+
+def post_worker_init(worker):
+    # The app, its modules and the ORM's mappings (about 226,000 objects) live as long as the
+    # worker: out of the collector's reach, a full collection no longer walks them (one took
+    # 0.1-0.5 s, a pause in whichever request triggered it).
+    gc.freeze()
 
 
 def post_request(worker, req, environ, resp):
