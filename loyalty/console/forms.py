@@ -34,6 +34,7 @@ from wtforms.validators import (
     Regexp,
 )
 
+from loyalty import days
 from loyalty.schemas.ledger import AdjustmentSchema
 from loyalty.schemas.members import MemberUpdateSchema
 from loyalty.schemas.privacy import MergeSchema
@@ -189,6 +190,12 @@ class ProgramForm(FlaskForm):
         _l("Tier window (months)"),
         validators=schema_rules(ProgramSchema, "tier_window_months", required=True),
     )
+    # A list, not the API's free text: every IANA name this system knows (the API's check).
+    time_zone = SelectField(
+        _l("Time zone (days, months and dates)"),
+        choices=sorted(days.available_zones()),
+        validators=[InputRequired(message=REQUIRED), AnyOf(sorted(days.available_zones()))],
+    )
     referral_referrer_points = IntegerField(
         _l("Referral: points for the referrer"),
         validators=schema_rules(ReferralSettingsSchema, "referrer_points"),
@@ -221,6 +228,7 @@ class ProgramForm(FlaskForm):
             "max_redemption_percent": self.max_redemption_percent.data,
             "min_redemption_points": self.min_redemption_points.data,
             "tier_window_months": self.tier_window_months.data,
+            "time_zone": self.time_zone.data,
             "referral": {
                 "referrer_points": self.referral_referrer_points.data,
                 "friend_points": self.referral_friend_points.data,
