@@ -12,7 +12,7 @@ from typing import Any
 from babel import Locale
 from babel.dates import format_date, format_time
 from babel.numbers import format_currency, format_decimal, get_currency_precision
-from flask import g, has_app_context
+from flask import current_app, g, has_app_context
 from flask_babel import get_locale, gettext, ngettext
 
 from loyalty.extensions import db
@@ -21,8 +21,9 @@ from loyalty.program import config
 
 def zone() -> dt.tzinfo:
     """The program's time zone, the one the console shows every moment and day in (read
-    once per request from the cached settings; UTC outside one)."""
-    if not has_app_context():
+    once per request from the cached settings; UTC outside an app, or in one with no
+    database, such as a bare app rendering figures)."""
+    if not has_app_context() or "sqlalchemy" not in current_app.extensions:
         return dt.UTC
     if "program_zone" not in g:
         g.program_zone = config.current(db.session()).settings.zone

@@ -191,10 +191,11 @@ class ProgramForm(FlaskForm):
         validators=schema_rules(ProgramSchema, "tier_window_months", required=True),
     )
     # A list, not the API's free text: every IANA name this system knows (the API's check).
+    # Not sent: the zone stays as it is.
     time_zone = SelectField(
         _l("Time zone (days, months and dates)"),
         choices=sorted(days.available_zones()),
-        validators=[InputRequired(message=REQUIRED), AnyOf(sorted(days.available_zones()))],
+        validators=[Optional(), AnyOf(sorted(days.available_zones()))],
     )
     referral_referrer_points = IntegerField(
         _l("Referral: points for the referrer"),
@@ -228,13 +229,13 @@ class ProgramForm(FlaskForm):
             "max_redemption_percent": self.max_redemption_percent.data,
             "min_redemption_points": self.min_redemption_points.data,
             "tier_window_months": self.tier_window_months.data,
-            "time_zone": self.time_zone.data,
             "referral": {
                 "referrer_points": self.referral_referrer_points.data,
                 "friend_points": self.referral_friend_points.data,
                 "max_per_period": self.referral_max_per_period.data,
                 "period_days": self.referral_period_days.data,
             },
+            **({"time_zone": self.time_zone.data} if self.time_zone.raw_data else {}),
         }
 
     @staticmethod

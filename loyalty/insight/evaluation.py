@@ -71,8 +71,9 @@ def evaluate_at(
     refresh's as_of, or now) with the repeat purchase days the buyers made: their purchase
     days as of `end` less those as of `split` (a refund made after the split that cancels an
     earlier purchase counts against it; never below zero). Returns the totals and the
-    buckets by calibration frequency ("0" to "6", "7+"). Raises ValidationFailed for a split not at least a day
-    before `end`, EvaluationImpossible when the history up to it identifies no model."""
+    buckets by calibration frequency ("0" to "6", "7+"). Raises ValidationFailed for a split
+    not at least a day before `end`, EvaluationImpossible when the history up to it
+    identifies no model."""
     if end is None:
         latest = latest_refresh(session)
         end = latest.as_of if latest is not None else utcnow()
