@@ -163,8 +163,10 @@ def enter_tier(session: Session, member_ids: Sequence[int], now: dt.datetime) ->
     No tier.changed event: an import is not something the member did (it gives no signup
     points either), and a million events would flood the shop's endpoint. Returns how many
     members it placed."""
-    defined = program_tiers(session).all
-    decision = policy.review([view(t) for t in defined], None, None, 0, now)
+    program = config.current(session)
+    defined = program_tiers(session, program).all
+    zone = program.settings.zone
+    decision = policy.review([view(t) for t in defined], None, None, 0, now, None, zone)
     if decision.tier is None or not member_ids:
         return 0
     entry = next(t for t in defined if t.code == decision.tier.code)

@@ -1,8 +1,8 @@
 """The program's time zone at work: a Shanghai shop's birthdays start at Shanghai's midnight,
 a New York shop's daily report splits at New York's midnight (on the 23-hour day the clocks
 spring forward, 8 March 2026, too), its month-long expiry ends on New York's calendar, member
-insight counts purchase days of the zone, and the console writes moments on the zone's
-clock. Stored times stay UTC. The tests set the clock with `now=`."""
+insight counts purchase days of the zone, an automation's delay in days is a day on the
+zone's wall clock, and the console writes moments on the zone's clock. Stored times stay UTC. The tests set the clock with `now=`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from loyalty import days
+from loyalty.automations import firing
+from loyalty.automations import services as automations
 from loyalty.console import formatting
 from loyalty.db import transaction
 from loyalty.errors import ValidationFailed
@@ -27,6 +29,8 @@ from loyalty.program import config
 from loyalty.program.models import ExpiryPolicy
 from loyalty.program.services import SettingsChanges, update_settings
 from loyalty.reports import services as reports
+from loyalty.schemas.automations import AutomationInSchema
+from tests.factories import MemberFactory
 from tests.helpers import order_placed_at, services
 
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
@@ -236,3 +240,23 @@ def test_the_console_writes_moments_on_the_programs_clock(app):
     with app.test_request_context("/admin/"):
         assert formatting.moment(moment) == "2026-03-08 00:30 CST"
         assert formatting.day(moment) == "2026-03-08"
+
+
+# --- automations ---------------------------------------------------------------------------
+
+
+def test_an_automations_one_day_delay_is_a_day_on_new_yorks_wall_clock(app):
+    set_program(app, time_zone="America/New_York")
+    with services(app) as session:
+        body = {"name": "Welcome", "trigger": {"kind": "enrolled", "delay_days": 1}}
+        automations.create_automation(
+            session,
+            AutomationInSchema().load({**body, "actions": [{"type": "webhook"}]}),
+            "test",
+            now=utc("2026-03-01 12:00"),
+        )
+        # 10:00 EST on Saturday 7 March; a day later is 10:00 EDT, 23 hours on.
+        MemberFactory(external_id="c1", now=utc("2026-03-07 15:00"))
+
+        assert firing.fire_due(session, now=utc("2026-03-08 13:59")).total == 0
+        assert firing.fire_due(session, now=utc("2026-03-08 14:00")).total == 1
