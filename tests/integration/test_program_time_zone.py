@@ -2,7 +2,8 @@
 a New York shop's daily report splits at New York's midnight (on the 23-hour day the clocks
 spring forward, 8 March 2026, too), its month-long expiry ends on New York's calendar, member
 insight counts purchase days of the zone, an automation's delay in days is a day on the
-zone's wall clock, and the console writes moments on the zone's clock. Stored times stay UTC. The tests set the clock with `now=`."""
+zone's wall clock, and the console writes moments on the zone's clock. Stored times stay
+UTC. The tests set the clock with `now=`."""
 
 from __future__ import annotations
 
