@@ -28,11 +28,12 @@ from loyalty.membership import adjustments
 from loyalty.membership import services as members
 from loyalty.program import config
 from loyalty.program.models import ExpiryPolicy
-from loyalty.program.services import SettingsChanges, update_settings
+from loyalty.program.services import SettingsChanges, settings_view, update_settings
 from loyalty.reports import services as reports
 from loyalty.schemas.automations import AutomationInSchema
 from tests.factories import MemberFactory
 from tests.helpers import order_placed_at, services
+from tests.integration.test_console_program import save, signed_in
 
 pytestmark = pytest.mark.usefixtures("ledger_verifies_after_each_test")
 
@@ -261,3 +262,29 @@ def test_an_automations_one_day_delay_is_a_day_on_new_yorks_wall_clock(app):
 
         assert firing.fire_due(session, now=utc("2026-03-08 13:59")).total == 0
         assert firing.fire_due(session, now=utc("2026-03-08 14:00")).total == 1
+
+
+# --- the console's program page ------------------------------------------------------------
+
+
+def test_the_program_page_offers_the_zones_and_saves_one(app, client):
+    signed_in(app, client)
+    page = client.get("/admin/program").text
+    assert '<option selected value="UTC">UTC</option>' in page
+    assert '<option value="Asia/Shanghai">Asia/Shanghai</option>' in page
+
+    assert save(client, time_zone="America/New_York").status_code == 302
+
+    with services(app) as session:
+        assert settings_view(session).time_zone == "America/New_York"
+
+
+def test_the_program_page_refuses_a_zone_it_does_not_offer(app, client):
+    signed_in(app, client)
+
+    response = save(client, time_zone="Mars/Olympus_Mons")
+
+    assert response.status_code == 422
+    assert 'id="time_zone-error"' in response.text
+    with services(app) as session:
+        assert settings_view(session).time_zone == "UTC"
