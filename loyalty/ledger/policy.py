@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# Month arithmetic is the program's calendar's (re-exported: the ledger's callers use it).
+# Months are counted on the program's calendar, in its time zone.
 from loyalty.days import UTC, add_months
 
 # The most points one movement may carry: wide enough for any real balance, narrow enough
