@@ -20,7 +20,11 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, registry, scoped_session
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from loyalty import days
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -176,10 +180,77 @@ def configure_engine(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        dbapi_connection.create_function(
+            _SQLITE_LOCAL_DAY, 2, _sqlite_local_day, deterministic=True
+        )
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class utc_day(sa.sql.functions.FunctionElement[int]):
+    """The UTC calendar day of a timestamp, as days since 1970-01-01 (an integer, so day
+    differences are plain subtraction on every database)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "utc_day"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    moment = compiler.process(next(iter(element.clauses)), **kw)
+    return f"(({moment} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+
+
+@compiles(utc_day)
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite stores the UTC time as text; julianday of a date is N.5 exactly.
+    moment = compiler.process(next(iter(element.clauses)), **kw)
+    return f"CAST(julianday(date({moment})) - 2440587.5 AS INTEGER)"
+
+
+class local_day(sa.sql.functions.FunctionElement[int]):
+    """The calendar day of a timestamp in a named time zone (the second argument), as days
+    since 1970-01-01."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "local_day"
+
+
+@compiles(local_day, "postgresql")
+def _local_day_postgresql(element: local_day, compiler: SQLCompiler, **kw: Any) -> str:
+    moment, zone = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(({moment} AT TIME ZONE {zone})::date - DATE '1970-01-01')"
+
+
+# SQLite has no time zones: each connection gets this Python function (configure_engine).
+_SQLITE_LOCAL_DAY = "loyalty_local_day"
+
+
+@compiles(local_day)
+def _local_day_sqlite(element: local_day, compiler: SQLCompiler, **kw: Any) -> str:
+    moment, zone = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{_SQLITE_LOCAL_DAY}({moment}, {zone})"
+
+
+def _sqlite_local_day(stored: str | None, zone: str) -> int | None:
+    if stored is None:
+        return None
+    moment = dt.datetime.fromisoformat(stored).replace(tzinfo=dt.UTC)
+    return (days.today(moment, days.zone(zone)) - days.EPOCH).days
+
+
+def day_number(moment: Any, tz: dt.tzinfo) -> sa.ColumnElement[int]:
+    """The calendar day of the timestamp `moment` in the program's zone `tz`, as days since
+    1970-01-01 (``days.EPOCH``): in SQL on PostgreSQL and SQLite. UTC keeps the plain,
+    cheaper spelling."""
+    name = days.zone_name(tz)
+    if name == days.DEFAULT_ZONE:
+        return utc_day(moment)
+    return local_day(moment, sa.literal(name, sa.String()))
 
 
 M = TypeVar("M", bound=Base)

@@ -48,9 +48,11 @@ class ActivityReport(MethodView):
     @blp.response(200, ActivitySchema)
     def get(self, query: dict[str, Any]) -> Any:
         """Points earned, redeemed, restored, expired, adjusted, reversed and new members per
-        day (UTC), and members per tier now
+        day, and members per tier now
 
-        `from` and `to` are dates, both included, at most 366 days apart. As of the request,
+        Days are those of the program's time zone (`time_zone` in the program settings; 23
+        or 25 hours on a daylight-saving change). `from` and `to` are dates, both included,
+        at most 366 days apart. As of the request,
         whether or not the jobs worker has caught up: points that expired by now count on
         their day, and tier reviews due count as made. The report reads only.
         """

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from loyalty import days
 from loyalty.automations import triggers
 from loyalty.automations.definitions import (
     DEFAULT_FACTOR,
@@ -56,8 +57,9 @@ def iso(moment: Any) -> sa.ColumnElement[str]:
     return sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS') + fraction + "+00:00"
 
 
-def _utc_date(moment: Any) -> sa.ColumnElement[dt.date]:
-    return sa.cast(sa.func.timezone("UTC", moment), sa.Date)
+def _local_date(moment: Any, tz: dt.tzinfo) -> sa.ColumnElement[dt.date]:
+    """The day of `moment` in the program's zone `tz` (PostgreSQL)."""
+    return sa.cast(sa.func.timezone(days.zone_name(tz), moment), sa.Date)
 
 
 def _half_even(
@@ -80,17 +82,22 @@ def _ceiling(
 
 
 def details_json(
-    kind: TriggerKind, trigger: Mapping[str, Any], due: Any, now: dt.datetime
+    kind: TriggerKind,
+    trigger: Mapping[str, Any],
+    due: Any,
+    now: dt.datetime,
+    tz: dt.tzinfo = days.UTC,
 ) -> sa.ColumnElement[Any]:
     """The trigger's specifics for each candidate row of `due` (the columns of
-    ``triggers.due_select``), as a JSON expression: what ``triggers.details`` builds."""
+    ``triggers.due_select``), days counted in the program's zone `tz`, as a JSON expression:
+    what ``triggers.details`` builds."""
     start = due.c.window_start
     if kind == TriggerKind.ENROLLED:
         return _object(delay_days=_integer(trigger["delay_days"]), enrolled_at=iso(start))
     if kind == TriggerKind.INACTIVE:
         return _object(
             last_order_at=iso(start),
-            days_inactive=_integer(sa.literal(now.date()) - _utc_date(start)),
+            days_inactive=_integer(sa.literal(days.today(now, tz)) - _local_date(start, tz)),
         )
     if kind == TriggerKind.POINTS_EXPIRING:
         return _object(points=_integer(due.c.points), expires_at=iso(start))
@@ -128,11 +135,11 @@ def details_json(
                 cost_points=_integer(due.c.reward_cost),
             )
         )
-    return _repurchase_details(trigger, due, now)
+    return _repurchase_details(trigger, due, now, tz)
 
 
 def _repurchase_details(
-    trigger: Mapping[str, Any], due: Any, now: dt.datetime
+    trigger: Mapping[str, Any], due: Any, now: dt.datetime, tz: dt.tzinfo
 ) -> sa.ColumnElement[Any]:
     factor = parse_factor(trigger.get("factor", DEFAULT_FACTOR))
     least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS
@@ -150,7 +157,7 @@ def _repurchase_details(
         purchase_days=n,
         typical_gap_days=typical,
         due_after_days=due_after,
-        days_since_last_purchase=(now.date() - triggers.EPOCH).days - _integer(due.c.last_day),
+        days_since_last_purchase=days.day_number(days.today(now, tz)) - _integer(due.c.last_day),
     )
 
 
@@ -167,7 +174,7 @@ def fire_in_database(
     candidates consented to marketing (``Evaluated.marketing_only``). The caller commits.
     Returns how many fired."""
     due = triggers.candidates(spec, now).subquery("candidates")
-    details = details_json(spec.kind, spec.trigger, due, now)
+    details = details_json(spec.kind, spec.trigger, due, now, spec.zone)
     table = AutomationFiring.__table__
     fired = (
         postgresql.insert(table)

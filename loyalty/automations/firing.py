@@ -174,7 +174,10 @@ def fire_batch(
     )
     if not rows:
         return 0
-    by_member = {row.member_id: triggers.details(spec.kind, spec.trigger, row, now) for row in rows}
+    by_member = {
+        row.member_id: triggers.details(spec.kind, spec.trigger, row, now, spec.zone)
+        for row in rows
+    }
     values = [
         {
             "public_id": uuid.uuid4(),

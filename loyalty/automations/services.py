@@ -344,6 +344,7 @@ def evaluated(
         dedup_days=version.dedup_days,
         created_at=automation.created_at,
         tier_window_months=config.current(session).settings.tier_window_months,
+        zone=config.current(session).settings.zone,
         marketing_only=[action["type"] for action in version.actions] == [ActionType.WEBHOOK],
     )
 
@@ -401,7 +402,10 @@ def simulate(
         window_start = window_start.replace(tzinfo=dt.UTC)
     found = {
         "window_start": window_start,
-        "trigger": {"kind": spec.kind.value, **triggers.details(spec.kind, spec.trigger, row, now)},
+        "trigger": {
+            "kind": spec.kind.value,
+            **triggers.details(spec.kind, spec.trigger, row, now, spec.zone),
+        },
     }
     for name, clause in triggers.condition_clauses(spec.conditions, Member.id):
         holds = session.scalar(sa.select(sa.exists().where(Member.id == member.id).where(clause)))
@@ -427,7 +431,9 @@ def simulate(
         )
     if spec.dedup_days and session.scalar(
         sa.select(
-            sa.exists().where(triggers.fired_within(automation.id, one, spec.dedup_days, now))
+            sa.exists().where(
+                triggers.fired_within(automation.id, one, spec.dedup_days, now, spec.zone)
+            )
         ).select_from(one)
     ):
         return answer(

@@ -13,26 +13,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loyalty import days
 from loyalty.automations.definitions import (
     DEFAULT_FACTOR,
     DEFAULT_MIN_PURCHASE_DAYS,
     parse_factor,
 )
 from loyalty.automations.models import AutomationFiring, TriggerKind
-from loyalty.db import UTCDateTime
-from loyalty.insight.figures import utc_day
+from loyalty.db import UTCDateTime, day_number
 from loyalty.insight.models import MemberInsight
 from loyalty.insight.segment_filter import metadata_condition
 from loyalty.ledger.models import LedgerTransaction, LotState, MemberBalance, PointLot
-from loyalty.ledger.policy import add_months
 from loyalty.members import birthdays
 from loyalty.members.models import Member, MemberStatus
 from loyalty.members.segments import SavedSegment, SegmentChange, SegmentMember
 from loyalty.orders.models import Order, QuotedCart
 from loyalty.rewards.models import Reward, RewardRedemption
 from loyalty.tiers.models import Tier
-
-EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +45,8 @@ class Evaluated:
     created_at: dt.datetime
     # The program's rolling window of qualifying points (tier_at_risk counts over it).
     tier_window_months: int = 12
+    # The program's time zone: its days count the delays and windows stated in days.
+    zone: dt.tzinfo = dt.UTC
     # Its only action is the webhook, the shop's marketing message: members who consented
     # to marketing on no channel are not candidates (they are once they consent).
     marketing_only: bool = False
@@ -68,11 +67,10 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
     trigger = automation.trigger
     kind = automation.kind
     if kind == TriggerKind.ENROLLED:
-        delay = dt.timedelta(days=trigger["delay_days"])
         return (
             sa.select(Member.id.label("member_id"), Member.enrolled_at.label("window_start"))
             .where(
-                Member.enrolled_at <= now - delay,
+                Member.enrolled_at <= days.add_days(now, -trigger["delay_days"], automation.zone),
                 Member.enrolled_at >= automation.created_at,
             )
             .subquery("due")
@@ -83,7 +81,7 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
             sa.select(Order.member_id.label("member_id"), last.label("window_start"))
             .where(_purchases(), Order.placed_at <= now)
             .group_by(Order.member_id)
-            .having(last <= now - dt.timedelta(days=trigger["days"]))
+            .having(last <= days.add_days(now, -trigger["days"], automation.zone))
             .subquery("due")
         )
     if kind == TriggerKind.POINTS_EXPIRING:
@@ -97,13 +95,13 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
                 PointLot.state == LotState.AVAILABLE.value,
                 PointLot.remaining > 0,
                 PointLot.expires_at > now,
-                PointLot.expires_at <= now + dt.timedelta(days=trigger["within_days"]),
+                PointLot.expires_at <= days.add_days(now, trigger["within_days"], automation.zone),
             )
             .group_by(PointLot.member_id)
             .subquery("due")
         )
     if kind == TriggerKind.BIRTHDAY:
-        today, midnight = birthdays.program_day(now)
+        today, midnight = birthdays.program_day(now, automation.zone)
         return (
             sa.select(
                 Member.id.label("member_id"),
@@ -123,7 +121,7 @@ def due_select(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
         return _tier_at_risk(automation, now)
     if kind == TriggerKind.CART_ABANDONED:
         return _cart_abandoned(automation, now)
-    return _repurchase_due(trigger, now)
+    return _repurchase_due(trigger, now, automation.zone)
 
 
 def _live_segment(key: str) -> sa.ScalarSelect[int]:
@@ -237,7 +235,7 @@ def _tier_at_risk(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
     and within `within_days`, whose qualifying points over the rolling window as of `now`
     are below the tier's threshold: the tier is lost at the review unless they earn the
     difference. The window start is the review date: once per review."""
-    since = add_months(now, -automation.tier_window_months)
+    since = days.add_months(now, -automation.tier_window_months, automation.zone)
     points = (
         sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0))
         .where(
@@ -261,7 +259,7 @@ def _tier_at_risk(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
         .join(Tier, Tier.id == Member.tier_id)
         .where(
             review > now,
-            review <= now + dt.timedelta(days=automation.trigger["within_days"]),
+            review <= days.add_days(now, automation.trigger["within_days"], automation.zone),
             points < Tier.threshold,
         )
         .subquery("due")
@@ -314,15 +312,15 @@ def _cart_abandoned(automation: Evaluated, now: dt.datetime) -> sa.Subquery:
     )
 
 
-def _repurchase_due(trigger: Mapping[str, Any], now: dt.datetime) -> sa.Subquery:
+def _repurchase_due(trigger: Mapping[str, Any], now: dt.datetime, tz: dt.tzinfo) -> sa.Subquery:
     """Members whose typical gap between purchase days, times the factor, has passed since
     their last purchase day. The mean gap between consecutive distinct purchase days is
     (last - first) / (n - 1), so no window function is needed; compared multiplied out, in
     integers: (today - last) * (n - 1) * den >= num * (last - first)."""
     factor = parse_factor(trigger.get("factor", DEFAULT_FACTOR))
     least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS
-    today = (now.date() - EPOCH).days
-    day = utc_day(Order.placed_at)
+    today = days.day_number(days.today(now, tz))
+    day = day_number(Order.placed_at, tz)
     per_member = (
         sa.select(
             Order.member_id.label("member_id"),
@@ -402,12 +400,19 @@ def fired_with_key(automation_id: int, due: sa.Subquery) -> sa.Exists:
     )
 
 
-def fired_within(automation_id: int, due: sa.Subquery, days: int, now: dt.datetime) -> sa.Exists:
-    """Whether the automation fired for the due member in the `days` before `now`."""
+def fired_within(
+    automation_id: int,
+    due: sa.Subquery,
+    within: int,
+    now: dt.datetime,
+    tz: dt.tzinfo = days.UTC,
+) -> sa.Exists:
+    """Whether the automation fired for the due member in the `within` days (of the zone
+    `tz`) before `now`."""
     return sa.exists().where(
         AutomationFiring.automation_id == automation_id,
         AutomationFiring.member_id == due.c.member_id,
-        AutomationFiring.fired_at > now - dt.timedelta(days=days),
+        AutomationFiring.fired_at > days.add_days(now, -within, tz),
     )
 
 
@@ -427,15 +432,23 @@ def candidates(automation: Evaluated, now: dt.datetime) -> sa.Select[Any]:
     if automation.marketing_only:
         stmt = stmt.where(sa.or_(Member.marketing_email, Member.marketing_sms))
     if automation.dedup_days:
-        stmt = stmt.where(~fired_within(automation.automation_id, due, automation.dedup_days, now))
+        stmt = stmt.where(
+            ~fired_within(
+                automation.automation_id, due, automation.dedup_days, now, automation.zone
+            )
+        )
     return stmt.order_by(due.c.member_id)
 
 
 def details(
-    kind: TriggerKind, trigger: Mapping[str, Any], row: Any, now: dt.datetime
+    kind: TriggerKind,
+    trigger: Mapping[str, Any],
+    row: Any,
+    now: dt.datetime,
+    tz: dt.tzinfo = days.UTC,
 ) -> dict[str, Any]:
-    """The trigger's specifics for one candidate row, as the firing stores and the webhook
-    sends them (JSON)."""
+    """The trigger's specifics for one candidate row, days counted in the program's zone
+    `tz`, as the firing stores and the webhook sends them (JSON)."""
     window_start: dt.datetime = row.window_start
     if window_start.tzinfo is None:
         window_start = window_start.replace(tzinfo=dt.UTC)
@@ -444,7 +457,7 @@ def details(
     if kind == TriggerKind.INACTIVE:
         return {
             "last_order_at": window_start.isoformat(),
-            "days_inactive": (now.date() - window_start.date()).days,
+            "days_inactive": (days.today(now, tz) - days.today(window_start, tz)).days,
         }
     if kind == TriggerKind.POINTS_EXPIRING:
         return {"points": int(row.points), "expires_at": window_start.isoformat()}
@@ -485,7 +498,7 @@ def details(
                 "cost_points": int(row.reward_cost),
             }
         }
-    today = (now.date() - EPOCH).days
+    today = days.day_number(days.today(now, tz))
     purchase_days = int(row.purchase_days)
     least = trigger.get("min_purchase_days") or DEFAULT_MIN_PURCHASE_DAYS
     if purchase_days >= least:

@@ -12,11 +12,22 @@ from typing import Any
 from babel import Locale
 from babel.dates import format_date, format_time
 from babel.numbers import format_currency, format_decimal, get_currency_precision
+from flask import current_app, g, has_app_context
 from flask_babel import get_locale, gettext, ngettext
 
-# The one place the console turns a stored (UTC) moment into the reader's clock: a program
-# time zone, when there is one, replaces this.
-ZONE = dt.UTC
+from loyalty.extensions import db
+from loyalty.program import config
+
+
+def zone() -> dt.tzinfo:
+    """The program's time zone, the one the console shows every moment and day in (read
+    once per request from the cached settings; UTC outside an app, or in one with no
+    database, such as a bare app rendering figures)."""
+    if not has_app_context() or "sqlalchemy" not in current_app.extensions:
+        return dt.UTC
+    if "program_zone" not in g:
+        g.program_zone = config.current(db.session()).settings.zone
+    return g.program_zone  # type: ignore[no-any-return]
 
 
 def locale() -> Locale:
@@ -31,8 +42,8 @@ def _date_format(where: Locale) -> str:
 
 
 def local(value: dt.datetime) -> dt.datetime:
-    """A stored moment on the console's clock."""
-    return value.astimezone(ZONE)
+    """A stored moment on the console's clock (the program's time zone)."""
+    return value.astimezone(zone())
 
 
 def day(value: dt.date | dt.datetime | None) -> str:

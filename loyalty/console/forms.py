@@ -34,6 +34,7 @@ from wtforms.validators import (
     Regexp,
 )
 
+from loyalty import days
 from loyalty.schemas.ledger import AdjustmentSchema
 from loyalty.schemas.members import MemberUpdateSchema
 from loyalty.schemas.privacy import MergeSchema
@@ -189,6 +190,13 @@ class ProgramForm(FlaskForm):
         _l("Tier window (months)"),
         validators=schema_rules(ProgramSchema, "tier_window_months", required=True),
     )
+    # A list, not the API's free text: every IANA name this system knows (the API's check;
+    # the select refuses anything else). Not sent: the zone stays as it is.
+    time_zone = SelectField(
+        _l("Time zone (days, months and dates)"),
+        choices=sorted(days.available_zones()),
+        validators=[Optional()],
+    )
     referral_referrer_points = IntegerField(
         _l("Referral: points for the referrer"),
         validators=schema_rules(ReferralSettingsSchema, "referrer_points"),
@@ -227,6 +235,7 @@ class ProgramForm(FlaskForm):
                 "max_per_period": self.referral_max_per_period.data,
                 "period_days": self.referral_period_days.data,
             },
+            **({"time_zone": self.time_zone.data} if self.time_zone.raw_data else {}),
         }
 
     @staticmethod

@@ -16,9 +16,10 @@ from flask_babel import gettext, lazy_gettext
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import UnprocessableEntity
 
+from loyalty import days
 from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.api.replica import reads_from_replica
-from loyalty.console import blp, charts
+from loyalty.console import blp, charts, formatting
 from loyalty.errors import LoyaltyError
 from loyalty.extensions import db
 from loyalty.insight import evaluation, export, queries, summary
@@ -91,7 +92,9 @@ def insight_page() -> str | tuple[str, int]:
             [(gettext("predicted value"), ACCENT)],
         ),
         split=split,
-        default_split=(found.refresh.as_of - dt.timedelta(days=182)).date().isoformat(),
+        default_split=days.today(
+            found.refresh.as_of - dt.timedelta(days=182), formatting.zone()
+        ).isoformat(),
         evaluation=evaluated,
         evaluation_chart=None
         if evaluated is None
@@ -104,13 +107,13 @@ def insight_page() -> str | tuple[str, int]:
 
 
 def _evaluation(split: str) -> tuple[evaluation.ModelEvaluation | None, str | None]:
-    """The model's evaluation at the start (UTC) of the day `split` (YYYY-MM-DD), or why
-    there is none."""
+    """The model's evaluation at the start of the day `split` (YYYY-MM-DD) in the program's
+    time zone, or why there is none."""
     try:
         day = dt.date.fromisoformat(split)
     except ValueError:
         return None, gettext("Split: %(split)s is not a date (YYYY-MM-DD).", split=repr(split))
-    moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    moment = days.start_of(day, formatting.zone())
     try:
         return evaluation.evaluate_at(db.session(), moment), None
     except LoyaltyError as error:

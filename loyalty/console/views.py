@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from loyalty import days
 from loyalty.api.errors import flatten_messages, refusal_messages
 from loyalty.api.replica import reads_from_replica, remember_console_write
 from loyalty.audit import services as audit
@@ -91,7 +92,7 @@ def logout() -> Response:
 @reads_from_replica
 def dashboard() -> str:
     session = db.session()
-    today = utcnow().date()
+    today = days.today(utcnow(), formatting.zone())
     activity = reports.activity(session, today - dt.timedelta(days=89), today)
     return render_template(
         "console/dashboard.html",

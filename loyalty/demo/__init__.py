@@ -88,7 +88,7 @@ def _seed_rules(session: Session, locale: DemoLocale) -> Iterator[str]:
 
 def _seed_program(session: Session, locale: DemoLocale) -> Iterator[str]:
     """The locale's currency, set only while nothing is priced in the program's: members'
-    orders and rewards' values would otherwise be in two currencies."""
+    orders and rewards' values would otherwise be in two currencies; and its time zone."""
     if locale.currency is not None and get_settings(session).currency != locale.currency:
         has_members = session.scalar(sa.select(Member.id).limit(1)) is not None
         if has_members or reward_definitions.list_rewards(session):
@@ -101,6 +101,8 @@ def _seed_program(session: Session, locale: DemoLocale) -> Iterator[str]:
     if locale.currency is not None:
         yield f"currency: {locale.currency}"
     if locale.time_zone is not None:
+        if get_settings(session).time_zone != locale.time_zone:
+            update_settings(session, SettingsChanges(time_zone=locale.time_zone), actor="demo")
         yield f"time zone: {locale.time_zone}"
 
 

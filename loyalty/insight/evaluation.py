@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from loyalty import days
+from loyalty.days import EPOCH
 from loyalty.db import utcnow
 from loyalty.errors import BusinessRuleViolation, ValidationFailed
 from loyalty.insight import clv
 from loyalty.insight.bgnbd_limit import BgNbdLimit
-from loyalty.insight.figures import EPOCH, figures_select
+from loyalty.insight.figures import figures_select
 from loyalty.insight.fitting import FitFailed
 from loyalty.insight.services import latest_refresh
 from loyalty.program.services import get_settings
@@ -57,24 +59,26 @@ class ModelEvaluation:
     params: dict[str, Any]
 
 
-def _day(moment: dt.datetime) -> int:
-    return (moment.astimezone(dt.UTC).date() - EPOCH).days
+def _day(moment: dt.datetime, tz: dt.tzinfo) -> int:
+    return (days.today(moment, tz) - EPOCH).days
 
 
 def evaluate_at(
     session: Session, split: dt.datetime, end: dt.datetime | None = None
 ) -> ModelEvaluation:
     """Fit BG/NBD on every buyer's purchase days up to `split` and compare its prediction for
-    the whole UTC days from `split` to `end` (default: the latest refresh's as_of, or now)
-    with the repeat purchase days the buyers made: their purchase days as of `end` less those
-    as of `split` (a refund made after the split that cancels an earlier purchase counts
-    against it; never below zero). Returns the totals and the buckets by calibration
-    frequency ("0" to "6", "7+"). Raises ValidationFailed for a split not at least a day
-    before `end`, EvaluationImpossible when the history up to it identifies no model."""
+    the whole days (of the program's zone) from `split` to `end` (default: the latest
+    refresh's as_of, or now) with the repeat purchase days the buyers made: their purchase
+    days as of `end` less those as of `split` (a refund made after the split that cancels an
+    earlier purchase counts against it; never below zero). Returns the totals and the
+    buckets by calibration frequency ("0" to "6", "7+"). Raises ValidationFailed for a split
+    not at least a day before `end`, EvaluationImpossible when the history up to it
+    identifies no model."""
     if end is None:
         latest = latest_refresh(session)
         end = latest.as_of if latest is not None else utcnow()
-    holdout_days = _day(end) - _day(split)
+    settings = get_settings(session)
+    holdout_days = _day(end, settings.zone) - _day(split, settings.zone)
     if holdout_days < 1:
         raise ValidationFailed(
             {
@@ -83,8 +87,8 @@ def evaluate_at(
                 ]
             }
         )
-    currency = get_settings(session).currency
-    before = figures_select(split, currency).subquery("before")
+    currency = settings.currency
+    before = figures_select(split, currency, settings.zone).subquery("before")
     calibration = session.execute(
         before.select()
         .with_only_columns(
@@ -97,7 +101,7 @@ def evaluate_at(
         .where(before.c.orders > 0)
         .order_by(before.c.member_id)
     ).all()
-    after = figures_select(end, currency).subquery("after")
+    after = figures_select(end, currency, settings.zone).subquery("after")
     days_at_end = {
         int(member): int(days)
         for member, days in session.execute(

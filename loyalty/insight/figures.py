@@ -4,8 +4,8 @@ lifetime-value model's inputs as of a moment, in one set-based statement
 ``loyalty.insight.services.refresh``) and read as of a split by the model's evaluation
 (``loyalty.insight.evaluation``).
 
-The same SQLAlchemy Core statement runs on PostgreSQL and SQLite; only the UTC day of a
-timestamp is spelled per dialect (``utc_day``).
+The same SQLAlchemy Core statement runs on PostgreSQL and SQLite; only the day of a
+timestamp in the program's time zone is spelled per dialect (``loyalty.db.day_number``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
 
+from loyalty.days import EPOCH, UTC, today
+from loyalty.db import day_number
 from loyalty.insight.models import MemberInsight
 from loyalty.ledger.models import Account, LedgerEntry, LedgerTransaction, TransactionKind
 from loyalty.members.models import Member
@@ -42,29 +42,6 @@ FIGURE_COLUMNS = (
     "t_days",
     "monetary_value",
 )
-EPOCH = dt.date(1970, 1, 1)
-
-
-class utc_day(sa.sql.functions.FunctionElement[int]):
-    """The UTC calendar day of a timestamp, as days since 1970-01-01 (an integer, so day
-    differences are plain subtraction on every database)."""
-
-    type = sa.Integer()
-    inherit_cache = True
-    name = "utc_day"
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    moment = compiler.process(next(iter(element.clauses)), **kw)
-    return f"(({moment} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
-
-
-@compiles(utc_day)
-def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite stores the UTC time as text; julianday of a date is N.5 exactly.
-    moment = compiler.process(next(iter(element.clauses)), **kw)
-    return f"CAST(julianday(date({moment})) - 2440587.5 AS INTEGER)"
 
 
 def _sum(value: Any) -> sa.Cast[int]:
@@ -77,11 +54,12 @@ def _rounded_mean(total: Any, count: Any) -> Any:
     return (2 * total + count) // (2 * count)
 
 
-def figures_select(as_of: dt.datetime, currency: str) -> sa.Select[Any]:
+def figures_select(as_of: dt.datetime, currency: str, tz: dt.tzinfo = UTC) -> sa.Select[Any]:
     """Every member's figures as of `as_of`, one row per member, its columns labelled with
     the names of ``member_insight``'s (FIGURE_COLUMNS, in that order; no scores, segment or
-    predictions). The refresh inserts it; the model's evaluation reads it as of a split."""
-    as_of_day = (as_of.astimezone(dt.UTC).date() - EPOCH).days
+    predictions), days counted in the program's zone `tz`. The refresh inserts it; the
+    model's evaluation reads it as of a split."""
+    as_of_day = (today(as_of, tz) - EPOCH).days
     refunded = (
         sa.select(Refund.order_pk, _sum(Refund.amount).label("amount"))
         .where(Refund.created_at <= as_of)
@@ -93,7 +71,7 @@ def figures_select(as_of: dt.datetime, currency: str) -> sa.Select[Any]:
         sa.select(
             Order.member_id,
             Order.placed_at,
-            utc_day(Order.placed_at).label("day"),
+            day_number(Order.placed_at, tz).label("day"),
             net.label("net"),
         )
         .select_from(Order)
@@ -184,11 +162,14 @@ def figures_select(as_of: dt.datetime, currency: str) -> sa.Select[Any]:
     )
 
 
-def replace_rows(session: Session, as_of: dt.datetime, currency: str) -> int:
-    """Replace every member's row with their figures as of `as_of`; the number of rows."""
+def replace_rows(session: Session, as_of: dt.datetime, currency: str, tz: dt.tzinfo = UTC) -> int:
+    """Replace every member's row with their figures as of `as_of` (days of the zone `tz`);
+    the number of rows."""
     session.execute(sa.delete(MemberInsight))
     session.execute(
-        sa.insert(MemberInsight).from_select(list(FIGURE_COLUMNS), figures_select(as_of, currency))
+        sa.insert(MemberInsight).from_select(
+            list(FIGURE_COLUMNS), figures_select(as_of, currency, tz)
+        )
     )
     # (pysqlite reports no rowcount for an INSERT that starts with its CTEs.)
     return int(session.scalar(sa.select(sa.func.count()).select_from(MemberInsight)) or 0)

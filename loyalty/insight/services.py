@@ -20,7 +20,8 @@ step one set-based statement over all members (no loop over members in Python):
    as ``member.segment_changed`` (``loyalty.insight.saved_segments``).
 
 The same SQLAlchemy Core statements run on PostgreSQL (production) and SQLite (the demo);
-only the UTC day of a timestamp is spelled per dialect (``figures.utc_day``). Readers keep
+only the day of a timestamp in the program's time zone is spelled per dialect
+(``loyalty.db.day_number``). Readers keep
 seeing the previous refresh until this one commits.
 
 Only one refresh runs at a time: on PostgreSQL it holds a transaction-scoped advisory lock
@@ -150,7 +151,8 @@ def _refresh(
     session: Session, as_of: dt.datetime, progress: Callable[[str], None] | None
 ) -> RefreshSummary:
     started = utcnow()
-    currency = get_settings(session).currency
+    settings = get_settings(session)
+    currency = settings.currency
     if session.get_bind().dialect.name == "postgresql":
         # Sorts for the windows and hashes per member stay in memory (this transaction only).
         session.execute(sa.text("SET LOCAL work_mem = '256MB'"))
@@ -165,7 +167,7 @@ def _refresh(
         return result
 
     analyze = session.get_bind().dialect.name == "postgresql"
-    members = step("figures", lambda: figures.replace_rows(session, as_of, currency))
+    members = step("figures", lambda: figures.replace_rows(session, as_of, currency, settings.zone))
     if analyze:
         # Fresh statistics for the joins of the next steps (allowed inside a transaction).
         session.execute(sa.text("ANALYZE member_insight"))

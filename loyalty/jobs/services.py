@@ -23,6 +23,7 @@ from loyalty.events import services as events
 from loyalty.ledger.models import LotState, MemberBalance, PointLot
 from loyalty.members import birthdays
 from loyalty.members.models import Member, MemberStatus
+from loyalty.program import config
 from loyalty.settlement import services as settlement
 from loyalty.webhooks import outbox
 
@@ -171,7 +172,7 @@ def grant_birthdays(session: Session, now: dt.datetime | None = None) -> int:
     birthdays on Feb 28 in other years); exactly once per member and year. Returns how many
     events were recorded."""
     now = now or utcnow()
-    today, midnight = birthdays.program_day(now)
+    today, midnight = birthdays.program_day(now, config.current(session).settings.zone)
     candidates = session.scalars(
         sa.select(Member.external_id).where(
             birthdays.born_on(today), Member.status == MemberStatus.ACTIVE.value

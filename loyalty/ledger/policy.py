@@ -5,10 +5,12 @@ No I/O here, so every rule is covered by fast unit and property tests.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+# Months are counted on the program's calendar, in its time zone.
+from loyalty.days import UTC, add_months
 
 # The most points one movement may carry: wide enough for any real balance, narrow enough
 # that no sum can overflow a BIGINT.
@@ -19,24 +21,18 @@ class NotEnoughPoints(Exception):
     """The lots hold fewer points than the debit asks for."""
 
 
-def add_months(when: dt.datetime, months: int) -> dt.datetime:
-    """`when` moved by whole calendar months, clamped to the month's last day (Jan 31 + 1 =
-    Feb 28/29), the way people read "expires in 12 months"."""
-    month_index = when.month - 1 + months
-    year, month = when.year + month_index // 12, month_index % 12 + 1
-    day = min(when.day, calendar.monthrange(year, month)[1])
-    return when.replace(year=year, month=month, day=day)
-
-
-def lot_expiry(policy: str, months: int | None, earned_at: dt.datetime) -> dt.datetime | None:
-    """When a lot earned at `earned_at` expires under the program's expiry policy.
+def lot_expiry(
+    policy: str, months: int | None, earned_at: dt.datetime, tz: dt.tzinfo = UTC
+) -> dt.datetime | None:
+    """When a lot earned at `earned_at` expires under the program's expiry policy: its
+    months counted on the calendar of the program's zone `tz`.
 
     Under "inactivity" this is the expiry if the member does nothing more; every later
     activity pushes all their lots out again.
     """
     if policy == "never" or months is None:
         return None
-    return add_months(earned_at, months)
+    return add_months(earned_at, months, tz)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from loyalty import metrics
+from loyalty import days, metrics
 from loyalty.db import insert_copies, utcnow
 from loyalty.ids import time_ordered_uuid
 from loyalty.ledger import policy
@@ -265,7 +265,9 @@ def record_activity(
         balance.last_activity_at = now
     if settings.expiry_policy != ExpiryPolicy.INACTIVITY or not balances:
         return
-    new_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    new_expiry = policy.lot_expiry(
+        settings.expiry_policy, settings.expiry_months, now, settings.zone
+    )
     session.execute(
         sa.update(PointLot)
         .where(
@@ -312,8 +314,10 @@ def credit_many(
     """
     if any(item.points <= 0 for item in credits):
         raise ValueError("credit needs a positive number of points")
-    pending_until = now + dt.timedelta(days=settings.pending_days)
-    policy_expiry = policy.lot_expiry(settings.expiry_policy, settings.expiry_months, now)
+    pending_until = days.add_days(now, settings.pending_days, settings.zone)
+    policy_expiry = policy.lot_expiry(
+        settings.expiry_policy, settings.expiry_months, now, settings.zone
+    )
     # A member may be credited twice in one batch: debt is repaid by the first.
     available = {item.balance.member_id: item.balance.available for item in credits}
     # Under the inactivity policy a lot expires N months after the member's last activity,
@@ -355,7 +359,10 @@ def credit_many(
                 "expires_at": item.expires_at
                 or (
                     policy.lot_expiry(
-                        settings.expiry_policy, settings.expiry_months, latest[member_id]
+                        settings.expiry_policy,
+                        settings.expiry_months,
+                        latest[member_id],
+                        settings.zone,
                     )
                     if settings.expiry_policy == ExpiryPolicy.INACTIVITY
                     else policy_expiry

@@ -1,7 +1,8 @@
 """Whose birthday it is: the one place a birthday's day is worked out, for the birthday events
 of ``jobs run`` and the automations' birthday trigger.
 
-Days are UTC days; a program time zone would change ``program_day`` only.
+A birthday is a day of the program's time zone (loyalty.days): a Shanghai shop's member
+born on 8 March is celebrated from 00:00 on 8 March in Shanghai (16:00 UTC the day before).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from loyalty import days
 from loyalty.members.models import Member
 
 
-def program_day(now: dt.datetime) -> tuple[dt.date, dt.datetime]:
-    """The program's calendar day at `now` and the moment it began."""
-    today = now.astimezone(dt.UTC).date()
-    return today, dt.datetime.combine(today, dt.time(), dt.UTC)
+def program_day(now: dt.datetime, zone: dt.tzinfo) -> tuple[dt.date, dt.datetime]:
+    """The program's calendar day at `now` in its time zone `zone`, and the moment (UTC) it
+    began."""
+    today = days.today(now, zone)
+    return today, days.start_of(today, zone)
 
 
 def birthdays_on(today: dt.date) -> list[tuple[int, int]]:

@@ -6,6 +6,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from loyalty import days
 from loyalty.db import Base, StrEnumType, utcnow
 
 
@@ -57,9 +58,18 @@ class ProgramSettings(Base):
     # no limit).
     referral_max_per_period: Mapped[int | None]
     referral_period_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    # The IANA zone whose days, weeks and months the program speaks of (loyalty.days).
+    time_zone: Mapped[str] = mapped_column(
+        sa.String(64), default=days.DEFAULT_ZONE, server_default=days.DEFAULT_ZONE
+    )
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Bumped by every change to the settings, a tier or a rule (see loyalty.program.config).
     config_version: Mapped[int] = mapped_column(sa.BigInteger, default=1, server_default="1")
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The program's time zone (looked up once per process and name)."""
+        return days.zone(self.time_zone)
 
     def points_value(self, points: int) -> int:
         """The money value, in minor units, of `points` (rounded down: never overpay)."""

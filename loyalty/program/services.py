@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from loyalty import days
 from loyalty.audit import services as audit
 from loyalty.changes import UNCHANGED, Maybe, given
 from loyalty.db import transaction
@@ -30,7 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "referral_friend_points": 0,
     "referral_max_per_period": None,
     "referral_period_days": 30,
+    "time_zone": days.DEFAULT_ZONE,
 }
+
+
+UNKNOWN_ZONE = "Not an IANA time zone name (such as Asia/Shanghai or America/New_York)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class SettingsView:
     referral_friend_points: int
     referral_max_per_period: int | None
     referral_period_days: int
+    time_zone: str
     updated_at: dt.datetime
 
 
@@ -72,6 +78,7 @@ class SettingsChanges:
     referral_friend_points: Maybe[int] = UNCHANGED
     referral_max_per_period: Maybe[int | None] = UNCHANGED
     referral_period_days: Maybe[int] = UNCHANGED
+    time_zone: Maybe[str] = UNCHANGED
 
 
 def _view(settings: ProgramSettings) -> SettingsView:
@@ -90,6 +97,7 @@ def _view(settings: ProgramSettings) -> SettingsView:
         referral_friend_points=settings.referral_friend_points,
         referral_max_per_period=settings.referral_max_per_period,
         referral_period_days=settings.referral_period_days,
+        time_zone=settings.time_zone,
         updated_at=settings.updated_at,
     )
 
@@ -112,7 +120,10 @@ def update_settings(
     session: Session, changes: SettingsChanges, actor: str | None = None
 ) -> SettingsView:
     """Apply `changes` and return the new settings. Raises ValidationFailed when the
-    combination is inconsistent (an expiry policy that needs months without any)."""
+    combination is inconsistent (an expiry policy that needs months without any) or the time
+    zone is not an IANA name this system knows."""
+    if not days.is_zone(given(changes).get("time_zone", days.DEFAULT_ZONE)):
+        raise ValidationFailed({"time_zone": [UNKNOWN_ZONE]})
     with transaction(session):
         settings = get_settings(session)
         before = audit.snapshot(settings)

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty import days
 from loyalty.db import transaction, utcnow
 from loyalty.events import services as events
 from loyalty.ledger.models import Account, MemberBalance, TransactionKind
@@ -99,7 +100,7 @@ def link(session: Session, referrer: Referrer, friend: Member, now: dt.datetime)
     lock_balance(session, referrer.member.id)
     status = ReferralStatus.LINKED
     if settings.referral_max_per_period is not None:
-        since = now - dt.timedelta(days=settings.referral_period_days)
+        since = days.add_days(now, -settings.referral_period_days, settings.zone)
         taken = session.scalar(
             sa.select(sa.func.count())
             .select_from(Referral)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from loyalty.db import utcnow
+from loyalty import days
+from loyalty.db import day_number, utcnow
 from loyalty.errors import ValidationFailed
 from loyalty.ledger.models import (
     Account,
@@ -19,6 +20,7 @@ from loyalty.ledger.models import (
     TransactionKind,
 )
 from loyalty.members.models import Member
+from loyalty.program import config
 from loyalty.program.services import get_settings
 from loyalty.reports.unsettled import tier_moves, unsettled
 from loyalty.tiers.models import Tier
@@ -110,8 +112,9 @@ class Activity:
 def activity(
     session: Session, first: dt.date, last: dt.date, now: dt.datetime | None = None
 ) -> Activity:
-    """Points earned, redeemed, restored, expired, adjusted and reversed per day (UTC) from
-    `first` to `last` inclusive, new members per day, and members per tier now.
+    """Points earned, redeemed, restored, expired, adjusted and reversed per day from `first`
+    to `last` inclusive (days of the program's time zone: 23 or 25 hours across a clock
+    change), new members per day, and members per tier now.
 
     As of `now` (default: the present) whether or not ``jobs run`` has caught up: expiries
     that settling would post count on their day, and tier reviews due count as made, both
@@ -123,14 +126,14 @@ def activity(
     if (last - first).days >= MAX_DAYS:
         raise ValidationFailed({"to": [f"At most {MAX_DAYS} days per report."]})
     now = now or utcnow()
-    start = dt.datetime.combine(first, dt.time(), dt.UTC)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    days = {
+    zone = config.current(session).settings.zone
+    start, end = days.start_of(first, zone), days.start_of(last + dt.timedelta(days=1), zone)
+    per_day = {
         first + dt.timedelta(days=n): Day(first + dt.timedelta(days=n))
         for n in range((last - first).days + 1)
     }
 
-    day = sa.func.date(LedgerTransaction.effective_at).label("day")
+    day = day_number(LedgerTransaction.effective_at, zone).label("day")
     rows = session.execute(
         sa.select(day, LedgerTransaction.kind, LedgerEntry.account, sa.func.sum(LedgerEntry.amount))
         .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
@@ -142,7 +145,7 @@ def activity(
         .group_by(day, LedgerTransaction.kind, LedgerEntry.account)
     )
     for when, kind, account, amount in rows:
-        target = days.get(_as_date(when))
+        target = per_day.get(_as_date(when))
         if target is None:
             continue
         amount = int(amount or 0)
@@ -158,17 +161,17 @@ def activity(
             target.expired += amount
         elif account == Account.ADJUSTED:
             target.adjusted += -amount
-    for when, expired in unsettled(session, now).expired_on.items():
-        if when in days:
-            days[when].expired += expired
+    for on, expired in unsettled(session, now, zone).expired_on.items():
+        if on in per_day:
+            per_day[on].expired += expired
 
-    enrolled = sa.func.date(Member.enrolled_at).label("day")
+    enrolled = day_number(Member.enrolled_at, zone).label("day")
     for when, count in session.execute(
         sa.select(enrolled, sa.func.count(Member.id))
         .where(Member.enrolled_at >= start, Member.enrolled_at < end)
         .group_by(enrolled)
     ):
-        target = days.get(_as_date(when))
+        target = per_day.get(_as_date(when))
         if target is not None:
             target.new_members = int(count)
 
@@ -183,10 +186,10 @@ def activity(
     for code, moved in tier_moves(session, now).items():
         by_tier[code] += moved
     return Activity(
-        days=list(days.values()), members_by_tier={c: n for c, n in by_tier.items() if n}
+        days=list(per_day.values()), members_by_tier={c: n for c, n in by_tier.items() if n}
     )
 
 
-def _as_date(value: dt.date | str) -> dt.date:
-    # SQLite returns date() as text.
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+def _as_date(number: int) -> dt.date:
+    # A day number of SQL's day_number: days since days.EPOCH.
+    return days.EPOCH + dt.timedelta(days=int(number))

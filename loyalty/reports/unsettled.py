@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from loyalty import days
 from loyalty.ledger import batch_settlement
 from loyalty.ledger.models import MemberBalance
 from loyalty.members.models import Member
@@ -34,8 +35,9 @@ class Unsettled:
     expired_on: Counter[dt.date] = field(default_factory=Counter)
 
 
-def unsettled(session: Session, now: dt.datetime) -> Unsettled:
-    """Add up what settling every member due by `now` would post; writes nothing."""
+def unsettled(session: Session, now: dt.datetime, tz: dt.tzinfo = days.UTC) -> Unsettled:
+    """Add up what settling every member due by `now` would post, expiries by their day in
+    the program's zone `tz`; writes nothing."""
     found = Unsettled()
     for balances in batch_settlement.due_balances(session, now, BATCH):
         for plan in batch_settlement.plan_many(session, balances, now):
@@ -43,7 +45,7 @@ def unsettled(session: Session, now: dt.datetime) -> Unsettled:
                 for account, amount in posting.legs:
                     found.accounts[account] += amount
                 if posting.kind == "expire":
-                    day = posting.effective_at.astimezone(dt.UTC).date()
+                    day = days.today(posting.effective_at, tz)
                     found.expired_on[day] += sum(a for acc, a in posting.legs if acc == "expired")
     return found
 

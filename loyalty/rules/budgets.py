@@ -104,8 +104,10 @@ def limit_of(budget: policy.Budget, settings: ProgramSettings) -> int:
     return budget.limit(settings.point_value_points, settings.point_value_amount)
 
 
-def _period(budget: policy.Budget, now: dt.datetime) -> tuple[dt.datetime, dt.datetime | None]:
-    return policy.budget_period(budget.period, now)
+def _period(
+    budget: policy.Budget, now: dt.datetime, tz: dt.tzinfo
+) -> tuple[dt.datetime, dt.datetime | None]:
+    return policy.budget_period(budget.period, now, tz)
 
 
 def _view(
@@ -115,7 +117,7 @@ def _view(
     used: int,
     exhausted_at: dt.datetime | None,
 ) -> BudgetUsageView:
-    start, end = _period(budget, now)
+    start, end = _period(budget, now, settings.zone)
     lifetime = budget.period == policy.BudgetPeriod.LIFETIME
     return BudgetUsageView(
         period=budget.period,
@@ -132,12 +134,13 @@ def _usage_rows(
     counter: Counter,
     keyed: Iterable[tuple[int, policy.Budget]],
     now: dt.datetime,
+    tz: dt.tzinfo,
 ) -> dict[tuple[int, str], tuple[int, dt.datetime | None]]:
     """(owner row id, period) -> (used, exhausted_at) of the current period's rows that exist."""
     model, owner = counter.model, getattr(counter.model, counter.owner)
     conditions = []
     for owner_id, budget in keyed:
-        start, _ = _period(budget, now)
+        start, _ = _period(budget, now, tz)
         conditions.append(
             sa.and_(
                 owner == owner_id,
@@ -164,7 +167,7 @@ def usage(
 ) -> dict[int, BudgetUsageView]:
     """Each budget (by its owner's row id: a rule's, unless `counter` says otherwise) in the
     period `now` falls in, read without a lock."""
-    rows = _usage_rows(session, counter, budgets.items(), now)
+    rows = _usage_rows(session, counter, budgets.items(), now, settings.zone)
     return {
         owner_id: _view(
             budget, settings, now, *rows.get((owner_id, budget.period.value), (0, None))
@@ -196,7 +199,7 @@ def lock_row(
     """Lock the owner's usage row of the period `now` falls in (made at 0 if this is the
     period's first use) and return (its id, the budget as read under the lock)."""
     model, owner = counter.model, getattr(counter.model, counter.owner)
-    start, _ = _period(budget, now)
+    start, _ = _period(budget, now, settings.zone)
     key = {counter.owner: owner_id, "period": budget.period.value, "period_start": start}
     # ON CONFLICT DO NOTHING: a concurrent first use of the period waits for the other
     # transaction's row instead of failing on the unique key.

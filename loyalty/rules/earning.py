@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from loyalty import days
 from loyalty.experiments import exposure
 from loyalty.experiments.models import ExposureSource
 from loyalty.ledger.models import Account, MemberBalance, PointLot, TransactionKind
@@ -98,11 +99,12 @@ def remaining_caps(
 ) -> dict[str, int]:
     """What each rule with a per-member period cap may still award this member now."""
     remaining: dict[str, int] = {}
+    zone = config.current(session).settings.zone
     for rule in rules:
         cap = rule.per_member_cap
         if not cap or member_id is None:
             continue
-        since = now - dt.timedelta(days=cap["period_days"])
+        since = days.add_days(now, -cap["period_days"], zone)
         count, points = session.execute(
             sa.select(
                 sa.func.count(RuleAward.id), sa.func.coalesce(sa.func.sum(RuleAward.points), 0)

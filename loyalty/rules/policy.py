@@ -28,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
+from loyalty import days
 from loyalty.errors import ValidationFailed
 
 
@@ -331,8 +332,8 @@ def to_policy(public_id: object, kind: str, version: int, fields: Mapping[str, A
 
 
 class BudgetPeriod(enum.StrEnum):
-    """How often a rule's budget starts afresh (UTC): never, or each day, ISO week (from
-    Monday 00:00) or calendar month."""
+    """How often a rule's budget starts afresh (in the program's time zone): never, or each
+    day, ISO week (from Monday 00:00) or calendar month."""
 
     LIFETIME = "lifetime"
     DAY = "day"
@@ -368,22 +369,16 @@ class Budget:
 
 
 def budget_period(
-    period: BudgetPeriod, when: dt.datetime
+    period: BudgetPeriod, when: dt.datetime, tz: dt.tzinfo = days.UTC
 ) -> tuple[dt.datetime, dt.datetime | None]:
-    """The budget period `when` falls in: (start, end), UTC; a lifetime has no end."""
-    when = when.astimezone(dt.UTC)
-    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    """The budget period `when` falls in: the day, ISO week or month of the program's zone
+    `tz`, as (start, end) in UTC; a lifetime has no end."""
     if period == BudgetPeriod.LIFETIME:
         return LIFETIME_START, None
+    today = days.today(when, tz)
     if period == BudgetPeriod.DAY:
-        return day, day + dt.timedelta(days=1)
+        return days.day_bounds(today, tz)
     if period == BudgetPeriod.WEEK:
-        monday = day - dt.timedelta(days=day.weekday())
-        return monday, monday + dt.timedelta(days=7)
-    first = day.replace(day=1)
-    following = (
-        first.replace(year=first.year + 1, month=1)
-        if first.month == 12
-        else (first.replace(month=first.month + 1))
-    )
-    return first, following
+        monday = days.week_start(today)
+        return days.start_of(monday, tz), days.start_of(monday + dt.timedelta(days=7), tz)
+    return days.start_of(days.month_start(today), tz), days.start_of(days.next_month(today), tz)

@@ -5,9 +5,10 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from loyalty import days
 from loyalty.ledger.policy import MAX_POINTS
 from loyalty.program.models import ExpiryPolicy
-from loyalty.program.services import SettingsChanges
+from loyalty.program.services import UNKNOWN_ZONE, SettingsChanges
 from loyalty.schemas.common import StrictSchema, UTCDateTime
 
 
@@ -72,6 +73,11 @@ class ReferralSettingsSchema(StrictSchema):
     )
 
 
+def _known_zone(name: str) -> None:
+    if not days.is_zone(name):
+        raise ma.ValidationError(UNKNOWN_ZONE)
+
+
 def _int(low: int, high: int, description: str, **kwargs: Any) -> fields.Integer:
     return fields.Integer(
         strict=True,
@@ -93,6 +99,15 @@ class ProgramSchema(StrictSchema):
     max_redemption_percent = _int(0, 100, "Share of an order payable in points.")
     min_redemption_points = _int(0, MAX_POINTS, "Fewest points a redemption may use.")
     tier_window_months = _int(1, 120, "Rolling window over which tier points count.")
+    time_zone = fields.String(
+        validate=_known_zone,
+        metadata={
+            "description": "The IANA time zone whose days, weeks and months the program "
+            "speaks of (birthdays, daily reports, budget periods, caps and windows in days, "
+            "expiry and tier months, dates in the console). Stored times stay UTC.",
+            "example": "Asia/Shanghai",
+        },
+    )
     referral = fields.Nested(
         ReferralSettingsSchema,
         metadata={
@@ -135,6 +150,7 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
             "max_per_period": settings.referral_max_per_period,
             "period_days": settings.referral_period_days,
         },
+        "time_zone": settings.time_zone,
         "updated_at": settings.updated_at,
     }
 

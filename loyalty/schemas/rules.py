@@ -95,8 +95,8 @@ class BudgetSchema(StrictSchema):
         required=True,
         validate=validate.OneOf([p.value for p in BudgetPeriod]),
         metadata={
-            "description": "When the budget starts afresh, in UTC: never (`lifetime`), each "
-            "`day`, each ISO `week` (Monday 00:00) or each calendar `month`."
+            "description": "When the budget starts afresh, in the program's time zone: never "
+            "(`lifetime`), each `day`, each ISO `week` (Monday 00:00) or each calendar `month`."
         },
     )
     points = fields.Integer(

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loyalty.ledger.policy import add_months
+from loyalty.days import UTC, add_months
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +45,19 @@ def qualified_until(
     threshold: int,
     window_months: int,
     now: dt.datetime,
+    tz: dt.tzinfo = UTC,
 ) -> dt.datetime:
     """When a member whose window holds `earnings` [(effective_at, qualifying points)] stops
     reaching `threshold` if they earn nothing more: the moment enough of those points have
-    left the rolling window. `now` when they do not reach it now."""
+    left the rolling window (months of the program's zone `tz`). `now` when they do not
+    reach it now."""
     remaining = sum(points for _, points in earnings)
     if remaining < threshold:
         return now
     for when, points in sorted(earnings):
         remaining -= points
         if remaining < threshold:
-            return max(add_months(when, window_months), now)
+            return max(add_months(when, window_months, tz), now)
     return now
 
 
@@ -66,8 +68,10 @@ def review(
     points: int,
     now: dt.datetime,
     window: tuple[Sequence[tuple[dt.datetime, int]], int] | None = None,
+    tz: dt.tzinfo = UTC,
 ) -> Decision:
-    """Where a member with `points` qualifying points stands at `now`.
+    """Where a member with `points` qualifying points stands at `now`; months are those of
+    the program's zone `tz`.
 
     With `window` (the earnings in the rolling window, and its length in months) a tier's
     retention runs from when the member's qualification for it would lapse, not from now:
@@ -75,22 +79,22 @@ def review(
     """
     reached = qualified_tier(tiers, points)
     if reached is not None and (current is None or reached.rank >= current.rank):
-        lapse = qualified_until(window[0], reached.threshold, window[1], now) if window else now
-        until = add_months(lapse, reached.retention_months)
+        lapse = qualified_until(window[0], reached.threshold, window[1], now, tz) if window else now
+        until = add_months(lapse, reached.retention_months, tz)
         changed = current is None or reached.code != current.code
         return Decision(reached, until, "qualified" if changed else None)
     if current is None:
         return Decision(None, None, None)
     # No longer qualifying: the retention runs from now at the latest (a refund can end a
     # qualification that the window alone would have kept going).
-    latest = add_months(now, current.retention_months)
+    latest = add_months(now, current.retention_months, tz)
     retained_until = min(retained_until, latest) if retained_until else latest
     if now < retained_until:
         return Decision(current, retained_until, None)
     if reached is None:
         return Decision(None, None, "retention_expired")
-    lapse = qualified_until(window[0], reached.threshold, window[1], now) if window else now
-    return Decision(reached, add_months(lapse, reached.retention_months), "retention_expired")
+    lapse = qualified_until(window[0], reached.threshold, window[1], now, tz) if window else now
+    return Decision(reached, add_months(lapse, reached.retention_months, tz), "retention_expired")
 
 
 def next_tier(tiers: Sequence[TierView], current: TierView | None) -> TierView | None:

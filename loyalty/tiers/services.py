@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from loyalty.days import add_months
 from loyalty.ledger.models import LedgerTransaction, MemberBalance
-from loyalty.ledger.policy import add_months
 from loyalty.members.lookup import with_merged
 from loyalty.members.models import Member
 from loyalty.program import config
@@ -47,9 +47,9 @@ def view(tier: Tier) -> policy.TierView:
 def qualifying_earnings(
     session: Session, member_id: int, now: dt.datetime, window_months: int
 ) -> list[tuple[dt.datetime, int]]:
-    """The member's qualifying movements inside the rolling window, with those of the
-    duplicates merged into them: (when, points)."""
-    since = add_months(now, -window_months)
+    """The member's qualifying movements inside the rolling window (months of the program's
+    zone), with those of the duplicates merged into them: (when, points)."""
+    since = add_months(now, -window_months, config.current(session).settings.zone)
     rows = session.execute(
         sa.select(LedgerTransaction.qualifying_at, LedgerTransaction.qualifying).where(
             LedgerTransaction.member_id.in_(with_merged(member_id)),
@@ -64,7 +64,8 @@ def qualifying_points(session: Session, member_id: int, now: dt.datetime) -> int
     """Points earned from orders and events over the program's rolling window, less what
     refunds reversed (adjustments and restored points do not qualify), with those of the
     duplicates merged into the member."""
-    since = add_months(now, -config.current(session).settings.tier_window_months)
+    settings = config.current(session).settings
+    since = add_months(now, -settings.tier_window_months, settings.zone)
     total = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.qualifying), 0)).where(
             LedgerTransaction.member_id.in_(with_merged(member_id)),
@@ -102,6 +103,7 @@ def _decide(session: Session, member: Member, now: dt.datetime) -> _Review | Non
         points,
         now,
         (earnings, window_months),
+        program.settings.zone,
     )
     return _Review(list(tiers), current, points, decision)
 
@@ -161,8 +163,10 @@ def enter_tier(session: Session, member_ids: Sequence[int], now: dt.datetime) ->
     No tier.changed event: an import is not something the member did (it gives no signup
     points either), and a million events would flood the shop's endpoint. Returns how many
     members it placed."""
-    defined = program_tiers(session).all
-    decision = policy.review([view(t) for t in defined], None, None, 0, now)
+    program = config.current(session)
+    defined = program_tiers(session, program).all
+    zone = program.settings.zone
+    decision = policy.review([view(t) for t in defined], None, None, 0, now, None, zone)
     if decision.tier is None or not member_ids:
         return 0
     entry = next(t for t in defined if t.code == decision.tier.code)

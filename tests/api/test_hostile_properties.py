@@ -243,6 +243,7 @@ PROGRAM = {
         "max_per_period": 10,
         "period_days": 30,
     },
+    "time_zone": "UTC",
 }
 
 

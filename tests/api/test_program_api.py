@@ -33,6 +33,7 @@ DEFAULTS = {
         "max_per_period": None,
         "period_days": 30,
     },
+    "time_zone": "UTC",
 }
 
 
@@ -91,6 +92,7 @@ def test_every_setting_can_be_changed(client, admin):
             "max_per_period": 10,
             "period_days": 7,
         },
+        "time_zone": "Asia/Shanghai",
     }
 
     assert patch(client, admin, changes).status_code == 200

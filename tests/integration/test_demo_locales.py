@@ -41,6 +41,7 @@ def test_the_chinese_demo_is_a_cny_program_with_chinese_names(app: Flask) -> Non
     assert set(demo_keys(result)) == {"checkout", "app", "admin"}
     with app.app_context():
         assert get_settings(db.session).currency == "CNY"
+        assert get_settings(db.session).time_zone == "Asia/Shanghai"
         defined_tiers = tiers.list_tiers(db.session)
         listed_rules, _ = rules.list_rules(db.session, active=None, kind=None, limit=50, after=None)
         catalog = rewards.list_rewards(db.session)
@@ -132,6 +133,7 @@ def test_the_default_demo_stays_english_in_the_programs_currency(app: Flask) -> 
     assert "time zone:" not in result.stdout
     with app.app_context():
         assert get_settings(db.session).currency == "USD"
+        assert get_settings(db.session).time_zone == "UTC"
         assert [t.name for t in tiers.list_tiers(db.session)] == ["Bronze", "Silver", "Gold"]
         assert membership.card(db.session, "cust_1001").name == "Ada Lovelace"
         assert set(db.session.scalars(sa.select(Order.currency).distinct())) == {"USD"}
