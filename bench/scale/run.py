@@ -57,6 +57,8 @@ LEDGER_SQL = HERE / "ledger.sql"
 def _load_bench_run() -> Any:
     """bench/run.py (its database, CLI and logging helpers), under another module name: this
     file is called run.py too."""
+    # bench/run.py imports its sibling modules (openloop) as a script does.
+    sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
     assert spec is not None
     assert spec.loader is not None
