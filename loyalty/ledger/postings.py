@@ -8,7 +8,6 @@ the ORM flush of a transaction and its entries cost three times the CPU.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from loyalty import days, metrics
 from loyalty.db import insert_copies, utcnow
 from loyalty.ids import time_ordered_uuid
 from loyalty.ledger import policy
+from loyalty.ledger import unnested as unnested_rows
 from loyalty.ledger.models import (
     MEMBER_ACCOUNTS,
     Account,
@@ -134,7 +134,7 @@ def _append(
         )
     unnested = len(rows) > 1 and session.get_bind().dialect.name == "postgresql"
     if unnested:
-        _insert_unnested(session, rows)
+        unnested_rows.insert_transactions(session, rows)
         transactions = [LedgerTransaction(**row) for row in rows] if copies else []
     else:
         transactions = insert_copies(session, LedgerTransaction, rows)
@@ -154,9 +154,7 @@ def _append(
     ]
     all_entries = [e for entries in entries_of for e in entries]
     if unnested:
-        columns = ("transaction_id", "member_id", "account", "amount")
-        arrays = tuple([entry[column] for entry in all_entries] for column in columns)
-        session.connection().exec_driver_sql(_UNNEST_ENTRIES, arrays)
+        unnested_rows.insert_entries(session, all_entries)
     else:
         session.connection().execute(_INSERT_ENTRIES, all_entries)
     for posting, legs in zip(postings, legs_of, strict=True):
@@ -173,57 +171,6 @@ def _append(
         # collection's events cost more than the INSERTs.
         set_committed_value(txn, "entries", [LedgerEntry(**entry) for entry in entries])
     return transactions
-
-
-# Many transactions at once on PostgreSQL (a batch settlement, an import): each column as
-# one array parameter, unnested into rows by the server. A multi-row VALUES of the same
-# rows has a parameter per value, and converting thousands of them cost the client ten
-# times the server's work. The arrays go in binary (%b): psycopg writes an array's text form
-# in Python, element by element, at about five times the cost.
-_TRANSACTION_COLUMNS = (
-    "id", "public_id", "member_id", "kind", "effective_at", "created_at", "reference",
-    "reason", "actor", "details", "qualifying", "qualifying_at",
-)  # fmt: skip
-_TIMES = ("effective_at", "created_at", "qualifying_at")
-_UNNEST_TRANSACTIONS = """
-INSERT INTO ledger_transactions (id, public_id, member_id, kind, effective_at, created_at,
-    reference, reason, actor, details, qualifying, qualifying_at)
-SELECT id, public_id, member_id, kind, effective_at, created_at, reference, reason, actor,
-    details::json, qualifying, qualifying_at
-FROM unnest(%b::bigint[], %b::uuid[], %b::bigint[], %b::text[], %b::timestamptz[],
-    %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
-    %b::timestamptz[])
-    AS t(id, public_id, member_id, kind, effective_at, created_at, reference, reason, actor,
-        details, qualifying, qualifying_at)
-"""
-_UNNEST_ENTRIES = """
-INSERT INTO ledger_entries (transaction_id, member_id, account, amount)
-SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::bigint[])
-"""
-# Ids drawn first, in order, so the entries can name their transactions without RETURNING.
-_NEXT_TRANSACTION_IDS = (
-    "SELECT nextval(pg_get_serial_sequence('ledger_transactions', 'id')) "
-    "FROM generate_series(1, %s)"
-)
-
-
-def _insert_unnested(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (their ids set here, in order) on PostgreSQL."""
-    # The server reads these as timestamptz without the column type's check: refuse naive
-    # times here as UTCDateTime does, so no local time slips into the ledger.
-    if any(row[c] is not None and row[c].tzinfo is None for row in rows for c in _TIMES):
-        raise ValueError("naive datetime refused: times are timezone-aware UTC")
-    connection = session.connection()
-    ids = sorted(row[0] for row in connection.exec_driver_sql(_NEXT_TRANSACTION_IDS, (len(rows),)))
-    for row, row_id in zip(rows, ids, strict=True):
-        row["id"] = row_id
-    arrays = tuple(
-        [json.dumps(row[column]) for row in rows]
-        if column == "details"
-        else [row[column] for row in rows]
-        for column in _TRANSACTION_COLUMNS
-    )
-    connection.exec_driver_sql(_UNNEST_TRANSACTIONS, arrays)
 
 
 def post(
